@@ -1,0 +1,126 @@
+# libnn build. `make` builds lib/libnn.so, lib/libnn.a and the examples.
+# `make check` installs missing Debian packages (as root) and runs every test.
+# `make demo` does the same set-up and trains the assignment's CNN.
+
+PREFIX    ?= /usr/local
+CC        ?= cc
+PYTHON    ?= /usr/bin/python3
+SANITIZE  ?=
+OPT       ?= -O3
+
+VERSION_MAJOR := 0
+VERSION       := 0.1.0
+
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fopenmp $(SANITIZE) $(BLAS_CFLAGS) -Iinclude -Isrc
+LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DNN_BUILDING
+LIBS     := $(BLAS_LIBS) -lz -lm -fopenmp
+
+BUILD    ?= build
+LIBDIR   ?= lib
+SRC      := $(sort $(wildcard src/*/*.c))
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+HDR      := include/nn.h src/nn_internal.h $(wildcard src/*/*.h)
+
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+.PHONY: all lib examples tests check check-c check-python asan demo deps install uninstall bench clean
+all: lib examples
+
+lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a
+
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(LIBDIR)/libnn.so.$(VERSION): $(OBJ) src/libnn.map
+	@mkdir -p $(LIBDIR)
+	$(CC) -shared -Wl,-soname,libnn.so.$(VERSION_MAJOR) -Wl,--version-script=src/libnn.map \
+	  -Wl,--no-undefined $(SANITIZE) -o $@ $(OBJ) $(LIBS)
+
+$(LIBDIR)/libnn.so: $(LIBDIR)/libnn.so.$(VERSION)
+	ln -sf libnn.so.$(VERSION) $(LIBDIR)/libnn.so.$(VERSION_MAJOR)
+	ln -sf libnn.so.$(VERSION_MAJOR) $(LIBDIR)/libnn.so
+
+$(LIBDIR)/libnn.a: $(OBJ)
+	@mkdir -p $(LIBDIR)
+	rm -f $@ && ar rcs $@ $(OBJ)
+
+# Examples and tests link the shared library, as users do.
+RPATH := -Wl,-rpath,$(abspath $(LIBDIR))
+$(BUILD)/examples/%: examples/%.c $(LIBDIR)/libnn.so $(wildcard examples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
+
+examples: $(EXAMPLES)
+
+# Tests link the static library so they can reach internal kernels too.
+$(BUILD)/tests/%: tests/%.c $(LIBDIR)/libnn.a $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS) -lcmocka -lpthread
+
+tests: $(TESTS)
+
+$(BUILD)/bench/%: bench/%.c $(LIBDIR)/libnn.so
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
+
+# ---- set-up: install what is missing from Debian's archive ----
+DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
+            dataset-fashion-mnist python3-torch python3-numpy python3-pytest \
+            python3-matplotlib binutils
+deps:
+	@scripts/deps.sh $(DEB_PKGS)
+
+# ---- the README's two commands ----
+check: deps
+	$(MAKE) all tests
+	$(MAKE) check-c check-python
+
+check-c: tests lib
+	@scripts/run-tests.sh $(TESTS)
+	@scripts/check-abi.sh $(LIBDIR)/libnn.so
+	@scripts/check-install.sh
+
+check-python: lib
+	@scripts/run-pytest.sh
+
+# Tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  build-asan/tests-run
+
+build-asan/tests-run: $(TESTS)
+	@ASAN_OPTIONS=detect_leaks=1 scripts/run-tests.sh $(TESTS)
+
+demo: deps
+	$(MAKE) all
+	$(BUILD)/examples/cifar_cnn --history cifar_cnn_history.csv
+
+bench: lib $(BENCHES)
+	@scripts/run-bench.sh
+
+# ---- install ----
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/nn.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(LIBDIR)/libnn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libnn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnn.so.$(VERSION_MAJOR)
+	ln -sf libnn.so.$(VERSION_MAJOR) $(DESTDIR)$(PREFIX)/lib/libnn.so
+	install -m 644 $(LIBDIR)/libnn.a $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/nn.h $(DESTDIR)$(PREFIX)/lib/libnn.* \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+
+clean:
+	rm -rf build build-asan lib/libnn.*

@@ -1,0 +1,216 @@
+/* Throughput and memory of the assignment's Q3a CNN, through the public API
+ * only. bench/cnn_bench_torch.py is its PyTorch twin; scripts/run-bench.sh
+ * runs both and prints them side by side.
+ *
+ *   Conv2D(32, 3x3, relu) - MaxPooling2D(2) - Conv2D(64, 3x3, relu) -
+ *   MaxPooling2D(2) - Flatten - Dropout(0.5) - Dense(10, softmax)
+ *   categorical cross-entropy, Adam(1e-3), batch 128, random 32x32x3 data
+ *
+ * After a warm-up, R blocks of K steps are timed and the median block's
+ * images/s is reported, which shrugs off a noisy neighbour better than a
+ * mean. Output, one figure per line (base_rss_mb: the peak before the model
+ * exists, i.e. the runtime's own share):
+ *
+ *   libnn train_img_per_s 2650.1
+ *   libnn infer_img_per_s 8123.4
+ *   libnn base_rss_mb 3.1
+ *   libnn peak_rss_mb 120.3
+ */
+#include <nn.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define IMAGES 1280
+#define BATCH 128
+#define BATCHES (IMAGES / BATCH)
+#define CLASSES 10
+
+typedef struct args {
+    int threads, reps, steps, warmup;
+    int train, infer;
+} args;
+
+typedef struct data {
+    nn_tensor *x, *y;             /* [IMAGES, 32, 32, 3], one-hot [IMAGES, 10] */
+    nn_tensor *xb[BATCHES], *yb[BATCHES]; /* views of one batch each */
+    nn_tensor *out;               /* [BATCH, 10] predictions */
+} data;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "cnn_bench: %s: %s\n", what, nn_last_error());
+    exit(1);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: cnn_bench [--threads N] [--reps R] [--steps K]\n"
+                    "                 [--warmup W] [--mode train|infer|both]\n");
+    exit(2);
+}
+
+static int positive(const char *v, int min)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < min || n > 1000000) usage();
+    return (int)n;
+}
+
+static args parse(int argc, char **argv)
+{
+    args a = {2, 5, 5, 3, 1, 1};
+    for (int i = 1; i < argc; i += 2) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) usage();
+        if (!strcmp(k, "--threads")) a.threads = positive(v, 1);
+        else if (!strcmp(k, "--reps")) a.reps = positive(v, 1);
+        else if (!strcmp(k, "--steps")) a.steps = positive(v, 1);
+        else if (!strcmp(k, "--warmup")) a.warmup = positive(v, 0);
+        else if (!strcmp(k, "--mode")) {
+            a.train = !strcmp(v, "train") || !strcmp(v, "both");
+            a.infer = !strcmp(v, "infer") || !strcmp(v, "both");
+            if (!a.train && !a.infer) usage();
+        } else usage();
+    }
+    return a;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+static nn_model *build_cnn(void)
+{
+    nn_model *m = nn_model_create(42);
+    int shape[3] = {32, 32, 3};
+    nn_conv2d_opts conv = NN_CONV2D_OPTS_INIT;
+    conv.activation = NN_ACT_RELU;
+    nn_dense_opts dense = NN_DENSE_OPTS_INIT;
+    dense.activation = NN_ACT_SOFTMAX;
+
+    nn_layer *x = nn_input(m, 3, shape, NULL);
+    x = nn_conv2d(m, x, 32, 3, 3, &conv);
+    x = nn_maxpool2d(m, x, 2, 2, NULL);
+    x = nn_conv2d(m, x, 64, 3, 3, &conv);
+    x = nn_maxpool2d(m, x, 2, 2, NULL);
+    x = nn_flatten(m, x, NULL);
+    x = nn_dropout(m, x, 0.5f, NULL);
+    x = nn_dense(m, x, 10, &dense);
+    if (!x) die("building the model");
+    if (nn_model_compile(m, nn_adam(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY,
+                         NULL) != NN_OK)
+        die("compile");
+    return m;
+}
+
+/* Uniform [0,1) images and random one-hot labels from a fixed xorshift, so
+ * every run sees the same data without touching the model's generator. */
+static void make_data(data *d)
+{
+    int64_t xs[4] = {IMAGES, 32, 32, 3}, ys[2] = {IMAGES, CLASSES};
+    int64_t bx[4] = {BATCH, 32, 32, 3}, by[2] = {BATCH, CLASSES};
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    d->x = nn_tensor_create(4, xs);
+    d->y = nn_tensor_create(2, ys);
+    d->out = nn_tensor_create(2, by);
+    if (!d->x || !d->y || !d->out) die("allocating data");
+    float *x = nn_tensor_data(d->x), *y = nn_tensor_data(d->y);
+    for (int64_t i = 0; i < nn_tensor_size(d->x); i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)(s >> 40) / (float)(1u << 24);
+    }
+    for (int i = 0; i < IMAGES; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        y[i * CLASSES + (int)(s % CLASSES)] = 1.0f;
+    }
+    for (int b = 0; b < BATCHES; b++) {
+        d->xb[b] = nn_tensor_wrap(4, bx, x + (int64_t)b * BATCH * 32 * 32 * 3);
+        d->yb[b] = nn_tensor_wrap(2, by, y + (int64_t)b * BATCH * CLASSES);
+        if (!d->xb[b] || !d->yb[b]) die("batch views");
+    }
+}
+
+static void free_data(data *d)
+{
+    for (int b = 0; b < BATCHES; b++) {
+        nn_tensor_free(d->xb[b]);
+        nn_tensor_free(d->yb[b]);
+    }
+    nn_tensor_free(d->x);
+    nn_tensor_free(d->y);
+    nn_tensor_free(d->out);
+}
+
+static void step(nn_model *m, data *d, int i, int train)
+{
+    int b = i % BATCHES;
+    if (train) {
+        if (nn_model_train_batch(m, d->xb[b], d->yb[b], NULL, NULL) != NN_OK)
+            die("train_batch");
+    } else if (nn_model_predict(m, d->xb[b], d->out, BATCH) != NN_OK) {
+        die("predict");
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median images/s over a.reps timed blocks of a.steps steps. */
+static double median_rate(nn_model *m, data *d, const args *a, int train)
+{
+    double *rates = malloc((size_t)a->reps * sizeof *rates);
+    int i = 0;
+    if (!rates) die("out of memory");
+    for (; i < a->warmup; i++) step(m, d, i, train);
+    for (int r = 0; r < a->reps; r++) {
+        double t0 = now_s();
+        for (int k = 0; k < a->steps; k++, i++) step(m, d, i, train);
+        rates[r] = a->steps * (double)BATCH / (now_s() - t0);
+    }
+    qsort(rates, (size_t)a->reps, sizeof *rates, cmp_double);
+    double med = a->reps % 2 ? rates[a->reps / 2]
+                             : 0.5 * (rates[a->reps / 2 - 1] +
+                                      rates[a->reps / 2]);
+    free(rates);
+    return med;
+}
+
+int main(int argc, char **argv)
+{
+    args a = parse(argc, argv);
+    if (nn_set_num_threads(a.threads) != NN_OK) die("threads");
+    double base = peak_rss_mb();
+    data d;
+    memset(&d, 0, sizeof d);
+    make_data(&d);
+    nn_model *m = build_cnn();
+
+    if (a.train)
+        printf("libnn train_img_per_s %.1f\n", median_rate(m, &d, &a, 1));
+    if (a.infer)
+        printf("libnn infer_img_per_s %.1f\n", median_rate(m, &d, &a, 0));
+    printf("libnn base_rss_mb %.1f\n", base);
+    printf("libnn peak_rss_mb %.1f\n", peak_rss_mb());
+    nn_model_free(m);
+    free_data(&d);
+    return 0;
+}

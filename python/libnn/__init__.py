@@ -1,0 +1,56 @@
+"""libnn for Python: a ctypes binding of the libnn C library.
+
+    import numpy as np, libnn
+    m = libnn.Model(seed=42)
+    x = m.input((28, 28, 1))
+    x = m.conv2d(x, 32, 3, activation="relu")
+    x = m.maxpool2d(x, 2)
+    x = m.flatten(x)
+    x = m.dense(x, 10, activation="softmax")
+    m.compile(libnn.Adam(), "categorical_crossentropy")
+    history = m.fit(x_train, y_train, epochs=2, batch_size=128)
+
+Arrays are float32, C-contiguous, NHWC; see docs/python.md.
+"""
+
+from . import _lib
+from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
+                     NumericError, OutOfMemory, ShapeError, StateError,
+                     UnsupportedError)
+from .tensor import Tensor
+from .optimizers import SGD, Adam
+from .model import Context, Layer, Model, Progress
+from .data import load_cifar10, load_idx, one_hot
+
+__all__ = [
+    "Model", "Layer", "Context", "Progress", "Tensor", "Adam", "SGD",
+    "load_idx", "load_cifar10", "one_hot", "version", "version_number",
+    "set_num_threads", "get_num_threads", "library_path",
+    "Error", "InvalidArgument", "ShapeError", "OutOfMemory", "IOError",
+    "FormatError", "NumericError", "StateError", "UnsupportedError",
+    "Cancelled",
+]
+
+#: Path of the shared library that was loaded.
+library_path = _lib.path
+
+
+def version():
+    """Version string of the loaded library ("0.1.0")."""
+    return _lib.decode(_lib.lib.nn_version())
+
+
+def version_number():
+    return int(_lib.lib.nn_version_number())
+
+
+def set_num_threads(n):
+    """Threads libnn's kernels use, process-wide; n <= 0: all cores."""
+    _lib.lib.nn_set_num_threads(int(n))
+
+
+def get_num_threads():
+    return int(_lib.lib.nn_get_num_threads())
+
+
+__version__ = "0.1.0"

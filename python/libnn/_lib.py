@@ -1,0 +1,363 @@
+"""Loads libnn's shared library and declares every function of include/nn.h.
+
+The library is looked up, in order, at:
+  1. $LIBNN_PATH (a path to libnn.so),
+  2. lib/libnn.so of the source tree this package sits in (../../lib),
+  3. ctypes.util.find_library("nn"), then the soname "libnn.so.0".
+
+Every function gets argtypes and restype. Functions returning nn_status get
+an errcheck that raises libnn.Error (the right subclass) with
+nn_last_error(); constructors returning NULL raise as well. Handles are
+typed pointers to distinct opaque structs, so passing a tensor where a model
+is expected fails in ctypes instead of in C.
+"""
+
+import ctypes
+import ctypes.util
+import os
+
+from . import errors
+
+c_int, c_int64, c_uint64, c_float, c_double, c_size_t, c_char_p, c_void_p = (
+    ctypes.c_int, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float,
+    ctypes.c_double, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p)
+
+# ---------------------------------------------------------------- constants
+NN_OK = 0
+NN_ERR_CANCELLED = -9
+
+PADDING_VALID, PADDING_SAME = 0, 1
+ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX = 0, 1, 2, 3
+(INIT_DEFAULT, INIT_ZEROS, INIT_ONES, INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL,
+ INIT_HE_UNIFORM, INIT_HE_NORMAL) = range(7)
+LOSS_CCE, LOSS_SPARSE_CCE, LOSS_BCE = 1, 2, 3
+ADAM_EPS_KERAS, ADAM_EPS_TORCH = 0, 1
+PROGRESS_BATCH_END, PROGRESS_EPOCH_END = 0, 1
+(METRIC_LOSS, METRIC_ACCURACY, METRIC_VAL_LOSS, METRIC_VAL_ACCURACY,
+ METRIC_EPOCH_SECONDS) = range(5)
+SAVE_DEFAULT, SAVE_OPTIMIZER = 0, 1
+MAX_RANK = 8
+
+
+# ------------------------------------------------------------ opaque handles
+class _Opaque(ctypes.Structure):
+    _fields_ = []
+
+
+class nn_tensor(_Opaque):
+    pass
+
+
+class nn_model(_Opaque):
+    pass
+
+
+class nn_layer(_Opaque):
+    pass
+
+
+class nn_optimizer(_Opaque):
+    pass
+
+
+class nn_context(_Opaque):
+    pass
+
+
+class nn_history(_Opaque):
+    pass
+
+
+TensorP = ctypes.POINTER(nn_tensor)
+ModelP = ctypes.POINTER(nn_model)
+LayerP = ctypes.POINTER(nn_layer)
+OptimizerP = ctypes.POINTER(nn_optimizer)
+ContextP = ctypes.POINTER(nn_context)
+HistoryP = ctypes.POINTER(nn_history)
+FloatP = ctypes.POINTER(c_float)
+Int64P = ctypes.POINTER(c_int64)
+IntP = ctypes.POINTER(c_int)
+
+
+# ------------------------------------------------------------ option structs
+# Mirrors of the size-prefixed structs; enums are C ints. Build them with
+# make_opts(), which fills `size`.
+class nn_layer_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p)]
+
+
+class nn_conv2d_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("stride_h", c_int), ("stride_w", c_int),
+                ("padding", c_int), ("use_bias", c_int),
+                ("activation", c_int), ("kernel_init", c_int),
+                ("bias_init", c_int)]
+
+
+class nn_pool2d_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("stride_h", c_int), ("stride_w", c_int), ("padding", c_int)]
+
+
+class nn_dense_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("use_bias", c_int), ("activation", c_int),
+                ("kernel_init", c_int), ("bias_init", c_int)]
+
+
+class nn_loss_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("from_logits", c_int)]
+
+
+class nn_adam_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("learning_rate", c_float),
+                ("beta1", c_float), ("beta2", c_float), ("epsilon", c_float),
+                ("eps_mode", c_int)]
+
+
+class nn_sgd_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("learning_rate", c_float),
+                ("momentum", c_float), ("nesterov", c_int)]
+
+
+class nn_progress(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("event", c_int),
+                ("epoch", c_int), ("epochs", c_int),
+                ("batch", c_int), ("batches", c_int),
+                ("samples_seen", c_int64),
+                ("loss", c_float), ("accuracy", c_float),
+                ("val_loss", c_float), ("val_accuracy", c_float),
+                ("elapsed_s", c_double), ("images_per_s", c_double)]
+
+
+nn_progress_fn = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(nn_progress), c_void_p)
+
+
+class nn_fit_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
+                ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
+                ("progress", nn_progress_fn), ("user", c_void_p)]
+
+
+# The NN_*_OPTS_INIT defaults of nn.h.
+_DEFAULTS = {
+    nn_layer_opts: {},
+    nn_conv2d_opts: dict(stride_h=1, stride_w=1, padding=PADDING_VALID,
+                         use_bias=1, activation=ACT_NONE,
+                         kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT),
+    nn_pool2d_opts: dict(stride_h=0, stride_w=0, padding=PADDING_VALID),
+    nn_dense_opts: dict(use_bias=1, activation=ACT_NONE,
+                        kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT),
+    nn_loss_opts: dict(from_logits=0),
+    nn_adam_opts: dict(learning_rate=1e-3, beta1=0.9, beta2=0.999,
+                       epsilon=1e-7, eps_mode=ADAM_EPS_KERAS),
+    nn_sgd_opts: dict(learning_rate=0.01, momentum=0.0, nesterov=0),
+    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1),
+}
+
+
+def make_opts(cls, **values):
+    """An options struct with `size` set and nn.h's defaults, then values."""
+    o = cls()
+    o.size = ctypes.sizeof(cls)
+    for k, v in {**_DEFAULTS.get(cls, {}), **values}.items():
+        setattr(o, k, v)
+    return o
+
+
+# ------------------------------------------------------------------ loading
+def _candidates():
+    env = os.environ.get("LIBNN_PATH")
+    if env:
+        return [env]
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = [os.path.normpath(os.path.join(here, "..", "..", "lib", "libnn.so"))]
+    name = ctypes.util.find_library("nn")
+    if name:
+        found.append(name)
+    found.append("libnn.so.0")
+    return found
+
+
+def _load():
+    tried = []
+    env = os.environ.get("LIBNN_PATH")
+    for path in _candidates():
+        if os.sep in path and not os.path.exists(path):
+            tried.append(f"{path} (missing)")
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append(f"{path} ({e})")
+    hint = ("LIBNN_PATH is set but unusable" if env else
+            "build it with `make lib` or set LIBNN_PATH to libnn.so")
+    raise ImportError("libnn: cannot load the shared library; tried "
+                      + "; ".join(tried) + " - " + hint)
+
+
+lib, path = _load()
+
+
+def last_error():
+    msg = lib.nn_last_error()
+    return msg.decode("utf-8", "replace") if msg else ""
+
+
+# ------------------------------------------------------------ error checks
+def _check_status(result, func, args):
+    if result != NN_OK:
+        raise errors.from_status(result, last_error(), func.__name__)
+    return result
+
+
+def null_error(func_name, default=errors.InvalidArgument):
+    """The exception for a constructor that returned NULL. The C API gives
+    no code then, so the class is guessed from the message."""
+    msg = last_error()
+    low = msg.lower()
+    if "memory" in low or "alloc" in low:
+        cls = errors.OutOfMemory
+    elif "shape" in low:
+        cls = errors.ShapeError
+    else:
+        cls = default
+    return cls(msg or "returned NULL", None, func_name)
+
+
+def _check_nonnull(result, func, args):
+    if not result:
+        raise null_error(func.__name__)
+    return result
+
+
+# name: (restype, argtypes, check) - check is "status", "nonnull" or None.
+_S, _N = "status", "nonnull"
+_SIGNATURES = {
+    "nn_version": (c_char_p, [], None),
+    "nn_version_number": (c_int, [], None),
+    "nn_last_error": (c_char_p, [], None),
+    "nn_status_name": (c_char_p, [c_int], None),
+    "nn_clear_error": (None, [], None),
+    "nn_set_num_threads": (c_int, [c_int], _S),
+    "nn_get_num_threads": (c_int, [], None),
+    # tensors
+    "nn_tensor_create": (TensorP, [c_int, Int64P], _N),
+    "nn_tensor_wrap": (TensorP, [c_int, Int64P, FloatP], _N),
+    "nn_tensor_free": (None, [TensorP], None),
+    "nn_tensor_rank": (c_int, [TensorP], None),
+    "nn_tensor_dim": (c_int64, [TensorP, c_int], None),
+    "nn_tensor_size": (c_int64, [TensorP], None),
+    "nn_tensor_shape": (c_int, [TensorP, Int64P, c_int], _S),
+    "nn_tensor_data": (FloatP, [TensorP], None),
+    "nn_tensor_data_const": (FloatP, [TensorP], None),
+    "nn_tensor_reshape": (c_int, [TensorP, c_int, Int64P], _S),
+    # models and layers
+    "nn_model_create": (ModelP, [c_uint64], _N),
+    "nn_model_free": (None, [ModelP], None),
+    "nn_input": (LayerP, [ModelP, c_int, IntP,
+                          ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_conv2d": (LayerP, [ModelP, LayerP, c_int, c_int, c_int,
+                           ctypes.POINTER(nn_conv2d_opts)], _N),
+    "nn_maxpool2d": (LayerP, [ModelP, LayerP, c_int, c_int,
+                              ctypes.POINTER(nn_pool2d_opts)], _N),
+    "nn_avgpool2d": (LayerP, [ModelP, LayerP, c_int, c_int,
+                              ctypes.POINTER(nn_pool2d_opts)], _N),
+    "nn_flatten": (LayerP, [ModelP, LayerP,
+                            ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_dropout": (LayerP, [ModelP, LayerP, c_float,
+                            ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_dense": (LayerP, [ModelP, LayerP, c_int,
+                          ctypes.POINTER(nn_dense_opts)], _N),
+    "nn_relu": (LayerP, [ModelP, LayerP, ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_sigmoid": (LayerP, [ModelP, LayerP,
+                            ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_softmax": (LayerP, [ModelP, LayerP,
+                            ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_model_set_output": (c_int, [ModelP, LayerP], _S),
+    "nn_model_num_layers": (c_int, [ModelP], None),
+    "nn_model_layer": (LayerP, [ModelP, c_int], None),
+    "nn_model_find_layer": (LayerP, [ModelP, c_char_p], None),
+    "nn_layer_name": (c_char_p, [LayerP], None),
+    "nn_layer_type": (c_char_p, [LayerP], None),
+    "nn_layer_output_shape": (c_int, [LayerP, IntP, c_int], None),
+    "nn_layer_num_params": (c_int64, [LayerP], None),
+    "nn_layer_num_inputs": (c_int, [LayerP], None),
+    "nn_layer_input": (LayerP, [LayerP, c_int], None),
+    "nn_layer_num_weights": (c_int, [LayerP], None),
+    "nn_layer_weight": (TensorP, [LayerP, c_int], None),
+    "nn_layer_weight_name": (c_char_p, [LayerP, c_int], None),
+    "nn_layer_weight_grad": (TensorP, [LayerP, c_int], None),
+    "nn_model_num_params": (c_int64, [ModelP], None),
+    "nn_model_num_trainable_params": (c_int64, [ModelP], None),
+    "nn_model_summary": (c_int, [ModelP, ctypes.c_char_p, c_size_t,
+                                 ctypes.POINTER(c_size_t)], _S),
+    # losses, optimizers, compile
+    "nn_adam": (OptimizerP, [ctypes.POINTER(nn_adam_opts)], _N),
+    "nn_sgd": (OptimizerP, [ctypes.POINTER(nn_sgd_opts)], _N),
+    "nn_optimizer_free": (None, [OptimizerP], None),
+    "nn_optimizer_set_learning_rate": (c_int, [OptimizerP, c_float], _S),
+    "nn_optimizer_iterations": (c_int64, [OptimizerP], None),
+    "nn_model_compile": (c_int, [ModelP, OptimizerP, c_int,
+                                 ctypes.POINTER(nn_loss_opts)], _S),
+    # training and inference
+    "nn_model_train_batch": (c_int, [ModelP, TensorP, TensorP, FloatP,
+                                     FloatP], _S),
+    "nn_model_backward": (c_int, [ModelP, TensorP, TensorP, c_int, FloatP,
+                                  TensorP], _S),
+    "nn_model_apply_gradients": (c_int, [ModelP], _S),
+    # fit's status is checked by the caller: a callback may stop it.
+    "nn_model_fit": (c_int, [ModelP, TensorP, TensorP,
+                             ctypes.POINTER(nn_fit_opts),
+                             ctypes.POINTER(HistoryP)], None),
+    "nn_model_evaluate": (c_int, [ModelP, TensorP, TensorP, c_int, FloatP,
+                                  FloatP], _S),
+    "nn_model_predict": (c_int, [ModelP, TensorP, TensorP, c_int], _S),
+    "nn_context_create": (ContextP, [ModelP], _N),
+    "nn_context_free": (None, [ContextP], None),
+    "nn_context_predict": (c_int, [ContextP, TensorP, TensorP, c_int], _S),
+    "nn_history_epochs": (c_int, [HistoryP], None),
+    "nn_history_get": (c_float, [HistoryP, c_int, c_int], None),
+    "nn_history_write_csv": (c_int, [HistoryP, c_char_p], _S),
+    "nn_history_free": (None, [HistoryP], None),
+    # saving and loading
+    "nn_model_save": (c_int, [ModelP, c_char_p, c_int], _S),
+    "nn_model_load": (ModelP, [c_char_p], None),  # checked by the caller
+    # data sets
+    "nn_load_idx": (c_int, [c_char_p, c_int, ctypes.POINTER(TensorP)], _S),
+    "nn_load_cifar10": (c_int, [ctypes.POINTER(c_char_p), c_int,
+                                ctypes.POINTER(TensorP),
+                                ctypes.POINTER(TensorP)], _S),
+    "nn_one_hot": (c_int, [TensorP, c_int, ctypes.POINTER(TensorP)], _S),
+}
+
+missing = []
+for _name, (_res, _args, _check) in _SIGNATURES.items():
+    try:
+        _f = getattr(lib, _name)
+    except AttributeError:
+        missing.append(_name)
+        continue
+    _f.restype = _res
+    _f.argtypes = _args
+    if _check == _S:
+        _f.errcheck = _check_status
+    elif _check == _N:
+        _f.errcheck = _check_nonnull
+
+if missing:
+    raise ImportError(f"libnn: {path} lacks {', '.join(missing)} "
+                      "(a library older than this binding?)")
+
+
+def encode(s):
+    """A Python str (or None) as a C string argument."""
+    if s is None:
+        return None
+    if not isinstance(s, str):
+        raise TypeError(f"expected a str, got {type(s).__name__}")
+    return s.encode("utf-8")
+
+
+def decode(b):
+    return b.decode("utf-8", "replace") if b is not None else None

@@ -1,0 +1,702 @@
+"""Model, Layer and Context: the Keras-like face of libnn's C API.
+
+Lifetime: a Model owns one nn_model handle. close() (or leaving a `with`
+block, or garbage collection) releases it exactly once. Weight and gradient
+arrays are numpy views of the model's memory whose base holds the handle, so
+the C model is freed only when the last such view is gone: a view never
+dangles. Layer objects and every Model method raise libnn.StateError once the
+model is closed.
+"""
+
+import ctypes
+import os
+
+import numpy as np
+
+from . import _lib, errors, optimizers
+from ._lib import lib
+from .tensor import Handle, view, tensor_shape, wrap
+
+ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
+               "none": _lib.ACT_NONE, "relu": _lib.ACT_RELU,
+               "sigmoid": _lib.ACT_SIGMOID, "softmax": _lib.ACT_SOFTMAX}
+PADDINGS = {"valid": _lib.PADDING_VALID, "same": _lib.PADDING_SAME}
+INITIALIZERS = {None: _lib.INIT_DEFAULT, "default": _lib.INIT_DEFAULT,
+                "zeros": _lib.INIT_ZEROS, "ones": _lib.INIT_ONES,
+                "glorot_uniform": _lib.INIT_GLOROT_UNIFORM,
+                "glorot_normal": _lib.INIT_GLOROT_NORMAL,
+                "he_uniform": _lib.INIT_HE_UNIFORM,
+                "he_normal": _lib.INIT_HE_NORMAL}
+LOSSES = {"categorical_crossentropy": _lib.LOSS_CCE,
+          "sparse_categorical_crossentropy": _lib.LOSS_SPARSE_CCE,
+          "binary_crossentropy": _lib.LOSS_BCE}
+
+
+# ------------------------------------------------------------ argument checks
+def _choice(table, value, what):
+    key = value.lower() if isinstance(value, str) else value
+    if key not in table:
+        names = ", ".join(repr(k) for k in table if k is not None)
+        raise ValueError(f"{what}: unknown value {value!r} (one of {names})")
+    return table[key]
+
+
+def _int(v, what, lo=1):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {type(v).__name__}")
+    v = int(v)
+    if v < lo:
+        raise ValueError(f"{what} must be >= {lo}, got {v}")
+    if v > 2**31 - 1:
+        raise ValueError(f"{what} is too large: {v}")
+    return v
+
+
+def _pair(v, what):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{what} must be an int or a pair, got {v!r}")
+        return _int(v[0], what), _int(v[1], what)
+    v = _int(v, what)
+    return v, v
+
+
+def _shape(shape, what="shape"):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise TypeError(f"{what} must be an int or a non-empty tuple")
+    return tuple(_int(d, what) for d in shape)
+
+
+def _opts_name(name):
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    return _lib.encode(name)
+
+
+# ------------------------------------------------------------------- layers
+class Layer:
+    """A layer of a Model (owned by it: layers are never freed alone)."""
+
+    def __init__(self, model, ptr):
+        self._model = model
+        self._raw = ctypes.cast(ptr, ctypes.c_void_p).value
+
+    @property
+    def _ptr(self):
+        self._model._ptr  # raises once the model is closed
+        return ctypes.cast(self._raw, _lib.LayerP)
+
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def name(self):
+        return _lib.decode(lib.nn_layer_name(self._ptr))
+
+    @property
+    def type(self):
+        """Keras class name: "Conv2D", "MaxPooling2D", ..."""
+        return _lib.decode(lib.nn_layer_type(self._ptr))
+
+    @property
+    def output_shape(self):
+        """Per-sample output shape (batch axis excluded)."""
+        buf = (ctypes.c_int * _lib.MAX_RANK)()
+        rank = lib.nn_layer_output_shape(self._ptr, buf, _lib.MAX_RANK)
+        if rank < 0:
+            raise errors.from_status(rank, _lib.last_error(),
+                                     "nn_layer_output_shape")
+        return tuple(buf[:rank])
+
+    @property
+    def num_params(self):
+        return int(lib.nn_layer_num_params(self._ptr))
+
+    @property
+    def inputs(self):
+        p = self._ptr
+        return [Layer(self._model, lib.nn_layer_input(p, i))
+                for i in range(lib.nn_layer_num_inputs(p))]
+
+    @property
+    def weight_names(self):
+        p = self._ptr
+        return [_lib.decode(lib.nn_layer_weight_name(p, i))
+                for i in range(lib.nn_layer_num_weights(p))]
+
+    def _tensor_view(self, getter, i):
+        t = getter(self._ptr, i)
+        if not t:
+            return None
+        return view(lib.nn_tensor_data(t), tensor_shape(t), self._model._h)
+
+    @property
+    def weights(self):
+        """Parameters in Keras order (kernel, bias) as writable numpy views
+        of the model's memory: writing to them changes the weights."""
+        n = lib.nn_layer_num_weights(self._ptr)
+        return [self._tensor_view(lib.nn_layer_weight, i) for i in range(n)]
+
+    @property
+    def grads(self):
+        """Gradients of the loss w.r.t. the parameters after the last
+        train_batch/backward, as views (None before any)."""
+        n = lib.nn_layer_num_weights(self._ptr)
+        return [self._tensor_view(lib.nn_layer_weight_grad, i)
+                for i in range(n)]
+
+    def weight(self, name):
+        """One parameter by name ("kernel", "bias")."""
+        names = self.weight_names
+        if name not in names:
+            raise KeyError(f"layer {self.name!r} has no weight {name!r} "
+                           f"(has {names})")
+        return self.weights[names.index(name)]
+
+    def grad(self, name):
+        names = self.weight_names
+        if name not in names:
+            raise KeyError(f"layer {self.name!r} has no weight {name!r}")
+        return self.grads[names.index(name)]
+
+    def set_weights(self, values):
+        """Copies arrays into the parameters (shapes must match)."""
+        ws = self.weights
+        if len(values) != len(ws):
+            raise ValueError(f"layer {self.name!r} has {len(ws)} weights, "
+                             f"got {len(values)}")
+        for w, v in zip(ws, values):
+            v = np.asarray(v)
+            if v.shape != w.shape:
+                raise ValueError(f"weight shape {v.shape}, expected {w.shape}")
+            w[...] = v
+
+    def __eq__(self, other):
+        return isinstance(other, Layer) and other._raw == self._raw
+
+    def __hash__(self):
+        return hash(self._raw)
+
+    def __repr__(self):
+        if self._model.closed:
+            return "<libnn.Layer of a closed model>"
+        return (f"<libnn.Layer {self.name!r} ({self.type}) "
+                f"output {self.output_shape}>")
+
+
+# ------------------------------------------------------------------ progress
+class Progress:
+    """What a fit callback receives (a copy of nn_progress)."""
+
+    __slots__ = ("event", "epoch", "epochs", "batch", "batches",
+                 "samples_seen", "loss", "accuracy", "val_loss",
+                 "val_accuracy", "elapsed_s", "images_per_s")
+
+    def __init__(self, p):
+        self.event = ("batch_end" if p.event == _lib.PROGRESS_BATCH_END
+                      else "epoch_end")
+        for k in self.__slots__[1:]:
+            setattr(self, k, getattr(p, k))
+
+    def __repr__(self):
+        return "Progress(" + ", ".join(f"{k}={getattr(self, k)!r}"
+                                       for k in self.__slots__) + ")"
+
+
+# -------------------------------------------------------------------- model
+class Model:
+    """A libnn model: a graph of layers built with Keras-like calls.
+
+    >>> m = Model(seed=42)
+    >>> x = m.input((28, 28, 1))
+    >>> x = m.conv2d(x, 32, 3, activation="relu")
+    >>> x = m.maxpool2d(x, 2)
+    >>> x = m.flatten(x)
+    >>> x = m.dense(x, 10, activation="softmax")
+    >>> m.compile(Adam(), "categorical_crossentropy")
+    """
+
+    def __init__(self, seed=0):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError("seed must be an int")
+        if not 0 <= int(seed) < 2**64:
+            raise ValueError("seed must be in [0, 2**64)")
+        self._init(lib.nn_model_create(int(seed)))
+
+    def _init(self, ptr):
+        self._h = Handle(ptr, lib.nn_model_free)
+        self._input = None
+        self._output = None
+        self._loss = None
+        self._from_logits = False
+        self._optimizer = None
+        self._opt_raw = None
+
+    # ---- lifetime
+    @property
+    def _ptr(self):
+        h = getattr(self, "_h", None)
+        if not h:
+            raise errors.StateError("the model is closed")
+        return h.ptr
+
+    @property
+    def closed(self):
+        return not getattr(self, "_h", None)
+
+    def close(self):
+        """Releases the model. Weight views still alive keep the memory
+        until they go; everything else about the model raises afterwards."""
+        h = getattr(self, "_h", None)
+        self._h = Handle(None, None)
+        self._opt_raw = None
+        del h  # freed now unless a view still refers to it
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---- building
+    def _layer(self, x, what):
+        if not isinstance(x, Layer):
+            raise TypeError(f"{what}: input must be a libnn.Layer, got "
+                            f"{type(x).__name__}")
+        if x._model is not self:
+            raise ValueError(f"{what}: the input layer belongs to another "
+                             f"model")
+        return x._ptr
+
+    def _added(self, ptr):
+        layer = Layer(self, ptr)
+        self._output = layer
+        return layer
+
+    def input(self, shape, name=None):
+        """Input of per-sample `shape` ((h, w, c) for images)."""
+        shape = _shape(shape)
+        if len(shape) > _lib.MAX_RANK - 1:
+            raise ValueError(f"input rank {len(shape)} is too large")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        dims = (ctypes.c_int * len(shape))(*shape)
+        layer = self._added(lib.nn_input(self._ptr, len(shape), dims, o))
+        self._input = layer
+        return layer
+
+    def conv2d(self, x, filters, kernel_size, strides=1, padding="valid",
+               activation=None, use_bias=True, kernel_initializer=None,
+               bias_initializer=None, name=None):
+        """Conv2D; kernel layout [kh, kw, in, filters]. padding "same" pads
+        like Keras (the extra row/column at the bottom/right)."""
+        p = self._layer(x, "conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        o = _lib.make_opts(
+            _lib.nn_conv2d_opts, name=_opts_name(name), stride_h=sh,
+            stride_w=sw, padding=_choice(PADDINGS, padding, "padding"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=_choice(INITIALIZERS, kernel_initializer,
+                                "kernel_initializer"),
+            bias_init=_choice(INITIALIZERS, bias_initializer,
+                              "bias_initializer"))
+        return self._added(lib.nn_conv2d(self._ptr, p,
+                                         _int(filters, "filters"), kh, kw, o))
+
+    def _pool(self, fn, what, x, pool_size, strides, padding, name):
+        p = self._layer(x, what)
+        ph, pw = _pair(pool_size, "pool_size")
+        sh, sw = (0, 0) if strides is None else _pair(strides, "strides")
+        o = _lib.make_opts(_lib.nn_pool2d_opts, name=_opts_name(name),
+                           stride_h=sh, stride_w=sw,
+                           padding=_choice(PADDINGS, padding, "padding"))
+        return self._added(fn(self._ptr, p, ph, pw, o))
+
+    def maxpool2d(self, x, pool_size=2, strides=None, padding="valid",
+                  name=None):
+        """MaxPooling2D; strides default to the pool size."""
+        return self._pool(lib.nn_maxpool2d, "maxpool2d", x, pool_size,
+                          strides, padding, name)
+
+    def avgpool2d(self, x, pool_size=2, strides=None, padding="valid",
+                  name=None):
+        """AveragePooling2D; with "same" the padded cells are not counted."""
+        return self._pool(lib.nn_avgpool2d, "avgpool2d", x, pool_size,
+                          strides, padding, name)
+
+    def _simple(self, fn, what, x, name):
+        p = self._layer(x, what)
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(fn(self._ptr, p, o))
+
+    def flatten(self, x, name=None):
+        """Flatten in NHWC order (as Keras with channels_last)."""
+        return self._simple(lib.nn_flatten, "flatten", x, name)
+
+    def relu(self, x, name=None):
+        return self._simple(lib.nn_relu, "relu", x, name)
+
+    def sigmoid(self, x, name=None):
+        return self._simple(lib.nn_sigmoid, "sigmoid", x, name)
+
+    def softmax(self, x, name=None):
+        """Softmax over the last axis."""
+        return self._simple(lib.nn_softmax, "softmax", x, name)
+
+    def dropout(self, x, rate, name=None):
+        """Inverted dropout; identity in inference."""
+        p = self._layer(x, "dropout")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError("rate must be a number")
+        if not 0 <= rate < 1:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_dropout(self._ptr, p, float(rate), o))
+
+    def dense(self, x, units, activation=None, use_bias=True,
+              kernel_initializer=None, bias_initializer=None, name=None):
+        """Dense over the last axis; kernel layout [in, units]."""
+        p = self._layer(x, "dense")
+        o = _lib.make_opts(
+            _lib.nn_dense_opts, name=_opts_name(name),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=_choice(INITIALIZERS, kernel_initializer,
+                                "kernel_initializer"),
+            bias_init=_choice(INITIALIZERS, bias_initializer,
+                              "bias_initializer"))
+        return self._added(lib.nn_dense(self._ptr, p, _int(units, "units"),
+                                        o))
+
+    def set_output(self, layer):
+        """Marks the output layer (default: the last layer added)."""
+        lib.nn_model_set_output(self._ptr, self._layer(layer, "set_output"))
+        self._output = layer
+
+    # ---- introspection
+    @property
+    def layers(self):
+        p = self._ptr
+        return [Layer(self, lib.nn_model_layer(p, i))
+                for i in range(lib.nn_model_num_layers(p))]
+
+    def layer(self, key):
+        """A layer by name or by index."""
+        if isinstance(key, str):
+            ptr = lib.nn_model_find_layer(self._ptr, _lib.encode(key))
+            if not ptr:
+                raise KeyError(f"no layer named {key!r}")
+            return Layer(self, ptr)
+        n = lib.nn_model_num_layers(self._ptr)
+        i = _int(key, "layer index", lo=-n)
+        if i < 0:
+            i += n
+        if i >= n:
+            raise IndexError(f"layer index {key} of {n} layers")
+        return Layer(self, lib.nn_model_layer(self._ptr, i))
+
+    @property
+    def input_layer(self):
+        self._ptr
+        if self._input is None:
+            raise errors.StateError("the model has no input layer")
+        return self._input
+
+    @property
+    def output_layer(self):
+        self._ptr
+        if self._output is None:
+            raise errors.StateError("the model has no layers")
+        return self._output
+
+    @property
+    def input_shape(self):
+        return self.input_layer.output_shape
+
+    @property
+    def output_shape(self):
+        return self.output_layer.output_shape
+
+    @property
+    def num_params(self):
+        return int(lib.nn_model_num_params(self._ptr))
+
+    @property
+    def num_trainable_params(self):
+        return int(lib.nn_model_num_trainable_params(self._ptr))
+
+    def summary(self):
+        """The Keras-style summary table as a str."""
+        need = ctypes.c_size_t(0)
+        lib.nn_model_summary(self._ptr, None, 0, ctypes.byref(need))
+        buf = ctypes.create_string_buffer(max(need.value, 1))
+        lib.nn_model_summary(self._ptr, buf, len(buf), None)
+        return buf.value.decode("utf-8", "replace")
+
+    def __repr__(self):
+        if self.closed:
+            return "<libnn.Model closed>"
+        return (f"<libnn.Model {lib.nn_model_num_layers(self._ptr)} layers, "
+                f"{self.num_params} params>")
+
+    # ---- compile
+    def compile(self, optimizer="adam", loss="categorical_crossentropy",
+                from_logits=False):
+        """Attaches an optimizer (Adam(...), SGD(...) or a name) and a loss
+        ("categorical_crossentropy", "sparse_categorical_crossentropy",
+        "binary_crossentropy")."""
+        opt = optimizers.get(optimizer)
+        code = _choice(LOSSES, loss, "loss")
+        m = self._ptr
+        o = _lib.make_opts(_lib.nn_loss_opts, from_logits=int(bool(from_logits)))
+        optp = opt._create()
+        try:
+            lib.nn_model_compile(m, optp, code, o)
+        except BaseException:
+            lib.nn_optimizer_free(optp)  # on failure the caller owns it
+            raise
+        self._optimizer = opt
+        self._opt_raw = ctypes.cast(optp, ctypes.c_void_p).value
+        self._loss = loss.lower()
+        self._from_logits = bool(from_logits)
+
+    @property
+    def optimizer(self):
+        return self._optimizer
+
+    @property
+    def loss(self):
+        return self._loss
+
+    def _opt(self):
+        self._ptr
+        if not self._opt_raw:
+            raise errors.StateError("compile the model first")
+        return ctypes.cast(self._opt_raw, _lib.OptimizerP)
+
+    @property
+    def iterations(self):
+        """Optimizer steps taken so far."""
+        return int(lib.nn_optimizer_iterations(self._opt()))
+
+    def set_learning_rate(self, lr):
+        lr = optimizers._positive("learning_rate", lr)
+        lib.nn_optimizer_set_learning_rate(self._opt(), lr)
+        if self._optimizer is not None:
+            self._optimizer.learning_rate = lr
+
+    # ---- data checks
+    def _x(self, x, what="x"):
+        return wrap(x, what, shape=(None,) + self.input_shape)
+
+    def _y(self, y, n, what="y"):
+        sparse = self._loss == "sparse_categorical_crossentropy"
+        if isinstance(y, np.ndarray) and sparse and y.dtype.kind in "iub":
+            raise TypeError(f"{what}: class ids must be float32 "
+                            f"(use {what}.astype(np.float32))")
+        if sparse:
+            shape = (n,)
+        elif self._loss is not None:
+            shape = (n,) + self.output_shape
+        else:  # a loaded model: the library checks the per-sample size
+            shape = (n,) + (None,) * (max(getattr(y, "ndim", 1), 1) - 1)
+        return wrap(y, what, shape=shape)
+
+    def _xy(self, x, y, what=""):
+        tx = self._x(x, what + "x")
+        return tx, self._y(y, x.shape[0], what + "y")
+
+    # ---- training and inference
+    def train_batch(self, x, y):
+        """One optimizer step on a batch; returns (loss, accuracy)."""
+        tx, ty = self._xy(x, y)
+        loss, acc = ctypes.c_float(), ctypes.c_float()
+        lib.nn_model_train_batch(self._ptr, tx._ptr, ty._ptr,
+                                 ctypes.byref(loss), ctypes.byref(acc))
+        return float(loss.value), float(acc.value)
+
+    def backward(self, x, y, training=False, want_dx=True):
+        """Forward + loss + backward without an update. Returns (loss, dx);
+        dx is the gradient w.r.t. x (None unless want_dx). Parameter
+        gradients are then in layer.grads."""
+        tx, ty = self._xy(x, y)
+        loss = ctypes.c_float()
+        dx = tdx = None
+        if want_dx:
+            dx = np.zeros_like(x)
+            tdx = wrap(dx, "dx", writable=True)
+        lib.nn_model_backward(self._ptr, tx._ptr, ty._ptr, int(bool(training)),
+                              ctypes.byref(loss),
+                              tdx._ptr if tdx is not None else None)
+        return float(loss.value), dx
+
+    def apply_gradients(self):
+        """One optimizer step with the current gradients."""
+        lib.nn_model_apply_gradients(self._ptr)
+
+    def evaluate(self, x, y, batch_size=32):
+        """(loss, accuracy) over (x, y) in inference mode."""
+        tx, ty = self._xy(x, y)
+        loss, acc = ctypes.c_float(), ctypes.c_float()
+        lib.nn_model_evaluate(self._ptr, tx._ptr, ty._ptr,
+                              _int(batch_size, "batch_size"),
+                              ctypes.byref(loss), ctypes.byref(acc))
+        return float(loss.value), float(acc.value)
+
+    def predict(self, x, batch_size=32):
+        """Inference on x [N, ...]; returns a new float32 array."""
+        tx = self._x(x)
+        out = np.empty((x.shape[0],) + self.output_shape, np.float32)
+        tout = wrap(out, "out", writable=True)  # alive across the call
+        lib.nn_model_predict(self._ptr, tx._ptr, tout._ptr,
+                             _int(batch_size, "batch_size"))
+        return out
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None,
+            shuffle=True, callback=None):
+        """Trains for `epochs` and returns the history as a dict of lists:
+        loss, accuracy, (val_loss, val_accuracy,) seconds.
+
+        callback(progress) is called after every batch and epoch with a
+        Progress; a true return value stops training (the history of the
+        finished epochs is returned). An exception raised by the callback
+        stops training and propagates."""
+        tx, ty = self._xy(x, y)
+        o = _lib.make_opts(_lib.nn_fit_opts, epochs=_int(epochs, "epochs"),
+                           batch_size=_int(batch_size, "batch_size"),
+                           shuffle=int(bool(shuffle)))
+        keep = []
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or \
+                    len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (x, y)")
+            vx, vy = self._xy(validation_data[0], validation_data[1], "val_")
+            o.val_x, o.val_y = vx._ptr, vy._ptr
+            keep += [vx, vy]
+        state = {"stopped": False, "error": None}
+        if callback is not None:
+            if not callable(callback):
+                raise TypeError("callback must be callable")
+
+            def trampoline(p, user):
+                try:
+                    stop = bool(callback(Progress(p.contents)))
+                except BaseException as e:  # cannot cross into C
+                    state["error"] = e
+                    return 1
+                state["stopped"] = state["stopped"] or stop
+                return 1 if stop else 0
+
+            o.progress = _lib.nn_progress_fn(trampoline)
+            keep.append(o.progress)
+        hist = _lib.HistoryP()
+        status = lib.nn_model_fit(self._ptr, tx._ptr, ty._ptr, ctypes.byref(o),
+                                  ctypes.byref(hist))
+        message = _lib.last_error()
+        try:
+            history = _history_dict(hist, validation_data is not None)
+        finally:
+            lib.nn_history_free(hist)
+        if state["error"] is not None:
+            raise state["error"]
+        if status == _lib.NN_ERR_CANCELLED and state["stopped"]:
+            return history
+        if status != _lib.NN_OK:
+            raise errors.from_status(status, message, "nn_model_fit")
+        return history
+
+    def context(self):
+        """A new execution context for concurrent inference."""
+        return Context(self)
+
+    # ---- saving
+    def save(self, path, optimizer=False):
+        """Writes graph + weights (+ optimizer state) atomically."""
+        path = os.fspath(path)
+        flags = _lib.SAVE_OPTIMIZER if optimizer else _lib.SAVE_DEFAULT
+        lib.nn_model_save(self._ptr, _lib.encode(path), flags)
+
+    @classmethod
+    def load(cls, path):
+        """Loads a model saved by save()."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise errors.IOError(f"'{path}' does not exist", None,
+                                 "nn_model_load")
+        ptr = lib.nn_model_load(_lib.encode(path))
+        if not ptr:
+            raise _lib.null_error("nn_model_load", errors.FormatError)
+        m = cls.__new__(cls)
+        m._init(ptr)
+        m._adopt_graph()
+        return m
+
+    def _adopt_graph(self):
+        """Finds input and output of a loaded model. The API has no getter
+        for the output: it is the layer no other layer consumes."""
+        layers = self.layers
+        used = set()
+        for layer in layers:
+            if not layer.inputs:
+                self._input = self._input or layer
+            used.update(layer.inputs)
+        sinks = [layer for layer in layers if layer not in used]
+        self._output = sinks[-1] if sinks else (layers[-1] if layers else None)
+
+
+def _history_dict(hist, with_val):
+    if not hist:
+        return {}
+    n = lib.nn_history_epochs(hist)
+    metrics = [("loss", _lib.METRIC_LOSS), ("accuracy", _lib.METRIC_ACCURACY)]
+    if with_val:
+        metrics += [("val_loss", _lib.METRIC_VAL_LOSS),
+                    ("val_accuracy", _lib.METRIC_VAL_ACCURACY)]
+    metrics.append(("seconds", _lib.METRIC_EPOCH_SECONDS))
+    return {k: [float(lib.nn_history_get(hist, code, e)) for e in range(n)]
+            for k, code in metrics}
+
+
+class Context:
+    """An execution context: many contexts can predict from one model at the
+    same time (one per thread). It keeps the model's memory alive."""
+
+    def __init__(self, model):
+        if not isinstance(model, Model):
+            raise TypeError("Context needs a libnn.Model")
+        ptr = lib.nn_context_create(model._ptr)
+        # The context holds the model handle: the model is freed after it.
+        self._h = Handle(ptr, lib.nn_context_free, keep=(model._h,))
+        self._in_shape = model.input_shape
+        self._out_shape = model.output_shape
+
+    def predict(self, x, batch_size=32):
+        """Inference on x [N, ...] with this context's own buffers."""
+        if not self._h:
+            raise errors.StateError("the context is closed")
+        tx = wrap(x, "x", shape=(None,) + self._in_shape)
+        out = np.empty((x.shape[0],) + self._out_shape, np.float32)
+        tout = wrap(out, "out", writable=True)  # alive across the call
+        lib.nn_context_predict(self._h.ptr, tx._ptr, tout._ptr,
+                               _int(batch_size, "batch_size"))
+        return out
+
+    def close(self):
+        h, self._h = self._h, Handle(None, None)
+        h.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,86 @@
+"""Optimizer settings. They are plain descriptions: Model.compile() creates
+the library's optimizer from them and the model then owns it."""
+
+import math
+
+from . import _lib
+from ._lib import lib
+
+EPS_MODES = {"keras": _lib.ADAM_EPS_KERAS, "torch": _lib.ADAM_EPS_TORCH}
+
+
+def _positive(name, v, allow_zero=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, "
+                         f"got {v}")
+    return v
+
+
+class Adam:
+    """Adam. ``eps_mode="keras"`` (default) puts epsilon where Keras does:
+    lr_t * m / (sqrt(v) + eps); ``"torch"`` where torch.optim.Adam does:
+    lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). Keras' default
+    epsilon is 1e-7, PyTorch's 1e-8."""
+
+    def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, eps_mode="keras"):
+        self.learning_rate = _positive("learning_rate", learning_rate)
+        self.beta_1 = _positive("beta_1", beta_1, allow_zero=True)
+        self.beta_2 = _positive("beta_2", beta_2, allow_zero=True)
+        if self.beta_1 >= 1 or self.beta_2 >= 1:
+            raise ValueError("beta_1 and beta_2 must be < 1")
+        self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
+        if eps_mode not in EPS_MODES:
+            raise ValueError(f"eps_mode must be 'keras' or 'torch', got "
+                             f"{eps_mode!r}")
+        self.eps_mode = eps_mode
+
+    def _create(self):
+        o = _lib.make_opts(_lib.nn_adam_opts,
+                           learning_rate=self.learning_rate,
+                           beta1=self.beta_1, beta2=self.beta_2,
+                           epsilon=self.epsilon,
+                           eps_mode=EPS_MODES[self.eps_mode])
+        return lib.nn_adam(o)
+
+    def __repr__(self):
+        return (f"Adam(learning_rate={self.learning_rate}, beta_1="
+                f"{self.beta_1}, beta_2={self.beta_2}, epsilon="
+                f"{self.epsilon}, eps_mode={self.eps_mode!r})")
+
+
+class SGD:
+    """Stochastic gradient descent with Keras' momentum form (equal to
+    torch.optim.SGD's for a constant learning rate)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        self.learning_rate = _positive("learning_rate", learning_rate)
+        self.momentum = _positive("momentum", momentum, allow_zero=True)
+        if self.momentum >= 1:
+            raise ValueError("momentum must be < 1")
+        self.nesterov = bool(nesterov)
+
+    def _create(self):
+        o = _lib.make_opts(_lib.nn_sgd_opts, learning_rate=self.learning_rate,
+                           momentum=self.momentum, nesterov=int(self.nesterov))
+        return lib.nn_sgd(o)
+
+    def __repr__(self):
+        return (f"SGD(learning_rate={self.learning_rate}, momentum="
+                f"{self.momentum}, nesterov={self.nesterov})")
+
+
+def get(optimizer):
+    """An optimizer description from an object or a name ("adam", "sgd")."""
+    if isinstance(optimizer, (Adam, SGD)):
+        return optimizer
+    if isinstance(optimizer, str):
+        names = {"adam": Adam, "sgd": SGD}
+        if optimizer.lower() in names:
+            return names[optimizer.lower()]()
+        raise ValueError(f"unknown optimizer {optimizer!r} (adam, sgd)")
+    raise TypeError(f"optimizer must be libnn.Adam, libnn.SGD or a name, got "
+                    f"{type(optimizer).__name__}")

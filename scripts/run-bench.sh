@@ -1,0 +1,107 @@
+#!/bin/sh
+# Runs the CNN benchmark for libnn and, when PyTorch is installed, for its
+# PyTorch twin, then prints them side by side. Builds nothing (`make bench`
+# does that first).
+#
+# The machine may be shared and noisy, so the two sides run alternately,
+# libnn first, BENCH_ROUNDS times (default 3), and each figure is the median
+# over the rounds of the per-run medians. Each run is its own process, so
+# each side's peak memory is its own.
+#
+# Environment:
+#   BENCH_BIN     libnn benchmark (default: ${BUILD:-build}/bench/cnn_bench)
+#   BENCH_TORCH   PyTorch twin (default: bench/cnn_bench_torch.py)
+#   PYTHON        interpreter with torch (default: /usr/bin/python3)
+#   BENCH_ROUNDS  alternating rounds (default: 3)
+#   BENCH_THREADS threads for both sides (default: 2)
+# Extra arguments (--reps R --steps K --warmup W --mode M) go to both sides.
+set -u
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${BENCH_BIN:-${BUILD:-build}/bench/cnn_bench}
+twin=${BENCH_TORCH:-$here/bench/cnn_bench_torch.py}
+python=${PYTHON:-/usr/bin/python3}
+rounds=${BENCH_ROUNDS:-3}
+threads=${BENCH_THREADS:-2}
+
+if [ ! -x "$bin" ]; then
+    echo "run-bench: $bin not found; build it with 'make bench'" >&2
+    exit 1
+fi
+have_torch=0
+if "$python" -c 'import torch' >/dev/null 2>&1; then have_torch=1; fi
+
+runs=$(mktemp) || exit 1
+trap 'rm -f "$runs"' EXIT INT TERM
+
+# One run of one side: its "<side> <metric> <value>" lines go to $runs.
+run_side() {
+    label=$1
+    shift
+    if out=$("$@" --threads "$threads"); then
+        printf '%s\n' "$out" | awk 'NF == 3' >>"$runs"
+        printf '%s\n' "$out" | sed 's/^/  /'
+    else
+        echo "run-bench: $label run failed: $*" >&2
+        return 1
+    fi
+}
+
+echo "CNN benchmark (Q3a model, batch 128, $threads threads, $rounds rounds)"
+status=0
+i=1
+while [ "$i" -le "$rounds" ]; do
+    echo "round $i:"
+    run_side libnn "$bin" "$@" || status=1
+    if [ "$have_torch" = 1 ]; then
+        run_side torch "$python" "$twin" "$@" || status=1
+    fi
+    i=$((i + 1))
+done
+
+# Median over the rounds of each (side, metric): "side metric value".
+medians=$(sort -k1,1 -k2,2 -k3,3g "$runs" | awk '
+    function flush() {
+        if (n % 2) printf "%s %s %s\n", key1, key2, v[(n + 1) / 2]
+        else if (n) printf "%s %s %.1f\n", key1, key2, (v[n / 2] + v[n / 2 + 1]) / 2
+        n = 0
+    }
+    $1 != key1 || $2 != key2 { flush(); key1 = $1; key2 = $2 }
+    { v[++n] = $3 }
+    END { flush() }')
+
+echo
+echo "median over rounds:"
+printf '%s\n' "$medians"
+echo
+printf '%s\n' "$medians" | awk -v torch="$have_torch" '
+    BEGIN {
+        m = split("train_img_per_s infer_img_per_s peak_rss_mb base_rss_mb", order, " ")
+        for (i = 1; i <= m; i++) seen[order[i]] = 1
+    }
+    { val[$1, $2] = $3; if (!seen[$2]++) order[++m] = $2 }
+    END {
+        if (!torch) {
+            printf "%-18s %12s\n", "metric", "libnn"
+            for (i = 1; i <= m; i++) {
+                k = order[i]
+                if ((("libnn", k) in val)) printf "%-18s %12s\n", k, val["libnn", k]
+            }
+            print "\nPyTorch is not installed (python3 -c \"import torch\" failed): libnn only."
+            exit
+        }
+        printf "%-18s %12s %12s %10s\n", "metric", "libnn", "PyTorch", "ratio"
+        for (i = 1; i <= m; i++) {
+            k = order[i]
+            a = (("libnn", k) in val) ? val["libnn", k] : "-"
+            b = (("torch", k) in val) ? val["torch", k] : "-"
+            r = "-"
+            if (k ~ /_per_s$/ && a != "-" && b != "-" && b + 0 > 0)
+                r = sprintf("%.2fx", a / b)
+            printf "%-18s %12s %12s %10s\n", k, a, b, r
+        }
+        print "\nratio = libnn / PyTorch throughput (above 1: libnn is faster)."
+        print "Memory: peak_rss_mb is each process'"'"'s peak resident set;"
+        print "base_rss_mb is the peak before the model exists (runtime share)."
+    }'
+exit $status

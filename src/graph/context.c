@@ -1,0 +1,256 @@
+/* Execution contexts: the activations, gradients and scratch of one
+ * thread's passes over a model. The model itself is only read here, apart
+ * from parameter gradients during training (which has exclusive access). */
+#include "nn_internal.h"
+
+#include <string.h>
+
+static void release_buffers(nn_context *c, int n_layers)
+{
+    for (int i = 0; i < n_layers; i++) {
+        /* The input layer's activation is the caller's data. */
+        bool borrowed = c->model->layers[i]->kind == NN_KIND_INPUT;
+        if (c->act && !borrowed) nn__free(c->act[i]);
+        if (c->dact) nn__free(c->dact[i]);
+        if (c->state) nn__free(c->state[i]);
+    }
+    nn__free(c->act);
+    nn__free(c->dact);
+    nn__free(c->state);
+    nn__free(c->scratch);
+    c->act = c->dact = NULL;
+    c->state = NULL;
+    c->scratch = NULL;
+    c->batch_cap = 0;
+    c->training_ready = false;
+}
+
+nn_context *nn__context_new(const nn_model *m)
+{
+    nn_context *c = nn__calloc(1, sizeof *c);
+    if (c) c->model = m;
+    return c;
+}
+
+nn_context *nn_context_create(const nn_model *m)
+{
+    if (!m) {
+        nn__fail(NN_ERR_INVALID, "nn_context_create: model is NULL");
+        return NULL;
+    }
+    return nn__context_new(m);
+}
+
+void nn_context_free(nn_context *c)
+{
+    if (!c) return;
+    release_buffers(c, c->n_planned);
+    nn__free(c);
+}
+
+static nn_status alloc_layer(nn_context *c, const nn_layer *l, int batch,
+                             bool training)
+{
+    int i = l->index;
+    size_t n = (size_t)batch * (size_t)nn__shape_size(&l->out);
+    /* The input layer's activation points at the caller's data. */
+    if (l->kind != NN_KIND_INPUT) {
+        c->act[i] = nn__alloc(n * sizeof(float));
+        if (!c->act[i]) return NN_ERR_NOMEM;
+        if (training) {
+            c->dact[i] = nn__alloc(n * sizeof(float));
+            if (!c->dact[i]) return NN_ERR_NOMEM;
+        }
+    }
+    size_t sb = l->ops->state_bytes ? l->ops->state_bytes(l, batch) : 0;
+    if (sb) {
+        c->state[i] = nn__alloc(sb);
+        if (!c->state[i]) return NN_ERR_NOMEM;
+    }
+    size_t sf = l->ops->scratch_floats
+                    ? l->ops->scratch_floats(l, batch, training)
+                    : 0;
+    if (sf > c->scratch_floats) c->scratch_floats = sf;
+    return NN_OK;
+}
+
+nn_status nn__context_plan(nn_context *c, int batch, bool training)
+{
+    const nn_model *m = c->model;
+    NN_CHECK(m->n_layers > 0 && m->input, NN_ERR_STATE,
+             "model has no input layer");
+    if (c->act && c->generation == m->generation && batch <= c->batch_cap &&
+        (!training || c->training_ready))
+        return NN_OK;
+    /* Grow to the larger of the old and new needs so alternating calls
+     * (train 128, evaluate 1000) do not reallocate every time. */
+    int cap = batch > c->batch_cap ? batch : c->batch_cap;
+    bool train = training || c->training_ready;
+    release_buffers(c, c->n_planned);
+    c->n_planned = m->n_layers;
+    c->scratch_floats = 0;
+    c->act = nn__calloc((size_t)m->n_layers, sizeof *c->act);
+    c->dact = nn__calloc((size_t)m->n_layers, sizeof *c->dact);
+    c->state = nn__calloc((size_t)m->n_layers, sizeof *c->state);
+    nn_status s = (c->act && c->dact && c->state) ? NN_OK : NN_ERR_NOMEM;
+    for (int i = 0; s == NN_OK && i < m->n_layers; i++)
+        s = alloc_layer(c, m->layers[i], cap, train);
+    if (s == NN_OK && c->scratch_floats) {
+        c->scratch = nn__alloc(c->scratch_floats * sizeof(float));
+        if (!c->scratch) s = NN_ERR_NOMEM;
+    }
+    if (s != NN_OK) {
+        release_buffers(c, c->n_planned);
+        return s;
+    }
+    c->batch_cap = cap;
+    c->training_ready = train;
+    c->generation = m->generation;
+    return NN_OK;
+}
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    uint64_t z = a + 0x9e3779b97f4a7c15ULL * (b + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
+                      uint64_t rng_key)
+{
+    const nn_model *m = c->model;
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = m->layers[i];
+        if (l->kind == NN_KIND_INPUT) {
+            c->act[i] = (float *)x; /* borrowed for this pass only */
+            continue;
+        }
+        const float *in[NN_LAYER_MAX_INPUTS];
+        for (int j = 0; j < l->n_inputs; j++) in[j] = c->act[l->inputs[j]->index];
+        nn_fwd a = {
+            .batch = batch,
+            .training = training,
+            .in = in,
+            .out = c->act[i],
+            .state = c->state[i],
+            .scratch = c->scratch,
+            .rng_key = mix(rng_key, (uint64_t)i),
+        };
+        NN_TRY(l->ops->forward(l, &a));
+    }
+    return NN_OK;
+}
+
+/* needs[i]: layer i's output gradient leads to something that learns
+ * (a trainable parameter upstream) or to the requested input gradient. */
+static void mark_needs(const nn_model *m, bool want_dx, bool *needs)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = m->layers[i];
+        bool n = l->kind == NN_KIND_INPUT ? want_dx : false;
+        for (int j = 0; j < l->n_params && l->trainable; j++)
+            n = n || l->params[j].trainable;
+        for (int j = 0; j < l->n_inputs; j++) n = n || needs[l->inputs[j]->index];
+        needs[i] = n;
+    }
+}
+
+static nn_status backward_layer(nn_context *c, nn_layer *l, int batch,
+                                bool preact, const bool *needs, bool *written)
+{
+    const float *in[NN_LAYER_MAX_INPUTS];
+    float *din[NN_LAYER_MAX_INPUTS];
+    bool accum[NN_LAYER_MAX_INPUTS];
+    for (int j = 0; j < l->n_inputs; j++) {
+        int k = l->inputs[j]->index;
+        in[j] = c->act[k];
+        din[j] = needs[k] ? c->dact[k] : NULL;
+        accum[j] = written[k];
+        if (din[j]) written[k] = true;
+    }
+    nn_bwd a = {
+        .batch = batch,
+        .in = in,
+        .out = c->act[l->index],
+        .dout = c->dact[l->index],
+        .din = din,
+        .accum = accum,
+        .dout_is_preact = preact,
+        .state = c->state[l->index],
+        .scratch = c->scratch,
+    };
+    return l->ops->backward(l, &a);
+}
+
+nn_status nn__backward(nn_context *c, int batch, bool dout_is_preact,
+                       float *dx)
+{
+    nn_model *m = (nn_model *)c->model;
+    bool needs[m->n_layers], written[m->n_layers];
+    mark_needs(m, dx != NULL, needs);
+    memset(written, 0, sizeof written);
+    written[m->output->index] = true;
+    c->dact[m->input->index] = dx;
+    nn_status s = NN_OK;
+    for (int i = m->output->index; s == NN_OK && i >= 0; i--) {
+        nn_layer *l = m->layers[i];
+        if (!written[i] || !needs[i] || l->kind == NN_KIND_INPUT) continue;
+        s = backward_layer(c, l, batch, dout_is_preact && l == m->output,
+                           needs, written);
+    }
+    if (s == NN_OK && dx && !written[m->input->index])
+        memset(dx, 0, (size_t)batch * (size_t)nn__shape_size(&m->input->out) *
+                          sizeof(float));
+    c->dact[m->input->index] = NULL;
+    return s;
+}
+
+/* Shared by nn_model_predict and nn_context_predict. */
+nn_status nn__predict(nn_context *c, const nn_tensor *x, nn_tensor *out,
+                      int batch_size)
+{
+    const nn_model *m = c->model;
+    NN_CHECK(x && out, NN_ERR_INVALID, "predict: NULL tensor");
+    NN_CHECK(m->input && m->output, NN_ERR_STATE, "predict: model is empty");
+    NN_CHECK(batch_size > 0, NN_ERR_INVALID, "predict: batch size %d",
+             batch_size);
+    NN_TRY(nn__check_data(m->input, x, "predict: x"));
+    NN_TRY(nn__check_data(m->output, out, "predict: out"));
+    NN_CHECK(out->shape[0] == x->shape[0], NN_ERR_SHAPE,
+             "predict: out has %lld rows for %lld inputs",
+             (long long)out->shape[0], (long long)x->shape[0]);
+    int64_t n = x->shape[0];
+    int64_t in_sz = nn__shape_size(&m->input->out);
+    int64_t out_sz = nn__shape_size(&m->output->out);
+    int b = (int)(n < batch_size ? n : batch_size);
+    NN_TRY(nn__context_plan(c, b, false));
+    for (int64_t i = 0; i < n; i += b) {
+        int cur = (int)(n - i < b ? n - i : b);
+        NN_TRY(nn__forward(c, x->data + i * in_sz, cur, false, 0));
+        memcpy(out->data + i * out_sz, c->act[m->output->index],
+               (size_t)cur * (size_t)out_sz * sizeof(float));
+    }
+    return NN_OK;
+}
+
+nn_status nn_context_predict(nn_context *c, const nn_tensor *x, nn_tensor *out,
+                             int batch_size)
+{
+    NN_CHECK(c, NN_ERR_INVALID, "nn_context_predict: context is NULL");
+    return nn__predict(c, x, out, batch_size);
+}
+
+nn_status nn__check_data(const nn_layer *l, const nn_tensor *t,
+                         const char *what)
+{
+    NN_CHECK(t->rank == l->out.rank + 1, NN_ERR_SHAPE,
+             "%s has rank %d, expected %d (batch + %s's shape)", what, t->rank,
+             l->out.rank + 1, l->name);
+    for (int i = 0; i < l->out.rank; i++)
+        NN_CHECK(t->shape[i + 1] == l->out.d[i], NN_ERR_SHAPE,
+                 "%s: axis %d is %lld, layer '%s' has %d", what, i + 1,
+                 (long long)t->shape[i + 1], l->name, l->out.d[i]);
+    return NN_OK;
+}

@@ -1,0 +1,378 @@
+/* Saving a model (format: docs/checkpoint-format.md). The file is streamed
+ * through a writer that also computes the CRC; the same code run with no
+ * file only counts bytes, which gives section lengths and the total size
+ * before anything is written. The bytes go to a temporary file beside the
+ * target that is renamed over it only once complete and synced. */
+#include "io/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+uint32_t nn__crc32(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uLong c = crc;
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? 1u << 30 : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+static bool param_trains(const nn_layer *l, const nn_param *p)
+{
+    return l->trainable && p->trainable;
+}
+
+int nn__ckpt_count_trainable(const nn_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int j = 0; j < m->layers[i]->n_params; j++)
+            n += param_trains(m->layers[i], &m->layers[i]->params[j]);
+    return n;
+}
+
+bool nn__ckpt_slot_owner(const nn_model *m, int slot, int *layer, int *param)
+{
+    int k = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = m->layers[i];
+        for (int j = 0; j < l->n_params; j++) {
+            if (!param_trains(l, &l->params[j])) continue;
+            if (k++ == slot) {
+                *layer = i;
+                *param = j;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* ---------------- byte writer ---------------- */
+
+typedef struct writer {
+    FILE *f; /* NULL: only count */
+    uint64_t n;
+    uint32_t crc;
+    int err; /* errno of the first failed write, 0 if none */
+} writer;
+
+static void put(writer *w, const void *p, size_t n)
+{
+    if (w->f && !w->err) {
+        if (fwrite(p, 1, n, w->f) != n) w->err = errno ? errno : EIO;
+        w->crc = nn__crc32(w->crc, p, n);
+    }
+    w->n += n;
+}
+
+static void put_u32(writer *w, uint32_t v)
+{
+    uint8_t b[4];
+    nn__put_le32(b, v);
+    put(w, b, 4);
+}
+
+static void put_u64(writer *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
+}
+
+static void put_f32(writer *w, float v)
+{
+    uint32_t u = 0;
+    memcpy(&u, &v, 4);
+    put_u32(w, u);
+}
+
+static void put_f32s(writer *w, const float *x, size_t n)
+{
+    if (!w->f) {
+        w->n += 4 * (uint64_t)n;
+        return;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    put(w, x, n * sizeof *x);
+#else
+    for (size_t i = 0; i < n; i++) put_f32(w, x[i]);
+#endif
+}
+
+static void put_str(writer *w, const char *s)
+{
+    size_t n = strlen(s);
+    put_u32(w, (uint32_t)n);
+    put(w, s, n);
+}
+
+/* ---------------- sections ---------------- */
+
+typedef nn_status (*section_fn)(writer *w, const nn_model *m);
+
+/* Writes tag, payload length, payload; the length comes from a dry run. */
+static nn_status put_section(writer *w, const char *tag, section_fn fn,
+                             const nn_model *m)
+{
+    writer count = {0};
+    NN_TRY(fn(&count, m));
+    put(w, tag, 4);
+    put_u64(w, count.n);
+    uint64_t start = w->n;
+    NN_TRY(fn(w, m));
+    NN_CHECK(w->n - start == count.n, NN_ERR_STATE,
+             "checkpoint: section %.4s changed size while saving", tag);
+    return NN_OK;
+}
+
+static nn_status put_model(writer *w, const nn_model *m)
+{
+    put_u64(w, m->seed);
+    for (int i = 0; i < 4; i++) put_u64(w, m->rng.s[i]);
+    put_u64(w, m->step_counter);
+    put_u32(w, (uint32_t)m->output->index);
+    bool known = m->loss >= NN_LOSS_CATEGORICAL_CROSSENTROPY &&
+                 m->loss <= NN_LOSS_BINARY_CROSSENTROPY;
+    put_u32(w, known ? (uint32_t)m->loss : 0);
+    put_u32(w, known && m->loss_opts.from_logits ? 1 : 0);
+    put_u32(w, NN_KIND_COUNT);
+    for (int k = 0; k < NN_KIND_COUNT; k++)
+        put_u32(w, (uint32_t)m->name_counts[k]);
+    return NN_OK;
+}
+
+static nn_status put_config(writer *w, const nn_layer *l)
+{
+    uint8_t blob[NN_CKPT_MAX_CONFIG];
+    size_t n = l->ops->save_config ? l->ops->save_config(l, blob, sizeof blob)
+                                   : 0;
+    NN_CHECK(n <= sizeof blob, NN_ERR_UNSUPPORTED,
+             "checkpoint: layer '%s' has a %zu-byte config, more than %u",
+             l->name, n, NN_CKPT_MAX_CONFIG);
+    put_u32(w, (uint32_t)n);
+    put(w, blob, n);
+    return NN_OK;
+}
+
+static nn_status put_param(writer *w, const nn_layer *l, const nn_param *p)
+{
+    NN_CHECK((uint64_t)p->value.size <= NN_CKPT_MAX_ELEMS, NN_ERR_UNSUPPORTED,
+             "checkpoint: parameter '%s' of layer '%s' has more than %llu "
+             "values",
+             p->name, l->name, (unsigned long long)NN_CKPT_MAX_ELEMS);
+    put_str(w, p->name);
+    put_u32(w, (uint32_t)p->value.rank);
+    for (int i = 0; i < p->value.rank; i++)
+        put_u32(w, (uint32_t)p->value.shape[i]);
+    put_u32(w, p->trainable ? 1 : 0);
+    put_f32s(w, p->value.data, (size_t)p->value.size);
+    return NN_OK;
+}
+
+static nn_status put_layer(writer *w, const nn_layer *l)
+{
+    put_u32(w, (uint32_t)l->kind);
+    put_str(w, l->name);
+    put_u32(w, (uint32_t)l->n_inputs);
+    for (int i = 0; i < l->n_inputs; i++)
+        put_u32(w, (uint32_t)l->inputs[i]->index);
+    put_u32(w, (uint32_t)l->activation);
+    put_u32(w, l->trainable ? 1 : 0);
+    NN_TRY(put_config(w, l));
+    put_u32(w, (uint32_t)l->n_params);
+    for (int i = 0; i < l->n_params; i++)
+        NN_TRY(put_param(w, l, &l->params[i]));
+    return NN_OK;
+}
+
+static nn_status put_graph(writer *w, const nn_model *m)
+{
+    NN_CHECK((uint32_t)m->n_layers <= NN_CKPT_MAX_LAYERS, NN_ERR_UNSUPPORTED,
+             "checkpoint: %d layers, the format holds at most %u",
+             m->n_layers, NN_CKPT_MAX_LAYERS);
+    put_u32(w, (uint32_t)m->n_layers);
+    for (int i = 0; i < m->n_layers; i++) NN_TRY(put_layer(w, m->layers[i]));
+    return NN_OK;
+}
+
+/* The slots must line up with the parameters they belong to; if the graph
+ * changed after the optimizer's first step they no longer do. */
+static nn_status check_slots(const nn_model *m, const nn_optimizer *o)
+{
+    if (o->n_slots == 0) return NN_OK;
+    NN_CHECK(o->n_slots == nn__ckpt_count_trainable(m), NN_ERR_STATE,
+             "checkpoint: the optimizer has %d slots for %d trainable "
+             "parameters",
+             o->n_slots, nn__ckpt_count_trainable(m));
+    for (int i = 0; i < o->n_slots; i++) {
+        int li = 0, pi = 0;
+        nn__ckpt_slot_owner(m, i, &li, &pi);
+        NN_CHECK(o->slot_size[i] == m->layers[li]->params[pi].value.size &&
+                     o->slot_m[i] &&
+                     (o->kind != NN_OPTIM_ADAM || o->slot_v[i]),
+                 NN_ERR_STATE,
+                 "checkpoint: optimizer slot %d does not fit parameter '%s' "
+                 "of layer '%s'",
+                 i, m->layers[li]->params[pi].name, m->layers[li]->name);
+    }
+    return NN_OK;
+}
+
+static nn_status put_optimizer(writer *w, const nn_model *m)
+{
+    const nn_optimizer *o = m->opt;
+    NN_TRY(check_slots(m, o));
+    put_u32(w, (uint32_t)o->kind);
+    if (o->kind == NN_OPTIM_SGD) {
+        put_f32(w, o->sgd.learning_rate);
+        put_f32(w, o->sgd.momentum);
+        put_u32(w, o->sgd.nesterov ? 1 : 0);
+    } else {
+        put_f32(w, o->adam.learning_rate);
+        put_f32(w, o->adam.beta1);
+        put_f32(w, o->adam.beta2);
+        put_f32(w, o->adam.epsilon);
+        put_u32(w, (uint32_t)o->adam.eps_mode);
+    }
+    put_u64(w, (uint64_t)o->iterations);
+    put_u32(w, (uint32_t)o->n_slots);
+    for (int i = 0; i < o->n_slots; i++) {
+        int li = 0, pi = 0;
+        nn__ckpt_slot_owner(m, i, &li, &pi);
+        put_u32(w, (uint32_t)li);
+        put_u32(w, (uint32_t)pi);
+        put_u64(w, (uint64_t)o->slot_size[i]);
+        put_f32s(w, o->slot_m[i], (size_t)o->slot_size[i]);
+        if (o->kind == NN_OPTIM_ADAM)
+            put_f32s(w, o->slot_v[i], (size_t)o->slot_size[i]);
+    }
+    return NN_OK;
+}
+
+/* The whole file; `total` is its size as measured by a counting run. */
+static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
+                          uint64_t total)
+{
+    put(w, NN_CKPT_MAGIC, 8);
+    put_u32(w, NN_CKPT_VERSION);
+    put_u32(w, with_opt ? NN_CKPT_FLAG_OPTIMIZER : 0);
+    put_u64(w, total);
+    NN_TRY(put_section(w, "MODL", put_model, m));
+    NN_TRY(put_section(w, "GRPH", put_graph, m));
+    if (with_opt) NN_TRY(put_section(w, "OPTM", put_optimizer, m));
+    put_u32(w, w->crc);
+    return NN_OK;
+}
+
+/* ---------------- atomic replacement ---------------- */
+
+static atomic_uint temp_counter;
+
+/* Creates "<path>.tmp.<pid>.<n>" exclusively, honouring the umask. */
+static nn_status open_temp(const char *path, char **name, int *fd)
+{
+    size_t len = strlen(path) + 48;
+    char *tmp = nn__alloc(len);
+    if (!tmp) return NN_ERR_NOMEM;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(),
+                 atomic_fetch_add(&temp_counter, 1));
+        *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (*fd >= 0) {
+            *name = tmp;
+            return NN_OK;
+        }
+        if (errno != EEXIST) break;
+    }
+    nn_status s = nn__fail(NN_ERR_IO, "checkpoint: cannot create '%s': %s",
+                           tmp, strerror(errno));
+    nn__free(tmp);
+    return s;
+}
+
+/* Makes the rename itself durable; best effort, the data is already safe. */
+static void sync_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n >= sizeof dir) return;
+    if (!slash)
+        strcpy(dir, ".");
+    else if (n == 0)
+        strcpy(dir, "/");
+    else {
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    fsync(fd);
+    close(fd);
+}
+
+static nn_status io_error(const char *what, const char *path, int err)
+{
+    return nn__fail(NN_ERR_IO, "checkpoint: %s '%s': %s", what, path,
+                    strerror(err));
+}
+
+/* Streams the file into the open temporary and closes it. */
+static nn_status write_temp(int fd, const char *tmp, const nn_model *m,
+                            bool with_opt, uint64_t total)
+{
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int err = errno;
+        close(fd);
+        return io_error("cannot write", tmp, err);
+    }
+    writer w = {.f = f};
+    nn_status s = put_file(&w, m, with_opt, total);
+    if (s == NN_OK && !w.err && w.n != total) w.err = EIO;
+    if (s == NN_OK && !w.err && fflush(f) != 0) w.err = errno;
+    if (s == NN_OK && !w.err && fsync(fileno(f)) != 0) w.err = errno;
+    if (fclose(f) != 0 && !w.err) w.err = errno;
+    if (s == NN_OK && w.err) s = io_error("cannot write", tmp, w.err);
+    return s;
+}
+
+nn_status nn_model_save(const nn_model *m, const char *path, int flags)
+{
+    NN_CHECK(m && path, NN_ERR_INVALID, "nn_model_save: NULL argument");
+    NN_CHECK(path[0], NN_ERR_INVALID, "nn_model_save: empty path");
+    NN_CHECK((flags & ~NN_SAVE_OPTIMIZER) == 0, NN_ERR_INVALID,
+             "nn_model_save: unknown flags 0x%x", (unsigned)flags);
+    NN_CHECK(m->n_layers > 0 && m->output, NN_ERR_STATE,
+             "nn_model_save: the model is empty");
+    bool with_opt = (flags & NN_SAVE_OPTIMIZER) != 0;
+    NN_CHECK(!with_opt || (m->compiled && m->opt), NN_ERR_STATE,
+             "nn_model_save: NN_SAVE_OPTIMIZER needs a compiled model");
+    writer count = {0};
+    NN_TRY(put_file(&count, m, with_opt, 0));
+    NN_CHECK(count.n <= NN_CKPT_MAX_FILE, NN_ERR_UNSUPPORTED,
+             "nn_model_save: the model needs %llu bytes, the format's limit "
+             "is 4 GiB",
+             (unsigned long long)count.n);
+    char *tmp = NULL;
+    int fd = 0;
+    NN_TRY(open_temp(path, &tmp, &fd));
+    nn_status s = write_temp(fd, tmp, m, with_opt, count.n);
+    if (s == NN_OK && rename(tmp, path) != 0)
+        s = io_error("cannot replace", path, errno);
+    if (s != NN_OK)
+        unlink(tmp);
+    else
+        sync_dir(path);
+    nn__free(tmp);
+    return s;
+}

@@ -1,0 +1,703 @@
+/* Loading a model (format: docs/checkpoint-format.md). The file is hostile
+ * until proven otherwise: it is read whole (size capped), its envelope
+ * (magic, version, size, CRC) is checked before anything else, and then a
+ * cursor that knows how many bytes remain in the current section reads
+ * every field, so no count or length can reach past the data or make us
+ * allocate more than the file itself holds. */
+#include "io/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------- cursor ---------------- */
+
+typedef struct cursor {
+    const uint8_t *p;
+    size_t left;
+    char where[160]; /* what is being read, for messages */
+} cursor;
+
+static nn_status bad(const cursor *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static nn_status bad(const cursor *c, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return nn__fail(NN_ERR_FORMAT, "checkpoint: %s: %s", c->where, msg);
+}
+
+static nn_status take(cursor *c, size_t n, const uint8_t **out)
+{
+    NN_CHECK(n <= c->left, NN_ERR_FORMAT, "checkpoint: truncated in %s",
+             c->where);
+    *out = c->p;
+    c->p += n;
+    c->left -= n;
+    return NN_OK;
+}
+
+static nn_status get_u32(cursor *c, uint32_t *v)
+{
+    const uint8_t *p = NULL;
+    NN_TRY(take(c, 4, &p));
+    *v = nn__get_le32(p);
+    return NN_OK;
+}
+
+static nn_status get_u64(cursor *c, uint64_t *v)
+{
+    const uint8_t *p = NULL;
+    NN_TRY(take(c, 8, &p));
+    *v = nn__get_le64(p);
+    return NN_OK;
+}
+
+static nn_status get_f32(cursor *c, float *v)
+{
+    uint32_t u = 0;
+    NN_TRY(get_u32(c, &u));
+    memcpy(v, &u, 4);
+    return NN_OK;
+}
+
+static nn_status get_flag(cursor *c, bool *v, const char *what)
+{
+    uint32_t u = 0;
+    NN_TRY(get_u32(c, &u));
+    if (u > 1) return bad(c, "%s flag is %u, not 0 or 1", what, u);
+    *v = u != 0;
+    return NN_OK;
+}
+
+/* A u32-counted name of 1..cap-1 bytes without NUL, copied terminated. */
+static nn_status get_name(cursor *c, char *out, size_t cap, const char *what)
+{
+    uint32_t n = 0;
+    const uint8_t *p = NULL;
+    NN_TRY(get_u32(c, &n));
+    if (n == 0 || n >= cap)
+        return bad(c, "%s length %u outside 1..%zu", what, n, cap - 1);
+    NN_TRY(take(c, n, &p));
+    if (memchr(p, 0, n)) return bad(c, "%s contains a NUL byte", what);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return NN_OK;
+}
+
+/* Reads `count` floats of little-endian data that lie at p. */
+static void copy_f32s(float *dst, const uint8_t *p, size_t count)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(dst, p, count * sizeof *dst);
+#else
+    for (size_t i = 0; i < count; i++) {
+        uint32_t u = nn__get_le32(p + 4 * i);
+        memcpy(dst + i, &u, 4);
+    }
+#endif
+}
+
+/* Takes `count` floats' worth of bytes, checking size overflow first. */
+static nn_status take_f32s(cursor *c, uint64_t count, const uint8_t **out)
+{
+    if (count > NN_CKPT_MAX_ELEMS)
+        return bad(c, "%llu values, more than the limit of %llu",
+                   (unsigned long long)count,
+                   (unsigned long long)NN_CKPT_MAX_ELEMS);
+    return take(c, (size_t)count * 4, out);
+}
+
+/* Opens section `tag`: *sub covers exactly its payload. */
+static nn_status open_section(cursor *c, const char *tag, cursor *sub)
+{
+    const uint8_t *p = NULL;
+    uint64_t len = 0;
+    snprintf(c->where, sizeof c->where, "section %s header", tag);
+    NN_TRY(take(c, 4, &p));
+    if (memcmp(p, tag, 4) != 0)
+        return bad(c, "expected section %s, found '%.4s'", tag,
+                   (const char *)p);
+    NN_TRY(get_u64(c, &len));
+    if (len > c->left)
+        return bad(c, "length %llu exceeds the %zu bytes left",
+                   (unsigned long long)len, c->left);
+    NN_TRY(take(c, (size_t)len, &p));
+    sub->p = p;
+    sub->left = (size_t)len;
+    snprintf(sub->where, sizeof sub->where, "section %s", tag);
+    return NN_OK;
+}
+
+static nn_status close_section(const cursor *sub)
+{
+    if (sub->left) return bad(sub, "%zu unexpected bytes at its end",
+                              sub->left);
+    return NN_OK;
+}
+
+/* nn__add_layer and friends only say NULL; the allocator's message tells
+ * an out-of-memory apart from a config the builder refused. */
+static nn_status builder_status(void)
+{
+    return strncmp(nn_last_error(), "out of memory", 13) == 0 ||
+                   strncmp(nn_last_error(), "allocation size overflows",
+                           25) == 0
+               ? NN_ERR_NOMEM
+               : NN_ERR_FORMAT;
+}
+
+/* Re-labels a failure reported by library code with where it happened. */
+static nn_status wrap(const cursor *c, nn_status s)
+{
+    if (s == NN_ERR_NOMEM) return s;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", nn_last_error());
+    return bad(c, "%s", msg);
+}
+
+/* ---------------- MODL ---------------- */
+
+typedef struct model_info {
+    uint64_t seed, rng[4], steps;
+    uint32_t output, loss;
+    bool from_logits;
+    uint32_t n_counts;
+    uint32_t counts[NN_KIND_COUNT];
+} model_info;
+
+static nn_status read_counters(cursor *c, model_info *mi)
+{
+    uint32_t k = 0;
+    NN_TRY(get_u32(c, &k));
+    if (k > NN_CKPT_MAX_NAME_COUNTERS)
+        return bad(c, "%u name counters, more than %u", k,
+                   NN_CKPT_MAX_NAME_COUNTERS);
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t v = 0;
+        NN_TRY(get_u32(c, &v));
+        if (v > INT32_MAX) return bad(c, "name counter %u is %u", i, v);
+        if (i < NN_KIND_COUNT) mi->counts[i] = v;
+    }
+    mi->n_counts = k;
+    return NN_OK;
+}
+
+static nn_status read_model_info(cursor *c, model_info *mi)
+{
+    cursor s = {0};
+    NN_TRY(open_section(c, "MODL", &s));
+    memset(mi, 0, sizeof *mi);
+    NN_TRY(get_u64(&s, &mi->seed));
+    for (int i = 0; i < 4; i++) NN_TRY(get_u64(&s, &mi->rng[i]));
+    if (!(mi->rng[0] | mi->rng[1] | mi->rng[2] | mi->rng[3]))
+        return bad(&s, "the random generator state is all zero");
+    NN_TRY(get_u64(&s, &mi->steps));
+    NN_TRY(get_u32(&s, &mi->output));
+    NN_TRY(get_u32(&s, &mi->loss));
+    if (mi->loss > NN_LOSS_BINARY_CROSSENTROPY)
+        return bad(&s, "unknown loss %u", mi->loss);
+    NN_TRY(get_flag(&s, &mi->from_logits, "from_logits"));
+    NN_TRY(read_counters(&s, mi));
+    return close_section(&s);
+}
+
+/* ---------------- GRPH ---------------- */
+
+typedef struct stored_param {
+    char name[sizeof(((nn_param *)0)->name)];
+    int rank;
+    int64_t dims[NN_MAX_RANK];
+    uint64_t elems;
+    bool trainable;
+    const uint8_t *data;
+} stored_param;
+
+typedef struct stored_layer {
+    uint32_t kind, activation;
+    char name[NN_NAME_MAX];
+    int n_inputs;
+    nn_layer *inputs[NN_LAYER_MAX_INPUTS];
+    bool trainable;
+    const uint8_t *config;
+    uint32_t config_len;
+    int n_params;
+    stored_param params[NN_LAYER_MAX_PARAMS];
+    uint64_t total_elems;
+} stored_layer;
+
+static nn_status read_param(cursor *c, const char *layer_where, int index,
+                            stored_param *p)
+{
+    snprintf(c->where, sizeof c->where, "%.100s parameter %d", layer_where,
+             index);
+    NN_TRY(get_name(c, p->name, sizeof p->name, "parameter name"));
+    snprintf(c->where, sizeof c->where, "%.100s parameter '%.15s'", layer_where,
+             p->name);
+    uint32_t rank = 0;
+    NN_TRY(get_u32(c, &rank));
+    if (rank < 1 || rank > NN_MAX_RANK)
+        return bad(c, "rank %u outside 1..%d", rank, NN_MAX_RANK);
+    p->rank = (int)rank;
+    p->elems = 1;
+    for (int i = 0; i < p->rank; i++) {
+        uint32_t d = 0;
+        NN_TRY(get_u32(c, &d));
+        if (d == 0) return bad(c, "dimension %d is 0", i);
+        if (d > NN_CKPT_MAX_ELEMS / p->elems)
+            return bad(c, "more than %llu values",
+                       (unsigned long long)NN_CKPT_MAX_ELEMS);
+        p->dims[i] = d;
+        p->elems *= d;
+    }
+    NN_TRY(get_flag(c, &p->trainable, "trainable"));
+    return take_f32s(c, p->elems, &p->data);
+}
+
+static nn_status read_inputs(cursor *c, const nn_model *m, stored_layer *sl)
+{
+    uint32_t n = 0;
+    NN_TRY(get_u32(c, &n));
+    if (n > NN_LAYER_MAX_INPUTS)
+        return bad(c, "%u inputs, more than %d", n, NN_LAYER_MAX_INPUTS);
+    sl->n_inputs = (int)n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k = 0;
+        NN_TRY(get_u32(c, &k));
+        if (k >= (uint32_t)m->n_layers)
+            return bad(c, "input %u refers to layer %u, not an earlier one",
+                       i, k);
+        sl->inputs[i] = m->layers[k];
+    }
+    return NN_OK;
+}
+
+static nn_status read_layer_record(cursor *c, const nn_model *m,
+                                   stored_layer *sl)
+{
+    char where[sizeof c->where];
+    snprintf(c->where, sizeof c->where, "layer %d", m->n_layers);
+    NN_TRY(get_u32(c, &sl->kind));
+    if (sl->kind >= NN_KIND_COUNT || !nn__layer_registry[sl->kind])
+        return bad(c, "unknown layer kind %u", sl->kind);
+    NN_TRY(get_name(c, sl->name, sizeof sl->name, "name"));
+    snprintf(c->where, sizeof c->where, "layer %d '%s'", m->n_layers,
+             sl->name);
+    memcpy(where, c->where, sizeof where);
+    NN_TRY(read_inputs(c, m, sl));
+    NN_TRY(get_u32(c, &sl->activation));
+    if (sl->activation > NN_CKPT_MAX_ACTIVATION)
+        return bad(c, "unknown activation %u", sl->activation);
+    NN_TRY(get_flag(c, &sl->trainable, "trainable"));
+    NN_TRY(get_u32(c, &sl->config_len));
+    if (sl->config_len > NN_CKPT_MAX_CONFIG)
+        return bad(c, "config of %u bytes, more than %u", sl->config_len,
+                   NN_CKPT_MAX_CONFIG);
+    NN_TRY(take(c, sl->config_len, &sl->config));
+    uint32_t np = 0;
+    NN_TRY(get_u32(c, &np));
+    if (np > NN_LAYER_MAX_PARAMS)
+        return bad(c, "%u parameters, more than %d", np, NN_LAYER_MAX_PARAMS);
+    sl->n_params = (int)np;
+    sl->total_elems = 0;
+    for (int i = 0; i < sl->n_params; i++) {
+        NN_TRY(read_param(c, where, i, &sl->params[i]));
+        sl->total_elems += sl->params[i].elems;
+    }
+    memcpy(c->where, where, sizeof where);
+    return NN_OK;
+}
+
+/* a * b, saturating instead of overflowing; factors below 1 give 0 (the
+ * builder rejects those before allocating anything). */
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+    if (a <= 0 || b <= 0) return 0;
+    return a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+static int64_t last_dim(const nn_layer *l)
+{
+    return l->out.rank > 0 ? l->out.d[l->out.rank - 1] : 0;
+}
+
+/* A lower bound of the parameter values the builder will allocate for this
+ * config. It must not exceed what the file stores, which bounds every
+ * allocation by the file size. */
+static int64_t min_param_elems(const stored_layer *sl, const nn_layer *proto)
+{
+    if (sl->n_inputs < 1) return 0;
+    int64_t in = last_dim(sl->inputs[0]);
+    if (sl->kind == NN_KIND_CONV2D)
+        return mul_sat(mul_sat(proto->cfg.conv.kh, proto->cfg.conv.kw),
+                       mul_sat(in, proto->cfg.conv.filters));
+    if (sl->kind == NN_KIND_DENSE) return mul_sat(in, proto->cfg.dense.units);
+    return 0;
+}
+
+static nn_status make_proto(cursor *c, const stored_layer *sl, nn_layer *proto)
+{
+    memset(proto, 0, sizeof *proto);
+    proto->kind = (nn_layer_kind)sl->kind;
+    proto->ops = nn__layer_registry[sl->kind];
+    proto->activation = (nn_activation)sl->activation;
+    proto->trainable = sl->trainable;
+    snprintf(proto->name, sizeof proto->name, "%s", sl->name);
+    if (proto->ops->load_config) {
+        nn_status s =
+            proto->ops->load_config(proto, sl->config, sl->config_len);
+        if (s != NN_OK) return wrap(c, s);
+    } else if (sl->config_len) {
+        return bad(c, "this kind takes no config");
+    }
+    int64_t need = min_param_elems(sl, proto);
+    if ((uint64_t)need > sl->total_elems)
+        return bad(c, "the config needs at least %lld parameter values, the "
+                      "file stores %llu",
+                   (long long)need, (unsigned long long)sl->total_elems);
+    return NN_OK;
+}
+
+static nn_status check_param(cursor *c, const nn_param *p,
+                             const stored_param *sp)
+{
+    bool same = strcmp(p->name, sp->name) == 0 && p->value.rank == sp->rank &&
+                p->trainable == sp->trainable;
+    for (int i = 0; same && i < sp->rank; i++)
+        same = p->value.shape[i] == sp->dims[i];
+    if (!same)
+        return bad(c, "stored parameter '%s' (rank %d, %llu values) does not "
+                      "match the rebuilt '%s' (rank %d, %lld values)",
+                   sp->name, sp->rank, (unsigned long long)sp->elems, p->name,
+                   p->value.rank, (long long)p->value.size);
+    return NN_OK;
+}
+
+/* Per-sample outputs must stay addressable, or inference would overflow. */
+static nn_status check_output(cursor *c, const nn_layer *l)
+{
+    int64_t n = 1;
+    for (int i = 0; i < l->out.rank; i++) {
+        n = mul_sat(n, l->out.d[i]);
+        if (n == 0 || n > NN_CKPT_MAX_OUT_ELEMS)
+            return bad(c, "output of a sample would have %s values",
+                       n == 0 ? "no" : "too many");
+    }
+    return NN_OK;
+}
+
+static nn_status fill_layer(cursor *c, nn_layer *l, const stored_layer *sl)
+{
+    l->trainable = sl->trainable;
+    NN_TRY(check_output(c, l));
+    if (l->activation != (nn_activation)sl->activation)
+        return bad(c, "activation %u, but the config makes it %d",
+                   sl->activation, (int)l->activation);
+    if (l->n_params != sl->n_params)
+        return bad(c, "the file stores %d parameters, the layer has %d",
+                   sl->n_params, l->n_params);
+    for (int i = 0; i < sl->n_params; i++) {
+        NN_TRY(check_param(c, &l->params[i], &sl->params[i]));
+        copy_f32s(l->params[i].value.data, sl->params[i].data,
+                  (size_t)sl->params[i].elems);
+    }
+    return NN_OK;
+}
+
+static nn_status read_layer(cursor *c, nn_model *m)
+{
+    stored_layer sl = {0};
+    nn_layer proto;
+    NN_TRY(read_layer_record(c, m, &sl));
+    NN_TRY(make_proto(c, &sl, &proto));
+    nn_layer *l = nn__add_layer(m, (nn_layer_kind)sl.kind, sl.n_inputs,
+                                sl.inputs, sl.name, &proto);
+    if (!l) return wrap(c, builder_status());
+    return fill_layer(c, l, &sl);
+}
+
+/* Smallest layer record: kind, name length + 1 byte, input count,
+ * activation, trainable, config length, parameter count. */
+#define MIN_LAYER_RECORD 29u
+
+static nn_status read_graph(cursor *c, nn_model *m)
+{
+    cursor s = {0};
+    uint32_t n = 0;
+    NN_TRY(open_section(c, "GRPH", &s));
+    NN_TRY(get_u32(&s, &n));
+    if (n < 1 || n > NN_CKPT_MAX_LAYERS)
+        return bad(&s, "layer count %u outside 1..%u", n, NN_CKPT_MAX_LAYERS);
+    if (n > s.left / MIN_LAYER_RECORD)
+        return bad(&s, "%u layers cannot fit in %zu bytes", n, s.left);
+    for (uint32_t i = 0; i < n; i++) NN_TRY(read_layer(&s, m));
+    snprintf(s.where, sizeof s.where, "section GRPH");
+    return close_section(&s);
+}
+
+/* ---------------- OPTM ---------------- */
+
+static nn_status read_opt_config(cursor *c, nn_optimizer **out)
+{
+    uint32_t kind = 0;
+    NN_TRY(get_u32(c, &kind));
+    if (kind == NN_OPTIM_SGD) {
+        nn_sgd_opts o = NN_SGD_OPTS_INIT;
+        bool nesterov = false;
+        NN_TRY(get_f32(c, &o.learning_rate));
+        NN_TRY(get_f32(c, &o.momentum));
+        NN_TRY(get_flag(c, &nesterov, "nesterov"));
+        o.nesterov = nesterov;
+        *out = nn_sgd(&o);
+    } else if (kind == NN_OPTIM_ADAM) {
+        nn_adam_opts o = NN_ADAM_OPTS_INIT;
+        uint32_t mode = 0;
+        NN_TRY(get_f32(c, &o.learning_rate));
+        NN_TRY(get_f32(c, &o.beta1));
+        NN_TRY(get_f32(c, &o.beta2));
+        NN_TRY(get_f32(c, &o.epsilon));
+        NN_TRY(get_u32(c, &mode));
+        if (mode > NN_ADAM_EPS_TORCH)
+            return bad(c, "unknown Adam epsilon mode %u", mode);
+        o.eps_mode = (nn_adam_eps_mode)mode;
+        *out = nn_adam(&o);
+    } else {
+        return bad(c, "unknown optimizer kind %u", kind);
+    }
+    if (!*out) return wrap(c, builder_status());
+    return NN_OK;
+}
+
+/* Allocates the slot arrays as the optimizer's first step would (see
+ * src/optim/optim.h): slot_v only for Adam. Partly filled arrays are freed
+ * by nn_optimizer_free. */
+static nn_status alloc_slots(nn_optimizer *o, int n)
+{
+    bool adam = o->kind == NN_OPTIM_ADAM;
+    o->slot_m = nn__calloc((size_t)n, sizeof *o->slot_m);
+    o->slot_v = adam ? nn__calloc((size_t)n, sizeof *o->slot_v) : NULL;
+    o->slot_size = nn__calloc((size_t)n, sizeof *o->slot_size);
+    o->n_slots = n;
+    if (!o->slot_m || (adam && !o->slot_v) || !o->slot_size)
+        return NN_ERR_NOMEM;
+    return NN_OK;
+}
+
+static nn_status read_slot(cursor *c, const nn_model *m, nn_optimizer *o,
+                           int i)
+{
+    uint32_t li, pi = 0;
+    uint64_t count = 0;
+    int want_l, want_p = 0;
+    snprintf(c->where, sizeof c->where, "optimizer slot %d", i);
+    NN_TRY(get_u32(c, &li));
+    NN_TRY(get_u32(c, &pi));
+    NN_TRY(get_u64(c, &count));
+    nn__ckpt_slot_owner(m, i, &want_l, &want_p);
+    if (li != (uint32_t)want_l || pi != (uint32_t)want_p)
+        return bad(c, "belongs to layer %u parameter %u, expected layer %d "
+                      "parameter %d",
+                   li, pi, want_l, want_p);
+    const nn_param *p = &m->layers[li]->params[pi];
+    if (count != (uint64_t)p->value.size)
+        return bad(c, "has %llu values, parameter '%s' of layer '%s' has %lld",
+                   (unsigned long long)count, p->name, m->layers[li]->name,
+                   (long long)p->value.size);
+    const uint8_t *dm = NULL, *dv = NULL;
+    NN_TRY(take_f32s(c, count, &dm));
+    if (o->kind == NN_OPTIM_ADAM) NN_TRY(take_f32s(c, count, &dv));
+    o->slot_size[i] = (int64_t)count;
+    o->slot_m[i] = nn__alloc((size_t)count * sizeof(float));
+    if (!o->slot_m[i]) return NN_ERR_NOMEM;
+    copy_f32s(o->slot_m[i], dm, (size_t)count);
+    if (!dv) return NN_OK;
+    o->slot_v[i] = nn__alloc((size_t)count * sizeof(float));
+    if (!o->slot_v[i]) return NN_ERR_NOMEM;
+    copy_f32s(o->slot_v[i], dv, (size_t)count);
+    return NN_OK;
+}
+
+static nn_status read_opt_state(cursor *c, const nn_model *m, nn_optimizer *o)
+{
+    uint64_t iters = 0;
+    uint32_t n = 0;
+    NN_TRY(get_u64(c, &iters));
+    if (iters > INT64_MAX) return bad(c, "negative iteration count");
+    o->iterations = (int64_t)iters;
+    NN_TRY(get_u32(c, &n));
+    int want = nn__ckpt_count_trainable(m);
+    if (n != 0 && n != (uint32_t)want)
+        return bad(c, "%u slots for %d trainable parameters", n, want);
+    if (n == 0) return NN_OK;
+    NN_TRY(alloc_slots(o, (int)n));
+    for (int i = 0; i < (int)n; i++) NN_TRY(read_slot(c, m, o, i));
+    return NN_OK;
+}
+
+/* Builds the optimizer and compiles m with it; on failure m owns nothing
+ * new. */
+static nn_status read_optimizer(cursor *c, nn_model *m, const model_info *mi)
+{
+    cursor s = {0};
+    nn_optimizer *o = NULL;
+    NN_TRY(open_section(c, "OPTM", &s));
+    if (mi->loss == 0) return bad(&s, "an optimizer without a loss");
+    nn_status st = read_opt_config(&s, &o);
+    if (st == NN_OK) st = read_opt_state(&s, m, o);
+    if (st == NN_OK) st = close_section(&s);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = mi->from_logits;
+    if (st == NN_OK) {
+        st = nn_model_compile(m, o, (nn_loss)mi->loss, &lo);
+        if (st != NN_OK) st = wrap(&s, st);
+    }
+    if (st != NN_OK) nn_optimizer_free(o);
+    return st;
+}
+
+/* ---------------- the whole file ---------------- */
+
+static nn_status apply_model_info(cursor *c, nn_model *m, const model_info *mi)
+{
+    snprintf(c->where, sizeof c->where, "section MODL");
+    if (mi->output >= (uint32_t)m->n_layers)
+        return bad(c, "output layer %u of %d layers", mi->output,
+                   m->n_layers);
+    m->output = m->layers[mi->output];
+    m->generation++;
+    for (int i = 0; i < 4; i++) m->rng.s[i] = mi->rng[i];
+    m->step_counter = mi->steps;
+    for (uint32_t k = 0; k < NN_KIND_COUNT; k++)
+        m->name_counts[k] = k < mi->n_counts ? (int)mi->counts[k] : 0;
+    if (!m->compiled && mi->loss) {
+        m->loss = (nn_loss)mi->loss;
+        m->loss_opts.size = sizeof m->loss_opts;
+        m->loss_opts.from_logits = mi->from_logits;
+    }
+    return NN_OK;
+}
+
+static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
+{
+    cursor c = {buf + NN_CKPT_HEADER, size - NN_CKPT_HEADER - 4, "header"};
+    uint32_t flags = nn__get_le32(buf + 12);
+    if (flags & ~NN_CKPT_FLAG_OPTIMIZER) return bad(&c, "unknown flags 0x%x",
+                                                    flags);
+    model_info mi = {0};
+    NN_TRY(read_model_info(&c, &mi));
+    nn_model *m = nn_model_create(mi.seed);
+    if (!m) return NN_ERR_NOMEM;
+    nn_status s = read_graph(&c, m);
+    if (s == NN_OK) s = apply_model_info(&c, m, &mi);
+    if (s == NN_OK && (flags & NN_CKPT_FLAG_OPTIMIZER))
+        s = read_optimizer(&c, m, &mi);
+    if (s == NN_OK && c.left)
+        s = bad(&c, "%zu unexpected bytes after the last section", c.left);
+    if (s != NN_OK) {
+        nn_model_free(m);
+        return s;
+    }
+    *out = m;
+    return NN_OK;
+}
+
+/* Magic, version, size and CRC, before anything is parsed. */
+static nn_status check_envelope(const char *path, const uint8_t *buf,
+                                size_t size)
+{
+    size_t lead = size < 8 ? size : 8;
+    NN_CHECK(memcmp(buf, NN_CKPT_MAGIC, lead) == 0, NN_ERR_FORMAT,
+             "checkpoint: '%s' is not a libnn model file", path);
+    NN_CHECK(size >= NN_CKPT_HEADER + 4, NN_ERR_FORMAT,
+             "checkpoint: '%s' is truncated (%zu bytes)", path, size);
+    uint32_t version = nn__get_le32(buf + 8);
+    NN_CHECK(version == NN_CKPT_VERSION, NN_ERR_UNSUPPORTED,
+             "checkpoint: '%s' has format version %u, this library reads %u",
+             path, version, NN_CKPT_VERSION);
+    uint64_t declared = nn__get_le64(buf + 16);
+    NN_CHECK(declared <= size, NN_ERR_FORMAT,
+             "checkpoint: '%s' is truncated: %zu of %llu bytes", path, size,
+             (unsigned long long)declared);
+    NN_CHECK(declared == size, NN_ERR_FORMAT,
+             "checkpoint: '%s' has %llu trailing bytes", path,
+             (unsigned long long)(size - declared));
+    uint32_t crc = nn__crc32(0, buf, size - 4);
+    NN_CHECK(crc == nn__get_le32(buf + size - 4), NN_ERR_FORMAT,
+             "checkpoint: CRC mismatch in '%s' (the file is corrupt)", path);
+    return NN_OK;
+}
+
+static nn_status read_fd(int fd, const char *path, uint8_t *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = read(fd, buf + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        NN_CHECK(k >= 0, NN_ERR_IO, "checkpoint: reading '%s': %s", path,
+                 strerror(errno));
+        NN_CHECK(k > 0, NN_ERR_IO, "checkpoint: '%s' shrank while reading",
+                 path);
+        done += (size_t)k;
+    }
+    return NN_OK;
+}
+
+/* The whole file in one buffer of the size fstat reports, capped. */
+static nn_status read_whole(const char *path, uint8_t **out, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    NN_CHECK(fd >= 0, NN_ERR_IO, "checkpoint: cannot open '%s': %s", path,
+             strerror(errno));
+    struct stat st;
+    nn_status s = NN_OK;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        s = nn__fail(NN_ERR_IO, "checkpoint: '%s' is not a regular file",
+                     path);
+    else if ((uint64_t)st.st_size > NN_CKPT_MAX_FILE)
+        s = nn__fail(NN_ERR_FORMAT,
+                     "checkpoint: '%s' is %lld bytes, more than the 4 GiB "
+                     "limit",
+                     path, (long long)st.st_size);
+    else if (!(buf = nn__alloc((size_t)st.st_size)))
+        s = NN_ERR_NOMEM;
+    else
+        s = read_fd(fd, path, buf, (size_t)st.st_size);
+    close(fd);
+    if (s != NN_OK) {
+        nn__free(buf);
+        return s;
+    }
+    *out = buf;
+    *size = (size_t)st.st_size;
+    return NN_OK;
+}
+
+nn_status nn__model_load(const char *path, nn_model **out)
+{
+    NN_CHECK(out, NN_ERR_INVALID, "nn_model_load: out is NULL");
+    *out = NULL;
+    NN_CHECK(path, NN_ERR_INVALID, "nn_model_load: path is NULL");
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    NN_TRY(read_whole(path, &buf, &size));
+    nn_status s = check_envelope(path, buf, size);
+    if (s == NN_OK) s = parse(buf, size, out);
+    nn__free(buf);
+    return s;
+}
+
+nn_model *nn_model_load(const char *path)
+{
+    nn_model *m = NULL;
+    nn__model_load(path, &m);
+    return m;
+}

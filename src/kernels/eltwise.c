@@ -1,0 +1,187 @@
+/* Element-wise maps, softmax and column sums. */
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* Below this many values a thread team costs more than it saves. */
+#define PAR_MIN 32768
+
+/* Every loop using it has its element count in a variable named n. */
+#define PAR_FOR                                                                \
+    _Pragma("omp parallel for num_threads(nn__threads()) if (n >= PAR_MIN) schedule(static)")
+
+void nn__relu(const float *x, float *y, int64_t n)
+{
+    /* x < 0 rather than x > 0 so that NaN propagates. */
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+void nn__relu_backward(const float *y, const float *dy, float *dx, int64_t n,
+                       bool accum)
+{
+    if (accum) {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+    } else {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    }
+}
+
+static float sigmoid1(float x)
+{
+    /* exp of a non-positive number only: no overflow either way. */
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+void nn__sigmoid(const float *x, float *y, int64_t n)
+{
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) y[i] = sigmoid1(x[i]);
+}
+
+void nn__sigmoid_backward(const float *y, const float *dy, float *dx,
+                          int64_t n, bool accum)
+{
+    if (accum) {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+    } else {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    }
+}
+
+static void softmax_row(const float *x, float *y, int64_t cols)
+{
+    float mx = x[0];
+    for (int64_t j = 1; j < cols; j++)
+        if (x[j] > mx) mx = x[j];
+    double sum = 0.0;
+    for (int64_t j = 0; j < cols; j++) {
+        float e = expf(x[j] - mx);
+        y[j] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < cols; j++) y[j] *= inv;
+}
+
+void nn__softmax(const float *x, float *y, int64_t rows, int64_t cols)
+{
+    if (cols <= 0) return;
+    int64_t n = rows * cols;
+    PAR_FOR
+    for (int64_t r = 0; r < rows; r++)
+        softmax_row(x + r * cols, y + r * cols, cols);
+}
+
+/* dx = y * (dy - <dy, y>): the softmax Jacobian applied to dy. */
+static void softmax_back_row(const float *y, const float *dy, float *dx,
+                             int64_t cols, bool accum)
+{
+    double dot = 0.0;
+    for (int64_t j = 0; j < cols; j++) dot += (double)dy[j] * y[j];
+    float d = (float)dot;
+    if (accum)
+        for (int64_t j = 0; j < cols; j++) dx[j] += y[j] * (dy[j] - d);
+    else
+        for (int64_t j = 0; j < cols; j++) dx[j] = y[j] * (dy[j] - d);
+}
+
+void nn__softmax_backward(const float *y, const float *dy, float *dx,
+                          int64_t rows, int64_t cols, bool accum)
+{
+    int64_t n = rows * cols;
+    PAR_FOR
+    for (int64_t r = 0; r < rows; r++)
+        softmax_back_row(y + r * cols, dy + r * cols, dx + r * cols, cols,
+                         accum);
+}
+
+void nn__bias_add(float *y, const float *b, int64_t rows, int64_t cols)
+{
+    int64_t n = rows * cols;
+    PAR_FOR
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = y + r * cols;
+        for (int64_t j = 0; j < cols; j++) row[j] += b[j];
+    }
+}
+
+void nn__copy_or_add(const float *x, float *y, int64_t n, bool accum)
+{
+    if (!accum) {
+        if (x != y) memcpy(y, x, (size_t)n * sizeof(float));
+        return;
+    }
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* Sums rows [r0, r1) into acc[cols] (doubles), a block of columns at a time
+ * so the accumulators stay in registers and L1. */
+static void colsum_rows(const float *x, int64_t r0, int64_t r1, int64_t cols,
+                        double *acc)
+{
+    enum { BLK = 256 };
+    for (int64_t c0 = 0; c0 < cols; c0 += BLK) {
+        int64_t cb = cols - c0 < BLK ? cols - c0 : BLK;
+        double *a = acc + c0;
+        for (int64_t j = 0; j < cb; j++) a[j] = 0.0;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *row = x + r * cols + c0;
+            for (int64_t j = 0; j < cb; j++) a[j] += row[j];
+        }
+    }
+}
+
+static void colsum_serial(const float *x, int64_t rows, int64_t cols,
+                          float *out)
+{
+    enum { BLK = 256 };
+    double acc[BLK];
+    for (int64_t c0 = 0; c0 < cols; c0 += BLK) {
+        int64_t cb = cols - c0 < BLK ? cols - c0 : BLK;
+        for (int64_t j = 0; j < cb; j++) acc[j] = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = x + r * cols + c0;
+            for (int64_t j = 0; j < cb; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < cb; j++) out[c0 + j] = (float)acc[j];
+    }
+}
+
+/* Tall inputs: each thread sums a band of rows into its own partial; the
+ * partials are added in band order, so the result depends only on the
+ * thread count. Falls back to one thread if the partials cannot be had. */
+void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out)
+{
+    if (cols <= 0) return;
+    int p = nn__threads();
+    if (rows < p) p = (int)rows;
+    if (p <= 1 || rows * cols < 4 * PAR_MIN || omp_in_parallel()) {
+        colsum_serial(x, rows, cols, out);
+        return;
+    }
+    double *part = nn__alloc((size_t)p * (size_t)cols * sizeof(double));
+    if (!part) {
+        colsum_serial(x, rows, cols, out);
+        return;
+    }
+#pragma omp parallel for num_threads(p) schedule(static, 1)
+    for (int t = 0; t < p; t++)
+        colsum_rows(x, rows * t / p, rows * (t + 1) / p, cols,
+                    part + (size_t)t * cols);
+    for (int64_t j = 0; j < cols; j++) {
+        double s = 0.0;
+        for (int t = 0; t < p; t++) s += part[(size_t)t * cols + j];
+        out[j] = (float)s;
+    }
+    nn__free(part);
+}

@@ -1,0 +1,166 @@
+/* Helpers shared by the layer kinds: options, enums, window geometry and
+ * config serialization. */
+#include "layers/layers.h"
+
+#include <string.h>
+
+nn_status nn__read_opts(void *dst, size_t dst_size, const void *src,
+                        const char *who)
+{
+    if (!src) return NN_OK;
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
+             "%s: opts->size is %zu; set it with the NN_*_OPTS_INIT macro",
+             who, size);
+    memcpy(dst, src, size < dst_size ? size : dst_size);
+    memcpy(dst, &dst_size, sizeof dst_size);
+    return NN_OK;
+}
+
+bool nn__activation_ok(nn_activation a)
+{
+    return a == NN_ACT_NONE || a == NN_ACT_RELU || a == NN_ACT_SIGMOID ||
+           a == NN_ACT_SOFTMAX;
+}
+
+bool nn__padding_ok(nn_padding p)
+{
+    return p == NN_PADDING_VALID || p == NN_PADDING_SAME;
+}
+
+bool nn__initializer_ok(nn_initializer i)
+{
+    return i >= NN_INIT_DEFAULT && i <= NN_INIT_HE_NORMAL;
+}
+
+const char *nn__padding_name(nn_padding p)
+{
+    return p == NN_PADDING_SAME ? "same" : "valid";
+}
+
+bool nn__act_keeps_logits(nn_activation a)
+{
+    return a == NN_ACT_SOFTMAX || a == NN_ACT_SIGMOID;
+}
+
+float *nn__param_grad(nn_layer *l, int i)
+{
+    if (i >= l->n_params || !l->trainable || !l->params[i].trainable)
+        return NULL;
+    return l->params[i].grad.data;
+}
+
+nn_status nn__window_axis(const nn_layer *l, const char *axis, int in, int k,
+                          int s, nn_padding pad, int *out, int *pad_before)
+{
+    if (pad == NN_PADDING_SAME) {
+        int64_t o = ((int64_t)in + s - 1) / s;
+        int64_t total = (o - 1) * s + k - in;
+        *out = (int)o;
+        *pad_before = total > 0 ? (int)(total / 2) : 0;
+        return NN_OK;
+    }
+    NN_CHECK(k <= in, NN_ERR_SHAPE,
+             "%s '%s': window of %d does not fit the input %s of %d with "
+             "padding 'valid'",
+             l->ops->type_name, l->name, k, axis, in);
+    *out = (in - k) / s + 1;
+    *pad_before = 0;
+    return NN_OK;
+}
+
+nn_status nn__one_input(nn_layer *l, int rank)
+{
+    NN_CHECK(l->n_inputs == 1, NN_ERR_INVALID, "%s '%s': takes one input, "
+             "got %d", l->ops->type_name, l->name, l->n_inputs);
+    const nn_shape *in = &l->inputs[0]->out;
+    NN_CHECK(rank == 0 || in->rank == rank, NN_ERR_SHAPE,
+             "%s '%s': input '%s' has rank %d per sample, expected %d",
+             l->ops->type_name, l->name, l->inputs[0]->name, in->rank, rank);
+    NN_CHECK(in->rank >= 1, NN_ERR_SHAPE, "%s '%s': input '%s' has rank 0",
+             l->ops->type_name, l->name, l->inputs[0]->name);
+    l->out = *in;
+    return NN_OK;
+}
+
+nn_status nn__check_out_size(const nn_layer *l)
+{
+    int64_t n = 1;
+    for (int i = 0; i < l->out.rank; i++) {
+        NN_CHECK(l->out.d[i] > 0, NN_ERR_SHAPE,
+                 "%s '%s': output axis %d has size %d", l->ops->type_name,
+                 l->name, i, l->out.d[i]);
+        n *= l->out.d[i];
+        NN_CHECK(n <= NN_SAMPLE_MAX, NN_ERR_SHAPE,
+                 "%s '%s': output of more than %d values per sample",
+                 l->ops->type_name, l->name, NN_SAMPLE_MAX);
+    }
+    return NN_OK;
+}
+
+/* ---- config bytes ---- */
+
+static void put_u32(nn_cfg_writer *w, uint32_t v)
+{
+    if (w->buf && w->len + 4 <= w->cap)
+        for (int i = 0; i < 4; i++) w->buf[w->len + i] = (uint8_t)(v >> (8 * i));
+    w->len += 4;
+}
+
+void nn__cfg_put_i32(nn_cfg_writer *w, int32_t v) { put_u32(w, (uint32_t)v); }
+
+void nn__cfg_put_f32(nn_cfg_writer *w, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    put_u32(w, u);
+}
+
+static uint32_t get_u32(nn_cfg_reader *r)
+{
+    if (!r->buf || r->pos > r->len || r->len - r->pos < 4) {
+        r->short_read = true;
+        return 0;
+    }
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)r->buf[r->pos + i] << (8 * i);
+    r->pos += 4;
+    return v;
+}
+
+int32_t nn__cfg_get_i32(nn_cfg_reader *r)
+{
+    uint32_t u = get_u32(r);
+    int32_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+float nn__cfg_get_f32(nn_cfg_reader *r)
+{
+    uint32_t u = get_u32(r);
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+nn_status nn__cfg_end(const nn_cfg_reader *r, const char *type)
+{
+    NN_CHECK(!r->short_read, NN_ERR_FORMAT, "%s config is truncated", type);
+    NN_CHECK(r->pos == r->len, NN_ERR_FORMAT,
+             "%s config has %zu bytes, expected %zu", type, r->len, r->pos);
+    return NN_OK;
+}
+
+size_t nn__save_no_config(const nn_layer *l, uint8_t *buf, size_t cap)
+{
+    return 0;
+}
+
+nn_status nn__load_no_config(nn_layer *l, const uint8_t *buf, size_t len)
+{
+    NN_CHECK(len == 0, NN_ERR_FORMAT,
+             "layer config has %zu bytes where none are expected", len);
+    return NN_OK;
+}

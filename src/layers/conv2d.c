@@ -1,0 +1,199 @@
+/* Conv2D: NHWC input, kernel [kh, kw, cin, filters], optional bias and a
+ * fused activation. With a softmax or sigmoid activation the layer keeps
+ * its pre-activation output (logits) in its state for the loss. */
+#include "kernels/kernels.h"
+#include "layers/layers.h"
+
+#include <string.h>
+
+static nn_status conv_check(const nn_layer *l, nn_status err, const char *who)
+{
+    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    NN_CHECK(c->filters > 0 && c->filters <= NN_LAYER_DIM_MAX, err,
+             "%s: %d filters", who, c->filters);
+    NN_CHECK(c->kh > 0 && c->kw > 0 && c->kh <= NN_LAYER_DIM_MAX &&
+                 c->kw <= NN_LAYER_DIM_MAX,
+             err, "%s: kernel size %dx%d", who, c->kh, c->kw);
+    NN_CHECK(c->sh > 0 && c->sw > 0 && c->sh <= NN_LAYER_DIM_MAX &&
+                 c->sw <= NN_LAYER_DIM_MAX,
+             err, "%s: strides %dx%d", who, c->sh, c->sw);
+    NN_CHECK(c->use_bias == 0 || c->use_bias == 1, err, "%s: use_bias %d",
+             who, c->use_bias);
+    NN_CHECK(nn__padding_ok(c->padding), err, "%s: unknown padding %d", who,
+             (int)c->padding);
+    NN_CHECK(nn__activation_ok(l->activation), err,
+             "%s: unknown activation %d", who, (int)l->activation);
+    NN_CHECK(nn__initializer_ok(c->kinit) && nn__initializer_ok(c->binit),
+             err, "%s: unknown initializer %d/%d", who, (int)c->kinit,
+             (int)c->binit);
+    return NN_OK;
+}
+
+static nn_status conv_build(nn_layer *l)
+{
+    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    NN_TRY(conv_check(l, NN_ERR_INVALID, "Conv2D"));
+    if (c->kinit == NN_INIT_DEFAULT) c->kinit = NN_INIT_GLOROT_UNIFORM;
+    if (c->binit == NN_INIT_DEFAULT) c->binit = NN_INIT_ZEROS;
+    NN_TRY(nn__one_input(l, 3));
+    int h = l->out.d[0], w = l->out.d[1], cin = l->out.d[2];
+    int oh, ow;
+    NN_TRY(nn__window_axis(l, "height", h, c->kh, c->sh, c->padding, &oh,
+                           &c->pad_top));
+    NN_TRY(nn__window_axis(l, "width", w, c->kw, c->sw, c->padding, &ow,
+                           &c->pad_left));
+    l->out = (nn_shape){3, {oh, ow, c->filters}};
+    NN_TRY(nn__check_out_size(l));
+    NN_CHECK((int64_t)c->kh * c->kw * cin <= INT32_MAX, NN_ERR_SHAPE,
+             "Conv2D '%s': kernel window of more than %d values", l->name,
+             INT32_MAX);
+    int kshape[4] = {c->kh, c->kw, cin, c->filters};
+    NN_TRY(nn__layer_add_param(l, "kernel", 4, kshape, true));
+    if (c->use_bias) NN_TRY(nn__layer_add_param(l, "bias", 1, &c->filters, true));
+    return NN_OK;
+}
+
+static void conv_init(nn_layer *l, nn_rng *rng)
+{
+    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    int64_t window = (int64_t)c->kh * c->kw;
+    int64_t cin = l->params[0].value.shape[2];
+    nn__init_param(&l->params[0], c->kinit, window * cin, window * c->filters,
+                   rng);
+    if (c->use_bias)
+        nn__init_param(&l->params[1], c->binit, window * cin,
+                       window * c->filters, rng);
+}
+
+static nn_conv_geom conv_geom(const nn_layer *l, int batch)
+{
+    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    const nn_shape *in = &l->inputs[0]->out;
+    return (nn_conv_geom){
+        .n = batch, .h = in->d[0], .w = in->d[1], .c = in->d[2],
+        .kh = c->kh, .kw = c->kw, .sh = c->sh, .sw = c->sw,
+        .pad_top = c->pad_top, .pad_left = c->pad_left,
+        .oh = l->out.d[0], .ow = l->out.d[1], .f = c->filters,
+    };
+}
+
+static size_t conv_scratch(const nn_layer *l, int batch, bool training)
+{
+    nn_conv_geom g = conv_geom(l, batch);
+    size_t f = nn__conv2d_forward_scratch(&g);
+    if (!training) return f;
+    size_t b = nn__conv2d_backward_scratch(&g, true);
+    return f > b ? f : b;
+}
+
+static int64_t out_rows(const nn_layer *l, int batch)
+{
+    return (int64_t)batch * l->out.d[0] * l->out.d[1];
+}
+
+static size_t conv_state_bytes(const nn_layer *l, int batch)
+{
+    if (!nn__act_keeps_logits(l->activation)) return 0;
+    return (size_t)out_rows(l, batch) * (size_t)l->out.d[2] * sizeof(float);
+}
+
+static const float *conv_logits(const nn_layer *l, const void *state)
+{
+    return nn__act_keeps_logits(l->activation) ? state : NULL;
+}
+
+static nn_status conv_forward(const nn_layer *l, const nn_fwd *a)
+{
+    nn_conv_geom g = conv_geom(l, a->batch);
+    const float *bias = l->cfg.conv.use_bias ? l->params[1].value.data : NULL;
+    nn__conv2d_forward(&g, a->in[0], l->params[0].value.data, bias, a->out,
+                       a->scratch);
+    int64_t rows = out_rows(l, a->batch);
+    if (a->state && nn__act_keeps_logits(l->activation))
+        memcpy(a->state, a->out, (size_t)(rows * g.f) * sizeof(float));
+    nn__act_forward(l->activation, a->out, rows, g.f);
+    return NN_OK;
+}
+
+static nn_status conv_backward(nn_layer *l, const nn_bwd *a)
+{
+    nn_conv_geom g = conv_geom(l, a->batch);
+    if (!a->dout_is_preact)
+        nn__act_backward(l->activation, a->out, a->dout,
+                         out_rows(l, a->batch), g.f);
+    nn__conv2d_backward(&g, a->in[0], l->params[0].value.data, a->dout,
+                        a->din[0], a->accum[0], nn__param_grad(l, 0),
+                        l->cfg.conv.use_bias ? nn__param_grad(l, 1) : NULL,
+                        a->scratch);
+    return NN_OK;
+}
+
+/* filters, kh, kw, sh, sw, use_bias, padding, activation, kinit, binit */
+static size_t conv_save(const nn_layer *l, uint8_t *buf, size_t cap)
+{
+    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    nn_cfg_writer w = {buf, cap, 0};
+    int32_t v[] = {c->filters, c->kh, c->kw, c->sh, c->sw, c->use_bias,
+                   (int32_t)c->padding, (int32_t)l->activation,
+                   (int32_t)c->kinit, (int32_t)c->binit};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        nn__cfg_put_i32(&w, v[i]);
+    return w.len;
+}
+
+static nn_status conv_load(nn_layer *l, const uint8_t *buf, size_t len)
+{
+    nn_cfg_reader r = {buf, len, 0, false};
+    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    memset(c, 0, sizeof *c);
+    c->filters = nn__cfg_get_i32(&r);
+    c->kh = nn__cfg_get_i32(&r);
+    c->kw = nn__cfg_get_i32(&r);
+    c->sh = nn__cfg_get_i32(&r);
+    c->sw = nn__cfg_get_i32(&r);
+    c->use_bias = nn__cfg_get_i32(&r);
+    c->padding = (nn_padding)nn__cfg_get_i32(&r);
+    l->activation = (nn_activation)nn__cfg_get_i32(&r);
+    c->kinit = (nn_initializer)nn__cfg_get_i32(&r);
+    c->binit = (nn_initializer)nn__cfg_get_i32(&r);
+    NN_TRY(nn__cfg_end(&r, "Conv2D"));
+    return conv_check(l, NN_ERR_FORMAT, "Conv2D config");
+}
+
+const nn_layer_ops nn__conv2d_ops = {
+    .type_name = "Conv2D",
+    .build = conv_build,
+    .init = conv_init,
+    .scratch_floats = conv_scratch,
+    .state_bytes = conv_state_bytes,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .logits = conv_logits,
+    .save_config = conv_save,
+    .load_config = conv_load,
+};
+
+nn_layer *nn_conv2d(nn_model *m, nn_layer *input, int filters, int kh, int kw,
+                    const nn_conv2d_opts *opts)
+{
+    nn_conv2d_opts o = NN_CONV2D_OPTS_INIT;
+    if (nn__read_opts(&o, sizeof o, opts, "nn_conv2d") != NN_OK) return NULL;
+    if (!m || !input) {
+        nn__fail(NN_ERR_INVALID, "nn_conv2d: %s is NULL",
+                 m ? "input" : "model");
+        return NULL;
+    }
+    nn_layer proto = {0};
+    proto.cfg.conv.filters = filters;
+    proto.cfg.conv.kh = kh;
+    proto.cfg.conv.kw = kw;
+    proto.cfg.conv.sh = o.stride_h;
+    proto.cfg.conv.sw = o.stride_w;
+    proto.cfg.conv.use_bias = o.use_bias != 0;
+    proto.cfg.conv.padding = o.padding;
+    proto.cfg.conv.kinit = o.kernel_init;
+    proto.cfg.conv.binit = o.bias_init;
+    proto.activation = o.activation;
+    if (conv_check(&proto, NN_ERR_INVALID, "nn_conv2d") != NN_OK) return NULL;
+    return nn__add_layer(m, NN_KIND_CONV2D, 1, &input, o.name, &proto);
+}

@@ -1,0 +1,122 @@
+/* Inverted dropout. The mask is never stored: value i of a batch is
+ * dropped when nn__hash_uniform(key, i) < rate, so backward recomputes it
+ * from the key kept in the state, and any thread count draws the same. */
+#include "kernels/kernels.h"
+#include "layers/layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#define DROPOUT_PAR_MIN 32768
+
+typedef struct dropout_state {
+    uint64_t key;
+    int32_t active; /* forward dropped values (training, rate > 0) */
+} dropout_state;
+
+static bool rate_ok(float rate) { return rate >= 0.0f && rate < 1.0f; }
+
+static nn_status dropout_build(nn_layer *l)
+{
+    NN_CHECK(rate_ok(l->cfg.dropout.rate), NN_ERR_INVALID,
+             "Dropout '%s': rate %g outside [0, 1)", l->name,
+             (double)l->cfg.dropout.rate);
+    NN_TRY(nn__one_input(l, 0));
+    return nn__check_out_size(l);
+}
+
+static size_t dropout_state_bytes(const nn_layer *l, int batch)
+{
+    return sizeof(dropout_state);
+}
+
+/* y[i] (+)= x[i] * mask_i / (1 - rate) */
+static void apply_mask(uint64_t key, float rate, const float *x, float *y,
+                       int64_t n, bool accum)
+{
+    const float scale = 1.0f / (1.0f - rate);
+#pragma omp parallel for num_threads(nn__threads()) if (n >= DROPOUT_PAR_MIN) \
+    schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float v = nn__hash_uniform(key, (uint64_t)i) < rate ? 0.0f
+                                                            : x[i] * scale;
+        y[i] = accum ? y[i] + v : v;
+    }
+}
+
+static nn_status dropout_forward(const nn_layer *l, const nn_fwd *a)
+{
+    int64_t n = (int64_t)a->batch * nn__shape_size(&l->out);
+    float rate = l->cfg.dropout.rate;
+    dropout_state st = {a->rng_key, a->training && rate > 0.0f};
+    if (a->state) memcpy(a->state, &st, sizeof st);
+    if (st.active)
+        apply_mask(st.key, rate, a->in[0], a->out, n, false);
+    else
+        nn__copy_or_add(a->in[0], a->out, n, false);
+    return NN_OK;
+}
+
+static nn_status dropout_backward(nn_layer *l, const nn_bwd *a)
+{
+    if (!a->din[0]) return NN_OK;
+    NN_CHECK(a->state, NN_ERR_STATE, "Dropout '%s': no state buffer", l->name);
+    int64_t n = (int64_t)a->batch * nn__shape_size(&l->out);
+    dropout_state st;
+    memcpy(&st, a->state, sizeof st);
+    if (st.active)
+        apply_mask(st.key, l->cfg.dropout.rate, a->dout, a->din[0], n,
+                   a->accum[0]);
+    else
+        nn__copy_or_add(a->dout, a->din[0], n, a->accum[0]);
+    return NN_OK;
+}
+
+/* rate */
+static size_t dropout_save(const nn_layer *l, uint8_t *buf, size_t cap)
+{
+    nn_cfg_writer w = {buf, cap, 0};
+    nn__cfg_put_f32(&w, l->cfg.dropout.rate);
+    return w.len;
+}
+
+static nn_status dropout_load(nn_layer *l, const uint8_t *buf, size_t len)
+{
+    nn_cfg_reader r = {buf, len, 0, false};
+    float rate = nn__cfg_get_f32(&r);
+    NN_TRY(nn__cfg_end(&r, "Dropout"));
+    NN_CHECK(rate_ok(rate), NN_ERR_FORMAT, "Dropout config: rate %g",
+             (double)rate);
+    l->cfg.dropout.rate = rate;
+    return NN_OK;
+}
+
+const nn_layer_ops nn__dropout_ops = {
+    .type_name = "Dropout",
+    .build = dropout_build,
+    .state_bytes = dropout_state_bytes,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .save_config = dropout_save,
+    .load_config = dropout_load,
+};
+
+nn_layer *nn_dropout(nn_model *m, nn_layer *input, float rate,
+                     const nn_layer_opts *opts)
+{
+    nn_layer_opts o = NN_LAYER_OPTS_INIT;
+    if (nn__read_opts(&o, sizeof o, opts, "nn_dropout") != NN_OK) return NULL;
+    if (!m || !input) {
+        nn__fail(NN_ERR_INVALID, "nn_dropout: %s is NULL",
+                 m ? "input" : "model");
+        return NULL;
+    }
+    if (!rate_ok(rate)) {
+        nn__fail(NN_ERR_INVALID, "nn_dropout: rate %g outside [0, 1)",
+                 (double)rate);
+        return NULL;
+    }
+    nn_layer proto = {0};
+    proto.cfg.dropout.rate = rate;
+    return nn__add_layer(m, NN_KIND_DROPOUT, 1, &input, o.name, &proto);
+}

@@ -1,0 +1,259 @@
+/* fit: epochs of shuffled mini-batches, validation, history, progress. */
+#include "nn_internal.h"
+#include "train/train.h"
+#include "loss/loss.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N_METRICS 5
+
+struct nn_history {
+    int epochs, cap;
+    float *v[N_METRICS]; /* indexed by nn_metric */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static nn_history *history_new(int epochs)
+{
+    nn_history *h = nn__calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->cap = epochs;
+    for (int k = 0; k < N_METRICS; k++) {
+        h->v[k] = nn__calloc((size_t)epochs, sizeof(float));
+        if (!h->v[k]) {
+            nn_history_free(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+void nn_history_free(nn_history *h)
+{
+    if (!h) return;
+    for (int k = 0; k < N_METRICS; k++) nn__free(h->v[k]);
+    nn__free(h);
+}
+
+int nn_history_epochs(const nn_history *h)
+{
+    if (!h) return nn__fail(NN_ERR_INVALID, "nn_history_epochs: NULL");
+    return h->epochs;
+}
+
+float nn_history_get(const nn_history *h, nn_metric metric, int epoch)
+{
+    if (!h || (int)metric < 0 || metric >= N_METRICS || epoch < 0 ||
+        epoch >= h->epochs) {
+        nn__fail(NN_ERR_INVALID, "nn_history_get: no metric %d at epoch %d",
+                 (int)metric, epoch);
+        return NAN;
+    }
+    return h->v[metric][epoch];
+}
+
+nn_status nn_history_write_csv(const nn_history *h, const char *path)
+{
+    NN_CHECK(h && path, NN_ERR_INVALID, "nn_history_write_csv: NULL argument");
+    char tmp[4096];
+    NN_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) <
+                 (int)sizeof tmp,
+             NN_ERR_INVALID, "nn_history_write_csv: path too long");
+    FILE *f = fopen(tmp, "w");
+    NN_CHECK(f, NN_ERR_IO, "cannot write '%s'", tmp);
+    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+    for (int e = 0; e < h->epochs; e++)
+        fprintf(f, "%d,%.6g,%.6g,%.6g,%.6g,%.3f\n", e + 1, h->v[0][e],
+                h->v[1][e], h->v[2][e], h->v[3][e], h->v[4][e]);
+    bool ok = fflush(f) == 0 && !ferror(f);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return nn__fail(NN_ERR_IO, "cannot write '%s'", path);
+    }
+    return NN_OK;
+}
+
+typedef struct fit_buffers {
+    float *xb, *yb;
+    int64_t *perm;
+} fit_buffers;
+
+static void buffers_free(fit_buffers *b)
+{
+    nn__free(b->xb);
+    nn__free(b->yb);
+    nn__free(b->perm);
+}
+
+static nn_status buffers_alloc(fit_buffers *b, int64_t n, int batch,
+                               int64_t in_sz, int64_t y_sz)
+{
+    b->xb = nn__calloc((size_t)batch * (size_t)in_sz, sizeof(float));
+    b->yb = nn__calloc((size_t)batch * (size_t)y_sz, sizeof(float));
+    b->perm = nn__calloc((size_t)n, sizeof(int64_t));
+    if (!b->xb || !b->yb || !b->perm) return NN_ERR_NOMEM;
+    return NN_OK;
+}
+
+static void shuffle(nn_rng *rng, int64_t *perm, int64_t n, bool on)
+{
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    if (!on) return;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)nn__rng_below(rng, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static void gather(const float *src, int64_t row, const int64_t *idx, int n,
+                   float *dst)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (int64_t)i * row, src + idx[i] * row,
+               (size_t)row * sizeof(float));
+}
+
+static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
+                           const nn_fit_opts *o)
+{
+    NN_TRY(nn__check_xy(m, x, y, "nn_model_fit"));
+    NN_CHECK(o->epochs >= 1 && o->epochs <= 1000000, NN_ERR_INVALID,
+             "nn_model_fit: epochs must be positive, got %d", o->epochs);
+    NN_CHECK(o->batch_size >= 1 && o->batch_size <= (1 << 20), NN_ERR_INVALID,
+             "nn_model_fit: batch size must be positive, got %d",
+             o->batch_size);
+    NN_CHECK(!o->val_x == !o->val_y, NN_ERR_INVALID,
+             "nn_model_fit: give both val_x and val_y or neither");
+    if (o->val_x) NN_TRY(nn__check_xy(m, o->val_x, o->val_y, "validation"));
+    return NN_OK;
+}
+
+typedef struct epoch_ctx {
+    nn_model *m;
+    const nn_tensor *x, *y;
+    const nn_fit_opts *o;
+    fit_buffers *b;
+    nn_progress p;
+    double t0;
+} epoch_ctx;
+
+static int notify(epoch_ctx *e)
+{
+    if (!e->o->progress) return 0;
+    double el = now_s() - e->t0;
+    e->p.elapsed_s = el;
+    e->p.images_per_s = el > 0 ? (double)e->p.samples_seen / el : 0;
+    return e->o->progress(&e->p, e->o->user);
+}
+
+static nn_status run_epoch(epoch_ctx *e)
+{
+    nn_model *m = e->m;
+    int64_t n = e->x->shape[0];
+    int64_t in_sz = nn__shape_size(&m->input->out), y_sz = nn__label_size(m);
+    int64_t classes = nn__shape_size(&m->output->out);
+    double loss_sum = 0;
+    int64_t correct = 0, denom = 0;
+    shuffle(&m->rng, e->b->perm, n, e->o->shuffle != 0);
+    for (int64_t i = 0, k = 0; i < n; i += e->o->batch_size, k++) {
+        int cur = (int)(n - i < e->o->batch_size ? n - i : e->o->batch_size);
+        gather(e->x->data, in_sz, e->b->perm + i, cur, e->b->xb);
+        gather(e->y->data, y_sz, e->b->perm + i, cur, e->b->yb);
+        nn_step_stats st = {0};
+        NN_TRY(nn__train_step(m, e->b->xb, e->b->yb, cur, true, true, NULL,
+                              &st));
+        loss_sum += st.loss_sum;
+        correct += st.correct;
+        denom += nn__loss_accuracy_denominator(m->loss, cur, classes);
+        e->p.event = NN_PROGRESS_BATCH_END;
+        e->p.batch = (int)k + 1;
+        e->p.samples_seen = i + cur;
+        e->p.loss = (float)(loss_sum / (double)(i + cur));
+        e->p.accuracy = (float)correct / (float)denom;
+        if (notify(e))
+            return nn__fail(NN_ERR_CANCELLED, "fit: stopped by the callback");
+    }
+    return NN_OK;
+}
+
+static nn_status finish_epoch(epoch_ctx *e, nn_history *h, int epoch)
+{
+    e->p.val_loss = e->p.val_accuracy = NAN;
+    if (e->o->val_x) {
+        double vl, va;
+        NN_TRY(nn__evaluate(e->m, e->o->val_x, e->o->val_y, e->o->batch_size,
+                            &vl, &va));
+        e->p.val_loss = (float)vl;
+        e->p.val_accuracy = (float)va;
+    }
+    if (h) {
+        h->v[NN_METRIC_LOSS][epoch] = e->p.loss;
+        h->v[NN_METRIC_ACCURACY][epoch] = e->p.accuracy;
+        h->v[NN_METRIC_VAL_LOSS][epoch] = e->p.val_loss;
+        h->v[NN_METRIC_VAL_ACCURACY][epoch] = e->p.val_accuracy;
+        h->v[NN_METRIC_EPOCH_SECONDS][epoch] = (float)(now_s() - e->t0);
+        h->epochs = epoch + 1;
+    }
+    e->p.event = NN_PROGRESS_EPOCH_END;
+    if (notify(e))
+        return nn__fail(NN_ERR_CANCELLED, "fit: stopped by the callback");
+    return NN_OK;
+}
+
+static nn_status fit_epochs(epoch_ctx *e, nn_history *h)
+{
+    int64_t n = e->x->shape[0];
+    e->p.size = sizeof e->p;
+    e->p.epochs = e->o->epochs;
+    e->p.batches = (int)((n + e->o->batch_size - 1) / e->o->batch_size);
+    for (int ep = 0; ep < e->o->epochs; ep++) {
+        e->p.epoch = ep;
+        e->p.val_loss = e->p.val_accuracy = NAN;
+        e->t0 = now_s();
+        NN_TRY(run_epoch(e));
+        NN_TRY(finish_epoch(e, h, ep));
+    }
+    return NN_OK;
+}
+
+nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
+                       const nn_fit_opts *opts, nn_history **history)
+{
+    nn_fit_opts o = NN_FIT_OPTS_INIT;
+    if (opts) {
+        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
+                 "nn_model_fit: opts->size is %zu", opts->size);
+        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
+    }
+    if (history) *history = NULL;
+    NN_TRY(check_fit(m, x, y, &o));
+    int batch = (int)(x->shape[0] < o.batch_size ? x->shape[0] : o.batch_size);
+    fit_buffers b = {0};
+    nn_history *h = history ? history_new(o.epochs) : NULL;
+    nn_status s = (history && !h) ? NN_ERR_NOMEM : NN_OK;
+    if (s == NN_OK)
+        s = buffers_alloc(&b, x->shape[0], batch, nn__shape_size(&m->input->out),
+                          nn__label_size(m));
+    if (s == NN_OK) {
+        epoch_ctx e = {.m = m, .x = x, .y = y, .o = &o, .b = &b};
+        s = fit_epochs(&e, h);
+    }
+    buffers_free(&b);
+    /* A history of the epochs that ran is useful even after a failure. */
+    if (history && h && h->epochs > 0) *history = h;
+    else nn_history_free(h);
+    return s;
+}

@@ -1,0 +1,722 @@
+/* Numeric kernels against naive references: GEMM in every transpose
+ * combination, convolution forward/backward on many random geometries,
+ * pooling, element-wise maps and reductions; determinism of the parallel
+ * splits. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "nn_internal.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t next_u64(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int rand_int(int lo, int hi) /* [lo, hi] */
+{
+    return lo + (int)(next_u64() % (uint64_t)(hi - lo + 1));
+}
+
+static float rand_float(void) /* [-1, 1) */
+{
+    return (float)((double)(next_u64() >> 11) * 0x1.0p-52 - 1.0);
+}
+
+static float *rand_buf(int64_t n)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) p[i] = rand_float();
+    return p;
+}
+
+static float *nan_buf(int64_t n)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
+
+/* |got - want| <= tol * (1 + |want|) everywhere; reports the first miss. */
+static int close_enough(const float *got, const double *want, int64_t n,
+                        double tol, const char *what)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        if (!(err <= tol * (1.0 + fabs(want[i])))) {
+            fprintf(stderr, "%s[%lld]: got %.8g want %.8g\n", what,
+                    (long long)i, (double)got[i], want[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* GEMM                                                                */
+/* ------------------------------------------------------------------ */
+
+static void gemm_ref(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     const float *a, int64_t lda, const float *b, int64_t ldb,
+                     float beta, const float *c0, int64_t ldc, double *out)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int64_t p = 0; p < k; p++) {
+                double av = ta ? a[p * lda + i] : a[i * lda + p];
+                double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+                s += av * bv;
+            }
+            if (beta != 0.0f) s += (double)beta * c0[i * ldc + j];
+            out[i * n + j] = s;
+        }
+}
+
+/* One product with padded leading dimensions; C starts as NaN when beta is
+ * 0 to prove C is not read then. */
+static void check_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                       float beta)
+{
+    int64_t arows = ta ? k : m, acols = ta ? m : k;
+    int64_t brows = tb ? n : k, bcols = tb ? k : n;
+    int64_t lda = acols + 3, ldb = bcols + 1, ldc = n + 2;
+    float *a = rand_buf(arows * lda), *b = rand_buf(brows * ldb);
+    float *c = beta == 0.0f ? nan_buf(m * ldc) : rand_buf(m * ldc);
+    float *c0 = malloc((size_t)(m * ldc) * sizeof(float));
+    memcpy(c0, c, (size_t)(m * ldc) * sizeof(float));
+    double *want = malloc((size_t)(m * n > 0 ? m * n : 1) * sizeof(double));
+    gemm_ref(ta, tb, m, n, k, a, lda, b, ldb, beta, c0, ldc, want);
+    nn__gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    float *packed = malloc((size_t)(m * n > 0 ? m * n : 1) * sizeof(float));
+    for (int64_t i = 0; i < m; i++)
+        memcpy(packed + i * n, c + i * ldc, (size_t)n * sizeof(float));
+    char what[96];
+    snprintf(what, sizeof what, "gemm ta=%d tb=%d %lldx%lldx%lld beta=%g", ta,
+             tb, (long long)m, (long long)n, (long long)k, (double)beta);
+    double tol = 1e-5 * sqrt((double)k + 1.0);
+    assert_true(close_enough(packed, want, m * n, tol, what));
+    /* The padding between rows of C is never written. */
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = n; j < ldc; j++)
+            assert_memory_equal(&c[i * ldc + j], &c0[i * ldc + j],
+                                sizeof(float));
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+    free(want);
+    free(packed);
+}
+
+static void test_gemm_transposes(void **state)
+{
+    (void)state;
+    /* Shapes for each path: serial, split by rows, by columns, by k. */
+    static const int64_t shapes[][3] = {
+        {1, 1, 1},     {3, 5, 7},     {17, 9, 33},  {130, 70, 90},
+        {8, 300, 200}, {64, 10, 4000}, {5, 3, 9000}, {257, 129, 65},
+        {40, 40, 0},   {2, 700, 300},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            check_gemm(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2],
+                       0.0f);
+            check_gemm(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2],
+                       0.5f);
+            check_gemm(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2],
+                       1.0f);
+        }
+}
+
+static void test_gemm_thread_counts(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 5; threads++) {
+        assert_int_equal(nn_set_num_threads(threads), NN_OK);
+        check_gemm(true, false, 48, 20, 6000, 0.0f); /* k split */
+        check_gemm(false, false, 333, 64, 100, 1.0f); /* rows */
+        check_gemm(false, true, 3, 900, 200, 0.0f);   /* columns */
+    }
+    assert_int_equal(nn_set_num_threads(0), NN_OK);
+}
+
+/* Same inputs, same thread count: bit-identical results. */
+static void test_gemm_deterministic(void **state)
+{
+    (void)state;
+    int64_t m = 37, n = 29, k = 20000;
+    float *a = rand_buf(k * m), *b = rand_buf(k * n);
+    float *c1 = malloc((size_t)(m * n) * sizeof(float));
+    float *c2 = malloc((size_t)(m * n) * sizeof(float));
+    for (int threads = 1; threads <= 3; threads++) {
+        nn_set_num_threads(threads);
+        nn__gemm(true, false, m, n, k, a, m, b, n, 0.0f, c1, n);
+        for (int rep = 0; rep < 3; rep++) {
+            nn__gemm(true, false, m, n, k, a, m, b, n, 0.0f, c2, n);
+            assert_memory_equal(c1, c2, (size_t)(m * n) * sizeof(float));
+        }
+    }
+    nn_set_num_threads(0);
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Convolution                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Keras/TF output size and leading pad of one axis. */
+static void axis(int in, int k, int s, bool same, int *out, int *pad)
+{
+    if (same) {
+        *out = (in + s - 1) / s;
+        int total = (*out - 1) * s + k - in;
+        *pad = total > 0 ? total / 2 : 0;
+    } else {
+        *out = (in - k) / s + 1;
+        *pad = 0;
+    }
+}
+
+static nn_conv_geom make_geom(int n, int h, int w, int c, int kh, int kw,
+                              int sh, int sw, bool same, int f)
+{
+    nn_conv_geom g = {.n = n, .h = h, .w = w, .c = c, .kh = kh, .kw = kw,
+                      .sh = sh, .sw = sw, .f = f};
+    axis(h, kh, sh, same, &g.oh, &g.pad_top);
+    axis(w, kw, sw, same, &g.ow, &g.pad_left);
+    return g;
+}
+
+static nn_conv_geom random_geom(void)
+{
+    for (;;) {
+        bool same = rand_int(0, 1);
+        int h = rand_int(1, 13), w = rand_int(1, 13);
+        int kh = rand_int(1, 5), kw = rand_int(1, 5);
+        if (!same && (kh > h || kw > w)) continue;
+        return make_geom(rand_int(1, 4), h, w, rand_int(1, 6), kh, kw,
+                         rand_int(1, 3), rand_int(1, 3), same, rand_int(1, 9));
+    }
+}
+
+static int64_t in_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * g->h * g->w * g->c;
+}
+
+static int64_t out_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * g->oh * g->ow * g->f;
+}
+
+static int64_t w_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->kh * g->kw * g->c * g->f;
+}
+
+static float *scratch_for(size_t floats)
+{
+    /* Exactly the size asked for, so AddressSanitizer sees overruns. */
+    return floats ? malloc(floats * sizeof(float)) : NULL;
+}
+
+static void check_conv_forward(const nn_conv_geom *g, bool bias)
+{
+    float *x = rand_buf(in_count(g)), *w = rand_buf(w_count(g));
+    float *b = bias ? rand_buf(g->f) : NULL;
+    float *out = nan_buf(out_count(g)), *ref = nan_buf(out_count(g));
+    float *scratch = scratch_for(nn__conv2d_forward_scratch(g));
+    nn__conv2d_forward(g, x, w, b, out, scratch);
+    nn__conv2d_forward_ref(g, x, w, b, ref);
+    double *want = malloc((size_t)out_count(g) * sizeof(double));
+    for (int64_t i = 0; i < out_count(g); i++) want[i] = ref[i];
+    char what[160];
+    snprintf(what, sizeof what,
+             "conv n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d f%d -> %dx%d", g->n,
+             g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw, g->pad_top,
+             g->pad_left, g->f, g->oh, g->ow);
+    assert_true(close_enough(out, want, out_count(g), 1e-5, what));
+    free(x);
+    free(w);
+    free(b);
+    free(out);
+    free(ref);
+    free(scratch);
+    free(want);
+}
+
+static void test_conv_forward_random(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 300; i++) {
+        nn_conv_geom g = random_geom();
+        check_conv_forward(&g, i % 3 != 0);
+    }
+}
+
+static void test_conv_forward_special(void **state)
+{
+    (void)state;
+    /* 1x1 stride 1 (plain GEMM, no scratch), 1x1 strided, kernel = input,
+     * SAME with a kernel larger than the input, several tiles per image,
+     * a batch bigger than the number of scratch slots. */
+    nn_conv_geom gs[] = {
+        make_geom(3, 7, 5, 4, 1, 1, 1, 1, false, 6),
+        make_geom(2, 9, 9, 3, 1, 1, 1, 1, true, 5),
+        make_geom(2, 9, 8, 3, 1, 1, 2, 2, false, 5),
+        make_geom(2, 5, 4, 3, 5, 4, 1, 1, false, 3),
+        make_geom(2, 3, 2, 2, 5, 5, 1, 1, true, 3),
+        make_geom(2, 20, 18, 64, 3, 3, 1, 1, true, 8),
+        make_geom(40, 6, 6, 2, 3, 3, 1, 1, false, 4),
+        make_geom(2, 32, 32, 3, 3, 3, 1, 1, false, 32),
+    };
+    assert_int_equal(nn__conv2d_forward_scratch(&gs[0]), 0);
+    assert_int_equal(nn__conv2d_forward_scratch(&gs[1]), 0);
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+        check_conv_forward(&gs[i], true);
+        check_conv_forward(&gs[i], false);
+    }
+}
+
+/* Naive gradients in double. */
+static void conv_backward_ref(const nn_conv_geom *g, const float *x,
+                              const float *w, const float *dy, double *dx,
+                              double *dw, double *db)
+{
+    memset(dx, 0, (size_t)in_count(g) * sizeof(double));
+    memset(dw, 0, (size_t)w_count(g) * sizeof(double));
+    memset(db, 0, (size_t)g->f * sizeof(double));
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int f = 0; f < g->f; f++) {
+                    double d = dy[(((int64_t)n * g->oh + oy) * g->ow + ox) *
+                                      g->f + f];
+                    db[f] += d;
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh - g->pad_top + ky;
+                            int ix = ox * g->sw - g->pad_left + kx;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            for (int c = 0; c < g->c; c++) {
+                                int64_t xi =
+                                    (((int64_t)n * g->h + iy) * g->w + ix) *
+                                        g->c + c;
+                                int64_t wi =
+                                    (((int64_t)ky * g->kw + kx) * g->c + c) *
+                                        g->f + f;
+                                dx[xi] += d * w[wi];
+                                dw[wi] += d * x[xi];
+                            }
+                        }
+                }
+}
+
+static void check_conv_backward(const nn_conv_geom *g, bool want_dx,
+                                bool accum, bool want_dw)
+{
+    float *x = rand_buf(in_count(g)), *w = rand_buf(w_count(g));
+    float *dy = rand_buf(out_count(g));
+    float *dx = want_dx ? (accum ? rand_buf(in_count(g)) : nan_buf(in_count(g)))
+                        : NULL;
+    float *dx0 = NULL;
+    if (dx) {
+        dx0 = malloc((size_t)in_count(g) * sizeof(float));
+        memcpy(dx0, dx, (size_t)in_count(g) * sizeof(float));
+    }
+    float *dw = want_dw ? nan_buf(w_count(g)) : NULL;
+    float *db = nan_buf(g->f);
+    float *scratch = scratch_for(nn__conv2d_backward_scratch(g, want_dx));
+    nn__conv2d_backward(g, x, w, dy, dx, accum, dw, db, scratch);
+    double *rdx = malloc((size_t)in_count(g) * sizeof(double));
+    double *rdw = malloc((size_t)w_count(g) * sizeof(double));
+    double *rdb = malloc((size_t)g->f * sizeof(double));
+    conv_backward_ref(g, x, w, dy, rdx, rdw, rdb);
+    if (dx && accum)
+        for (int64_t i = 0; i < in_count(g); i++) rdx[i] += dx0[i];
+    char what[160];
+    snprintf(what, sizeof what,
+             "conv bwd n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d f%d", g->n, g->h,
+             g->w, g->c, g->kh, g->kw, g->sh, g->sw, g->pad_top, g->pad_left,
+             g->f);
+    double tol = 2e-5 * sqrt((double)g->n * g->oh * g->ow + 1.0);
+    if (dx) assert_true(close_enough(dx, rdx, in_count(g), tol, what));
+    if (dw) assert_true(close_enough(dw, rdw, w_count(g), tol, what));
+    assert_true(close_enough(db, rdb, g->f, tol, what));
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dx0);
+    free(dw);
+    free(db);
+    free(scratch);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+}
+
+static void test_conv_backward_random(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 3; threads++) {
+        nn_set_num_threads(threads);
+        for (int i = 0; i < 120; i++) {
+            nn_conv_geom g = random_geom();
+            check_conv_backward(&g, i % 4 != 3, i % 2 == 1, i % 7 != 6);
+        }
+    }
+    nn_set_num_threads(0);
+}
+
+static void test_conv_backward_special(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_geom(3, 7, 5, 4, 1, 1, 1, 1, false, 6),
+        make_geom(64, 6, 6, 3, 1, 1, 1, 1, false, 5), /* k-split dW */
+        make_geom(2, 9, 8, 3, 1, 1, 2, 2, false, 5),
+        make_geom(2, 3, 2, 2, 5, 5, 1, 1, true, 3),
+        make_geom(40, 6, 6, 2, 3, 3, 1, 1, false, 4),
+        make_geom(5, 12, 12, 8, 3, 3, 2, 2, true, 16),
+    };
+    assert_int_equal(nn__conv2d_backward_scratch(&gs[0], true), 0);
+    for (int threads = 1; threads <= 4; threads += 3) {
+        nn_set_num_threads(threads);
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+            check_conv_backward(&gs[i], true, false, true);
+            check_conv_backward(&gs[i], true, true, true);
+            check_conv_backward(&gs[i], false, false, true);
+        }
+    }
+    nn_set_num_threads(0);
+}
+
+/* The forward result does not depend on the thread count; the backward
+ * result is the same on every run with one thread count. */
+static void test_conv_deterministic(void **state)
+{
+    (void)state;
+    nn_conv_geom g = make_geom(9, 10, 10, 16, 3, 3, 1, 1, true, 12);
+    float *x = rand_buf(in_count(&g)), *w = rand_buf(w_count(&g));
+    float *b = rand_buf(g.f), *dy = rand_buf(out_count(&g));
+    float *o1 = malloc((size_t)out_count(&g) * sizeof(float));
+    float *o2 = malloc((size_t)out_count(&g) * sizeof(float));
+    float *fs = scratch_for(nn__conv2d_forward_scratch(&g));
+    float *bs = scratch_for(nn__conv2d_backward_scratch(&g, true));
+    nn_set_num_threads(1);
+    nn__conv2d_forward(&g, x, w, b, o1, fs);
+    nn_set_num_threads(3);
+    nn__conv2d_forward(&g, x, w, b, o2, fs);
+    assert_memory_equal(o1, o2, (size_t)out_count(&g) * sizeof(float));
+    float *dx1 = malloc((size_t)in_count(&g) * sizeof(float));
+    float *dx2 = malloc((size_t)in_count(&g) * sizeof(float));
+    float *dw1 = malloc((size_t)w_count(&g) * sizeof(float));
+    float *dw2 = malloc((size_t)w_count(&g) * sizeof(float));
+    float db1[12], db2[12];
+    nn__conv2d_backward(&g, x, w, dy, dx1, false, dw1, db1, bs);
+    nn__conv2d_backward(&g, x, w, dy, dx2, false, dw2, db2, bs);
+    assert_memory_equal(dx1, dx2, (size_t)in_count(&g) * sizeof(float));
+    assert_memory_equal(dw1, dw2, (size_t)w_count(&g) * sizeof(float));
+    assert_memory_equal(db1, db2, sizeof db1);
+    nn_set_num_threads(0);
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+    free(o1);
+    free(o2);
+    free(fs);
+    free(bs);
+    free(dx1);
+    free(dx2);
+    free(dw1);
+    free(dw2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pooling                                                             */
+/* ------------------------------------------------------------------ */
+
+static nn_conv_geom random_pool_geom(void)
+{
+    for (;;) {
+        bool same = rand_int(0, 1);
+        int h = rand_int(1, 11), w = rand_int(1, 11);
+        int ph = rand_int(1, 4), pw = rand_int(1, 4);
+        if (!same && (ph > h || pw > w)) continue;
+        nn_conv_geom g = make_geom(rand_int(1, 3), h, w, rand_int(1, 5), ph,
+                                   pw, rand_int(1, 4), rand_int(1, 4), same, 0);
+        g.f = g.c;
+        return g;
+    }
+}
+
+static int64_t pool_out_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * g->oh * g->ow * g->c;
+}
+
+/* Reference: forward value and, for max, the chosen input index. */
+static void pool_ref(const nn_conv_geom *g, const float *x, bool max,
+                     double *out, int64_t *arg)
+{
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int c = 0; c < g->c; c++) {
+                    double best = -INFINITY, sum = 0.0;
+                    int64_t at = -1, cnt = 0;
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh - g->pad_top + ky;
+                            int ix = ox * g->sw - g->pad_left + kx;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            int64_t xi = (((int64_t)n * g->h + iy) * g->w +
+                                          ix) * g->c + c;
+                            if (x[xi] > best) {
+                                best = x[xi];
+                                at = xi;
+                            }
+                            sum += x[xi];
+                            cnt++;
+                        }
+                    int64_t oi = (((int64_t)n * g->oh + oy) * g->ow + ox) *
+                                     g->c + c;
+                    out[oi] = max ? best : sum / (double)cnt;
+                    if (arg) arg[oi] = max ? at : cnt;
+                }
+}
+
+static void check_pool(const nn_conv_geom *g, bool max, bool accum)
+{
+    int64_t ni = in_count(g), no = pool_out_count(g);
+    float *x = rand_buf(ni), *out = nan_buf(no), *dy = rand_buf(no);
+    int32_t *arg = malloc((size_t)no * sizeof(int32_t));
+    double *want = malloc((size_t)no * sizeof(double));
+    int64_t *rarg = malloc((size_t)no * sizeof(int64_t));
+    pool_ref(g, x, max, want, rarg);
+    if (max)
+        nn__maxpool_forward(g, x, out, arg);
+    else
+        nn__avgpool_forward(g, x, out);
+    assert_true(close_enough(out, want, no, 1e-6, max ? "maxpool" : "avgpool"));
+    /* Backward reference: route each gradient to its argmax, or spread it
+     * evenly over the window's cells inside the input. */
+    float *dx = accum ? rand_buf(ni) : nan_buf(ni);
+    double *rdx = malloc((size_t)ni * sizeof(double));
+    for (int64_t i = 0; i < ni; i++) rdx[i] = accum ? dx[i] : 0.0;
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int c = 0; c < g->c; c++) {
+                    int64_t oi = (((int64_t)n * g->oh + oy) * g->ow + ox) *
+                                     g->c + c;
+                    if (max) {
+                        rdx[rarg[oi]] += dy[oi];
+                        continue;
+                    }
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh - g->pad_top + ky;
+                            int ix = ox * g->sw - g->pad_left + kx;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            rdx[(((int64_t)n * g->h + iy) * g->w + ix) * g->c +
+                                c] += dy[oi] / (double)rarg[oi];
+                        }
+                }
+    if (max)
+        nn__maxpool_backward(g, dy, arg, dx, accum);
+    else
+        nn__avgpool_backward(g, dy, dx, accum);
+    assert_true(close_enough(dx, rdx, ni, 1e-5, max ? "maxpool bwd"
+                                                    : "avgpool bwd"));
+    free(x);
+    free(out);
+    free(dy);
+    free(arg);
+    free(want);
+    free(rarg);
+    free(dx);
+    free(rdx);
+}
+
+static void test_pool_random(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 300; i++) {
+        nn_conv_geom g = random_pool_geom();
+        check_pool(&g, true, i % 2);
+        check_pool(&g, false, i % 3 == 0);
+    }
+    /* Big enough for the parallel loops. */
+    nn_conv_geom g = make_geom(8, 32, 32, 32, 2, 2, 2, 2, false, 32);
+    check_pool(&g, true, false);
+    check_pool(&g, false, true);
+}
+
+static void test_avgpool_same_ignores_padding(void **state)
+{
+    (void)state;
+    /* 3x3 of ones, 2x2 SAME stride 2: with zero padding counted the corner
+     * windows would average to 0.5 and 0.25. */
+    nn_conv_geom g = make_geom(1, 3, 3, 1, 2, 2, 2, 2, true, 1);
+    assert_int_equal(g.oh, 2);
+    float x[9], out[4];
+    for (int i = 0; i < 9; i++) x[i] = 1.0f;
+    nn__avgpool_forward(&g, x, out);
+    for (int i = 0; i < 4; i++) assert_float_equal(out[i], 1.0f, 1e-7);
+}
+
+static void test_maxpool_ties_and_negatives(void **state)
+{
+    (void)state;
+    /* All-negative input with SAME padding: a padded zero must never win;
+     * ties go to the first cell. */
+    nn_conv_geom g = make_geom(1, 2, 3, 1, 2, 2, 2, 2, true, 1);
+    float x[6] = {-5, -3, -3, -4, -3, -9};
+    float out[2];
+    int32_t arg[2];
+    nn__maxpool_forward(&g, x, out, arg);
+    assert_float_equal(out[0], -3.0f, 0);
+    assert_int_equal(arg[0], 1);
+    assert_float_equal(out[1], -3.0f, 0);
+    assert_int_equal(arg[1], 2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Element-wise                                                        */
+/* ------------------------------------------------------------------ */
+
+static void test_relu_sigmoid(void **state)
+{
+    (void)state;
+    float x[6] = {-2.0f, -0.0f, 0.5f, 100.0f, -100.0f, NAN};
+    float y[6], dy[6] = {1, 2, 3, 4, 5, 6}, dx[6];
+    nn__relu(x, y, 6);
+    assert_float_equal(y[0], 0.0f, 0);
+    assert_float_equal(y[2], 0.5f, 0);
+    assert_float_equal(y[3], 100.0f, 0);
+    assert_true(isnan(y[5])); /* NaN is not hidden */
+    nn__relu_backward(y, dy, dx, 6, false);
+    assert_float_equal(dx[0], 0.0f, 0);
+    assert_float_equal(dx[1], 0.0f, 0);
+    assert_float_equal(dx[2], 3.0f, 0);
+    nn__relu_backward(y, dy, dx, 6, true);
+    assert_float_equal(dx[2], 6.0f, 0);
+
+    float s[5], in[5] = {0.0f, 2.0f, -2.0f, 200.0f, -200.0f};
+    nn__sigmoid(in, s, 5);
+    assert_float_equal(s[0], 0.5f, 1e-7);
+    assert_float_equal(s[1], 1.0 / (1.0 + exp(-2.0)), 1e-7);
+    assert_float_equal(s[2], 1.0 / (1.0 + exp(2.0)), 1e-7);
+    assert_float_equal(s[3], 1.0f, 0);
+    assert_true(s[4] >= 0.0f && s[4] < 1e-30f && isfinite(s[4]));
+    float g[5] = {1, 1, 1, 1, 1}, gx[5];
+    nn__sigmoid_backward(s, g, gx, 5, false);
+    assert_float_equal(gx[0], 0.25f, 1e-7);
+}
+
+static void test_softmax(void **state)
+{
+    (void)state;
+    float x[2][4] = {{1, 2, 3, 4}, {1000, 1001, -1000, 1000}};
+    float y[2][4];
+    nn__softmax(&x[0][0], &y[0][0], 2, 4);
+    for (int r = 0; r < 2; r++) {
+        double s = 0.0;
+        for (int j = 0; j < 4; j++) {
+            assert_true(isfinite(y[r][j]));
+            s += y[r][j];
+        }
+        assert_float_equal(s, 1.0, 1e-6);
+    }
+    double z = exp(-3) + exp(-2) + exp(-1) + 1;
+    assert_float_equal(y[0][3], 1.0 / z, 1e-6);
+    assert_float_equal(y[1][1], 1.0 / (1.0 + 2.0 * exp(-1.0)), 1e-6);
+    /* Backward equals the Jacobian product. */
+    float dy[4] = {0.3f, -1.0f, 2.0f, 0.5f}, dx[4];
+    nn__softmax_backward(&y[0][0], dy, dx, 1, 4, false);
+    for (int i = 0; i < 4; i++) {
+        double want = 0.0;
+        for (int j = 0; j < 4; j++)
+            want += dy[j] * y[0][j] * ((i == j) - y[0][i]);
+        assert_float_equal(dx[i], want, 1e-6);
+    }
+    /* In place and large enough for the parallel loop. */
+    int64_t rows = 5000, cols = 10;
+    float *big = rand_buf(rows * cols);
+    nn__softmax(big, big, rows, cols);
+    for (int64_t r = 0; r < rows; r += 97) {
+        double s = 0.0;
+        for (int64_t j = 0; j < cols; j++) s += big[r * cols + j];
+        assert_float_equal(s, 1.0, 1e-5);
+    }
+    free(big);
+}
+
+static void test_colsum_bias(void **state)
+{
+    (void)state;
+    int64_t shapes[][2] = {{1, 1}, {7, 3}, {100000, 17}, {300, 700}, {3, 300}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t rows = shapes[s][0], cols = shapes[s][1];
+        float *x = rand_buf(rows * cols), *out = nan_buf(cols);
+        double *want = calloc((size_t)cols, sizeof(double));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cols; j++) want[j] += x[r * cols + j];
+        nn__colsum(x, rows, cols, out);
+        assert_true(close_enough(out, want, cols, 1e-5, "colsum"));
+        float *b = rand_buf(cols), *y = malloc((size_t)(rows * cols) * 4);
+        memcpy(y, x, (size_t)(rows * cols) * sizeof(float));
+        nn__bias_add(y, b, rows, cols);
+        for (int64_t i = 0; i < rows * cols; i += 13)
+            assert_float_equal(y[i], x[i] + b[i % cols], 1e-6);
+        free(x);
+        free(out);
+        free(want);
+        free(b);
+        free(y);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_transposes),
+        cmocka_unit_test(test_gemm_thread_counts),
+        cmocka_unit_test(test_gemm_deterministic),
+        cmocka_unit_test(test_conv_forward_random),
+        cmocka_unit_test(test_conv_forward_special),
+        cmocka_unit_test(test_conv_backward_random),
+        cmocka_unit_test(test_conv_backward_special),
+        cmocka_unit_test(test_conv_deterministic),
+        cmocka_unit_test(test_pool_random),
+        cmocka_unit_test(test_avgpool_same_ignores_padding),
+        cmocka_unit_test(test_maxpool_ties_and_negatives),
+        cmocka_unit_test(test_relu_sigmoid),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_colsum_bias),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
