@@ -171,7 +171,8 @@ def _candidates():
     if env:
         return [env]
     here = os.path.dirname(os.path.abspath(__file__))
-    found = [os.path.normpath(os.path.join(here, "..", "..", "lib", "libnn.so"))]
+    repo_lib = os.path.join(here, "..", "..", "lib", "libnn.so")
+    found = [os.path.normpath(repo_lib)]
     name = ctypes.util.find_library("nn")
     if name:
         found.append(name)
@@ -213,13 +214,17 @@ def _check_status(result, func, args):
 
 def null_error(func_name, default=errors.InvalidArgument):
     """The exception for a constructor that returned NULL. The C API gives
-    no code then, so the class is guessed from the message."""
+    no status code then, so the class is guessed from the message."""
     msg = last_error()
     low = msg.lower()
     if "memory" in low or "alloc" in low:
         cls = errors.OutOfMemory
-    elif "shape" in low:
+    elif ("shape" in low or "does not fit" in low or " rank " in low
+          or "expected" in low and "rank" in low):
         cls = errors.ShapeError
+    elif "cannot open" in low or "not a regular file" in low \
+            or "cannot read" in low:
+        cls = errors.IOError
     else:
         cls = default
     return cls(msg or "returned NULL", None, func_name)

@@ -20,7 +20,8 @@ class Error(Exception):
         self.status = status
         self.function = function
         where = f"{function}: " if function else ""
-        super().__init__(f"{where}{message}" if message else where.rstrip(": "))
+        text = f"{where}{message}" if message else where.rstrip(": ")
+        super().__init__(text)
 
 
 class InvalidArgument(Error, ValueError):
@@ -38,7 +39,8 @@ class OutOfMemory(Error, builtins.MemoryError):
     status_name = "NN_ERR_NOMEM"
 
 
-class IOError(Error, builtins.OSError):  # noqa: A001 - libnn.IOError on purpose
+# Named after the built-in on purpose: libnn.IOError.
+class IOError(Error, builtins.OSError):  # noqa: A001
     """NN_ERR_IO: open/read/write/rename failed."""
     status_name = "NN_ERR_IO"
 

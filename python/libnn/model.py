@@ -458,7 +458,8 @@ class Model:
         opt = optimizers.get(optimizer)
         code = _choice(LOSSES, loss, "loss")
         m = self._ptr
-        o = _lib.make_opts(_lib.nn_loss_opts, from_logits=int(bool(from_logits)))
+        o = _lib.make_opts(_lib.nn_loss_opts,
+                           from_logits=int(bool(from_logits)))
         optp = opt._create()
         try:
             lib.nn_model_compile(m, optp, code, o)
@@ -481,7 +482,10 @@ class Model:
     def _opt(self):
         self._ptr
         if not self._opt_raw:
-            raise errors.StateError("compile the model first")
+            raise errors.StateError(
+                "no optimizer attached through this binding: compile() "
+                "first (the C API does not expose a loaded model's "
+                "optimizer)")
         return ctypes.cast(self._opt_raw, _lib.OptimizerP)
 
     @property
@@ -655,9 +659,7 @@ class Model:
 
 
 def _history_dict(hist, with_val):
-    if not hist:
-        return {}
-    n = lib.nn_history_epochs(hist)
+    n = lib.nn_history_epochs(hist) if hist else 0
     metrics = [("loss", _lib.METRIC_LOSS), ("accuracy", _lib.METRIC_ACCURACY)]
     if with_val:
         metrics += [("val_loss", _lib.METRIC_VAL_LOSS),

@@ -40,18 +40,16 @@ int nn__ckpt_count_trainable(const nn_model *m)
     return n;
 }
 
-bool nn__ckpt_slot_owner(const nn_model *m, int slot, int *layer, int *param)
+bool nn__ckpt_next_slot(const nn_model *m, int *layer, int *param)
 {
-    int k = 0;
-    for (int i = 0; i < m->n_layers; i++) {
+    int j = *param + 1;
+    for (int i = *layer; i < m->n_layers; i++, j = 0) {
         const nn_layer *l = m->layers[i];
-        for (int j = 0; j < l->n_params; j++) {
+        for (; j < l->n_params; j++) {
             if (!param_trains(l, &l->params[j])) continue;
-            if (k++ == slot) {
-                *layer = i;
-                *param = j;
-                return true;
-            }
+            *layer = i;
+            *param = j;
+            return true;
         }
     }
     return false;
@@ -213,9 +211,9 @@ static nn_status check_slots(const nn_model *m, const nn_optimizer *o)
              "checkpoint: the optimizer has %d slots for %d trainable "
              "parameters",
              o->n_slots, nn__ckpt_count_trainable(m));
+    int li = 0, pi = -1;
     for (int i = 0; i < o->n_slots; i++) {
-        int li = 0, pi = 0;
-        nn__ckpt_slot_owner(m, i, &li, &pi);
+        nn__ckpt_next_slot(m, &li, &pi);
         NN_CHECK(o->slot_size[i] == m->layers[li]->params[pi].value.size &&
                      o->slot_m[i] &&
                      (o->kind != NN_OPTIM_ADAM || o->slot_v[i]),
@@ -245,9 +243,9 @@ static nn_status put_optimizer(writer *w, const nn_model *m)
     }
     put_u64(w, (uint64_t)o->iterations);
     put_u32(w, (uint32_t)o->n_slots);
+    int li = 0, pi = -1;
     for (int i = 0; i < o->n_slots; i++) {
-        int li = 0, pi = 0;
-        nn__ckpt_slot_owner(m, i, &li, &pi);
+        nn__ckpt_next_slot(m, &li, &pi);
         put_u32(w, (uint32_t)li);
         put_u32(w, (uint32_t)pi);
         put_u64(w, (uint64_t)o->slot_size[i]);

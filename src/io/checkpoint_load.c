@@ -491,17 +491,17 @@ static nn_status alloc_slots(nn_optimizer *o, int n)
     return NN_OK;
 }
 
+/* Slot i must belong to the parameter (want_l, want_p) that the slot walk
+ * reached, so state can never land on the wrong tensor. */
 static nn_status read_slot(cursor *c, const nn_model *m, nn_optimizer *o,
-                           int i)
+                           int i, int want_l, int want_p)
 {
-    uint32_t li, pi = 0;
+    uint32_t li = 0, pi = 0;
     uint64_t count = 0;
-    int want_l, want_p = 0;
     snprintf(c->where, sizeof c->where, "optimizer slot %d", i);
     NN_TRY(get_u32(c, &li));
     NN_TRY(get_u32(c, &pi));
     NN_TRY(get_u64(c, &count));
-    nn__ckpt_slot_owner(m, i, &want_l, &want_p);
     if (li != (uint32_t)want_l || pi != (uint32_t)want_p)
         return bad(c, "belongs to layer %u parameter %u, expected layer %d "
                       "parameter %d",
@@ -538,7 +538,11 @@ static nn_status read_opt_state(cursor *c, const nn_model *m, nn_optimizer *o)
         return bad(c, "%u slots for %d trainable parameters", n, want);
     if (n == 0) return NN_OK;
     NN_TRY(alloc_slots(o, (int)n));
-    for (int i = 0; i < (int)n; i++) NN_TRY(read_slot(c, m, o, i));
+    int li = 0, pi = -1;
+    for (int i = 0; i < (int)n; i++) {
+        nn__ckpt_next_slot(m, &li, &pi);
+        NN_TRY(read_slot(c, m, o, i, li, pi));
+    }
     return NN_OK;
 }
 

@@ -7,7 +7,7 @@
 /* Checkpoint format limits (docs/checkpoint-format.md). */
 #define NN_CKPT_VERSION 1u
 #define NN_CKPT_MAX_FILE ((uint64_t)1 << 32)
-#define NN_CKPT_MAX_LAYERS 65536u
+#define NN_CKPT_MAX_LAYERS 16384u
 #define NN_CKPT_MAX_CONFIG 4096u
 #define NN_CKPT_MAX_ELEMS ((uint64_t)1 << 30)
 #define NN_CKPT_MAX_OUT_ELEMS ((int64_t)1 << 31)
@@ -21,8 +21,10 @@
 /* The optimizer keeps one slot per trainable parameter, in layer order then
  * parameter order. Returns how many there are. */
 int nn__ckpt_count_trainable(const nn_model *m);
-/* Finds which layer/parameter owns slot `slot`; false if none. */
-bool nn__ckpt_slot_owner(const nn_model *m, int slot, int *layer, int *param);
+/* Walks the parameters that own slots, in slot order: start with
+ * *layer = 0, *param = -1; each call moves to the next one and returns
+ * false after the last. */
+bool nn__ckpt_next_slot(const nn_model *m, int *layer, int *param);
 
 /* Little-endian codecs shared by the writer and the reader. */
 static inline void nn__put_le32(uint8_t *p, uint32_t v)

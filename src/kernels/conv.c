@@ -125,15 +125,35 @@ size_t nn__conv2d_forward_scratch(const nn_conv_geom *g)
     return (size_t)slots * round16((size_t)(tr * col_width(g)));
 }
 
+/* Bias, logits copy and activation of rows of the output, while they are
+ * still in cache. */
+static void epilogue(const float *bias, nn_activation act, float *logits,
+                     float *y, int64_t rows, int64_t f)
+{
+    if (bias) add_bias_rows(y, bias, rows, f);
+    if (logits) memcpy(logits, y, (size_t)(rows * f) * sizeof(float));
+    nn__act_forward(act, y, rows, f);
+}
+
 void nn__conv2d_forward(const nn_conv_geom *g, const float *x, const float *w,
                         const float *bias, float *out, float *scratch)
+{
+    nn__conv2d_forward_act(g, x, w, bias, NN_ACT_NONE, NULL, out, scratch);
+}
+
+void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *bias,
+                            nn_activation act, float *logits, float *out,
+                            float *scratch)
 {
     const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
     if (g->n <= 0 || m <= 0) return;
     if (pointwise(g)) {
-        nn__gemm(false, false, (int64_t)g->n * m, f, k, x, k, w, f, 0.0f, out,
-                 f);
-        if (bias) nn__bias_add(out, bias, (int64_t)g->n * m, f);
+        int64_t rows = (int64_t)g->n * m;
+        nn__gemm(false, false, rows, f, k, x, k, w, f, 0.0f, out, f);
+        if (bias) nn__bias_add(out, bias, rows, f);
+        if (logits) memcpy(logits, out, (size_t)(rows * f) * sizeof(float));
+        nn__act_forward(act, out, rows, f);
         return;
     }
     const int64_t tr = tile_rows(g), per_img = (m + tr - 1) / tr;
@@ -147,10 +167,12 @@ void nn__conv2d_forward(const nn_conv_geom *g, const float *x, const float *w,
         for (int64_t it = 0; it < items; it++) {
             int64_t i = it / per_img, r0 = (it % per_img) * tr;
             int64_t r1 = min64(m, r0 + tr);
-            float *o = out + (i * m + r0) * f;
+            int64_t at = (i * m + r0) * f;
             im2col(g, x + i * in_size(g), r0, r1, col);
-            nn__gemm1(false, false, r1 - r0, f, k, col, k, w, f, 0.0f, o, f);
-            if (bias) add_bias_rows(o, bias, r1 - r0, f);
+            nn__gemm1(false, false, r1 - r0, f, k, col, k, w, f, 0.0f,
+                      out + at, f);
+            epilogue(bias, act, logits ? logits + at : NULL, out + at, r1 - r0,
+                     f);
         }
     }
 }
@@ -180,11 +202,13 @@ size_t nn__conv2d_backward_scratch(const nn_conv_geom *g, bool need_dx)
     return (size_t)slots * slot_layout(g, need_dx).size;
 }
 
-static void pointwise_backward(const nn_conv_geom *g, const float *x,
-                               const float *w, const float *dout, float *dx,
-                               bool accum, float *dw, float *db)
+static void pointwise_backward(const nn_conv_geom *g, nn_activation act,
+                               const float *y, const float *x, const float *w,
+                               float *dout, float *dx, bool accum, float *dw,
+                               float *db)
 {
     int64_t rows = (int64_t)g->n * out_pixels(g), c = g->c, f = g->f;
+    nn__act_backward(act, y, dout, rows, f);
     if (dw) nn__gemm(true, false, c, f, rows, x, c, dout, f, 0.0f, dw, f);
     if (db) nn__colsum(dout, rows, f, db);
     if (dx)
@@ -194,12 +218,13 @@ static void pointwise_backward(const nn_conv_geom *g, const float *x,
 
 /* One image's share of the backward pass, added into the thread's
  * partials pdw/pdb (either may be NULL). */
-static void backward_image(const nn_conv_geom *g, const float *x,
-                           const float *w, const float *dy, float *dx,
-                           bool accum, float *pdw, float *pdb, float *col,
-                           float *dcol)
+static void backward_image(const nn_conv_geom *g, nn_activation act,
+                           const float *y, const float *x, const float *w,
+                           float *dy, float *dx, bool accum, float *pdw,
+                           float *pdb, float *col, float *dcol)
 {
     const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
+    nn__act_backward(act, y, dy, m, f);
     if (pdw) {
         im2col(g, x, 0, m, col);
         nn__gemm1(true, false, k, f, m, col, k, dy, f, 1.0f, pdw, f);
@@ -230,9 +255,19 @@ void nn__conv2d_backward(const nn_conv_geom *g, const float *x, const float *w,
                          const float *dout, float *dx, bool accum, float *dw,
                          float *db, float *scratch)
 {
+    /* Without an activation dout is only read. */
+    nn__conv2d_backward_act(g, NN_ACT_NONE, NULL, x, w, (float *)dout, dx,
+                            accum, dw, db, scratch);
+}
+
+void nn__conv2d_backward_act(const nn_conv_geom *g, nn_activation act,
+                             const float *y, const float *x, const float *w,
+                             float *dout, float *dx, bool accum, float *dw,
+                             float *db, float *scratch)
+{
     if (g->n <= 0) return;
     if (pointwise(g)) {
-        pointwise_backward(g, x, w, dout, dx, accum, dw, db);
+        pointwise_backward(g, act, y, x, w, dout, dx, accum, dw, db);
         return;
     }
     const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
@@ -249,7 +284,8 @@ void nn__conv2d_backward(const nn_conv_geom *g, const float *x, const float *w,
         if (pdb) memset(pdb, 0, (size_t)f * sizeof(float));
         int64_t i0 = g->n * (int64_t)t / np, i1 = g->n * (int64_t)(t + 1) / np;
         for (int64_t i = i0; i < i1; i++)
-            backward_image(g, x + i * in_size(g), w, dout + i * m * f,
+            backward_image(g, act, y ? y + i * m * f : NULL,
+                           x + i * in_size(g), w, dout + i * m * f,
                            dx ? dx + i * in_size(g) : NULL, accum, pdw, pdb,
                            base + s.col, base + s.dcol);
         if (np > 1) {

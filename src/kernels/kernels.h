@@ -11,6 +11,21 @@ void nn__gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                const float *a, int64_t lda, const float *b, int64_t ldb,
                float beta, float *c, int64_t ldc);
 
+/* Convolution with its epilogue fused per tile of output rows: bias, a
+ * copy of the pre-activation into logits (when not NULL) and the
+ * activation. Same scratch as nn__conv2d_forward. */
+void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *bias,
+                            nn_activation act, float *logits, float *out,
+                            float *scratch);
+/* Backward that first turns dout (grad w.r.t. the activation's output y)
+ * into the grad w.r.t. the pre-activation, image by image, in place. With
+ * NN_ACT_NONE y may be NULL. Same scratch as nn__conv2d_backward. */
+void nn__conv2d_backward_act(const nn_conv_geom *g, nn_activation act,
+                             const float *y, const float *x, const float *w,
+                             float *dout, float *dx, bool accum, float *dw,
+                             float *db, float *scratch);
+
 /* ---- pooling (src/kernels/pool.c) ----
  * The geometry is nn_conv_geom with kh/kw the pool size; f is unused.
  * argmax holds, per output value, the offset of the chosen input value

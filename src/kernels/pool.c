@@ -57,11 +57,15 @@ static void maxpool_row(const nn_conv_geom *g, const float *x, int oy,
             for (int ix = v.x0; ix < v.x1; ix++) {
                 int32_t at = (iy * g->w + ix) * c;
                 const float *p = x + at;
-                for (int ch = 0; ch < c; ch++)
-                    if (p[ch] > out[ch]) {
-                        out[ch] = p[ch];
-                        arg[ch] = at + ch;
-                    }
+                /* Branch-free (a select through a bit mask) so the channel
+                 * loop vectorizes. */
+#pragma omp simd
+                for (int ch = 0; ch < c; ch++) {
+                    float val = p[ch], o = out[ch];
+                    int32_t keep = -(int32_t)(val > o);
+                    out[ch] = val > o ? val : o;
+                    arg[ch] = (arg[ch] & ~keep) | ((at + ch) & keep);
+                }
             }
     }
 }

@@ -106,25 +106,21 @@ static nn_status conv_forward(const nn_layer *l, const nn_fwd *a)
 {
     nn_conv_geom g = conv_geom(l, a->batch);
     const float *bias = l->cfg.conv.use_bias ? l->params[1].value.data : NULL;
-    nn__conv2d_forward(&g, a->in[0], l->params[0].value.data, bias, a->out,
-                       a->scratch);
-    int64_t rows = out_rows(l, a->batch);
-    if (a->state && nn__act_keeps_logits(l->activation))
-        memcpy(a->state, a->out, (size_t)(rows * g.f) * sizeof(float));
-    nn__act_forward(l->activation, a->out, rows, g.f);
+    float *logits = nn__act_keeps_logits(l->activation) ? a->state : NULL;
+    nn__conv2d_forward_act(&g, a->in[0], l->params[0].value.data, bias,
+                           l->activation, logits, a->out, a->scratch);
     return NN_OK;
 }
 
 static nn_status conv_backward(nn_layer *l, const nn_bwd *a)
 {
     nn_conv_geom g = conv_geom(l, a->batch);
-    if (!a->dout_is_preact)
-        nn__act_backward(l->activation, a->out, a->dout,
-                         out_rows(l, a->batch), g.f);
-    nn__conv2d_backward(&g, a->in[0], l->params[0].value.data, a->dout,
-                        a->din[0], a->accum[0], nn__param_grad(l, 0),
-                        l->cfg.conv.use_bias ? nn__param_grad(l, 1) : NULL,
-                        a->scratch);
+    nn_activation act = a->dout_is_preact ? NN_ACT_NONE : l->activation;
+    nn__conv2d_backward_act(&g, act, a->out, a->in[0], l->params[0].value.data,
+                            a->dout, a->din[0], a->accum[0],
+                            nn__param_grad(l, 0),
+                            l->cfg.conv.use_bias ? nn__param_grad(l, 1) : NULL,
+                            a->scratch);
     return NN_OK;
 }
 

@@ -89,6 +89,22 @@ def _conv_case(parity, rng, k, stride, padding, bias, act, h, w, cin=3,
     parity.compare(**q)
 
 
+CONV_LARGE = [  # (kernel, stride, padding, h, w, cin, cout, batch)
+    (3, 1, "same", 16, 16, 16, 32, 4),
+    (5, 2, "valid", 17, 15, 8, 24, 3),
+    (3, 1, "valid", 12, 12, 1, 32, 1),  # batch of one, one channel
+]
+
+
+@pytest.mark.parametrize("k,stride,padding,h,w,cin,cout,n", CONV_LARGE,
+                         ids=[f"k{c[0]}-s{c[1]}-{c[2]}-{c[3]}x{c[4]}x{c[5]}"
+                              f"-f{c[6]}-n{c[7]}" for c in CONV_LARGE])
+def test_conv2d_larger(parity, rng, k, stride, padding, h, w, cin, cout, n):
+    """Shapes big enough for the blocked/threaded kernel paths."""
+    _conv_case(parity, rng, k, stride, padding, True, "relu", h, w, cin=cin,
+               cout=cout, n=n)
+
+
 @pytest.mark.parametrize("padding,stride,bias,act", CONV_GRID,
                          ids=[f"{p}-s{s}-{'bias' if b else 'nobias'}-{a}"
                               for p, s, b, a in CONV_GRID])
@@ -124,6 +140,7 @@ POOL_CASES = [  # (pool, strides, padding, h, w)
     ((3, 2), (2, 1), "valid", 8, 7),
     (2, None, "same", 7, 9), (3, 2, "same", 8, 7), (3, 1, "same", 6, 5),
     ((2, 3), (1, 2), "same", 7, 8), ((3, 2), (2, 3), "same", 9, 10),
+    (2, 3, "valid", 8, 9), (2, 3, "same", 8, 9),  # stride > pool
 ]
 
 
@@ -162,6 +179,10 @@ def test_dense(parity, rng, bias, act):
 
 def test_dense_on_last_axis_of_rank3(parity, rng):
     _dense_case(parity, rng, (3, 4, 6), 5, True, "relu")
+
+
+def test_dense_larger(parity, rng):
+    _dense_case(parity, rng, (300,), 70, True, "softmax", n=33)
 
 
 def _dense_case(parity, rng, in_shape, units, bias, act, n=4):
