@@ -963,6 +963,92 @@ static void test_initializers(void **state)
     nn_model_free(m);
 }
 
+/* ------------------------------------------------------------------ */
+/* through the model: the loss's fused logits and the layers agree     */
+/* ------------------------------------------------------------------ */
+
+static double model_loss(nn_model *m, const nn_tensor *x, const nn_tensor *y)
+{
+    float loss = NAN;
+    assert_int_equal(nn_model_evaluate(m, x, y, 64, &loss, NULL), NN_OK);
+    return loss;
+}
+
+/* d loss / d v for the value *v of the model, by central differences of
+ * nn_model_evaluate, compared with `analytic` (kink-tolerant as above). */
+static int check_model_coord(nn_model *m, const nn_tensor *x,
+                             const nn_tensor *y, float *v, float analytic)
+{
+    const double eps = 1e-2;
+    float keep = *v;
+    double l0 = model_loss(m, x, y);
+    *v = keep + (float)eps;
+    double lp = model_loss(m, x, y);
+    *v = keep - (float)eps;
+    double lm = model_loss(m, x, y);
+    *v = keep;
+    double dp = (lp - l0) / eps, dm = (l0 - lm) / eps, num = (lp - lm) / (2 * eps);
+    double tol = 1e-3 + 2e-2 * fmax(fabs(num), fabs(analytic));
+    if (fabs(num - analytic) <= tol + 0.5 * fabs(dp - dm)) return 0;
+    fprintf(stderr, "model gradient: numeric %.6g analytic %.6g\n", num,
+            (double)analytic);
+    return 1;
+}
+
+static void model_gradients(nn_activation out_act, nn_loss loss, bool layer)
+{
+    nn_model *m = nn_model_create(21);
+    nn_conv2d_opts co = conv_opts(1, 1, NN_PADDING_SAME, 1, NN_ACT_RELU);
+    nn_layer *l = nn_conv2d(m, image_input(m, 6, 6, 2), 3, 3, 3, &co);
+    l = nn_flatten(m, nn_maxpool2d(m, l, 2, 2, NULL), NULL);
+    nn_dense_opts dop = dense_opts(1, layer ? NN_ACT_NONE : out_act);
+    l = nn_dense(m, l, 4, &dop);
+    if (layer) l = out_act == NN_ACT_SOFTMAX ? nn_softmax(m, l, NULL)
+                                             : nn_sigmoid(m, l, NULL);
+    assert_non_null(l);
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL), loss, NULL), NN_OK);
+    int64_t xs[4] = {3, 6, 6, 2}, ys[2] = {3, 4};
+    nn_tensor *x = nn_tensor_create(4, xs), *y = nn_tensor_create(2, ys);
+    nn_tensor *dx = nn_tensor_create(4, xs);
+    gc_fill(x->data, x->size, 1.0);
+    for (int i = 0; i < 3; i++) {
+        if (loss == NN_LOSS_BINARY_CROSSENTROPY)
+            for (int j = 0; j < 4; j++) y->data[i * 4 + j] = (i + j) % 2;
+        else
+            y->data[i * 4 + (i + 1) % 4] = 1.0f;
+    }
+    assert_int_equal(nn_model_backward(m, x, y, 0, NULL, dx), NN_OK);
+    int bad = 0;
+    for (int64_t i = 0; i < x->size; i += 5)
+        bad += check_model_coord(m, x, y, &x->data[i], dx->data[i]);
+    for (int li = 0; li < nn_model_num_layers(m); li++) {
+        nn_layer *ly = nn_model_layer(m, li);
+        for (int j = 0; j < nn_layer_num_weights(ly); j++) {
+            nn_tensor *w = nn_layer_weight(ly, j);
+            float *g = malloc((size_t)w->size * sizeof(float));
+            memcpy(g, nn_layer_weight_grad(ly, j)->data,
+                   (size_t)w->size * sizeof(float));
+            for (int64_t i = 0; i < w->size; i += 7)
+                bad += check_model_coord(m, x, y, &w->data[i], g[i]);
+            free(g);
+        }
+    }
+    assert_int_equal(bad, 0);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(dx);
+    nn_model_free(m);
+}
+
+static void test_model_gradients(void **state)
+{
+    (void)state;
+    for (int layer = 0; layer <= 1; layer++) {
+        model_gradients(NN_ACT_SOFTMAX, NN_LOSS_CATEGORICAL_CROSSENTROPY, layer);
+        model_gradients(NN_ACT_SIGMOID, NN_LOSS_BINARY_CROSSENTROPY, layer);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -982,6 +1068,7 @@ int main(void)
         cmocka_unit_test(test_config_round_trip),
         cmocka_unit_test(test_config_rejects_garbage),
         cmocka_unit_test(test_initializers),
+        cmocka_unit_test(test_model_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
