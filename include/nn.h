@@ -69,8 +69,11 @@ typedef enum nn_status {
 NN_API const char *nn_last_error(void);
 /* Static name of a status code ("NN_ERR_SHAPE"); never NULL. */
 NN_API const char *nn_status_name(nn_status status);
-/* Clears the calling thread's last error message. */
+/* Clears the calling thread's last error message and status. */
 NN_API void nn_clear_error(void);
+/* Status of the last failure on the calling thread (NN_OK if none): tells
+ * why a constructor returned NULL. */
+NN_API nn_status nn_last_status(void);
 
 /* ------------------------------------------------------------------ */
 /* Threads                                                             */
@@ -229,6 +232,8 @@ NN_API nn_layer *nn_softmax(nn_model *m, nn_layer *input,
 NN_API nn_status nn_model_set_output(nn_model *m, nn_layer *output);
 
 /* --- introspection --- */
+NN_API nn_layer *nn_model_input(const nn_model *m);  /* NULL if none yet */
+NN_API nn_layer *nn_model_output(const nn_model *m); /* NULL if empty */
 NN_API int nn_model_num_layers(const nn_model *m);
 NN_API nn_layer *nn_model_layer(const nn_model *m, int index);
 NN_API nn_layer *nn_model_find_layer(const nn_model *m, const char *name);

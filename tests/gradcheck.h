@@ -55,7 +55,7 @@ typedef struct gc_run {
 
 static uint64_t gc_rand_state = 88172645463325252ULL;
 
-static double gc_uniform(void) /* [-1, 1) */
+static inline double gc_uniform(void) /* [-1, 1) */
 {
     gc_rand_state ^= gc_rand_state << 13;
     gc_rand_state ^= gc_rand_state >> 7;
@@ -63,7 +63,7 @@ static double gc_uniform(void) /* [-1, 1) */
     return (double)(gc_rand_state >> 11) * 0x1.0p-52 - 1.0;
 }
 
-static void gc_fill(float *p, int64_t n, double scale)
+static inline void gc_fill(float *p, int64_t n, double scale)
 {
     for (int64_t i = 0; i < n; i++) p[i] = (float)(scale * gc_uniform());
 }
@@ -71,7 +71,7 @@ static void gc_fill(float *p, int64_t n, double scale)
 /* Allocates the buffers a context would, gradient buffers for the layer's
  * parameters (owned by the model, as the training code does) and random
  * inputs and loss weights. */
-static gc_run *gc_setup(nn_layer *l, int batch, const gc_opts *o)
+static inline gc_run *gc_setup(nn_layer *l, int batch, const gc_opts *o)
 {
     gc_run *r = calloc(1, sizeof *r);
     if (!r) return NULL;
@@ -100,7 +100,7 @@ static gc_run *gc_setup(nn_layer *l, int batch, const gc_opts *o)
     return r;
 }
 
-static void gc_free(gc_run *r)
+static inline void gc_free(gc_run *r)
 {
     if (!r) return;
     for (int i = 0; i < r->l->n_inputs; i++) free(r->in[i]);
@@ -111,7 +111,7 @@ static void gc_free(gc_run *r)
     free(r);
 }
 
-static nn_status gc_forward(gc_run *r)
+static inline nn_status gc_forward(gc_run *r)
 {
     nn_fwd a = {
         .batch = r->batch,
@@ -126,13 +126,13 @@ static nn_status gc_forward(gc_run *r)
 }
 
 /* The values L is taken over: the output or the saved logits. */
-static const float *gc_values(const gc_run *r)
+static inline const float *gc_values(const gc_run *r)
 {
     if (!r->o.use_logits) return r->out;
     return r->l->ops->logits ? r->l->ops->logits(r->l, r->state) : NULL;
 }
 
-static double gc_loss(gc_run *r)
+static inline double gc_loss(gc_run *r)
 {
     if (gc_forward(r) != NN_OK) return NAN;
     const float *y = gc_values(r);
@@ -144,7 +144,8 @@ static double gc_loss(gc_run *r)
 
 /* Runs forward and backward; din[i] receive the input gradients (NULL
  * skips one). With accum, din must hold values to add to. */
-static nn_status gc_backward(gc_run *r, float **din, const bool *accum)
+static inline nn_status gc_backward(gc_run *r, float **din,
+                                    const bool *accum)
 {
     nn_status s = gc_forward(r);
     if (s != NN_OK) return s;
@@ -167,8 +168,9 @@ static nn_status gc_backward(gc_run *r, float **din, const bool *accum)
 }
 
 /* Compares d L / d p[i] for every i with analytic[i]. */
-static void gc_compare(gc_run *r, float *p, int64_t n, const float *analytic,
-                       const char *what, gc_result *res)
+static inline void gc_compare(gc_run *r, float *p, int64_t n,
+                              const float *analytic, const char *what,
+                              gc_result *res)
 {
     const double eps = r->o.eps;
     double l0 = gc_loss(r);
@@ -203,7 +205,8 @@ static void gc_compare(gc_run *r, float *p, int64_t n, const float *analytic,
 }
 
 /* Checks the gradient w.r.t. every input and every parameter. */
-static gc_result gc_check_layer(nn_layer *l, int batch, const gc_opts *o)
+static inline gc_result gc_check_layer(nn_layer *l, int batch,
+                                       const gc_opts *o)
 {
     gc_result res = {0, 0, 0, 0.0};
     gc_run *r = gc_setup(l, batch, o);

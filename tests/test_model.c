@@ -134,6 +134,12 @@ static void test_invalid_calls(void **state)
     assert_int_equal(nn_model_predict(m, x, out, 2), NN_ERR_SHAPE);
     assert_int_equal(nn_model_predict(m, x, out, 0), NN_ERR_INVALID);
     assert_null(nn_input(NULL, 3, NULL, NULL));
+    assert_int_equal(nn_last_status(), NN_ERR_INVALID);
+    nn_clear_error();
+    assert_int_equal(nn_last_status(), NN_OK);
+    assert_ptr_equal(nn_model_output(m), nn_model_find_layer(m, "dense"));
+    assert_ptr_equal(nn_model_input(m), nn_model_layer(m, 0));
+    assert_null(nn_model_output(NULL));
     assert_null(nn_tensor_create(0, xs));
     int64_t neg[2] = {2, -1};
     assert_null(nn_tensor_create(2, neg));

@@ -216,6 +216,9 @@ def null_error(func_name, default=errors.InvalidArgument):
     """The exception for a constructor that returned NULL. The C API gives
     no status code then, so the class is guessed from the message."""
     msg = last_error()
+    status = lib.nn_last_status()
+    if status != NN_OK:
+        return errors.from_status(status, msg or "returned NULL", func_name)
     low = msg.lower()
     if "memory" in low or "alloc" in low:
         cls = errors.OutOfMemory
@@ -244,6 +247,7 @@ _SIGNATURES = {
     "nn_last_error": (c_char_p, [], None),
     "nn_status_name": (c_char_p, [c_int], None),
     "nn_clear_error": (None, [], None),
+    "nn_last_status": (c_int, [], None),
     "nn_set_num_threads": (c_int, [c_int], _S),
     "nn_get_num_threads": (c_int, [], None),
     # tensors
@@ -281,6 +285,8 @@ _SIGNATURES = {
                             ctypes.POINTER(nn_layer_opts)], _N),
     "nn_model_set_output": (c_int, [ModelP, LayerP], _S),
     "nn_model_num_layers": (c_int, [ModelP], None),
+    "nn_model_input": (LayerP, [ModelP], None),
+    "nn_model_output": (LayerP, [ModelP], None),
     "nn_model_layer": (LayerP, [ModelP, c_int], None),
     "nn_model_find_layer": (LayerP, [ModelP, c_char_p], None),
     "nn_layer_name": (c_char_p, [LayerP], None),

@@ -646,16 +646,13 @@ class Model:
         return m
 
     def _adopt_graph(self):
-        """Finds input and output of a loaded model. The API has no getter
-        for the output: it is the layer no other layer consumes."""
-        layers = self.layers
-        used = set()
-        for layer in layers:
-            if not layer.inputs:
-                self._input = self._input or layer
-            used.update(layer.inputs)
-        sinks = [layer for layer in layers if layer not in used]
-        self._output = sinks[-1] if sinks else (layers[-1] if layers else None)
+        """Finds the input and output layers of a loaded model."""
+        by_addr = {layer._raw: layer for layer in self.layers}
+
+        def find(ptr):
+            return by_addr.get(ctypes.cast(ptr, ctypes.c_void_p).value)
+        self._input = find(lib.nn_model_input(self._ptr))
+        self._output = find(lib.nn_model_output(self._ptr))
 
 
 def _history_dict(hist, with_val):

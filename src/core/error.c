@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 static _Thread_local char last_error[512];
+static _Thread_local nn_status last_status;
 
 nn_status nn__fail(nn_status status, const char *fmt, ...)
 {
@@ -12,12 +13,19 @@ nn_status nn__fail(nn_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    last_status = status;
     return status;
 }
 
 const char *nn_last_error(void) { return last_error; }
 
-void nn_clear_error(void) { last_error[0] = '\0'; }
+void nn_clear_error(void)
+{
+    last_error[0] = '\0';
+    last_status = NN_OK;
+}
+
+nn_status nn_last_status(void) { return last_status; }
 
 const char *nn_status_name(nn_status status)
 {

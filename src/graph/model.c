@@ -185,6 +185,18 @@ nn_status nn_model_set_output(nn_model *m, nn_layer *output)
     return NN_OK;
 }
 
+nn_layer *nn_model_input(const nn_model *m)
+{
+    if (!m) nn__fail(NN_ERR_INVALID, "nn_model_input: model is NULL");
+    return m ? m->input : NULL;
+}
+
+nn_layer *nn_model_output(const nn_model *m)
+{
+    if (!m) nn__fail(NN_ERR_INVALID, "nn_model_output: model is NULL");
+    return m ? m->output : NULL;
+}
+
 int nn_model_num_layers(const nn_model *m)
 {
     if (!m) return nn__fail(NN_ERR_INVALID, "nn_model_num_layers: NULL model");

@@ -144,15 +144,11 @@ static nn_status close_section(const cursor *sub)
     return NN_OK;
 }
 
-/* nn__add_layer and friends only say NULL; the allocator's message tells
+/* nn__add_layer and friends return NULL; the status they recorded tells
  * an out-of-memory apart from a config the builder refused. */
 static nn_status builder_status(void)
 {
-    return strncmp(nn_last_error(), "out of memory", 13) == 0 ||
-                   strncmp(nn_last_error(), "allocation size overflows",
-                           25) == 0
-               ? NN_ERR_NOMEM
-               : NN_ERR_FORMAT;
+    return nn_last_status() == NN_ERR_NOMEM ? NN_ERR_NOMEM : NN_ERR_FORMAT;
 }
 
 /* Re-labels a failure reported by library code with where it happened. */
