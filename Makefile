@@ -81,7 +81,7 @@ deps:
 # ---- the README's two commands ----
 check: deps
 	$(MAKE) all tests
-	$(MAKE) check-c check-python
+	$(MAKE) check-c check-python asan
 
 check-c: tests lib
 	@scripts/run-tests.sh $(TESTS)

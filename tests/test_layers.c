@@ -707,6 +707,13 @@ static void test_opts_sizes(void **state)
     nn_layer *p = nn_maxpool2d(m, in, 2, 2, &po);
     assert_non_null(p);
     assert_int_equal(p->cfg.pool.sh, 2);
+    /* A size that ends inside the name pointer takes no part of it. */
+    nn_layer_opts lo = NN_LAYER_OPTS_INIT;
+    lo.size = sizeof(size_t) + 2;
+    lo.name = "partial";
+    nn_layer *r = nn_relu(m, in, &lo);
+    assert_non_null(r);
+    assert_string_equal(nn_layer_name(r), "re_lu");
     nn_model_free(m);
 }
 

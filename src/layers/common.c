@@ -13,6 +13,10 @@ nn_status nn__read_opts(void *dst, size_t dst_size, const void *src,
     NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
              "%s: opts->size is %zu; set it with the NN_*_OPTS_INIT macro",
              who, size);
+    /* Never take part of a member: every options struct is size, name,
+     * then 4-byte fields. */
+    if (size < sizeof(size_t) + sizeof(const char *)) size = sizeof(size_t);
+    size &= ~(size_t)3;
     memcpy(dst, src, size < dst_size ? size : dst_size);
     memcpy(dst, &dst_size, sizeof dst_size);
     return NN_OK;
@@ -32,11 +36,6 @@ bool nn__padding_ok(nn_padding p)
 bool nn__initializer_ok(nn_initializer i)
 {
     return i >= NN_INIT_DEFAULT && i <= NN_INIT_HE_NORMAL;
-}
-
-const char *nn__padding_name(nn_padding p)
-{
-    return p == NN_PADDING_SAME ? "same" : "valid";
 }
 
 bool nn__act_keeps_logits(nn_activation a)

@@ -30,7 +30,6 @@ nn_status nn__read_opts(void *dst, size_t dst_size, const void *src,
 bool nn__activation_ok(nn_activation a);
 bool nn__padding_ok(nn_padding p);
 bool nn__initializer_ok(nn_initializer i);
-const char *nn__padding_name(nn_padding p);
 
 /* Output length and leading pad of one spatial axis, Keras/TF rules:
  * SAME: out = ceil(in / s), pad = max((out - 1) * s + k - in, 0) / 2;
