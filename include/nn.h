@@ -228,6 +228,157 @@ NN_API nn_layer *nn_sigmoid(nn_model *m, nn_layer *input,
 NN_API nn_layer *nn_softmax(nn_model *m, nn_layer *input,
                             const nn_layer_opts *opts);
 
+/* --- graph-model layers --- */
+
+typedef struct nn_batchnorm_opts {
+    size_t size; /* sizeof(nn_batchnorm_opts) */
+    const char *name;
+    /* Keras convention: moving = momentum * moving + (1 - momentum) * batch.
+     * PyTorch's momentum m corresponds to 1 - m here. */
+    float momentum; /* 0.99 */
+    float epsilon;  /* 1e-3 (Keras' ResNet50: 1.001e-5; PyTorch: 1e-5) */
+    int center;     /* 1: learn beta */
+    int scale;      /* 1: learn gamma */
+} nn_batchnorm_opts;
+#define NN_BATCHNORM_OPTS_INIT                                                 \
+    {sizeof(nn_batchnorm_opts), NULL, 0.99f, 1e-3f, 1, 1}
+
+/* BatchNormalization over the last (channel) axis. Weights in Keras order:
+ * gamma, beta (trainable), moving_mean, moving_variance (not trainable).
+ * Training uses batch statistics and updates the moving ones; inference
+ * and a frozen layer use the moving statistics. */
+NN_API nn_layer *nn_batchnorm(nn_model *m, nn_layer *input,
+                              const nn_batchnorm_opts *opts);
+
+/* ZeroPadding2D: adds zero rows/columns around an image. */
+NN_API nn_layer *nn_zeropad2d(nn_model *m, nn_layer *input, int top,
+                              int bottom, int left, int right,
+                              const nn_layer_opts *opts);
+
+/* Element-wise sum of n >= 2 inputs of equal shape. */
+NN_API nn_layer *nn_add(nn_model *m, int n, nn_layer *const *inputs,
+                        const nn_layer_opts *opts);
+
+/* Concatenation of n >= 2 inputs along the last (channel) axis. */
+NN_API nn_layer *nn_concatenate(nn_model *m, int n, nn_layer *const *inputs,
+                                const nn_layer_opts *opts);
+
+/* GlobalAveragePooling2D: [H, W, C] -> [C]. */
+NN_API nn_layer *nn_global_avgpool2d(nn_model *m, nn_layer *input,
+                                     const nn_layer_opts *opts);
+
+typedef enum nn_interpolation {
+    NN_INTERP_BILINEAR = 0,
+    NN_INTERP_NEAREST = 1
+} nn_interpolation;
+
+typedef struct nn_resizing_opts {
+    size_t size; /* sizeof(nn_resizing_opts) */
+    const char *name;
+    nn_interpolation interpolation; /* BILINEAR */
+} nn_resizing_opts;
+#define NN_RESIZING_OPTS_INIT                                                  \
+    {sizeof(nn_resizing_opts), NULL, NN_INTERP_BILINEAR}
+
+/* Resizing to height x width (bilinear: half-pixel centers, as
+ * tf.image.resize and PyTorch's interpolate(align_corners=False)). */
+NN_API nn_layer *nn_resizing(nn_model *m, nn_layer *input, int height,
+                             int width, const nn_resizing_opts *opts);
+
+/* Repeats the channels `times` times: [H, W, C] -> [H, W, C * times], so
+ * grayscale data can feed an RGB backbone. */
+NN_API nn_layer *nn_repeat_channels(nn_model *m, nn_layer *input, int times,
+                                    const nn_layer_opts *opts);
+
+/* LocallyConnected2D: a convolution whose weights are not shared: one
+ * kernel [kh*kw*in, filters] and one bias per output position. Padding
+ * must be VALID (as in Keras). Kernel [oh*ow, kh*kw*in, filters], bias
+ * [oh, ow, filters]. */
+NN_API nn_layer *nn_locally_connected2d(nn_model *m, nn_layer *input,
+                                        int filters, int kh, int kw,
+                                        const nn_conv2d_opts *opts);
+
+/* --- augmentation layers: active in training only, identity otherwise --- */
+
+typedef enum nn_flip_mode {
+    NN_FLIP_HORIZONTAL = 1,
+    NN_FLIP_VERTICAL = 2,
+    NN_FLIP_HORIZONTAL_AND_VERTICAL = 3
+} nn_flip_mode;
+
+typedef enum nn_fill_mode {
+    NN_FILL_REFLECT = 0, /* Keras' default */
+    NN_FILL_WRAP = 1,
+    NN_FILL_CONSTANT = 2,
+    NN_FILL_NEAREST = 3
+} nn_fill_mode;
+
+typedef struct nn_augment_opts {
+    size_t size; /* sizeof(nn_augment_opts) */
+    const char *name;
+    nn_fill_mode fill_mode;         /* REFLECT */
+    nn_interpolation interpolation; /* BILINEAR */
+    float fill_value;               /* 0, for CONSTANT */
+} nn_augment_opts;
+#define NN_AUGMENT_OPTS_INIT                                                   \
+    {sizeof(nn_augment_opts), NULL, NN_FILL_REFLECT, NN_INTERP_BILINEAR, 0.0f}
+
+NN_API nn_layer *nn_random_flip(nn_model *m, nn_layer *input,
+                                nn_flip_mode mode, const nn_layer_opts *opts);
+/* Angle uniform in [lower*2*pi, upper*2*pi] (Keras RandomRotation((lower,
+ * upper))); RandomRotation(f) is lower = -f, upper = f. */
+NN_API nn_layer *nn_random_rotation(nn_model *m, nn_layer *input, float lower,
+                                    float upper, const nn_augment_opts *opts);
+/* Shifts by a fraction of height/width drawn from [h_lo, h_hi] and
+ * [w_lo, w_hi]. */
+NN_API nn_layer *nn_random_translation(nn_model *m, nn_layer *input,
+                                       float h_lo, float h_hi, float w_lo,
+                                       float w_hi, const nn_augment_opts *opts);
+/* Zoom by a factor drawn per axis from [lo, hi] (Keras RandomZoom:
+ * negative values zoom in, positive values zoom out). */
+NN_API nn_layer *nn_random_zoom(nn_model *m, nn_layer *input, float h_lo,
+                                float h_hi, float w_lo, float w_hi,
+                                const nn_augment_opts *opts);
+/* Contrast factor drawn from [1 - lower, 1 + upper] per image. */
+NN_API nn_layer *nn_random_contrast(nn_model *m, nn_layer *input, float lower,
+                                    float upper, const nn_layer_opts *opts);
+
+/* --- freezing and receptive fields --- */
+
+/* A frozen layer (trainable 0) gets no optimizer updates and is counted as
+ * non-trainable; a frozen BatchNormalization runs in inference mode. */
+NN_API nn_status nn_layer_set_trainable(nn_layer *l, int trainable);
+NN_API int nn_layer_trainable(const nn_layer *l);
+/* Sets every layer of the model. */
+NN_API nn_status nn_model_set_trainable(nn_model *m, int trainable);
+
+/* Receptive field (rows, cols of model input that can affect one output
+ * position) and jump (product of strides) of a layer's output, relative to
+ * the model input. */
+NN_API nn_status nn_layer_receptive_field(const nn_layer *l, int *rf_h,
+                                          int *rf_w, int *jump_h, int *jump_w);
+
+/* --- composition --- */
+
+/* Names the model ("resnet50"); the name labels it when it is applied
+ * inside another model. */
+NN_API nn_status nn_model_set_name(nn_model *m, const char *name);
+NN_API const char *nn_model_name(const nn_model *m);
+
+/* Uses `inner` as a block of `outer`: instantiates inner's layers from its
+ * input up to `inner_output` (NULL: inner's output) inside outer, fed by
+ * `input`, whose shape must equal inner's input shape. The new layers
+ * SHARE their weights with inner's (training either model changes both;
+ * either model may be freed first) and keep their names and trainable
+ * flags; a name already used in outer gets the prefix "<block>/". The
+ * summary shows them as one row named opts->name, else inner's name, else
+ * "model". Taking inner_output = the k-th layer keeps only the first
+ * layers (Keras: Model(base.input, base.layers[k].output)). Returns the
+ * layer of outer that corresponds to inner_output. */
+NN_API nn_layer *nn_model_apply(nn_model *outer, nn_layer *input,
+                                nn_model *inner, nn_layer *inner_output,
+                                const nn_layer_opts *opts);
+
 /* Marks the model's output layer (default: the last layer added). */
 NN_API nn_status nn_model_set_output(nn_model *m, nn_layer *output);
 
@@ -423,6 +574,93 @@ NN_API float nn_history_get(const nn_history *h, nn_metric metric, int epoch);
  * is replaced atomically. */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path);
 NN_API void nn_history_free(nn_history *h);
+
+/* --- model zoo and weight import --- (guide: docs/zoo.md) */
+
+typedef enum nn_resnet_flavor {
+    /* keras.applications ResNet50 (v1): convolutions with bias, the stride
+     * on the first 1x1 conv of a block, BatchNormalization eps 1.001e-5. */
+    NN_RESNET_KERAS = 0,
+    /* torchvision resnet50 (v1.5): no conv bias, the stride on the 3x3
+     * conv, eps 1e-5, momentum 0.9 (PyTorch's 0.1): loads its weights. */
+    NN_RESNET_TORCHVISION = 1
+} nn_resnet_flavor;
+
+/* ResNet's identity block on x, whose channels must equal f3:
+ * 1x1 conv f1 - BN - ReLU - kernel x kernel conv f2 ("same") - BN - ReLU -
+ * 1x1 conv f3 - BN, plus x, then ReLU. Layers are named as Keras names
+ * them: "<prefix>_1_conv", "<prefix>_1_bn", "<prefix>_1_relu", ...,
+ * "<prefix>_add", "<prefix>_out" (prefix e.g. "conv2_block2"). Returns the
+ * block's last layer, or NULL. */
+NN_API nn_layer *nn_resnet_identity_block(nn_model *m, nn_layer *x,
+                                          int kernel, int f1, int f2, int f3,
+                                          nn_resnet_flavor flavor,
+                                          const char *prefix);
+/* The convolutional block: the identity block with a 1x1 conv f3 + BN
+ * shortcut ("<prefix>_0_conv", "<prefix>_0_bn") and a stride: on the first
+ * 1x1 conv (Keras), or on the kernel x kernel conv after a
+ * "<prefix>_2_pad" ZeroPadding2D (torchvision pads both sides). */
+NN_API nn_layer *nn_resnet_conv_block(nn_model *m, nn_layer *x, int kernel,
+                                      int f1, int f2, int f3, int stride,
+                                      nn_resnet_flavor flavor,
+                                      const char *prefix);
+
+typedef struct nn_resnet_opts {
+    size_t size;             /* sizeof(nn_resnet_opts) */
+    const char *name;        /* model name; NULL: "resnet50" */
+    nn_resnet_flavor flavor; /* KERAS */
+    /* 1: GlobalAveragePooling2D "avg_pool" + Dense(classes, softmax)
+     * "predictions"; 0: ends at "conv5_block3_out". */
+    int include_top; /* 1 */
+    int classes;     /* 1000 */
+    /* of "predictions": SOFTMAX; NONE gives logits (Keras'
+     * classifier_activation=None) */
+    nn_activation classifier_activation;
+} nn_resnet_opts;
+#define NN_RESNET_OPTS_INIT                                                    \
+    {sizeof(nn_resnet_opts), NULL, NN_RESNET_KERAS, 1, 1000, NN_ACT_SOFTMAX}
+
+/* ResNet50 on height x width x channels images (at least 32 x 32),
+ * initialised from `seed`, with Keras' layer names ("input_1",
+ * "conv1_pad", "conv1_conv", "conv1_bn", ..., "conv5_block3_out").
+ * Keras flavour, no top, 224x224x3: 23,587,712 parameters. */
+NN_API nn_model *nn_resnet50(int height, int width, int channels,
+                             uint64_t seed, const nn_resnet_opts *opts);
+
+typedef enum nn_weight_map {
+    /* Tensors named "<layer>/<weight>" ("conv1_conv/kernel") in libnn's
+     * layouts: what nn_model_save_safetensors writes. */
+    NN_WEIGHTS_LIBNN = 0,
+    /* torchvision ResNet state_dict keys ("layer1.0.conv1.weight") and
+     * PyTorch layouts, into a model built by nn_resnet50 (torchvision
+     * flavour); "num_batches_tracked" counters are skipped. */
+    NN_WEIGHTS_TORCHVISION_RESNET = 1
+} nn_weight_map;
+
+/* Loads every weight of m from a safetensors file (float32 tensors).
+ * Strict: a missing or extra tensor, a wrong shape or dtype, or a malformed
+ * file is an error whose message names the tensor; m is unchanged then. */
+NN_API nn_status nn_model_load_safetensors(nn_model *m, const char *path,
+                                           nn_weight_map map);
+/* Writes every weight of m to a safetensors file, NN_WEIGHTS_LIBNN names.
+ * The file is replaced atomically. */
+NN_API nn_status nn_model_save_safetensors(const nn_model *m,
+                                           const char *path);
+
+typedef enum nn_preprocess_mode {
+    /* RGB -> BGR, then minus [103.939, 116.779, 123.68]; no scaling
+     * (Keras' ResNet50 weights). */
+    NN_PREPROCESS_CAFFE = 0,
+    NN_PREPROCESS_TF = 1, /* x / 127.5 - 1 */
+    /* x / 255, minus [0.485, 0.456, 0.406], over [0.229, 0.224, 0.225]
+     * (torchvision's weights). */
+    NN_PREPROCESS_TORCH = 2
+} nn_preprocess_mode;
+
+/* keras.applications' preprocess_input, in place, on RGB images
+ * [N, H, W, 3] with values in [0, 255]. */
+NN_API nn_status nn_preprocess_input(nn_tensor *images,
+                                     nn_preprocess_mode mode);
 
 /* ------------------------------------------------------------------ */
 /* Saving and loading (format: docs/checkpoint-format.md)              */

@@ -60,7 +60,7 @@ while [ "$i" -le "$rounds" ]; do
 done
 
 # Median over the rounds of each (side, metric): "side metric value".
-medians=$(sort -k1,1 -k2,2 -k3,3g "$runs" | awk '
+medians=$(sort -k1,1 -k2,2 -k3,3n "$runs" | awk '
     function flush() {
         if (n % 2) printf "%s %s %s\n", key1, key2, v[(n + 1) / 2]
         else if (n) printf "%s %s %.1f\n", key1, key2, (v[n / 2] + v[n / 2 + 1]) / 2

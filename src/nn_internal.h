@@ -88,7 +88,8 @@ typedef struct nn_shape {
 
 int64_t nn__shape_size(const nn_shape *s);
 
-/* ---------------- layers ---------------- */
+/* ---------------- layers ----------------
+ * Kind numbers are stored in checkpoint files: never renumber them. */
 
 typedef enum nn_layer_kind {
     NN_KIND_INPUT = 0,
@@ -101,6 +102,21 @@ typedef enum nn_layer_kind {
     NN_KIND_RELU = 7,
     NN_KIND_SIGMOID = 8,
     NN_KIND_SOFTMAX = 9,
+    /* graph-model layers (Q2, Q3d, Q3e) */
+    NN_KIND_BATCHNORM = 10,
+    NN_KIND_ZEROPAD2D = 11,
+    NN_KIND_ADD = 12,
+    NN_KIND_CONCATENATE = 13,
+    NN_KIND_GLOBAL_AVGPOOL2D = 14,
+    NN_KIND_RESIZING = 15,
+    NN_KIND_LOCALLY_CONNECTED2D = 16,
+    NN_KIND_REPEAT_CHANNELS = 17,
+    /* augmentation layers (Q3b) */
+    NN_KIND_RANDOM_FLIP = 18,
+    NN_KIND_RANDOM_ROTATION = 19,
+    NN_KIND_RANDOM_TRANSLATION = 20,
+    NN_KIND_RANDOM_ZOOM = 21,
+    NN_KIND_RANDOM_CONTRAST = 22,
     NN_KIND_COUNT
 } nn_layer_kind;
 
@@ -109,6 +125,9 @@ typedef struct nn_param {
     nn_tensor value; /* shape as Keras stores it, e.g. [kh, kw, cin, cout] */
     nn_tensor grad;  /* same shape; data NULL until training needs it */
     bool trainable;  /* false for statistics such as moving means */
+    /* Shared with layers of other models (nn_model_apply): the count of
+     * owners of value.data, or NULL when this layer owns it alone. */
+    int64_t *refs;
 } nn_param;
 
 /* Arguments of a forward pass of one layer over a batch. */
@@ -160,7 +179,9 @@ typedef struct nn_layer_ops {
     nn_status (*load_config)(nn_layer *l, const uint8_t *buf, size_t len);
 } nn_layer_ops;
 
-/* Registry: one entry per kind (src/layers/registry.c). */
+/* Registry: one entry per kind (src/layers/registry.c). An entry is NULL
+ * only while a kind is being added; tests/test_layers.c fails until every
+ * kind is registered, and the builders and the loader refuse NULL kinds. */
 extern const nn_layer_ops *const nn__layer_registry[NN_KIND_COUNT];
 /* Keras default name stem per kind ("conv2d", "max_pooling2d", ...). */
 extern const char *const nn__layer_stem[NN_KIND_COUNT];
@@ -178,6 +199,9 @@ struct nn_layer {
     nn_param params[NN_LAYER_MAX_PARAMS];
     bool trainable;
     nn_activation activation; /* fused activation, if the kind has one */
+    /* Name of the model this layer was applied from (nn_model_apply), so
+     * the summary can show the block as one row; "" otherwise. */
+    char group[NN_NAME_MAX];
     /* Kind-specific configuration; each layer file defines its struct.
      * Plain data only (copied and serialized as bytes). */
     union {
@@ -199,6 +223,29 @@ struct nn_layer {
         struct {
             float rate;
         } dropout;
+        struct {
+            float momentum, epsilon;
+            int center, scale;
+        } bn;
+        struct {
+            int top, bottom, left, right;
+        } pad;
+        struct {
+            int height, width;
+            nn_interpolation interpolation;
+        } resize;
+        struct {
+            int times;
+        } repeat;
+        /* augmentation: factors as Keras takes them */
+        struct {
+            int mode; /* nn_flip_mode */
+            float h_lo, h_hi, w_lo, w_hi; /* ranges (zoom, translation) */
+            float factor_lo, factor_hi;   /* rotation, contrast */
+            nn_fill_mode fill;
+            nn_interpolation interpolation;
+            float fill_value;
+        } aug;
     } cfg;
 };
 
@@ -208,6 +255,12 @@ struct nn_layer {
 nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
                         nn_layer *const *inputs, const char *name,
                         const nn_layer *proto);
+
+/* Graph plumbing shared by src/graph/ files. */
+void nn__layer_free(nn_layer *l);
+bool nn__name_taken(const nn_model *m, const char *name);
+/* Appends a built layer, making it the output. */
+nn_status nn__append_layer(nn_model *m, nn_layer *l);
 
 /* Adds a parameter to a layer during build. */
 nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
@@ -274,6 +327,7 @@ struct nn_context {
 };
 
 struct nn_model {
+    char name[NN_NAME_MAX]; /* "" until nn_model_set_name */
     nn_rng rng;
     uint64_t seed;
     int n_layers, cap_layers;

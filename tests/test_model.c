@@ -379,6 +379,128 @@ static void test_allocation_failures(void **state)
     assert_true(k < 10000);
 }
 
+/* inner: Input 8x8x1 -> conv2d (3x3, 4) -> conv2d_1 (3x3, 4) -> flatten */
+static nn_model *small_backbone(void)
+{
+    nn_model *m = nn_model_create(21);
+    int shape[3] = {8, 8, 1};
+    nn_layer *x = nn_input(m, 3, shape, NULL);
+    x = nn_conv2d(m, x, 4, 3, 3, NULL);
+    x = nn_conv2d(m, x, 4, 3, 3, NULL);
+    x = nn_flatten(m, x, NULL);
+    assert_non_null(x);
+    assert_int_equal(nn_model_set_name(m, "backbone"), NN_OK);
+    return m;
+}
+
+static void test_model_apply(void **state)
+{
+    (void)state;
+    nn_model *inner = small_backbone();
+    nn_model *outer = nn_model_create(22);
+    int shape[3] = {8, 8, 1};
+    nn_layer *x = nn_input(outer, 3, shape, NULL);
+    x = nn_model_apply(outer, x, inner, NULL, NULL);
+    assert_non_null(x);
+    assert_string_equal(nn_layer_name(x), "flatten");
+    nn_layer *y = nn_dense(outer, x, 3, NULL); /* outer "dense" */
+    assert_non_null(y);
+    /* Names already used get the block's prefix. */
+    nn_layer *f = nn_flatten(outer, y, NULL);
+    assert_string_equal(nn_layer_name(f), "flatten_1");
+    assert_int_equal(nn_model_num_params(outer), 40 + 148 + 64 * 3 + 3);
+    size_t need;
+    nn_model_summary(outer, NULL, 0, &need);
+    char *buf = malloc(need);
+    nn_model_summary(outer, buf, need, NULL);
+    assert_non_null(strstr(buf, "backbone (Functional)"));
+    assert_non_null(strstr(buf, "(None, 64)"));
+    assert_non_null(strstr(buf, "188"));
+    assert_null(strstr(buf, "conv2d_1 (Conv2D)"));
+    free(buf);
+    /* Weights are shared both ways. */
+    nn_tensor *wi = nn_layer_weight(nn_model_find_layer(inner, "conv2d"), 0);
+    nn_tensor *wo = nn_layer_weight(nn_model_find_layer(outer, "conv2d"), 0);
+    assert_ptr_equal(wi->data, wo->data);
+    /* Applying the same block twice prefixes the second copy. */
+    nn_layer *in2 = nn_model_layer(outer, 0);
+    nn_layer *z = nn_model_apply(outer, in2, inner,
+                                 nn_model_find_layer(inner, "conv2d"), NULL);
+    assert_non_null(z);
+    assert_string_equal(nn_layer_name(z), "backbone/conv2d");
+    /* Shape mismatch and foreign layers are refused. */
+    assert_null(nn_model_apply(outer, y, inner, NULL, NULL));
+    assert_int_equal(nn_last_status(), NN_ERR_SHAPE);
+    assert_null(nn_model_apply(outer, in2, inner, y, NULL));
+    assert_null(nn_model_apply(outer, in2, outer, NULL, NULL));
+    /* Either model may go first; the other keeps working. */
+    nn_model_free(inner);
+    assert_int_equal(nn_model_set_output(outer, f), NN_OK);
+    int64_t xs[4] = {2, 8, 8, 1}, os[2] = {2, 3};
+    nn_tensor *xt = random_tensor(4, xs, 3), *out = nn_tensor_create(2, os);
+    assert_int_equal(nn_model_predict(outer, xt, out, 2), NN_OK);
+    nn_tensor_free(xt);
+    nn_tensor_free(out);
+    nn_model_free(outer);
+}
+
+/* Training the outer model moves shared weights; a frozen block does not. */
+static void test_apply_trains_shared_weights(void **state)
+{
+    (void)state;
+    for (int frozen = 0; frozen <= 1; frozen++) {
+        nn_model *inner = small_backbone();
+        if (frozen) nn_model_set_trainable(inner, 0);
+        nn_model *outer = nn_model_create(23);
+        int shape[3] = {8, 8, 1};
+        nn_layer *x = nn_input(outer, 3, shape, NULL);
+        x = nn_model_apply(outer, x, inner, NULL, NULL);
+        nn_dense_opts d = NN_DENSE_OPTS_INIT;
+        d.activation = NN_ACT_SOFTMAX;
+        x = nn_dense(outer, x, 10, &d);
+        assert_non_null(x);
+        assert_int_equal(nn_model_num_trainable_params(outer),
+                         frozen ? 650 : 650 + 188);
+        nn_model_compile(outer, nn_adam(NULL),
+                         NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL);
+        nn_tensor *w = nn_layer_weight(nn_model_find_layer(inner, "conv2d"), 0);
+        float before[36];
+        memcpy(before, w->data, sizeof before);
+        int64_t xs[4] = {8, 8, 8, 1};
+        nn_tensor *xt = random_tensor(4, xs, 5), *y = random_one_hot(8, 10, 6);
+        assert_int_equal(nn_model_train_batch(outer, xt, y, NULL, NULL), NN_OK);
+        bool same = memcmp(before, w->data, sizeof before) == 0;
+        assert_int_equal(same, frozen);
+        nn_tensor_free(xt);
+        nn_tensor_free(y);
+        nn_model_free(outer);
+        nn_model_free(inner);
+    }
+}
+
+static void test_apply_allocation_failures(void **state)
+{
+    (void)state;
+    int k;
+    for (k = 1; k < 1000; k++) {
+        nn_model *inner = small_backbone();
+        nn_model *outer = nn_model_create(1);
+        int shape[3] = {8, 8, 1};
+        nn_layer *x = nn_input(outer, 3, shape, NULL);
+        nn__debug_fail_alloc_after(k);
+        nn_layer *y = nn_model_apply(outer, x, inner, NULL, NULL);
+        nn__debug_fail_alloc_after(0);
+        if (!y) {
+            assert_int_equal(nn_last_status(), NN_ERR_NOMEM);
+            assert_int_equal(nn_model_num_layers(outer), 1);
+        }
+        nn_model_free(inner);
+        nn_model_free(outer);
+        if (y) break;
+    }
+    assert_true(k > 1 && k < 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +512,9 @@ int main(void)
         cmocka_unit_test(test_concurrent_inference),
         cmocka_unit_test(test_thread_local_errors),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_model_apply),
+        cmocka_unit_test(test_apply_trains_shared_weights),
+        cmocka_unit_test(test_apply_allocation_failures),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

@@ -284,6 +284,10 @@ _SIGNATURES = {
     "nn_softmax": (LayerP, [ModelP, LayerP,
                             ctypes.POINTER(nn_layer_opts)], _N),
     "nn_model_set_output": (c_int, [ModelP, LayerP], _S),
+    "nn_model_set_name": (c_int, [ModelP, c_char_p], _S),
+    "nn_model_name": (c_char_p, [ModelP], None),
+    "nn_model_apply": (LayerP, [ModelP, LayerP, ModelP, LayerP,
+                                ctypes.POINTER(nn_layer_opts)], _N),
     "nn_model_num_layers": (c_int, [ModelP], None),
     "nn_model_input": (LayerP, [ModelP], None),
     "nn_model_output": (LayerP, [ModelP], None),
@@ -341,6 +345,33 @@ _SIGNATURES = {
                                 ctypes.POINTER(TensorP)], _S),
     "nn_one_hot": (c_int, [TensorP, c_int, ctypes.POINTER(TensorP)], _S),
 }
+
+# ---- model zoo and weight import (src/zoo/, src/io/safetensors.c)
+RESNET_KERAS, RESNET_TORCHVISION = 0, 1
+WEIGHTS_LIBNN, WEIGHTS_TORCHVISION_RESNET = 0, 1
+PREPROCESS_CAFFE, PREPROCESS_TF, PREPROCESS_TORCH = 0, 1, 2
+
+
+class nn_resnet_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("flavor", c_int),
+                ("include_top", c_int), ("classes", c_int),
+                ("classifier_activation", c_int)]
+
+
+_DEFAULTS[nn_resnet_opts] = dict(flavor=RESNET_KERAS, include_top=1,
+                                 classes=1000,
+                                 classifier_activation=ACT_SOFTMAX)
+_SIGNATURES.update({
+    "nn_resnet_identity_block": (LayerP, [ModelP, LayerP] + [c_int] * 5
+                                 + [c_char_p], _N),
+    "nn_resnet_conv_block": (LayerP, [ModelP, LayerP] + [c_int] * 6
+                             + [c_char_p], _N),
+    "nn_resnet50": (ModelP, [c_int, c_int, c_int, c_uint64,
+                             ctypes.POINTER(nn_resnet_opts)], _N),
+    "nn_model_load_safetensors": (c_int, [ModelP, c_char_p, c_int], _S),
+    "nn_model_save_safetensors": (c_int, [ModelP, c_char_p], _S),
+    "nn_preprocess_input": (c_int, [TensorP, c_int], _S),
+})
 
 missing = []
 for _name, (_res, _args, _check) in _SIGNATURES.items():

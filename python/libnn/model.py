@@ -27,6 +27,10 @@ INITIALIZERS = {None: _lib.INIT_DEFAULT, "default": _lib.INIT_DEFAULT,
                 "glorot_normal": _lib.INIT_GLOROT_NORMAL,
                 "he_uniform": _lib.INIT_HE_UNIFORM,
                 "he_normal": _lib.INIT_HE_NORMAL}
+_FLAVORS = {"keras": _lib.RESNET_KERAS,
+            "torchvision": _lib.RESNET_TORCHVISION}
+_WEIGHT_MAPS = {"libnn": _lib.WEIGHTS_LIBNN,
+                "torchvision_resnet": _lib.WEIGHTS_TORCHVISION_RESNET}
 LOSSES = {"categorical_crossentropy": _lib.LOSS_CCE,
           "sparse_categorical_crossentropy": _lib.LOSS_SPARSE_CCE,
           "binary_crossentropy": _lib.LOSS_BCE}
@@ -378,6 +382,30 @@ class Model:
         return self._added(lib.nn_dense(self._ptr, p, _int(units, "units"),
                                         o))
 
+    def apply(self, x, inner, output=None, name=None):
+        """Uses model `inner` as a block fed by `x`, sharing its weights
+        (Keras: calling a model as a layer). `output` (a Layer of inner)
+        keeps only the layers up to it."""
+        p = self._layer(x, "apply")
+        if not isinstance(inner, Model):
+            raise TypeError("apply: inner must be a libnn.Model")
+        out_ptr = None
+        if output is not None:
+            if not isinstance(output, Layer) or output._model is not inner:
+                raise ValueError("apply: output must be a layer of inner")
+            out_ptr = output._ptr
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_model_apply(self._ptr, p, inner._ptr,
+                                              out_ptr, o))
+
+    @property
+    def name(self):
+        return lib.nn_model_name(self._ptr).decode()
+
+    @name.setter
+    def name(self, value):
+        lib.nn_model_set_name(self._ptr, _lib.encode(value))
+
     def set_output(self, layer):
         """Marks the output layer (default: the last layer added)."""
         lib.nn_model_set_output(self._ptr, self._layer(layer, "set_output"))
@@ -622,6 +650,53 @@ class Model:
     def context(self):
         """A new execution context for concurrent inference."""
         return Context(self)
+
+    # ---- model zoo and weight import
+    @classmethod
+    def resnet50(cls, input_shape=(224, 224, 3), include_top=True,
+                 classes=1000, flavor="keras", classifier_activation="softmax",
+                 seed=0, name=None):
+        """ResNet50 with Keras' layer names; flavor "keras" (v1, Keras'
+        weights) or "torchvision" (v1.5, loads torchvision's weights)."""
+        h, w, c = _shape(input_shape, "input_shape")
+        o = _lib.make_opts(
+            _lib.nn_resnet_opts, name=_opts_name(name),
+            flavor=_choice(_FLAVORS, flavor, "flavor"),
+            include_top=int(bool(include_top)), classes=_int(classes, "classes"),
+            classifier_activation=_choice(ACTIVATIONS, classifier_activation,
+                                          "classifier_activation"))
+        m = cls.__new__(cls)
+        m._init(lib.nn_resnet50(h, w, c, int(seed), o))
+        m._adopt_graph()
+        return m
+
+    def resnet_identity_block(self, x, kernel, filters, prefix,
+                              flavor="keras"):
+        f1, f2, f3 = (_int(f, "filters") for f in filters)
+        return self._added(lib.nn_resnet_identity_block(
+            self._ptr, self._layer(x, "resnet_identity_block"),
+            _int(kernel, "kernel"), f1, f2, f3,
+            _choice(_FLAVORS, flavor, "flavor"), _lib.encode(prefix)))
+
+    def resnet_conv_block(self, x, kernel, filters, prefix, strides=2,
+                          flavor="keras"):
+        f1, f2, f3 = (_int(f, "filters") for f in filters)
+        return self._added(lib.nn_resnet_conv_block(
+            self._ptr, self._layer(x, "resnet_conv_block"),
+            _int(kernel, "kernel"), f1, f2, f3, _int(strides, "strides"),
+            _choice(_FLAVORS, flavor, "flavor"), _lib.encode(prefix)))
+
+    def load_safetensors(self, path, names="libnn"):
+        """Loads every weight from a safetensors file; names "libnn"
+        ("<layer>/<weight>") or "torchvision_resnet" (state_dict keys)."""
+        lib.nn_model_load_safetensors(
+            self._ptr, _lib.encode(os.fspath(path)),
+            _choice(_WEIGHT_MAPS, names, "names"))
+
+    def save_safetensors(self, path):
+        """Writes every weight as "<layer>/<weight>" float32 tensors."""
+        lib.nn_model_save_safetensors(self._ptr,
+                                      _lib.encode(os.fspath(path)))
 
     # ---- saving
     def save(self, path, optimizer=False):

@@ -22,13 +22,19 @@ nn_model *nn_model_create(uint64_t seed)
     return m;
 }
 
-static void layer_free(nn_layer *l)
+/* Weights shared with other models are freed by their last owner. */
+static void param_release(nn_param *p)
+{
+    nn__free(p->grad.data);
+    if (p->refs && --*p->refs > 0) return;
+    nn__free(p->refs);
+    nn__free(p->value.data);
+}
+
+void nn__layer_free(nn_layer *l)
 {
     if (!l) return;
-    for (int i = 0; i < l->n_params; i++) {
-        nn__free(l->params[i].value.data);
-        nn__free(l->params[i].grad.data);
-    }
+    for (int i = 0; i < l->n_params; i++) param_release(&l->params[i]);
     nn__free(l);
 }
 
@@ -36,7 +42,7 @@ void nn_model_free(nn_model *m)
 {
     if (!m) return;
     nn_context_free(m->ctx);
-    for (int i = 0; i < m->n_layers; i++) layer_free(m->layers[i]);
+    for (int i = 0; i < m->n_layers; i++) nn__layer_free(m->layers[i]);
     nn__free(m->layers);
     if (m->opt) {
         m->opt->owned_by_model = false;
@@ -74,7 +80,7 @@ nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
     return NN_OK;
 }
 
-static bool name_taken(const nn_model *m, const char *name)
+bool nn__name_taken(const nn_model *m, const char *name)
 {
     for (int i = 0; i < m->n_layers; i++)
         if (strcmp(m->layers[i]->name, name) == 0) return true;
@@ -91,7 +97,7 @@ static void default_name(nn_model *m, nn_layer_kind kind, char *out)
             snprintf(out, NN_NAME_MAX, "%s", stem);
         else
             snprintf(out, NN_NAME_MAX, "%s_%d", stem, k);
-    } while (name_taken(m, out));
+    } while (nn__name_taken(m, out));
 }
 
 static nn_status check_new_layer(nn_model *m, nn_layer_kind kind,
@@ -99,8 +105,8 @@ static nn_status check_new_layer(nn_model *m, nn_layer_kind kind,
                                  const char *name)
 {
     NN_CHECK(m, NN_ERR_INVALID, "layer: model is NULL");
-    NN_CHECK(kind >= 0 && kind < NN_KIND_COUNT, NN_ERR_INVALID,
-             "layer: unknown kind %d", (int)kind);
+    NN_CHECK(kind >= 0 && kind < NN_KIND_COUNT && nn__layer_registry[kind],
+             NN_ERR_INVALID, "layer: unknown kind %d", (int)kind);
     NN_CHECK(n_inputs >= 0 && n_inputs <= NN_LAYER_MAX_INPUTS, NN_ERR_INVALID,
              "layer: %d inputs", n_inputs);
     NN_CHECK((kind == NN_KIND_INPUT) == (n_inputs == 0), NN_ERR_INVALID,
@@ -117,13 +123,13 @@ static nn_status check_new_layer(nn_model *m, nn_layer_kind kind,
     if (name) {
         NN_CHECK(name[0] && strlen(name) < NN_NAME_MAX, NN_ERR_INVALID,
                  "layer name must have 1 to %d characters", NN_NAME_MAX - 1);
-        NN_CHECK(!name_taken(m, name), NN_ERR_INVALID,
+        NN_CHECK(!nn__name_taken(m, name), NN_ERR_INVALID,
                  "layer name '%s' is already used in this model", name);
     }
     return NN_OK;
 }
 
-static nn_status append_layer(nn_model *m, nn_layer *l)
+nn_status nn__append_layer(nn_model *m, nn_layer *l)
 {
     if (m->n_layers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 16;
@@ -166,8 +172,8 @@ nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
         snprintf(l->name, sizeof l->name, "%s", name);
     else
         default_name(m, kind, l->name);
-    if (l->ops->build(l) != NN_OK || append_layer(m, l) != NN_OK) {
-        layer_free(l);
+    if (l->ops->build(l) != NN_OK || nn__append_layer(m, l) != NN_OK) {
+        nn__layer_free(l);
         return NULL;
     }
     if (l->ops->init) l->ops->init(l, &m->rng);

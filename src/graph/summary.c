@@ -49,12 +49,48 @@ static void shape_str(const nn_shape *s, char *out, size_t cap)
     if (j < cap) snprintf(out + j, cap - j, ")");
 }
 
-/* A chain is a graph where every layer takes only the previous layer. */
+/* A row of the table: one layer, or a run of layers applied from another
+ * model (nn_model_apply), shown as one block as Keras shows a nested
+ * model. */
+typedef struct row {
+    int first, last;
+} row;
+
+static row row_at(const nn_model *m, int i)
+{
+    row r = {i, i};
+    const char *g = m->layers[i]->group;
+    while (g[0] && r.last + 1 < m->n_layers &&
+           strcmp(m->layers[r.last + 1]->group, g) == 0)
+        r.last++;
+    return r;
+}
+
+/* The inputs of the row's layers that come from outside the row. */
+static int external_inputs(const nn_model *m, row r, const nn_layer **out,
+                           int cap)
+{
+    int n = 0;
+    for (int i = r.first; i <= r.last; i++) {
+        const nn_layer *l = m->layers[i];
+        for (int j = 0; j < l->n_inputs && n < cap; j++)
+            if (l->inputs[j]->index < r.first) out[n++] = l->inputs[j];
+    }
+    return n;
+}
+
+/* A chain: every row takes only the row before it. */
 static bool is_chain(const nn_model *m)
 {
-    for (int i = 1; i < m->n_layers; i++) {
-        const nn_layer *l = m->layers[i];
-        if (l->n_inputs != 1 || l->inputs[0] != m->layers[i - 1]) return false;
+    const nn_layer *prev = NULL, *in[NN_LAYER_MAX_INPUTS];
+    for (int i = 0; i < m->n_layers;) {
+        row r = row_at(m, i);
+        int n = external_inputs(m, r, in, NN_LAYER_MAX_INPUTS);
+        for (int k = 0; k < n; k++)
+            if (in[k] != prev) return false;
+        if (prev && n == 0) return false;
+        prev = m->layers[r.last];
+        i = r.last + 1;
     }
     return true;
 }
@@ -67,20 +103,28 @@ static void rule(sbuf *s, char c, int width)
     put(s, "%s\n", line);
 }
 
-static void layer_row(sbuf *s, const nn_layer *l, bool chain)
+static void layer_row(sbuf *s, const nn_model *m, row r, bool chain)
 {
+    const nn_layer *l = m->layers[r.last];
     char name[160], shape[96], params[32];
-    snprintf(name, sizeof name, "%s (%s)", l->name, l->ops->type_name);
+    int64_t n = 0;
+    for (int i = r.first; i <= r.last; i++) n += nn_layer_num_params(m->layers[i]);
+    if (l->group[0])
+        snprintf(name, sizeof name, "%s (Functional)", l->group);
+    else
+        snprintf(name, sizeof name, "%s (%s)", l->name, l->ops->type_name);
     shape_str(&l->out, shape, sizeof shape);
-    with_commas(nn_layer_num_params(l), params, sizeof params);
+    with_commas(n, params, sizeof params);
     if (chain) {
         put(s, " %-33s %-25s %-10s\n", name, shape, params);
         return;
     }
+    const nn_layer *in[NN_LAYER_MAX_INPUTS];
+    int k = external_inputs(m, r, in, NN_LAYER_MAX_INPUTS);
     put(s, " %-33s %-25s %-10s %s\n", name, shape, params,
-        l->n_inputs ? l->inputs[0]->name : "[]");
-    for (int i = 1; i < l->n_inputs; i++)
-        put(s, " %-33s %-25s %-10s %s\n", "", "", "", l->inputs[i]->name);
+        k ? in[0]->name : "[]");
+    for (int i = 1; i < k; i++)
+        put(s, " %-33s %-25s %-10s %s\n", "", "", "", in[i]->name);
 }
 
 nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
@@ -91,7 +135,8 @@ nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
     sbuf s = {buf, cap, 0};
     bool chain = is_chain(m);
     int width = chain ? 71 : 104;
-    put(&s, "Model: \"%s\"\n", chain ? "sequential" : "model");
+    put(&s, "Model: \"%s\"\n",
+        m->name[0] ? m->name : chain ? "sequential" : "model");
     rule(&s, '_', width);
     if (chain)
         put(&s, " %-33s %-25s %-10s\n", "Layer (type)", "Output Shape",
@@ -100,10 +145,12 @@ nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
         put(&s, " %-33s %-25s %-10s %s\n", "Layer (type)", "Output Shape",
             "Param #", "Connected to");
     rule(&s, '=', width);
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < m->n_layers;) {
+        row r = row_at(m, i);
         /* Keras lists the input layer only in functional models. */
-        if (chain && m->layers[i]->kind == NN_KIND_INPUT) continue;
-        layer_row(&s, m->layers[i], chain);
+        if (!chain || m->layers[i]->kind != NN_KIND_INPUT)
+            layer_row(&s, m, r, chain);
+        i = r.last + 1;
     }
     rule(&s, '=', width);
     int64_t total = nn_model_num_params(m);

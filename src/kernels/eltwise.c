@@ -11,10 +11,10 @@
 /* Every loop using it has its element count in a variable named n. */
 /* simd: every loop using it is element-wise (at most exact aliasing). */
 #define PAR_FOR                                                                \
-    _Pragma("omp parallel for simd num_threads(nn__threads()) if (n >= PAR_MIN) schedule(static)")
+    _Pragma("omp parallel for simd num_threads(nn__threads()) if (parallel: n >= PAR_MIN) schedule(static)")
 /* The same for loops over rows. */
 #define PAR_ROWS                                                               \
-    _Pragma("omp parallel for num_threads(nn__threads()) if (n >= PAR_MIN) schedule(static)")
+    _Pragma("omp parallel for num_threads(nn__threads()) if (parallel: n >= PAR_MIN) schedule(static)")
 
 void nn__relu(const float *x, float *y, int64_t n)
 {

@@ -23,7 +23,7 @@ static void adam_keras(float lr_t, float a1, float a2, float eps,
                        float *restrict m, float *restrict v, int64_t n)
 {
     int nt = nn__threads();
-#pragma omp parallel for simd if (n >= PAR_MIN) num_threads(nt) schedule(static)
+#pragma omp parallel for simd if (parallel: n >= PAR_MIN) num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float mi = m[i] + a1 * (g[i] - m[i]);
         float vi = v[i] + a2 * (g[i] * g[i] - v[i]);
@@ -39,7 +39,7 @@ static void adam_torch(float step, float inv_sqrt_bc2, float a1, float a2,
                        float *restrict m, float *restrict v, int64_t n)
 {
     int nt = nn__threads();
-#pragma omp parallel for simd if (n >= PAR_MIN) num_threads(nt) schedule(static)
+#pragma omp parallel for simd if (parallel: n >= PAR_MIN) num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float mi = m[i] + a1 * (g[i] - m[i]);
         float vi = v[i] + a2 * (g[i] * g[i] - v[i]);

@@ -17,17 +17,17 @@ void nn__sgd_update(const nn_sgd_opts *o, float *restrict w,
     float lr = o->learning_rate, mu = o->momentum;
     int nt = nn__threads();
     if (mu == 0) {
-#pragma omp parallel for simd if (n >= PAR_MIN) num_threads(nt) schedule(static)
+#pragma omp parallel for simd if (parallel: n >= PAR_MIN) num_threads(nt) schedule(static)
         for (int64_t i = 0; i < n; i++) w[i] -= lr * g[i];
     } else if (o->nesterov) {
-#pragma omp parallel for simd if (n >= PAR_MIN) num_threads(nt) schedule(static)
+#pragma omp parallel for simd if (parallel: n >= PAR_MIN) num_threads(nt) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float vi = mu * vel[i] - lr * g[i];
             vel[i] = vi;
             w[i] += mu * vi - lr * g[i];
         }
     } else {
-#pragma omp parallel for simd if (n >= PAR_MIN) num_threads(nt) schedule(static)
+#pragma omp parallel for simd if (parallel: n >= PAR_MIN) num_threads(nt) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float vi = mu * vel[i] - lr * g[i];
             vel[i] = vi;

@@ -449,3 +449,30 @@ def test_predict_in_chunks_equals_one_batch(rng):
     x, _ = data(rng, 23)
     np.testing.assert_allclose(m.predict(x, batch_size=4),
                                m.predict(x, batch_size=23), rtol=1e-6)
+
+
+def test_apply_shares_weights_and_outlives_inner():
+    inner = libnn.Model(3)
+    inner.name = "block"
+    x = inner.input((6, 6, 2))
+    c = inner.conv2d(x, 3, 3, name="c1")
+    inner.flatten(inner.conv2d(c, 2, 3, name="c2"))
+    outer = libnn.Model(4)
+    y = outer.input((6, 6, 2))
+    h = outer.apply(y, inner, output=c)        # first layers only
+    assert h.name == "c1" and h.output_shape == (4, 4, 3)
+    outer.dense(outer.flatten(h), 2)
+    assert "block (Functional)" in outer.summary()
+    inner.layer("c1").weights[0][...] = 0.5
+    assert np.all(outer.layer("c1").weights[0] == 0.5)
+    inner.close()
+    out = outer.predict(np.ones((1, 6, 6, 2), np.float32))
+    assert out.shape == (1, 2) and np.all(np.isfinite(out))
+    with pytest.raises(libnn.ShapeError):
+        outer.apply(outer.layer(-1), _conv_block())  # (2,) vs (6, 6, 2)
+
+
+def _conv_block():
+    m = libnn.Model(5)
+    m.conv2d(m.input((6, 6, 2)), 2, 3)
+    return m
