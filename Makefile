@@ -107,6 +107,21 @@ demo: deps
 bench: lib $(BENCHES)
 	@scripts/run-bench.sh
 
+# ---- Q3c: training curves with and without augmentation ----
+# Trains cifar_cnn (Q3a) and cifar_augment (Q3b) on the default data
+# (Fashion-MNIST; CIFAR-10 with CURVES_ARGS="--data DIR") and plots both
+# histories side by side. A shorter run: make curves EPOCHS=3
+# CURVES_ARGS="--train 10000".
+EPOCHS      ?= 10
+CURVES_ARGS ?=
+.PHONY: curves
+curves: $(BUILD)/examples/cifar_cnn $(BUILD)/examples/cifar_augment
+	$(BUILD)/examples/cifar_cnn --epochs $(EPOCHS) $(CURVES_ARGS) --history docs/curves_cnn.csv
+	$(BUILD)/examples/cifar_augment --epochs $(EPOCHS) $(CURVES_ARGS) --history docs/curves_augment.csv
+	$(PYTHON) tools/plot_history.py docs/curves_cnn.csv docs/curves_augment.csv \
+	  --labels "Q3a: no augmentation" "Q3b: RandomFlip + RandomRotation(0.2)" \
+	  --title "Q3c: train vs validation, $(EPOCHS) epochs" -o docs/curves.png
+
 # ---- install ----
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

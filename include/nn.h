@@ -529,9 +529,17 @@ typedef struct nn_fit_opts {
     const nn_tensor *val_y;
     nn_progress_fn progress; /* optional */
     void *user;              /* passed to progress */
+    /* Gradient diagnostics (docs/diagnostics.md). 0: off (default);
+     * 1: the history records per epoch NN_METRIC_GRAD_NORM, _GRAD_NORM_MAX
+     * and _HEALTH; 2: also per step (nn_history_step_get). */
+    int record_grad_norm;
+    /* 1: every step checks each layer's output and gradient before the
+     * update; at the first NaN/Inf fit stops with NN_ERR_NUMERIC and a
+     * message naming the layer. 0 (default): no check. */
+    int stop_on_nonfinite;
 } nn_fit_opts;
 #define NN_FIT_OPTS_INIT                                                       \
-    {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL}
+    {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0}
 
 /* Trains for opts->epochs over (x, y). x: [N, ...input shape], y: labels as
  * the compiled loss expects. *history (if not NULL) receives a new history
@@ -564,14 +572,19 @@ typedef enum nn_metric {
     NN_METRIC_ACCURACY = 1,
     NN_METRIC_VAL_LOSS = 2,
     NN_METRIC_VAL_ACCURACY = 3,
-    NN_METRIC_EPOCH_SECONDS = 4
+    NN_METRIC_EPOCH_SECONDS = 4,
+    /* with nn_fit_opts.record_grad_norm (docs/diagnostics.md): */
+    NN_METRIC_GRAD_NORM = 5,     /* mean global gradient norm of the steps */
+    NN_METRIC_GRAD_NORM_MAX = 6, /* largest global gradient norm */
+    NN_METRIC_HEALTH = 7         /* most severe nn_health seen, as a number */
 } nn_metric;
 
 NN_API int nn_history_epochs(const nn_history *h);
 /* Value of a metric at an epoch; NaN when not recorded. */
 NN_API float nn_history_get(const nn_history *h, nn_metric metric, int epoch);
-/* Writes "epoch,loss,accuracy,val_loss,val_accuracy,seconds" rows. The file
- * is replaced atomically. */
+/* Writes "epoch,loss,accuracy,val_loss,val_accuracy,seconds" rows, plus
+ * ",grad_norm,grad_norm_max,health" when fit recorded gradient norms. The
+ * file is replaced atomically. */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path);
 NN_API void nn_history_free(nn_history *h);
 
@@ -661,6 +674,110 @@ typedef enum nn_preprocess_mode {
  * [N, H, W, 3] with values in [0, 255]. */
 NN_API nn_status nn_preprocess_input(nn_tensor *images,
                                      nn_preprocess_mode mode);
+
+/* --- gradient diagnostics --- (guide: docs/diagnostics.md) */
+
+/* Health of the gradients, by increasing severity. */
+typedef enum nn_health {
+    NN_HEALTH_OK = 0,
+    /* the layers nearest the input get gradients orders of magnitude below
+     * those nearest the output, or every gradient is tiny */
+    NN_HEALTH_VANISHING = 1,
+    /* the global gradient norm is huge or grows fast, or the layers
+     * nearest the input get orders of magnitude more than the output's */
+    NN_HEALTH_EXPLODING = 2,
+    NN_HEALTH_NONFINITE = 3 /* a NaN or Inf in an output or a gradient */
+} nn_health;
+
+typedef struct nn_diag_opts {
+    size_t size; /* sizeof(nn_diag_opts) */
+    /* 1: every training step measures the L2 norms of the gradients
+     * (before clipping), of the weights and of the updates, and keeps the
+     * global norm and verdict of the last `window` steps. */
+    int record;
+    /* 1: every training step scans each layer's output (forward order),
+     * then its gradients (backward order), before the update; the first
+     * NaN/Inf fails the step with NN_ERR_NUMERIC naming the layer and
+     * leaves the weights unchanged. Default 0: it reads every activation. */
+    int check_finite;
+    int window; /* 20 steps, for the window verdict */
+    /* Thresholds. "Input side" is the first layer with trainable weights,
+     * "output side" the last; a ratio is of their gradient norms. */
+    float vanishing_ratio;   /* 1e-3: input / output side below it */
+    float vanishing_floor;   /* 1e-8: global norm below it */
+    float exploding_ratio;   /* 1e3: input / output side above it */
+    float exploding_ceiling; /* 1e3: global norm above it */
+    /* 1e2: the mean global norm of the newest quarter of a full window
+     * over that of the oldest quarter above it */
+    float exploding_growth;
+} nn_diag_opts;
+#define NN_DIAG_OPTS_INIT                                                      \
+    {sizeof(nn_diag_opts), 1, 0, 20, 1e-3f, 1e-8f, 1e3f, 1e3f, 1e2f}
+
+/* Sets the model's diagnostics; NULL turns them off (the default). The
+ * model must be compiled; the settings stay with the model when it is
+ * compiled again. With diagnostics off training does no extra work. */
+NN_API nn_status nn_model_set_diagnostics(nn_model *m,
+                                          const nn_diag_opts *opts);
+
+/* Gradient clipping, applied to the gradients before every update
+ * (Keras' clipvalue and global_clipnorm; 0 turns each off, the default).
+ * clipvalue clamps every gradient value into [-v, v]; then, when the
+ * global L2 norm of all trainable gradients exceeds clipnorm, every
+ * gradient is scaled by clipnorm / norm (torch.nn.utils.clip_grad_norm_).
+ * The clipped gradients are what nn_layer_weight_grad shows afterwards. */
+NN_API nn_status nn_optimizer_set_global_clipnorm(nn_optimizer *opt,
+                                                  float clipnorm);
+NN_API nn_status nn_optimizer_set_clipvalue(nn_optimizer *opt,
+                                            float clipvalue);
+
+/* A snapshot of the last training step's gradient norms, per layer with
+ * trainable weights in execution order. Recorded by the step when
+ * diagnostics record; otherwise measured now from the current gradients
+ * (after any clipping) and weights, without update ratios. NN_ERR_STATE
+ * before any gradient exists. Free it with nn_grad_report_free. */
+typedef struct nn_grad_report nn_grad_report;
+NN_API nn_status nn_model_grad_report(const nn_model *m,
+                                      nn_grad_report **out);
+NN_API void nn_grad_report_free(nn_grad_report *r);
+NN_API int nn_grad_report_num_layers(const nn_grad_report *r);
+NN_API const char *nn_grad_report_layer_name(const nn_grad_report *r,
+                                             int layer);
+/* Weights of the layer (as nn_layer_num_weights); non-trainable ones
+ * read as NaN below. */
+NN_API int nn_grad_report_num_weights(const nn_grad_report *r, int layer);
+/* L2 norms of weight `weight` of report layer `layer`; weight -1: all the
+ * layer's trainable weights together. NaN (and an error) for bad indices.
+ * The gradient norm is taken before clipping, the weight norm after the
+ * update; the update ratio is ||update|| / ||weights before the update||
+ * (NaN when the step was not recorded or made no update). */
+NN_API double nn_grad_report_grad_norm(const nn_grad_report *r, int layer,
+                                       int weight);
+NN_API double nn_grad_report_weight_norm(const nn_grad_report *r, int layer,
+                                         int weight);
+NN_API double nn_grad_report_update_ratio(const nn_grad_report *r,
+                                          int layer, int weight);
+/* L2 norm of all trainable gradients together (before clipping). */
+NN_API double nn_grad_report_global_norm(const nn_grad_report *r);
+/* Optimizer steps taken when the report was made. */
+NN_API int64_t nn_grad_report_step(const nn_grad_report *r);
+/* The verdict of the step (window 0) or of the recorded window (window
+ * 1; the step's verdict when nothing was recorded). *why (may be NULL)
+ * receives a sentence naming the layers involved, valid while r lives. */
+NN_API nn_status nn_grad_report_health(const nn_grad_report *r, int window,
+                                       nn_health *verdict, const char **why);
+/* The last report as a table (layer, gradient norm, weight norm, update
+ * ratio) with the global norm and the verdicts; buffer rules as
+ * nn_model_summary. */
+NN_API nn_status nn_model_grad_summary(const nn_model *m, char *buf,
+                                       size_t cap, size_t *needed);
+
+/* Per-step values of a fit run with record_grad_norm = 2: metric
+ * NN_METRIC_LOSS (the batch's loss), NN_METRIC_GRAD_NORM or
+ * NN_METRIC_HEALTH; NaN when not recorded. */
+NN_API int64_t nn_history_num_steps(const nn_history *h);
+NN_API float nn_history_step_get(const nn_history *h, nn_metric metric,
+                                 int64_t step);
 
 /* ------------------------------------------------------------------ */
 /* Saving and loading (format: docs/checkpoint-format.md)              */

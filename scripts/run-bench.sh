@@ -47,7 +47,7 @@ run_side() {
     fi
 }
 
-echo "CNN benchmark (Q3a model, batch 128, $threads threads, $rounds rounds)"
+echo "${BENCH_TITLE:-CNN benchmark (Q3a model, batch 128)}, $threads threads, $rounds rounds"
 status=0
 i=1
 while [ "$i" -le "$rounds" ]; do
@@ -74,9 +74,10 @@ echo
 echo "median over rounds:"
 printf '%s\n' "$medians"
 echo
-printf '%s\n' "$medians" | awk -v torch="$have_torch" '
+printf '%s\n' "$medians" | awk -v torch="$have_torch" \
+    -v metrics="${BENCH_METRICS:-train_img_per_s infer_img_per_s peak_rss_mb base_rss_mb}" '
     BEGIN {
-        m = split("train_img_per_s infer_img_per_s peak_rss_mb base_rss_mb", order, " ")
+        m = split(metrics, order, " ")
         for (i = 1; i <= m; i++) seen[order[i]] = 1
     }
     { val[$1, $2] = $3; if (!seen[$2]++) order[++m] = $2 }
@@ -104,4 +105,14 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" '
         print "Memory: peak_rss_mb is each process'"'"'s peak resident set;"
         print "base_rss_mb is the peak before the model exists (runtime share)."
     }'
+# Then ResNet50 inference (bench/resnet50_bench.c and its twin), when built
+# and no other benchmark was chosen; the extra arguments are the CNN's.
+resnet=${BUILD:-build}/bench/resnet50_bench
+if [ -z "${BENCH_BIN:-}" ] && [ -x "$resnet" ]; then
+    echo
+    BENCH_BIN=$resnet BENCH_TORCH=$here/bench/resnet50_bench_torch.py \
+        BENCH_TITLE="ResNet50 inference (torchvision flavour, 224x224x3, eval)" \
+        BENCH_METRICS="b1_ms b1_img_per_s b8_ms b8_img_per_s peak_rss_mb base_rss_mb" \
+        sh "$0" || status=1
+fi
 exit $status

@@ -296,6 +296,12 @@ struct nn_optimizer {
     float **slot_v;
     int64_t *slot_size;
     bool owned_by_model;
+    /* Gradient clipping (0: off), and the gradient diagnostics of the
+     * model that owns this optimizer (src/diag/diag.h; NULL: off). They
+     * live here because every training step goes through the optimizer;
+     * nn_model_compile moves `diag` to a replacing optimizer. */
+    float global_clipnorm, clipvalue;
+    struct nn_diag *diag;
 };
 
 /* Updates every trainable parameter of m with its gradient. */

@@ -237,12 +237,64 @@ static int gc_relu(void) { return gc_activation(nn_relu, false); }
 static int gc_sigmoid(void) { return gc_activation(nn_sigmoid, true); }
 static int gc_softmax(void) { return gc_activation(nn_softmax, true); }
 
+/* Augmentation layers (in depth: tests/test_augment.c): the sample layer,
+ * in training (draws fixed by the check's key) and in inference. */
+static nn_layer *sample_layer(nn_model *m, nn_layer_kind kind);
+static int gc_augment(nn_layer_kind kind)
+{
+    for (int training = 0; training <= 1; training++) {
+        nn_model *m = nn_model_create(6);
+        expect_gradients(sample_layer(m, kind), 2, false, training);
+        nn_model_free(m);
+    }
+    return 2;
+}
+static int gc_random_flip(void) { return gc_augment(NN_KIND_RANDOM_FLIP); }
+static int gc_random_rotation(void) { return gc_augment(NN_KIND_RANDOM_ROTATION); }
+static int gc_random_translation(void) { return gc_augment(NN_KIND_RANDOM_TRANSLATION); }
+static int gc_random_zoom(void) { return gc_augment(NN_KIND_RANDOM_ZOOM); }
+static int gc_random_contrast(void) { return gc_augment(NN_KIND_RANDOM_CONTRAST); }
+
+/* Graph-model layers (in depth: tests/test_graph_layers.c): the sample
+ * layer; batch normalization in training and in inference. */
+static int gc_graph(nn_layer_kind kind)
+{
+    int modes = kind == NN_KIND_BATCHNORM ? 2 : 1;
+    for (int t = 0; t < modes; t++) {
+        nn_model *m = nn_model_create(7);
+        expect_gradients(sample_layer(m, kind), 2, false, t == 0);
+        nn_model_free(m);
+    }
+    return modes;
+}
+static int gc_batchnorm(void) { return gc_graph(NN_KIND_BATCHNORM); }
+static int gc_zeropad2d(void) { return gc_graph(NN_KIND_ZEROPAD2D); }
+static int gc_add(void) { return gc_graph(NN_KIND_ADD); }
+static int gc_concatenate(void) { return gc_graph(NN_KIND_CONCATENATE); }
+static int gc_global_avgpool2d(void) { return gc_graph(NN_KIND_GLOBAL_AVGPOOL2D); }
+static int gc_resizing(void) { return gc_graph(NN_KIND_RESIZING); }
+static int gc_locally_connected2d(void) { return gc_graph(NN_KIND_LOCALLY_CONNECTED2D); }
+static int gc_repeat_channels(void) { return gc_graph(NN_KIND_REPEAT_CHANNELS); }
+
 static const gc_case_fn gc_cases[NN_KIND_COUNT] = {
     [NN_KIND_INPUT] = gc_input,       [NN_KIND_CONV2D] = gc_conv2d,
     [NN_KIND_MAXPOOL2D] = gc_maxpool, [NN_KIND_AVGPOOL2D] = gc_avgpool,
     [NN_KIND_FLATTEN] = gc_flatten,   [NN_KIND_DROPOUT] = gc_dropout,
     [NN_KIND_DENSE] = gc_dense,       [NN_KIND_RELU] = gc_relu,
     [NN_KIND_SIGMOID] = gc_sigmoid,   [NN_KIND_SOFTMAX] = gc_softmax,
+    [NN_KIND_RANDOM_FLIP] = gc_random_flip,
+    [NN_KIND_RANDOM_ROTATION] = gc_random_rotation,
+    [NN_KIND_RANDOM_TRANSLATION] = gc_random_translation,
+    [NN_KIND_RANDOM_ZOOM] = gc_random_zoom,
+    [NN_KIND_RANDOM_CONTRAST] = gc_random_contrast,
+    [NN_KIND_BATCHNORM] = gc_batchnorm,
+    [NN_KIND_ZEROPAD2D] = gc_zeropad2d,
+    [NN_KIND_ADD] = gc_add,
+    [NN_KIND_CONCATENATE] = gc_concatenate,
+    [NN_KIND_GLOBAL_AVGPOOL2D] = gc_global_avgpool2d,
+    [NN_KIND_RESIZING] = gc_resizing,
+    [NN_KIND_LOCALLY_CONNECTED2D] = gc_locally_connected2d,
+    [NN_KIND_REPEAT_CHANNELS] = gc_repeat_channels,
 };
 
 static void test_gradients_every_kind(void **state)
@@ -352,6 +404,12 @@ static void test_backward_accum_and_null(void **state)
     check_accum(nn_relu(m, in, NULL));
     check_accum(nn_sigmoid(m, in, NULL));
     check_accum(nn_softmax(m, in, NULL));
+    check_accum(nn_batchnorm(m, in, NULL));
+    check_accum(nn_zeropad2d(m, in, 1, 0, 2, 1, NULL));
+    check_accum(nn_global_avgpool2d(m, in, NULL));
+    check_accum(nn_resizing(m, in, 9, 4, NULL));
+    check_accum(nn_repeat_channels(m, in, 2, NULL));
+    check_accum(nn_locally_connected2d(m, in, 2, 3, 3, NULL));
     nn_model_free(m);
 }
 
@@ -733,6 +791,16 @@ static nn_layer *sample_layer(nn_model *m, nn_layer_kind kind)
     po.padding = NN_PADDING_SAME;
     nn_dense_opts dop = dense_opts(1, NN_ACT_RELU);
     dop.kernel_init = NN_INIT_HE_UNIFORM;
+    nn_augment_opts ao = NN_AUGMENT_OPTS_INIT;
+    ao.fill_mode = NN_FILL_CONSTANT;
+    ao.interpolation = NN_INTERP_NEAREST;
+    ao.fill_value = 0.5f;
+    nn_batchnorm_opts bno = NN_BATCHNORM_OPTS_INIT;
+    bno.momentum = 0.875f;
+    bno.epsilon = 0.0625f;
+    bno.center = 0;
+    nn_conv2d_opts lco = conv_opts(2, 1, NN_PADDING_VALID, 1, NN_ACT_SIGMOID);
+    nn_layer *pair[2] = {in, in};
     switch (kind) {
     case NN_KIND_INPUT: return in;
     case NN_KIND_CONV2D: return nn_conv2d(m, in, 5, 3, 2, &co);
@@ -744,6 +812,25 @@ static nn_layer *sample_layer(nn_model *m, nn_layer_kind kind)
     case NN_KIND_RELU: return nn_relu(m, in, NULL);
     case NN_KIND_SIGMOID: return nn_sigmoid(m, in, NULL);
     case NN_KIND_SOFTMAX: return nn_softmax(m, in, NULL);
+    case NN_KIND_RANDOM_FLIP:
+        return nn_random_flip(m, in, NN_FLIP_VERTICAL, NULL);
+    case NN_KIND_RANDOM_ROTATION:
+        return nn_random_rotation(m, in, -0.25f, 0.125f, &ao);
+    case NN_KIND_RANDOM_TRANSLATION:
+        return nn_random_translation(m, in, -0.25f, 0.5f, -0.125f, 0.25f, &ao);
+    case NN_KIND_RANDOM_ZOOM:
+        return nn_random_zoom(m, in, -0.5f, 0.25f, 0.125f, 0.75f, &ao);
+    case NN_KIND_RANDOM_CONTRAST:
+        return nn_random_contrast(m, in, 0.25f, 0.5f, NULL);
+    case NN_KIND_BATCHNORM: return nn_batchnorm(m, in, &bno);
+    case NN_KIND_ZEROPAD2D: return nn_zeropad2d(m, in, 1, 2, 3, 0, NULL);
+    case NN_KIND_ADD: return nn_add(m, 2, pair, NULL);
+    case NN_KIND_CONCATENATE: return nn_concatenate(m, 2, pair, NULL);
+    case NN_KIND_GLOBAL_AVGPOOL2D: return nn_global_avgpool2d(m, in, NULL);
+    case NN_KIND_RESIZING: return nn_resizing(m, in, 5, 11, NULL);
+    case NN_KIND_LOCALLY_CONNECTED2D:
+        return nn_locally_connected2d(m, in, 4, 3, 2, &lco);
+    case NN_KIND_REPEAT_CHANNELS: return nn_repeat_channels(m, in, 2, NULL);
     default: return NULL;
     }
 }
@@ -780,7 +867,10 @@ static void test_config_round_trip(void **state)
         } else {
             nn_layer *in2 = nn_input(m2, l->inputs[0]->out.rank,
                                      l->inputs[0]->out.d, NULL);
-            l2 = nn__add_layer(m2, (nn_layer_kind)k, 1, &in2, NULL, &proto);
+            nn_layer *ins2[NN_LAYER_MAX_INPUTS]; /* samples repeat one input */
+            for (int j = 0; j < l->n_inputs; j++) ins2[j] = in2;
+            l2 = nn__add_layer(m2, (nn_layer_kind)k, l->n_inputs, ins2, NULL,
+                               &proto);
         }
         assert_non_null(l2);
         assert_memory_equal(&l2->out, &l->out, sizeof l->out);
@@ -823,9 +913,13 @@ static void test_config_rejects_garbage(void **state)
         expect_format_error(l, buf, len + 1);
         if (len) expect_format_error(l, NULL, len);
         /* Every 32-bit integer field set to values no layer accepts
-         * (Dropout's float is tested below). */
+         * (Dropout's float is tested below, the augmentation layers'
+         * floats, where -0.0 is valid, in test_augment.c). */
         const int32_t poison[] = {-1, 0x7fffffff, -2147483647 - 1, 1000};
-        for (size_t f = 0; k != NN_KIND_DROPOUT && f + 4 <= len; f += 4)
+        bool floats = k == NN_KIND_DROPOUT ||
+                      (k >= NN_KIND_RANDOM_ROTATION &&
+                       k <= NN_KIND_RANDOM_CONTRAST);
+        for (size_t f = 0; !floats && f + 4 <= len; f += 4)
             for (size_t p = 0; p < sizeof poison / sizeof poison[0]; p++) {
                 uint8_t b2[256];
                 memcpy(b2, buf, len);
@@ -888,10 +982,36 @@ static void test_registry(void **state)
     static const char *const types[NN_KIND_COUNT] = {
         "InputLayer", "Conv2D",  "MaxPooling2D", "AveragePooling2D",
         "Flatten",    "Dropout", "Dense",        "ReLU",
-        "Activation", "Softmax"};
+        "Activation", "Softmax",
+        [NN_KIND_RANDOM_FLIP] = "RandomFlip",
+        [NN_KIND_RANDOM_ROTATION] = "RandomRotation",
+        [NN_KIND_RANDOM_TRANSLATION] = "RandomTranslation",
+        [NN_KIND_RANDOM_ZOOM] = "RandomZoom",
+        [NN_KIND_RANDOM_CONTRAST] = "RandomContrast",
+        [NN_KIND_BATCHNORM] = "BatchNormalization",
+        [NN_KIND_ZEROPAD2D] = "ZeroPadding2D",
+        [NN_KIND_ADD] = "Add",
+        [NN_KIND_CONCATENATE] = "Concatenate",
+        [NN_KIND_GLOBAL_AVGPOOL2D] = "GlobalAveragePooling2D",
+        [NN_KIND_RESIZING] = "Resizing",
+        [NN_KIND_LOCALLY_CONNECTED2D] = "LocallyConnected2D",
+        [NN_KIND_REPEAT_CHANNELS] = "RepeatChannels"};
     static const char *const stems[NN_KIND_COUNT] = {
         "input",   "conv2d", "max_pooling2d", "average_pooling2d", "flatten",
-        "dropout", "dense",  "re_lu",         "activation",        "softmax"};
+        "dropout", "dense",  "re_lu",         "activation",        "softmax",
+        [NN_KIND_RANDOM_FLIP] = "random_flip",
+        [NN_KIND_RANDOM_ROTATION] = "random_rotation",
+        [NN_KIND_RANDOM_TRANSLATION] = "random_translation",
+        [NN_KIND_RANDOM_ZOOM] = "random_zoom",
+        [NN_KIND_RANDOM_CONTRAST] = "random_contrast",
+        [NN_KIND_BATCHNORM] = "batch_normalization",
+        [NN_KIND_ZEROPAD2D] = "zero_padding2d",
+        [NN_KIND_ADD] = "add",
+        [NN_KIND_CONCATENATE] = "concatenate",
+        [NN_KIND_GLOBAL_AVGPOOL2D] = "global_average_pooling2d",
+        [NN_KIND_RESIZING] = "resizing",
+        [NN_KIND_LOCALLY_CONNECTED2D] = "locally_connected2d",
+        [NN_KIND_REPEAT_CHANNELS] = "repeat_channels"};
     for (int k = 0; k < NN_KIND_COUNT; k++) {
         const nn_layer_ops *o = nn__layer_registry[k];
         assert_non_null(o);

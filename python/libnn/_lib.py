@@ -373,6 +373,73 @@ _SIGNATURES.update({
     "nn_preprocess_input": (c_int, [TensorP, c_int], _S),
 })
 
+# ---- augmentation layers (docs/augmentation.md)
+FLIP_HORIZONTAL, FLIP_VERTICAL, FLIP_HORIZONTAL_AND_VERTICAL = 1, 2, 3
+FILL_REFLECT, FILL_WRAP, FILL_CONSTANT, FILL_NEAREST = 0, 1, 2, 3
+INTERP_BILINEAR, INTERP_NEAREST = 0, 1
+
+
+class nn_augment_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("fill_mode", c_int),
+                ("interpolation", c_int), ("fill_value", c_float)]
+
+
+_DEFAULTS[nn_augment_opts] = dict(fill_mode=FILL_REFLECT,
+                                  interpolation=INTERP_BILINEAR,
+                                  fill_value=0.0)
+_AUG_OPTS_P = ctypes.POINTER(nn_augment_opts)
+_SIGNATURES.update({
+    "nn_random_flip": (LayerP, [ModelP, LayerP, c_int,
+                                ctypes.POINTER(nn_layer_opts)], _N),
+    "nn_random_rotation": (LayerP, [ModelP, LayerP, c_float, c_float,
+                                    _AUG_OPTS_P], _N),
+    "nn_random_translation": (LayerP, [ModelP, LayerP] + [c_float] * 4
+                              + [_AUG_OPTS_P], _N),
+    "nn_random_zoom": (LayerP, [ModelP, LayerP] + [c_float] * 4
+                       + [_AUG_OPTS_P], _N),
+    "nn_random_contrast": (LayerP, [ModelP, LayerP, c_float, c_float,
+                                    ctypes.POINTER(nn_layer_opts)], _N),
+})
+
+# ---- graph-model layers, freezing, receptive fields
+class nn_batchnorm_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("momentum", c_float), ("epsilon", c_float),
+                ("center", c_int), ("scale", c_int)]
+
+
+class nn_resizing_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("interpolation", c_int)]
+
+
+_DEFAULTS[nn_batchnorm_opts] = dict(momentum=0.99, epsilon=1e-3, center=1,
+                                    scale=1)
+_DEFAULTS[nn_resizing_opts] = dict(interpolation=INTERP_BILINEAR)
+_LAYER_OPTS_P = ctypes.POINTER(nn_layer_opts)
+_SIGNATURES.update({
+    "nn_batchnorm": (LayerP, [ModelP, LayerP,
+                              ctypes.POINTER(nn_batchnorm_opts)], _N),
+    "nn_zeropad2d": (LayerP, [ModelP, LayerP] + [c_int] * 4
+                     + [_LAYER_OPTS_P], _N),
+    "nn_add": (LayerP, [ModelP, c_int, ctypes.POINTER(LayerP),
+                        _LAYER_OPTS_P], _N),
+    "nn_concatenate": (LayerP, [ModelP, c_int, ctypes.POINTER(LayerP),
+                                _LAYER_OPTS_P], _N),
+    "nn_global_avgpool2d": (LayerP, [ModelP, LayerP, _LAYER_OPTS_P], _N),
+    "nn_resizing": (LayerP, [ModelP, LayerP, c_int, c_int,
+                             ctypes.POINTER(nn_resizing_opts)], _N),
+    "nn_repeat_channels": (LayerP, [ModelP, LayerP, c_int, _LAYER_OPTS_P],
+                           _N),
+    "nn_locally_connected2d": (LayerP, [ModelP, LayerP, c_int, c_int, c_int,
+                                        ctypes.POINTER(nn_conv2d_opts)], _N),
+    "nn_layer_set_trainable": (c_int, [LayerP, c_int], _S),
+    "nn_layer_trainable": (c_int, [LayerP], None),
+    "nn_model_set_trainable": (c_int, [ModelP, c_int], _S),
+    "nn_layer_receptive_field": (c_int, [LayerP, IntP, IntP, IntP, IntP],
+                                 _S),
+})
+
 missing = []
 for _name, (_res, _args, _check) in _SIGNATURES.items():
     try:

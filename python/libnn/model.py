@@ -31,6 +31,13 @@ _FLAVORS = {"keras": _lib.RESNET_KERAS,
             "torchvision": _lib.RESNET_TORCHVISION}
 _WEIGHT_MAPS = {"libnn": _lib.WEIGHTS_LIBNN,
                 "torchvision_resnet": _lib.WEIGHTS_TORCHVISION_RESNET}
+FLIP_MODES = {"horizontal": _lib.FLIP_HORIZONTAL,
+              "vertical": _lib.FLIP_VERTICAL,
+              "horizontal_and_vertical": _lib.FLIP_HORIZONTAL_AND_VERTICAL}
+FILL_MODES = {"reflect": _lib.FILL_REFLECT, "wrap": _lib.FILL_WRAP,
+              "constant": _lib.FILL_CONSTANT, "nearest": _lib.FILL_NEAREST}
+INTERPOLATIONS = {"bilinear": _lib.INTERP_BILINEAR,
+                  "nearest": _lib.INTERP_NEAREST}
 LOSSES = {"categorical_crossentropy": _lib.LOSS_CCE,
           "sparse_categorical_crossentropy": _lib.LOSS_SPARSE_CCE,
           "binary_crossentropy": _lib.LOSS_BCE}
@@ -71,6 +78,21 @@ def _shape(shape, what="shape"):
     if not isinstance(shape, (tuple, list)) or not shape:
         raise TypeError(f"{what} must be an int or a non-empty tuple")
     return tuple(_int(d, what) for d in shape)
+
+
+def _factor(v, what):
+    """Keras' factor argument: a number f means (-f, f), a pair (lo, hi)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{what} must be a number or a pair, got {v!r}")
+        lo, hi = v
+    else:
+        lo, hi = -v, v
+    for b in (lo, hi):
+        if isinstance(b, bool) or not isinstance(b, (int, float,
+                                                     np.floating)):
+            raise TypeError(f"{what} must hold numbers, got {v!r}")
+    return float(lo), float(hi)
 
 
 def _opts_name(name):
@@ -177,6 +199,24 @@ class Layer:
             if v.shape != w.shape:
                 raise ValueError(f"weight shape {v.shape}, expected {w.shape}")
             w[...] = v
+
+    @property
+    def trainable(self):
+        """False once frozen: no updates, counted as non-trainable; a
+        frozen BatchNormalization runs in inference mode."""
+        return bool(lib.nn_layer_trainable(self._ptr))
+
+    @trainable.setter
+    def trainable(self, value):
+        lib.nn_layer_set_trainable(self._ptr, int(bool(value)))
+
+    @property
+    def receptive_field(self):
+        """(rows, cols, jump_h, jump_w) of the model input that one output
+        position sees, and the stride product."""
+        v = [ctypes.c_int() for _ in range(4)]
+        lib.nn_layer_receptive_field(self._ptr, *[ctypes.byref(i) for i in v])
+        return tuple(i.value for i in v)
 
     def __eq__(self, other):
         return isinstance(other, Layer) and other._raw == self._raw
@@ -381,6 +421,166 @@ class Model:
                               "bias_initializer"))
         return self._added(lib.nn_dense(self._ptr, p, _int(units, "units"),
                                         o))
+
+    # ---- augmentation (active in training only; docs/augmentation.md)
+    def random_flip(self, x, mode="horizontal_and_vertical", name=None):
+        """RandomFlip: each axis of the mode flipped with probability 1/2
+        per image."""
+        p = self._layer(x, "random_flip")
+        code = _choice(FLIP_MODES, mode, "mode")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_random_flip(self._ptr, p, code, o))
+
+    def _aug_opts(self, name, fill_mode, interpolation, fill_value):
+        return _lib.make_opts(
+            _lib.nn_augment_opts, name=_opts_name(name),
+            fill_mode=_choice(FILL_MODES, fill_mode, "fill_mode"),
+            interpolation=_choice(INTERPOLATIONS, interpolation,
+                                  "interpolation"),
+            fill_value=float(fill_value))
+
+    def random_rotation(self, x, factor, fill_mode="reflect",
+                        interpolation="bilinear", fill_value=0.0,
+                        name=None):
+        """RandomRotation(factor): angle uniform in [lo, hi] * 2 pi, with
+        (lo, hi) = (-factor, factor) or the pair given."""
+        p = self._layer(x, "random_rotation")
+        lo, hi = _factor(factor, "factor")
+        o = self._aug_opts(name, fill_mode, interpolation, fill_value)
+        return self._added(lib.nn_random_rotation(self._ptr, p, lo, hi, o))
+
+    def random_translation(self, x, height_factor, width_factor,
+                           fill_mode="reflect", interpolation="bilinear",
+                           fill_value=0.0, name=None):
+        """RandomTranslation: shifts by fractions of the height and width
+        (a number f means (-f, f))."""
+        p = self._layer(x, "random_translation")
+        hl, hh = _factor(height_factor, "height_factor")
+        wl, wh = _factor(width_factor, "width_factor")
+        o = self._aug_opts(name, fill_mode, interpolation, fill_value)
+        return self._added(lib.nn_random_translation(self._ptr, p, hl, hh,
+                                                     wl, wh, o))
+
+    def random_zoom(self, x, height_factor, width_factor=None,
+                    fill_mode="reflect", interpolation="bilinear",
+                    fill_value=0.0, name=None):
+        """RandomZoom: zoom 1 + factor per axis (negative zooms in);
+        width_factor None zooms both axes alike."""
+        p = self._layer(x, "random_zoom")
+        hl, hh = _factor(height_factor, "height_factor")
+        if width_factor is None:
+            wl = wh = float("nan")
+        else:
+            wl, wh = _factor(width_factor, "width_factor")
+        o = self._aug_opts(name, fill_mode, interpolation, fill_value)
+        return self._added(lib.nn_random_zoom(self._ptr, p, hl, hh, wl, wh,
+                                              o))
+
+    def random_contrast(self, x, factor, name=None):
+        """RandomContrast: per image, (x - mean) * f + mean per channel,
+        f uniform in [1 - lower, 1 + upper] (a number means lower = upper).
+        """
+        p = self._layer(x, "random_contrast")
+        if isinstance(factor, (tuple, list)):
+            lo, hi = _factor(factor, "factor")
+        else:
+            lo = hi = _factor(factor, "factor")[1]
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_random_contrast(self._ptr, p, lo, hi, o))
+
+    # ---- graph-model layers
+    def batchnorm(self, x, momentum=0.99, epsilon=1e-3, center=True,
+                  scale=True, name=None):
+        """BatchNormalization over the last axis (Keras momentum: PyTorch's
+        momentum m is 1 - m here). Weights: gamma, beta, moving_mean,
+        moving_variance."""
+        p = self._layer(x, "batchnorm")
+        o = _lib.make_opts(_lib.nn_batchnorm_opts, name=_opts_name(name),
+                           momentum=float(momentum), epsilon=float(epsilon),
+                           center=int(bool(center)), scale=int(bool(scale)))
+        return self._added(lib.nn_batchnorm(self._ptr, p, o))
+
+    def zeropad2d(self, x, padding=1, name=None):
+        """ZeroPadding2D; padding as Keras: n, (h, w) or
+        ((top, bottom), (left, right))."""
+        p = self._layer(x, "zeropad2d")
+        if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
+                isinstance(padding[0], (tuple, list)):
+            (t, b), (le, r) = padding
+        else:
+            h, w = padding if isinstance(padding, (tuple, list)) \
+                else (padding, padding)
+            t = b = h
+            le = r = w
+        vals = [_int(v, "padding", lo=0) for v in (t, b, le, r)]
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_zeropad2d(self._ptr, p, *vals, o))
+
+    def _merge(self, fn, what, inputs, name):
+        if not isinstance(inputs, (tuple, list)):
+            raise TypeError(f"{what}: inputs must be a list of layers")
+        arr = (_lib.LayerP * len(inputs))(
+            *[self._layer(x, what) for x in inputs])
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(fn(self._ptr, len(inputs), arr, o))
+
+    def add(self, inputs, name=None):
+        """Add: element-wise sum of equal shapes."""
+        return self._merge(lib.nn_add, "add", inputs, name)
+
+    def concatenate(self, inputs, name=None):
+        """Concatenate along the last (channel) axis."""
+        return self._merge(lib.nn_concatenate, "concatenate", inputs, name)
+
+    def global_avgpool2d(self, x, name=None):
+        """GlobalAveragePooling2D: [H, W, C] -> [C]."""
+        return self._simple(lib.nn_global_avgpool2d, "global_avgpool2d", x,
+                            name)
+
+    def resizing(self, x, height, width, interpolation="bilinear",
+                 name=None):
+        """Resizing with half-pixel centers (tf.image.resize, PyTorch
+        interpolate(align_corners=False))."""
+        p = self._layer(x, "resizing")
+        o = _lib.make_opts(_lib.nn_resizing_opts, name=_opts_name(name),
+                           interpolation=_choice(INTERPOLATIONS,
+                                                 interpolation,
+                                                 "interpolation"))
+        return self._added(lib.nn_resizing(self._ptr, p,
+                                           _int(height, "height"),
+                                           _int(width, "width"), o))
+
+    def repeat_channels(self, x, times, name=None):
+        """Each channel repeated `times` times (grayscale -> RGB)."""
+        p = self._layer(x, "repeat_channels")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_repeat_channels(self._ptr, p,
+                                                  _int(times, "times"), o))
+
+    def locally_connected2d(self, x, filters, kernel_size, strides=1,
+                            padding="valid", activation=None, use_bias=True,
+                            kernel_initializer=None, bias_initializer=None,
+                            name=None):
+        """LocallyConnected2D (VALID only): kernel [oh*ow, kh*kw*in,
+        filters], bias [oh, ow, filters]."""
+        p = self._layer(x, "locally_connected2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        o = _lib.make_opts(
+            _lib.nn_conv2d_opts, name=_opts_name(name), stride_h=sh,
+            stride_w=sw, padding=_choice(PADDINGS, padding, "padding"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=_choice(INITIALIZERS, kernel_initializer,
+                                "kernel_initializer"),
+            bias_init=_choice(INITIALIZERS, bias_initializer,
+                              "bias_initializer"))
+        return self._added(lib.nn_locally_connected2d(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    def set_trainable(self, trainable):
+        """Freezes (False) or unfreezes (True) every layer."""
+        lib.nn_model_set_trainable(self._ptr, int(bool(trainable)))
 
     def apply(self, x, inner, output=None, name=None):
         """Uses model `inner` as a block fed by `x`, sharing its weights

@@ -1,7 +1,7 @@
 /* xoshiro256** seeded by splitmix64; a counter-based hash for parallel
  * draws. Reference: Blackman & Vigna, "Scrambled linear pseudorandom
  * number generators" (2018). */
-#include "nn_internal.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 
@@ -59,7 +59,5 @@ uint64_t nn__rng_below(nn_rng *r, uint64_t n)
 
 float nn__hash_uniform(uint64_t key, uint64_t index)
 {
-    uint64_t x = key ^ (index * 0xd1b54a32d192ed03ULL);
-    uint64_t z = splitmix64(&x);
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
+    return (float)nn__hash24(key, index) * (1.0f / 16777216.0f);
 }

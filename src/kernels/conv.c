@@ -169,8 +169,8 @@ void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
             int64_t r1 = min64(m, r0 + tr);
             int64_t at = (i * m + r0) * f;
             im2col(g, x + i * in_size(g), r0, r1, col);
-            nn__gemm1(false, false, r1 - r0, f, k, col, k, w, f, 0.0f,
-                      out + at, f);
+            nn__gemm512(false, r1 - r0, f, k, col, k, w, f, 0.0f, out + at,
+                        f);
             epilogue(bias, act, logits ? logits + at : NULL, out + at, r1 - r0,
                      f);
         }
@@ -182,6 +182,13 @@ void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
 typedef struct bwd_slot {
     size_t col, dcol, dw, db, size;
 } bwd_slot;
+
+/* Ahead of the slots: the kernel transposed ([f, k]) for the dx product,
+ * when there is one. */
+static size_t wt_floats(const nn_conv_geom *g, bool need_dx)
+{
+    return need_dx ? round16((size_t)(col_width(g) * g->f)) : 0;
+}
 
 static bwd_slot slot_layout(const nn_conv_geom *g, bool need_dx)
 {
@@ -199,7 +206,7 @@ size_t nn__conv2d_backward_scratch(const nn_conv_geom *g, bool need_dx)
 {
     if (pointwise(g)) return 0;
     int64_t slots = min64(g->n, CONV_SLOTS);
-    return (size_t)slots * slot_layout(g, need_dx).size;
+    return wt_floats(g, need_dx) + (size_t)slots * slot_layout(g, need_dx).size;
 }
 
 static void pointwise_backward(const nn_conv_geom *g, nn_activation act,
@@ -217,26 +224,37 @@ static void pointwise_backward(const nn_conv_geom *g, nn_activation act,
 }
 
 /* One image's share of the backward pass, added into the thread's
- * partials pdw/pdb (either may be NULL). */
+ * partials pdw/pdb (either may be NULL). wt is the kernel as [f, k], or
+ * NULL to multiply by w transposed through OpenBLAS. */
 static void backward_image(const nn_conv_geom *g, nn_activation act,
                            const float *y, const float *x, const float *w,
-                           float *dy, float *dx, bool accum, float *pdw,
-                           float *pdb, float *col, float *dcol)
+                           const float *wt, float *dy, float *dx, bool accum,
+                           float *pdw, float *pdb, float *col, float *dcol)
 {
     const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
     nn__act_backward(act, y, dy, m, f);
     if (pdw) {
         im2col(g, x, 0, m, col);
-        nn__gemm1(true, false, k, f, m, col, k, dy, f, 1.0f, pdw, f);
+        nn__gemm512(true, k, f, m, col, k, dy, f, 1.0f, pdw, f);
     }
     if (pdb)
         for (int64_t r = 0; r < m; r++)
             for (int64_t j = 0; j < f; j++) pdb[j] += dy[r * f + j];
     if (dx) {
         if (!accum) memset(dx, 0, (size_t)in_size(g) * sizeof(float));
-        nn__gemm1(false, true, m, k, f, dy, f, w, f, 0.0f, dcol, k);
+        if (wt)
+            nn__gemm512(false, m, k, f, dy, f, wt, k, 0.0f, dcol, k);
+        else
+            nn__gemm1(false, true, m, k, f, dy, f, w, f, 0.0f, dcol, k);
         col2im_add(g, dcol, dx);
     }
+}
+
+/* wt[j, i] = w[i, j] for w [k, f]. */
+static void transpose(const float *w, int64_t k, int64_t f, float *wt)
+{
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < f; j++) wt[j * k + i] = w[i * f + j];
 }
 
 /* dst[i] += the same element of every other thread's partial, in order. */
@@ -272,6 +290,12 @@ void nn__conv2d_backward_act(const nn_conv_geom *g, nn_activation act,
     }
     const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
     const bwd_slot s = slot_layout(g, dx != NULL);
+    float *wt = NULL;
+    if (dx && nn__gemm512_ok()) {
+        wt = scratch;
+        transpose(w, k, f, wt);
+    }
+    scratch += wt_floats(g, dx != NULL);
     int p = (int)min64(min64(g->n, CONV_SLOTS), nn__threads());
 #pragma omp parallel num_threads(p) if (p > 1)
     {
@@ -285,7 +309,7 @@ void nn__conv2d_backward_act(const nn_conv_geom *g, nn_activation act,
         int64_t i0 = g->n * (int64_t)t / np, i1 = g->n * (int64_t)(t + 1) / np;
         for (int64_t i = i0; i < i1; i++)
             backward_image(g, act, y ? y + i * m * f : NULL,
-                           x + i * in_size(g), w, dout + i * m * f,
+                           x + i * in_size(g), w, wt, dout + i * m * f,
                            dx ? dx + i * in_size(g) : NULL, accum, pdw, pdb,
                            base + s.col, base + s.dcol);
         if (np > 1) {

@@ -5,11 +5,45 @@
 
 #include "nn_internal.h"
 
+/* Compiles a hot loop also for AVX2 and AVX-512 machines, picked at load
+ * time (the library itself targets baseline x86-64). Not under the
+ * sanitizers, whose run-time does not expect ifuncs. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
+    !defined(__SANITIZE_ADDRESS__)
+#define NN_TARGET_CLONES                                                       \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",           \
+                                 "default")))
+#else
+#define NN_TARGET_CLONES
+#endif
+
+/* The 24 random bits behind nn__hash_uniform (which is this times 2^-24),
+ * inline so that loops drawing one value per element vectorise. */
+static inline uint32_t nn__hash24(uint64_t key, uint64_t index)
+{
+    uint64_t z = (key ^ (index * 0xd1b54a32d192ed03ULL)) +
+                 0x9e3779b97f4a7c15ULL; /* one splitmix64 step */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (uint32_t)((z ^ (z >> 31)) >> 40);
+}
+
 /* Single-threaded row-major GEMM for callers that already run inside their
  * own parallel loop: C[m,n] = op(A)*op(B) + beta*C. */
 void nn__gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                const float *a, int64_t lda, const float *b, int64_t ldb,
                float beta, float *c, int64_t ldc);
+
+/* ---- AVX-512 products (src/kernels/gemm512.c) ----
+ * C[m,n] = op(A)[m,k] * B[k,n] (+ C when beta is 1), one thread, B
+ * row-major; meant for the narrow products of convolutions. Falls back to
+ * nn__gemm1 where the CPU lacks AVX-512. nn__gemm512_ok tells which runs;
+ * nn__gemm512_disable(true) forces the fallback (tests, benchmarks). */
+bool nn__gemm512_ok(void);
+void nn__gemm512_disable(bool off);
+void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta,
+                 float *c, int64_t ldc);
 
 /* Convolution with its epilogue fused per tile of output rows: bias, a
  * copy of the pre-activation into logits (when not NULL) and the
@@ -29,11 +63,16 @@ void nn__conv2d_backward_act(const nn_conv_geom *g, nn_activation act,
 /* ---- pooling (src/kernels/pool.c) ----
  * The geometry is nn_conv_geom with kh/kw the pool size; f is unused.
  * argmax holds, per output value, the offset of the chosen input value
- * inside its sample ((iy * w + ix) * c + ch). */
+ * inside its sample ((iy * w + ix) * c + ch); argmax may be NULL. */
 void nn__maxpool_forward(const nn_conv_geom *g, const float *x, float *out,
                          int32_t *argmax);
 void nn__maxpool_backward(const nn_conv_geom *g, const float *dout,
                           const int32_t *argmax, float *dx, bool accum);
+/* The same backward without an argmax: it finds the chosen cells again
+ * from the input x and the forward's output y. */
+void nn__maxpool_backward_x(const nn_conv_geom *g, const float *x,
+                            const float *y, const float *dout, float *dx,
+                            bool accum);
 /* Divides by the number of cells inside the input (padding not counted). */
 void nn__avgpool_forward(const nn_conv_geom *g, const float *x, float *out);
 void nn__avgpool_backward(const nn_conv_geom *g, const float *dout, float *dx,

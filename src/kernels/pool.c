@@ -41,22 +41,29 @@ static bool parallel_worth(const nn_conv_geom *g)
     return (int64_t)g->n * out_size(g) * g->kh * g->kw >= POOL_PAR_MIN;
 }
 
-/* One output row (oy) of one image. Ties keep the first cell, as TF does. */
+/* One output row (oy) of one image. Ties keep the first cell, as TF does;
+ * a NaN in the first cell stays (every later test against it is false).
+ * arg may be NULL (no argmax wanted). */
 static void maxpool_row(const nn_conv_geom *g, const float *x, int oy,
                         float *out, int32_t *arg)
 {
     const int c = g->c;
-    for (int ox = 0; ox < g->ow; ox++, out += c, arg += c) {
+    for (int ox = 0; ox < g->ow; ox++, out += c) {
         window v = clip_window(g, oy, ox);
         int32_t first = (v.y0 * g->w + v.x0) * c;
-        for (int ch = 0; ch < c; ch++) {
-            out[ch] = x[first + ch];
-            arg[ch] = first + ch;
-        }
+        memcpy(out, x + first, (size_t)c * sizeof(float));
+        if (arg)
+            for (int ch = 0; ch < c; ch++) arg[ch] = first + ch;
         for (int iy = v.y0; iy < v.y1; iy++)
             for (int ix = v.x0; ix < v.x1; ix++) {
                 int32_t at = (iy * g->w + ix) * c;
                 const float *p = x + at;
+                if (!arg) {
+#pragma omp simd
+                    for (int ch = 0; ch < c; ch++)
+                        out[ch] = p[ch] > out[ch] ? p[ch] : out[ch];
+                    continue;
+                }
                 /* Branch-free (a select through a bit mask) so the channel
                  * loop vectorizes. */
 #pragma omp simd
@@ -67,21 +74,54 @@ static void maxpool_row(const nn_conv_geom *g, const float *x, int oy,
                     arg[ch] = (arg[ch] & ~keep) | ((at + ch) & keep);
                 }
             }
+        if (arg) arg += c;
+    }
+}
+
+/* 2x2 windows, stride 2, no padding: the windows tile the input. */
+static bool tiles_2x2(const nn_conv_geom *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
+           g->pad_top == 0 && g->pad_left == 0 && g->oh == g->h / 2 &&
+           g->ow == g->w / 2;
+}
+
+/* The same max as maxpool_row, in the same order, for 2x2 windows: one
+ * image. */
+NN_TARGET_CLONES
+static void maxpool_image_2x2(const nn_conv_geom *g, const float *restrict x,
+                              float *restrict out)
+{
+    const int64_t c = g->c;
+    for (int oy = 0; oy < g->oh; oy++) {
+        const float *r0 = x + (int64_t)2 * oy * g->w * c, *r1 = r0 + g->w * c;
+        for (int ox = 0; ox < g->ow; ox++, r0 += 2 * c, r1 += 2 * c, out += c)
+            for (int64_t ch = 0; ch < c; ch++) {
+                float o = r0[ch];
+                o = r0[c + ch] > o ? r0[c + ch] : o;
+                o = r1[ch] > o ? r1[ch] : o;
+                out[ch] = r1[c + ch] > o ? r1[c + ch] : o;
+            }
     }
 }
 
 void nn__maxpool_forward(const nn_conv_geom *g, const float *x, float *out,
                          int32_t *argmax)
 {
+    if (!argmax && tiles_2x2(g)) {
+#pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
+    schedule(static)
+        for (int64_t i = 0; i < g->n; i++)
+            maxpool_image_2x2(g, x + i * in_size(g), out + i * out_size(g));
+        return;
+    }
     int64_t rows = (int64_t)g->n * g->oh;
     int64_t row_len = (int64_t)g->ow * g->c;
 #pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
     schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t i = r / g->oh;
-        maxpool_row(g, x + i * in_size(g), (int)(r % g->oh),
-                    out + r * row_len, argmax + r * row_len);
-    }
+    for (int64_t r = 0; r < rows; r++)
+        maxpool_row(g, x + (r / g->oh) * in_size(g), (int)(r % g->oh),
+                    out + r * row_len, argmax ? argmax + r * row_len : NULL);
 }
 
 void nn__maxpool_backward(const nn_conv_geom *g, const float *dout,
@@ -96,6 +136,111 @@ void nn__maxpool_backward(const nn_conv_geom *g, const float *dout,
         const int32_t *a = argmax + i * per_out;
         if (!accum) memset(d, 0, (size_t)per_in * sizeof(float));
         for (int64_t j = 0; j < per_out; j++) d[a[j]] += dy[j];
+    }
+}
+
+/* The cell nn__maxpool_forward chose for output (oy, ox, ch): the first
+ * one in window order that equals the max y, or the first cell when y is
+ * NaN (only a NaN first cell makes it NaN). */
+static int64_t argmax_cell(const nn_conv_geom *g, const float *x, int oy,
+                           int ox, int ch, float y)
+{
+    window v = clip_window(g, oy, ox);
+    for (int iy = v.y0; iy < v.y1; iy++)
+        for (int ix = v.x0; ix < v.x1; ix++) {
+            int64_t at = ((int64_t)iy * g->w + ix) * g->c + ch;
+            if (x[at] == y) return at;
+        }
+    return ((int64_t)v.y0 * g->w + v.x0) * g->c + ch;
+}
+
+static void maxpool_backward_image(const nn_conv_geom *g, const float *x,
+                                   const float *y, const float *dy, float *dx)
+{
+    for (int oy = 0; oy < g->oh; oy++)
+        for (int ox = 0; ox < g->ow; ox++)
+            for (int ch = 0; ch < g->c; ch++, y++, dy++)
+                dx[argmax_cell(g, x, oy, ox, ch, *y)] += *dy;
+}
+
+/* Output row oy of a tiling 2x2 pool: rows 2oy and 2oy+1 of dx. The
+ * gradient goes to the first cell equal to the max (the first cell when
+ * the max is NaN), as in argmax_cell, through selects that vectorise: r is
+ * what no earlier cell took. Odd widths leave a last column no window
+ * covers. */
+static inline void maxpool_backward_row_2x2(const nn_conv_geom *g,
+                                            const float *restrict x,
+                                            const float *restrict y,
+                                            const float *restrict dy,
+                                            float *restrict dx, int oy,
+                                            bool accum)
+{
+    const int64_t c = g->c, wc = (int64_t)g->w * c;
+    const float *a = x + 2 * oy * wc, *b = a + wc;
+    float *da = dx + 2 * oy * wc, *db = da + wc;
+    for (int ox = 0; ox < g->ow; ox++) {
+        for (int64_t ch = 0; ch < c; ch++) {
+            float m = y[ch], r = dy[ch];
+            bool e0 = (a[ch] == m) | (m != m), e1 = a[c + ch] == m;
+            bool e2 = b[ch] == m;
+            float g0 = e0 ? r : 0.0f;
+            r = e0 ? 0.0f : r;
+            float g1 = e1 ? r : 0.0f;
+            r = e1 ? 0.0f : r;
+            float g2 = e2 ? r : 0.0f;
+            float g3 = e2 ? 0.0f : r;
+            if (accum) {
+                da[ch] += g0, da[c + ch] += g1, db[ch] += g2, db[c + ch] += g3;
+            } else {
+                da[ch] = g0, da[c + ch] = g1, db[ch] = g2, db[c + ch] = g3;
+            }
+        }
+        a += 2 * c, b += 2 * c, da += 2 * c, db += 2 * c, y += c, dy += c;
+    }
+    if (!accum && g->w % 2) {
+        memset(da, 0, (size_t)c * sizeof(float));
+        memset(db, 0, (size_t)c * sizeof(float));
+    }
+}
+
+/* One image of a tiling 2x2 pool; h odd leaves a last row no window
+ * covers. */
+NN_TARGET_CLONES
+static void maxpool_backward_image_2x2(const nn_conv_geom *g, const float *x,
+                                       const float *y, const float *dy,
+                                       float *dx, bool accum)
+{
+    int64_t row_len = (int64_t)g->ow * g->c;
+    for (int oy = 0; oy < g->oh; oy++, y += row_len, dy += row_len) {
+        /* Constant accum: each call is compiled without the test. */
+        if (accum)
+            maxpool_backward_row_2x2(g, x, y, dy, dx, oy, true);
+        else
+            maxpool_backward_row_2x2(g, x, y, dy, dx, oy, false);
+    }
+    int64_t tail = g->h % 2 ? (int64_t)g->w * g->c : 0;
+    if (!accum && tail)
+        memset(dx + in_size(g) - tail, 0, (size_t)tail * sizeof(float));
+}
+
+void nn__maxpool_backward_x(const nn_conv_geom *g, const float *x,
+                            const float *y, const float *dout, float *dx,
+                            bool accum)
+{
+    int64_t per_out = out_size(g), per_in = in_size(g);
+    bool fast = tiles_2x2(g);
+#pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
+    schedule(static)
+    for (int64_t i = 0; i < g->n; i++) {
+        const float *xi = x + i * per_in, *yi = y + i * per_out;
+        const float *dyi = dout + i * per_out;
+        float *d = dx + i * per_in;
+        if (fast) {
+            maxpool_backward_image_2x2(g, xi, yi, dyi, d, accum);
+            continue;
+        }
+        if (!accum) memset(d, 0, (size_t)per_in * sizeof(float));
+        maxpool_backward_image(g, xi, yi, dyi, d);
     }
 }
 

@@ -1,13 +1,19 @@
-/* Inverted dropout. The mask is never stored: value i of a batch is
- * dropped when nn__hash_uniform(key, i) < rate, so backward recomputes it
- * from the key kept in the state, and any thread count draws the same. */
+/* Inverted dropout. Value i of a batch is dropped when
+ * nn__hash_uniform(key, i) < rate, so any thread count draws the same
+ * mask. Training forward passes keep the mask, one byte per value, in the
+ * state, so that backward is a plain select. */
 #include "kernels/kernels.h"
 #include "layers/layers.h"
 
 #include <math.h>
 #include <string.h>
 
-#define DROPOUT_PAR_MIN 32768
+/* The loops stream memory; a thread team pays off only on large inputs. */
+#define DROPOUT_PAR_MIN (1 << 20)
+/* Values per call of the (vectorised) loop bodies. */
+#define DROPOUT_CHUNK 16384
+/* The mask starts this far into the state (keeps it 64-byte aligned). */
+#define MASK_OFFSET 64
 
 typedef struct dropout_state {
     uint64_t key;
@@ -27,20 +33,73 @@ static nn_status dropout_build(nn_layer *l)
 
 static size_t dropout_state_bytes(const nn_layer *l, int batch)
 {
-    return sizeof(dropout_state);
+    return MASK_OFFSET + (size_t)batch * (size_t)nn__shape_size(&l->out);
 }
 
-/* y[i] (+)= x[i] * mask_i / (1 - rate) */
-static void apply_mask(uint64_t key, float rate, const float *x, float *y,
-                       int64_t n, bool accum)
+/* Values [i0, i1): draws the mask (1: kept) and y = x * mask / (1 - rate).
+ * hash24 * 2^-24 < rate exactly when the (exact) float of hash24 is below
+ * rate * 2^24 (also exact), so the integer test matches nn__hash_uniform. */
+NN_TARGET_CLONES
+static void draw_chunk(uint64_t key, float thr, float scale, const float *x,
+                       float *y, uint8_t *mask, int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        bool keep = !((float)nn__hash24(key, (uint64_t)i) < thr);
+        float v = x[i] * scale; /* loaded unconditionally: no branch */
+        mask[i] = keep;
+        y[i] = keep ? v : 0.0f;
+    }
+}
+
+/* v where m is 1, +0 where it is 0: a bit mask rather than a select,
+ * which GCC does not vectorise here. */
+static inline float keep_or_zero(float v, uint8_t m)
+{
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= -(uint32_t)m;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* dx[i] (+)= dy[i] / (1 - rate) where mask[i], else (+)= 0. */
+NN_TARGET_CLONES
+static void mask_chunk(const uint8_t *mask, float scale, const float *dy,
+                       float *dx, int64_t i0, int64_t i1, bool accum)
+{
+    if (accum)
+        for (int64_t i = i0; i < i1; i++)
+            dx[i] += keep_or_zero(dy[i] * scale, mask[i]);
+    else
+        for (int64_t i = i0; i < i1; i++)
+            dx[i] = keep_or_zero(dy[i] * scale, mask[i]);
+}
+
+static int64_t chunks(int64_t n) { return (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK; }
+
+static void draw_mask(uint64_t key, float rate, const float *x, float *y,
+                      uint8_t *mask, int64_t n)
+{
+    const float scale = 1.0f / (1.0f - rate), thr = rate * 16777216.0f;
+#pragma omp parallel for num_threads(nn__threads()) if (n >= DROPOUT_PAR_MIN) \
+    schedule(static)
+    for (int64_t c = 0; c < chunks(n); c++) {
+        int64_t i0 = c * DROPOUT_CHUNK;
+        int64_t i1 = i0 + DROPOUT_CHUNK < n ? i0 + DROPOUT_CHUNK : n;
+        draw_chunk(key, thr, scale, x, y, mask, i0, i1);
+    }
+}
+
+static void apply_mask(const uint8_t *mask, float rate, const float *dy,
+                       float *dx, int64_t n, bool accum)
 {
     const float scale = 1.0f / (1.0f - rate);
 #pragma omp parallel for num_threads(nn__threads()) if (n >= DROPOUT_PAR_MIN) \
     schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float v = nn__hash_uniform(key, (uint64_t)i) < rate ? 0.0f
-                                                            : x[i] * scale;
-        y[i] = accum ? y[i] + v : v;
+    for (int64_t c = 0; c < chunks(n); c++) {
+        int64_t i0 = c * DROPOUT_CHUNK;
+        int64_t i1 = i0 + DROPOUT_CHUNK < n ? i0 + DROPOUT_CHUNK : n;
+        mask_chunk(mask, scale, dy, dx, i0, i1, accum);
     }
 }
 
@@ -49,9 +108,13 @@ static nn_status dropout_forward(const nn_layer *l, const nn_fwd *a)
     int64_t n = (int64_t)a->batch * nn__shape_size(&l->out);
     float rate = l->cfg.dropout.rate;
     dropout_state st = {a->rng_key, a->training && rate > 0.0f};
+    if (st.active)
+        NN_CHECK(a->state, NN_ERR_STATE, "Dropout '%s': no state buffer",
+                 l->name);
     if (a->state) memcpy(a->state, &st, sizeof st);
     if (st.active)
-        apply_mask(st.key, rate, a->in[0], a->out, n, false);
+        draw_mask(st.key, rate, a->in[0], a->out,
+                  (uint8_t *)a->state + MASK_OFFSET, n);
     else
         nn__copy_or_add(a->in[0], a->out, n, false);
     return NN_OK;
@@ -65,8 +128,8 @@ static nn_status dropout_backward(nn_layer *l, const nn_bwd *a)
     dropout_state st;
     memcpy(&st, a->state, sizeof st);
     if (st.active)
-        apply_mask(st.key, l->cfg.dropout.rate, a->dout, a->din[0], n,
-                   a->accum[0]);
+        apply_mask((const uint8_t *)a->state + MASK_OFFSET,
+                   l->cfg.dropout.rate, a->dout, a->din[0], n, a->accum[0]);
     else
         nn__copy_or_add(a->dout, a->din[0], n, a->accum[0]);
     return NN_OK;

@@ -19,6 +19,19 @@ extern const nn_layer_ops nn__dense_ops;
 extern const nn_layer_ops nn__relu_ops;
 extern const nn_layer_ops nn__sigmoid_ops;
 extern const nn_layer_ops nn__softmax_ops;
+extern const nn_layer_ops nn__batchnorm_ops;
+extern const nn_layer_ops nn__zeropad2d_ops;
+extern const nn_layer_ops nn__add_ops;
+extern const nn_layer_ops nn__concatenate_ops;
+extern const nn_layer_ops nn__global_avgpool2d_ops;
+extern const nn_layer_ops nn__resizing_ops;
+extern const nn_layer_ops nn__locally_connected2d_ops;
+extern const nn_layer_ops nn__repeat_channels_ops;
+extern const nn_layer_ops nn__random_flip_ops;
+extern const nn_layer_ops nn__random_rotation_ops;
+extern const nn_layer_ops nn__random_translation_ops;
+extern const nn_layer_ops nn__random_zoom_ops;
+extern const nn_layer_ops nn__random_contrast_ops;
 
 /* Copies a caller's options struct into *dst, which holds the defaults:
  * only the first min(src->size, dst_size) bytes are read, so older and

@@ -1,5 +1,6 @@
-/* MaxPooling2D and AveragePooling2D, NHWC. Max pooling keeps the argmax
- * of every output (int32 offsets within the sample) for its backward. */
+/* MaxPooling2D and AveragePooling2D, NHWC. Max pooling keeps no argmax:
+ * its backward finds each chosen cell again from its input and output,
+ * which cost less to read than an argmax costs to write and keep. */
 #include "kernels/kernels.h"
 #include "layers/layers.h"
 
@@ -46,17 +47,10 @@ static nn_conv_geom pool_geom(const nn_layer *l, int batch)
     };
 }
 
-static size_t maxpool_state_bytes(const nn_layer *l, int batch)
-{
-    return (size_t)batch * (size_t)nn__shape_size(&l->out) * sizeof(int32_t);
-}
-
 static nn_status maxpool_forward(const nn_layer *l, const nn_fwd *a)
 {
-    NN_CHECK(a->state, NN_ERR_STATE, "MaxPooling2D '%s': no state buffer",
-             l->name);
     nn_conv_geom g = pool_geom(l, a->batch);
-    nn__maxpool_forward(&g, a->in[0], a->out, a->state);
+    nn__maxpool_forward(&g, a->in[0], a->out, NULL);
     return NN_OK;
 }
 
@@ -64,7 +58,8 @@ static nn_status maxpool_backward(nn_layer *l, const nn_bwd *a)
 {
     if (!a->din[0]) return NN_OK;
     nn_conv_geom g = pool_geom(l, a->batch);
-    nn__maxpool_backward(&g, a->dout, a->state, a->din[0], a->accum[0]);
+    nn__maxpool_backward_x(&g, a->in[0], a->out, a->dout, a->din[0],
+                           a->accum[0]);
     return NN_OK;
 }
 
@@ -113,7 +108,6 @@ static nn_status pool_load(nn_layer *l, const uint8_t *buf, size_t len)
 const nn_layer_ops nn__maxpool2d_ops = {
     .type_name = "MaxPooling2D",
     .build = pool_build,
-    .state_bytes = maxpool_state_bytes,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .save_config = pool_save,

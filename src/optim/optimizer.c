@@ -3,6 +3,7 @@
  * described in optim.h (checkpoints depend on it). */
 #include "nn_internal.h"
 #include "optim/optim.h"
+#include "diag/diag.h"
 
 #include <math.h>
 #include <string.h>
@@ -141,6 +142,7 @@ void nn_optimizer_free(nn_optimizer *o)
         return;
     }
     free_slots(o);
+    nn__diag_free(o->diag);
     nn__free(o);
 }
 
@@ -222,17 +224,25 @@ nn_status nn__optimizer_prepare(nn_optimizer *o, const nn_model *m)
 nn_status nn__optimizer_step(nn_optimizer *o, nn_model *m)
 {
     NN_TRY(nn__optimizer_prepare(o, m));
+    /* Clipping and update measurements (src/diag/): off unless set. */
+    if (o->clipvalue > 0 || o->global_clipnorm > 0)
+        NN_TRY(nn__clip_gradients(o, m));
+    nn_diag *d = nn__diag_records(o->diag) ? o->diag : NULL;
     int64_t t = o->iterations + 1;
     param_iter it = {m, 0, 0};
     nn_param *p;
     for (int k = 0; (p = next_param(&it)) != NULL; k++) {
+        /* next_param has moved past p: it is it.param - 1 of it.layer */
+        if (d) nn__diag_before_param(d, it.layer, it.param - 1, p);
         if (o->kind == NN_OPTIM_ADAM)
             nn__adam_update(&o->adam, t, p->value.data, p->grad.data,
                             o->slot_m[k], o->slot_v[k], p->value.size);
         else
             nn__sgd_update(&o->sgd, p->value.data, p->grad.data,
                            o->slot_m[k], p->value.size);
+        if (d) nn__diag_after_param(d, it.layer, it.param - 1, p);
     }
     o->iterations = t;
+    if (d) nn__diag_after_update(d, t);
     return NN_OK;
 }

@@ -2,6 +2,7 @@
 #include "nn_internal.h"
 #include "train/train.h"
 #include "loss/loss.h"
+#include "diag/diag.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -9,11 +10,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define N_METRICS 5
+#define N_METRICS 8
+
+/* Per-step series of a fit with record_grad_norm = 2 (docs/diagnostics.md):
+ * the batch loss, the global gradient norm and the step's verdict. */
+#define N_STEP_SERIES 3
 
 struct nn_history {
     int epochs, cap;
     float *v[N_METRICS]; /* indexed by nn_metric */
+    bool grad;           /* the gradient metrics were recorded */
+    int64_t steps, step_cap;
+    float *step_v[N_STEP_SERIES];
 };
 
 static double now_s(void)
@@ -35,6 +43,8 @@ static nn_history *history_new(int epochs)
             return NULL;
         }
     }
+    for (int k = NN_METRIC_GRAD_NORM; k < N_METRICS; k++)
+        for (int e = 0; e < epochs; e++) h->v[k][e] = NAN; /* not recorded */
     return h;
 }
 
@@ -42,6 +52,7 @@ void nn_history_free(nn_history *h)
 {
     if (!h) return;
     for (int k = 0; k < N_METRICS; k++) nn__free(h->v[k]);
+    for (int k = 0; k < N_STEP_SERIES; k++) nn__free(h->step_v[k]);
     nn__free(h);
 }
 
@@ -71,16 +82,63 @@ nn_status nn_history_write_csv(const nn_history *h, const char *path)
              NN_ERR_INVALID, "nn_history_write_csv: path too long");
     FILE *f = fopen(tmp, "w");
     NN_CHECK(f, NN_ERR_IO, "cannot write '%s'", tmp);
-    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
-    for (int e = 0; e < h->epochs; e++)
-        fprintf(f, "%d,%.6g,%.6g,%.6g,%.6g,%.3f\n", e + 1, h->v[0][e],
+    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s\n",
+            h->grad ? ",grad_norm,grad_norm_max,health" : "");
+    for (int e = 0; e < h->epochs; e++) {
+        fprintf(f, "%d,%.6g,%.6g,%.6g,%.6g,%.3f", e + 1, h->v[0][e],
                 h->v[1][e], h->v[2][e], h->v[3][e], h->v[4][e]);
+        if (h->grad)
+            fprintf(f, ",%.6g,%.6g,%.0f", h->v[5][e], h->v[6][e], h->v[7][e]);
+        fprintf(f, "\n");
+    }
     bool ok = fflush(f) == 0 && !ferror(f);
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         remove(tmp);
         return nn__fail(NN_ERR_IO, "cannot write '%s'", path);
     }
+    return NN_OK;
+}
+
+int64_t nn_history_num_steps(const nn_history *h)
+{
+    if (!h) return nn__fail(NN_ERR_INVALID, "nn_history_num_steps: NULL");
+    return h->steps;
+}
+
+static int step_series(nn_metric metric)
+{
+    if (metric == NN_METRIC_LOSS) return 0;
+    if (metric == NN_METRIC_GRAD_NORM) return 1;
+    if (metric == NN_METRIC_HEALTH) return 2;
+    return -1;
+}
+
+float nn_history_step_get(const nn_history *h, nn_metric metric, int64_t step)
+{
+    int k = step_series(metric);
+    if (!h || k < 0 || step < 0 || step >= h->steps) {
+        nn__fail(NN_ERR_INVALID,
+                 "nn_history_step_get: no per-step metric %d at step %lld",
+                 (int)metric, (long long)step);
+        return NAN;
+    }
+    return h->step_v[k][step];
+}
+
+static nn_status history_add_step(nn_history *h, const float v[N_STEP_SERIES])
+{
+    if (h->steps == h->step_cap) {
+        int64_t cap = h->step_cap ? 2 * h->step_cap : 256;
+        for (int k = 0; k < N_STEP_SERIES; k++) {
+            float *a = nn__realloc(h->step_v[k], (size_t)cap * sizeof(float));
+            if (!a) return NN_ERR_NOMEM;
+            h->step_v[k] = a;
+        }
+        h->step_cap = cap;
+    }
+    for (int k = 0; k < N_STEP_SERIES; k++) h->step_v[k][h->steps] = v[k];
+    h->steps++;
     return NN_OK;
 }
 
@@ -138,6 +196,10 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     NN_CHECK(!o->val_x == !o->val_y, NN_ERR_INVALID,
              "nn_model_fit: give both val_x and val_y or neither");
     if (o->val_x) NN_TRY(nn__check_xy(m, o->val_x, o->val_y, "validation"));
+    NN_CHECK(o->record_grad_norm >= 0 && o->record_grad_norm <= 2,
+             NN_ERR_INVALID,
+             "nn_model_fit: record_grad_norm must be 0, 1 or 2, got %d",
+             o->record_grad_norm);
     return NN_OK;
 }
 
@@ -148,7 +210,34 @@ typedef struct epoch_ctx {
     fit_buffers *b;
     nn_progress p;
     double t0;
+    /* gradient diagnostics of the epoch (record_grad_norm) */
+    nn_history *h;
+    double gsum, gmax;
+    int64_t gcount;
+    int worst; /* most severe nn_health seen */
 } epoch_ctx;
+
+/* Reads the diagnostics of the step just run, including one the finite
+ * check stopped, into the epoch's figures and the per-step history. */
+static nn_status note_step(epoch_ctx *e, nn_status s, double loss)
+{
+    double g;
+    nn_health sv, wv;
+    if (!e->o->record_grad_norm || (s != NN_OK && s != NN_ERR_NUMERIC) ||
+        !nn__diag_last(e->m, &g, &sv, &wv))
+        return NN_OK;
+    e->gsum += g;
+    e->gcount++;
+    if (!isnan(e->gmax) && (isnan(g) || g > e->gmax)) e->gmax = g;
+    if ((int)sv > e->worst) e->worst = (int)sv;
+    if ((int)wv > e->worst) e->worst = (int)wv;
+    if (e->o->record_grad_norm < 2 || !e->h) return NN_OK;
+    float v[N_STEP_SERIES] = {s == NN_OK ? (float)loss : NAN, (float)g,
+                              (float)sv};
+    NN_CHECK(history_add_step(e->h, v) == NN_OK, NN_ERR_NOMEM,
+             "fit: out of memory for the per-step history");
+    return NN_OK;
+}
 
 static int notify(epoch_ctx *e)
 {
@@ -173,8 +262,11 @@ static nn_status run_epoch(epoch_ctx *e)
         gather(e->x->data, in_sz, e->b->perm + i, cur, e->b->xb);
         gather(e->y->data, y_sz, e->b->perm + i, cur, e->b->yb);
         nn_step_stats st = {0};
-        NN_TRY(nn__train_step(m, e->b->xb, e->b->yb, cur, true, true, NULL,
-                              &st));
+        nn_status s = nn__train_step(m, e->b->xb, e->b->yb, cur, true, true,
+                                     NULL, &st);
+        if (e->o->record_grad_norm)
+            NN_TRY(note_step(e, s, st.loss_sum / cur));
+        NN_TRY(s);
         loss_sum += st.loss_sum;
         correct += st.correct;
         denom += nn__loss_accuracy_denominator(m->loss, cur, classes);
@@ -205,6 +297,12 @@ static nn_status finish_epoch(epoch_ctx *e, nn_history *h, int epoch)
         h->v[NN_METRIC_VAL_LOSS][epoch] = e->p.val_loss;
         h->v[NN_METRIC_VAL_ACCURACY][epoch] = e->p.val_accuracy;
         h->v[NN_METRIC_EPOCH_SECONDS][epoch] = (float)(now_s() - e->t0);
+        if (e->o->record_grad_norm && e->gcount > 0) {
+            h->grad = true;
+            h->v[NN_METRIC_GRAD_NORM][epoch] = (float)(e->gsum / e->gcount);
+            h->v[NN_METRIC_GRAD_NORM_MAX][epoch] = (float)e->gmax;
+            h->v[NN_METRIC_HEALTH][epoch] = (float)e->worst;
+        }
         h->epochs = epoch + 1;
     }
     e->p.event = NN_PROGRESS_EPOCH_END;
@@ -223,6 +321,9 @@ static nn_status fit_epochs(epoch_ctx *e, nn_history *h)
         e->p.epoch = ep;
         e->p.val_loss = e->p.val_accuracy = NAN;
         e->t0 = now_s();
+        e->gsum = e->gmax = 0;
+        e->gcount = 0;
+        e->worst = NN_HEALTH_OK;
         NN_TRY(run_epoch(e));
         NN_TRY(finish_epoch(e, h, ep));
     }
@@ -247,13 +348,20 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     if (s == NN_OK)
         s = buffers_alloc(&b, x->shape[0], batch, nn__shape_size(&m->input->out),
                           nn__label_size(m));
+    /* Diagnostics the options ask for are on for this run only. */
+    nn_diag_saved saved;
+    if (s == NN_OK)
+        s = nn__diag_push(m, o.record_grad_norm > 0, o.stop_on_nonfinite != 0,
+                          &saved);
     if (s == NN_OK) {
-        epoch_ctx e = {.m = m, .x = x, .y = y, .o = &o, .b = &b};
+        epoch_ctx e = {.m = m, .x = x, .y = y, .o = &o, .b = &b, .h = h};
         s = fit_epochs(&e, h);
+        nn__diag_pop(m, &saved);
     }
     buffers_free(&b);
-    /* A history of the epochs that ran is useful even after a failure. */
-    if (history && h && h->epochs > 0) *history = h;
+    /* A history of the epochs (or steps) that ran is useful even after a
+     * failure. */
+    if (history && h && (h->epochs > 0 || h->steps > 0)) *history = h;
     else nn_history_free(h);
     return s;
 }

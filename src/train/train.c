@@ -4,6 +4,7 @@
 #include "nn_internal.h"
 #include "train/train.h"
 #include "loss/loss.h"
+#include "diag/diag.h"
 
 #include <math.h>
 #include <string.h>
@@ -32,6 +33,11 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
         lo.size = sizeof lo;
     }
     if (m->opt && m->opt != opt) {
+        /* Diagnostics belong to the model: the new optimizer carries them. */
+        if (!opt->diag) {
+            opt->diag = m->opt->diag;
+            m->opt->diag = NULL;
+        }
         m->opt->owned_by_model = false;
         nn_optimizer_free(m->opt);
     }
@@ -137,8 +143,12 @@ nn_status nn__train_step(nn_model *m, const float *x, const float *y,
     NN_TRY(ensure_grads(m));
     NN_TRY(nn__context_plan(c, batch, true));
     NN_TRY(nn__forward(c, x, batch, training, step_key(m)));
+    /* Gradient diagnostics (src/diag/): a NULL test when they are off. */
+    nn_diag *d = m->opt->diag;
+    if (d) NN_TRY(nn__diag_after_forward(m, c, batch));
     NN_TRY(nn__loss_step(m, c, y, batch, true, st));
     NN_TRY(nn__backward(c, batch, st->preact, dx));
+    if (d) NN_TRY(nn__diag_after_backward(m, c, batch, dx != NULL));
     if (update) NN_TRY(nn__optimizer_step(m->opt, m));
     return NN_OK;
 }
