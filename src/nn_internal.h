@@ -262,6 +262,11 @@ bool nn__name_taken(const nn_model *m, const char *name);
 /* Appends a built layer, making it the output. */
 nn_status nn__append_layer(nn_model *m, nn_layer *l);
 
+/* Parameter values the next layers built on this thread may allocate in
+ * all; -1: no limit. The checkpoint loader sets it to what the file holds,
+ * so a hostile config cannot make a build allocate without bound. */
+extern _Thread_local int64_t nn__param_budget;
+
 /* Adds a parameter to a layer during build. */
 nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
                               const int *shape, bool trainable);

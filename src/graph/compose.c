@@ -91,7 +91,7 @@ static nn_status copy_name(nn_model *outer, nn_layer *copy, const char *group)
              "nn_model_apply: layer name '%s' is already used in the outer "
              "model",
              copy->name);
-    snprintf(copy->name, sizeof copy->name, "%s", name);
+    memcpy(copy->name, name, strlen(name) + 1); /* fits: checked above */
     return NN_OK;
 }
 

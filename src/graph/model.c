@@ -51,6 +51,8 @@ void nn_model_free(nn_model *m)
     nn__free(m);
 }
 
+_Thread_local int64_t nn__param_budget = -1;
+
 nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
                               const int *shape, bool trainable)
 {
@@ -68,6 +70,13 @@ nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
         size *= shape[i];
         NN_CHECK(size <= ((int64_t)1 << 34), NN_ERR_SHAPE,
                  "layer '%s': parameter '%s' is too large", l->name, name);
+    }
+    if (nn__param_budget >= 0) {
+        NN_CHECK(size <= nn__param_budget, NN_ERR_FORMAT,
+                 "layer '%s': parameter '%s' needs %lld values, more than "
+                 "stored",
+                 l->name, name, (long long)size);
+        nn__param_budget -= size;
     }
     float *data = nn__calloc((size_t)size, sizeof(float));
     if (!data) return NN_ERR_NOMEM;

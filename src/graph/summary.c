@@ -116,15 +116,15 @@ static void layer_row(sbuf *s, const nn_model *m, row r, bool chain)
     shape_str(&l->out, shape, sizeof shape);
     with_commas(n, params, sizeof params);
     if (chain) {
-        put(s, " %-33s %-25s %-10s\n", name, shape, params);
+        put(s, " %-42s %-25s %-10s\n", name, shape, params);
         return;
     }
     const nn_layer *in[NN_LAYER_MAX_INPUTS];
     int k = external_inputs(m, r, in, NN_LAYER_MAX_INPUTS);
-    put(s, " %-33s %-25s %-10s %s\n", name, shape, params,
+    put(s, " %-42s %-25s %-10s %s\n", name, shape, params,
         k ? in[0]->name : "[]");
     for (int i = 1; i < k; i++)
-        put(s, " %-33s %-25s %-10s %s\n", "", "", "", in[i]->name);
+        put(s, " %-42s %-25s %-10s %s\n", "", "", "", in[i]->name);
 }
 
 nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
@@ -134,15 +134,15 @@ nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
     NN_CHECK(buf || cap == 0, NN_ERR_INVALID, "nn_model_summary: buf is NULL");
     sbuf s = {buf, cap, 0};
     bool chain = is_chain(m);
-    int width = chain ? 71 : 104;
+    int width = chain ? 80 : 113;
     put(&s, "Model: \"%s\"\n",
         m->name[0] ? m->name : chain ? "sequential" : "model");
     rule(&s, '_', width);
     if (chain)
-        put(&s, " %-33s %-25s %-10s\n", "Layer (type)", "Output Shape",
+        put(&s, " %-42s %-25s %-10s\n", "Layer (type)", "Output Shape",
             "Param #");
     else
-        put(&s, " %-33s %-25s %-10s %s\n", "Layer (type)", "Output Shape",
+        put(&s, " %-42s %-25s %-10s %s\n", "Layer (type)", "Output Shape",
             "Param #", "Connected to");
     rule(&s, '=', width);
     for (int i = 0; i < m->n_layers;) {

@@ -320,25 +320,6 @@ static int64_t mul_sat(int64_t a, int64_t b)
     return a > INT64_MAX / b ? INT64_MAX : a * b;
 }
 
-static int64_t last_dim(const nn_layer *l)
-{
-    return l->out.rank > 0 ? l->out.d[l->out.rank - 1] : 0;
-}
-
-/* A lower bound of the parameter values the builder will allocate for this
- * config. It must not exceed what the file stores, which bounds every
- * allocation by the file size. */
-static int64_t min_param_elems(const stored_layer *sl, const nn_layer *proto)
-{
-    if (sl->n_inputs < 1) return 0;
-    int64_t in = last_dim(sl->inputs[0]);
-    if (sl->kind == NN_KIND_CONV2D)
-        return mul_sat(mul_sat(proto->cfg.conv.kh, proto->cfg.conv.kw),
-                       mul_sat(in, proto->cfg.conv.filters));
-    if (sl->kind == NN_KIND_DENSE) return mul_sat(in, proto->cfg.dense.units);
-    return 0;
-}
-
 static nn_status make_proto(cursor *c, const stored_layer *sl, nn_layer *proto)
 {
     memset(proto, 0, sizeof *proto);
@@ -354,11 +335,6 @@ static nn_status make_proto(cursor *c, const stored_layer *sl, nn_layer *proto)
     } else if (sl->config_len) {
         return bad(c, "this kind takes no config");
     }
-    int64_t need = min_param_elems(sl, proto);
-    if ((uint64_t)need > sl->total_elems)
-        return bad(c, "the config needs at least %lld parameter values, the "
-                      "file stores %llu",
-                   (long long)need, (unsigned long long)sl->total_elems);
     return NN_OK;
 }
 
@@ -414,8 +390,12 @@ static nn_status read_layer(cursor *c, nn_model *m)
     nn_layer proto;
     NN_TRY(read_layer_record(c, m, &sl));
     NN_TRY(make_proto(c, &sl, &proto));
+    /* A config may describe parameters far larger than the file holds;
+     * the budget makes building fail before allocating them. */
+    nn__param_budget = (int64_t)sl.total_elems;
     nn_layer *l = nn__add_layer(m, (nn_layer_kind)sl.kind, sl.n_inputs,
                                 sl.inputs, sl.name, &proto);
+    nn__param_budget = -1;
     if (!l) return wrap(c, builder_status());
     return fill_layer(c, l, &sl);
 }
