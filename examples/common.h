@@ -232,7 +232,8 @@ static inline int q3_main(int argc, char **argv, const char *prog,
     q3_args a = q3_parse(argc, argv, prog, history);
     dataset d;
     load_dataset(&d, a.data, a.train_n, a.test_n);
-    printf("libnn %s - %s: %lld training and %lld test images of %lldx%lldx%lld\n",
+    printf("libnn %s - %s: %lld training and %lld test images of "
+           "%lldx%lldx%lld\n",
            nn_version(), d.name, (long long)nn_tensor_dim(d.x_train, 0),
            (long long)nn_tensor_dim(d.x_test, 0),
            (long long)nn_tensor_dim(d.x_train, 1),

@@ -133,7 +133,8 @@ int main(int argc, char **argv)
     load_dataset(&d, a.data, a.train_n, a.test_n);
     d.x_train = to_model_input(d.x_train, mode);
     d.x_test = to_model_input(d.x_test, mode);
-    int h = (int)nn_tensor_dim(d.x_train, 1), w = (int)nn_tensor_dim(d.x_train, 2);
+    int h = (int)nn_tensor_dim(d.x_train, 1);
+    int w = (int)nn_tensor_dim(d.x_train, 2);
     printf("libnn %s - %s: %lld training and %lld test images of %dx%dx3, "
            "%s preprocessing\n",
            nn_version(), d.name, (long long)nn_tensor_dim(d.x_train, 0),

@@ -116,8 +116,9 @@ int main(int argc, char **argv)
     args a = parse(argc, argv);
     dataset d;
     load_dataset(&d, a.data, a.train_n, a.test_n);
-    int h = (int)nn_tensor_dim(d.x_train, 1), w = (int)nn_tensor_dim(d.x_train, 2),
-        c = (int)nn_tensor_dim(d.x_train, 3);
+    int h = (int)nn_tensor_dim(d.x_train, 1);
+    int w = (int)nn_tensor_dim(d.x_train, 2);
+    int c = (int)nn_tensor_dim(d.x_train, 3);
     printf("libnn %s - %s: %lld training and %lld test images of %dx%dx%d\n",
            nn_version(), d.name, (long long)nn_tensor_dim(d.x_train, 0),
            (long long)nn_tensor_dim(d.x_test, 0), h, w, c);

@@ -646,7 +646,8 @@ typedef enum nn_weight_map {
     NN_WEIGHTS_LIBNN = 0,
     /* torchvision ResNet state_dict keys ("layer1.0.conv1.weight") and
      * PyTorch layouts, into a model built by nn_resnet50 (torchvision
-     * flavour); "num_batches_tracked" counters are skipped. */
+     * flavour); "num_batches_tracked" counters are skipped, and so is the
+     * classifier ("fc.*") when the model has no top. */
     NN_WEIGHTS_TORCHVISION_RESNET = 1
 } nn_weight_map;
 

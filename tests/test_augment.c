@@ -616,7 +616,8 @@ static void test_wrap_follows_tf(void **state)
 }
 
 /* Constant mode: a coordinate outside the image gives fill_value, with no
- * blend at the border (ImageProjectiveTransformV3 since TF 2.4). */
+ * blend at the border (ImageProjectiveTransformV3 since the fix of
+ * tensorflow/tensorflow#46637). */
 static void test_constant_fill_borders(void **state)
 {
     (void)state;
@@ -1006,7 +1007,8 @@ static void test_names_and_shapes(void **state)
                             "random_translation", "random_zoom",
                             "random_contrast"};
     for (int k = 0; k < 5; k++) {
-        nn_layer *l = strong_layer(m, in, (nn_layer_kind)(NN_KIND_RANDOM_FLIP + k));
+        nn_layer_kind kind = (nn_layer_kind)(NN_KIND_RANDOM_FLIP + k);
+        nn_layer *l = strong_layer(m, in, kind);
         assert_non_null(l);
         assert_string_equal(nn_layer_type(l), types[k]);
         assert_string_equal(nn_layer_name(l), names[k]);

@@ -347,30 +347,71 @@ static void test_nonfinite_forward_input(void **state)
     nn_model_free(m);
 }
 
-/* A NaN label leaves the forward pass finite; the loss gradient is the
- * first non-finite value of the backward pass: the output layer's. */
-static void test_nonfinite_backward(void **state)
+/* The backward check in isolation: after a clean backward pass, values
+ * are poked into the gradients and the hook must name the first one in
+ * backward order: a layer's output gradient (complete before it runs),
+ * then its weight gradients, layers from the output down. */
+static void test_nonfinite_backward_order(void **state)
 {
     (void)state;
     nn_model *m = chain(4, 3, 6, NN_ACT_RELU, 3, 1.0f, NULL);
     int64_t xs[2] = {6, 4};
     nn_tensor *x = rand_tensor(2, xs, 1.0f);
     nn_tensor *y = one_hot_labels(6, 3);
-    nn_tensor_data(y)[4] = NAN;
     set_diag(m, 0, 1);
-    assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_ERR_NUMERIC);
-    const char *msg = nn_last_error();
-    assert_non_null(strstr(msg, "'out'"));
-    assert_non_null(strstr(msg, "backward"));
-    assert_non_null(strstr(msg, "output gradient"));
-    /* Without the check the step trains on garbage and says nothing. */
-    assert_int_equal(nn_model_set_diagnostics(m, NULL), NN_OK);
-    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
-    assert_true(isnan(nn_tensor_data(nn_layer_weight(nn_model_find_layer(m, "d0"), 0))[0]) ||
-                isnan(nn_tensor_data(nn_layer_weight(nn_model_find_layer(m, "out"), 0))[0]));
+    assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_OK);
+    nn_layer *d0 = nn_model_find_layer(m, "d0");
+    nn_layer *d1 = nn_model_find_layer(m, "d1");
+    nn_layer *d2 = nn_model_find_layer(m, "d2");
+    nn_tensor_data(nn_layer_weight_grad(d0, 0))[3] = NAN;
+    assert_int_equal(nn__diag_after_backward(m, m->ctx, 6, false),
+                     NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "gradient of 'kernel' of layer 'd0'"));
+    nn_tensor_data(nn_layer_weight_grad(d1, 1))[0] = INFINITY;
+    assert_int_equal(nn__diag_after_backward(m, m->ctx, 6, false),
+                     NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "+Inf at index 0 of the gradient "
+                                            "of 'bias' of layer 'd1'"));
+    m->ctx->dact[d2->index][7] = NAN; /* d2's output gradient */
+    assert_int_equal(nn__diag_after_backward(m, m->ctx, 6, false),
+                     NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "output gradient of layer 'd2'"));
+    assert_non_null(strstr(nn_last_error(), "backward pass of step 1"));
     nn_tensor_free(x);
     nn_tensor_free(y);
     nn_model_free(m);
+}
+
+/* A deep linear chain with large kernels on tiny inputs: the forward
+ * signal stays finite, the gradient overflows on its way back. The check
+ * stops the step in the backward pass, before any update; without it the
+ * step would write Inf/NaN into the weights. */
+static void test_nonfinite_backward_overflow(void **state)
+{
+    (void)state;
+    for (int check = 1; check >= 0; check--) {
+        nn_model *m = chain(32, 24, 32, NN_ACT_NONE, 10, 150.0f, NULL);
+        int64_t xs[2] = {8, 32};
+        nn_tensor *x = rand_tensor(2, xs, 1e-30f);
+        nn_tensor *y = one_hot_labels(8, 10);
+        set_diag(m, 1, check);
+        nn_status s = nn_model_train_batch(m, x, y, NULL, NULL);
+        const float *k0 = nn_tensor_data(nn_layer_weight(nn_model_find_layer(m, "d0"), 0));
+        if (check) {
+            assert_int_equal(s, NN_ERR_NUMERIC);
+            assert_non_null(strstr(nn_last_error(), "backward pass"));
+            assert_non_null(strstr(nn_last_error(), "output gradient of layer 'd"));
+            assert_true(isfinite(k0[0]));
+            assert_int_equal(nn_optimizer_iterations(m->opt), 0);
+        } else {
+            assert_int_equal(s, NN_OK);
+            assert_false(isfinite(k0[0]) && isfinite(k0[1]) && isfinite(k0[2]));
+            assert_int_equal(verdict(m, 0, NULL), NN_HEALTH_NONFINITE);
+        }
+        nn_tensor_free(x);
+        nn_tensor_free(y);
+        nn_model_free(m);
+    }
 }
 
 /* fit's stop_on_nonfinite names the layer; the model's own settings
@@ -398,10 +439,13 @@ static void test_fit_stops_on_nonfinite(void **state)
     assert_int_equal(nn_history_num_steps(h), 1);
     assert_true(nn_history_step_get(h, NN_METRIC_HEALTH, 0) == NN_HEALTH_NONFINITE);
     nn_history_free(h);
-    /* off again: training goes through (on garbage) */
+    /* off again: the loss still refuses the non-finite logits, but cannot
+     * say where they came from */
     fo.stop_on_nonfinite = 0;
     fo.record_grad_norm = 0;
-    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_OK);
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "loss"));
+    assert_null(strstr(nn_last_error(), "'d1'"));
     nn_tensor_free(x);
     nn_tensor_free(y);
     nn_model_free(m);
@@ -598,13 +642,14 @@ static void test_clip_both(void **state)
 /* ---------------- verdicts ---------------- */
 
 static nn_health chain_verdict(int depth, nn_activation act, float scale,
-                               const char **why)
+                               const nn_diag_opts *o, const char **why)
 {
     nn_model *m = chain(32, depth, 32, act, 10, scale, NULL);
     int64_t xs[2] = {32, 32};
     nn_tensor *x = rand_tensor(2, xs, 1.0f);
     nn_tensor *y = one_hot_labels(32, 10);
-    set_diag(m, 1, 0);
+    if (o) assert_int_equal(nn_model_set_diagnostics(m, o), NN_OK);
+    else set_diag(m, 1, 0);
     assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_OK);
     nn_health h = verdict(m, 0, why);
     nn_tensor_free(x);
@@ -613,31 +658,51 @@ static nn_health chain_verdict(int depth, nn_activation act, float scale,
     return h;
 }
 
+/* Sigmoid layers pass back at most a quarter of the gradient each: 16 of
+ * them at Glorot's scale leave the first layer orders of magnitude below
+ * the last. */
 static void test_verdict_vanishing_sigmoid_chain(void **state)
 {
     (void)state;
     const char *why;
-    assert_int_equal(chain_verdict(16, NN_ACT_SIGMOID, 1.0f, &why),
+    assert_int_equal(chain_verdict(16, NN_ACT_SIGMOID, 1.0f, NULL, &why),
                      NN_HEALTH_VANISHING);
     assert_non_null(strstr(why, "'d0' (input side"));
     assert_non_null(strstr(why, "'out' (output side"));
-    /* the same depth with ReLU at He-like scale is healthy */
-    assert_int_equal(chain_verdict(16, NN_ACT_RELU, 1.2f, &why), NN_HEALTH_OK);
-    /* a short sigmoid chain is healthy too */
-    assert_int_equal(chain_verdict(2, NN_ACT_SIGMOID, 1.0f, &why), NN_HEALTH_OK);
+    /* the same depth with ReLU is healthy */
+    assert_int_equal(chain_verdict(16, NN_ACT_RELU, 1.2f, NULL, &why),
+                     NN_HEALTH_OK);
+    /* and so is a short sigmoid chain */
+    assert_int_equal(chain_verdict(2, NN_ACT_SIGMOID, 1.0f, NULL, &why),
+                     NN_HEALTH_OK);
+    /* all gradients under the floor */
+    nn_diag_opts o = NN_DIAG_OPTS_INIT;
+    o.vanishing_floor = 1e6f;
+    assert_int_equal(chain_verdict(2, NN_ACT_RELU, 1.0f, &o, &why),
+                     NN_HEALTH_VANISHING);
+    assert_non_null(strstr(why, "below"));
 }
 
+/* Kernels scaled up: every layer multiplies the signal (forward) and the
+ * gradient (backward), so the global norm explodes with depth. */
 static void test_verdict_exploding_scaled_chain(void **state)
 {
     (void)state;
     const char *why;
-    assert_int_equal(chain_verdict(12, NN_ACT_NONE, 4.0f, &why),
-                     NN_HEALTH_EXPLODING);
-    assert_non_null(strstr(why, "'d0'"));
-    /* huge everywhere: the ceiling */
-    assert_int_equal(chain_verdict(12, NN_ACT_RELU, 30.0f, &why),
+    assert_int_equal(chain_verdict(12, NN_ACT_NONE, 1.0f, NULL, &why),
+                     NN_HEALTH_OK);
+    assert_int_equal(chain_verdict(12, NN_ACT_NONE, 4.0f, NULL, &why),
                      NN_HEALTH_EXPLODING);
     assert_non_null(strstr(why, "global gradient norm"));
+    assert_non_null(strstr(why, "the largest is 'd"));
+    assert_int_equal(chain_verdict(12, NN_ACT_RELU, 3.0f, NULL, &why),
+                     NN_HEALTH_EXPLODING);
+    /* the input/output ratio rule, with a threshold this chain crosses */
+    nn_diag_opts o = NN_DIAG_OPTS_INIT;
+    o.exploding_ratio = 1.5f;
+    assert_int_equal(chain_verdict(12, NN_ACT_RELU, 1.5f, &o, &why),
+                     NN_HEALTH_EXPLODING);
+    assert_non_null(strstr(why, "'d0' (input side"));
 }
 
 /* Growth over the window: one Dense layer (no ratio test), the ceiling
@@ -971,7 +1036,8 @@ int main(void)
         cmocka_unit_test(test_update_ratio),
         cmocka_unit_test(test_nonfinite_forward_weight),
         cmocka_unit_test(test_nonfinite_forward_input),
-        cmocka_unit_test(test_nonfinite_backward),
+        cmocka_unit_test(test_nonfinite_backward_order),
+        cmocka_unit_test(test_nonfinite_backward_overflow),
         cmocka_unit_test(test_fit_stops_on_nonfinite),
         cmocka_unit_test(test_clip_by_norm),
         cmocka_unit_test(test_clip_by_value),

@@ -250,10 +250,19 @@ static int gc_augment(nn_layer_kind kind)
     return 2;
 }
 static int gc_random_flip(void) { return gc_augment(NN_KIND_RANDOM_FLIP); }
-static int gc_random_rotation(void) { return gc_augment(NN_KIND_RANDOM_ROTATION); }
-static int gc_random_translation(void) { return gc_augment(NN_KIND_RANDOM_TRANSLATION); }
+static int gc_random_rotation(void)
+{
+    return gc_augment(NN_KIND_RANDOM_ROTATION);
+}
+static int gc_random_translation(void)
+{
+    return gc_augment(NN_KIND_RANDOM_TRANSLATION);
+}
 static int gc_random_zoom(void) { return gc_augment(NN_KIND_RANDOM_ZOOM); }
-static int gc_random_contrast(void) { return gc_augment(NN_KIND_RANDOM_CONTRAST); }
+static int gc_random_contrast(void)
+{
+    return gc_augment(NN_KIND_RANDOM_CONTRAST);
+}
 
 /* Graph-model layers (in depth: tests/test_graph_layers.c): the sample
  * layer; batch normalization in training and in inference. */

@@ -675,7 +675,8 @@ static const bad_case bad_cases[] = {
     {"trailing", {good[0], good[1], good[2], good[3]}, 4, 496,
      NN_ERR_FORMAT, "'fc/bias'", "8 unused bytes"},
     {"duplicate",
-     {good[0], good[1], good[2], good[3], {"conv/bias", "F32", "[3]", 488, 500}},
+     {good[0], good[1], good[2], good[3],
+      {"conv/bias", "F32", "[3]", 488, 500}},
      5, 500, NN_ERR_FORMAT, "'conv/bias'", "twice"},
     {"too many dims",
      {good[0], good[1], good[2],
@@ -732,7 +733,8 @@ static void test_st_bad_json(void **state)
     static const struct {
         const char *json, *sub;
     } cases[] = {
-        {"{\"conv/kernel\":{\"dtype\":\"F32\" \"shape\":[1]}}", "'conv/kernel'"},
+        {"{\"conv/kernel\":{\"dtype\":\"F32\" \"shape\":[1]}}",
+         "'conv/kernel'"},
         {"{\"conv/kernel\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":"
          "[0,4]},}", "after its entry"},
         {"{\"conv/kernel\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":"
@@ -1030,6 +1032,18 @@ static void test_torchvision_layouts(void **state)
                                            NN_WEIGHTS_TORCHVISION_RESNET),
                  NN_ERR_FORMAT, "'conv1.bias': missing");
     assert_non_null(strstr(nn_last_error(), "NN_RESNET_TORCHVISION"));
+    nn_model_free(m);
+
+    /* without a top, the file's classifier is skipped (Keras' notop) */
+    m = nn_model_create(1);
+    int shape[3] = {5, 5, 3};
+    nn_conv2d_opts c = NN_CONV2D_OPTS_INIT;
+    c.name = "conv1_conv";
+    c.use_bias = 0;
+    assert_non_null(nn_conv2d(m, nn_input(m, 3, shape, NULL), 4, 3, 3, &c));
+    assert_ok(nn_model_load_safetensors(m, tpath("tv.st"),
+                                        NN_WEIGHTS_TORCHVISION_RESNET));
+    assert_float_equal(weight(m, "conv1_conv", 0)[1], 27.0f, 0);
     nn_model_free(m);
 
     /* a layer that is not ResNet's cannot take torchvision names */

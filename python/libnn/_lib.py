@@ -35,6 +35,7 @@ ADAM_EPS_KERAS, ADAM_EPS_TORCH = 0, 1
 PROGRESS_BATCH_END, PROGRESS_EPOCH_END = 0, 1
 (METRIC_LOSS, METRIC_ACCURACY, METRIC_VAL_LOSS, METRIC_VAL_ACCURACY,
  METRIC_EPOCH_SECONDS) = range(5)
+METRIC_GRAD_NORM, METRIC_GRAD_NORM_MAX, METRIC_HEALTH = 5, 6, 7
 SAVE_DEFAULT, SAVE_OPTIMIZER = 0, 1
 MAX_RANK = 8
 
@@ -136,7 +137,8 @@ nn_progress_fn = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(nn_progress), c_void_p)
 class nn_fit_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
                 ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
-                ("progress", nn_progress_fn), ("user", c_void_p)]
+                ("progress", nn_progress_fn), ("user", c_void_p),
+                ("record_grad_norm", c_int), ("stop_on_nonfinite", c_int)]
 
 
 # The NN_*_OPTS_INIT defaults of nn.h.
@@ -438,6 +440,53 @@ _SIGNATURES.update({
     "nn_model_set_trainable": (c_int, [ModelP, c_int], _S),
     "nn_layer_receptive_field": (c_int, [LayerP, IntP, IntP, IntP, IntP],
                                  _S),
+})
+
+# ---- gradient diagnostics and clipping (docs/diagnostics.md)
+HEALTH_NAMES = ("ok", "vanishing", "exploding", "nonfinite")
+
+
+class nn_diag_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("record", c_int),
+                ("check_finite", c_int), ("window", c_int),
+                ("vanishing_ratio", c_float), ("vanishing_floor", c_float),
+                ("exploding_ratio", c_float), ("exploding_ceiling", c_float),
+                ("exploding_growth", c_float)]
+
+
+class nn_grad_report(_Opaque):
+    pass
+
+
+GradReportP = ctypes.POINTER(nn_grad_report)
+_DEFAULTS[nn_diag_opts] = dict(record=1, check_finite=0, window=20,
+                               vanishing_ratio=1e-3, vanishing_floor=1e-8,
+                               exploding_ratio=1e3, exploding_ceiling=1e3,
+                               exploding_growth=1e2)
+_SIGNATURES.update({
+    "nn_model_set_diagnostics": (c_int, [ModelP,
+                                         ctypes.POINTER(nn_diag_opts)], _S),
+    "nn_optimizer_set_global_clipnorm": (c_int, [OptimizerP, c_float], _S),
+    "nn_optimizer_set_clipvalue": (c_int, [OptimizerP, c_float], _S),
+    "nn_model_grad_report": (c_int, [ModelP, ctypes.POINTER(GradReportP)],
+                             _S),
+    "nn_grad_report_free": (None, [GradReportP], None),
+    "nn_grad_report_num_layers": (c_int, [GradReportP], None),
+    "nn_grad_report_layer_name": (c_char_p, [GradReportP, c_int], None),
+    "nn_grad_report_num_weights": (c_int, [GradReportP, c_int], None),
+    "nn_grad_report_grad_norm": (c_double, [GradReportP, c_int, c_int], None),
+    "nn_grad_report_weight_norm": (c_double, [GradReportP, c_int, c_int],
+                                   None),
+    "nn_grad_report_update_ratio": (c_double, [GradReportP, c_int, c_int],
+                                    None),
+    "nn_grad_report_global_norm": (c_double, [GradReportP], None),
+    "nn_grad_report_step": (c_int64, [GradReportP], None),
+    "nn_grad_report_health": (c_int, [GradReportP, c_int, IntP,
+                                      ctypes.POINTER(c_char_p)], _S),
+    "nn_model_grad_summary": (c_int, [ModelP, ctypes.c_char_p, c_size_t,
+                                      ctypes.POINTER(c_size_t)], _S),
+    "nn_history_num_steps": (c_int64, [HistoryP], None),
+    "nn_history_step_get": (c_float, [HistoryP, c_int, c_int64], None),
 })
 
 missing = []

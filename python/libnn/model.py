@@ -795,18 +795,27 @@ class Model:
         return out
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None,
-            shuffle=True, callback=None):
+            shuffle=True, callback=None, record_grad_norm=0,
+            stop_on_nonfinite=False):
         """Trains for `epochs` and returns the history as a dict of lists:
         loss, accuracy, (val_loss, val_accuracy,) seconds.
 
         callback(progress) is called after every batch and epoch with a
         Progress; a true return value stops training (the history of the
         finished epochs is returned). An exception raised by the callback
-        stops training and propagates."""
+        stops training and propagates.
+
+        record_grad_norm 1 adds grad_norm, grad_norm_max and health (0-3)
+        per epoch, 2 also step_loss, step_grad_norm and step_health per
+        step; stop_on_nonfinite stops at the first NaN/Inf naming the
+        layer (docs/diagnostics.md)."""
         tx, ty = self._xy(x, y)
         o = _lib.make_opts(_lib.nn_fit_opts, epochs=_int(epochs, "epochs"),
                            batch_size=_int(batch_size, "batch_size"),
-                           shuffle=int(bool(shuffle)))
+                           shuffle=int(bool(shuffle)),
+                           record_grad_norm=_int(record_grad_norm,
+                                                 "record_grad_norm", lo=0),
+                           stop_on_nonfinite=int(bool(stop_on_nonfinite)))
         keep = []
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or \
@@ -836,7 +845,8 @@ class Model:
                                   ctypes.byref(hist))
         message = _lib.last_error()
         try:
-            history = _history_dict(hist, validation_data is not None)
+            history = _history_dict(hist, validation_data is not None,
+                                    o.record_grad_norm)
         finally:
             lib.nn_history_free(hist)
         if state["error"] is not None:
@@ -850,6 +860,39 @@ class Model:
     def context(self):
         """A new execution context for concurrent inference."""
         return Context(self)
+
+    # ---- gradient diagnostics (docs/diagnostics.md)
+    def set_diagnostics(self, record=True, check_finite=False, **thresholds):
+        """Turns the gradient diagnostics on (thresholds: window,
+        vanishing_ratio, vanishing_floor, exploding_ratio,
+        exploding_ceiling, exploding_growth), or off with record=None."""
+        if record is None:
+            lib.nn_model_set_diagnostics(self._ptr, None)
+            return
+        o = _lib.make_opts(_lib.nn_diag_opts, record=int(bool(record)),
+                           check_finite=int(bool(check_finite)),
+                           **thresholds)
+        lib.nn_model_set_diagnostics(self._ptr, o)
+
+    def grad_report(self):
+        """The last step's gradient report as a dict: step, global_norm,
+        health / window_health (names) with their reasons, and layers: a
+        list of dicts (name, grad_norm, weight_norm, update_ratio, and
+        per-weight lists of the same)."""
+        r = _lib.GradReportP()
+        lib.nn_model_grad_report(self._ptr, ctypes.byref(r))
+        try:
+            return _grad_report_dict(r)
+        finally:
+            lib.nn_grad_report_free(r)
+
+    def grad_summary(self):
+        """The last gradient report as a table (str)."""
+        need = ctypes.c_size_t(0)
+        lib.nn_model_grad_summary(self._ptr, None, 0, ctypes.byref(need))
+        buf = ctypes.create_string_buffer(max(need.value, 1))
+        lib.nn_model_grad_summary(self._ptr, buf, len(buf), None)
+        return buf.value.decode("utf-8", "replace")
 
     # ---- model zoo and weight import
     @classmethod
@@ -930,15 +973,50 @@ class Model:
         self._output = find(lib.nn_model_output(self._ptr))
 
 
-def _history_dict(hist, with_val):
+def _grad_report_dict(r):
+    health = {}
+    for window, key in ((0, "health"), (1, "window_health")):
+        v, why = ctypes.c_int(), ctypes.c_char_p()
+        lib.nn_grad_report_health(r, window, ctypes.byref(v),
+                                  ctypes.byref(why))
+        health[key] = _lib.HEALTH_NAMES[v.value]
+        health[key + "_why"] = _lib.decode(why.value)
+    layers = []
+    for k in range(lib.nn_grad_report_num_layers(r)):
+        nw = lib.nn_grad_report_num_weights(r, k)
+        entry = {"name": _lib.decode(lib.nn_grad_report_layer_name(r, k))}
+        for key, fn in (("grad_norm", lib.nn_grad_report_grad_norm),
+                        ("weight_norm", lib.nn_grad_report_weight_norm),
+                        ("update_ratio", lib.nn_grad_report_update_ratio)):
+            entry[key] = float(fn(r, k, -1))
+            entry[key + "s"] = [float(fn(r, k, j)) for j in range(nw)]
+        layers.append(entry)
+    return dict(step=int(lib.nn_grad_report_step(r)),
+                global_norm=float(lib.nn_grad_report_global_norm(r)),
+                layers=layers, **health)
+
+
+def _history_dict(hist, with_val, grad=0):
     n = lib.nn_history_epochs(hist) if hist else 0
     metrics = [("loss", _lib.METRIC_LOSS), ("accuracy", _lib.METRIC_ACCURACY)]
     if with_val:
         metrics += [("val_loss", _lib.METRIC_VAL_LOSS),
                     ("val_accuracy", _lib.METRIC_VAL_ACCURACY)]
     metrics.append(("seconds", _lib.METRIC_EPOCH_SECONDS))
-    return {k: [float(lib.nn_history_get(hist, code, e)) for e in range(n)]
-            for k, code in metrics}
+    if grad:
+        metrics += [("grad_norm", _lib.METRIC_GRAD_NORM),
+                    ("grad_norm_max", _lib.METRIC_GRAD_NORM_MAX),
+                    ("health", _lib.METRIC_HEALTH)]
+    out = {k: [float(lib.nn_history_get(hist, code, e)) for e in range(n)]
+           for k, code in metrics}
+    if grad > 1:
+        steps = lib.nn_history_num_steps(hist) if hist else 0
+        for k, code in (("step_loss", _lib.METRIC_LOSS),
+                        ("step_grad_norm", _lib.METRIC_GRAD_NORM),
+                        ("step_health", _lib.METRIC_HEALTH)):
+            out[k] = [float(lib.nn_history_step_get(hist, code, i))
+                      for i in range(steps)]
+    return out
 
 
 class Context:

@@ -19,6 +19,23 @@ def _positive(name, v, allow_zero=False):
     return v
 
 
+def _clipping(global_clipnorm, clipvalue):
+    """Validated (global_clipnorm, clipvalue); None or 0 turns one off."""
+    return (_positive("global_clipnorm", global_clipnorm or 0, True),
+            _positive("clipvalue", clipvalue or 0, True))
+
+
+def _set_clipping(opt, ptr):
+    """Applies opt's clipping to a freshly created C optimizer."""
+    try:
+        lib.nn_optimizer_set_global_clipnorm(ptr, opt.global_clipnorm)
+        lib.nn_optimizer_set_clipvalue(ptr, opt.clipvalue)
+    except BaseException:
+        lib.nn_optimizer_free(ptr)
+        raise
+    return ptr
+
+
 class Adam:
     """Adam. ``eps_mode="keras"`` (default) puts epsilon where Keras does:
     lr_t * m / (sqrt(v) + eps); ``"torch"`` where torch.optim.Adam does:
@@ -26,7 +43,8 @@ class Adam:
     epsilon is 1e-7, PyTorch's 1e-8."""
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, eps_mode="keras"):
+                 epsilon=1e-7, eps_mode="keras", global_clipnorm=None,
+                 clipvalue=None):
         self.learning_rate = _positive("learning_rate", learning_rate)
         self.beta_1 = _positive("beta_1", beta_1, allow_zero=True)
         self.beta_2 = _positive("beta_2", beta_2, allow_zero=True)
@@ -37,6 +55,8 @@ class Adam:
             raise ValueError(f"eps_mode must be 'keras' or 'torch', got "
                              f"{eps_mode!r}")
         self.eps_mode = eps_mode
+        self.global_clipnorm, self.clipvalue = _clipping(global_clipnorm,
+                                                         clipvalue)
 
     def _create(self):
         o = _lib.make_opts(_lib.nn_adam_opts,
@@ -44,7 +64,7 @@ class Adam:
                            beta1=self.beta_1, beta2=self.beta_2,
                            epsilon=self.epsilon,
                            eps_mode=EPS_MODES[self.eps_mode])
-        return lib.nn_adam(o)
+        return _set_clipping(self, lib.nn_adam(o))
 
     def __repr__(self):
         return (f"Adam(learning_rate={self.learning_rate}, beta_1="
@@ -56,17 +76,20 @@ class SGD:
     """Stochastic gradient descent with Keras' momentum form (equal to
     torch.optim.SGD's for a constant learning rate)."""
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False,
+                 global_clipnorm=None, clipvalue=None):
         self.learning_rate = _positive("learning_rate", learning_rate)
         self.momentum = _positive("momentum", momentum, allow_zero=True)
         if self.momentum >= 1:
             raise ValueError("momentum must be < 1")
         self.nesterov = bool(nesterov)
+        self.global_clipnorm, self.clipvalue = _clipping(global_clipnorm,
+                                                         clipvalue)
 
     def _create(self):
         o = _lib.make_opts(_lib.nn_sgd_opts, learning_rate=self.learning_rate,
                            momentum=self.momentum, nesterov=int(self.nesterov))
-        return lib.nn_sgd(o)
+        return _set_clipping(self, lib.nn_sgd(o))
 
     def __repr__(self):
         return (f"SGD(learning_rate={self.learning_rate}, momentum="

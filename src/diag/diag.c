@@ -472,6 +472,9 @@ static const char *first_bad(const float *x, int64_t n, int64_t *at)
 nn_status nn__diag_after_forward(nn_model *m, const nn_context *c, int batch)
 {
     nn_diag *d = m->opt->diag;
+    /* Until its backward pass is recorded, this step has no report of its
+     * own (the loss may still fail). */
+    d->recorded = false;
     if (!d->opts.check_finite) return NN_OK;
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = m->layers[i];

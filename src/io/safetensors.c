@@ -207,7 +207,9 @@ static nn_status escape(json *j, uint32_t *cp)
         j->p++;
         return NN_OK;
     }
-    if (*j->p != 'u') return jfail(j, "bad escape '\\%c'", *j->p);
+    if (*j->p != 'u')
+        return jfail(j, "bad escape '\\%c'",
+                     *j->p >= 0x20 && *j->p < 0x7f ? *j->p : '?');
     int hi = j->end - j->p >= 5 ? hex4(j->p + 1) : -1;
     if (hi < 0) return jfail(j, "bad \\u escape");
     j->p += 5;
@@ -238,14 +240,14 @@ static nn_status string(json *j, char *out, size_t cap, const char *what)
         uint8_t c = *j->p++;
         if (c == '"') break;
         if (c < 0x20) return jfail(j, "control byte 0x%02x in a string", c);
-        uint32_t cp = c;
-        if (c == '\\') NN_TRY(escape(j, &cp));
-        if (c == '\\')
+        if (c == '\\') {
+            uint32_t cp = 0;
+            NN_TRY(escape(j, &cp));
             put_utf8(out, cap, &len, cp);
-        else if (out && len < cap)
-            out[len++] = (char)c;
-        else
+        } else {
+            if (out && len < cap) out[len] = (char)c;
             len++;
+        }
         if (out && len >= cap)
             return jfail(j, "%s longer than %zu bytes", what, cap - 1);
     }
@@ -264,7 +266,8 @@ static nn_status number(json *j, uint64_t *v, const char *what)
             return jfail(j, "%s is larger than 2^53", what);
     }
     if (j->p == s) return jfail(j, "%s must be a non-negative integer", what);
-    if (*s == '0' && j->p - s > 1) return jfail(j, "%s has a leading zero", what);
+    if (*s == '0' && j->p - s > 1)
+        return jfail(j, "%s has a leading zero", what);
     if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
         return jfail(j, "%s must be an integer", what);
     *v = x;
@@ -717,18 +720,26 @@ static nn_status bind(const st_file *f, st_tensor **sorted, nn_model *m,
     return NN_OK;
 }
 
-static bool skippable(nn_weight_map map, const char *name)
+/* Tensors of a torchvision file that a model may leave unused: BatchNorm's
+ * step counters, and the classifier when the model has no top (as Keras
+ * loads ImageNet weights into include_top=False). */
+static bool skippable(nn_weight_map map, bool has_top, const char *name)
 {
     static const char tail[] = ".num_batches_tracked";
     size_t n = strlen(name), t = sizeof tail - 1;
-    return map == NN_WEIGHTS_TORCHVISION_RESNET && n > t &&
-           !strcmp(name + n - t, tail);
+    if (map != NN_WEIGHTS_TORCHVISION_RESNET) return false;
+    if (n > t && !strcmp(name + n - t, tail)) return true;
+    return !has_top && !strncmp(name, "fc.", 3);
 }
 
-static nn_status check_extra(const st_file *f, nn_weight_map map)
+static nn_status check_extra(const st_file *f, const nn_model *m,
+                             nn_weight_map map)
 {
+    bool has_top = false;
+    for (int i = 0; i < m->n_layers; i++)
+        has_top = has_top || !strcmp(m->layers[i]->name, "predictions");
     for (int i = 0; i < f->n; i++)
-        if (!f->t[i].used && !skippable(map, f->t[i].name))
+        if (!f->t[i].used && !skippable(map, has_top, f->t[i].name))
             return fail_tensor(NN_ERR_FORMAT, f, f->t[i].name,
                                "not a weight of the model (extra tensor)");
     return NN_OK;
@@ -784,7 +795,7 @@ nn_status nn_model_load_safetensors(nn_model *m, const char *path,
     if (s == NN_OK && !(b = nn__calloc(np ? (size_t)np : 1, sizeof *b)))
         s = NN_ERR_NOMEM;
     if (s == NN_OK) s = bind(&f, sorted, m, map, b, &nb);
-    if (s == NN_OK) s = check_extra(&f, map);
+    if (s == NN_OK) s = check_extra(&f, m, map);
     if (s == NN_OK)
         for (int i = 0; i < nb; i++) store(&f, &b[i]);
     nn__free(b);

@@ -31,7 +31,8 @@ static float clampf(float v, float lo, float hi)
  * the old scipy.ndimage: a shift by len * trunc(v / (len - 1)), which
  * differs from a true period-len wrap in the last cell (len - 1, len) and
  * beyond about one image size; see docs/augmentation.md. */
-static float map_coord(float v, int len, nn_fill_mode fill)
+static inline __attribute__((always_inline)) float
+map_coord(float v, int len, nn_fill_mode fill)
 {
     if (!(v >= -COORD_LIMIT)) v = -COORD_LIMIT; /* also NaN */
     if (v > COORD_LIMIT) v = COORD_LIMIT;
@@ -74,8 +75,8 @@ typedef struct taps {
     float wx0, wx1, wy0, wy1;
 } taps;
 
-static void sample_taps(const nn_affine_geom *g, const float *m, int ox,
-                        int oy, taps *t)
+static inline __attribute__((always_inline)) void
+sample_taps(const nn_affine_geom *g, const float *m, int ox, int oy, taps *t)
 {
     const float fx = m[0] * (float)ox + m[1] * (float)oy + m[2];
     const float fy = m[3] * (float)ox + m[4] * (float)oy + m[5];
@@ -86,13 +87,15 @@ static void sample_taps(const nn_affine_geom *g, const float *m, int ox,
         t->kind = TAP_FILL;
         return;
     }
+    /* x, y >= 0 here: a conversion to int is the floor, and rounding
+     * half up is rounding half away from zero (std::round). */
+    const int32_t ix = (int32_t)x, iy = (int32_t)y;
+    const float x0 = (float)ix, y0 = (float)iy;
     if (g->interp == NN_INTERP_NEAREST) {
         t->kind = TAP_ONE;
-        t->p00 = (int32_t)roundf(y) * g->w + (int32_t)roundf(x);
+        t->p00 = (iy + (y - y0 >= 0.5f)) * g->w + (ix + (x - x0 >= 0.5f));
         return;
     }
-    const float x0 = floorf(x), y0 = floorf(y);
-    const int32_t ix = (int32_t)x0, iy = (int32_t)y0;
     /* At the last row/column the far tap has weight 0: point it at the
      * near one so no index leaves the image. */
     const int32_t ix1 = ix + 1 < g->w ? ix + 1 : ix;
@@ -113,8 +116,30 @@ static int64_t image_size(const nn_affine_geom *g)
     return (int64_t)g->h * g->w * g->c;
 }
 
-/* One output row of one image. The bilinear blend is done in TensorFlow's
- * order (along x, then along y). */
+/* One output pixel of c channels. The bilinear blend is done in
+ * TensorFlow's order (along x, then along y). */
+static inline __attribute__((always_inline)) void
+blend(const nn_affine_geom *g, const taps *t, const float *x, float *out,
+      int c)
+{
+    if (t->kind == TAP_FILL) {
+        for (int ch = 0; ch < c; ch++) out[ch] = g->fill_value;
+    } else if (t->kind == TAP_ONE) {
+        const float *a = x + (int64_t)t->p00 * c;
+        for (int ch = 0; ch < c; ch++) out[ch] = a[ch];
+    } else {
+        const float *a = x + (int64_t)t->p00 * c, *b = x + (int64_t)t->p01 * c;
+        const float *d = x + (int64_t)t->p10 * c, *e = x + (int64_t)t->p11 * c;
+        for (int ch = 0; ch < c; ch++) {
+            float v0 = t->wx0 * a[ch] + t->wx1 * b[ch];
+            float v1 = t->wx0 * d[ch] + t->wx1 * e[ch];
+            out[ch] = t->wy0 * v0 + t->wy1 * v1;
+        }
+    }
+}
+
+/* One output row of one image; 1 and 3 channels (grayscale, RGB) get
+ * loops of constant length. */
 static void affine_row(const nn_affine_geom *g, const float *m,
                        const float *x, int oy, float *out)
 {
@@ -122,19 +147,12 @@ static void affine_row(const nn_affine_geom *g, const float *m,
     for (int ox = 0; ox < g->w; ox++, out += c) {
         taps t;
         sample_taps(g, m, ox, oy, &t);
-        if (t.kind == TAP_FILL) {
-            for (int ch = 0; ch < c; ch++) out[ch] = g->fill_value;
-        } else if (t.kind == TAP_ONE) {
-            memcpy(out, x + (int64_t)t.p00 * c, (size_t)c * sizeof(float));
-        } else {
-            const float *a = x + (int64_t)t.p00 * c, *b = x + (int64_t)t.p01 * c;
-            const float *d = x + (int64_t)t.p10 * c, *e = x + (int64_t)t.p11 * c;
-            for (int ch = 0; ch < c; ch++) {
-                float v0 = t.wx0 * a[ch] + t.wx1 * b[ch];
-                float v1 = t.wx0 * d[ch] + t.wx1 * e[ch];
-                out[ch] = t.wy0 * v0 + t.wy1 * v1;
-            }
-        }
+        if (c == 3)
+            blend(g, &t, x, out, 3);
+        else if (c == 1)
+            blend(g, &t, x, out, 1);
+        else
+            blend(g, &t, x, out, c);
     }
 }
 
@@ -166,8 +184,10 @@ static void affine_image_backward(const nn_affine_geom *g, const float *m,
                 float *a = dx + (int64_t)t.p00 * c;
                 for (int ch = 0; ch < c; ch++) a[ch] += dy[ch];
             } else if (t.kind == TAP_FOUR) {
-                float *a = dx + (int64_t)t.p00 * c, *b = dx + (int64_t)t.p01 * c;
-                float *d = dx + (int64_t)t.p10 * c, *e = dx + (int64_t)t.p11 * c;
+                float *a = dx + (int64_t)t.p00 * c;
+                float *b = dx + (int64_t)t.p01 * c;
+                float *d = dx + (int64_t)t.p10 * c;
+                float *e = dx + (int64_t)t.p11 * c;
                 for (int ch = 0; ch < c; ch++) {
                     float d0 = t.wy0 * dy[ch], d1 = t.wy1 * dy[ch];
                     a[ch] += t.wx0 * d0;
@@ -219,7 +239,8 @@ void nn__flip_images(int n, int h, int w, int c, const int32_t *flags,
         for (int j = 0; j < w; j++) {
             const float *s = src + (int64_t)(w - 1 - j) * c;
             float *o = dst + (int64_t)j * c;
-            for (int ch = 0; ch < c; ch++) o[ch] = accum ? o[ch] + s[ch] : s[ch];
+            for (int ch = 0; ch < c; ch++)
+                o[ch] = accum ? o[ch] + s[ch] : s[ch];
         }
     }
 }

@@ -5,11 +5,15 @@
  * The forward pass works on tiles of output rows sized to stay in cache;
  * the tiling does not depend on the thread count, so neither do the
  * results. The backward pass gives each thread whole images and its own
- * weight-gradient partial; partials are summed in thread order.
+ * weight-gradient partial; partials are summed in thread order. The
+ * products go to nn__gemm512 (AVX-512 where the CPU has it, OpenBLAS
+ * otherwise), which also adds the bias and applies ReLU in the forward.
  *
- * Scratch is laid out as up to CONV_SLOTS per-thread slots. The sizes
- * returned by the *_scratch functions never depend on the thread count, so
- * a context planned before nn_set_num_threads stays valid. */
+ * Scratch is laid out as up to CONV_SLOTS per-thread slots (the backward
+ * pass keeps the transposed kernel ahead of them). The sizes returned by
+ * the *_scratch functions never depend on the thread count, so a context
+ * planned before nn_set_num_threads stays valid; slots no thread uses are
+ * never touched, so they cost address space, not resident memory. */
 #include "kernels/kernels.h"
 
 #include <omp.h>
@@ -59,31 +63,83 @@ static int64_t tile_rows(const nn_conv_geom *g)
     return (m + tiles - 1) / tiles; /* even tiles */
 }
 
-/* Columns of output pixels [r0, r1) of one image. */
+/* memcpy of n floats made of fixed-size pieces, which the compiler inlines:
+ * the segments of im2col are short (kw * c floats, 9 for a 3x3 kernel on
+ * RGB) and a library call each cost more than the copy. */
+static inline void copy_floats(float *restrict d, const float *restrict s,
+                               int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) memcpy(d + j, s + j, 8 * sizeof(float));
+    if (n - j >= 4) {
+        memcpy(d + j, s + j, 4 * sizeof(float));
+        j += 4;
+    }
+    if (n - j >= 2) {
+        memcpy(d + j, s + j, 2 * sizeof(float));
+        j += 2;
+    }
+    if (n - j) d[j] = s[j];
+}
+
+/* Every window lies inside the input (no padding reaches it). */
+static bool windows_inside(const nn_conv_geom *g)
+{
+    return g->pad_top == 0 && g->pad_left == 0 &&
+           (int64_t)(g->oh - 1) * g->sh + g->kh <= g->h &&
+           (int64_t)(g->ow - 1) * g->sw + g->kw <= g->w;
+}
+
+/* im2col when windows_inside: kh plain copies per pixel. */
+NN_TARGET_CLONES
+static void im2col_inside(const nn_conv_geom *g, const float *x, int64_t r0,
+                          int64_t r1, float *col)
+{
+    const int64_t c = g->c, row = (int64_t)g->kw * c, wc = (int64_t)g->w * c;
+    int64_t oy = r0 / g->ow, ox = r0 % g->ow;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *src = x + (oy * g->sh * g->w + ox * g->sw) * c;
+        for (int ky = 0; ky < g->kh; ky++, col += row, src += wc)
+            copy_floats(col, src, row);
+        if (++ox == g->ow) ox = 0, oy++;
+    }
+}
+
+/* Columns of output pixels [r0, r1) of one image. The pixel's (oy, ox)
+ * advance with r: no division per pixel. */
 static void im2col(const nn_conv_geom *g, const float *x, int64_t r0,
                    int64_t r1, float *col)
 {
+    if (windows_inside(g)) {
+        im2col_inside(g, x, r0, r1, col);
+        return;
+    }
     const int64_t c = g->c, kw = g->kw, row = kw * c;
-    const int64_t k = col_width(g);
+    int64_t oy = r0 / g->ow, ox = r0 % g->ow;
+    float *dst = col; /* rows of kh * row == col_width floats */
     for (int64_t r = r0; r < r1; r++) {
-        int64_t oy = r / g->ow, ox = r % g->ow;
         int64_t iy0 = oy * g->sh - g->pad_top, ix0 = ox * g->sw - g->pad_left;
         int64_t kx0 = ix0 < 0 ? -ix0 : 0;
         int64_t kx1 = min64(kw, g->w - ix0);
-        float *dst = col + (r - r0) * k;
+        bool inside_x = kx0 == 0 && kx1 == kw;
         for (int64_t ky = 0; ky < g->kh; ky++, dst += row) {
             int64_t iy = iy0 + ky;
             if (iy < 0 || iy >= g->h || kx0 >= kx1) {
                 memset(dst, 0, (size_t)row * sizeof(float));
                 continue;
             }
+            const float *src = x + (iy * g->w + ix0 + kx0) * c;
+            if (inside_x) {
+                copy_floats(dst, src, row);
+                continue;
+            }
             if (kx0 > 0) memset(dst, 0, (size_t)(kx0 * c) * sizeof(float));
-            memcpy(dst + kx0 * c, x + (iy * g->w + ix0 + kx0) * c,
-                   (size_t)((kx1 - kx0) * c) * sizeof(float));
+            copy_floats(dst + kx0 * c, src, (kx1 - kx0) * c);
             if (kx1 < kw)
                 memset(dst + kx1 * c, 0,
                        (size_t)((kw - kx1) * c) * sizeof(float));
         }
+        if (++ox == g->ow) ox = 0, oy++;
     }
 }
 
@@ -159,6 +215,8 @@ void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
     const int64_t tr = tile_rows(g), per_img = (m + tr - 1) / tr;
     const int64_t items = (int64_t)g->n * per_img;
     const size_t slot = round16((size_t)(tr * k));
+    /* Bias and ReLU applied as the product leaves the registers. */
+    const bool fused = !logits && (act == NN_ACT_NONE || act == NN_ACT_RELU);
     int p = (int)min64(min64(items, CONV_SLOTS), nn__threads());
 #pragma omp parallel num_threads(p) if (p > 1)
     {
@@ -169,6 +227,11 @@ void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
             int64_t r1 = min64(m, r0 + tr);
             int64_t at = (i * m + r0) * f;
             im2col(g, x + i * in_size(g), r0, r1, col);
+            if (fused) {
+                nn__gemm512_bias_relu(r1 - r0, f, k, col, k, w, f, bias,
+                                      act == NN_ACT_RELU, out + at, f);
+                continue;
+            }
             nn__gemm512(false, r1 - r0, f, k, col, k, w, f, 0.0f, out + at,
                         f);
             epilogue(bias, act, logits ? logits + at : NULL, out + at, r1 - r0,

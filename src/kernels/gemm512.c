@@ -11,7 +11,9 @@
  * depends only on the inputs. */
 #include "kernels/kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* -DNN_NO_AVX512 builds without it (to test the fallback, for one). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
+    !defined(NN_NO_AVX512)
 #define HAVE_GEMM512 1
 #include <immintrin.h>
 #endif
@@ -19,6 +21,24 @@
 static bool disabled; /* nn__gemm512_disable (tests, benchmarks) */
 
 void nn__gemm512_disable(bool off) { disabled = off; }
+
+/* nn__gemm512_bias_relu through OpenBLAS: the same operations in the same
+ * order (product, + bias, ReLU). */
+static void epilogue_fallback(int64_t m, int64_t n, int64_t k, const float *a,
+                              int64_t lda, const float *b, int64_t ldb,
+                              const float *bias, bool relu, float *c,
+                              int64_t ldc)
+{
+    nn__gemm1(false, false, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
+    for (int64_t i = 0; i < m; i++) {
+        float *row = c + i * ldc;
+        if (bias)
+            for (int64_t j = 0; j < n; j++) row[j] += bias[j];
+        if (relu)
+            for (int64_t j = 0; j < n; j++)
+                row[j] = row[j] < 0.0f ? 0.0f : row[j];
+    }
+}
 
 #if HAVE_GEMM512
 
@@ -40,6 +60,8 @@ typedef struct tile_args {
     int64_t ldc, k;
     __mmask16 last; /* columns of the last vector inside n */
     bool add;       /* C += product, else C = product */
+    const float *bias; /* bias(j0), added to each row when not NULL */
+    bool relu;         /* then max(0, .), as nn__relu */
 } tile_args;
 
 /* One MR x (16 NV) tile of C. MR, NV and TA are constants at every call;
@@ -79,6 +101,11 @@ INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
             __m512 x = acc[r][v];
             if (t->add)
                 x = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + 16 * v), x);
+            if (t->bias)
+                x = _mm512_add_ps(
+                    x, _mm512_maskz_loadu_ps(m, t->bias + 16 * v));
+            /* 0 > x ? 0 : x: NaN and -0 pass through, as in nn__relu. */
+            if (t->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x);
             _mm512_mask_storeu_ps(c + 16 * v, m, x);
         }
 }
@@ -93,62 +120,37 @@ INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
     {                                                                          \
         tile(t, MR, NV, true);                                                 \
     }
-#define TILE_ROWS(NV) TILE(12, NV) TILE(8, NV) TILE(6, NV) TILE(4, NV)       \
-    TILE(2, NV) TILE(1, NV)
-TILE_ROWS(1)
-TILE_ROWS(2)
-TILE_ROWS(3)
-TILE_ROWS(4)
+TILE(12, 1) TILE(8, 1) TILE(4, 1) TILE(2, 1) TILE(1, 1)
+TILE(12, 2) TILE(8, 2) TILE(4, 2) TILE(2, 2) TILE(1, 2)
+TILE(8, 3) TILE(6, 3) TILE(4, 3) TILE(2, 3) TILE(1, 3)
+TILE(6, 4) TILE(4, 4) TILE(2, 4) TILE(1, 4)
 
 typedef void (*tile_fn)(const tile_args *);
 
-/* Row counts a column block is cut into, largest first: 24 accumulators
- * for the full tiles, fewer for the remainders. */
-static const int row_steps[5][5] = {
-    {0}, {12, 8, 4, 2, 1}, {12, 8, 4, 2, 1}, {8, 6, 4, 2, 1}, {6, 4, 2, 1, 0},
+/* steps[nv]: the row counts a block of nv vectors of columns is cut into,
+ * largest first: 24 accumulators (of the 32 vector registers) for the full
+ * tiles, fewer for the remainder. */
+typedef struct tile_step {
+    int mr;
+    tile_fn plain, trans;
+} tile_step;
+
+#define STEP(MR, NV) {MR, tile_n_##MR##_##NV, tile_t_##MR##_##NV}
+
+static const tile_step steps[5][5] = {
+    {{0}},
+    {STEP(12, 1), STEP(8, 1), STEP(4, 1), STEP(2, 1), STEP(1, 1)},
+    {STEP(12, 2), STEP(8, 2), STEP(4, 2), STEP(2, 2), STEP(1, 2)},
+    {STEP(8, 3), STEP(6, 3), STEP(4, 3), STEP(2, 3), STEP(1, 3)},
+    {STEP(6, 4), STEP(4, 4), STEP(2, 4), STEP(1, 4), {0}},
 };
 
-#define FNS(NV, X)                                                             \
-    {tile_##X##_12_##NV, tile_##X##_8_##NV, tile_##X##_6_##NV,                \
-     tile_##X##_4_##NV, tile_##X##_2_##NV, tile_##X##_1_##NV}
-
-static const tile_fn fns_n[5][6] = {
-    {0}, FNS(1, n), FNS(2, n), FNS(3, n), FNS(4, n)};
-static const tile_fn fns_t[5][6] = {
-    {0}, FNS(1, t), FNS(2, t), FNS(3, t), FNS(4, t)};
-
-static tile_fn pick(bool ta, int nv, int mr)
+/* The product, its beta (0 or 1) and the epilogue, k >= 1. */
+static void run_tiles(bool ta, int64_t m, int64_t n, int64_t k,
+                      const float *a, int64_t lda, const float *b, int64_t ldb,
+                      float beta, const float *bias, bool relu, float *c,
+                      int64_t ldc)
 {
-    static const int slot[13] = {-1, 5, 4, -1, 3, -1, 2, -1, 1, -1,
-                                 -1, -1, 0};
-    return ta ? fns_t[nv][slot[mr]] : fns_n[nv][slot[mr]];
-}
-
-static void scale(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
-{
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++)
-            c[i * ldc + j] = beta == 0.0f ? 0.0f : c[i * ldc + j] * beta;
-}
-
-void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
-                 int64_t lda, const float *b, int64_t ldb, float beta,
-                 float *c, int64_t ldc)
-{
-    if (m <= 0 || n <= 0) return;
-    if (!nn__gemm512_ok()) {
-        nn__gemm1(ta, false, m, n, k, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
-    if (k <= 0 || (beta != 0.0f && beta != 1.0f)) {
-        /* Not a shape this file is for: beta other than 0 or 1. */
-        if (k > 0) {
-            nn__gemm1(ta, false, m, n, k, a, lda, b, ldb, beta, c, ldc);
-            return;
-        }
-        scale(m, n, beta, c, ldc);
-        return;
-    }
     for (int64_t j0 = 0; j0 < n; j0 += 64) {
         int64_t cols = n - j0 < 64 ? n - j0 : 64;
         int nv = (int)((cols + 15) / 16);
@@ -156,12 +158,12 @@ void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
         tile_args t = {
             .lda = lda, .b = b + j0, .ldb = ldb, .ldc = ldc, .k = k,
             .last = (__mmask16)((1u << rem) - 1u), .add = beta != 0.0f,
+            .bias = bias ? bias + j0 : NULL, .relu = relu,
         };
         int64_t i0 = 0;
-        for (int s = 0; s < 5 && i0 < m; s++) {
-            int mr = row_steps[nv][s];
-            if (mr == 0) break;
-            tile_fn f = pick(ta, nv, mr);
+        for (int s = 0; s < 5 && i0 < m && steps[nv][s].mr; s++) {
+            int mr = steps[nv][s].mr;
+            tile_fn f = ta ? steps[nv][s].trans : steps[nv][s].plain;
             for (; m - i0 >= mr; i0 += mr) {
                 t.a = ta ? a + i0 : a + i0 * lda;
                 t.c = c + i0 * ldc + j0;
@@ -169,6 +171,31 @@ void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
             }
         }
     }
+}
+
+void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta,
+                 float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    /* beta other than 0 or 1 is not for this file. */
+    if (!nn__gemm512_ok() || k <= 0 || (beta != 0.0f && beta != 1.0f)) {
+        nn__gemm1(ta, false, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    run_tiles(ta, m, n, k, a, lda, b, ldb, beta, NULL, false, c, ldc);
+}
+
+void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
+                           int64_t lda, const float *b, int64_t ldb,
+                           const float *bias, bool relu, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (!nn__gemm512_ok() || k <= 0) {
+        epilogue_fallback(m, n, k, a, lda, b, ldb, bias, relu, c, ldc);
+        return;
+    }
+    run_tiles(false, m, n, k, a, lda, b, ldb, 0.0f, bias, relu, c, ldc);
 }
 
 #else /* no AVX-512 code in this build */
@@ -180,6 +207,14 @@ void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
                  float *c, int64_t ldc)
 {
     nn__gemm1(ta, false, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
+                           int64_t lda, const float *b, int64_t ldb,
+                           const float *bias, bool relu, float *c, int64_t ldc)
+{
+    if (m > 0 && n > 0)
+        epilogue_fallback(m, n, k, a, lda, b, ldb, bias, relu, c, ldc);
 }
 
 #endif

@@ -44,6 +44,11 @@ void nn__gemm512_disable(bool off);
 void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta,
                  float *c, int64_t ldc);
+/* C = A * B, then + bias[j] on every row (bias may be NULL), then ReLU
+ * when relu: as nn__bias_add and nn__relu would, while C is in registers. */
+void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
+                           int64_t lda, const float *b, int64_t ldb,
+                           const float *bias, bool relu, float *c, int64_t ldc);
 
 /* Convolution with its epilogue fused per tile of output rows: bias, a
  * copy of the pre-activation into logits (when not NULL) and the
@@ -73,6 +78,14 @@ void nn__maxpool_backward(const nn_conv_geom *g, const float *dout,
 void nn__maxpool_backward_x(const nn_conv_geom *g, const float *x,
                             const float *y, const float *dout, float *dx,
                             bool accum);
+/* 2x2 windows at stride 2 without padding (the common pool): the windows
+ * tile the input. For these, win holds per output the chosen cell of its
+ * window (0..3, row-major), a quarter of an argmax's memory. */
+bool nn__maxpool_tiles_2x2(const nn_conv_geom *g);
+void nn__maxpool_forward_win(const nn_conv_geom *g, const float *x,
+                             float *out, uint8_t *win);
+void nn__maxpool_backward_win(const nn_conv_geom *g, const uint8_t *win,
+                              const float *dout, float *dx, bool accum);
 /* Divides by the number of cells inside the input (padding not counted). */
 void nn__avgpool_forward(const nn_conv_geom *g, const float *x, float *out);
 void nn__avgpool_backward(const nn_conv_geom *g, const float *dout, float *dx,

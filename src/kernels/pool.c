@@ -5,8 +5,10 @@
 
 #include <string.h>
 
-/* Below this many values per call the loops stay on one thread. */
-#define POOL_PAR_MIN 16384
+/* Below this many window cells per call (~0.2 ms of work) the loops stay
+ * on one thread: a thread team's barriers cost more, and far more when the
+ * cores are shared with other processes. */
+#define POOL_PAR_MIN (1 << 20)
 
 typedef struct window {
     int y0, y1, x0, x1;
@@ -78,8 +80,7 @@ static void maxpool_row(const nn_conv_geom *g, const float *x, int oy,
     }
 }
 
-/* 2x2 windows, stride 2, no padding: the windows tile the input. */
-static bool tiles_2x2(const nn_conv_geom *g)
+bool nn__maxpool_tiles_2x2(const nn_conv_geom *g)
 {
     return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
            g->pad_top == 0 && g->pad_left == 0 && g->oh == g->h / 2 &&
@@ -108,7 +109,7 @@ static void maxpool_image_2x2(const nn_conv_geom *g, const float *restrict x,
 void nn__maxpool_forward(const nn_conv_geom *g, const float *x, float *out,
                          int32_t *argmax)
 {
-    if (!argmax && tiles_2x2(g)) {
+    if (!argmax && nn__maxpool_tiles_2x2(g)) {
 #pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
     schedule(static)
         for (int64_t i = 0; i < g->n; i++)
@@ -228,7 +229,7 @@ void nn__maxpool_backward_x(const nn_conv_geom *g, const float *x,
                             bool accum)
 {
     int64_t per_out = out_size(g), per_in = in_size(g);
-    bool fast = tiles_2x2(g);
+    bool fast = nn__maxpool_tiles_2x2(g);
 #pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
     schedule(static)
     for (int64_t i = 0; i < g->n; i++) {
@@ -242,6 +243,119 @@ void nn__maxpool_backward_x(const nn_conv_geom *g, const float *x,
         if (!accum) memset(d, 0, (size_t)per_in * sizeof(float));
         maxpool_backward_image(g, xi, yi, dyi, d);
     }
+}
+
+/* Channels handled per block of the loops below: their float work and
+ * their byte traffic go in separate loops, each of which GCC vectorises
+ * at full width (in one loop it would size the vectors by the bytes and
+ * leave short channel rows to scalar code). */
+#define WIN_BLOCK 64
+
+/* The cell (0..3, row-major in the window) each output of one image of
+ * a 2x2 tiling pool takes: the first maximum, as maxpool_row. */
+NN_TARGET_CLONES
+static void maxpool_win_image(const nn_conv_geom *g, const float *restrict x,
+                              float *restrict out, uint8_t *restrict win)
+{
+    const int64_t c = g->c;
+    for (int oy = 0; oy < g->oh; oy++) {
+        const float *r0 = x + (int64_t)2 * oy * g->w * c, *r1 = r0 + g->w * c;
+        for (int ox = 0; ox < g->ow; ox++, r0 += 2 * c, r1 += 2 * c)
+            for (int64_t c0 = 0; c0 < c; c0 += WIN_BLOCK) {
+                int64_t cb = c - c0 < WIN_BLOCK ? c - c0 : WIN_BLOCK;
+                float kb[WIN_BLOCK];
+                for (int64_t j = 0; j < cb; j++) {
+                    int64_t ch = c0 + j;
+                    float o = r0[ch], k = 0.0f;
+                    float v1 = r0[c + ch], v2 = r1[ch], v3 = r1[c + ch];
+                    k = v1 > o ? 1.0f : k;
+                    o = v1 > o ? v1 : o;
+                    k = v2 > o ? 2.0f : k;
+                    o = v2 > o ? v2 : o;
+                    k = v3 > o ? 3.0f : k;
+                    out[ox * c + ch] = v3 > o ? v3 : o;
+                    kb[j] = k;
+                }
+                for (int64_t j = 0; j < cb; j++)
+                    win[ox * c + c0 + j] = (uint8_t)kb[j];
+            }
+        out += g->ow * c;
+        win += g->ow * c;
+    }
+}
+
+void nn__maxpool_forward_win(const nn_conv_geom *g, const float *x,
+                             float *out, uint8_t *win)
+{
+#pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
+    schedule(static)
+    for (int64_t i = 0; i < g->n; i++)
+        maxpool_win_image(g, x + i * in_size(g), out + i * out_size(g),
+                          win + i * out_size(g));
+}
+
+/* Row oy of dx from the chosen cells: each cell gets its output's
+ * gradient or 0. */
+static inline void maxpool_win_row(const nn_conv_geom *g,
+                                   const uint8_t *restrict win,
+                                   const float *restrict dy,
+                                   float *restrict dx, int oy, bool accum)
+{
+    const int64_t c = g->c, wc = (int64_t)g->w * c;
+    float *da = dx + 2 * oy * wc, *db = da + wc;
+    for (int ox = 0; ox < g->ow; ox++) {
+        for (int64_t c0 = 0; c0 < c; c0 += WIN_BLOCK) {
+            int64_t cb = c - c0 < WIN_BLOCK ? c - c0 : WIN_BLOCK;
+            float kb[WIN_BLOCK];
+            for (int64_t j = 0; j < cb; j++) kb[j] = win[c0 + j];
+            for (int64_t j = 0; j < cb; j++) {
+                int64_t ch = c0 + j;
+                float k = kb[j], r = dy[ch];
+                float g0 = k == 0.0f ? r : 0.0f, g1 = k == 1.0f ? r : 0.0f;
+                float g2 = k == 2.0f ? r : 0.0f, g3 = k == 3.0f ? r : 0.0f;
+                if (accum) {
+                    da[ch] += g0, da[c + ch] += g1;
+                    db[ch] += g2, db[c + ch] += g3;
+                } else {
+                    da[ch] = g0, da[c + ch] = g1;
+                    db[ch] = g2, db[c + ch] = g3;
+                }
+            }
+        }
+        da += 2 * c, db += 2 * c, win += c, dy += c;
+    }
+    if (!accum && g->w % 2) {
+        memset(da, 0, (size_t)c * sizeof(float));
+        memset(db, 0, (size_t)c * sizeof(float));
+    }
+}
+
+NN_TARGET_CLONES
+static void maxpool_win_backward_image(const nn_conv_geom *g,
+                                       const uint8_t *win, const float *dy,
+                                       float *dx, bool accum)
+{
+    int64_t row_len = (int64_t)g->ow * g->c;
+    for (int oy = 0; oy < g->oh; oy++, win += row_len, dy += row_len) {
+        if (accum)
+            maxpool_win_row(g, win, dy, dx, oy, true);
+        else
+            maxpool_win_row(g, win, dy, dx, oy, false);
+    }
+    int64_t tail = g->h % 2 ? (int64_t)g->w * g->c : 0;
+    if (!accum && tail)
+        memset(dx + in_size(g) - tail, 0, (size_t)tail * sizeof(float));
+}
+
+void nn__maxpool_backward_win(const nn_conv_geom *g, const uint8_t *win,
+                              const float *dout, float *dx, bool accum)
+{
+#pragma omp parallel for num_threads(nn__threads()) if (parallel_worth(g))  \
+    schedule(static)
+    for (int64_t i = 0; i < g->n; i++)
+        maxpool_win_backward_image(g, win + i * out_size(g),
+                                   dout + i * out_size(g), dx + i * in_size(g),
+                                   accum);
 }
 
 static void avgpool_row(const nn_conv_geom *g, const float *x, int oy,

@@ -191,15 +191,17 @@ static void draw_affine(const nn_layer *l, uint64_t key, int batch, float *mats)
     for (int b = 0; b < batch; b++) {
         float *m = mats + (size_t)b * NN_AFFINE_COEFS;
         if (l->kind == NN_KIND_RANDOM_ROTATION) {
-            rotation_matrix(two_pi * draw(key, b, 0, c->factor_lo, c->factor_hi),
-                            h, w, m);
+            float turns = draw(key, b, 0, c->factor_lo, c->factor_hi);
+            rotation_matrix(two_pi * turns, h, w, m);
         } else if (l->kind == NN_KIND_RANDOM_TRANSLATION) {
             translation_matrix((double)draw(key, b, 0, c->h_lo, c->h_hi) * h,
                                (double)draw(key, b, 1, c->w_lo, c->w_hi) * w,
                                m);
         } else {
             double zy = 1.0 + draw(key, b, 0, c->h_lo, c->h_hi);
-            double zx = c->mode == 1 ? zy : 1.0 + draw(key, b, 1, c->w_lo, c->w_hi);
+            double zx = c->mode == 1
+                            ? zy
+                            : 1.0 + draw(key, b, 1, c->w_lo, c->w_hi);
             zoom_matrix(zy, zx, h, w, m);
         }
     }

@@ -37,8 +37,9 @@ static size_t dropout_state_bytes(const nn_layer *l, int batch)
 }
 
 /* Values [i0, i1): draws the mask (1: kept) and y = x * mask / (1 - rate).
- * hash24 * 2^-24 < rate exactly when the (exact) float of hash24 is below
- * rate * 2^24 (also exact), so the integer test matches nn__hash_uniform. */
+ * nn__hash_uniform is hash24 * 2^-24, and hash24 < 2^24 converts to float
+ * exactly, as does rate * 2^24: the test below drops exactly the values
+ * for which nn__hash_uniform(key, i) < rate. */
 NN_TARGET_CLONES
 static void draw_chunk(uint64_t key, float thr, float scale, const float *x,
                        float *y, uint8_t *mask, int64_t i0, int64_t i1)
@@ -75,17 +76,23 @@ static void mask_chunk(const uint8_t *mask, float scale, const float *dy,
             dx[i] = keep_or_zero(dy[i] * scale, mask[i]);
 }
 
-static int64_t chunks(int64_t n) { return (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK; }
+/* Chunk c of n values: [*i0, *i1). */
+static void chunk(int64_t c, int64_t n, int64_t *i0, int64_t *i1)
+{
+    *i0 = c * DROPOUT_CHUNK;
+    *i1 = *i0 + DROPOUT_CHUNK < n ? *i0 + DROPOUT_CHUNK : n;
+}
 
 static void draw_mask(uint64_t key, float rate, const float *x, float *y,
                       uint8_t *mask, int64_t n)
 {
     const float scale = 1.0f / (1.0f - rate), thr = rate * 16777216.0f;
+    const int64_t nc = (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK;
 #pragma omp parallel for num_threads(nn__threads()) if (n >= DROPOUT_PAR_MIN) \
     schedule(static)
-    for (int64_t c = 0; c < chunks(n); c++) {
-        int64_t i0 = c * DROPOUT_CHUNK;
-        int64_t i1 = i0 + DROPOUT_CHUNK < n ? i0 + DROPOUT_CHUNK : n;
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t i0, i1;
+        chunk(c, n, &i0, &i1);
         draw_chunk(key, thr, scale, x, y, mask, i0, i1);
     }
 }
@@ -94,11 +101,12 @@ static void apply_mask(const uint8_t *mask, float rate, const float *dy,
                        float *dx, int64_t n, bool accum)
 {
     const float scale = 1.0f / (1.0f - rate);
+    const int64_t nc = (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK;
 #pragma omp parallel for num_threads(nn__threads()) if (n >= DROPOUT_PAR_MIN) \
     schedule(static)
-    for (int64_t c = 0; c < chunks(n); c++) {
-        int64_t i0 = c * DROPOUT_CHUNK;
-        int64_t i1 = i0 + DROPOUT_CHUNK < n ? i0 + DROPOUT_CHUNK : n;
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t i0, i1;
+        chunk(c, n, &i0, &i1);
         mask_chunk(mask, scale, dy, dx, i0, i1, accum);
     }
 }

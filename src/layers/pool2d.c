@@ -1,6 +1,7 @@
-/* MaxPooling2D and AveragePooling2D, NHWC. Max pooling keeps no argmax:
- * its backward finds each chosen cell again from its input and output,
- * which cost less to read than an argmax costs to write and keep. */
+/* MaxPooling2D and AveragePooling2D, NHWC. Max pooling with 2x2 windows
+ * at stride 2 (VALID) keeps, in training, the chosen cell of each window
+ * as one byte; other pools, and passes that did not train, keep nothing:
+ * their backward finds each chosen cell again from the input and output. */
 #include "kernels/kernels.h"
 #include "layers/layers.h"
 
@@ -47,10 +48,29 @@ static nn_conv_geom pool_geom(const nn_layer *l, int batch)
     };
 }
 
+/* The state of a 2x2 pool: a header, then the window cells. */
+typedef struct maxpool_state {
+    int32_t has_win; /* the last forward trained and wrote the cells */
+} maxpool_state;
+#define WIN_OFFSET 64 /* keeps the cells 64-byte aligned */
+
+static size_t maxpool_state_bytes(const nn_layer *l, int batch)
+{
+    nn_conv_geom g = pool_geom(l, batch);
+    if (!nn__maxpool_tiles_2x2(&g)) return 0;
+    return WIN_OFFSET + (size_t)batch * (size_t)nn__shape_size(&l->out);
+}
+
 static nn_status maxpool_forward(const nn_layer *l, const nn_fwd *a)
 {
     nn_conv_geom g = pool_geom(l, a->batch);
-    nn__maxpool_forward(&g, a->in[0], a->out, NULL);
+    maxpool_state st = {a->training && a->state && nn__maxpool_tiles_2x2(&g)};
+    if (a->state) memcpy(a->state, &st, sizeof st);
+    if (st.has_win)
+        nn__maxpool_forward_win(&g, a->in[0], a->out,
+                                (uint8_t *)a->state + WIN_OFFSET);
+    else
+        nn__maxpool_forward(&g, a->in[0], a->out, NULL);
     return NN_OK;
 }
 
@@ -58,8 +78,14 @@ static nn_status maxpool_backward(nn_layer *l, const nn_bwd *a)
 {
     if (!a->din[0]) return NN_OK;
     nn_conv_geom g = pool_geom(l, a->batch);
-    nn__maxpool_backward_x(&g, a->in[0], a->out, a->dout, a->din[0],
-                           a->accum[0]);
+    maxpool_state st = {0};
+    if (a->state) memcpy(&st, a->state, sizeof st);
+    if (st.has_win)
+        nn__maxpool_backward_win(&g, (const uint8_t *)a->state + WIN_OFFSET,
+                                 a->dout, a->din[0], a->accum[0]);
+    else
+        nn__maxpool_backward_x(&g, a->in[0], a->out, a->dout, a->din[0],
+                               a->accum[0]);
     return NN_OK;
 }
 
@@ -108,6 +134,7 @@ static nn_status pool_load(nn_layer *l, const uint8_t *buf, size_t len)
 const nn_layer_ops nn__maxpool2d_ops = {
     .type_name = "MaxPooling2D",
     .build = pool_build,
+    .state_bytes = maxpool_state_bytes,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .save_config = pool_save,

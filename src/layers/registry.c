@@ -25,7 +25,8 @@
     X(NN_KIND_REPEAT_CHANNELS, nn__repeat_channels_ops, "repeat_channels")     \
     X(NN_KIND_RANDOM_FLIP, nn__random_flip_ops, "random_flip")                 \
     X(NN_KIND_RANDOM_ROTATION, nn__random_rotation_ops, "random_rotation")     \
-    X(NN_KIND_RANDOM_TRANSLATION, nn__random_translation_ops, "random_translation") \
+    X(NN_KIND_RANDOM_TRANSLATION, nn__random_translation_ops,                  \
+      "random_translation")                                                    \
     X(NN_KIND_RANDOM_ZOOM, nn__random_zoom_ops, "random_zoom")                 \
     X(NN_KIND_RANDOM_CONTRAST, nn__random_contrast_ops, "random_contrast")
 
