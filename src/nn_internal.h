@@ -335,6 +335,11 @@ struct nn_context {
     size_t scratch_floats;
     int64_t generation; /* model->generation when planned */
     int n_planned;      /* layers the buffers were planned for */
+    /* Inference-only contexts: activation buffers shared between layers
+     * whose outputs are not live at the same time; act[i] points into
+     * them. NULL when every layer has its own buffer (training). */
+    float **pool;
+    int n_pool;
 };
 
 struct nn_model {

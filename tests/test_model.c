@@ -501,6 +501,49 @@ static void test_apply_allocation_failures(void **state)
     assert_true(k > 1 && k < 1000);
 }
 
+/* Inference contexts share activation buffers between layers whose
+ * outputs are not live together; results must not change. */
+static void test_inference_buffer_reuse(void **state)
+{
+    (void)state;
+    nn_model *m = nn_model_create(9);
+    int shape[3] = {8, 8, 3};
+    nn_conv2d_opts same = NN_CONV2D_OPTS_INIT;
+    same.padding = NN_PADDING_SAME;
+    nn_layer *x = nn_input(m, 3, shape, NULL);
+    nn_layer *a = nn_conv2d(m, x, 3, 3, 3, &same);
+    for (int block = 0; block < 4; block++) { /* residual blocks */
+        nn_layer *b = nn_relu(m, nn_conv2d(m, a, 3, 3, 3, &same), NULL);
+        b = nn_conv2d(m, b, 3, 3, 3, &same);
+        nn_layer *in[2] = {a, b};
+        a = nn_relu(m, nn_add(m, 2, in, NULL), NULL);
+    }
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_layer *out = nn_dense(m, nn_flatten(m, a, NULL), 5, &d);
+    assert_non_null(out);
+    nn_model_compile(m, nn_sgd(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL);
+    int64_t xs[4] = {6, 8, 8, 3}, os[2] = {6, 5};
+    nn_tensor *xt = random_tensor(4, xs, 4), *y = random_one_hot(6, 5, 5);
+    nn_tensor *pooled = nn_tensor_create(2, os), *full = nn_tensor_create(2, os);
+    nn_context *c = nn_context_create(m);
+    assert_int_equal(nn_context_predict(c, xt, pooled, 6), NN_OK);
+    assert_non_null(c->pool);
+    assert_true(c->n_pool >= 2 && c->n_pool <= 4);
+    /* The model's own context, once it has trained, keeps every buffer. */
+    float loss;
+    assert_int_equal(nn_model_backward(m, xt, y, 0, &loss, NULL), NN_OK);
+    assert_int_equal(nn_model_predict(m, xt, full, 6), NN_OK);
+    assert_null(m->ctx->pool);
+    assert_memory_equal(pooled->data, full->data, sizeof(float) * 30);
+    nn_context_free(c);
+    nn_tensor_free(xt);
+    nn_tensor_free(y);
+    nn_tensor_free(pooled);
+    nn_tensor_free(full);
+    nn_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_thread_local_errors),
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_model_apply),
+        cmocka_unit_test(test_inference_buffer_reuse),
         cmocka_unit_test(test_apply_trains_shared_weights),
         cmocka_unit_test(test_apply_allocation_failures),
     };

@@ -7,9 +7,13 @@
 
 static void release_buffers(nn_context *c, int n_layers)
 {
+    for (int i = 0; i < c->n_pool; i++) nn__free(c->pool[i]);
+    nn__free(c->pool);
+    c->pool = NULL;
     for (int i = 0; i < n_layers; i++) {
-        /* The input layer's activation is the caller's data. */
-        bool borrowed = c->model->layers[i]->kind == NN_KIND_INPUT;
+        /* The input layer's activation is the caller's data; pooled
+         * activations were freed with the pool. */
+        bool borrowed = c->model->layers[i]->kind == NN_KIND_INPUT || c->n_pool;
         if (c->act && !borrowed) nn__free(c->act[i]);
         if (c->dact) nn__free(c->dact[i]);
         if (c->state) nn__free(c->state[i]);
@@ -21,6 +25,7 @@ static void release_buffers(nn_context *c, int n_layers)
     c->act = c->dact = NULL;
     c->state = NULL;
     c->scratch = NULL;
+    c->n_pool = 0;
     c->batch_cap = 0;
     c->training_ready = false;
 }
@@ -53,8 +58,9 @@ static nn_status alloc_layer(nn_context *c, const nn_layer *l, int batch,
 {
     int i = l->index;
     size_t n = (size_t)batch * (size_t)nn__shape_size(&l->out);
-    /* The input layer's activation points at the caller's data. */
-    if (l->kind != NN_KIND_INPUT) {
+    /* The input layer's activation points at the caller's data; pooled
+     * activations are placed by plan_pool. */
+    if (l->kind != NN_KIND_INPUT && !c->pool) {
         c->act[i] = nn__alloc(n * sizeof(float));
         if (!c->act[i]) return NN_ERR_NOMEM;
         if (training) {
@@ -72,6 +78,82 @@ static nn_status alloc_layer(nn_context *c, const nn_layer *l, int batch,
                     : 0;
     if (sf > c->scratch_floats) c->scratch_floats = sf;
     return NN_OK;
+}
+
+/* The smallest free slot that fits, else the largest free one (it will
+ * grow), else -1. */
+static int pick_slot(const int64_t *size, const bool *busy, int n_slots,
+                     int64_t need)
+{
+    int fit = -1, largest = -1;
+    for (int s = 0; s < n_slots; s++) {
+        if (busy[s]) continue;
+        if (size[s] >= need && (fit < 0 || size[s] < size[fit])) fit = s;
+        if (largest < 0 || size[s] > size[largest]) largest = s;
+    }
+    return fit >= 0 ? fit : largest;
+}
+
+/* Inference needs a layer's output only until its last reader has run,
+ * so activations share a few buffers ("slots"): each layer takes a free
+ * slot (growing it if needed) and frees its inputs' slots after its last
+ * use. The output layer and its inputs (which may hold the logits the loss
+ * reads) stay live to the end. slot[i] receives layer i's slot or -1. */
+static int assign_slots(const nn_model *m, int64_t cap, int *slot,
+                        int *last_use, int64_t *size, bool *busy)
+{
+    int n = m->n_layers, n_slots = 0;
+    for (int i = 0; i < n; i++) last_use[i] = i;
+    for (int j = 0; j < n; j++)
+        for (int k = 0; k < m->layers[j]->n_inputs; k++)
+            last_use[m->layers[j]->inputs[k]->index] = j;
+    last_use[m->output->index] = n;
+    for (int k = 0; k < m->output->n_inputs; k++)
+        last_use[m->output->inputs[k]->index] = n;
+    for (int i = 0; i < n; i++) {
+        const nn_layer *l = m->layers[i];
+        slot[i] = -1;
+        if (l->kind == NN_KIND_INPUT) continue;
+        int64_t need = cap * nn__shape_size(&l->out);
+        int best = pick_slot(size, busy, n_slots, need);
+        if (best < 0) best = n_slots++, size[best] = 0;
+        if (size[best] < need) size[best] = need;
+        busy[best] = true;
+        slot[i] = best;
+        for (int k = 0; k < l->n_inputs; k++) {
+            int in = l->inputs[k]->index;
+            if (last_use[in] == i && slot[in] >= 0) busy[slot[in]] = false;
+        }
+        if (last_use[i] == i) busy[best] = false;
+    }
+    return n_slots;
+}
+
+static nn_status plan_pool(nn_context *c, int64_t cap)
+{
+    const nn_model *m = c->model;
+    int n = m->n_layers;
+    int *slot = nn__calloc((size_t)n, sizeof *slot);
+    int *last = nn__calloc((size_t)n, sizeof *last);
+    int64_t *size = nn__calloc((size_t)n, sizeof *size);
+    bool *busy = nn__calloc((size_t)n, sizeof *busy);
+    nn_status s = slot && last && size && busy ? NN_OK : NN_ERR_NOMEM;
+    if (s == NN_OK) {
+        int n_slots = assign_slots(m, cap, slot, last, size, busy);
+        c->pool = nn__calloc((size_t)n_slots + 1, sizeof *c->pool);
+        s = c->pool ? NN_OK : NN_ERR_NOMEM;
+        for (int k = 0; s == NN_OK && k < n_slots; k++, c->n_pool++) {
+            c->pool[k] = nn__alloc((size_t)size[k] * sizeof(float));
+            if (!c->pool[k]) s = NN_ERR_NOMEM;
+        }
+        for (int i = 0; s == NN_OK && i < n; i++)
+            if (slot[i] >= 0) c->act[i] = c->pool[slot[i]];
+    }
+    nn__free(slot);
+    nn__free(last);
+    nn__free(size);
+    nn__free(busy);
+    return s;
 }
 
 nn_status nn__context_plan(nn_context *c, int batch, bool training)
@@ -93,6 +175,8 @@ nn_status nn__context_plan(nn_context *c, int batch, bool training)
     c->dact = nn__calloc((size_t)m->n_layers, sizeof *c->dact);
     c->state = nn__calloc((size_t)m->n_layers, sizeof *c->state);
     nn_status s = (c->act && c->dact && c->state) ? NN_OK : NN_ERR_NOMEM;
+    /* Training keeps every activation for the backward pass. */
+    if (s == NN_OK && !train) s = plan_pool(c, cap);
     for (int i = 0; s == NN_OK && i < m->n_layers; i++)
         s = alloc_layer(c, m->layers[i], cap, train);
     if (s == NN_OK && c->scratch_floats) {
