@@ -31,8 +31,8 @@
  *                then after the last step of every epoch)
  *   summary.csv  model,layers,params,final_train_error,train_error_eval,
  *                test_error,seconds
- * and plots them with tools/plot_residual.py when --plot is given (or
- * `make residual-experiment`). */
+ * tools/plot_residual.py turns them into PNGs; `make residual-experiment`
+ * builds, runs and plots. */
 #include "common.h"
 
 #include <errno.h>
@@ -178,6 +178,7 @@ typedef struct run {
     FILE *curves, *profiles;
     int prev_batch;
     float prev_acc;
+    double prev_loss_sum;
     int64_t prev_seen, step;
 } run;
 
@@ -226,15 +227,14 @@ static int on_progress(const nn_progress *p, void *user)
     nn_health h;
     nn_grad_report_health(g, 0, &h, NULL);
     /* p->loss is a running mean too: the batch's own loss */
-    static double prev_loss_sum;
-    if (r->prev_seen == 0) prev_loss_sum = 0;
+    if (r->prev_seen == 0) r->prev_loss_sum = 0;
     double loss_sum = (double)p->loss * (double)p->samples_seen;
     fprintf(r->curves, "%s,%lld,%d,%.6g,%.6g,%.6g,%d\n", r->name,
             (long long)++r->step, p->epoch + 1,
-            (loss_sum - prev_loss_sum) / (double)n, 1.0 - correct / (double)n,
+            (loss_sum - r->prev_loss_sum) / (double)n, 1.0 - correct / (double)n,
             nn_grad_report_global_norm(g), (int)h);
     nn_grad_report_free(g);
-    prev_loss_sum = loss_sum;
+    r->prev_loss_sum = loss_sum;
     r->prev_acc = p->accuracy;
     r->prev_seen = p->samples_seen;
     return 0;
@@ -286,7 +286,7 @@ static void train_one(const args *a, const dataset *d, const char *name,
            6 * n + 2, (long long)nn_model_num_params(m));
 
     /* the profile at initialisation: one batch, training mode, no step */
-    run r = {name, m, f->curves, f->profiles, 0, 0, 0, 0};
+    run r = {name, m, f->curves, f->profiles, 0, 0, 0, 0, 0};
     int64_t bshape[4] = {a->batch, shape[1], shape[2], shape[3]};
     int64_t yshape[2] = {a->batch, 10};
     nn_tensor *xb = nn_tensor_wrap(4, bshape, nn_tensor_data(d->x_train));
