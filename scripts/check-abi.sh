@@ -16,5 +16,5 @@ for s in $(cat "$actual"); do
     grep -q "\b$s(" include/nn.h || { echo "ABI check: $s is not declared in include/nn.h"; status=1; }
 done
 n=$(wc -l < "$actual")
-if [ $status -eq 0 ]; then echo "ABI check: 1 passed, 0 failed ($n symbols)"; else echo "ABI check: 0 passed, 1 failed"; fi
+if [ $status -eq 0 ]; then echo "abi: 1 passed, 0 failed"; echo "($n exported symbols)"; else echo "abi: 0 passed, 1 failed"; fi
 exit $status

@@ -24,7 +24,7 @@ PKG_CONFIG_PATH="$prefix/lib/pkgconfig" \
 out=$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/prog")
 [ -L "$prefix/lib/libnn.so.0" ] && [ -L "$prefix/lib/libnn.so" ] && [ -f "$prefix/lib/libnn.a" ]
 if [ "$out" = "0.1.0 15" ]; then
-    echo "install check: 1 passed, 0 failed"
+    echo "install: 1 passed, 0 failed"
 else
     echo "install check: unexpected output '$out'"; echo "0 passed, 1 failed"; exit 1
 fi

@@ -14,6 +14,6 @@ for t in "$@"; do
         printf '%s\n' "$out" | tail -n 40
     fi
 done
-echo "C tests: $passed passed, $failed failed"
+echo "cmocka: $passed passed, $failed failed"
 [ -n "$failures" ] && echo "failing programs:$failures"
 [ "$failed" -eq 0 ] && [ -z "$failures" ]
