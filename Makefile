@@ -104,6 +104,15 @@ demo: deps
 	$(MAKE) all
 	$(BUILD)/examples/cifar_cnn --history cifar_cnn_history.csv
 
+# Q1: plain-20/56 against ResNet-20/56 (examples/residual_vs_plain.c),
+# then its plots; longer runs: make residual-experiment RESIDUAL_ARGS="..."
+RESIDUAL_OUT ?= residual_out
+RESIDUAL_ARGS ?=
+.PHONY: residual-experiment
+residual-experiment: lib $(BUILD)/examples/residual_vs_plain
+	$(BUILD)/examples/residual_vs_plain --out $(RESIDUAL_OUT) $(RESIDUAL_ARGS)
+	$(PYTHON) tools/plot_residual.py $(RESIDUAL_OUT)
+
 bench: lib $(BENCHES)
 	@scripts/run-bench.sh
 

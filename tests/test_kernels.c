@@ -148,10 +148,73 @@ static void test_gemm_thread_counts(void **state)
     for (int threads = 1; threads <= 5; threads++) {
         assert_int_equal(nn_set_num_threads(threads), NN_OK);
         check_gemm(true, false, 48, 20, 6000, 0.0f); /* k split */
-        check_gemm(false, false, 333, 64, 100, 1.0f); /* rows */
-        check_gemm(false, true, 3, 900, 200, 0.0f);   /* columns */
+        /* Above the serial threshold (2^22 multiply-adds). */
+        check_gemm(false, false, 333, 64, 300, 1.0f); /* rows */
+        check_gemm(false, true, 3, 900, 2000, 0.0f);  /* columns */
     }
     assert_int_equal(nn_set_num_threads(0), NN_OK);
+}
+
+/* The AVX-512 product (used for convolutions where the CPU has it) and
+ * its fallback both match the reference, with and without bias + ReLU. */
+static void check_gemm512(bool ta, int64_t m, int64_t n, int64_t k, float beta)
+{
+    int64_t lda = (ta ? m : k) + 1, ldb = n + 3, ldc = n + 2;
+    float *a = rand_buf((ta ? k : m) * lda), *b = rand_buf(k * ldb);
+    float *c = beta == 0.0f ? nan_buf(m * ldc) : rand_buf(m * ldc);
+    float *c0 = malloc((size_t)(m * ldc) * sizeof(float));
+    memcpy(c0, c, (size_t)(m * ldc) * sizeof(float));
+    double *want = malloc((size_t)(m * n) * sizeof(double));
+    float *got = malloc((size_t)(m * n) * sizeof(float));
+    gemm_ref(ta, false, m, n, k, a, lda, b, ldb, beta, c0, ldc, want);
+    nn__gemm512(ta, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    for (int64_t i = 0; i < m; i++)
+        memcpy(got + i * n, c + i * ldc, (size_t)n * sizeof(float));
+    char what[96];
+    snprintf(what, sizeof what, "gemm512 ta=%d %lldx%lldx%lld beta=%g", ta,
+             (long long)m, (long long)n, (long long)k, (double)beta);
+    assert_true(close_enough(got, want, m * n, 1e-5 * sqrt((double)k + 1),
+                             what));
+    if (!ta) { /* bias + ReLU epilogue: relu(A*B + bias) */
+        float *bias = rand_buf(n);
+        nn__gemm512_bias_relu(m, n, k, a, lda, b, ldb, bias, true, c, ldc);
+        gemm_ref(false, false, m, n, k, a, lda, b, ldb, 0.0f, c0, ldc, want);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double v = want[i * n + j] + bias[j];
+                want[i * n + j] = v > 0 ? v : 0;
+                got[i * n + j] = c[i * ldc + j];
+            }
+        assert_true(close_enough(got, want, m * n,
+                                 1e-5 * sqrt((double)k + 1), what));
+        free(bias);
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+    free(want);
+    free(got);
+}
+
+static void test_gemm512(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][3] = {
+        {1, 1, 1}, {7, 16, 27}, {100, 32, 27}, {129, 64, 288},
+        {33, 17, 5}, {512, 48, 96}, {5, 130, 300},
+    };
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta <= 1; ta++) {
+                check_gemm512(ta, shapes[s][0], shapes[s][1], shapes[s][2],
+                              0.0f);
+                check_gemm512(ta, shapes[s][0], shapes[s][1], shapes[s][2],
+                              1.0f);
+            }
+    }
+    nn__gemm512_disable(false);
 }
 
 /* Same inputs, same thread count: bit-identical results. */
@@ -706,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_gemm_transposes),
         cmocka_unit_test(test_gemm_thread_counts),
         cmocka_unit_test(test_gemm_deterministic),
+        cmocka_unit_test(test_gemm512),
         cmocka_unit_test(test_conv_forward_random),
         cmocka_unit_test(test_conv_forward_special),
         cmocka_unit_test(test_conv_backward_random),

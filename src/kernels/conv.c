@@ -144,25 +144,36 @@ static void im2col(const nn_conv_geom *g, const float *x, int64_t r0,
 }
 
 /* Adds the columns of a whole image back onto its input positions. */
-static void col2im_add(const nn_conv_geom *g, const float *col, float *dx)
+NN_TARGET_CLONES
+static void col2im_add(const nn_conv_geom *g, const float *restrict col,
+                       float *restrict dx)
 {
     const int64_t c = g->c, kw = g->kw, row = kw * c;
-    const int64_t k = col_width(g), m = out_pixels(g);
+    const int64_t m = out_pixels(g);
+    int64_t oy = 0, ox = 0;
     for (int64_t r = 0; r < m; r++) {
-        int64_t oy = r / g->ow, ox = r % g->ow;
         int64_t iy0 = oy * g->sh - g->pad_top, ix0 = ox * g->sw - g->pad_left;
         int64_t kx0 = ix0 < 0 ? -ix0 : 0;
         int64_t kx1 = min64(kw, g->w - ix0);
-        const float *src = col + r * k;
-        for (int64_t ky = 0; ky < g->kh; ky++, src += row) {
+        for (int64_t ky = 0; ky < g->kh; ky++, col += row) {
             int64_t iy = iy0 + ky;
             if (iy < 0 || iy >= g->h || kx0 >= kx1) continue;
             float *d = dx + (iy * g->w + ix0 + kx0) * c;
-            const float *s = src + kx0 * c;
+            const float *s = col + kx0 * c;
             int64_t len = (kx1 - kx0) * c;
             for (int64_t i = 0; i < len; i++) d[i] += s[i];
         }
+        if (++ox == g->ow) ox = 0, oy++;
     }
+}
+
+/* acc[j] += sum over rows of y[r, j] (the bias gradient of one image). */
+NN_TARGET_CLONES
+static void add_col_sums(const float *restrict y, int64_t rows, int64_t f,
+                         float *restrict acc)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < f; j++) acc[j] += y[r * f + j];
 }
 
 static void add_bias_rows(float *y, const float *bias, int64_t rows,
@@ -300,9 +311,7 @@ static void backward_image(const nn_conv_geom *g, nn_activation act,
         im2col(g, x, 0, m, col);
         nn__gemm512(true, k, f, m, col, k, dy, f, 1.0f, pdw, f);
     }
-    if (pdb)
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t j = 0; j < f; j++) pdb[j] += dy[r * f + j];
+    if (pdb) add_col_sums(dy, m, f, pdb);
     if (dx) {
         if (!accum) memset(dx, 0, (size_t)in_size(g) * sizeof(float));
         if (wt)
