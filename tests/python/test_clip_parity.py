@@ -159,3 +159,25 @@ def test_clipping_arguments():
             libnn.SGD(clipvalue=bad)
     opt = libnn.SGD(0.1, global_clipnorm=None, clipvalue=0)
     assert opt.global_clipnorm == 0 and opt.clipvalue == 0
+
+
+def test_binding_diagnostics(rng):
+    """The binding's diagnostics: fit's gradient columns, the report, the
+    summary and the finite check's error."""
+    m, layers = model(libnn.SGD(0.05), rng)
+    x = rng.standard_normal((40, N_IN)).astype(np.float32)
+    y = rng.uniform(0, 1, (40, UNITS)).astype(np.float32)
+    h = m.fit(x, y, epochs=2, batch_size=10, record_grad_norm=2)
+    assert len(h["grad_norm"]) == 2 and len(h["step_grad_norm"]) == 8
+    assert np.isclose(h["grad_norm"][1], np.mean(h["step_grad_norm"][4:]),
+                      rtol=1e-5)
+    r = m.grad_report()
+    assert r["step"] == 8 and [l["name"] for l in r["layers"]] == \
+        [layer.name for layer in layers]
+    assert r["health"] == "ok" and r["layers"][0]["update_ratio"] > 0
+    assert "Global gradient norm" in m.grad_summary()
+    w = layers[1].weights
+    w[0][0, 0] = np.nan
+    layers[1].set_weights(w)
+    with pytest.raises(libnn.NumericError, match=layers[1].name):
+        m.fit(x, y, epochs=1, batch_size=10, stop_on_nonfinite=True)
