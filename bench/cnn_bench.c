@@ -221,6 +221,12 @@ int main(int argc, char **argv)
         m = build_cnn(1);
         printf("libnn train_aug_img_per_s %.1f\n", median_rate(m, &d, &a, 1));
         nn_model_free(m);
+        /* Per-step gradient norms must cost little (issue: <= 5%). */
+        m = build_cnn(0);
+        nn_diag_opts diag = NN_DIAG_OPTS_INIT;
+        if (nn_model_set_diagnostics(m, &diag) != NN_OK) die("diagnostics");
+        printf("libnn train_diag_img_per_s %.1f\n", median_rate(m, &d, &a, 1));
+        nn_model_free(m);
     }
     free_data(&d);
     return 0;

@@ -75,7 +75,7 @@ echo "median over rounds:"
 printf '%s\n' "$medians"
 echo
 printf '%s\n' "$medians" | awk -v torch="$have_torch" \
-    -v metrics="${BENCH_METRICS:-train_img_per_s train_aug_img_per_s infer_img_per_s peak_rss_mb base_rss_mb}" '
+    -v metrics="${BENCH_METRICS:-train_img_per_s train_aug_img_per_s train_diag_img_per_s infer_img_per_s peak_rss_mb base_rss_mb}" '
     BEGIN {
         m = split(metrics, order, " ")
         for (i = 1; i <= m; i++) seen[order[i]] = 1
@@ -104,6 +104,9 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" \
         if ((("libnn", "train_aug_img_per_s") in val) && val["libnn", "train_aug_img_per_s"] > 0)
             printf "augmentation cost: training with RandomFlip + RandomRotation is %.1f%% slower\n", \
                 100 * (val["libnn", "train_img_per_s"] / val["libnn", "train_aug_img_per_s"] - 1)
+        if ((("libnn", "train_diag_img_per_s") in val) && val["libnn", "train_diag_img_per_s"] > 0)
+            printf "diagnostics cost: training with per-step gradient norms is %.1f%% slower\n", \
+                100 * (val["libnn", "train_img_per_s"] / val["libnn", "train_diag_img_per_s"] - 1)
         print "\nratio = libnn / PyTorch throughput (above 1: libnn is faster)."
         print "Memory: peak_rss_mb is each process'"'"'s peak resident set;"
         print "base_rss_mb is the peak before the model exists (runtime share)."
