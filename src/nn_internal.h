@@ -49,6 +49,18 @@ int64_t nn__debug_fail_alloc_after(int64_t k);
 
 int nn__threads(void);
 
+/* ---------------- text into a caller's buffer (src/core/textbuf.c) -- */
+
+typedef struct nn_sbuf {
+    char *buf;
+    size_t cap, len; /* len counts everything, even what did not fit */
+} nn_sbuf;
+
+void nn__sbuf_put(nn_sbuf *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* NUL-terminates (when cap > 0) and reports the full length + 1. */
+void nn__sbuf_finish(nn_sbuf *s, size_t *needed);
+
 /* ---------------- random numbers (src/core/rng.c) ---------------- */
 
 typedef struct nn_rng {

@@ -4,7 +4,6 @@
 #include "diag/diag.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -172,60 +171,38 @@ nn_status nn_grad_report_health(const nn_grad_report *r, int window,
 
 /* ---------------- the table ---------------- */
 
-typedef struct sbuf {
-    char *buf;
-    size_t cap, len; /* len counts everything, even what did not fit */
-} sbuf;
-
-static void put(sbuf *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(sbuf *s, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
-    if (s->len < s->cap) {
-        size_t room = s->cap - s->len;
-        memcpy(s->buf + s->len, tmp, (size_t)n < room ? (size_t)n : room);
-    }
-    s->len += (size_t)n;
-}
 
 static const char *const verdict_name[4] = {
     "OK", "VANISHING", "EXPLODING", "NONFINITE"};
 
-static void cell(sbuf *s, double v)
+static void cell(nn_sbuf *s, double v)
 {
-    if (isnan(v)) put(s, " %13s", "-");
-    else put(s, " %13.4e", v);
+    if (isnan(v)) nn__sbuf_put(s, " %13s", "-");
+    else nn__sbuf_put(s, " %13.4e", v);
 }
 
-static void table(sbuf *s, const nn_grad_report *r)
+static void table(nn_sbuf *s, const nn_grad_report *r)
 {
     const char *rule = "==================================================="
                        "================================";
-    put(s, "Gradient report after step %lld\n", (long long)r->s.step);
-    put(s, "%-40s %13s %13s %13s\n", "Layer (type)", "Grad norm",
+    nn__sbuf_put(s, "Gradient report after step %lld\n", (long long)r->s.step);
+    nn__sbuf_put(s, "%-40s %13s %13s %13s\n", "Layer (type)", "Grad norm",
         "Weight norm", "Update/weight");
-    put(s, "%s\n", rule);
+    nn__sbuf_put(s, "%s\n", rule);
     for (int k = 0; k < r->s.n_layers; k++) {
         char label[NN_NAME_MAX + 40];
         snprintf(label, sizeof label, "%s (%s)", r->names[k], r->types[k]);
-        put(s, "%-40s", label);
+        nn__sbuf_put(s, "%-40s", label);
         cell(s, nn_grad_report_grad_norm(r, k, -1));
         cell(s, nn_grad_report_weight_norm(r, k, -1));
         cell(s, nn_grad_report_update_ratio(r, k, -1));
-        put(s, "\n");
+        nn__sbuf_put(s, "\n");
     }
-    put(s, "%s\n", rule);
-    put(s, "Global gradient norm: %.4e\n", nn_grad_report_global_norm(r));
-    put(s, "Step health: %s - %s\n", verdict_name[r->s.verdict[0]],
+    nn__sbuf_put(s, "%s\n", rule);
+    nn__sbuf_put(s, "Global gradient norm: %.4e\n", nn_grad_report_global_norm(r));
+    nn__sbuf_put(s, "Step health: %s - %s\n", verdict_name[r->s.verdict[0]],
         r->s.why[0]);
-    put(s, "Window health: %s - %s\n", verdict_name[r->s.verdict[1]],
+    nn__sbuf_put(s, "Window health: %s - %s\n", verdict_name[r->s.verdict[1]],
         r->s.why[1]);
 }
 
@@ -236,10 +213,9 @@ nn_status nn_model_grad_summary(const nn_model *m, char *buf, size_t cap,
              "nn_model_grad_summary: buf is NULL with cap %zu", cap);
     nn_grad_report *r;
     NN_TRY(nn_model_grad_report(m, &r));
-    sbuf s = {buf, cap, 0};
+    nn_sbuf s = {buf, cap, 0};
     table(&s, r);
     nn_grad_report_free(r);
-    if (cap > 0) buf[s.len < cap ? s.len : cap - 1] = '\0';
-    if (needed) *needed = s.len + 1;
+    nn__sbuf_finish(&s, needed);
     return NN_OK;
 }

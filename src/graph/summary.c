@@ -1,32 +1,9 @@
 /* Keras-style summary table, written into a caller's buffer. */
 #include "nn_internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef struct sbuf {
-    char *buf;
-    size_t cap, len; /* len counts everything, even what did not fit */
-} sbuf;
-
-static void put(sbuf *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(sbuf *s, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
-    if (s->len < s->cap) {
-        size_t room = s->cap - s->len;
-        memcpy(s->buf + s->len, tmp, (size_t)n < room ? (size_t)n : room);
-    }
-    s->len += (size_t)n;
-}
 
 /* 42442 -> "42,442" */
 static void with_commas(int64_t v, char *out, size_t cap)
@@ -95,15 +72,15 @@ static bool is_chain(const nn_model *m)
     return true;
 }
 
-static void rule(sbuf *s, char c, int width)
+static void rule(nn_sbuf *s, char c, int width)
 {
     char line[160];
     memset(line, c, (size_t)width);
     line[width] = '\0';
-    put(s, "%s\n", line);
+    nn__sbuf_put(s, "%s\n", line);
 }
 
-static void layer_row(sbuf *s, const nn_model *m, row r, bool chain)
+static void layer_row(nn_sbuf *s, const nn_model *m, row r, bool chain)
 {
     const nn_layer *l = m->layers[r.last];
     char name[160], shape[96], params[32];
@@ -116,15 +93,15 @@ static void layer_row(sbuf *s, const nn_model *m, row r, bool chain)
     shape_str(&l->out, shape, sizeof shape);
     with_commas(n, params, sizeof params);
     if (chain) {
-        put(s, " %-42s %-25s %-10s\n", name, shape, params);
+        nn__sbuf_put(s, " %-42s %-25s %-10s\n", name, shape, params);
         return;
     }
     const nn_layer *in[NN_LAYER_MAX_INPUTS];
     int k = external_inputs(m, r, in, NN_LAYER_MAX_INPUTS);
-    put(s, " %-42s %-25s %-10s %s\n", name, shape, params,
+    nn__sbuf_put(s, " %-42s %-25s %-10s %s\n", name, shape, params,
         k ? in[0]->name : "[]");
     for (int i = 1; i < k; i++)
-        put(s, " %-42s %-25s %-10s %s\n", "", "", "", in[i]->name);
+        nn__sbuf_put(s, " %-42s %-25s %-10s %s\n", "", "", "", in[i]->name);
 }
 
 nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
@@ -132,17 +109,17 @@ nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
 {
     NN_CHECK(m, NN_ERR_INVALID, "nn_model_summary: model is NULL");
     NN_CHECK(buf || cap == 0, NN_ERR_INVALID, "nn_model_summary: buf is NULL");
-    sbuf s = {buf, cap, 0};
+    nn_sbuf s = {buf, cap, 0};
     bool chain = is_chain(m);
     int width = chain ? 80 : 113;
-    put(&s, "Model: \"%s\"\n",
+    nn__sbuf_put(&s, "Model: \"%s\"\n",
         m->name[0] ? m->name : chain ? "sequential" : "model");
     rule(&s, '_', width);
     if (chain)
-        put(&s, " %-42s %-25s %-10s\n", "Layer (type)", "Output Shape",
+        nn__sbuf_put(&s, " %-42s %-25s %-10s\n", "Layer (type)", "Output Shape",
             "Param #");
     else
-        put(&s, " %-42s %-25s %-10s %s\n", "Layer (type)", "Output Shape",
+        nn__sbuf_put(&s, " %-42s %-25s %-10s %s\n", "Layer (type)", "Output Shape",
             "Param #", "Connected to");
     rule(&s, '=', width);
     for (int i = 0; i < m->n_layers;) {
@@ -159,10 +136,9 @@ nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
     with_commas(total, a, sizeof a);
     with_commas(trainable, b, sizeof b);
     with_commas(total - trainable, c, sizeof c);
-    put(&s, "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n",
+    nn__sbuf_put(&s, "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n",
         a, b, c);
     rule(&s, '_', width);
-    if (cap > 0) buf[s.len < cap ? s.len : cap - 1] = '\0';
-    if (needed) *needed = s.len + 1;
+    nn__sbuf_finish(&s, needed);
     return NN_OK;
 }
