@@ -163,3 +163,37 @@ nn_status nn__load_no_config(nn_layer *l, const uint8_t *buf, size_t len)
              "layer config has %zu bytes where none are expected", len);
     return NN_OK;
 }
+
+/* Conv2D and LocallyConnected2D configs: filters, kh, kw, sh, sw, use_bias,
+ * padding, activation, kinit, binit (i32 each). */
+size_t nn__conv_config_save(const nn_layer *l, uint8_t *buf, size_t cap)
+{
+    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    nn_cfg_writer w = {buf, cap, 0};
+    int32_t v[] = {c->filters, c->kh, c->kw, c->sh, c->sw, c->use_bias,
+                   (int32_t)c->padding, (int32_t)l->activation,
+                   (int32_t)c->kinit, (int32_t)c->binit};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        nn__cfg_put_i32(&w, v[i]);
+    return w.len;
+}
+
+/* Reads the fields only; the caller validates them. */
+nn_status nn__conv_config_load(nn_layer *l, const uint8_t *buf, size_t len,
+                               const char *kind)
+{
+    nn_cfg_reader r = {buf, len, 0, false};
+    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    memset(c, 0, sizeof *c);
+    c->filters = nn__cfg_get_i32(&r);
+    c->kh = nn__cfg_get_i32(&r);
+    c->kw = nn__cfg_get_i32(&r);
+    c->sh = nn__cfg_get_i32(&r);
+    c->sw = nn__cfg_get_i32(&r);
+    c->use_bias = nn__cfg_get_i32(&r);
+    c->padding = (nn_padding)nn__cfg_get_i32(&r);
+    l->activation = (nn_activation)nn__cfg_get_i32(&r);
+    c->kinit = (nn_initializer)nn__cfg_get_i32(&r);
+    c->binit = (nn_initializer)nn__cfg_get_i32(&r);
+    return nn__cfg_end(&r, kind);
+}

@@ -89,4 +89,9 @@ float *nn__param_grad(nn_layer *l, int i);
 /* Whether a fused activation keeps its logits for the loss. */
 bool nn__act_keeps_logits(nn_activation a);
 
+/* Config of Conv2D and LocallyConnected2D (same layout). */
+size_t nn__conv_config_save(const nn_layer *l, uint8_t *buf, size_t cap);
+nn_status nn__conv_config_load(nn_layer *l, const uint8_t *buf, size_t len,
+                               const char *kind);
+
 #endif

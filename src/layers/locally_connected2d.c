@@ -129,36 +129,10 @@ static nn_status lc_backward(nn_layer *l, const nn_bwd *a)
     return NN_OK;
 }
 
-/* Conv2D's: filters, kh, kw, sh, sw, use_bias, padding, activation, kinit,
- * binit */
-static size_t lc_save(const nn_layer *l, uint8_t *buf, size_t cap)
-{
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
-    nn_cfg_writer w = {buf, cap, 0};
-    int32_t v[] = {c->filters, c->kh, c->kw, c->sh, c->sw, c->use_bias,
-                   (int32_t)c->padding, (int32_t)l->activation,
-                   (int32_t)c->kinit, (int32_t)c->binit};
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        nn__cfg_put_i32(&w, v[i]);
-    return w.len;
-}
-
+/* Same config layout as Conv2D. */
 static nn_status lc_load(nn_layer *l, const uint8_t *buf, size_t len)
 {
-    nn_cfg_reader r = {buf, len, 0, false};
-    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
-    memset(c, 0, sizeof *c);
-    c->filters = nn__cfg_get_i32(&r);
-    c->kh = nn__cfg_get_i32(&r);
-    c->kw = nn__cfg_get_i32(&r);
-    c->sh = nn__cfg_get_i32(&r);
-    c->sw = nn__cfg_get_i32(&r);
-    c->use_bias = nn__cfg_get_i32(&r);
-    c->padding = (nn_padding)nn__cfg_get_i32(&r);
-    l->activation = (nn_activation)nn__cfg_get_i32(&r);
-    c->kinit = (nn_initializer)nn__cfg_get_i32(&r);
-    c->binit = (nn_initializer)nn__cfg_get_i32(&r);
-    NN_TRY(nn__cfg_end(&r, "LocallyConnected2D"));
+    NN_TRY(nn__conv_config_load(l, buf, len, "LocallyConnected2D"));
     return lc_check(l, NN_ERR_FORMAT, "LocallyConnected2D config");
 }
 
@@ -171,7 +145,7 @@ const nn_layer_ops nn__locally_connected2d_ops = {
     .forward = lc_forward,
     .backward = lc_backward,
     .logits = lc_logits,
-    .save_config = lc_save,
+    .save_config = nn__conv_config_save,
     .load_config = lc_load,
 };
 
