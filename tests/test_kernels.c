@@ -203,6 +203,7 @@ static void test_gemm512(void **state)
     static const int64_t shapes[][3] = {
         {1, 1, 1}, {7, 16, 27}, {100, 32, 27}, {129, 64, 288},
         {33, 17, 5}, {512, 48, 96}, {5, 130, 300},
+        {13, 70, 1100}, /* k in three blocks */
     };
     for (int off = 0; off <= 1; off++) {
         nn__gemm512_disable(off);
@@ -515,6 +516,70 @@ static void test_conv_deterministic(void **state)
     free(dw2);
 }
 
+/* The forward pass cuts its work by rows, by ranges of filters (few
+ * output rows: batch 1 at 7x7), into balanced tiles, and k into blocks;
+ * pointwise convolutions take the batch's pixels as one matrix. Every cut
+ * must give the reference's values and the same bits at every thread
+ * count, with the fused epilogue too. */
+static void check_conv_cuts(const nn_conv_geom *g, bool fallback)
+{
+    int64_t no = out_count(g), f = g->f;
+    float *x = rand_buf(in_count(g)), *w = rand_buf(w_count(g));
+    float *scale = rand_buf(f), *shift = rand_buf(f), *res = rand_buf(no);
+    float *ref = nan_buf(no), *o1 = nan_buf(no), *o2 = nan_buf(no);
+    double *want = malloc((size_t)no * sizeof(double));
+    float *fs = scratch_for(nn__conv2d_forward_scratch(g));
+    nn__conv2d_forward_ref(g, x, w, NULL, ref);
+    for (int64_t i = 0; i < no; i++) {
+        double v = (double)ref[i] * scale[i % f] + shift[i % f] + res[i];
+        want[i] = v > 0 ? v : 0;
+    }
+    nn_epilogue e = {.scale = scale, .shift = shift, .residual = res,
+                     .ldr = f, .relu = true};
+    char what[96];
+    for (int threads = 1; threads <= 3; threads++) {
+        nn_set_num_threads(threads);
+        nn__conv2d_forward_epi(g, x, w, &e, o2, fs);
+        snprintf(what, sizeof what, "conv cuts %dx%dx%d k%d f%d n%d t%d",
+                 g->h, g->w, g->c, g->kh, g->f, g->n, threads);
+        assert_true(close_enough(o2, want, no, 1e-5, what));
+        if (threads == 1) memcpy(o1, o2, (size_t)no * sizeof(float));
+        /* OpenBLAS (the fallback) may round edge tiles differently. */
+        if (!fallback)
+            assert_memory_equal(o1, o2, (size_t)no * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    free(x);
+    free(w);
+    free(scale);
+    free(shift);
+    free(res);
+    free(ref);
+    free(o1);
+    free(o2);
+    free(want);
+    free(fs);
+}
+
+static void test_conv_forward_cuts(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_geom(1, 7, 7, 24, 3, 3, 1, 1, true, 200),   /* filters split */
+        make_geom(2, 5, 5, 60, 1, 1, 1, 1, false, 130),  /* pointwise, split */
+        make_geom(3, 9, 9, 70, 1, 1, 1, 1, false, 40),   /* pointwise rows */
+        make_geom(1, 14, 14, 20, 3, 3, 1, 1, true, 70),  /* balanced tiles */
+        make_geom(2, 6, 6, 80, 3, 3, 2, 2, true, 33),    /* k = 720 > block */
+        make_geom(1, 4, 4, 600, 1, 1, 1, 1, false, 150), /* k blocks, split */
+    };
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+            check_conv_cuts(&gs[i], off || !nn__gemm512_ok());
+    }
+    nn__gemm512_disable(false);
+}
+
 /* ------------------------------------------------------------------ */
 /* Pooling                                                             */
 /* ------------------------------------------------------------------ */
@@ -775,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_conv_backward_random),
         cmocka_unit_test(test_conv_backward_special),
         cmocka_unit_test(test_conv_deterministic),
+        cmocka_unit_test(test_conv_forward_cuts),
         cmocka_unit_test(test_pool_random),
         cmocka_unit_test(test_avgpool_same_ignores_padding),
         cmocka_unit_test(test_maxpool_ties_and_negatives),

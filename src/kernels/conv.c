@@ -2,9 +2,11 @@
  *
  * im2col row r of an image is output pixel r; its columns run (ky, kx, c),
  * which matches the [kh, kw, cin, cout] kernel read as a [K, F] matrix.
- * The forward pass works on tiles of output rows sized to stay in cache;
- * the tiling does not depend on the thread count, so neither do the
- * results. The backward pass gives each thread whole images and its own
+ * The forward pass works on tiles of output rows sized to stay in cache,
+ * and splits the filters across threads when there are few rows (batch 1
+ * deep in a network, where reading the kernel is most of the cost). Each
+ * output is one chain of multiply-adds in k order however the work is
+ * cut, so the results do not depend on the thread count. The backward pass gives each thread whole images and its own
  * weight-gradient partial; partials are summed in thread order. The
  * products go to nn__gemm512 (AVX-512 where the CPU has it, OpenBLAS
  * otherwise), which also adds the bias and applies ReLU in the forward.
@@ -53,10 +55,10 @@ static bool pointwise(const nn_conv_geom *g)
 /* Rounded to 64 bytes so slots of different threads share no cache line. */
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static int64_t tile_rows(const nn_conv_geom *g)
+/* Rows of a tile of an m-row product with k columns of A. */
+static int64_t tile_rows(int64_t m, int64_t k)
 {
-    int64_t m = out_pixels(g);
-    int64_t r = CONV_TILE_FLOATS / col_width(g);
+    int64_t r = CONV_TILE_FLOATS / k;
     if (r < CONV_MIN_TILE_ROWS) r = CONV_MIN_TILE_ROWS;
     if (r >= m) return m;
     int64_t tiles = (m + r - 1) / r;
@@ -183,13 +185,71 @@ static void add_bias_rows(float *y, const float *bias, int64_t rows,
         for (int64_t j = 0; j < f; j++) y[r * f + j] += bias[j];
 }
 
-size_t nn__conv2d_forward_scratch(const nn_conv_geom *g)
+/* How a forward pass is cut into work items: `tiles` tiles of up to
+ * `rows` output rows per image times `parts` ranges of filters. A
+ * pointwise convolution is one "image" of all the batch's pixels, since
+ * its input rows already are its columns. Each element is one chain of
+ * multiply-adds in k order however the work is cut, so the cut may depend
+ * on the thread count without changing a bit of the result. */
+typedef struct fwd_plan {
+    int64_t images, m, rows, tiles, parts;
+} fwd_plan;
+
+/* Up to this many output rows (all images), the filters are split across
+ * threads instead of the rows: each thread then reads only its share of
+ * the kernel, which at batch 1 is most of the memory traffic. */
+#define CONV_SPLIT_F_ROWS 256
+
+static bool split_filters_possible(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * out_pixels(g) <= CONV_SPLIT_F_ROWS && g->f > 64;
+}
+
+/* post: the epilogue cannot run per range of filters (see forward_item). */
+static fwd_plan forward_plan(const nn_conv_geom *g, int threads, bool post)
+{
+    bool pw = pointwise(g);
+    fwd_plan p = {.images = pw ? 1 : g->n,
+                  .m = pw ? (int64_t)g->n * out_pixels(g) : out_pixels(g),
+                  .parts = 1};
+    p.rows = tile_rows(p.m, col_width(g));
+    p.tiles = (p.m + p.rows - 1) / p.rows;
+    int64_t blocks = (g->f + 63) / 64;
+    if (threads > 1 && !post && split_filters_possible(g) &&
+        blocks >= threads) {
+        p.parts = threads;
+        p.rows = p.m;
+        p.tiles = 1;
+        return p;
+    }
+    /* A few tiles: as many per thread, unless tiles get too short. */
+    while (threads > 1 && (p.images * p.tiles) % threads &&
+           p.images * p.tiles < 8 * threads && p.m / (p.tiles + 1) >= 12)
+        p.tiles++;
+    p.rows = (p.m + p.tiles - 1) / p.tiles;
+    return p;
+}
+
+/* Floats of one thread's im2col slot (0 for pointwise). The largest any
+ * thread count can plan, so that a context planned before
+ * nn_set_num_threads stays valid. */
+static size_t forward_slot(const nn_conv_geom *g)
 {
     if (pointwise(g)) return 0;
-    int64_t tr = tile_rows(g);
-    int64_t items = (int64_t)g->n * ((out_pixels(g) + tr - 1) / tr);
-    int64_t slots = min64(items, CONV_SLOTS);
-    return (size_t)slots * round16((size_t)(tr * col_width(g)));
+    int64_t rows = tile_rows(out_pixels(g), col_width(g));
+    if (split_filters_possible(g)) rows = out_pixels(g);
+    return round16((size_t)(rows * col_width(g)));
+}
+
+size_t nn__conv2d_forward_scratch(const nn_conv_geom *g)
+{
+    size_t slot = forward_slot(g);
+    if (!slot) return 0;
+    /* Row tiles keep at least 12 rows; a split of the filters has one item
+     * per thread and image. */
+    int64_t items = (int64_t)g->n * ((out_pixels(g) + 11) / 12);
+    if (split_filters_possible(g)) items = CONV_SLOTS;
+    return (size_t)min64(items, CONV_SLOTS) * slot;
 }
 
 /* Bias, logits copy and activation of rows of the output, while they are
@@ -208,47 +268,93 @@ void nn__conv2d_forward(const nn_conv_geom *g, const float *x, const float *w,
     nn__conv2d_forward_act(g, x, w, bias, NN_ACT_NONE, NULL, out, scratch);
 }
 
+/* Filters [j0, j1) of part q of p: whole 64-column blocks. */
+static void part_cols(int64_t f, int64_t q, int64_t p, int64_t *j0,
+                      int64_t *j1)
+{
+    int64_t blocks = (f + 63) / 64;
+    *j0 = min64(f, 64 * (blocks * q / p));
+    *j1 = min64(f, 64 * (blocks * (q + 1) / p));
+}
+
+/* What runs after the product when the epilogue cannot: bias, a copy of
+ * the pre-activation into logits, any activation. */
+typedef struct post_ops {
+    const float *bias;
+    nn_activation act;
+    float *logits;
+} post_ops;
+
+/* One work item: rows [r0, r1) of image i, filters [j0, j1). */
+static void forward_item(const nn_conv_geom *g, const fwd_plan *p,
+                         const float *x, const float *w, const nn_epilogue *e,
+                         const post_ops *post, float *out, float *col,
+                         int64_t i, int64_t r0, int64_t r1, int64_t j0,
+                         int64_t j1)
+{
+    const int64_t k = col_width(g), f = g->f, at = (i * p->m + r0) * f;
+    const float *a = x + (i * p->m + r0) * k; /* pointwise: x is im2col */
+    if (!pointwise(g)) {
+        im2col(g, x + i * in_size(g), r0, r1, col);
+        a = col;
+    }
+    nn_epilogue ej = *e;
+    if (ej.scale) ej.scale += j0;
+    if (ej.shift) ej.shift += j0;
+    if (ej.residual) ej.residual += at + j0;
+    nn__gemm512_epi(r1 - r0, j1 - j0, k, a, k, w + j0, f, &ej, out + at + j0,
+                    f);
+    if (post) /* whole rows: the plan has one part */
+        epilogue(post->bias, post->act, post->logits ? post->logits + at : NULL,
+                 out + at, r1 - r0, f);
+}
+
+static void forward_run(const nn_conv_geom *g, const float *x, const float *w,
+                        const nn_epilogue *e, const post_ops *post, float *out,
+                        float *scratch)
+{
+    if (g->n <= 0 || out_pixels(g) <= 0) return;
+    const fwd_plan p = forward_plan(g, nn__threads(), post != NULL);
+    const int64_t items = p.images * p.tiles * p.parts;
+    const size_t slot = forward_slot(g);
+    int nt = (int)min64(min64(items, CONV_SLOTS), nn__threads());
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *col = scratch + (size_t)omp_get_thread_num() * slot;
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            int64_t q = it % p.parts, t = it / p.parts;
+            int64_t i = t / p.tiles, r0 = (t % p.tiles) * p.rows;
+            int64_t j0, j1;
+            part_cols(g->f, q, p.parts, &j0, &j1);
+            if (j0 < j1 && r0 < p.m)
+                forward_item(g, &p, x, w, e, post, out, col, i, r0,
+                             min64(p.m, r0 + p.rows), j0, j1);
+        }
+    }
+}
+
+void nn__conv2d_forward_epi(const nn_conv_geom *g, const float *x,
+                            const float *w, const nn_epilogue *e, float *out,
+                            float *scratch)
+{
+    forward_run(g, x, w, e, NULL, out, scratch);
+}
+
 void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
                             const float *w, const float *bias,
                             nn_activation act, float *logits, float *out,
                             float *scratch)
 {
-    const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
-    if (g->n <= 0 || m <= 0) return;
-    if (pointwise(g)) {
-        int64_t rows = (int64_t)g->n * m;
-        nn__gemm(false, false, rows, f, k, x, k, w, f, 0.0f, out, f);
-        if (bias) nn__bias_add(out, bias, rows, f);
-        if (logits) memcpy(logits, out, (size_t)(rows * f) * sizeof(float));
-        nn__act_forward(act, out, rows, f);
+    /* Bias and ReLU applied as the product leaves the registers. */
+    if (!logits && (act == NN_ACT_NONE || act == NN_ACT_RELU)) {
+        nn_epilogue e = {.shift = bias, .relu = act == NN_ACT_RELU};
+        forward_run(g, x, w, &e, NULL, out, scratch);
         return;
     }
-    const int64_t tr = tile_rows(g), per_img = (m + tr - 1) / tr;
-    const int64_t items = (int64_t)g->n * per_img;
-    const size_t slot = round16((size_t)(tr * k));
-    /* Bias and ReLU applied as the product leaves the registers. */
-    const bool fused = !logits && (act == NN_ACT_NONE || act == NN_ACT_RELU);
-    int p = (int)min64(min64(items, CONV_SLOTS), nn__threads());
-#pragma omp parallel num_threads(p) if (p > 1)
-    {
-        float *col = scratch + (size_t)omp_get_thread_num() * slot;
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++) {
-            int64_t i = it / per_img, r0 = (it % per_img) * tr;
-            int64_t r1 = min64(m, r0 + tr);
-            int64_t at = (i * m + r0) * f;
-            im2col(g, x + i * in_size(g), r0, r1, col);
-            if (fused) {
-                nn__gemm512_bias_relu(r1 - r0, f, k, col, k, w, f, bias,
-                                      act == NN_ACT_RELU, out + at, f);
-                continue;
-            }
-            nn__gemm512(false, r1 - r0, f, k, col, k, w, f, 0.0f, out + at,
-                        f);
-            epilogue(bias, act, logits ? logits + at : NULL, out + at, r1 - r0,
-                     f);
-        }
-    }
+    nn_epilogue none = {0};
+    post_ops post = {bias, act, logits};
+    forward_run(g, x, w, &none, &post, out, scratch);
 }
 
 /* Per-thread slot of the backward pass: im2col, dx columns (when dx is

@@ -7,9 +7,12 @@
  * Register blocking: a tile of MR rows by NV 16-float vectors of C stays in
  * registers while k runs; each step loads one row of B (NV vectors) and
  * broadcasts MR values of A. Columns past n are masked, so any n works.
- * Every element of C is a plain sum over p = 0..k-1 in order: the result
- * depends only on the inputs. */
+ * Every element of C is one chain of fused multiply-adds over p = 0..k-1
+ * in order, from 0 (or from C when beta is 1): the result depends only on
+ * the inputs, not on how rows, columns or k are blocked. */
 #include "kernels/kernels.h"
+
+#include <math.h>
 
 /* -DNN_NO_AVX512 builds without it (to test the fallback, for one). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
@@ -22,28 +25,47 @@ static bool disabled; /* nn__gemm512_disable (tests, benchmarks) */
 
 void nn__gemm512_disable(bool off) { disabled = off; }
 
-/* nn__gemm512_bias_relu through OpenBLAS: the same operations in the same
- * order (product, + bias, ReLU). */
+/* The epilogue of one row of C after the product is in it. */
+static void epilogue_row(const nn_epilogue *e, int64_t n, const float *res,
+                         float *row)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float x = row[j];
+        if (e->scale)
+            x = fmaf(x, e->scale[j], e->shift ? e->shift[j] : 0.0f);
+        else if (e->shift)
+            x += e->shift[j];
+        if (res) x += res[j];
+        row[j] = e->relu && x < 0.0f ? 0.0f : x;
+    }
+}
+
+/* nn__gemm512_epi through OpenBLAS: the product, then the epilogue. */
 static void epilogue_fallback(int64_t m, int64_t n, int64_t k, const float *a,
                               int64_t lda, const float *b, int64_t ldb,
-                              const float *bias, bool relu, float *c,
-                              int64_t ldc)
+                              const nn_epilogue *e, float *c, int64_t ldc)
 {
     nn__gemm1(false, false, m, n, k, a, lda, b, ldb, 0.0f, c, ldc);
-    for (int64_t i = 0; i < m; i++) {
-        float *row = c + i * ldc;
-        if (bias)
-            for (int64_t j = 0; j < n; j++) row[j] += bias[j];
-        if (relu)
-            for (int64_t j = 0; j < n; j++)
-                row[j] = row[j] < 0.0f ? 0.0f : row[j];
-    }
+    for (int64_t i = 0; i < m; i++)
+        epilogue_row(e, n, e->residual ? e->residual + i * e->ldr : NULL,
+                     c + i * ldc);
 }
 
 #if HAVE_GEMM512
 
 #define T512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline)) T512
+
+/* k is cut into blocks of this many steps: a block of B (KC rows by 64
+ * columns, 128 KB) stays in L2 while every row tile of A runs over it.
+ * Accumulators start from C for every block but the first, so each element
+ * is still one chain of fused multiply-adds in k order: the blocking does
+ * not change a bit of the result. */
+#define KC 512
+/* The first row tile over a block of B brings it from memory, rows of B
+ * ldb floats apart: the hardware prefetchers stop at page boundaries, so
+ * the tile asks for the row this many steps ahead itself. */
+#define PF_ROWS 64
 
 bool nn__gemm512_ok(void)
 {
@@ -52,21 +74,44 @@ bool nn__gemm512_ok(void)
 }
 
 typedef struct tile_args {
-    const float *a; /* A(i0, 0) */
+    const float *a; /* A(i0, k0) */
     int64_t lda;
-    const float *b; /* B(0, j0) */
+    const float *b; /* B(k0, j0) */
     int64_t ldb;
     float *c; /* C(i0, j0) */
     int64_t ldc, k;
     __mmask16 last; /* columns of the last vector inside n */
-    bool add;       /* C += product, else C = product */
-    const float *bias; /* bias(j0), added to each row when not NULL */
-    bool relu;         /* then max(0, .), as nn__relu */
+    bool load;      /* accumulators start from C, else from 0 */
+    bool final;     /* last block of k: apply the epilogue */
+    bool prefetch;  /* first pass over this block of B: fetch ahead */
+    const float *scale, *shift; /* at column j0, or NULL */
+    const float *res;           /* residual at (i0, j0), or NULL */
+    int64_t ldr;
+    bool relu;
 } tile_args;
 
-/* One MR x (16 NV) tile of C. MR, NV and TA are constants at every call;
- * with every loop over them unrolled, acc lives in registers (GCC keeps
- * neither a variable-length array nor one indexed by a variable there). */
+/* The epilogue of one vector of C: x * scale + shift (or x + shift), +
+ * residual, then max(0, x) as nn__relu (NaN and -0 pass through). */
+INLINE __m512 finish(const tile_args *t, __m512 x, int r, int v, __mmask16 m)
+{
+    if (t->scale)
+        x = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, t->scale + 16 * v),
+                            t->shift ? _mm512_maskz_loadu_ps(
+                                           m, t->shift + 16 * v)
+                                     : _mm512_setzero_ps());
+    else if (t->shift)
+        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t->shift + 16 * v));
+    if (t->res)
+        x = _mm512_add_ps(
+            x, _mm512_maskz_loadu_ps(m, t->res + r * t->ldr + 16 * v));
+    if (t->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x);
+    return x;
+}
+
+/* One MR x (16 NV) tile of C over one block of k. MR, NV and TA are
+ * constants at every call; with every loop over them unrolled, acc lives
+ * in registers (GCC keeps neither a variable-length array nor one indexed
+ * by a variable there). */
 INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
 {
     const float *a = t->a, *b = t->b;
@@ -74,16 +119,27 @@ INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
     const __mmask16 last = t->last;
     /* A(r, p) is a[r * ra + p * pa]. */
     const int64_t ra = ta ? 1 : lda, pa = ta ? lda : 1;
+    float *c = t->c;
     __m512 acc[12][4];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+        for (int v = 0; v < NV; v++) {
+            __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
+            acc[r][v] = t->load ? _mm512_maskz_loadu_ps(m, c + r * t->ldc +
+                                                               16 * v)
+                                : _mm512_setzero_ps();
+        }
     for (int64_t p = 0; p < k; p++, b += ldb, a += pa) {
         __m512 bv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
         bv[NV - 1] = _mm512_maskz_loadu_ps(last, b + 16 * (NV - 1));
+        if (t->prefetch)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                _mm_prefetch((const char *)(b + PF_ROWS * ldb + 16 * v),
+                             _MM_HINT_T0);
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_set1_ps(a[r * ra]);
@@ -92,20 +148,13 @@ INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
                 acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
     }
-    float *c = t->c;
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++, c += t->ldc)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
             __m512 x = acc[r][v];
-            if (t->add)
-                x = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + 16 * v), x);
-            if (t->bias)
-                x = _mm512_add_ps(
-                    x, _mm512_maskz_loadu_ps(m, t->bias + 16 * v));
-            /* 0 > x ? 0 : x: NaN and -0 pass through, as in nn__relu. */
-            if (t->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x);
+            if (t->final) x = finish(t, x, r, v, m);
             _mm512_mask_storeu_ps(c + 16 * v, m, x);
         }
 }
@@ -145,30 +194,48 @@ static const tile_step steps[5][5] = {
     {STEP(6, 4), STEP(4, 4), STEP(2, 4), STEP(1, 4), {0}},
 };
 
-/* The product, its beta (0 or 1) and the epilogue, k >= 1. */
+/* Every row tile of one block of k against 16 nv columns of B. */
+static void run_rows(tile_args t, bool ta, int nv, int64_t m, const float *a,
+                     int64_t lda, float *c, int64_t ldc, const float *res)
+{
+    int64_t i0 = 0;
+    for (int s = 0; s < 5 && i0 < m && steps[nv][s].mr; s++) {
+        int mr = steps[nv][s].mr;
+        tile_fn f = ta ? steps[nv][s].trans : steps[nv][s].plain;
+        for (; m - i0 >= mr; i0 += mr) {
+            t.a = ta ? a + i0 : a + i0 * lda;
+            t.c = c + i0 * ldc;
+            t.res = res ? res + i0 * t.ldr : NULL;
+            f(&t);
+            t.prefetch = true;
+        }
+    }
+}
+
+/* The product, its beta (0 or 1) and the epilogue (may be NULL), k >= 1. */
 static void run_tiles(bool ta, int64_t m, int64_t n, int64_t k,
                       const float *a, int64_t lda, const float *b, int64_t ldb,
-                      float beta, const float *bias, bool relu, float *c,
-                      int64_t ldc)
+                      bool add, const nn_epilogue *e, float *c, int64_t ldc)
 {
     for (int64_t j0 = 0; j0 < n; j0 += 64) {
         int64_t cols = n - j0 < 64 ? n - j0 : 64;
         int nv = (int)((cols + 15) / 16);
         int rem = (int)(cols - 16 * (nv - 1));
         tile_args t = {
-            .lda = lda, .b = b + j0, .ldb = ldb, .ldc = ldc, .k = k,
-            .last = (__mmask16)((1u << rem) - 1u), .add = beta != 0.0f,
-            .bias = bias ? bias + j0 : NULL, .relu = relu,
+            .lda = lda, .ldb = ldb, .ldc = ldc,
+            .last = (__mmask16)((1u << rem) - 1u),
+            .scale = e && e->scale ? e->scale + j0 : NULL,
+            .shift = e && e->shift ? e->shift + j0 : NULL,
+            .ldr = e ? e->ldr : 0, .relu = e && e->relu,
         };
-        int64_t i0 = 0;
-        for (int s = 0; s < 5 && i0 < m && steps[nv][s].mr; s++) {
-            int mr = steps[nv][s].mr;
-            tile_fn f = ta ? steps[nv][s].trans : steps[nv][s].plain;
-            for (; m - i0 >= mr; i0 += mr) {
-                t.a = ta ? a + i0 : a + i0 * lda;
-                t.c = c + i0 * ldc + j0;
-                f(&t);
-            }
+        for (int64_t k0 = 0; k0 < k; k0 += KC) {
+            t.k = k - k0 < KC ? k - k0 : KC;
+            t.b = b + k0 * ldb + j0;
+            t.load = add || k0 > 0;
+            t.final = k0 + t.k == k;
+            t.prefetch = true;
+            run_rows(t, ta, nv, m, ta ? a + k0 * lda : a + k0, lda, c + j0,
+                     ldc, e && e->residual ? e->residual + j0 : NULL);
         }
     }
 }
@@ -183,19 +250,19 @@ void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
         nn__gemm1(ta, false, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    run_tiles(ta, m, n, k, a, lda, b, ldb, beta, NULL, false, c, ldc);
+    run_tiles(ta, m, n, k, a, lda, b, ldb, beta != 0.0f, NULL, c, ldc);
 }
 
-void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
-                           int64_t lda, const float *b, int64_t ldb,
-                           const float *bias, bool relu, float *c, int64_t ldc)
+void nn__gemm512_epi(int64_t m, int64_t n, int64_t k, const float *a,
+                     int64_t lda, const float *b, int64_t ldb,
+                     const nn_epilogue *e, float *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0) return;
     if (!nn__gemm512_ok() || k <= 0) {
-        epilogue_fallback(m, n, k, a, lda, b, ldb, bias, relu, c, ldc);
+        epilogue_fallback(m, n, k, a, lda, b, ldb, e, c, ldc);
         return;
     }
-    run_tiles(false, m, n, k, a, lda, b, ldb, 0.0f, bias, relu, c, ldc);
+    run_tiles(false, m, n, k, a, lda, b, ldb, false, e, c, ldc);
 }
 
 #else /* no AVX-512 code in this build */
@@ -209,12 +276,20 @@ void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
     nn__gemm1(ta, false, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
+void nn__gemm512_epi(int64_t m, int64_t n, int64_t k, const float *a,
+                     int64_t lda, const float *b, int64_t ldb,
+                     const nn_epilogue *e, float *c, int64_t ldc)
+{
+    if (m > 0 && n > 0)
+        epilogue_fallback(m, n, k, a, lda, b, ldb, e, c, ldc);
+}
+
+#endif
+
 void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
                            int64_t lda, const float *b, int64_t ldb,
                            const float *bias, bool relu, float *c, int64_t ldc)
 {
-    if (m > 0 && n > 0)
-        epilogue_fallback(m, n, k, a, lda, b, ldb, bias, relu, c, ldc);
+    nn_epilogue e = {.shift = bias, .relu = relu};
+    nn__gemm512_epi(m, n, k, a, lda, b, ldb, &e, c, ldc);
 }
-
-#endif

@@ -42,6 +42,20 @@ void nn__gemm512_disable(bool off);
 void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta,
                  float *c, int64_t ldc);
+/* What happens to each element of C = A * B before it is stored, in this
+ * order: x * scale[j] + shift[j] (one fused multiply-add) when scale is
+ * set, else x + shift[j] when shift is set; + residual[i * ldr + j] when
+ * residual is set; max(0, x) when relu (NaN and -0 pass, as nn__relu).
+ * A convolution followed by an inference-mode BatchNormalization, an Add
+ * and a ReLU is one product with this epilogue. */
+typedef struct nn_epilogue {
+    const float *scale, *shift, *residual;
+    int64_t ldr;
+    bool relu;
+} nn_epilogue;
+void nn__gemm512_epi(int64_t m, int64_t n, int64_t k, const float *a,
+                     int64_t lda, const float *b, int64_t ldb,
+                     const nn_epilogue *e, float *c, int64_t ldc);
 /* C = A * B, then + bias[j] on every row (bias may be NULL), then ReLU
  * when relu: as nn__bias_add and nn__relu would, while C is in registers. */
 void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
@@ -54,6 +68,11 @@ void nn__gemm512_bias_relu(int64_t m, int64_t n, int64_t k, const float *a,
 void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
                             const float *w, const float *bias,
                             nn_activation act, float *logits, float *out,
+                            float *scratch);
+/* Convolution whose products end in the epilogue e (residual laid out as
+ * out). Same scratch as nn__conv2d_forward. */
+void nn__conv2d_forward_epi(const nn_conv_geom *g, const float *x,
+                            const float *w, const nn_epilogue *e, float *out,
                             float *scratch);
 /* Backward that first turns dout (grad w.r.t. the activation's output y)
  * into the grad w.r.t. the pre-activation, image by image, in place. With
