@@ -89,7 +89,7 @@ check-c: tests lib
 	@scripts/check-install.sh
 
 check-python: lib
-	@scripts/run-pytest.sh
+	@LIBDIR=$(LIBDIR) scripts/run-pytest.sh
 
 # Tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:

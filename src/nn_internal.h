@@ -142,6 +142,17 @@ typedef struct nn_param {
     int64_t *refs;
 } nn_param;
 
+/* Layers an inference pass computes inside a convolution's epilogue
+ * (src/graph/fuse.c): Conv2D -> BatchNormalization -> [Add] -> [ReLU].
+ * The head convolution writes the last one's output; the others are
+ * skipped. */
+typedef struct nn_fuse {
+    int tail;               /* last fused layer; -1: the layer fuses nothing */
+    const struct nn_layer *bn; /* inference-mode BatchNormalization or NULL */
+    int residual;           /* the fused Add's other input, or -1 */
+    bool relu;
+} nn_fuse;
+
 /* Arguments of a forward pass of one layer over a batch. */
 typedef struct nn_fwd {
     int batch;
@@ -151,6 +162,10 @@ typedef struct nn_fwd {
     void *state;  /* layer's saved state for backward (state_bytes) */
     float *scratch; /* scratch_floats, shared by all layers of a context */
     uint64_t rng_key; /* counter-based randomness key for this call */
+    /* Inference only: successors this layer computes too (a Conv2D's), or
+     * NULL; residual is the fused Add's other input. */
+    const nn_fuse *fuse;
+    const float *residual;
 } nn_fwd;
 
 /* Arguments of a backward pass. dout may be overwritten by the layer. */
@@ -352,7 +367,20 @@ struct nn_context {
      * them. NULL when every layer has its own buffer (training). */
     float **pool;
     int n_pool;
+    /* Inference-only contexts: fuse[i].tail >= 0 for a convolution that
+     * computes its successors; fused_into[i] is that convolution's index
+     * for a skipped successor, else -1. NULL when nothing is fused. */
+    nn_fuse *fuse;
+    int *fused_into;
 };
+
+/* Plans the fusion of an inference context (src/graph/fuse.c). */
+nn_status nn__plan_fusion(nn_context *c);
+/* Testing and benchmarks: no fusion in contexts planned from now on. */
+void nn__fusion_disable(bool off);
+/* BatchNormalization in inference mode as y = x * scale + shift per
+ * channel (moving statistics). */
+void nn__bn_fold(const nn_layer *bn, float *scale, float *shift);
 
 struct nn_model {
     char name[NN_NAME_MAX]; /* "" until nn_model_set_name */

@@ -1072,6 +1072,127 @@ static void test_inference_is_read_only(void **state)
     nn_model_free(m);
 }
 
+/* Inference contexts compute Conv2D -> BatchNormalization -> [Add] ->
+ * [ReLU] in the convolution's epilogue. This graph has every case: a
+ * conv-bn-relu chain, one with a residual Add, a normalization read twice
+ * (the chain ends there), a convolution with its own activation (not
+ * fused: the ReLU would come before the normalization) and an Add whose
+ * other input is itself a fused chain's output. */
+typedef struct fuse_net {
+    nn_model *m;
+    nn_layer *c[5], *bn[5], *add2, *add5, *relu1, *relu2;
+} fuse_net;
+
+static nn_layer *bn_random(nn_model *m, nn_layer *in)
+{
+    nn_layer *l = nn_batchnorm(m, in, NULL);
+    randomize(&l->params[0], 0.5, 1.5);  /* gamma */
+    randomize(&l->params[1], -0.5, 0.5); /* beta */
+    randomize(&l->params[2], -0.3, 0.3); /* moving mean */
+    randomize(&l->params[3], 0.5, 2.0);  /* moving variance */
+    return l;
+}
+
+static fuse_net fuse_graph(void)
+{
+    fuse_net f = {.m = nn_model_create(5)};
+    nn_model *m = f.m;
+    nn_conv2d_opts same = NN_CONV2D_OPTS_INIT, s2 = NN_CONV2D_OPTS_INIT;
+    nn_conv2d_opts relu = NN_CONV2D_OPTS_INIT;
+    same.padding = s2.padding = NN_PADDING_SAME;
+    same.use_bias = 0;
+    s2.stride_h = s2.stride_w = 2;
+    relu.activation = NN_ACT_RELU;
+    nn_layer *x = image_input(m, 9, 9, 5);
+    f.c[0] = nn_conv2d(m, x, 24, 3, 3, &same);
+    f.relu1 = nn_relu(m, f.bn[0] = bn_random(m, f.c[0]), NULL);
+    f.c[1] = nn_conv2d(m, f.relu1, 24, 1, 1, NULL);
+    f.bn[1] = bn_random(m, f.c[1]);
+    nn_layer *a2[2] = {f.bn[1], f.relu1};
+    f.relu2 = nn_relu(m, f.add2 = nn_add(m, 2, a2, NULL), NULL);
+    f.c[2] = nn_conv2d(m, f.relu2, 70, 3, 3, &s2);
+    f.bn[2] = bn_random(m, f.c[2]);
+    f.c[3] = nn_conv2d(m, f.bn[2], 70, 1, 1, &relu);
+    f.bn[3] = bn_random(m, f.c[3]);
+    same.use_bias = 1;
+    f.c[4] = nn_conv2d(m, f.bn[2], 70, 1, 1, &same);
+    f.bn[4] = bn_random(m, f.c[4]);
+    nn_layer *a5[2] = {f.bn[3], f.bn[4]};
+    f.add5 = nn_add(m, 2, a5, NULL);
+    nn_dense(m, nn_global_avgpool2d(m, f.add5, NULL), 4, NULL);
+    for (int i = 1; i < 5; i++) /* the biases */
+        randomize(&f.c[i]->params[1], -0.2, 0.2);
+    return f;
+}
+
+/* Predictions of a new context, fused or not. */
+static void predict_ctx(nn_model *m, const nn_tensor *x, nn_tensor *out,
+                        bool fuse)
+{
+    nn__fusion_disable(!fuse);
+    nn_context *c = nn_context_create(m);
+    assert_int_equal(nn_context_predict(c, x, out, 2), NN_OK);
+    nn_context_free(c);
+    nn__fusion_disable(false);
+}
+
+static void expect_close(const nn_tensor *a, const nn_tensor *b, double tol)
+{
+    for (int64_t i = 0; i < a->size; i++)
+        assert_true(fabs(a->data[i] - b->data[i]) <=
+                    tol * (1 + fabs(b->data[i])));
+}
+
+static void test_inference_fusion(void **state)
+{
+    (void)state;
+    fuse_net f = fuse_graph();
+    nn_tensor *x = tensor4(3, 9, 9, 5);
+    gc_fill(x->data, x->size, 2.0);
+    int64_t s[2] = {3, 4};
+    nn_tensor *fused = nn_tensor_create(2, s), *plain = nn_tensor_create(2, s);
+    nn_tensor *again = nn_tensor_create(2, s);
+    predict_ctx(f.m, x, plain, false);
+    assert_int_equal(nn_model_predict(f.m, x, fused, 2), NN_OK);
+    expect_close(fused, plain, 1e-5);
+    /* What fused into what. */
+    const nn_context *c = f.m->ctx;
+    assert_non_null(c->fused_into);
+    const nn_layer *into[][2] = {
+        {f.bn[0], f.c[0]}, {f.relu1, f.c[0]}, {f.bn[1], f.c[1]},
+        {f.add2, f.c[1]},  {f.relu2, f.c[1]}, {f.bn[2], f.c[2]},
+        {f.bn[4], f.c[4]}, {f.add5, f.c[4]},
+    };
+    for (size_t i = 0; i < sizeof into / sizeof into[0]; i++)
+        assert_int_equal(c->fused_into[into[i][0]->index], into[i][1]->index);
+    assert_int_equal(c->fused_into[f.bn[3]->index], -1); /* conv's own ReLU */
+    assert_int_equal(c->fuse[f.c[3]->index].tail, -1);
+    assert_int_equal(c->fuse[f.c[1]->index].residual, f.relu1->index);
+    assert_int_equal(c->fuse[f.c[4]->index].residual, f.bn[3]->index);
+    /* Same bits at every thread count. */
+    for (int t = 1; t <= 3; t += 2) {
+        nn_set_num_threads(t);
+        predict_ctx(f.m, x, again, true);
+        assert_memory_equal(again->data, fused->data,
+                            (size_t)fused->size * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    /* Nothing is cached: new statistics written through the weight's
+     * tensor count at the next call. */
+    float *var = nn_tensor_data(nn_layer_weight(f.bn[1], 3));
+    for (int j = 0; j < 24; j++) var[j] *= 3.0f;
+    assert_int_equal(nn_model_predict(f.m, x, again, 2), NN_OK);
+    predict_ctx(f.m, x, plain, false);
+    expect_close(again, plain, 1e-5);
+    assert_true(memcmp(again->data, fused->data,
+                       (size_t)fused->size * sizeof(float)) != 0);
+    nn_tensor_free(x);
+    nn_tensor_free(fused);
+    nn_tensor_free(plain);
+    nn_tensor_free(again);
+    nn_model_free(f.m);
+}
+
 /* ------------------------------------------------------------------ */
 /* checkpoints                                                         */
 /* ------------------------------------------------------------------ */
@@ -1309,6 +1430,7 @@ int main(void)
         cmocka_unit_test(test_freeze_through_fit),
         cmocka_unit_test(test_freeze_rekeys_optimizer),
         cmocka_unit_test(test_inference_is_read_only),
+        cmocka_unit_test(test_inference_fusion),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_allocation_failures),

@@ -22,6 +22,10 @@ static void release_buffers(nn_context *c, int n_layers)
     nn__free(c->dact);
     nn__free(c->state);
     nn__free(c->scratch);
+    nn__free(c->fuse);
+    nn__free(c->fused_into);
+    c->fuse = NULL;
+    c->fused_into = NULL;
     c->act = c->dact = NULL;
     c->state = NULL;
     c->scratch = NULL;
@@ -94,14 +98,26 @@ static int pick_slot(const int64_t *size, const bool *busy, int n_slots,
     return fit >= 0 ? fit : largest;
 }
 
+/* The fusion chain layer i belongs to (its head convolution's index), or
+ * -1. */
+static int chain_of(const nn_context *c, int i)
+{
+    if (!c->fuse) return -1;
+    if (c->fused_into[i] >= 0) return c->fused_into[i];
+    return c->fuse[i].tail >= 0 ? i : -1;
+}
+
 /* Inference needs a layer's output only until its last reader has run,
  * so activations share a few buffers ("slots"): each layer takes a free
  * slot (growing it if needed) and frees its inputs' slots after its last
  * use. The output layer and its inputs (which may hold the logits the loss
- * reads) stay live to the end. slot[i] receives layer i's slot or -1. */
-static int assign_slots(const nn_model *m, int64_t cap, int *slot,
+ * reads) stay live to the end. A fusion chain is one slot, taken by its
+ * head and written once, at the head's turn. slot[i] receives layer i's
+ * slot or -1. */
+static int assign_slots(const nn_context *c, int64_t cap, int *slot,
                         int *last_use, int64_t *size, bool *busy)
 {
+    const nn_model *m = c->model;
     int n = m->n_layers, n_slots = 0;
     for (int i = 0; i < n; i++) last_use[i] = i;
     for (int j = 0; j < n; j++)
@@ -114,17 +130,24 @@ static int assign_slots(const nn_model *m, int64_t cap, int *slot,
         const nn_layer *l = m->layers[i];
         slot[i] = -1;
         if (l->kind == NN_KIND_INPUT) continue;
-        int64_t need = cap * nn__shape_size(&l->out);
-        int best = pick_slot(size, busy, n_slots, need);
-        if (best < 0) best = n_slots++, size[best] = 0;
-        if (size[best] < need) size[best] = need;
-        busy[best] = true;
-        slot[i] = best;
+        int ch = chain_of(c, i);
+        if (ch >= 0 && ch != i) {
+            slot[i] = slot[ch]; /* written by the head */
+        } else {
+            int64_t need = cap * nn__shape_size(&l->out);
+            int best = pick_slot(size, busy, n_slots, need);
+            if (best < 0) best = n_slots++, size[best] = 0;
+            if (size[best] < need) size[best] = need;
+            busy[best] = true;
+            slot[i] = best;
+        }
         for (int k = 0; k < l->n_inputs; k++) {
             int in = l->inputs[k]->index;
-            if (last_use[in] == i && slot[in] >= 0) busy[slot[in]] = false;
+            bool same_chain = ch >= 0 && chain_of(c, in) == ch;
+            if (last_use[in] == i && slot[in] >= 0 && !same_chain)
+                busy[slot[in]] = false;
         }
-        if (last_use[i] == i) busy[best] = false;
+        if (last_use[i] == i) busy[slot[i]] = false;
     }
     return n_slots;
 }
@@ -139,7 +162,7 @@ static nn_status plan_pool(nn_context *c, int64_t cap)
     bool *busy = nn__calloc((size_t)n, sizeof *busy);
     nn_status s = slot && last && size && busy ? NN_OK : NN_ERR_NOMEM;
     if (s == NN_OK) {
-        int n_slots = assign_slots(m, cap, slot, last, size, busy);
+        int n_slots = assign_slots(c, cap, slot, last, size, busy);
         c->pool = nn__calloc((size_t)n_slots + 1, sizeof *c->pool);
         s = c->pool ? NN_OK : NN_ERR_NOMEM;
         for (int k = 0; s == NN_OK && k < n_slots; k++, c->n_pool++) {
@@ -176,6 +199,7 @@ nn_status nn__context_plan(nn_context *c, int batch, bool training)
     c->state = nn__calloc((size_t)m->n_layers, sizeof *c->state);
     nn_status s = (c->act && c->dact && c->state) ? NN_OK : NN_ERR_NOMEM;
     /* Training keeps every activation for the backward pass. */
+    if (s == NN_OK && !train) s = nn__plan_fusion(c);
     if (s == NN_OK && !train) s = plan_pool(c, cap);
     for (int i = 0; s == NN_OK && i < m->n_layers; i++)
         s = alloc_layer(c, m->layers[i], cap, train);
@@ -211,8 +235,10 @@ nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
             c->act[i] = (float *)x; /* borrowed for this pass only */
             continue;
         }
+        if (c->fused_into && c->fused_into[i] >= 0) continue; /* done */
         const float *in[NN_LAYER_MAX_INPUTS];
         for (int j = 0; j < l->n_inputs; j++) in[j] = c->act[l->inputs[j]->index];
+        const nn_fuse *f = c->fuse && c->fuse[i].tail >= 0 ? &c->fuse[i] : NULL;
         nn_fwd a = {
             .batch = batch,
             .training = training,
@@ -221,6 +247,8 @@ nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
             .state = c->state[i],
             .scratch = c->scratch,
             .rng_key = mix(rng_key, (uint64_t)i),
+            .fuse = f,
+            .residual = f && f->residual >= 0 ? c->act[f->residual] : NULL,
         };
         NN_TRY(l->ops->forward(l, &a));
     }

@@ -153,6 +153,18 @@ static void moving_stats(const nn_layer *l, float *mean, float *inv_std)
     }
 }
 
+void nn__bn_fold(const nn_layer *l, float *scale, float *shift)
+{
+    const float *mm = l->params[mean_index(l)].value.data;
+    const float *mv = l->params[mean_index(l) + 1].value.data;
+    for (int64_t j = 0; j < channels(l); j++) {
+        double s = param_or(l, gamma_index(l), j, 1.0f) /
+                   sqrt((double)mv[j] + l->cfg.bn.epsilon);
+        scale[j] = (float)s;
+        shift[j] = (float)(param_or(l, beta_index(l), j, 0.0f) - mm[j] * s);
+    }
+}
+
 static nn_status bn_forward(const nn_layer *l, const nn_fwd *a)
 {
     NN_CHECK(a->state && a->scratch, NN_ERR_STATE,

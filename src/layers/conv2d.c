@@ -4,6 +4,7 @@
 #include "kernels/kernels.h"
 #include "layers/layers.h"
 
+#include <math.h>
 #include <string.h>
 
 static nn_status conv_check(const nn_layer *l, nn_status err, const char *who)
@@ -80,7 +81,8 @@ static nn_conv_geom conv_geom(const nn_layer *l, int batch)
 static size_t conv_scratch(const nn_layer *l, int batch, bool training)
 {
     nn_conv_geom g = conv_geom(l, batch);
-    size_t f = nn__conv2d_forward_scratch(&g);
+    /* + a fused epilogue's scale and shift per filter. */
+    size_t f = nn__conv2d_forward_scratch(&g) + 2 * (size_t)g.f;
     if (!training) return f;
     size_t b = nn__conv2d_backward_scratch(&g, true);
     return f > b ? f : b;
@@ -102,10 +104,30 @@ static const float *conv_logits(const nn_layer *l, const void *state)
     return nn__act_keeps_logits(l->activation) ? state : NULL;
 }
 
+/* The convolution and the layers fused into it (nn_fuse): the
+ * normalization of (x + bias) becomes x * scale + (bias * scale + shift). */
+static nn_status fused_forward(const nn_layer *l, const nn_fwd *a,
+                               const nn_conv_geom *g, const float *bias)
+{
+    const nn_fuse *fu = a->fuse;
+    float *scale = a->scratch + nn__conv2d_forward_scratch(g);
+    float *shift = scale + g->f;
+    nn__bn_fold(fu->bn, scale, shift);
+    if (bias)
+        for (int j = 0; j < g->f; j++)
+            shift[j] = fmaf(bias[j], scale[j], shift[j]);
+    nn_epilogue e = {.scale = scale, .shift = shift, .residual = a->residual,
+                     .ldr = g->f, .relu = fu->relu};
+    nn__conv2d_forward_epi(g, a->in[0], l->params[0].value.data, &e, a->out,
+                           a->scratch);
+    return NN_OK;
+}
+
 static nn_status conv_forward(const nn_layer *l, const nn_fwd *a)
 {
     nn_conv_geom g = conv_geom(l, a->batch);
     const float *bias = l->cfg.conv.use_bias ? l->params[1].value.data : NULL;
+    if (a->fuse) return fused_forward(l, a, &g, bias);
     float *logits = nn__act_keeps_logits(l->activation) ? a->state : NULL;
     nn__conv2d_forward_act(&g, a->in[0], l->params[0].value.data, bias,
                            l->activation, logits, a->out, a->scratch);
