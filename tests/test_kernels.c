@@ -130,6 +130,7 @@ static void test_gemm_transposes(void **state)
         {1, 1, 1},     {3, 5, 7},     {17, 9, 33},  {130, 70, 90},
         {8, 300, 200}, {64, 10, 4000}, {5, 3, 9000}, {257, 129, 65},
         {40, 40, 0},   {2, 700, 300},
+        {1, 37, 300},  {1, 1000, 2048}, /* one row: matrix-vector */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++) {

@@ -36,6 +36,16 @@ void nn__gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
         scale_rows(m, n, beta, c, ldc);
         return;
     }
+    /* One row (a dense layer at batch 1): a matrix-vector product, which
+     * streams B at memory speed where sgemm's packing does not. */
+    if (m == 1) {
+        /* Not every OpenBLAS ignores y when beta is 0 (NaN * 0). */
+        if (beta == 0.0f) memset(c, 0, (size_t)n * sizeof(float));
+        cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans,
+                    (int)(tb ? n : k), (int)(tb ? k : n), 1.0f, b, (int)ldb,
+                    a, ta ? (int)lda : 1, beta, c, 1);
+        return;
+    }
     /* OpenBLAS reads C when beta != 0 only, so garbage in C is fine. */
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
                 tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
