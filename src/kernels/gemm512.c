@@ -70,6 +70,7 @@ static void epilogue_fallback(int64_t m, int64_t n, int64_t k, const float *a,
  * of vectors each, while they compute: at batch 1, ResNet50 took 12%
  * less time with both (docs/benchmarks.md). */
 #define PF_ROWS 64
+#define STREAM_BYTES (512 * 1024)
 
 bool nn__gemm512_ok(void)
 {
@@ -240,6 +241,8 @@ static void run_tiles(bool ta, int64_t m, int64_t n, int64_t k,
                       const float *a, int64_t lda, const float *b, int64_t ldb,
                       bool add, const nn_epilogue *e, float *c, int64_t ldc)
 {
+    /* A B that stays in cache between calls needs no prefetching. */
+    const bool stream = (double)k * (double)n * sizeof(float) > STREAM_BYTES;
     for (int64_t j0 = 0; j0 < n; j0 += 64) {
         int64_t cols = n - j0 < 64 ? n - j0 : 64;
         int nv = (int)((cols + 15) / 16);
@@ -256,11 +259,11 @@ static void run_tiles(bool ta, int64_t m, int64_t n, int64_t k,
             t.b = b + k0 * ldb + j0;
             t.load = add || k0 > 0;
             t.final = k0 + t.k == k;
-            t.prefetch = true;
+            t.prefetch = stream;
             t.next = NULL;
             /* The next block: further down k, else the next columns. */
             int64_t nk0 = t.final ? 0 : k0 + KC, nj0 = t.final ? j0 + 64 : j0;
-            const float *next = nj0 < n ? b + nk0 * ldb + nj0 : NULL;
+            const float *next = stream && nj0 < n ? b + nk0 * ldb + nj0 : NULL;
             int next_nv = (int)(((n - nj0 < 64 ? n - nj0 : 64) + 15) / 16);
             t.next_k = k - nk0 < KC ? k - nk0 : KC;
             run_rows(t, ta, nv, m, ta ? a + k0 * lda : a + k0, lda, c + j0,
