@@ -30,7 +30,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all lib examples tests check check-c check-python asan demo deps install uninstall bench clean
+.PHONY: all lib examples tests check check-c check-python asan demo deps install uninstall bench profile clean
 all: lib examples
 
 lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a
@@ -70,6 +70,14 @@ tests: $(TESTS)
 $(BUILD)/bench/%: bench/%.c $(LIBDIR)/libnn.so
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
+
+# A per-layer profile of ResNet50 inference (internal, so libnn.a).
+$(BUILD)/bench/profile/layer_profile: bench/profile/layer_profile.c $(LIBDIR)/libnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
+
+profile: $(BUILD)/bench/profile/layer_profile
+	$(BUILD)/bench/profile/layer_profile --layers
 
 # ---- set-up: install what is missing from Debian's archive ----
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
