@@ -355,6 +355,11 @@ struct nn_context {
     const nn_model *model;
     int batch_cap;
     bool training_ready; /* buffers sized for training (gradients) */
+    /* A training plan in which layers that no gradient reaches (a frozen
+     * backbone) are planned as for inference: shared buffers, fusion, no
+     * gradient buffer. A pass that wants every gradient (the input's, or
+     * the diagnostics' scan) needs a full plan. */
+    bool lean;
     float **act;   /* per layer: [batch_cap, out] */
     float **dact;  /* per layer: gradient of its output (training only) */
     void **state;  /* per layer: state for backward */
@@ -362,20 +367,24 @@ struct nn_context {
     size_t scratch_floats;
     int64_t generation; /* model->generation when planned */
     int n_planned;      /* layers the buffers were planned for */
-    /* Inference-only contexts: activation buffers shared between layers
-     * whose outputs are not live at the same time; act[i] points into
-     * them. NULL when every layer has its own buffer (training). */
+    /* Activation buffers shared between layers whose outputs are not live
+     * at the same time (pooled[i]: act[i] points into them): every layer
+     * of an inference plan, the layers no gradient reaches in a lean
+     * training plan. */
     float **pool;
     int n_pool;
-    /* Inference-only contexts: fuse[i].tail >= 0 for a convolution that
-     * computes its successors; fused_into[i] is that convolution's index
-     * for a skipped successor, else -1. NULL when nothing is fused. */
+    bool *pooled;
+    /* fuse[i].tail >= 0 for a convolution that computes its successors;
+     * fused_into[i] is that convolution's index for a skipped successor,
+     * else -1. NULL when nothing is fused. */
     nn_fuse *fuse;
     int *fused_into;
 };
 
-/* Plans the fusion of an inference context (src/graph/fuse.c). */
-nn_status nn__plan_fusion(nn_context *c);
+/* Plans the fusion of a context (src/graph/fuse.c): only layers with
+ * needs[i] false (no gradient reaches them) take part; in a training
+ * plan only frozen BatchNormalization layers (inference mode) fuse. */
+nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training);
 /* Testing and benchmarks: no fusion in contexts planned from now on. */
 void nn__fusion_disable(bool off);
 /* BatchNormalization in inference mode as y = x * scale + shift per
@@ -401,9 +410,11 @@ struct nn_model {
     int64_t generation; /* bumped when the graph changes */
 };
 
-/* (Re)plans a context for a batch size; allocates only when it grows or the
- * graph changed. */
-nn_status nn__context_plan(nn_context *ctx, int batch, bool training);
+/* (Re)plans a context for a batch size; allocates only when it grows, the
+ * graph changed, or a training pass wants every gradient (full) from a
+ * lean plan. */
+nn_status nn__context_plan(nn_context *ctx, int batch, bool training,
+                           bool full);
 /* Forward pass on batch rows of x (already [batch, input]). */
 nn_status nn__forward(nn_context *ctx, const float *x, int batch,
                       bool training, uint64_t rng_key);

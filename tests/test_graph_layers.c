@@ -1193,6 +1193,92 @@ static void test_inference_fusion(void **state)
     nn_model_free(f.m);
 }
 
+/* A frozen backbone and a trainable head. */
+typedef struct frozen_net {
+    nn_model *m;
+    nn_layer *conv0, *bn0, *relu2, *head;
+} frozen_net;
+
+static frozen_net frozen_graph(void)
+{
+    frozen_net f = {.m = nn_model_create(8)};
+    nn_model *m = f.m;
+    nn_conv2d_opts same = NN_CONV2D_OPTS_INIT;
+    same.padding = NN_PADDING_SAME;
+    same.use_bias = 0;
+    nn_layer *x = image_input(m, 8, 8, 3);
+    f.conv0 = nn_conv2d(m, x, 8, 3, 3, &same);
+    nn_layer *r1 = nn_relu(m, f.bn0 = bn_random(m, f.conv0), NULL);
+    nn_layer *b = bn_random(m, nn_conv2d(m, r1, 8, 1, 1, NULL));
+    nn_layer *in[2] = {b, r1};
+    f.relu2 = nn_relu(m, nn_add(m, 2, in, NULL), NULL);
+    for (int i = 1; i <= f.relu2->index; i++)
+        assert_int_equal(nn_layer_set_trainable(m->layers[i], 0), NN_OK);
+    f.head = nn_conv2d(m, f.relu2, 6, 3, 3, NULL);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_dense(m, nn_flatten(m, f.head, NULL), 4, &d);
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL),
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    return f;
+}
+
+/* Training plans a frozen backbone as inference does (shared buffers,
+ * fusion, no gradient buffers); the steps equal those of a full plan,
+ * which a pass that wants the input gradient gets. */
+static void test_frozen_prefix_plan(void **state)
+{
+    (void)state;
+    frozen_net lean = frozen_graph(), full = frozen_graph();
+    for (int i = 0; i < lean.m->n_layers; i++) /* bn_random drew anew */
+        for (int j = 0; j < lean.m->layers[i]->n_params; j++)
+            memcpy(full.m->layers[i]->params[j].value.data,
+                   lean.m->layers[i]->params[j].value.data,
+                   (size_t)lean.m->layers[i]->params[j].value.size *
+                       sizeof(float));
+    nn_tensor *x = tensor4(5, 8, 8, 3), *y = one_hot(5, 4);
+    nn_tensor *dx = tensor4(5, 8, 8, 3);
+    gc_fill(x->data, x->size, 2.0);
+    float loss;
+    for (int step = 0; step < 2; step++) {
+        assert_int_equal(nn_model_train_batch(lean.m, x, y, &loss, NULL),
+                         NN_OK);
+        assert_int_equal(nn_model_backward(full.m, x, y, 1, &loss, dx), NN_OK);
+        assert_int_equal(nn_model_apply_gradients(full.m), NN_OK);
+    }
+    const nn_context *c = lean.m->ctx, *cf = full.m->ctx;
+    assert_true(c->lean);
+    assert_false(cf->lean);
+    assert_null(c->dact[lean.conv0->index]);
+    assert_non_null(c->dact[lean.head->index]);
+    assert_non_null(cf->dact[full.conv0->index]);
+    assert_int_equal(c->fused_into[lean.bn0->index], lean.conv0->index);
+    assert_int_equal(c->fused_into[lean.relu2->index], lean.conv0->index + 3);
+    assert_int_equal(cf->fused_into[full.bn0->index], -1);
+    for (int i = lean.head->index; i < lean.m->n_layers; i++)
+        for (int j = 0; j < lean.m->layers[i]->n_params; j++) {
+            const nn_tensor *a = &lean.m->layers[i]->params[j].value;
+            const nn_tensor *b = &full.m->layers[i]->params[j].value;
+            for (int64_t e = 0; e < a->size; e++)
+                assert_true(fabsf(a->data[e] - b->data[e]) <=
+                            1e-5f * (1 + fabsf(b->data[e])));
+        }
+    /* Unfreezing re-plans: the first convolution now learns. */
+    float w0 = lean.conv0->params[0].value.data[0];
+    assert_int_equal(nn_layer_set_trainable(lean.conv0, 1), NN_OK);
+    assert_int_equal(nn_model_train_batch(lean.m, x, y, &loss, NULL), NN_OK);
+    c = lean.m->ctx;
+    assert_non_null(c->dact[lean.conv0->index]);
+    assert_int_equal(c->fused_into[lean.bn0->index], -1);
+    assert_true(lean.conv0->params[0].value.data[0] != w0);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(dx);
+    nn_model_free(lean.m);
+    nn_model_free(full.m);
+}
+
 /* ------------------------------------------------------------------ */
 /* checkpoints                                                         */
 /* ------------------------------------------------------------------ */
@@ -1431,6 +1517,7 @@ int main(void)
         cmocka_unit_test(test_freeze_rekeys_optimizer),
         cmocka_unit_test(test_inference_is_read_only),
         cmocka_unit_test(test_inference_fusion),
+        cmocka_unit_test(test_frozen_prefix_plan),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_allocation_failures),

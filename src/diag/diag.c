@@ -69,6 +69,8 @@ bool nn__diag_records(const nn_diag *d)
     return d && d->opts.record && d->recorded;
 }
 
+bool nn__diag_scans(const nn_diag *d) { return d && d->opts.check_finite; }
+
 static nn_status ring_alloc(nn_diag *d, int window)
 {
     double *norm = nn__calloc((size_t)window, sizeof *norm);

@@ -27,6 +27,9 @@ nn_status nn__clip_gradients(const nn_optimizer *o, nn_model *m);
 
 void nn__diag_free(nn_diag *d);
 bool nn__diag_records(const nn_diag *d);
+/* The diagnostics scan every layer's output (check_finite): a training
+ * pass then needs every activation (a full plan). */
+bool nn__diag_scans(const nn_diag *d);
 
 /* After the forward pass: the finite check of the outputs, in layer order
  * (only with check_finite). */

@@ -13,7 +13,8 @@ static void release_buffers(nn_context *c, int n_layers)
     for (int i = 0; i < n_layers; i++) {
         /* The input layer's activation is the caller's data; pooled
          * activations were freed with the pool. */
-        bool borrowed = c->model->layers[i]->kind == NN_KIND_INPUT || c->n_pool;
+        bool borrowed = c->model->layers[i]->kind == NN_KIND_INPUT ||
+                        (c->pooled && c->pooled[i]);
         if (c->act && !borrowed) nn__free(c->act[i]);
         if (c->dact) nn__free(c->dact[i]);
         if (c->state) nn__free(c->state[i]);
@@ -24,14 +25,17 @@ static void release_buffers(nn_context *c, int n_layers)
     nn__free(c->scratch);
     nn__free(c->fuse);
     nn__free(c->fused_into);
+    nn__free(c->pooled);
     c->fuse = NULL;
     c->fused_into = NULL;
+    c->pooled = NULL;
     c->act = c->dact = NULL;
     c->state = NULL;
     c->scratch = NULL;
     c->n_pool = 0;
     c->batch_cap = 0;
     c->training_ready = false;
+    c->lean = false;
 }
 
 nn_context *nn__context_new(const nn_model *m)
@@ -57,20 +61,21 @@ void nn_context_free(nn_context *c)
     nn__free(c);
 }
 
+/* grad: the layer's output gradient is needed (training). */
 static nn_status alloc_layer(nn_context *c, const nn_layer *l, int batch,
-                             bool training)
+                             bool training, bool grad)
 {
     int i = l->index;
     size_t n = (size_t)batch * (size_t)nn__shape_size(&l->out);
     /* The input layer's activation points at the caller's data; pooled
      * activations are placed by plan_pool. */
-    if (l->kind != NN_KIND_INPUT && !c->pool) {
+    if (l->kind != NN_KIND_INPUT && !c->pooled[i]) {
         c->act[i] = nn__alloc(n * sizeof(float));
         if (!c->act[i]) return NN_ERR_NOMEM;
-        if (training) {
-            c->dact[i] = nn__alloc(n * sizeof(float));
-            if (!c->dact[i]) return NN_ERR_NOMEM;
-        }
+    }
+    if (l->kind != NN_KIND_INPUT && training && grad) {
+        c->dact[i] = nn__alloc(n * sizeof(float));
+        if (!c->dact[i]) return NN_ERR_NOMEM;
     }
     size_t sb = l->ops->state_bytes ? l->ops->state_bytes(l, batch) : 0;
     if (sb) {
@@ -108,12 +113,13 @@ static int chain_of(const nn_context *c, int i)
 }
 
 /* Inference needs a layer's output only until its last reader has run,
- * so activations share a few buffers ("slots"): each layer takes a free
- * slot (growing it if needed) and frees its inputs' slots after its last
- * use. The output layer and its inputs (which may hold the logits the loss
- * reads) stay live to the end. A fusion chain is one slot, taken by its
- * head and written once, at the head's turn. slot[i] receives layer i's
- * slot or -1. */
+ * so pooled activations share a few buffers ("slots"): each layer takes a
+ * free slot (growing it if needed) and frees its inputs' slots after its
+ * last use. The output layer and its inputs (which may hold the logits the
+ * loss reads) stay live to the end, and so does an output that a layer
+ * with its own buffers reads (its backward pass reads it again). A fusion
+ * chain is one slot, taken by its head and written once, at the head's
+ * turn. slot[i] receives layer i's slot or -1. */
 static int assign_slots(const nn_context *c, int64_t cap, int *slot,
                         int *last_use, int64_t *size, bool *busy)
 {
@@ -121,15 +127,17 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
     int n = m->n_layers, n_slots = 0;
     for (int i = 0; i < n; i++) last_use[i] = i;
     for (int j = 0; j < n; j++)
-        for (int k = 0; k < m->layers[j]->n_inputs; k++)
-            last_use[m->layers[j]->inputs[k]->index] = j;
+        for (int k = 0; k < m->layers[j]->n_inputs; k++) {
+            int in = m->layers[j]->inputs[k]->index, until = c->pooled[j] ? j : n;
+            if (until > last_use[in]) last_use[in] = until;
+        }
     last_use[m->output->index] = n;
     for (int k = 0; k < m->output->n_inputs; k++)
         last_use[m->output->inputs[k]->index] = n;
     for (int i = 0; i < n; i++) {
         const nn_layer *l = m->layers[i];
         slot[i] = -1;
-        if (l->kind == NN_KIND_INPUT) continue;
+        if (!c->pooled[i]) continue;
         int ch = chain_of(c, i);
         if (ch >= 0 && ch != i) {
             slot[i] = slot[ch]; /* written by the head */
@@ -179,40 +187,88 @@ static nn_status plan_pool(nn_context *c, int64_t cap)
     return s;
 }
 
-nn_status nn__context_plan(nn_context *c, int batch, bool training)
+/* needs[i]: layer i's output gradient leads to something that learns
+ * (a trainable parameter upstream) or to the requested input gradient. */
+static void mark_needs(const nn_model *m, bool want_dx, bool *needs)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = m->layers[i];
+        bool n = l->kind == NN_KIND_INPUT ? want_dx : false;
+        for (int j = 0; j < l->n_params && l->trainable; j++)
+            n = n || l->params[j].trainable;
+        for (int j = 0; j < l->n_inputs; j++) n = n || needs[l->inputs[j]->index];
+        needs[i] = n;
+    }
+}
+
+/* Which layers get buffers of their own (and, training, a gradient): none
+ * for inference; in a lean training plan those a gradient reaches, plus
+ * the output (the loss writes its gradient); all in a full one. */
+static void plan_needs(const nn_context *c, bool train, bool lean,
+                       bool *needs)
 {
     const nn_model *m = c->model;
-    NN_CHECK(m->n_layers > 0 && m->input, NN_ERR_STATE,
-             "model has no input layer");
-    if (c->act && c->generation == m->generation && batch <= c->batch_cap &&
-        (!training || c->training_ready))
-        return NN_OK;
-    /* Grow to the larger of the old and new needs so alternating calls
-     * (train 128, evaluate 1000) do not reallocate every time. */
-    int cap = batch > c->batch_cap ? batch : c->batch_cap;
-    bool train = training || c->training_ready;
-    release_buffers(c, c->n_planned);
-    c->n_planned = m->n_layers;
-    c->scratch_floats = 0;
-    c->act = nn__calloc((size_t)m->n_layers, sizeof *c->act);
-    c->dact = nn__calloc((size_t)m->n_layers, sizeof *c->dact);
-    c->state = nn__calloc((size_t)m->n_layers, sizeof *c->state);
-    nn_status s = (c->act && c->dact && c->state) ? NN_OK : NN_ERR_NOMEM;
-    /* Training keeps every activation for the backward pass. */
-    if (s == NN_OK && !train) s = nn__plan_fusion(c);
-    if (s == NN_OK && !train) s = plan_pool(c, cap);
-    for (int i = 0; s == NN_OK && i < m->n_layers; i++)
-        s = alloc_layer(c, m->layers[i], cap, train);
+    for (int i = 0; i < m->n_layers; i++) needs[i] = train && !lean;
+    if (!train || !lean) return;
+    mark_needs(m, false, needs);
+    needs[m->output->index] = true;
+}
+
+static nn_status plan_buffers(nn_context *c, int cap, bool train, bool lean)
+{
+    const nn_model *m = c->model;
+    int n = m->n_layers;
+    bool *needs = nn__calloc((size_t)n, sizeof *needs);
+    c->act = nn__calloc((size_t)n, sizeof *c->act);
+    c->dact = nn__calloc((size_t)n, sizeof *c->dact);
+    c->state = nn__calloc((size_t)n, sizeof *c->state);
+    c->pooled = nn__calloc((size_t)n, sizeof *c->pooled);
+    nn_status s = (needs && c->act && c->dact && c->state && c->pooled)
+                      ? NN_OK
+                      : NN_ERR_NOMEM;
+    if (s == NN_OK) {
+        plan_needs(c, train, lean, needs);
+        for (int i = 0; i < n; i++)
+            c->pooled[i] = !needs[i] && m->layers[i]->kind != NN_KIND_INPUT;
+        s = nn__plan_fusion(c, needs, train);
+    }
+    if (s == NN_OK) s = plan_pool(c, cap);
+    for (int i = 0; s == NN_OK && i < n; i++)
+        s = alloc_layer(c, m->layers[i], cap, train, needs[i]);
     if (s == NN_OK && c->scratch_floats) {
         c->scratch = nn__alloc(c->scratch_floats * sizeof(float));
         if (!c->scratch) s = NN_ERR_NOMEM;
     }
+    nn__free(needs);
+    return s;
+}
+
+nn_status nn__context_plan(nn_context *c, int batch, bool training, bool full)
+{
+    const nn_model *m = c->model;
+    NN_CHECK(m->n_layers > 0 && m->input, NN_ERR_STATE,
+             "model has no input layer");
+    bool fits = c->act && c->generation == m->generation &&
+                batch <= c->batch_cap;
+    if (fits && (!training || (c->training_ready && !(full && c->lean))))
+        return NN_OK;
+    /* Grow to the larger of the old and new needs so alternating calls
+     * (train 128, evaluate 1000) do not reallocate every time; once a pass
+     * wanted every gradient, later plans keep them all. */
+    int cap = batch > c->batch_cap ? batch : c->batch_cap;
+    bool train = training || c->training_ready;
+    bool lean = training ? !full && (!c->training_ready || c->lean) : c->lean;
+    release_buffers(c, c->n_planned);
+    c->n_planned = m->n_layers;
+    c->scratch_floats = 0;
+    nn_status s = plan_buffers(c, cap, train, lean);
     if (s != NN_OK) {
         release_buffers(c, c->n_planned);
         return s;
     }
     c->batch_cap = cap;
     c->training_ready = train;
+    c->lean = train && lean;
     c->generation = m->generation;
     return NN_OK;
 }
@@ -255,19 +311,6 @@ nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
     return NN_OK;
 }
 
-/* needs[i]: layer i's output gradient leads to something that learns
- * (a trainable parameter upstream) or to the requested input gradient. */
-static void mark_needs(const nn_model *m, bool want_dx, bool *needs)
-{
-    for (int i = 0; i < m->n_layers; i++) {
-        const nn_layer *l = m->layers[i];
-        bool n = l->kind == NN_KIND_INPUT ? want_dx : false;
-        for (int j = 0; j < l->n_params && l->trainable; j++)
-            n = n || l->params[j].trainable;
-        for (int j = 0; j < l->n_inputs; j++) n = n || needs[l->inputs[j]->index];
-        needs[i] = n;
-    }
-}
 
 static nn_status backward_layer(nn_context *c, nn_layer *l, int batch,
                                 bool preact, const bool *needs, bool *written)
@@ -337,7 +380,7 @@ nn_status nn__predict(nn_context *c, const nn_tensor *x, nn_tensor *out,
     int64_t in_sz = nn__shape_size(&m->input->out);
     int64_t out_sz = nn__shape_size(&m->output->out);
     int b = (int)(n < batch_size ? n : batch_size);
-    NN_TRY(nn__context_plan(c, b, false));
+    NN_TRY(nn__context_plan(c, b, false, false));
     for (int64_t i = 0; i < n; i += b) {
         int cur = (int)(n - i < b ? n - i : b);
         NN_TRY(nn__forward(c, x->data + i * in_sz, cur, false, 0));

@@ -185,9 +185,11 @@ static nn_status set_flags(nn_model *m, const nn_layer *which, bool trainable)
         want[i] = (!which || l == which) ? trainable : l->trainable;
     }
     nn_status st = rekey(m, want);
-    if (st == NN_OK)
+    if (st == NN_OK) {
         for (int i = 0; i < m->n_layers; i++)
             m->layers[i]->trainable = want[i];
+        m->generation++; /* contexts plan by what is trainable */
+    }
     nn__free(want);
     return st;
 }

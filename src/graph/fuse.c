@@ -6,9 +6,11 @@
  * That saves a pass over memory per fused layer (ResNet50: 3 of its 5
  * layers per convolution).
  *
- * Only inference contexts fuse (training keeps every activation for the
- * backward pass), and only a layer that nothing else reads, that is not
- * the model's output, is fused away: its output never exists. */
+ * Only layers no gradient reaches fuse: every layer of an inference
+ * plan, a frozen backbone in a training plan (whose BatchNormalization
+ * layers, frozen, run in inference mode). Only a layer that nothing else
+ * reads, that is not the model's output, is fused away: its output never
+ * exists. */
 #include "nn_internal.h"
 
 static bool fusion_off; /* nn__fusion_disable */
@@ -41,19 +43,29 @@ static int residual_of(const nn_layer *add, const nn_layer *from,
     return other->index < head->index ? other->index : -1;
 }
 
+/* The single reader of l when it may fuse: no gradient reaches it. */
+static nn_layer *fusable_reader(const nn_model *m, const nn_layer *l,
+                                const bool *needs)
+{
+    nn_layer *r = sole_reader(m, l);
+    return r && !needs[r->index] ? r : NULL;
+}
+
 /* Grows head's chain into f; members[] receives the fused layers in
  * order. Returns their count (0: nothing fuses). */
-static int chain(const nn_model *m, nn_layer *head, nn_fuse *f,
-                 nn_layer *members[3])
+static int chain(const nn_model *m, nn_layer *head, const bool *needs,
+                 bool training, nn_fuse *f, nn_layer *members[3])
 {
     int n = 0;
-    nn_layer *bn = sole_reader(m, head);
-    if (!bn || bn->kind != NN_KIND_BATCHNORM) return 0;
+    nn_layer *bn = fusable_reader(m, head, needs);
+    /* A trainable one normalizes with batch statistics in training. */
+    if (!bn || bn->kind != NN_KIND_BATCHNORM || (training && bn->trainable))
+        return 0;
     f->bn = members[n++] = bn;
-    nn_layer *next = sole_reader(m, bn);
+    nn_layer *next = fusable_reader(m, bn, needs);
     if (next && (f->residual = residual_of(next, bn, head)) >= 0) {
         members[n++] = next;
-        next = sole_reader(m, next);
+        next = fusable_reader(m, next, needs);
     }
     if (next && next->kind == NN_KIND_RELU) {
         f->relu = true;
@@ -63,7 +75,7 @@ static int chain(const nn_model *m, nn_layer *head, nn_fuse *f,
     return n;
 }
 
-nn_status nn__plan_fusion(nn_context *c)
+nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
 {
     const nn_model *m = c->model;
     int n = m->n_layers;
@@ -79,10 +91,11 @@ nn_status nn__plan_fusion(nn_context *c)
         nn_layer *l = m->layers[i], *members[3];
         /* An activation inside the convolution would come before the
          * normalization, which the epilogue cannot do. */
-        if (l->kind != NN_KIND_CONV2D || l->activation != NN_ACT_NONE)
+        if (l->kind != NN_KIND_CONV2D || l->activation != NN_ACT_NONE ||
+            needs[i])
             continue;
         nn_fuse f = {.tail = -1, .residual = -1};
-        int count = chain(m, l, &f, members);
+        int count = chain(m, l, needs, training, &f, members);
         if (!count) continue;
         c->fuse[i] = f;
         for (int j = 0; j < count; j++) c->fused_into[members[j]->index] = i;

@@ -141,10 +141,12 @@ nn_status nn__train_step(nn_model *m, const float *x, const float *y,
     nn_context *c;
     NN_TRY(nn__model_context(m, &c));
     NN_TRY(ensure_grads(m));
-    NN_TRY(nn__context_plan(c, batch, true));
-    NN_TRY(nn__forward(c, x, batch, training, step_key(m)));
     /* Gradient diagnostics (src/diag/): a NULL test when they are off. */
     nn_diag *d = m->opt->diag;
+    /* The input gradient, or a scan of every output, needs them all. */
+    bool full = dx || nn__diag_scans(d);
+    NN_TRY(nn__context_plan(c, batch, true, full));
+    NN_TRY(nn__forward(c, x, batch, training, step_key(m)));
     if (d) NN_TRY(nn__diag_after_forward(m, c, batch));
     NN_TRY(nn__loss_step(m, c, y, batch, true, st));
     NN_TRY(nn__backward(c, batch, st->preact, dx));
@@ -228,7 +230,7 @@ nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     int64_t in_sz = nn__shape_size(&m->input->out);
     int64_t y_sz = nn__label_size(m);
     int b = (int)(n < batch_size ? n : batch_size);
-    NN_TRY(nn__context_plan(c, b, false));
+    NN_TRY(nn__context_plan(c, b, false, false));
     nn_step_stats total = {0};
     for (int64_t i = 0; i < n; i += b) {
         int cur = (int)(n - i < b ? n - i : b);
