@@ -1279,6 +1279,126 @@ static void test_frozen_prefix_plan(void **state)
     nn_model_free(full.m);
 }
 
+/* Random graphs of convolutions (with or without bias and ReLU),
+ * normalizations (frozen or not), ReLUs and Adds, some layers frozen:
+ * whatever the planner fuses and shares, predictions equal those of an
+ * unfused plan, and training steps those of a full plan. Each graph is
+ * built twice from the same recipe. */
+static uint64_t recipe_state;
+
+static uint32_t recipe_next(uint32_t n)
+{
+    recipe_state ^= recipe_state << 13;
+    recipe_state ^= recipe_state >> 7;
+    recipe_state ^= recipe_state << 17;
+    return (uint32_t)((recipe_state >> 20) % n);
+}
+
+static void recipe_fill(nn_param *p, float lo, float hi)
+{
+    for (int64_t i = 0; i < p->value.size; i++)
+        p->value.data[i] = lo + (hi - lo) * (float)recipe_next(1000) / 1000.0f;
+}
+
+static nn_layer *random_layer(nn_model *m, nn_layer **made, int n)
+{
+    /* Mostly chains (what fuses), sometimes branches. */
+    nn_layer *a = made[recipe_next(3) ? n - 1 : (int)recipe_next((uint32_t)n)];
+    switch (recipe_next(5)) {
+    case 0: {
+        nn_layer *in[2] = {a, made[recipe_next((uint32_t)n)]};
+        return nn_add(m, 2, in, NULL);
+    }
+    case 1: return nn_relu(m, a, NULL);
+    case 2: {
+        nn_layer *b = nn_batchnorm(m, a, NULL);
+        recipe_fill(&b->params[2], -0.3f, 0.3f);
+        recipe_fill(&b->params[3], 0.5f, 2.0f);
+        return b;
+    }
+    default: {
+        nn_conv2d_opts o = NN_CONV2D_OPTS_INIT;
+        o.padding = NN_PADDING_SAME;
+        o.use_bias = (int)recipe_next(2);
+        o.activation = recipe_next(3) ? NN_ACT_NONE : NN_ACT_RELU;
+        return nn_conv2d(m, a, 4, 1 + 2 * (int)recipe_next(2), 3, &o);
+    }
+    }
+}
+
+static nn_model *random_graph(uint64_t seed)
+{
+    recipe_state = seed;
+    nn_model *m = nn_model_create(seed);
+    nn_layer *made[24];
+    made[0] = nn_conv2d(m, image_input(m, 5, 5, 2), 4, 1, 1, NULL);
+    int n = 1;
+    for (; n < 20; n++) made[n] = random_layer(m, made, n);
+    /* A frozen prefix (a backbone), and a few frozen layers after it. */
+    int cut = (int)recipe_next((uint32_t)m->n_layers);
+    for (int i = 1; i < m->n_layers; i++)
+        if (i <= cut || recipe_next(4) == 0)
+            nn_layer_set_trainable(m->layers[i], 0);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_dense(m, nn_flatten(m, made[n - 1], NULL), 3, &d);
+    nn_model_compile(m, nn_sgd(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL);
+    return m;
+}
+
+static void expect_params_close(const nn_model *a, const nn_model *b)
+{
+    for (int i = 0; i < a->n_layers; i++)
+        for (int j = 0; j < a->layers[i]->n_params; j++) {
+            const nn_tensor *p = &a->layers[i]->params[j].value;
+            const nn_tensor *q = &b->layers[i]->params[j].value;
+            for (int64_t e = 0; e < p->size; e++)
+                assert_true(fabsf(p->data[e] - q->data[e]) <=
+                            1e-4f * (1 + fabsf(q->data[e])));
+        }
+}
+
+static void test_random_graph_plans(void **state)
+{
+    (void)state;
+    nn_tensor *x = tensor4(4, 5, 5, 2), *y = one_hot(4, 3);
+    nn_tensor *dx = tensor4(4, 5, 5, 2);
+    int64_t s[2] = {4, 3};
+    nn_tensor *p1 = nn_tensor_create(2, s), *p2 = nn_tensor_create(2, s);
+    gc_fill(x->data, x->size, 1.0);
+    int fused = 0, pooled = 0;
+    for (uint64_t g = 1; g <= 40; g++) {
+        nn_model *lean = random_graph(g), *full = random_graph(g);
+        assert_non_null(lean);
+        assert_int_equal(lean->n_layers, full->n_layers);
+        predict_ctx(lean, x, p1, true);
+        predict_ctx(lean, x, p2, false);
+        expect_close(p1, p2, 1e-5);
+        float loss;
+        for (int step = 0; step < 2; step++) {
+            assert_int_equal(nn_model_train_batch(lean, x, y, &loss, NULL),
+                             NN_OK);
+            assert_int_equal(nn_model_backward(full, x, y, 1, &loss, dx),
+                             NN_OK);
+            assert_int_equal(nn_model_apply_gradients(full), NN_OK);
+        }
+        expect_params_close(lean, full);
+        for (int i = 0; i < lean->n_layers; i++) {
+            fused += lean->ctx->fused_into[i] >= 0;
+            pooled += lean->ctx->pooled[i];
+        }
+        nn_model_free(lean);
+        nn_model_free(full);
+    }
+    /* The graphs did exercise the lean plan. */
+    assert_true(fused > 0 && pooled > 0);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(dx);
+    nn_tensor_free(p1);
+    nn_tensor_free(p2);
+}
+
 /* ------------------------------------------------------------------ */
 /* checkpoints                                                         */
 /* ------------------------------------------------------------------ */
@@ -1518,6 +1638,7 @@ int main(void)
         cmocka_unit_test(test_inference_is_read_only),
         cmocka_unit_test(test_inference_fusion),
         cmocka_unit_test(test_frozen_prefix_plan),
+        cmocka_unit_test(test_random_graph_plans),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_allocation_failures),
