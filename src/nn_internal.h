@@ -34,6 +34,9 @@ nn_status nn__fail(nn_status status, const char *fmt, ...)
  * Buffers from nn__alloc are 64-byte aligned. Sizes are checked for
  * overflow; a failure records NN_ERR_NOMEM's message. */
 void *nn__alloc(size_t bytes);
+/* As nn__alloc, without the message: for allocations that have a fallback
+ * (the call then succeeds, and the last error must not say otherwise). */
+void *nn__try_alloc(size_t bytes);
 void *nn__calloc(size_t count, size_t size);
 void *nn__realloc(void *p, size_t bytes);
 void nn__free(void *p);

@@ -219,6 +219,30 @@ static void test_gemm512(void **state)
     nn__gemm512_disable(false);
 }
 
+/* Parallel sums whose partial buffers cannot be had run on one thread:
+ * the right result, and no error left behind for a call that succeeded. */
+static void test_partials_without_memory(void **state)
+{
+    (void)state;
+    assert_int_equal(nn_set_num_threads(2), NN_OK);
+    nn_clear_error();
+    nn__debug_fail_alloc_after(1);
+    check_gemm(true, false, 48, 20, 6000, 0.0f); /* k split */
+    nn__debug_fail_alloc_after(1);
+    int64_t rows = 100000, cols = 8;
+    float *x = rand_buf(rows * cols), out[8];
+    nn__colsum(x, rows, cols, out);
+    nn__debug_fail_alloc_after(0);
+    for (int64_t j = 0; j < cols; j++) {
+        double want = 0;
+        for (int64_t r = 0; r < rows; r++) want += x[r * cols + j];
+        assert_true(fabs(out[j] - want) <= 1e-3 * (1 + fabs(want)));
+    }
+    assert_string_equal(nn_last_error(), "");
+    nn_set_num_threads(0);
+    free(x);
+}
+
 /* Same inputs, same thread count: bit-identical results. */
 static void test_gemm_deterministic(void **state)
 {
@@ -835,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_gemm_transposes),
         cmocka_unit_test(test_gemm_thread_counts),
         cmocka_unit_test(test_gemm_deterministic),
+        cmocka_unit_test(test_partials_without_memory),
         cmocka_unit_test(test_gemm512),
         cmocka_unit_test(test_conv_forward_random),
         cmocka_unit_test(test_conv_forward_special),

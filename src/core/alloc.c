@@ -32,15 +32,17 @@ bool nn__mul_ok(size_t a, size_t b, size_t *out)
     return true;
 }
 
-void *nn__alloc(size_t bytes)
+void *nn__try_alloc(size_t bytes)
 {
     if (bytes == 0) bytes = 1;
     /* Round up so aligned_alloc's size is a multiple of the alignment. */
-    if (bytes > SIZE_MAX - 63 || injected_failure()) {
-        nn__fail(NN_ERR_NOMEM, "out of memory (%zu bytes)", bytes);
-        return NULL;
-    }
-    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (bytes > SIZE_MAX - 63 || injected_failure()) return NULL;
+    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
+void *nn__alloc(size_t bytes)
+{
+    void *p = nn__try_alloc(bytes);
     if (!p) nn__fail(NN_ERR_NOMEM, "out of memory (%zu bytes)", bytes);
     return p;
 }

@@ -179,7 +179,7 @@ void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out)
         colsum_serial(x, rows, cols, out);
         return;
     }
-    double *part = nn__alloc((size_t)p * (size_t)cols * sizeof(double));
+    double *part = nn__try_alloc((size_t)p * (size_t)cols * sizeof(double));
     if (!part) {
         colsum_serial(x, rows, cols, out);
         return;

@@ -73,7 +73,8 @@ static bool gemm_split_k(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                          int64_t ldb, float beta, float *c, int64_t ldc, int p)
 {
     size_t mn = (size_t)m * (size_t)n;
-    float *part = nn__alloc((size_t)(p - 1) * mn * sizeof(float));
+    /* Without it, the caller runs on one thread: no error to report. */
+    float *part = nn__try_alloc((size_t)(p - 1) * mn * sizeof(float));
     if (!part) return false;
 #pragma omp parallel num_threads(p)
     {
