@@ -929,6 +929,47 @@ static void assert_file_is(const char *path, const uint8_t *want, size_t n)
     free(got);
 }
 
+/* Summaries of a model with a named block (nn_model_apply) and a name of
+ * its own are the same after a save and a load; a model without names
+ * writes no NAME section (flag bit 1 clear), which version-1 readers that
+ * know no such flag still read. */
+static void test_ckpt_names(void **state)
+{
+    (void)state;
+    int shape[3] = {6, 6, 2};
+    nn_model *inner = nn_model_create(3), *outer = nn_model_create(4);
+    nn_layer *x = nn_input(inner, 3, shape, NULL);
+    nn_layer *r = nn_relu(inner, nn_conv2d(inner, x, 4, 3, 3, NULL), NULL);
+    assert_int_equal(nn_model_set_name(inner, "backbone"), NN_OK);
+    nn_layer *y = nn_input(outer, 3, shape, NULL);
+    y = nn_model_apply(outer, y, inner, r, NULL);
+    nn_dense(outer, nn_flatten(outer, y, NULL), 3, NULL);
+    assert_int_equal(nn_model_set_name(outer, "classifier"), NN_OK);
+    char before[4096], after[4096];
+    assert_int_equal(nn_model_summary(outer, before, sizeof before, NULL),
+                     NN_OK);
+    assert_non_null(strstr(before, "backbone (Functional)"));
+    assert_int_equal(nn_model_save(outer, tpath("names.nnm"), 0), NN_OK);
+    nn_model *back = load_ok(tpath("names.nnm"));
+    assert_int_equal(nn_model_summary(back, after, sizeof after, NULL), NN_OK);
+    assert_string_equal(before, after);
+    size_t n = 0;
+    uint8_t *file = read_file(tpath("names.nnm"), &n);
+    assert_int_equal(file[12], 2); /* flags: names, no optimizer */
+    free(file);
+    /* Without names: flags 0, as before. */
+    nn_model *plain = nn_model_create(5);
+    nn_dense(plain, nn_input(plain, 3, shape, NULL), 2, NULL);
+    assert_int_equal(nn_model_save(plain, tpath("plain.nnm"), 0), NN_OK);
+    file = read_file(tpath("plain.nnm"), &n);
+    assert_int_equal(file[12], 0);
+    free(file);
+    nn_model_free(plain);
+    nn_model_free(back);
+    nn_model_free(outer);
+    nn_model_free(inner);
+}
+
 static void test_ckpt_save_errors(void **state)
 {
     const char *path = tpath("keep.nnm");
@@ -1227,6 +1268,9 @@ typedef struct craft {
     uint32_t graph_extra;
     const char *tag2;
     uint64_t len2;
+    bool names; /* a NAME section: model_name, then group1 for layer 1 */
+    const char *model_name, *group1;
+    int name_entries; /* layer entries written (2 when not set) */
     uint32_t opt_kind, n_slots, slot0_param;
     float beta1;
     uint64_t slot0_count;
@@ -1358,6 +1402,14 @@ static void craft_file(bytes *b, const craft *c)
     b_end(b, s);
     if (c->len2)
         for (int i = 0; i < 8; i++) b->p[s + i] = (uint8_t)(c->len2 >> (8 * i));
+    if (c->names) {
+        s = b_begin(b, "NAME");
+        b_str(b, c->model_name ? c->model_name : "");
+        int entries = c->name_entries ? c->name_entries : 2;
+        for (int i = 0; i < entries; i++)
+            b_str(b, i == 1 && c->group1 ? c->group1 : "");
+        b_end(b, s);
+    }
     if (c->opt_kind) craft_optimizer(b, c);
     b_finish(b);
 }
@@ -1399,6 +1451,16 @@ static void test_ckpt_crafted_valid(void **state)
     assert_error(load_crafted(&c, &m), NN_OK, NULL);
     assert_int_equal(m->opt->kind, NN_OPTIM_SGD);
     assert_int_equal(m->opt->n_slots, 0);
+    nn_model_free(m);
+
+    c.flags |= 2; /* names: the model's, a block's */
+    c.names = true;
+    c.model_name = "net";
+    c.group1 = "blk";
+    assert_error(load_crafted(&c, &m), NN_OK, NULL);
+    assert_string_equal(m->name, "net");
+    assert_string_equal(m->layers[0]->group, "");
+    assert_string_equal(m->layers[1]->group, "blk");
     nn_model_free(m);
 }
 
@@ -1460,7 +1522,7 @@ static void make_hostile(int id, craft *c)
     case 29: c->output = 2; break;
     case 30: c->zero_rng = true; break;
     case 31: c->version = 2; break;
-    case 32: c->flags = 2; break;
+    case 32: c->flags = 4; break;
     case 33: c->flags = 1; break;
     case 34: c->opt_kind = NN_OPTIM_ADAM; break; /* flag not set */
     case 35: c->flags = 1, c->opt_kind = NN_OPTIM_ADAM; break; /* no loss */
@@ -1482,6 +1544,15 @@ static void make_hostile(int id, craft *c)
         c->n_params1 = 0;
         break;
     case 48: c->kind1 = NN_KIND_FLATTEN; break; /* config where none goes */
+    case 49: c->flags = 2; break; /* names announced, none there */
+    case 50:
+        c->flags = 2, c->names = true;
+        c->group1 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"; /* 64 */
+        break;
+    case 51: c->flags = 2, c->names = true, c->name_entries = 1; break;
+    case 52: c->flags = 2, c->names = true, c->name_entries = 3; break;
+    case 53: c->names = true; break; /* a section the flags do not announce */
     }
     if (id >= 35 && id <= 41) {
         c->flags = 1;
@@ -1526,6 +1597,11 @@ static void test_ckpt_hostile(void **state)
         {30, NN_ERR_FORMAT, "all zero"},
         {31, NN_ERR_UNSUPPORTED, "format version 2"},
         {32, NN_ERR_FORMAT, "unknown flags"},
+        {49, NN_ERR_FORMAT, "section NAME header"},
+        {50, NN_ERR_FORMAT, "section NAME, layer 1: block name length 64"},
+        {51, NN_ERR_FORMAT, "section NAME, layer 1"},
+        {52, NN_ERR_FORMAT, "section NAME"},
+        {53, NN_ERR_FORMAT, "unexpected bytes"},
         {33, NN_ERR_FORMAT, "OPTM"},
         {34, NN_ERR_FORMAT, "unexpected bytes after the last section"},
         {35, NN_ERR_FORMAT, "without a loss"},
@@ -1576,6 +1652,7 @@ int main(void)
         cmocka_unit_test(test_ckpt_roundtrip_adam),
         cmocka_unit_test(test_ckpt_roundtrip_sgd_dropout),
         cmocka_unit_test(test_ckpt_without_optimizer),
+        cmocka_unit_test(test_ckpt_names),
         cmocka_unit_test(test_ckpt_save_errors),
         cmocka_unit_test(test_ckpt_load_errors),
         cmocka_unit_test(test_ckpt_truncations),

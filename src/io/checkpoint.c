@@ -256,16 +256,36 @@ static nn_status put_optimizer(writer *w, const nn_model *m)
     return NN_OK;
 }
 
+/* Names the graph section does not carry: the model's own and, per layer,
+ * the block it was applied from (nn_model_apply). Only written when one is
+ * set, so a file without them still reads where flag bit 1 is unknown. */
+static bool has_names(const nn_model *m)
+{
+    bool any = m->name[0] != '\0';
+    for (int i = 0; i < m->n_layers; i++) any = any || m->layers[i]->group[0];
+    return any;
+}
+
+static nn_status put_names(writer *w, const nn_model *m)
+{
+    put_str(w, m->name);
+    for (int i = 0; i < m->n_layers; i++) put_str(w, m->layers[i]->group);
+    return NN_OK;
+}
+
 /* The whole file; `total` is its size as measured by a counting run. */
 static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
                           uint64_t total)
 {
+    bool names = has_names(m);
     put(w, NN_CKPT_MAGIC, 8);
     put_u32(w, NN_CKPT_VERSION);
-    put_u32(w, with_opt ? NN_CKPT_FLAG_OPTIMIZER : 0);
+    put_u32(w, (with_opt ? NN_CKPT_FLAG_OPTIMIZER : 0) |
+                   (names ? NN_CKPT_FLAG_NAMES : 0));
     put_u64(w, total);
     NN_TRY(put_section(w, "MODL", put_model, m));
     NN_TRY(put_section(w, "GRPH", put_graph, m));
+    if (names) NN_TRY(put_section(w, "NAME", put_names, m));
     if (with_opt) NN_TRY(put_section(w, "OPTM", put_optimizer, m));
     put_u32(w, w->crc);
     return NN_OK;

@@ -78,19 +78,27 @@ static nn_status get_flag(cursor *c, bool *v, const char *what)
     return NN_OK;
 }
 
-/* A u32-counted name of 1..cap-1 bytes without NUL, copied terminated. */
-static nn_status get_name(cursor *c, char *out, size_t cap, const char *what)
+/* A u32-counted string of min..cap-1 bytes without NUL, copied
+ * terminated. */
+static nn_status get_text(cursor *c, char *out, size_t cap, uint32_t min,
+                          const char *what)
 {
     uint32_t n = 0;
     const uint8_t *p = NULL;
     NN_TRY(get_u32(c, &n));
-    if (n == 0 || n >= cap)
-        return bad(c, "%s length %u outside 1..%zu", what, n, cap - 1);
+    if (n < min || n >= cap)
+        return bad(c, "%s length %u outside %u..%zu", what, n, min, cap - 1);
     NN_TRY(take(c, n, &p));
     if (memchr(p, 0, n)) return bad(c, "%s contains a NUL byte", what);
     memcpy(out, p, n);
     out[n] = '\0';
     return NN_OK;
+}
+
+/* A name: 1..cap-1 bytes. */
+static nn_status get_name(cursor *c, char *out, size_t cap, const char *what)
+{
+    return get_text(c, out, cap, 1, what);
 }
 
 /* Reads `count` floats of little-endian data that lie at p. */
@@ -543,6 +551,23 @@ static nn_status read_optimizer(cursor *c, nn_model *m, const model_info *mi)
     return st;
 }
 
+/* ---------------- NAME ---------------- */
+
+/* The model's name and each layer's block name, "" for none. */
+static nn_status read_names(cursor *c, nn_model *m)
+{
+    cursor s = {0};
+    NN_TRY(open_section(c, "NAME", &s));
+    NN_TRY(get_text(&s, m->name, sizeof m->name, 0, "model name"));
+    for (int i = 0; i < m->n_layers; i++) {
+        snprintf(s.where, sizeof s.where, "section NAME, layer %d", i);
+        NN_TRY(get_text(&s, m->layers[i]->group, sizeof m->layers[i]->group,
+                        0, "block name"));
+    }
+    snprintf(s.where, sizeof s.where, "section NAME");
+    return close_section(&s);
+}
+
 /* ---------------- the whole file ---------------- */
 
 static nn_status apply_model_info(cursor *c, nn_model *m, const model_info *mi)
@@ -569,14 +594,15 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
 {
     cursor c = {buf + NN_CKPT_HEADER, size - NN_CKPT_HEADER - 4, "header"};
     uint32_t flags = nn__get_le32(buf + 12);
-    if (flags & ~NN_CKPT_FLAG_OPTIMIZER) return bad(&c, "unknown flags 0x%x",
-                                                    flags);
+    if (flags & ~(NN_CKPT_FLAG_OPTIMIZER | NN_CKPT_FLAG_NAMES))
+        return bad(&c, "unknown flags 0x%x", flags);
     model_info mi = {0};
     NN_TRY(read_model_info(&c, &mi));
     nn_model *m = nn_model_create(mi.seed);
     if (!m) return NN_ERR_NOMEM;
     nn_status s = read_graph(&c, m);
     if (s == NN_OK) s = apply_model_info(&c, m, &mi);
+    if (s == NN_OK && (flags & NN_CKPT_FLAG_NAMES)) s = read_names(&c, m);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_OPTIMIZER))
         s = read_optimizer(&c, m, &mi);
     if (s == NN_OK && c.left)
