@@ -859,11 +859,16 @@ static void test_ckpt_roundtrip_sgd_dropout(void **state)
     assert_int_equal(nn_model_compile(a, nn_sgd(&so),
                                       NN_LOSS_CATEGORICAL_CROSSENTROPY, &lo),
                      NN_OK);
+    /* Clipping is part of the optimizer: resumed steps clip alike. */
+    assert_int_equal(nn_optimizer_set_global_clipnorm(a->opt, 0.5f), NN_OK);
+    assert_int_equal(nn_optimizer_set_clipvalue(a->opt, 0.02f), NN_OK);
     nn_tensor *x = batch_x(3), *y = batch_y(true);
     train_once(a, x, y);
     train_once(a, x, y);
     assert_int_equal(nn_model_save(a, path, NN_SAVE_OPTIMIZER), NN_OK);
     nn_model *b = load_ok(path);
+    assert_true(b->opt->global_clipnorm == 0.5f);
+    assert_true(b->opt->clipvalue == 0.02f);
     assert_same_layers(a, b);
     assert_same_optimizer(a, b);
     assert_same_predictions(a, b, x);
@@ -1271,6 +1276,8 @@ typedef struct craft {
     bool names; /* a NAME section: model_name, then group1 for layer 1 */
     const char *model_name, *group1;
     int name_entries; /* layer entries written (2 when not set) */
+    bool clip; /* a CLIP section with clip_norm, clip_value */
+    float clip_norm, clip_value;
     uint32_t opt_kind, n_slots, slot0_param;
     float beta1;
     uint64_t slot0_count;
@@ -1411,6 +1418,12 @@ static void craft_file(bytes *b, const craft *c)
         b_end(b, s);
     }
     if (c->opt_kind) craft_optimizer(b, c);
+    if (c->clip) {
+        s = b_begin(b, "CLIP");
+        b_f32(b, c->clip_norm);
+        b_f32(b, c->clip_value);
+        b_end(b, s);
+    }
     b_finish(b);
 }
 
@@ -1451,6 +1464,15 @@ static void test_ckpt_crafted_valid(void **state)
     assert_error(load_crafted(&c, &m), NN_OK, NULL);
     assert_int_equal(m->opt->kind, NN_OPTIM_SGD);
     assert_int_equal(m->opt->n_slots, 0);
+    nn_model_free(m);
+
+    c.flags |= 4; /* clipping */
+    c.clip = true;
+    c.clip_norm = 1.5f;
+    c.clip_value = 0.25f;
+    assert_error(load_crafted(&c, &m), NN_OK, NULL);
+    assert_true(m->opt->global_clipnorm == 1.5f);
+    assert_true(m->opt->clipvalue == 0.25f);
     nn_model_free(m);
 
     c.flags |= 2; /* names: the model's, a block's */
@@ -1522,7 +1544,7 @@ static void make_hostile(int id, craft *c)
     case 29: c->output = 2; break;
     case 30: c->zero_rng = true; break;
     case 31: c->version = 2; break;
-    case 32: c->flags = 4; break;
+    case 32: c->flags = 8; break;
     case 33: c->flags = 1; break;
     case 34: c->opt_kind = NN_OPTIM_ADAM; break; /* flag not set */
     case 35: c->flags = 1, c->opt_kind = NN_OPTIM_ADAM; break; /* no loss */
@@ -1553,10 +1575,20 @@ static void make_hostile(int id, craft *c)
     case 51: c->flags = 2, c->names = true, c->name_entries = 1; break;
     case 52: c->flags = 2, c->names = true, c->name_entries = 3; break;
     case 53: c->names = true; break; /* a section the flags do not announce */
+    case 54: c->flags = 4; break; /* clipping without an optimizer */
+    case 55: c->clip_norm = NAN; break;
+    case 56: c->clip_value = -1.0f; break;
+    case 57: c->clip = false; break; /* announced, missing */
     }
     if (id >= 35 && id <= 41) {
         c->flags = 1;
         c->loss = id == 35 ? 0 : NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+    }
+    if (id >= 55 && id <= 57) { /* an optimizer that clips */
+        c->flags = 1 | 4;
+        c->loss = NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+        c->opt_kind = NN_OPTIM_ADAM;
+        c->clip = id != 57;
     }
 }
 
@@ -1602,6 +1634,10 @@ static void test_ckpt_hostile(void **state)
         {51, NN_ERR_FORMAT, "section NAME, layer 1"},
         {52, NN_ERR_FORMAT, "section NAME"},
         {53, NN_ERR_FORMAT, "unexpected bytes"},
+        {54, NN_ERR_FORMAT, "clipping (flag bit 2) without an optimizer"},
+        {55, NN_ERR_FORMAT, "section CLIP: global_clipnorm nan"},
+        {56, NN_ERR_FORMAT, "section CLIP: clipvalue -1"},
+        {57, NN_ERR_FORMAT, "section CLIP header"},
         {33, NN_ERR_FORMAT, "OPTM"},
         {34, NN_ERR_FORMAT, "unexpected bytes after the last section"},
         {35, NN_ERR_FORMAT, "without a loss"},

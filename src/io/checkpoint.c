@@ -273,20 +273,36 @@ static nn_status put_names(writer *w, const nn_model *m)
     return NN_OK;
 }
 
+/* Gradient clipping, when the optimizer is saved and clips: a separate
+ * section for the same reason as NAME. */
+static bool has_clip(const nn_model *m, bool with_opt)
+{
+    return with_opt && (m->opt->global_clipnorm > 0 || m->opt->clipvalue > 0);
+}
+
+static nn_status put_clip(writer *w, const nn_model *m)
+{
+    put_f32(w, m->opt->global_clipnorm);
+    put_f32(w, m->opt->clipvalue);
+    return NN_OK;
+}
+
 /* The whole file; `total` is its size as measured by a counting run. */
 static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
                           uint64_t total)
 {
-    bool names = has_names(m);
+    bool names = has_names(m), clip = has_clip(m, with_opt);
     put(w, NN_CKPT_MAGIC, 8);
     put_u32(w, NN_CKPT_VERSION);
     put_u32(w, (with_opt ? NN_CKPT_FLAG_OPTIMIZER : 0) |
-                   (names ? NN_CKPT_FLAG_NAMES : 0));
+                   (names ? NN_CKPT_FLAG_NAMES : 0) |
+                   (clip ? NN_CKPT_FLAG_CLIP : 0));
     put_u64(w, total);
     NN_TRY(put_section(w, "MODL", put_model, m));
     NN_TRY(put_section(w, "GRPH", put_graph, m));
     if (names) NN_TRY(put_section(w, "NAME", put_names, m));
     if (with_opt) NN_TRY(put_section(w, "OPTM", put_optimizer, m));
+    if (clip) NN_TRY(put_section(w, "CLIP", put_clip, m));
     put_u32(w, w->crc);
     return NN_OK;
 }

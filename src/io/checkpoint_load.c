@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -551,6 +552,29 @@ static nn_status read_optimizer(cursor *c, nn_model *m, const model_info *mi)
     return st;
 }
 
+/* ---------------- CLIP ---------------- */
+
+static nn_status get_clip(cursor *c, float *v, const char *what)
+{
+    NN_TRY(get_f32(c, v));
+    if (!(isfinite(*v) && *v >= 0.0f))
+        return bad(c, "%s %g must be finite and >= 0", what, (double)*v);
+    return NN_OK;
+}
+
+/* The optimizer's gradient clipping (after OPTM). */
+static nn_status read_clip(cursor *c, nn_model *m)
+{
+    cursor s = {0};
+    NN_TRY(open_section(c, "CLIP", &s));
+    float norm = 0, value = 0;
+    NN_TRY(get_clip(&s, &norm, "global_clipnorm"));
+    NN_TRY(get_clip(&s, &value, "clipvalue"));
+    m->opt->global_clipnorm = norm;
+    m->opt->clipvalue = value;
+    return close_section(&s);
+}
+
 /* ---------------- NAME ---------------- */
 
 /* The model's name and each layer's block name, "" for none. */
@@ -594,8 +618,11 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
 {
     cursor c = {buf + NN_CKPT_HEADER, size - NN_CKPT_HEADER - 4, "header"};
     uint32_t flags = nn__get_le32(buf + 12);
-    if (flags & ~(NN_CKPT_FLAG_OPTIMIZER | NN_CKPT_FLAG_NAMES))
+    if (flags & ~(NN_CKPT_FLAG_OPTIMIZER | NN_CKPT_FLAG_NAMES |
+                  NN_CKPT_FLAG_CLIP))
         return bad(&c, "unknown flags 0x%x", flags);
+    if ((flags & NN_CKPT_FLAG_CLIP) && !(flags & NN_CKPT_FLAG_OPTIMIZER))
+        return bad(&c, "clipping (flag bit 2) without an optimizer");
     model_info mi = {0};
     NN_TRY(read_model_info(&c, &mi));
     nn_model *m = nn_model_create(mi.seed);
@@ -605,6 +632,7 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     if (s == NN_OK && (flags & NN_CKPT_FLAG_NAMES)) s = read_names(&c, m);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_OPTIMIZER))
         s = read_optimizer(&c, m, &mi);
+    if (s == NN_OK && (flags & NN_CKPT_FLAG_CLIP)) s = read_clip(&c, m);
     if (s == NN_OK && c.left)
         s = bad(&c, "%zu unexpected bytes after the last section", c.left);
     if (s != NN_OK) {
