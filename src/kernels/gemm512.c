@@ -107,56 +107,68 @@ typedef struct tile_args {
                                 (uintptr_t)(off) * sizeof(float)),             \
                  hint)
 
-/* The epilogue of one vector of C: x * scale + shift (or x + shift), +
- * residual, then max(0, x) as nn__relu (NaN and -0 pass through). */
-INLINE __m512 finish(const tile_args *t, __m512 x, int r, int v, __mmask16 m)
+/* The epilogue's per-column vectors, read once per tile: x * scale +
+ * shift is one fused multiply-add, with scale 1 and shift -0 where there
+ * is none (x * 1 + -0 is x, -0 included, and x * 1 + s is x + s rounded
+ * once, as an addition); the ReLU is max(floor, x) with floor 0, or -inf
+ * where there is none (max returns x when x is NaN, and -0 against 0). */
+typedef struct epi_vecs {
+    __m512 scale[4], shift[4], floor;
+} epi_vecs;
+
+INLINE void epi_load(const tile_args *t, const int NV, epi_vecs *e)
 {
-    if (t->scale)
-        x = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, t->scale + 16 * v),
-                            t->shift ? _mm512_maskz_loadu_ps(
-                                           m, t->shift + 16 * v)
-                                     : _mm512_setzero_ps());
-    else if (t->shift)
-        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t->shift + 16 * v));
-    if (t->res)
-        x = _mm512_add_ps(
-            x, _mm512_maskz_loadu_ps(m, t->res + r * t->ldr + 16 * v));
-    if (t->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x);
-    return x;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+        __mmask16 m = v == NV - 1 ? t->last : (__mmask16)0xFFFF;
+        e->scale[v] = t->scale ? _mm512_maskz_loadu_ps(m, t->scale + 16 * v)
+                               : _mm512_set1_ps(1.0f);
+        e->shift[v] = t->shift ? _mm512_maskz_loadu_ps(m, t->shift + 16 * v)
+                               : _mm512_set1_ps(-0.0f);
+    }
+    e->floor = t->relu ? _mm512_setzero_ps() : _mm512_set1_ps(-INFINITY);
 }
 
 /* One MR x (16 NV) tile of C over one block of k. MR, NV and TA are
  * constants at every call; with every loop over them unrolled, acc lives
  * in registers (GCC keeps neither a variable-length array nor one indexed
- * by a variable there). */
-INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
+ * by a variable there). The tests on t's flags sit outside the unrolled
+ * loops: with k as short as 27 (a 3x3 kernel on RGB), a test per vector
+ * costs a tenth of the tile. */
+INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta,
+                 bool pf)
 {
     const float *a = t->a, *b = t->b;
-    const int64_t lda = t->lda, ldb = t->ldb, k = t->k;
+    const int64_t lda = t->lda, ldb = t->ldb, k = t->k, ldc = t->ldc;
     const __mmask16 last = t->last;
     /* A(r, p) is a[r * ra + p * pa]. */
     const int64_t ra = ta ? 1 : lda, pa = ta ? lda : 1;
     float *c = t->c;
     __m512 acc[12][4];
+    if (t->load) {
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++)
+        for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
-            acc[r][v] = t->load ? _mm512_maskz_loadu_ps(m, c + r * t->ldc +
-                                                               16 * v)
-                                : _mm512_setzero_ps();
-        }
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = _mm512_maskz_loadu_ps(
+                    v == NV - 1 ? last : (__mmask16)0xFFFF,
+                    c + r * ldc + 16 * v);
+    } else {
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    }
     for (int64_t p = 0; p < k; p++, b += ldb, a += pa) {
         __m512 bv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
         bv[NV - 1] = _mm512_maskz_loadu_ps(last, b + 16 * (NV - 1));
-        if (t->prefetch)
+        if (pf && t->prefetch)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 prefetch(b, PF_ROWS * ldb + 16 * v, _MM_HINT_T0);
-        if (t->next && p < t->next_k)
+        if (pf && t->next && p < t->next_k)
             prefetch(t->next, p * ldb, _MM_HINT_T1);
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {
@@ -166,26 +178,56 @@ INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta)
                 acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
     }
+    if (t->final) {
+        epi_vecs e;
+        epi_load(t, NV, &e);
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++, c += t->ldc)
+        for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
-            __m512 x = acc[r][v];
-            if (t->final) x = finish(t, x, r, v, m);
-            _mm512_mask_storeu_ps(c + 16 * v, m, x);
-        }
+            for (int v = 0; v < NV; v++)
+                acc[r][v] =
+                    _mm512_fmadd_ps(acc[r][v], e.scale[v], e.shift[v]);
+        if (t->res)
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[r][v] = _mm512_add_ps(
+                        acc[r][v],
+                        _mm512_maskz_loadu_ps(
+                            v == NV - 1 ? last : (__mmask16)0xFFFF,
+                            t->res + r * t->ldr + 16 * v));
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = _mm512_max_ps(e.floor, acc[r][v]);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++, c += ldc)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(c + 16 * v,
+                                  v == NV - 1 ? last : (__mmask16)0xFFFF,
+                                  acc[r][v]);
 }
 
-/* The variants: MR rows for NV vectors, A plain (n) or transposed (t). */
+/* The variants: MR rows for NV vectors, A plain (n), plain with B
+ * prefetched (p: B streams from memory) or transposed (t). Prefetching is
+ * a variant of its own so that products whose B stays in cache carry no
+ * test for it in their inner loop. */
 #define TILE(MR, NV)                                                           \
     static T512 void tile_n_##MR##_##NV(const tile_args *t)                  \
     {                                                                          \
-        tile(t, MR, NV, false);                                                \
+        tile(t, MR, NV, false, false);                                         \
+    }                                                                          \
+    static T512 void tile_p_##MR##_##NV(const tile_args *t)                  \
+    {                                                                          \
+        tile(t, MR, NV, false, true);                                          \
     }                                                                          \
     static T512 void tile_t_##MR##_##NV(const tile_args *t)                  \
     {                                                                          \
-        tile(t, MR, NV, true);                                                 \
+        tile(t, MR, NV, true, false);                                          \
     }
 TILE(12, 1) TILE(8, 1) TILE(4, 1) TILE(2, 1) TILE(1, 1)
 TILE(12, 2) TILE(8, 2) TILE(4, 2) TILE(2, 2) TILE(1, 2)
@@ -199,10 +241,11 @@ typedef void (*tile_fn)(const tile_args *);
  * tiles, fewer for the remainder. */
 typedef struct tile_step {
     int mr;
-    tile_fn plain, trans;
+    tile_fn plain, fetch, trans;
 } tile_step;
 
-#define STEP(MR, NV) {MR, tile_n_##MR##_##NV, tile_t_##MR##_##NV}
+#define STEP(MR, NV)                                                           \
+    {MR, tile_n_##MR##_##NV, tile_p_##MR##_##NV, tile_t_##MR##_##NV}
 
 static const tile_step steps[5][5] = {
     {{0}},
@@ -223,7 +266,9 @@ static void run_rows(tile_args t, bool ta, int nv, int64_t m, const float *a,
     int pass = 0;
     for (int s = 0; s < 5 && i0 < m && steps[nv][s].mr; s++) {
         int mr = steps[nv][s].mr;
-        tile_fn f = ta ? steps[nv][s].trans : steps[nv][s].plain;
+        tile_fn f = ta        ? steps[nv][s].trans
+                    : next || t.prefetch ? steps[nv][s].fetch
+                                         : steps[nv][s].plain;
         for (; m - i0 >= mr; i0 += mr) {
             t.a = ta ? a + i0 : a + i0 * lda;
             t.c = c + i0 * ldc;
