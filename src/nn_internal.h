@@ -418,6 +418,10 @@ struct nn_model {
  * lean plan. */
 nn_status nn__context_plan(nn_context *ctx, int batch, bool training,
                            bool full);
+/* needs[i]: layer i's output gradient leads to something that learns
+ * (a trainable parameter upstream) or to the requested input gradient;
+ * the backward pass runs exactly these layers. */
+void nn__mark_needs(const nn_model *m, bool want_dx, bool *needs);
 /* Forward pass on batch rows of x (already [batch, input]). */
 nn_status nn__forward(nn_context *ctx, const float *x, int batch,
                       bool training, uint64_t rng_key);

@@ -496,20 +496,6 @@ nn_status nn__diag_after_forward(nn_model *m, const nn_context *c, int batch)
     return NN_OK;
 }
 
-/* As nn__backward decides (src/graph/context.c): which layers' output
- * gradients lead to something that learns or to the input gradient. */
-static void mark_needs(const nn_model *m, bool want_dx, bool *needs)
-{
-    for (int i = 0; i < m->n_layers; i++) {
-        const nn_layer *l = m->layers[i];
-        bool n = l->kind == NN_KIND_INPUT ? want_dx : false;
-        for (int j = 0; j < l->n_params && l->trainable; j++)
-            n = n || l->params[j].trainable;
-        for (int j = 0; j < l->n_inputs; j++) n = n || needs[l->inputs[j]->index];
-        needs[i] = n;
-    }
-}
-
 static int bad_message(char *msg, size_t cap, const float *x, int64_t n,
                        const char *what, const nn_layer *l, int64_t step)
 {
@@ -531,7 +517,7 @@ static nn_status check_backward(nn_diag *d, nn_model *m, const nn_context *c,
 {
     int n = m->n_layers;
     bool needs[n], written[n];
-    mark_needs(m, want_dx, needs);
+    nn__mark_needs(m, want_dx, needs); /* as nn__backward decides */
     memset(written, 0, sizeof written);
     written[m->output->index] = true;
     int64_t step = m->opt->iterations + 1;

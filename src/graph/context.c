@@ -187,9 +187,7 @@ static nn_status plan_pool(nn_context *c, int64_t cap)
     return s;
 }
 
-/* needs[i]: layer i's output gradient leads to something that learns
- * (a trainable parameter upstream) or to the requested input gradient. */
-static void mark_needs(const nn_model *m, bool want_dx, bool *needs)
+void nn__mark_needs(const nn_model *m, bool want_dx, bool *needs)
 {
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = m->layers[i];
@@ -210,7 +208,7 @@ static void plan_needs(const nn_context *c, bool train, bool lean,
     const nn_model *m = c->model;
     for (int i = 0; i < m->n_layers; i++) needs[i] = train && !lean;
     if (!train || !lean) return;
-    mark_needs(m, false, needs);
+    nn__mark_needs(m, false, needs);
     needs[m->output->index] = true;
 }
 
@@ -344,7 +342,7 @@ nn_status nn__backward(nn_context *c, int batch, bool dout_is_preact,
 {
     nn_model *m = (nn_model *)c->model;
     bool needs[m->n_layers], written[m->n_layers];
-    mark_needs(m, dx != NULL, needs);
+    nn__mark_needs(m, dx != NULL, needs);
     memset(written, 0, sizeof written);
     written[m->output->index] = true;
     c->dact[m->input->index] = dx;
