@@ -309,7 +309,6 @@ nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
     return NN_OK;
 }
 
-
 static nn_status backward_layer(nn_context *c, nn_layer *l, int batch,
                                 bool preact, const bool *needs, bool *written)
 {

@@ -17,19 +17,21 @@ static bool fusion_off; /* nn__fusion_disable */
 
 void nn__fusion_disable(bool off) { fusion_off = off; }
 
-/* The single layer reading l's output (read once), or NULL. */
-static nn_layer *sole_reader(const nn_model *m, const nn_layer *l)
+/* reader[i]: the layer reading layer i's output when exactly one reads
+ * it, once, and i is not the model's output; else NULL. One pass over the
+ * graph's edges. */
+static void sole_readers(const nn_model *m, nn_layer **reader, int *reads)
 {
-    if (l == m->output) return NULL;
-    nn_layer *reader = NULL;
-    int reads = 0;
-    for (int j = l->index + 1; j < m->n_layers; j++)
-        for (int k = 0; k < m->layers[j]->n_inputs; k++)
-            if (m->layers[j]->inputs[k] == l) {
-                reader = m->layers[j];
-                reads++;
-            }
-    return reads == 1 ? reader : NULL;
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = m->layers[i];
+        for (int k = 0; k < l->n_inputs; k++) {
+            int in = l->inputs[k]->index;
+            reads[in]++;
+            reader[in] = l;
+        }
+    }
+    for (int i = 0; i < m->n_layers; i++)
+        if (reads[i] != 1 || m->layers[i] == m->output) reader[i] = NULL;
 }
 
 /* The other input of a two-input Add reading `from`, when it is computed
@@ -43,29 +45,29 @@ static int residual_of(const nn_layer *add, const nn_layer *from,
     return other->index < head->index ? other->index : -1;
 }
 
-/* The single reader of l when it may fuse: no gradient reaches it. */
-static nn_layer *fusable_reader(const nn_model *m, const nn_layer *l,
+/* The sole reader of l when it may fuse: no gradient reaches it. */
+static nn_layer *fusable_reader(nn_layer *const *reader, const nn_layer *l,
                                 const bool *needs)
 {
-    nn_layer *r = sole_reader(m, l);
+    nn_layer *r = reader[l->index];
     return r && !needs[r->index] ? r : NULL;
 }
 
 /* Grows head's chain into f; members[] receives the fused layers in
  * order. Returns their count (0: nothing fuses). */
-static int chain(const nn_model *m, nn_layer *head, const bool *needs,
+static int chain(nn_layer *const *reader, nn_layer *head, const bool *needs,
                  bool training, nn_fuse *f, nn_layer *members[3])
 {
     int n = 0;
-    nn_layer *bn = fusable_reader(m, head, needs);
+    nn_layer *bn = fusable_reader(reader, head, needs);
     /* A trainable one normalizes with batch statistics in training. */
     if (!bn || bn->kind != NN_KIND_BATCHNORM || (training && bn->trainable))
         return 0;
     f->bn = members[n++] = bn;
-    nn_layer *next = fusable_reader(m, bn, needs);
+    nn_layer *next = fusable_reader(reader, bn, needs);
     if (next && (f->residual = residual_of(next, bn, head)) >= 0) {
         members[n++] = next;
-        next = fusable_reader(m, next, needs);
+        next = fusable_reader(reader, next, needs);
     }
     if (next && next->kind == NN_KIND_RELU) {
         f->relu = true;
@@ -82,7 +84,14 @@ nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
     if (fusion_off) return NN_OK;
     c->fuse = nn__calloc((size_t)n, sizeof *c->fuse);
     c->fused_into = nn__calloc((size_t)n, sizeof *c->fused_into);
-    if (!c->fuse || !c->fused_into) return NN_ERR_NOMEM;
+    nn_layer **reader = nn__calloc((size_t)n, sizeof *reader);
+    int *reads = nn__calloc((size_t)n, sizeof *reads);
+    if (!c->fuse || !c->fused_into || !reader || !reads) {
+        nn__free(reader);
+        nn__free(reads);
+        return NN_ERR_NOMEM;
+    }
+    sole_readers(m, reader, reads);
     for (int i = 0; i < n; i++) {
         c->fuse[i] = (nn_fuse){.tail = -1, .residual = -1};
         c->fused_into[i] = -1;
@@ -95,10 +104,12 @@ nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
             needs[i])
             continue;
         nn_fuse f = {.tail = -1, .residual = -1};
-        int count = chain(m, l, needs, training, &f, members);
+        int count = chain(reader, l, needs, training, &f, members);
         if (!count) continue;
         c->fuse[i] = f;
         for (int j = 0; j < count; j++) c->fused_into[members[j]->index] = i;
     }
+    nn__free(reader);
+    nn__free(reads);
     return NN_OK;
 }

@@ -6,8 +6,9 @@
  * and splits the filters across threads when there are few rows (batch 1
  * deep in a network, where reading the kernel is most of the cost). Each
  * output is one chain of multiply-adds in k order however the work is
- * cut, so the results do not depend on the thread count. The backward pass gives each thread whole images and its own
- * weight-gradient partial; partials are summed in thread order. The
+ * cut, so the results do not depend on the thread count. The backward
+ * pass gives each thread whole images and its own weight-gradient
+ * partial; partials are summed in thread order. The
  * products go to nn__gemm512 (AVX-512 where the CPU has it, OpenBLAS
  * otherwise), which also adds the bias and applies ReLU in the forward.
  *
