@@ -8,8 +8,10 @@ PYTHON    ?= /usr/bin/python3
 SANITIZE  ?=
 OPT       ?= -O3
 
-VERSION_MAJOR := 0
-VERSION       := 0.1.0
+# The version lives in include/nn.h alone.
+nn_version_part = $(shell sed -n 's/^\#define NN_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/nn.h)
+VERSION_MAJOR := $(call nn_version_part,MAJOR)
+VERSION       := $(VERSION_MAJOR).$(call nn_version_part,MINOR).$(call nn_version_part,PATCH)
 
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)

@@ -19,6 +19,11 @@
  *    once through separate nn_context objects. Building, compiling,
  *    training, loading weights and freeing need exclusive access.
  *  - The library never prints, aborts or exits.
+ *
+ * Sections, in order: version and errors, threads, tensors, building
+ * models, layers, losses and optimizers, training, inference and
+ * contexts, gradient diagnostics, files (models, weights, data sets),
+ * model zoo.
  */
 #ifndef NN_H
 #define NN_H
@@ -48,7 +53,7 @@ NN_API const char *nn_version(void);
 NN_API int nn_version_number(void);
 
 /* ------------------------------------------------------------------ */
-/* Status codes and errors                                             */
+/* Status codes and errors                                            */
 /* ------------------------------------------------------------------ */
 
 typedef enum nn_status {
@@ -76,7 +81,7 @@ NN_API void nn_clear_error(void);
 NN_API nn_status nn_last_status(void);
 
 /* ------------------------------------------------------------------ */
-/* Threads                                                             */
+/* Threads                                                            */
 /* ------------------------------------------------------------------ */
 
 /* Sets how many threads libnn's kernels use (default: all cores). The
@@ -87,7 +92,7 @@ NN_API nn_status nn_set_num_threads(int n);
 NN_API int nn_get_num_threads(void);
 
 /* ------------------------------------------------------------------ */
-/* Tensors                                                             */
+/* Tensors                                                            */
 /* ------------------------------------------------------------------ */
 
 #define NN_MAX_RANK 8
@@ -114,7 +119,7 @@ NN_API const float *nn_tensor_data_const(const nn_tensor *t);
 NN_API nn_status nn_tensor_reshape(nn_tensor *t, int rank, const int64_t *shape);
 
 /* ------------------------------------------------------------------ */
-/* Models and layers                                                   */
+/* Building models (guide: docs/api.md)                               */
 /* ------------------------------------------------------------------ */
 
 typedef struct nn_model nn_model;
@@ -122,6 +127,105 @@ typedef struct nn_layer nn_layer; /* owned by its model; never freed alone */
 typedef struct nn_optimizer nn_optimizer;
 typedef struct nn_context nn_context;
 typedef struct nn_history nn_history;
+
+/* A new empty model. All its randomness (initial weights, dropout,
+ * shuffling) comes from one generator seeded with `seed`. */
+NN_API nn_model *nn_model_create(uint64_t seed);
+/* Frees the model, its layers, weights, optimizer and contexts' model data.
+ * Contexts created from it must be freed first. NULL is a no-op. */
+NN_API void nn_model_free(nn_model *m);
+
+/* Layer options that most layers share. */
+typedef struct nn_layer_opts {
+    size_t size;      /* sizeof(nn_layer_opts) */
+    const char *name; /* NULL: Keras-style default ("dense", "dense_1", ...) */
+} nn_layer_opts;
+#define NN_LAYER_OPTS_INIT {sizeof(nn_layer_opts), NULL}
+
+/* Input of `rank` dimensions per sample (the batch axis excluded):
+ * an image is {height, width, channels}. */
+NN_API nn_layer *nn_input(nn_model *m, int rank, const int *shape,
+                          const nn_layer_opts *opts);
+
+/* --- composition --- */
+
+/* Names the model ("resnet50"); the name labels it when it is applied
+ * inside another model. */
+NN_API nn_status nn_model_set_name(nn_model *m, const char *name);
+NN_API const char *nn_model_name(const nn_model *m);
+
+/* Uses `inner` as a block of `outer`: instantiates inner's layers from its
+ * input up to `inner_output` (NULL: inner's output) inside outer, fed by
+ * `input`, whose shape must equal inner's input shape. The new layers
+ * SHARE their weights with inner's (training either model changes both;
+ * either model may be freed first) and keep their names and trainable
+ * flags; a name already used in outer gets the prefix "<block>/". The
+ * summary shows them as one row named opts->name, else inner's name, else
+ * "model". Taking inner_output = the k-th layer keeps only the first
+ * layers (Keras: Model(base.input, base.layers[k].output)). Returns the
+ * layer of outer that corresponds to inner_output. */
+NN_API nn_layer *nn_model_apply(nn_model *outer, nn_layer *input,
+                                nn_model *inner, nn_layer *inner_output,
+                                const nn_layer_opts *opts);
+
+/* Marks the model's output layer (default: the last layer added). */
+NN_API nn_status nn_model_set_output(nn_model *m, nn_layer *output);
+
+/* --- introspection --- */
+NN_API nn_layer *nn_model_input(const nn_model *m);  /* NULL if none yet */
+NN_API nn_layer *nn_model_output(const nn_model *m); /* NULL if empty */
+NN_API int nn_model_num_layers(const nn_model *m);
+NN_API nn_layer *nn_model_layer(const nn_model *m, int index);
+NN_API nn_layer *nn_model_find_layer(const nn_model *m, const char *name);
+NN_API const char *nn_layer_name(const nn_layer *l);
+/* Keras class name: "Conv2D", "MaxPooling2D", ... */
+NN_API const char *nn_layer_type(const nn_layer *l);
+/* Output shape per sample (batch axis excluded). Returns the rank. */
+NN_API int nn_layer_output_shape(const nn_layer *l, int *shape, int cap);
+NN_API int64_t nn_layer_num_params(const nn_layer *l);
+NN_API int nn_layer_num_inputs(const nn_layer *l);
+NN_API nn_layer *nn_layer_input(const nn_layer *l, int index);
+
+/* Parameter tensors of a layer, in Keras order (kernel, bias, ...).
+ * The returned tensors borrow the model's memory: do not free them; they
+ * stay valid until the model is freed. Writing to them changes weights. */
+NN_API int nn_layer_num_weights(const nn_layer *l);
+NN_API nn_tensor *nn_layer_weight(nn_layer *l, int index);
+/* Name of a parameter: "kernel", "bias". */
+NN_API const char *nn_layer_weight_name(const nn_layer *l, int index);
+/* Gradient of the loss w.r.t. a parameter after the last training step
+ * (nn_model_train_batch or nn_model_backward). NULL before any. */
+NN_API nn_tensor *nn_layer_weight_grad(nn_layer *l, int index);
+
+/* Total / trainable / non-trainable parameter counts. */
+NN_API int64_t nn_model_num_params(const nn_model *m);
+NN_API int64_t nn_model_num_trainable_params(const nn_model *m);
+
+/* Writes a Keras-style summary table into buf (always NUL-terminated when
+ * cap > 0). *needed (if not NULL) receives the full length + 1, so a call
+ * with cap = 0 measures. Returns NN_ERR_INVALID only for bad arguments;
+ * truncation is not an error. */
+NN_API nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
+                                  size_t *needed);
+
+/* --- freezing and receptive fields --- */
+
+/* A frozen layer (trainable 0) gets no optimizer updates and is counted as
+ * non-trainable; a frozen BatchNormalization runs in inference mode. */
+NN_API nn_status nn_layer_set_trainable(nn_layer *l, int trainable);
+NN_API int nn_layer_trainable(const nn_layer *l);
+/* Sets every layer of the model. */
+NN_API nn_status nn_model_set_trainable(nn_model *m, int trainable);
+
+/* Receptive field (rows, cols of model input that can affect one output
+ * position) and jump (product of strides) of a layer's output, relative to
+ * the model input. */
+NN_API nn_status nn_layer_receptive_field(const nn_layer *l, int *rf_h,
+                                          int *rf_w, int *jump_h, int *jump_w);
+
+/* ------------------------------------------------------------------ */
+/* Layers                                                             */
+/* ------------------------------------------------------------------ */
 
 typedef enum nn_padding {
     NN_PADDING_VALID = 0,
@@ -144,25 +248,6 @@ typedef enum nn_initializer {
     NN_INIT_HE_UNIFORM = 5,
     NN_INIT_HE_NORMAL = 6
 } nn_initializer;
-
-/* A new empty model. All its randomness (initial weights, dropout,
- * shuffling) comes from one generator seeded with `seed`. */
-NN_API nn_model *nn_model_create(uint64_t seed);
-/* Frees the model, its layers, weights, optimizer and contexts' model data.
- * Contexts created from it must be freed first. NULL is a no-op. */
-NN_API void nn_model_free(nn_model *m);
-
-/* Layer options that most layers share. */
-typedef struct nn_layer_opts {
-    size_t size;      /* sizeof(nn_layer_opts) */
-    const char *name; /* NULL: Keras-style default ("dense", "dense_1", ...) */
-} nn_layer_opts;
-#define NN_LAYER_OPTS_INIT {sizeof(nn_layer_opts), NULL}
-
-/* Input of `rank` dimensions per sample (the batch axis excluded):
- * an image is {height, width, channels}. */
-NN_API nn_layer *nn_input(nn_model *m, int rank, const int *shape,
-                          const nn_layer_opts *opts);
 
 typedef struct nn_conv2d_opts {
     size_t size; /* sizeof(nn_conv2d_opts) */
@@ -343,84 +428,8 @@ NN_API nn_layer *nn_random_zoom(nn_model *m, nn_layer *input, float h_lo,
 NN_API nn_layer *nn_random_contrast(nn_model *m, nn_layer *input, float lower,
                                     float upper, const nn_layer_opts *opts);
 
-/* --- freezing and receptive fields --- */
-
-/* A frozen layer (trainable 0) gets no optimizer updates and is counted as
- * non-trainable; a frozen BatchNormalization runs in inference mode. */
-NN_API nn_status nn_layer_set_trainable(nn_layer *l, int trainable);
-NN_API int nn_layer_trainable(const nn_layer *l);
-/* Sets every layer of the model. */
-NN_API nn_status nn_model_set_trainable(nn_model *m, int trainable);
-
-/* Receptive field (rows, cols of model input that can affect one output
- * position) and jump (product of strides) of a layer's output, relative to
- * the model input. */
-NN_API nn_status nn_layer_receptive_field(const nn_layer *l, int *rf_h,
-                                          int *rf_w, int *jump_h, int *jump_w);
-
-/* --- composition --- */
-
-/* Names the model ("resnet50"); the name labels it when it is applied
- * inside another model. */
-NN_API nn_status nn_model_set_name(nn_model *m, const char *name);
-NN_API const char *nn_model_name(const nn_model *m);
-
-/* Uses `inner` as a block of `outer`: instantiates inner's layers from its
- * input up to `inner_output` (NULL: inner's output) inside outer, fed by
- * `input`, whose shape must equal inner's input shape. The new layers
- * SHARE their weights with inner's (training either model changes both;
- * either model may be freed first) and keep their names and trainable
- * flags; a name already used in outer gets the prefix "<block>/". The
- * summary shows them as one row named opts->name, else inner's name, else
- * "model". Taking inner_output = the k-th layer keeps only the first
- * layers (Keras: Model(base.input, base.layers[k].output)). Returns the
- * layer of outer that corresponds to inner_output. */
-NN_API nn_layer *nn_model_apply(nn_model *outer, nn_layer *input,
-                                nn_model *inner, nn_layer *inner_output,
-                                const nn_layer_opts *opts);
-
-/* Marks the model's output layer (default: the last layer added). */
-NN_API nn_status nn_model_set_output(nn_model *m, nn_layer *output);
-
-/* --- introspection --- */
-NN_API nn_layer *nn_model_input(const nn_model *m);  /* NULL if none yet */
-NN_API nn_layer *nn_model_output(const nn_model *m); /* NULL if empty */
-NN_API int nn_model_num_layers(const nn_model *m);
-NN_API nn_layer *nn_model_layer(const nn_model *m, int index);
-NN_API nn_layer *nn_model_find_layer(const nn_model *m, const char *name);
-NN_API const char *nn_layer_name(const nn_layer *l);
-/* Keras class name: "Conv2D", "MaxPooling2D", ... */
-NN_API const char *nn_layer_type(const nn_layer *l);
-/* Output shape per sample (batch axis excluded). Returns the rank. */
-NN_API int nn_layer_output_shape(const nn_layer *l, int *shape, int cap);
-NN_API int64_t nn_layer_num_params(const nn_layer *l);
-NN_API int nn_layer_num_inputs(const nn_layer *l);
-NN_API nn_layer *nn_layer_input(const nn_layer *l, int index);
-
-/* Parameter tensors of a layer, in Keras order (kernel, bias, ...).
- * The returned tensors borrow the model's memory: do not free them; they
- * stay valid until the model is freed. Writing to them changes weights. */
-NN_API int nn_layer_num_weights(const nn_layer *l);
-NN_API nn_tensor *nn_layer_weight(nn_layer *l, int index);
-/* Name of a parameter: "kernel", "bias". */
-NN_API const char *nn_layer_weight_name(const nn_layer *l, int index);
-/* Gradient of the loss w.r.t. a parameter after the last training step
- * (nn_model_train_batch or nn_model_backward). NULL before any. */
-NN_API nn_tensor *nn_layer_weight_grad(nn_layer *l, int index);
-
-/* Total / trainable / non-trainable parameter counts. */
-NN_API int64_t nn_model_num_params(const nn_model *m);
-NN_API int64_t nn_model_num_trainable_params(const nn_model *m);
-
-/* Writes a Keras-style summary table into buf (always NUL-terminated when
- * cap > 0). *needed (if not NULL) receives the full length + 1, so a call
- * with cap = 0 measures. Returns NN_ERR_INVALID only for bad arguments;
- * truncation is not an error. */
-NN_API nn_status nn_model_summary(const nn_model *m, char *buf, size_t cap,
-                                  size_t *needed);
-
 /* ------------------------------------------------------------------ */
-/* Losses, optimizers, compile                                         */
+/* Losses and optimizers                                              */
 /* ------------------------------------------------------------------ */
 
 typedef enum nn_loss {
@@ -479,8 +488,19 @@ NN_API int64_t nn_optimizer_iterations(const nn_optimizer *opt);
 NN_API nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
                                   const nn_loss_opts *opts);
 
+/* Gradient clipping, applied to the gradients before every update
+ * (Keras' clipvalue and global_clipnorm; 0 turns each off, the default).
+ * clipvalue clamps every gradient value into [-v, v]; then, when the
+ * global L2 norm of all trainable gradients exceeds clipnorm, every
+ * gradient is scaled by clipnorm / norm (torch.nn.utils.clip_grad_norm_).
+ * The clipped gradients are what nn_layer_weight_grad shows afterwards. */
+NN_API nn_status nn_optimizer_set_global_clipnorm(nn_optimizer *opt,
+                                                  float clipnorm);
+NN_API nn_status nn_optimizer_set_clipvalue(nn_optimizer *opt,
+                                            float clipvalue);
+
 /* ------------------------------------------------------------------ */
-/* Training and inference                                              */
+/* Training                                                           */
 /* ------------------------------------------------------------------ */
 
 /* One optimizer step on a batch: forward (training mode), loss, backward,
@@ -553,20 +573,6 @@ NN_API nn_status nn_model_evaluate(nn_model *m, const nn_tensor *x,
                                    const nn_tensor *y, int batch_size,
                                    float *loss, float *accuracy);
 
-/* Inference on x [N, ...]; writes into out, which must already have shape
- * [N, ...output shape]. Uses the model's own context: for concurrent
- * inference create one nn_context per thread. */
-NN_API nn_status nn_model_predict(nn_model *m, const nn_tensor *x,
-                                  nn_tensor *out, int batch_size);
-
-/* An execution context: activations and scratch for inference on `m`.
- * Many contexts can run predictions on one model at the same time; the
- * model is only read. Free contexts before the model. */
-NN_API nn_context *nn_context_create(const nn_model *m);
-NN_API void nn_context_free(nn_context *ctx);
-NN_API nn_status nn_context_predict(nn_context *ctx, const nn_tensor *x,
-                                    nn_tensor *out, int batch_size);
-
 typedef enum nn_metric {
     NN_METRIC_LOSS = 0,
     NN_METRIC_ACCURACY = 1,
@@ -588,7 +594,180 @@ NN_API float nn_history_get(const nn_history *h, nn_metric metric, int epoch);
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path);
 NN_API void nn_history_free(nn_history *h);
 
-/* --- model zoo and weight import --- (guide: docs/zoo.md) */
+/* Per-step values of a fit run with record_grad_norm = 2: metric
+ * NN_METRIC_LOSS (the batch's loss), NN_METRIC_GRAD_NORM or
+ * NN_METRIC_HEALTH; NaN when not recorded. */
+NN_API int64_t nn_history_num_steps(const nn_history *h);
+NN_API float nn_history_step_get(const nn_history *h, nn_metric metric,
+                                 int64_t step);
+
+/* ------------------------------------------------------------------ */
+/* Inference and contexts                                             */
+/* ------------------------------------------------------------------ */
+
+/* Inference on x [N, ...]; writes into out, which must already have shape
+ * [N, ...output shape]. Uses the model's own context: for concurrent
+ * inference create one nn_context per thread. */
+NN_API nn_status nn_model_predict(nn_model *m, const nn_tensor *x,
+                                  nn_tensor *out, int batch_size);
+
+/* An execution context: activations and scratch for inference on `m`.
+ * Many contexts can run predictions on one model at the same time; the
+ * model is only read. Free contexts before the model. */
+NN_API nn_context *nn_context_create(const nn_model *m);
+NN_API void nn_context_free(nn_context *ctx);
+NN_API nn_status nn_context_predict(nn_context *ctx, const nn_tensor *x,
+                                    nn_tensor *out, int batch_size);
+
+/* ------------------------------------------------------------------ */
+/* Gradient diagnostics (guide: docs/diagnostics.md)                  */
+/* ------------------------------------------------------------------ */
+
+/* Health of the gradients, by increasing severity. */
+typedef enum nn_health {
+    NN_HEALTH_OK = 0,
+    /* the layers nearest the input get gradients orders of magnitude below
+     * those nearest the output, or every gradient is tiny */
+    NN_HEALTH_VANISHING = 1,
+    /* the global gradient norm is huge or grows fast, or the layers
+     * nearest the input get orders of magnitude more than the output's */
+    NN_HEALTH_EXPLODING = 2,
+    NN_HEALTH_NONFINITE = 3 /* a NaN or Inf in an output or a gradient */
+} nn_health;
+
+typedef struct nn_diag_opts {
+    size_t size; /* sizeof(nn_diag_opts) */
+    /* 1: every training step measures the L2 norms of the gradients
+     * (before clipping), of the weights and of the updates, and keeps the
+     * global norm and verdict of the last `window` steps. */
+    int record;
+    /* 1: every training step scans each layer's output (forward order),
+     * then its gradients (backward order), before the update; the first
+     * NaN/Inf fails the step with NN_ERR_NUMERIC naming the layer and
+     * leaves the weights unchanged. Default 0: it reads every activation. */
+    int check_finite;
+    int window; /* 20 steps, for the window verdict */
+    /* Thresholds. "Input side" is the first layer with trainable weights,
+     * "output side" the last; a ratio is of their gradient norms. */
+    float vanishing_ratio;   /* 1e-3: input / output side below it */
+    float vanishing_floor;   /* 1e-8: global norm below it */
+    float exploding_ratio;   /* 1e3: input / output side above it */
+    float exploding_ceiling; /* 1e3: global norm above it */
+    /* 1e2: the mean global norm of the newest quarter of a full window
+     * over that of the oldest quarter above it */
+    float exploding_growth;
+} nn_diag_opts;
+#define NN_DIAG_OPTS_INIT                                                      \
+    {sizeof(nn_diag_opts), 1, 0, 20, 1e-3f, 1e-8f, 1e3f, 1e3f, 1e2f}
+
+/* Sets the model's diagnostics; NULL turns them off (the default). The
+ * model must be compiled; the settings stay with the model when it is
+ * compiled again. With diagnostics off training does no extra work. */
+NN_API nn_status nn_model_set_diagnostics(nn_model *m,
+                                          const nn_diag_opts *opts);
+
+/* A snapshot of the last training step's gradient norms, per layer with
+ * trainable weights in execution order. Recorded by the step when
+ * diagnostics record; otherwise measured now from the current gradients
+ * (after any clipping) and weights, without update ratios. NN_ERR_STATE
+ * before any gradient exists. Free it with nn_grad_report_free. */
+typedef struct nn_grad_report nn_grad_report;
+NN_API nn_status nn_model_grad_report(const nn_model *m,
+                                      nn_grad_report **out);
+NN_API void nn_grad_report_free(nn_grad_report *r);
+NN_API int nn_grad_report_num_layers(const nn_grad_report *r);
+NN_API const char *nn_grad_report_layer_name(const nn_grad_report *r,
+                                             int layer);
+/* Weights of the layer (as nn_layer_num_weights); non-trainable ones
+ * read as NaN below. */
+NN_API int nn_grad_report_num_weights(const nn_grad_report *r, int layer);
+/* L2 norms of weight `weight` of report layer `layer`; weight -1: all the
+ * layer's trainable weights together. NaN (and an error) for bad indices.
+ * The gradient norm is taken before clipping, the weight norm after the
+ * update; the update ratio is ||update|| / ||weights before the update||
+ * (NaN when the step was not recorded or made no update). */
+NN_API double nn_grad_report_grad_norm(const nn_grad_report *r, int layer,
+                                       int weight);
+NN_API double nn_grad_report_weight_norm(const nn_grad_report *r, int layer,
+                                         int weight);
+NN_API double nn_grad_report_update_ratio(const nn_grad_report *r,
+                                          int layer, int weight);
+/* L2 norm of all trainable gradients together (before clipping). */
+NN_API double nn_grad_report_global_norm(const nn_grad_report *r);
+/* Optimizer steps taken when the report was made. */
+NN_API int64_t nn_grad_report_step(const nn_grad_report *r);
+/* The verdict of the step (window 0) or of the recorded window (window
+ * 1; the step's verdict when nothing was recorded). *why (may be NULL)
+ * receives a sentence naming the layers involved, valid while r lives. */
+NN_API nn_status nn_grad_report_health(const nn_grad_report *r, int window,
+                                       nn_health *verdict, const char **why);
+/* The last report as a table (layer, gradient norm, weight norm, update
+ * ratio) with the global norm and the verdicts; buffer rules as
+ * nn_model_summary. */
+NN_API nn_status nn_model_grad_summary(const nn_model *m, char *buf,
+                                       size_t cap, size_t *needed);
+
+/* ------------------------------------------------------------------ */
+/* Files: models, weights, data sets                                  */
+/* ------------------------------------------------------------------ */
+
+/* Models (format: docs/checkpoint-format.md). */
+
+typedef enum nn_save_flags {
+    NN_SAVE_DEFAULT = 0,
+    NN_SAVE_OPTIMIZER = 1 /* also store the optimizer and its state */
+} nn_save_flags;
+
+/* Writes graph + weights (+ optimizer state). The previous file at `path`
+ * stays intact until the new one is complete: the file is written beside
+ * it and renamed over it. */
+NN_API nn_status nn_model_save(const nn_model *m, const char *path,
+                               int flags);
+/* Loads a model saved by nn_model_save. Returns NULL on failure with the
+ * reason in nn_last_error(); a damaged file never crashes the caller. */
+NN_API nn_model *nn_model_load(const char *path);
+
+typedef enum nn_weight_map {
+    /* Tensors named "<layer>/<weight>" ("conv1_conv/kernel") in libnn's
+     * layouts: what nn_model_save_safetensors writes. */
+    NN_WEIGHTS_LIBNN = 0,
+    /* torchvision ResNet state_dict keys ("layer1.0.conv1.weight") and
+     * PyTorch layouts, into a model built by nn_resnet50 (torchvision
+     * flavour); "num_batches_tracked" counters are skipped, and so is the
+     * classifier ("fc.*") when the model has no top. */
+    NN_WEIGHTS_TORCHVISION_RESNET = 1
+} nn_weight_map;
+
+/* Loads every weight of m from a safetensors file (float32 tensors).
+ * Strict: a missing or extra tensor, a wrong shape or dtype, or a malformed
+ * file is an error whose message names the tensor; m is unchanged then. */
+NN_API nn_status nn_model_load_safetensors(nn_model *m, const char *path,
+                                           nn_weight_map map);
+/* Writes every weight of m to a safetensors file, NN_WEIGHTS_LIBNN names.
+ * The file is replaced atomically. */
+NN_API nn_status nn_model_save_safetensors(const nn_model *m,
+                                           const char *path);
+
+/* Data sets. */
+
+/* Reads an IDX file (MNIST, Fashion-MNIST), plain or gzip-compressed.
+ * Images (ubyte, rank 3) become [N, rows, cols, 1] scaled to [0,1] when
+ * `scale` is nonzero; labels (ubyte, rank 1) become [N] class ids. */
+NN_API nn_status nn_load_idx(const char *path, int scale, nn_tensor **out);
+
+/* Reads CIFAR-10 binary batches (data_batch_N.bin / test_batch.bin):
+ * images [N, 32, 32, 3] in [0,1] and labels [N] class ids. `paths` holds
+ * `count` files whose records are concatenated. */
+NN_API nn_status nn_load_cifar10(const char *const *paths, int count,
+                                 nn_tensor **images, nn_tensor **labels);
+
+/* Labels [N] of class ids -> one-hot [N, num_classes]. */
+NN_API nn_status nn_one_hot(const nn_tensor *labels, int num_classes,
+                            nn_tensor **out);
+
+/* ------------------------------------------------------------------ */
+/* Model zoo (guide: docs/zoo.md)                                     */
+/* ------------------------------------------------------------------ */
 
 typedef enum nn_resnet_flavor {
     /* keras.applications ResNet50 (v1): convolutions with bias, the stride
@@ -640,27 +819,6 @@ typedef struct nn_resnet_opts {
 NN_API nn_model *nn_resnet50(int height, int width, int channels,
                              uint64_t seed, const nn_resnet_opts *opts);
 
-typedef enum nn_weight_map {
-    /* Tensors named "<layer>/<weight>" ("conv1_conv/kernel") in libnn's
-     * layouts: what nn_model_save_safetensors writes. */
-    NN_WEIGHTS_LIBNN = 0,
-    /* torchvision ResNet state_dict keys ("layer1.0.conv1.weight") and
-     * PyTorch layouts, into a model built by nn_resnet50 (torchvision
-     * flavour); "num_batches_tracked" counters are skipped, and so is the
-     * classifier ("fc.*") when the model has no top. */
-    NN_WEIGHTS_TORCHVISION_RESNET = 1
-} nn_weight_map;
-
-/* Loads every weight of m from a safetensors file (float32 tensors).
- * Strict: a missing or extra tensor, a wrong shape or dtype, or a malformed
- * file is an error whose message names the tensor; m is unchanged then. */
-NN_API nn_status nn_model_load_safetensors(nn_model *m, const char *path,
-                                           nn_weight_map map);
-/* Writes every weight of m to a safetensors file, NN_WEIGHTS_LIBNN names.
- * The file is replaced atomically. */
-NN_API nn_status nn_model_save_safetensors(const nn_model *m,
-                                           const char *path);
-
 typedef enum nn_preprocess_mode {
     /* RGB -> BGR, then minus [103.939, 116.779, 123.68]; no scaling
      * (Keras' ResNet50 weights). */
@@ -675,147 +833,6 @@ typedef enum nn_preprocess_mode {
  * [N, H, W, 3] with values in [0, 255]. */
 NN_API nn_status nn_preprocess_input(nn_tensor *images,
                                      nn_preprocess_mode mode);
-
-/* --- gradient diagnostics --- (guide: docs/diagnostics.md) */
-
-/* Health of the gradients, by increasing severity. */
-typedef enum nn_health {
-    NN_HEALTH_OK = 0,
-    /* the layers nearest the input get gradients orders of magnitude below
-     * those nearest the output, or every gradient is tiny */
-    NN_HEALTH_VANISHING = 1,
-    /* the global gradient norm is huge or grows fast, or the layers
-     * nearest the input get orders of magnitude more than the output's */
-    NN_HEALTH_EXPLODING = 2,
-    NN_HEALTH_NONFINITE = 3 /* a NaN or Inf in an output or a gradient */
-} nn_health;
-
-typedef struct nn_diag_opts {
-    size_t size; /* sizeof(nn_diag_opts) */
-    /* 1: every training step measures the L2 norms of the gradients
-     * (before clipping), of the weights and of the updates, and keeps the
-     * global norm and verdict of the last `window` steps. */
-    int record;
-    /* 1: every training step scans each layer's output (forward order),
-     * then its gradients (backward order), before the update; the first
-     * NaN/Inf fails the step with NN_ERR_NUMERIC naming the layer and
-     * leaves the weights unchanged. Default 0: it reads every activation. */
-    int check_finite;
-    int window; /* 20 steps, for the window verdict */
-    /* Thresholds. "Input side" is the first layer with trainable weights,
-     * "output side" the last; a ratio is of their gradient norms. */
-    float vanishing_ratio;   /* 1e-3: input / output side below it */
-    float vanishing_floor;   /* 1e-8: global norm below it */
-    float exploding_ratio;   /* 1e3: input / output side above it */
-    float exploding_ceiling; /* 1e3: global norm above it */
-    /* 1e2: the mean global norm of the newest quarter of a full window
-     * over that of the oldest quarter above it */
-    float exploding_growth;
-} nn_diag_opts;
-#define NN_DIAG_OPTS_INIT                                                      \
-    {sizeof(nn_diag_opts), 1, 0, 20, 1e-3f, 1e-8f, 1e3f, 1e3f, 1e2f}
-
-/* Sets the model's diagnostics; NULL turns them off (the default). The
- * model must be compiled; the settings stay with the model when it is
- * compiled again. With diagnostics off training does no extra work. */
-NN_API nn_status nn_model_set_diagnostics(nn_model *m,
-                                          const nn_diag_opts *opts);
-
-/* Gradient clipping, applied to the gradients before every update
- * (Keras' clipvalue and global_clipnorm; 0 turns each off, the default).
- * clipvalue clamps every gradient value into [-v, v]; then, when the
- * global L2 norm of all trainable gradients exceeds clipnorm, every
- * gradient is scaled by clipnorm / norm (torch.nn.utils.clip_grad_norm_).
- * The clipped gradients are what nn_layer_weight_grad shows afterwards. */
-NN_API nn_status nn_optimizer_set_global_clipnorm(nn_optimizer *opt,
-                                                  float clipnorm);
-NN_API nn_status nn_optimizer_set_clipvalue(nn_optimizer *opt,
-                                            float clipvalue);
-
-/* A snapshot of the last training step's gradient norms, per layer with
- * trainable weights in execution order. Recorded by the step when
- * diagnostics record; otherwise measured now from the current gradients
- * (after any clipping) and weights, without update ratios. NN_ERR_STATE
- * before any gradient exists. Free it with nn_grad_report_free. */
-typedef struct nn_grad_report nn_grad_report;
-NN_API nn_status nn_model_grad_report(const nn_model *m,
-                                      nn_grad_report **out);
-NN_API void nn_grad_report_free(nn_grad_report *r);
-NN_API int nn_grad_report_num_layers(const nn_grad_report *r);
-NN_API const char *nn_grad_report_layer_name(const nn_grad_report *r,
-                                             int layer);
-/* Weights of the layer (as nn_layer_num_weights); non-trainable ones
- * read as NaN below. */
-NN_API int nn_grad_report_num_weights(const nn_grad_report *r, int layer);
-/* L2 norms of weight `weight` of report layer `layer`; weight -1: all the
- * layer's trainable weights together. NaN (and an error) for bad indices.
- * The gradient norm is taken before clipping, the weight norm after the
- * update; the update ratio is ||update|| / ||weights before the update||
- * (NaN when the step was not recorded or made no update). */
-NN_API double nn_grad_report_grad_norm(const nn_grad_report *r, int layer,
-                                       int weight);
-NN_API double nn_grad_report_weight_norm(const nn_grad_report *r, int layer,
-                                         int weight);
-NN_API double nn_grad_report_update_ratio(const nn_grad_report *r,
-                                          int layer, int weight);
-/* L2 norm of all trainable gradients together (before clipping). */
-NN_API double nn_grad_report_global_norm(const nn_grad_report *r);
-/* Optimizer steps taken when the report was made. */
-NN_API int64_t nn_grad_report_step(const nn_grad_report *r);
-/* The verdict of the step (window 0) or of the recorded window (window
- * 1; the step's verdict when nothing was recorded). *why (may be NULL)
- * receives a sentence naming the layers involved, valid while r lives. */
-NN_API nn_status nn_grad_report_health(const nn_grad_report *r, int window,
-                                       nn_health *verdict, const char **why);
-/* The last report as a table (layer, gradient norm, weight norm, update
- * ratio) with the global norm and the verdicts; buffer rules as
- * nn_model_summary. */
-NN_API nn_status nn_model_grad_summary(const nn_model *m, char *buf,
-                                       size_t cap, size_t *needed);
-
-/* Per-step values of a fit run with record_grad_norm = 2: metric
- * NN_METRIC_LOSS (the batch's loss), NN_METRIC_GRAD_NORM or
- * NN_METRIC_HEALTH; NaN when not recorded. */
-NN_API int64_t nn_history_num_steps(const nn_history *h);
-NN_API float nn_history_step_get(const nn_history *h, nn_metric metric,
-                                 int64_t step);
-
-/* ------------------------------------------------------------------ */
-/* Saving and loading (format: docs/checkpoint-format.md)              */
-/* ------------------------------------------------------------------ */
-
-typedef enum nn_save_flags {
-    NN_SAVE_DEFAULT = 0,
-    NN_SAVE_OPTIMIZER = 1 /* also store the optimizer and its state */
-} nn_save_flags;
-
-/* Writes graph + weights (+ optimizer state). The previous file at `path`
- * stays intact until the new one is complete: the file is written beside
- * it and renamed over it. */
-NN_API nn_status nn_model_save(const nn_model *m, const char *path,
-                               int flags);
-/* Loads a model saved by nn_model_save. Returns NULL on failure with the
- * reason in nn_last_error(); a damaged file never crashes the caller. */
-NN_API nn_model *nn_model_load(const char *path);
-
-/* ------------------------------------------------------------------ */
-/* Data sets                                                           */
-/* ------------------------------------------------------------------ */
-
-/* Reads an IDX file (MNIST, Fashion-MNIST), plain or gzip-compressed.
- * Images (ubyte, rank 3) become [N, rows, cols, 1] scaled to [0,1] when
- * `scale` is nonzero; labels (ubyte, rank 1) become [N] class ids. */
-NN_API nn_status nn_load_idx(const char *path, int scale, nn_tensor **out);
-
-/* Reads CIFAR-10 binary batches (data_batch_N.bin / test_batch.bin):
- * images [N, 32, 32, 3] in [0,1] and labels [N] class ids. `paths` holds
- * `count` files whose records are concatenated. */
-NN_API nn_status nn_load_cifar10(const char *const *paths, int count,
-                                 nn_tensor **images, nn_tensor **labels);
-
-/* Labels [N] of class ids -> one-hot [N, num_classes]. */
-NN_API nn_status nn_one_hot(const nn_tensor *labels, int num_classes,
-                            nn_tensor **out);
 
 #ifdef __cplusplus
 }

@@ -22,8 +22,9 @@ C
 PKG_CONFIG_PATH="$prefix/lib/pkgconfig" \
     cc "$prefix/prog.c" -o "$prefix/prog" $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs nn)
 out=$(LD_LIBRARY_PATH="$prefix/lib" "$prefix/prog")
+version=$(sed -n 's/^#define NN_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/nn.h | paste -sd.)
 [ -L "$prefix/lib/libnn.so.0" ] && [ -L "$prefix/lib/libnn.so" ] && [ -f "$prefix/lib/libnn.a" ]
-if [ "$out" = "0.1.0 15" ]; then
+if [ "$out" = "$version 15" ]; then
     echo "install: 1 passed, 0 failed"
 else
     echo "install check: unexpected output '$out'"; echo "0 passed, 1 failed"; exit 1

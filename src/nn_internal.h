@@ -371,12 +371,12 @@ struct nn_context {
     int64_t generation; /* model->generation when planned */
     int n_planned;      /* layers the buffers were planned for */
     /* Activation buffers shared between layers whose outputs are not live
-     * at the same time (pooled[i]: act[i] points into them): every layer
+     * at the same time (in_shared[i]: act[i] points into them): every layer
      * of an inference plan, the layers no gradient reaches in a lean
      * training plan. */
-    float **pool;
-    int n_pool;
-    bool *pooled;
+    float **shared;
+    int n_shared;
+    bool *in_shared;
     /* fuse[i].tail >= 0 for a convolution that computes its successors;
      * fused_into[i] is that convolution's index for a skipped successor,
      * else -1. NULL when nothing is fused. */

@@ -36,7 +36,7 @@ library_path = _lib.path
 
 
 def version():
-    """Version string of the loaded library ("0.1.0")."""
+    """Version string of the loaded library ("major.minor.patch")."""
     return _lib.decode(_lib.lib.nn_version())
 
 
@@ -53,4 +53,5 @@ def get_num_threads():
     return int(_lib.lib.nn_get_num_threads())
 
 
-__version__ = "0.1.0"
+#: The loaded library's version: the one number in include/nn.h.
+__version__ = version()

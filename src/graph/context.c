@@ -7,14 +7,14 @@
 
 static void release_buffers(nn_context *c, int n_layers)
 {
-    for (int i = 0; i < c->n_pool; i++) nn__free(c->pool[i]);
-    nn__free(c->pool);
-    c->pool = NULL;
+    for (int i = 0; i < c->n_shared; i++) nn__free(c->shared[i]);
+    nn__free(c->shared);
+    c->shared = NULL;
     for (int i = 0; i < n_layers; i++) {
-        /* The input layer's activation is the caller's data; pooled
-         * activations were freed with the pool. */
+        /* The input layer's activation is the caller's data; shared-buffer
+         * activations were freed with the shared buffers. */
         bool borrowed = c->model->layers[i]->kind == NN_KIND_INPUT ||
-                        (c->pooled && c->pooled[i]);
+                        (c->in_shared && c->in_shared[i]);
         if (c->act && !borrowed) nn__free(c->act[i]);
         if (c->dact) nn__free(c->dact[i]);
         if (c->state) nn__free(c->state[i]);
@@ -25,14 +25,14 @@ static void release_buffers(nn_context *c, int n_layers)
     nn__free(c->scratch);
     nn__free(c->fuse);
     nn__free(c->fused_into);
-    nn__free(c->pooled);
+    nn__free(c->in_shared);
     c->fuse = NULL;
     c->fused_into = NULL;
-    c->pooled = NULL;
+    c->in_shared = NULL;
     c->act = c->dact = NULL;
     c->state = NULL;
     c->scratch = NULL;
-    c->n_pool = 0;
+    c->n_shared = 0;
     c->batch_cap = 0;
     c->training_ready = false;
     c->lean = false;
@@ -67,9 +67,9 @@ static nn_status alloc_layer(nn_context *c, const nn_layer *l, int batch,
 {
     int i = l->index;
     size_t n = (size_t)batch * (size_t)nn__shape_size(&l->out);
-    /* The input layer's activation points at the caller's data; pooled
-     * activations are placed by plan_pool. */
-    if (l->kind != NN_KIND_INPUT && !c->pooled[i]) {
+    /* The input layer's activation points at the caller's data; shared-buffer
+     * activations are placed by plan_shared. */
+    if (l->kind != NN_KIND_INPUT && !c->in_shared[i]) {
         c->act[i] = nn__alloc(n * sizeof(float));
         if (!c->act[i]) return NN_ERR_NOMEM;
     }
@@ -113,7 +113,7 @@ static int chain_of(const nn_context *c, int i)
 }
 
 /* Inference needs a layer's output only until its last reader has run,
- * so pooled activations share a few buffers ("slots"): each layer takes a
+ * so activations in shared buffers share a few buffers ("slots"): each layer takes a
  * free slot (growing it if needed) and frees its inputs' slots after its
  * last use. The output layer and its inputs (which may hold the logits the
  * loss reads) stay live to the end, and so does an output that a layer
@@ -128,7 +128,7 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
     for (int i = 0; i < n; i++) last_use[i] = i;
     for (int j = 0; j < n; j++)
         for (int k = 0; k < m->layers[j]->n_inputs; k++) {
-            int in = m->layers[j]->inputs[k]->index, until = c->pooled[j] ? j : n;
+            int in = m->layers[j]->inputs[k]->index, until = c->in_shared[j] ? j : n;
             if (until > last_use[in]) last_use[in] = until;
         }
     last_use[m->output->index] = n;
@@ -137,7 +137,7 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
     for (int i = 0; i < n; i++) {
         const nn_layer *l = m->layers[i];
         slot[i] = -1;
-        if (!c->pooled[i]) continue;
+        if (!c->in_shared[i]) continue;
         int ch = chain_of(c, i);
         if (ch >= 0 && ch != i) {
             slot[i] = slot[ch]; /* written by the head */
@@ -160,7 +160,7 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
     return n_slots;
 }
 
-static nn_status plan_pool(nn_context *c, int64_t cap)
+static nn_status plan_shared(nn_context *c, int64_t cap)
 {
     const nn_model *m = c->model;
     int n = m->n_layers;
@@ -171,14 +171,14 @@ static nn_status plan_pool(nn_context *c, int64_t cap)
     nn_status s = slot && last && size && busy ? NN_OK : NN_ERR_NOMEM;
     if (s == NN_OK) {
         int n_slots = assign_slots(c, cap, slot, last, size, busy);
-        c->pool = nn__calloc((size_t)n_slots + 1, sizeof *c->pool);
-        s = c->pool ? NN_OK : NN_ERR_NOMEM;
-        for (int k = 0; s == NN_OK && k < n_slots; k++, c->n_pool++) {
-            c->pool[k] = nn__alloc((size_t)size[k] * sizeof(float));
-            if (!c->pool[k]) s = NN_ERR_NOMEM;
+        c->shared = nn__calloc((size_t)n_slots + 1, sizeof *c->shared);
+        s = c->shared ? NN_OK : NN_ERR_NOMEM;
+        for (int k = 0; s == NN_OK && k < n_slots; k++, c->n_shared++) {
+            c->shared[k] = nn__alloc((size_t)size[k] * sizeof(float));
+            if (!c->shared[k]) s = NN_ERR_NOMEM;
         }
         for (int i = 0; s == NN_OK && i < n; i++)
-            if (slot[i] >= 0) c->act[i] = c->pool[slot[i]];
+            if (slot[i] >= 0) c->act[i] = c->shared[slot[i]];
     }
     nn__free(slot);
     nn__free(last);
@@ -220,17 +220,17 @@ static nn_status plan_buffers(nn_context *c, int cap, bool train, bool lean)
     c->act = nn__calloc((size_t)n, sizeof *c->act);
     c->dact = nn__calloc((size_t)n, sizeof *c->dact);
     c->state = nn__calloc((size_t)n, sizeof *c->state);
-    c->pooled = nn__calloc((size_t)n, sizeof *c->pooled);
-    nn_status s = (needs && c->act && c->dact && c->state && c->pooled)
+    c->in_shared = nn__calloc((size_t)n, sizeof *c->in_shared);
+    nn_status s = (needs && c->act && c->dact && c->state && c->in_shared)
                       ? NN_OK
                       : NN_ERR_NOMEM;
     if (s == NN_OK) {
         plan_needs(c, train, lean, needs);
         for (int i = 0; i < n; i++)
-            c->pooled[i] = !needs[i] && m->layers[i]->kind != NN_KIND_INPUT;
+            c->in_shared[i] = !needs[i] && m->layers[i]->kind != NN_KIND_INPUT;
         s = nn__plan_fusion(c, needs, train);
     }
-    if (s == NN_OK) s = plan_pool(c, cap);
+    if (s == NN_OK) s = plan_shared(c, cap);
     for (int i = 0; s == NN_OK && i < n; i++)
         s = alloc_layer(c, m->layers[i], cap, train, needs[i]);
     if (s == NN_OK && c->scratch_floats) {

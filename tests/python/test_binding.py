@@ -64,12 +64,25 @@ def _c_layout_program(structs):
     return "\n".join(lines)
 
 
+def _header_structs():
+    """Every struct the header defines with a body: the options structs and
+    nn_progress. Opaque handles have no body and are not listed."""
+    text = open(HEADER).read()
+    return sorted(set(re.findall(r"typedef struct (nn_\w+) \{", text)))
+
+
+def test_every_header_struct_is_mirrored():
+    names = _header_structs()
+    assert "nn_diag_opts" in names and len(names) >= 14
+    missing = [n for n in names if not hasattr(_lib, n)]
+    assert missing == [], "no ctypes mirror in _lib.py"
+
+
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_struct_layouts_match_the_header(tmp_path):
-    structs = [(n, getattr(_lib, n)) for n in (
-        "nn_layer_opts", "nn_conv2d_opts", "nn_pool2d_opts", "nn_dense_opts",
-        "nn_loss_opts", "nn_adam_opts", "nn_sgd_opts", "nn_progress",
-        "nn_fit_opts")]
+    """The one layout check: size and every member's offset of each
+    struct's ctypes mirror equal the C compiler's."""
+    structs = [(n, getattr(_lib, n)) for n in _header_structs()]
     src = tmp_path / "layout.c"
     src.write_text(_c_layout_program(structs))
     exe = tmp_path / "layout"
@@ -91,11 +104,18 @@ def test_opts_defaults_and_size():
     assert (o.stride_h, o.stride_w, o.use_bias) == (1, 1, 1)
     a = _lib.make_opts(_lib.nn_adam_opts)
     assert a.epsilon == pytest.approx(1e-7) and a.beta2 == pytest.approx(.999)
+    b = _lib.make_opts(_lib.nn_batchnorm_opts)
+    assert (b.momentum, b.center, b.scale) == (pytest.approx(0.99), 1, 1)
+    assert b.epsilon == pytest.approx(1e-3)
 
 
 def test_version_and_threads():
-    assert libnn.version() == "0.1.0"
-    assert libnn.version_number() == 100
+    text = open(HEADER).read()
+    part = [int(re.search(rf"#define NN_VERSION_{k} (\d+)", text).group(1))
+            for k in ("MAJOR", "MINOR", "PATCH")]
+    assert libnn.version() == ".".join(map(str, part))
+    assert libnn.__version__ == libnn.version()
+    assert libnn.version_number() == part[0] * 10000 + part[1] * 100 + part[2]
     before = libnn.get_num_threads()
     libnn.set_num_threads(1)
     assert libnn.get_num_threads() == 1
