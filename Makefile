@@ -96,6 +96,7 @@ check: deps
 check-c: tests lib
 	@scripts/run-tests.sh $(TESTS)
 	@scripts/check-abi.sh $(LIBDIR)/libnn.so
+	@scripts/check-deps.sh $(BUILD)
 	@scripts/check-install.sh
 
 check-python: lib

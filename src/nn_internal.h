@@ -78,6 +78,16 @@ uint64_t nn__rng_below(nn_rng *r, uint64_t n); /* [0, n) unbiased */
 /* Counter-based uniform in [0,1): the same (key, index) always gives the
  * same value, so parallel loops draw reproducibly. */
 float nn__hash_uniform(uint64_t key, uint64_t index);
+/* The 24 random bits behind nn__hash_uniform (which is this times 2^-24),
+ * inline so that loops drawing one value per element vectorise. */
+static inline uint32_t nn__hash24(uint64_t key, uint64_t index)
+{
+    uint64_t z = (key ^ (index * 0xd1b54a32d192ed03ULL)) +
+                 0x9e3779b97f4a7c15ULL; /* one splitmix64 step */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (uint32_t)((z ^ (z >> 31)) >> 40);
+}
 
 /* ---------------- tensors (src/core/tensor.c) ---------------- */
 
@@ -93,7 +103,7 @@ struct nn_tensor {
 void nn__tensor_view(nn_tensor *t, int rank, const int64_t *shape,
                      float *data);
 
-/* ---------------- shapes ---------------- */
+/* ---------------- shapes (src/core/tensor.c) ---------------- */
 
 /* Per-sample shape: the batch axis excluded. */
 typedef struct nn_shape {
@@ -286,7 +296,7 @@ nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
                         nn_layer *const *inputs, const char *name,
                         const nn_layer *proto);
 
-/* Graph plumbing shared by src/graph/ files. */
+/* Layer plumbing the graph code shares (src/layers/create.c). */
 void nn__layer_free(nn_layer *l);
 bool nn__name_taken(const nn_model *m, const char *name);
 /* Appends a built layer, making it the output. */
@@ -305,12 +315,45 @@ nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
 void nn__init_param(nn_param *p, nn_initializer init, int64_t fan_in,
                     int64_t fan_out, nn_rng *rng);
 
-/* Fused activation helpers (src/layers/activation.c): in place on
- * [rows, cols]. Backward turns dy (grad w.r.t. output y) into the grad
- * w.r.t. the pre-activation, in place. */
-void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols);
-void nn__act_backward(nn_activation act, const float *y, float *dy,
-                      int64_t rows, int64_t cols);
+/* ---------------- parameters: what trains, which slot ----------------
+ * One rule decides whether a parameter learns: it and its layer are both
+ * trainable (src/layers/common.c). layer_trainable is the layer's flag, or
+ * the flag it is about to get. */
+bool nn__param_trains(bool layer_trainable, const nn_param *p);
+
+/* The canonical walk over a model's parameters (src/graph/params.c): the
+ * layers in model order, each layer's parameters in order. Optimizer slot
+ * k belongs to the k-th parameter that trains; the optimizer, its
+ * clipping, checkpoints, freezing, the trainable count and the gradient
+ * diagnostics all walk this, so saved optimizer state always lands on the
+ * parameter it was made for. Weights that nn_model_apply shares are a
+ * parameter of every layer holding them (each with its own gradient and
+ * slot). Use:
+ *     nn_param_iter it;
+ *     nn__param_iter_init(&it, m, NULL);
+ *     while (nn__param_next_slot(&it)) ... it.layer, it.p, it.slot ... */
+typedef struct nn_param_iter {
+    const nn_model *model;
+    /* NULL: the layers' own flags; else one flag per layer to assume
+     * instead (freezing plans the slots of the flags it is about to set). */
+    const bool *layer_trainable;
+    /* The current parameter, valid after a call that returned true: */
+    int layer, param; /* indices in model->layers and layer->params */
+    nn_layer *l;
+    nn_param *p;
+    bool trains;
+    int slot;    /* its optimizer slot; -1 when it does not train */
+    int n_slots; /* slots walked so far */
+} nn_param_iter;
+
+void nn__param_iter_init(nn_param_iter *it, const nn_model *m,
+                         const bool *layer_trainable);
+/* Moves to the next parameter (every one); false after the last. */
+bool nn__param_next(nn_param_iter *it);
+/* Moves to the next parameter that trains, i.e. the next slot. */
+bool nn__param_next_slot(nn_param_iter *it);
+/* How many parameters of m train: its optimizer's slot count. */
+int nn__param_slots(const nn_model *m);
 
 /* ---------------- optimizers (src/optim/) ---------------- */
 
@@ -331,16 +374,30 @@ struct nn_optimizer {
     float **slot_v;
     int64_t *slot_size;
     bool owned_by_model;
-    /* Gradient clipping (0: off), and the gradient diagnostics of the
-     * model that owns this optimizer (src/diag/diag.h; NULL: off). They
-     * live here because every training step goes through the optimizer;
-     * nn_model_compile moves `diag` to a replacing optimizer. */
+    /* Gradient clipping (0: off), applied by the step (src/optim/clip.c). */
     float global_clipnorm, clipvalue;
-    struct nn_diag *diag;
 };
 
-/* Updates every trainable parameter of m with its gradient. */
-nn_status nn__optimizer_step(nn_optimizer *o, nn_model *m);
+/* Whoever listens to an optimizer step (the model's gradient diagnostics,
+ * which the training step wires in): told before and after each
+ * parameter's update, then once the step is counted. The optimizer knows
+ * nothing of the listener. */
+typedef enum nn_step_event {
+    NN_STEP_BEFORE_UPDATE = 0, /* at: the parameter about to change */
+    NN_STEP_AFTER_UPDATE = 1,  /* at: the parameter just changed */
+    NN_STEP_DONE = 2           /* at: NULL; iterations includes this step */
+} nn_step_event;
+
+typedef struct nn_step_hook {
+    void (*fn)(void *ctx, nn_step_event event, const nn_param_iter *at,
+               int64_t iterations);
+    void *ctx;
+} nn_step_hook;
+
+/* Clips the gradients as o says, then updates every parameter of m that
+ * trains with its gradient (each must have one). hook may be NULL. */
+nn_status nn__optimizer_step(nn_optimizer *o, nn_model *m,
+                             const nn_step_hook *hook);
 
 /* ---------------- losses (src/loss/) ---------------- */
 
@@ -405,6 +462,9 @@ struct nn_model {
     int name_counts[NN_KIND_COUNT];
     /* training */
     nn_optimizer *opt;
+    /* Gradient diagnostics (src/diag/; NULL: off); they outlive a
+     * replaced optimizer. */
+    struct nn_diag *diag;
     nn_loss loss;
     nn_loss_opts loss_opts;
     bool compiled;

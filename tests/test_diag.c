@@ -20,6 +20,7 @@
 
 #include "nn_internal.h"
 #include "diag/diag.h"
+#include "kernels/kernels.h"
 
 /* ---------------- helpers ---------------- */
 

@@ -428,7 +428,7 @@ static void add_param(nn_layer *l, int64_t n, bool trainable, bool grad)
 }
 
 /* Layer 0: kernel [12] and bias [4]; layer 1 frozen; layer 2: a trainable
- * [5], a non-trainable [5] and a trainable one without a gradient [2].
+ * [5], a non-trainable [5] and a non-trainable one without a gradient [2].
  * Slots: l0.p0, l0.p1, l2.p0. */
 static fake_model *fake_new(void)
 {
@@ -446,7 +446,7 @@ static fake_model *fake_new(void)
     add_param(&f->l[1], 4, true, true);
     add_param(&f->l[2], 5, true, true);
     add_param(&f->l[2], 5, false, true);
-    add_param(&f->l[2], 2, true, false);
+    add_param(&f->l[2], 2, false, false);
     return f;
 }
 
@@ -557,7 +557,7 @@ static void run_adam(const nn_adam_opts *o, const nn_adam_opts *ref_opts,
     snapshot_frozen(f, frozen);
     for (int t = 1; t <= STEPS; t++) {
         set_grads(f, t);
-        assert_int_equal(nn__optimizer_step(opt, &f->m), NN_OK);
+        assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_OK);
         ref_adam_step(&r, f, ref_opts, t);
     }
     *diff = max_diff(&r, f);
@@ -605,7 +605,7 @@ static void test_adam_matches_reference(void **state)
     ref_init(&r, f);
     for (int t = 1; t <= STEPS; t++) {
         set_grads(f, t);
-        assert_int_equal(nn__optimizer_step(opt, &f->m), NN_OK);
+        assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_OK);
         ref_adam_step(&r, f, &def, t);
     }
     assert_true(max_diff(&r, f) < 2e-6);
@@ -628,7 +628,7 @@ static void run_sgd(float momentum, int nesterov)
     snapshot_frozen(f, frozen);
     for (int t = 1; t <= STEPS; t++) {
         set_grads(f, t);
-        assert_int_equal(nn__optimizer_step(opt, &f->m), NN_OK);
+        assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_OK);
         ref_sgd_step(&r, f, &o);
     }
     assert_true(max_diff(&r, f) < 1e-5);
@@ -668,7 +668,7 @@ static void test_sgd_equals_torch_form(void **state)
     ref_init(&r, f);
     for (int t = 1; t <= STEPS; t++) {
         set_grads(f, t);
-        assert_int_equal(nn__optimizer_step(opt, &f->m), NN_OK);
+        assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_OK);
         for (int k = 0; k < NS; k++)
             for (int64_t e = 0; e < r.n[k]; e++) {
                 double g = slot_param(f, k)->grad.data[e];
@@ -687,25 +687,97 @@ static void test_model_changed(void **state)
     fake_model *f = fake_new();
     nn_optimizer *opt = nn_adam(NULL);
     set_grads(f, 1);
-    assert_int_equal(nn__optimizer_step(opt, &f->m), NN_OK);
-    /* A gradient appears for the param that had none: one more slot. */
-    nn_param *p = &f->l[2].params[2];
-    p->grad.data = nn__calloc(2, sizeof(float));
+    assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_OK);
     float before[12];
     memcpy(before, f->l[0].params[0].value.data, sizeof before);
-    assert_int_equal(nn__optimizer_step(opt, &f->m), NN_ERR_STATE);
+    /* A parameter that starts to train without a gradient cannot be
+     * stepped; nothing moves. */
+    nn_param *p = &f->l[2].params[2];
+    p->trainable = true;
+    assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_ERR_STATE);
+    assert_non_null(strstr(nn_last_error(), "no gradient"));
+    /* With one, it has a slot the optimizer's state was not made for. */
+    p->grad.data = nn__calloc(2, sizeof(float));
+    assert_int_equal(nn__param_slots(&f->m), NS + 1);
+    assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_ERR_STATE);
+    assert_non_null(strstr(nn_last_error(), "trainable parameters"));
     assert_memory_equal(before, f->l[0].params[0].value.data, sizeof before);
     assert_int_equal(nn_optimizer_iterations(opt), 1);
-    nn__free(p->grad.data);
-    p->grad.data = NULL;
+    p->trainable = false;
     /* Same count, different size. */
     f->l[2].params[0].value.size = 4;
-    assert_int_equal(nn__optimizer_step(opt, &f->m), NN_ERR_STATE);
+    assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_ERR_STATE);
     f->l[2].params[0].value.size = 5;
-    assert_int_equal(nn__optimizer_step(opt, &f->m), NN_OK);
-    assert_int_equal(nn__optimizer_count_slots(&f->m), NS);
-    assert_int_equal(nn__optimizer_step(NULL, &f->m), NN_ERR_INVALID);
-    assert_int_equal(nn__optimizer_step(opt, NULL), NN_ERR_INVALID);
+    assert_int_equal(nn__optimizer_step(opt, &f->m, NULL), NN_OK);
+    assert_int_equal(nn__param_slots(&f->m), NS);
+    assert_int_equal(nn__optimizer_step(NULL, &f->m, NULL), NN_ERR_INVALID);
+    assert_int_equal(nn__optimizer_step(opt, NULL, NULL), NN_ERR_INVALID);
+    nn_optimizer_free(opt);
+    fake_free(f);
+}
+
+/* What a step hook hears: per slot, before and after that parameter's
+ * update (with the weights as they are then), then the end of the step. */
+typedef struct heard {
+    int n;
+    nn_step_event event[16];
+    int slot[16], layer[16], param[16];
+    float w0[16]; /* the parameter's first weight when told */
+    int64_t iterations[16];
+} heard;
+
+static void listen_step(void *ctx, nn_step_event event, const nn_param_iter *at,
+                        int64_t iterations)
+{
+    heard *h = ctx;
+    assert_true(h->n < 16);
+    int i = h->n++;
+    h->event[i] = event;
+    h->slot[i] = at ? at->slot : -1;
+    h->layer[i] = at ? at->layer : -1;
+    h->param[i] = at ? at->param : -1;
+    h->w0[i] = at ? at->p->value.data[0] : NAN;
+    h->iterations[i] = iterations;
+}
+
+static void test_step_hook(void **state)
+{
+    (void)state;
+    fake_model *f = fake_new();
+    nn_sgd_opts so = NN_SGD_OPTS_INIT;
+    so.learning_rate = 0.1f;
+    nn_optimizer *opt = nn_sgd(&so);
+    heard h = {0};
+    nn_step_hook hook = {listen_step, &h};
+    set_grads(f, 1);
+    float w[NS];
+    for (int k = 0; k < NS; k++) w[k] = slot_param(f, k)->value.data[0];
+    assert_int_equal(nn__optimizer_step(opt, &f->m, &hook), NN_OK);
+    /* Slots l0.p0, l0.p1, l2.p0: the frozen layer and the parameters that
+     * do not train are not reported. */
+    const int layer[NS] = {0, 0, 2}, param[NS] = {0, 1, 0};
+    assert_int_equal(h.n, 2 * NS + 1);
+    for (int k = 0; k < NS; k++) {
+        float g = slot_param(f, k)->grad.data[0];
+        for (int e = 0; e < 2; e++) {
+            int i = 2 * k + e;
+            assert_int_equal(h.event[i], e == 0 ? NN_STEP_BEFORE_UPDATE
+                                                : NN_STEP_AFTER_UPDATE);
+            assert_int_equal(h.slot[i], k);
+            assert_int_equal(h.layer[i], layer[k]);
+            assert_int_equal(h.param[i], param[k]);
+            assert_int_equal(h.iterations[i], 0);
+            assert_true(h.w0[i] == (e == 0 ? w[k] : w[k] - 0.1f * g));
+        }
+    }
+    assert_int_equal(h.event[2 * NS], NN_STEP_DONE);
+    assert_int_equal(h.iterations[2 * NS], 1);
+    /* A failed step tells nothing. */
+    h.n = 0;
+    f->l[2].params[0].value.size = 4;
+    assert_int_equal(nn__optimizer_step(opt, &f->m, &hook), NN_ERR_STATE);
+    assert_int_equal(h.n, 0);
+    f->l[2].params[0].value.size = 5;
     nn_optimizer_free(opt);
     fake_free(f);
 }
@@ -724,7 +796,7 @@ static void test_slot_allocation_failure(void **state)
         int k;
         for (k = 1; k < 100; k++) {
             nn__debug_fail_alloc_after(k);
-            nn_status s = nn__optimizer_step(opt, &f->m);
+            nn_status s = nn__optimizer_step(opt, &f->m, NULL);
             nn__debug_fail_alloc_after(0);
             if (s == NN_OK) break;
             assert_int_equal(s, NN_ERR_NOMEM);
@@ -863,9 +935,9 @@ static void test_learning_rate_and_iterations(void **state)
     float w0 = f->l[0].params[0].value.data[3];
     set_grads(f, 1);
     float g = f->l[0].params[0].grad.data[3];
-    assert_int_equal(nn__optimizer_step(o, &f->m), NN_OK);
+    assert_int_equal(nn__optimizer_step(o, &f->m, NULL), NN_OK);
     assert_true(f->l[0].params[0].value.data[3] == w0 - 0.05f * g);
-    assert_int_equal(nn__optimizer_step(o, &f->m), NN_OK);
+    assert_int_equal(nn__optimizer_step(o, &f->m, NULL), NN_OK);
     assert_int_equal(nn_optimizer_iterations(o), 2);
     nn_optimizer_free(o);
 
@@ -875,7 +947,7 @@ static void test_learning_rate_and_iterations(void **state)
     /* First Adam step moves each weight by about lr (m/sqrt(v) = sign g). */
     float before = f->l[2].params[0].value.data[1];
     g = f->l[2].params[0].grad.data[1];
-    assert_int_equal(nn__optimizer_step(o, &f->m), NN_OK);
+    assert_int_equal(nn__optimizer_step(o, &f->m, NULL), NN_OK);
     float moved = before - f->l[2].params[0].value.data[1];
     assert_true(fabsf(moved - (g > 0 ? 0.25f : -0.25f)) < 1e-4f);
     nn_optimizer_free(o);
@@ -942,6 +1014,7 @@ int main(void)
         cmocka_unit_test(test_sgd_matches_reference),
         cmocka_unit_test(test_sgd_equals_torch_form),
         cmocka_unit_test(test_model_changed),
+        cmocka_unit_test(test_step_hook),
         cmocka_unit_test(test_slot_allocation_failure),
         cmocka_unit_test(test_invalid_options),
         cmocka_unit_test(test_options_size),

@@ -8,10 +8,13 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn_internal.h"
+#include "kernels/kernels.h"
 
 static nn_model *q3a(int h, int w, int c, uint64_t seed)
 {
@@ -478,6 +481,221 @@ static void test_apply_trains_shared_weights(void **state)
     }
 }
 
+/* ---- one parameter walk: every user agrees on what trains ---- */
+
+/* A dense block 4 -> 5 -> 4, applied twice below (shared weights). */
+static nn_model *dense_block(void)
+{
+    nn_model *b = nn_model_create(41);
+    int shape[1] = {4};
+    nn_dense_opts relu = NN_DENSE_OPTS_INIT;
+    relu.activation = NN_ACT_RELU;
+    nn_layer *x = nn_input(b, 1, shape, NULL);
+    x = nn_dense(b, x, 5, &relu);
+    x = nn_dense(b, x, 4, NULL);
+    nn_model_set_name(b, "block");
+    return x ? b : (nn_model_free(b), NULL);
+}
+
+/* input, block (dense, dense_1), mid, batch_normalization, the block again
+ * (block/dense, block/dense_1), out. */
+static nn_model *walk_model(nn_model *block)
+{
+    nn_model *m = nn_model_create(42);
+    int shape[1] = {4};
+    nn_dense_opts soft = NN_DENSE_OPTS_INIT;
+    soft.activation = NN_ACT_SOFTMAX;
+    nn_dense_opts mid_d = NN_DENSE_OPTS_INIT, out_d = soft;
+    mid_d.name = "mid";
+    out_d.name = "out";
+    nn_layer *x = nn_input(m, 1, shape, NULL);
+    x = nn_model_apply(m, x, block, NULL, NULL);
+    x = x ? nn_dense(m, x, 4, &mid_d) : NULL;
+    x = x ? nn_batchnorm(m, x, NULL) : NULL;
+    x = x ? nn_model_apply(m, x, block, NULL, NULL) : NULL;
+    x = x ? nn_dense(m, x, 3, &out_d) : NULL;
+    return x ? m : (nn_model_free(m), NULL);
+}
+
+/* The parameters that train, in the walk's order, as (layer, param). */
+static int walk_slots(const nn_model *m, int *layer, int *param,
+                      int64_t *values)
+{
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    int n = 0;
+    *values = 0;
+    while (nn__param_next(&it)) {
+        assert_int_equal(it.trains, it.l->trainable && it.p->trainable);
+        assert_int_equal(it.slot, it.trains ? n : -1);
+        if (!it.trains) continue;
+        layer[n] = it.layer;
+        param[n] = it.param;
+        *values += it.p->value.size;
+        n++;
+    }
+    assert_int_equal(n, nn__param_slots(m));
+    return n;
+}
+
+static double walk_grad_norm(const nn_model *m)
+{
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    double s = 0;
+    while (nn__param_next_slot(&it))
+        s += nn__sumsq(it.p->grad.data, it.p->grad.size);
+    return sqrt(s);
+}
+
+/* The walk visits every parameter in layer then parameter order and
+ * numbers the slots of those that train; assumed layer flags (what
+ * freezing plans with) replace the layers' own. */
+static void test_param_walk(void **state)
+{
+    (void)state;
+    nn_model *block = dense_block();
+    nn_model *m = walk_model(block);
+    assert_non_null(m);
+    bool on[16];
+    assert_true(m->n_layers <= 16);
+    for (int i = 0; i < m->n_layers; i++) on[i] = m->layers[i]->trainable;
+    int mid = nn_model_find_layer(m, "mid")->index;
+    on[mid] = false;
+    for (int pass = 0; pass < 2; pass++) {
+        nn_param_iter it;
+        nn__param_iter_init(&it, m, pass ? on : NULL);
+        int visited = 0, slots = 0, last_layer = 0, last_param = -1;
+        while (nn__param_next(&it)) {
+            assert_true(it.layer > last_layer ||
+                        (it.layer == last_layer && it.param == last_param + 1));
+            assert_ptr_equal(it.l, m->layers[it.layer]);
+            assert_ptr_equal(it.p, &it.l->params[it.param]);
+            bool layer_on = pass ? on[it.layer] : it.l->trainable;
+            assert_int_equal(it.trains, layer_on && it.p->trainable);
+            assert_int_equal(it.slot, it.trains ? slots++ : -1);
+            last_layer = it.layer;
+            last_param = it.param;
+            visited++;
+        }
+        /* 6 dense layers' kernel and bias, batch normalization's four. */
+        assert_int_equal(visited, 6 * 2 + 4);
+        assert_int_equal(slots, pass ? 12 : 14);
+        assert_false(nn__param_next(&it)); /* stays at the end */
+        assert_null(it.p);
+        nn__param_iter_init(&it, m, pass ? on : NULL);
+        int k = 0;
+        while (nn__param_next_slot(&it)) assert_int_equal(it.slot, k++);
+        assert_int_equal(k, slots);
+    }
+    assert_int_equal(nn__param_slots(m), 14);
+    nn_model_free(m);
+    nn_model_free(block);
+}
+
+static void test_param_walk_agrees(void **state)
+{
+    (void)state;
+    nn_model *block = dense_block();
+    nn_model *m = walk_model(block);
+    assert_non_null(m);
+    nn_optimizer *opt = nn_adam(NULL);
+    const float clip = 1e-3f; /* far below the gradients: always clips */
+    assert_int_equal(nn_optimizer_set_global_clipnorm(opt, clip), NN_OK);
+    assert_int_equal(nn_model_compile(m, opt,
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    nn_diag_opts d = NN_DIAG_OPTS_INIT;
+    assert_int_equal(nn_model_set_diagnostics(m, &d), NN_OK);
+    int64_t xs[2] = {6, 4};
+    nn_tensor *x = random_tensor(2, xs, 43), *y = random_one_hot(6, 3, 44);
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+    /* Freeze the middle layer: the optimizer's slots are re-keyed. */
+    nn_layer *mid = nn_model_find_layer(m, "mid");
+    assert_int_equal(nn_layer_set_trainable(mid, 0), NN_OK);
+    /* A frozen layer keeps the gradients of its last step; make them
+     * large so that any user walking it would show. */
+    for (int j = 0; j < mid->n_params; j++)
+        for (int64_t i = 0; i < mid->params[j].grad.size; i++)
+            mid->params[j].grad.data[i] = 100.0f;
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+
+    /* Counts: the walk, the optimizer and the trainable count. Both
+     * copies of the block hold a slot per weight; mid and the moving
+     * statistics hold none. */
+    int layer[32], param[32];
+    int64_t values;
+    int n = walk_slots(m, layer, param, &values);
+    assert_int_equal(n, 12);
+    assert_int_equal(opt->n_slots, n);
+    assert_int_equal(nn_model_num_trainable_params(m), values);
+    for (int k = 0; k < n; k++) {
+        assert_int_not_equal(layer[k], mid->index);
+        assert_int_equal(opt->slot_size[k],
+                         m->layers[layer[k]]->params[param[k]].value.size);
+    }
+
+    /* Clipping scaled exactly the walk's gradients to the clip norm; the
+     * diagnostics recorded the unclipped norm and measured an update for
+     * every weight that trains, in the layers the walk names. */
+    assert_float_equal(walk_grad_norm(m), clip, 1e-4 * clip);
+    nn_grad_report *r;
+    assert_int_equal(nn_model_grad_report(m, &r), NN_OK);
+    assert_true(nn_grad_report_global_norm(r) > 10 * clip);
+    int rows = 0;
+    for (int k = 0; k < n; k++) {
+        if (k > 0 && layer[k] == layer[k - 1]) continue;
+        const nn_layer *l = m->layers[layer[k]];
+        assert_string_equal(nn_grad_report_layer_name(r, rows), l->name);
+        for (int j = 0; j < l->n_params; j++)
+            assert_int_equal(isnan(nn_grad_report_update_ratio(r, rows, j)),
+                             !l->params[j].trainable);
+        rows++;
+    }
+    assert_int_equal(nn_grad_report_num_layers(r), rows);
+    nn_grad_report_free(r);
+    /* Without an update the gradients stay unclipped: the recorded global
+     * norm is the walk's. */
+    assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_OK);
+    assert_int_equal(nn_model_grad_report(m, &r), NN_OK);
+    assert_float_equal(nn_grad_report_global_norm(r), walk_grad_norm(m),
+                       1e-12 * walk_grad_norm(m));
+    nn_grad_report_free(r);
+
+    /* The checkpoint stores the slots in the walk's order and the loaded
+     * model's walk finds them on the same parameters. */
+    char path[] = "/tmp/test_model_walk_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(nn_model_save(m, path, NN_SAVE_OPTIMIZER), NN_OK);
+    nn_model *back = nn_model_load(path);
+    assert_non_null(back);
+    remove(path);
+    int layer2[32], param2[32];
+    int64_t values2;
+    assert_int_equal(walk_slots(back, layer2, param2, &values2), n);
+    assert_int_equal(values2, values);
+    assert_int_equal(nn_model_num_trainable_params(back), values);
+    assert_int_equal(nn_layer_trainable(back->layers[mid->index]), 0);
+    nn_optimizer *o2 = back->opt;
+    assert_int_equal(o2->n_slots, n);
+    for (int k = 0; k < n; k++) {
+        assert_int_equal(layer2[k], layer[k]);
+        assert_int_equal(param2[k], param[k]);
+        size_t bytes = (size_t)opt->slot_size[k] * sizeof(float);
+        assert_int_equal(o2->slot_size[k], opt->slot_size[k]);
+        assert_memory_equal(o2->slot_m[k], opt->slot_m[k], bytes);
+        assert_memory_equal(o2->slot_v[k], opt->slot_v[k], bytes);
+    }
+    assert_int_equal(nn_model_train_batch(back, x, y, NULL, NULL), NN_OK);
+    nn_model_free(back);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_model_free(m);
+    nn_model_free(block);
+}
+
 static void test_apply_allocation_failures(void **state)
 {
     (void)state;
@@ -560,6 +778,8 @@ int main(void)
         cmocka_unit_test(test_inference_buffer_reuse),
         cmocka_unit_test(test_apply_trains_shared_weights),
         cmocka_unit_test(test_apply_allocation_failures),
+        cmocka_unit_test(test_param_walk),
+        cmocka_unit_test(test_param_walk_agrees),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

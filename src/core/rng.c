@@ -1,7 +1,7 @@
 /* xoshiro256** seeded by splitmix64; a counter-based hash for parallel
  * draws. Reference: Blackman & Vigna, "Scrambled linear pseudorandom
  * number generators" (2018). */
-#include "kernels/kernels.h"
+#include "nn_internal.h"
 
 #include <math.h>
 

@@ -1,4 +1,5 @@
-/* Tensors: a shape and a float32 buffer, owned or borrowed. */
+/* Tensors: a shape and a float32 buffer, owned or borrowed; per-sample
+ * shapes. */
 #include "nn_internal.h"
 
 #include <string.h>
@@ -19,6 +20,13 @@ static nn_status check_shape(int rank, const int64_t *shape, int64_t *size)
     }
     *size = n;
     return NN_OK;
+}
+
+int64_t nn__shape_size(const nn_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) n *= s->d[i];
+    return n;
 }
 
 void nn__tensor_view(nn_tensor *t, int rank, const int64_t *shape, float *data)

@@ -1,7 +1,8 @@
-/* Gradient diagnostics: the per-model state (kept on the model's
- * optimizer), the training hooks, the finite checks and the verdicts. */
+/* Gradient diagnostics: the per-model state, the training hooks, the
+ * finite checks and the verdicts. */
 #include "nn_internal.h"
 #include "diag/diag.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -64,7 +65,8 @@ void nn__diag_free(nn_diag *d)
     nn__free(d);
 }
 
-bool nn__diag_records(const nn_diag *d)
+/* This step's gradients were recorded: its update can be measured. */
+static bool records(const nn_diag *d)
 {
     return d && d->opts.record && d->recorded;
 }
@@ -125,8 +127,8 @@ nn_status nn_model_set_diagnostics(nn_model *m, const nn_diag_opts *opts)
     NN_CHECK(m->opt, NN_ERR_STATE,
              "nn_model_set_diagnostics: compile the model first");
     if (!opts) {
-        nn__diag_free(m->opt->diag);
-        m->opt->diag = NULL;
+        nn__diag_free(m->diag);
+        m->diag = NULL;
         return NN_OK;
     }
     NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
@@ -138,11 +140,11 @@ nn_status nn_model_set_diagnostics(nn_model *m, const nn_diag_opts *opts)
     o.record = o.record != 0;
     o.check_finite = o.check_finite != 0;
     NN_TRY(check_opts(&o));
-    nn_diag *d = m->opt->diag;
+    nn_diag *d = m->diag;
     if (!d) {
         d = diag_new(&o);
         NN_CHECK(d, NN_ERR_NOMEM, "nn_model_set_diagnostics: out of memory");
-        m->opt->diag = d;
+        m->diag = d;
         return NN_OK;
     }
     if (o.window != d->opts.window)
@@ -155,7 +157,7 @@ nn_status nn_model_set_diagnostics(nn_model *m, const nn_diag_opts *opts)
 nn_status nn__diag_push(nn_model *m, bool record, bool check,
                         nn_diag_saved *saved)
 {
-    nn_diag *d = m->opt->diag;
+    nn_diag *d = m->diag;
     saved->had_diag = d != NULL;
     if (d) saved->opts = d->opts;
     if (!record && !check) return NN_OK;
@@ -164,7 +166,7 @@ nn_status nn__diag_push(nn_model *m, bool record, bool check,
         o.record = o.check_finite = 0;
         d = diag_new(&o);
         NN_CHECK(d, NN_ERR_NOMEM, "nn_model_fit: out of memory");
-        m->opt->diag = d;
+        m->diag = d;
     }
     d->opts.record |= record;
     d->opts.check_finite |= check;
@@ -175,7 +177,7 @@ nn_status nn__diag_push(nn_model *m, bool record, bool check,
  * recording off, so the report of its last step can still be read. */
 void nn__diag_pop(nn_model *m, const nn_diag_saved *saved)
 {
-    nn_diag *d = m->opt ? m->opt->diag : NULL;
+    nn_diag *d = m->diag;
     if (!d) return;
     if (saved->had_diag) {
         d->opts.record = saved->opts.record;
@@ -187,34 +189,42 @@ void nn__diag_pop(nn_model *m, const nn_diag_saved *saved)
 
 /* ---------------- layout and norms ---------------- */
 
+/* A parameter's norms are measured when it trains and has a gradient (a
+ * layer added after the last step has none yet). */
 static bool counted(const nn_layer *l, const nn_param *p)
 {
-    return l->trainable && p->trainable && p->grad.data;
+    return nn__param_trains(l->trainable, p) && p->grad.data;
 }
 
-/* Fills *out with the layers that have a counted weight, in execution
+static nn_status grow(nn_diag_layer **arr, int *cap, int n)
+{
+    if (n < *cap) return NN_OK;
+    int nc = *cap ? 2 * *cap : 16;
+    nn_diag_layer *a = nn__realloc(*arr, (size_t)nc * sizeof *a);
+    if (!a) return NN_ERR_NOMEM;
+    *arr = a;
+    *cap = nc;
+    return NN_OK;
+}
+
+/* Fills *arr with the layers that have a counted weight, in execution
  * order, growing the array as needed. */
 static nn_status layout(const nn_model *m, nn_diag_layer **arr, int *cap,
                         int *n)
 {
     *n = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const nn_layer *l = m->layers[i];
-        bool any = false;
-        for (int j = 0; j < l->n_params; j++) any = any || counted(l, &l->params[j]);
-        if (!any) continue;
-        if (*n == *cap) {
-            int nc = *cap ? 2 * *cap : 16;
-            nn_diag_layer *a = nn__realloc(*arr, (size_t)nc * sizeof *a);
-            if (!a) return NN_ERR_NOMEM;
-            *arr = a;
-            *cap = nc;
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it)) {
+        if (!it.p->grad.data) continue; /* not counted() */
+        if (*n == 0 || (*arr)[*n - 1].index != it.layer) {
+            NN_TRY(grow(arr, cap, *n));
+            nn_diag_layer *e = &(*arr)[(*n)++];
+            memset(e, 0, sizeof *e);
+            e->index = it.layer;
+            e->n_weights = it.l->n_params;
         }
-        nn_diag_layer *e = &(*arr)[(*n)++];
-        memset(e, 0, sizeof *e);
-        e->index = i;
-        e->n_weights = l->n_params;
-        for (int j = 0; j < l->n_params; j++) e->counted[j] = counted(l, &l->params[j]);
+        (*arr)[*n - 1].counted[it.param] = true;
     }
     return NN_OK;
 }
@@ -473,7 +483,7 @@ static const char *first_bad(const float *x, int64_t n, int64_t *at)
 
 nn_status nn__diag_after_forward(nn_model *m, const nn_context *c, int batch)
 {
-    nn_diag *d = m->opt->diag;
+    nn_diag *d = m->diag;
     /* Until its backward pass is recorded, this step has no report of its
      * own (the loss may still fail). */
     d->recorded = false;
@@ -548,7 +558,7 @@ static nn_status check_backward(nn_diag *d, nn_model *m, const nn_context *c,
 nn_status nn__diag_after_backward(nn_model *m, const nn_context *c, int batch,
                                   bool want_dx)
 {
-    nn_diag *d = m->opt->diag;
+    nn_diag *d = m->diag;
     if (!d->opts.record) d->recorded = false; /* its report would be stale */
     else NN_TRY(record_grads(d, m));
     if (d->opts.check_finite) NN_TRY(check_backward(d, m, c, batch, want_dx));
@@ -556,19 +566,16 @@ nn_status nn__diag_after_backward(nn_model *m, const nn_context *c, int batch,
     return NN_OK;
 }
 
-void nn__diag_before_param(nn_diag *d, int layer, int param,
-                           const nn_param *p)
+static void before_update(nn_diag *d, int layer, const nn_param *p)
 {
     d->copy_valid = false;
     if (layer >= d->entry_cap || d->entry_of[layer] < 0) return;
     if (p->value.size > d->copy_cap) return;
     memcpy(d->copy, p->value.data, (size_t)p->value.size * sizeof(float));
     d->copy_valid = true;
-    (void)param;
 }
 
-void nn__diag_after_param(nn_diag *d, int layer, int param,
-                          const nn_param *p)
+static void after_update(nn_diag *d, int layer, int param, const nn_param *p)
 {
     if (!d->copy_valid) return;
     nn_diag_layer *e = &d->layers[d->entry_of[layer]];
@@ -577,15 +584,30 @@ void nn__diag_after_param(nn_diag *d, int layer, int param,
     d->copy_valid = false;
 }
 
-void nn__diag_after_update(nn_diag *d, int64_t iterations)
+static void on_step(void *ctx, nn_step_event event, const nn_param_iter *at,
+                    int64_t iterations)
 {
-    if (d->recorded) d->step = iterations;
+    nn_diag *d = ctx;
+    if (event == NN_STEP_BEFORE_UPDATE)
+        before_update(d, at->layer, at->p);
+    else if (event == NN_STEP_AFTER_UPDATE)
+        after_update(d, at->layer, at->param, at->p);
+    else if (d->recorded)
+        d->step = iterations;
+}
+
+bool nn__diag_step_hook(nn_diag *d, nn_step_hook *hook)
+{
+    if (!records(d)) return false;
+    hook->fn = on_step;
+    hook->ctx = d;
+    return true;
 }
 
 bool nn__diag_last(const nn_model *m, double *global_norm,
                    nn_health *step_verdict, nn_health *window_verdict_out)
 {
-    const nn_diag *d = m->opt ? m->opt->diag : NULL;
+    const nn_diag *d = m->diag;
     if (!d || !d->opts.record || !d->recorded) return false;
     *global_norm = sqrt(d->global2);
     *step_verdict = d->verdict;
@@ -607,9 +629,10 @@ static nn_status copy_layers(nn_diag_snapshot *s, const nn_diag_layer *src,
 
 static bool any_grad(const nn_model *m)
 {
-    for (int i = 0; i < m->n_layers; i++)
-        for (int j = 0; j < m->layers[i]->n_params; j++)
-            if (m->layers[i]->params[j].grad.data) return true;
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next(&it))
+        if (it.p->grad.data) return true;
     return false;
 }
 
@@ -646,7 +669,7 @@ static nn_status measure_now(const nn_model *m, const nn_diag *d,
 nn_status nn__diag_snapshot(const nn_model *m, nn_diag_snapshot *s)
 {
     memset(s, 0, sizeof *s);
-    const nn_diag *d = m->opt ? m->opt->diag : NULL;
+    const nn_diag *d = m->diag;
     if (!d || !d->recorded || d->generation != m->generation)
         return measure_now(m, d, s);
     if (copy_layers(s, d->layers, d->n_layers) != NN_OK)

@@ -1,7 +1,7 @@
-/* Gradient diagnostics and clipping (src/diag/): the internal interface
- * the training loop (src/train/) and the optimizer step (src/optim/) call.
- * Every hook is only called when its feature is on, so a model without
- * diagnostics pays one pointer test per step. */
+/* Gradient diagnostics (src/diag/): the internal interface the training
+ * loop (src/train/) calls; the optimizer step reports to them through the
+ * hook of nn__diag_step_hook. Every hook is only called when its feature
+ * is on, so a model without diagnostics pays one pointer test per step. */
 #ifndef NN_DIAG_H
 #define NN_DIAG_H
 
@@ -9,24 +9,9 @@
 
 typedef struct nn_diag nn_diag;
 
-/* ---------------- numeric passes (norms.c) ----------------
- * Sums are accumulated in double over fixed chunks whose partial sums are
- * added in chunk order, so a result does not depend on the thread count. */
-
-double nn__sumsq(const float *x, int64_t n);
-/* Sum of (a[i] - b[i])^2. */
-double nn__sumsq_diff(const float *a, const float *b, int64_t n);
-/* false when x holds a NaN or an Inf. */
-bool nn__all_finite(const float *x, int64_t n);
-
-/* Clips the gradients of every trainable parameter of m as o says
- * (clipvalue, then global_clipnorm). Call only when one of them is set. */
-nn_status nn__clip_gradients(const nn_optimizer *o, nn_model *m);
-
 /* ---------------- state and hooks (diag.c) ---------------- */
 
 void nn__diag_free(nn_diag *d);
-bool nn__diag_records(const nn_diag *d);
 /* The diagnostics scan every layer's output (check_finite): a training
  * pass then needs every activation (a full plan). */
 bool nn__diag_scans(const nn_diag *d);
@@ -39,15 +24,11 @@ nn_status nn__diag_after_forward(nn_model *m, const nn_context *c, int batch);
  * (check_finite). want_dx: the pass also computed the input gradient. */
 nn_status nn__diag_after_backward(nn_model *m, const nn_context *c, int batch,
                                   bool want_dx);
-/* Around the update of parameter `param` of layer `layer` (model indices)
- * inside the optimizer step, when nn__diag_records: the first keeps a copy
- * of the weights, the second measures the update from it. */
-void nn__diag_before_param(nn_diag *d, int layer, int param,
-                           const nn_param *p);
-void nn__diag_after_param(nn_diag *d, int layer, int param,
-                          const nn_param *p);
-/* After the whole step (iterations already counts it). */
-void nn__diag_after_update(nn_diag *d, int64_t iterations);
+/* The optimizer step's listener when this step's gradients were recorded
+ * (nn__diag_records): before each update it keeps a copy of the weights,
+ * after it measures the update from that copy. Returns false, and leaves
+ * *hook alone, when nothing needs to listen. */
+bool nn__diag_step_hook(nn_diag *d, nn_step_hook *hook);
 
 /* What fit reads after each step; false when the step was not recorded. */
 bool nn__diag_last(const nn_model *m, double *global_norm,

@@ -192,8 +192,8 @@ void nn__mark_needs(const nn_model *m, bool want_dx, bool *needs)
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = m->layers[i];
         bool n = l->kind == NN_KIND_INPUT ? want_dx : false;
-        for (int j = 0; j < l->n_params && l->trainable; j++)
-            n = n || l->params[j].trainable;
+        for (int j = 0; j < l->n_params; j++)
+            n = n || nn__param_trains(l->trainable, &l->params[j]);
         for (int j = 0; j < l->n_inputs; j++) n = n || needs[l->inputs[j]->index];
         needs[i] = n;
     }

@@ -4,8 +4,8 @@
  * optimizer update (the optimizer walks trainable layers only), counts as
  * non-trainable, and a frozen BatchNormalization runs in inference mode.
  *
- * The optimizer keeps one slot per trainable parameter in model order
- * (src/optim/optim.h), made on its first step. When the set of trainable
+ * The optimizer keeps one slot per trainable parameter in the order of
+ * the parameter walk (src/graph/params.c), made on its first step. When the set of trainable
  * parameters changes after that, the slots are re-keyed here so training
  * can go on: a parameter that stays trainable keeps its moments, one that
  * becomes trainable starts from zero moments (as a new Keras slot does),
@@ -13,23 +13,19 @@
  * access to the model. */
 #include "nn_internal.h"
 
-/* Slot owners: (layer, param) pairs in slot order, for layer flags `on`. */
+/* Slot owners: (layer, param) pairs in slot order, for layer flags `on`
+ * (NULL: the current ones). */
 typedef struct owner {
     int layer, param;
 } owner;
 
 static int list_owners(const nn_model *m, const bool *on, owner *out)
 {
-    int n = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const nn_layer *l = m->layers[i];
-        for (int j = 0; on[i] && j < l->n_params; j++)
-            if (l->params[j].trainable) {
-                if (out) out[n] = (owner){i, j};
-                n++;
-            }
-    }
-    return n;
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, on);
+    while (nn__param_next_slot(&it))
+        if (out) out[it.slot] = (owner){it.layer, it.param};
+    return it.n_slots;
 }
 
 /* The owners of the slots before and after a change of flags. */
@@ -46,20 +42,14 @@ static void plan_free(plan *p)
 
 static nn_status plan_make(const nn_model *m, const bool *want, plan *p)
 {
-    bool *now = nn__calloc((size_t)m->n_layers + 1, sizeof *now);
-    if (!now) return NN_ERR_NOMEM;
-    for (int i = 0; i < m->n_layers; i++) now[i] = m->layers[i]->trainable;
-    p->n_old = list_owners(m, now, NULL);
+    p->n_old = list_owners(m, NULL, NULL);
     p->n_new = list_owners(m, want, NULL);
     p->old = nn__calloc((size_t)p->n_old + 1, sizeof *p->old);
     p->nw = nn__calloc((size_t)p->n_new + 1, sizeof *p->nw);
-    nn_status st = p->old && p->nw ? NN_OK : NN_ERR_NOMEM;
-    if (st == NN_OK) {
-        list_owners(m, now, p->old);
-        list_owners(m, want, p->nw);
-    }
-    nn__free(now);
-    return st;
+    if (!p->old || !p->nw) return NN_ERR_NOMEM;
+    list_owners(m, NULL, p->old);
+    list_owners(m, want, p->nw);
+    return NN_OK;
 }
 
 /* Index of (layer, param) in list, or -1. */

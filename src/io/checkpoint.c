@@ -26,35 +26,6 @@ uint32_t nn__crc32(uint32_t crc, const uint8_t *p, size_t n)
     return (uint32_t)c;
 }
 
-static bool param_trains(const nn_layer *l, const nn_param *p)
-{
-    return l->trainable && p->trainable;
-}
-
-int nn__ckpt_count_trainable(const nn_model *m)
-{
-    int n = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        for (int j = 0; j < m->layers[i]->n_params; j++)
-            n += param_trains(m->layers[i], &m->layers[i]->params[j]);
-    return n;
-}
-
-bool nn__ckpt_next_slot(const nn_model *m, int *layer, int *param)
-{
-    int j = *param + 1;
-    for (int i = *layer; i < m->n_layers; i++, j = 0) {
-        const nn_layer *l = m->layers[i];
-        for (; j < l->n_params; j++) {
-            if (!param_trains(l, &l->params[j])) continue;
-            *layer = i;
-            *param = j;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* ---------------- byte writer ---------------- */
 
 typedef struct writer {
@@ -207,20 +178,21 @@ static nn_status put_graph(writer *w, const nn_model *m)
 static nn_status check_slots(const nn_model *m, const nn_optimizer *o)
 {
     if (o->n_slots == 0) return NN_OK;
-    NN_CHECK(o->n_slots == nn__ckpt_count_trainable(m), NN_ERR_STATE,
+    int n = nn__param_slots(m);
+    NN_CHECK(o->n_slots == n, NN_ERR_STATE,
              "checkpoint: the optimizer has %d slots for %d trainable "
              "parameters",
-             o->n_slots, nn__ckpt_count_trainable(m));
-    int li = 0, pi = -1;
-    for (int i = 0; i < o->n_slots; i++) {
-        nn__ckpt_next_slot(m, &li, &pi);
-        NN_CHECK(o->slot_size[i] == m->layers[li]->params[pi].value.size &&
-                     o->slot_m[i] &&
+             o->n_slots, n);
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it)) {
+        int i = it.slot;
+        NN_CHECK(o->slot_size[i] == it.p->value.size && o->slot_m[i] &&
                      (o->kind != NN_OPTIM_ADAM || o->slot_v[i]),
                  NN_ERR_STATE,
                  "checkpoint: optimizer slot %d does not fit parameter '%s' "
                  "of layer '%s'",
-                 i, m->layers[li]->params[pi].name, m->layers[li]->name);
+                 i, it.p->name, it.l->name);
     }
     return NN_OK;
 }
@@ -243,11 +215,13 @@ static nn_status put_optimizer(writer *w, const nn_model *m)
     }
     put_u64(w, (uint64_t)o->iterations);
     put_u32(w, (uint32_t)o->n_slots);
-    int li = 0, pi = -1;
-    for (int i = 0; i < o->n_slots; i++) {
-        nn__ckpt_next_slot(m, &li, &pi);
-        put_u32(w, (uint32_t)li);
-        put_u32(w, (uint32_t)pi);
+    if (o->n_slots == 0) return NN_OK; /* no step taken yet */
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it)) {
+        int i = it.slot;
+        put_u32(w, (uint32_t)it.layer);
+        put_u32(w, (uint32_t)it.param);
         put_u64(w, (uint64_t)o->slot_size[i]);
         put_f32s(w, o->slot_m[i], (size_t)o->slot_size[i]);
         if (o->kind == NN_OPTIM_ADAM)

@@ -476,8 +476,8 @@ static nn_status alloc_slots(nn_optimizer *o, int n)
     return NN_OK;
 }
 
-/* Slot i must belong to the parameter (want_l, want_p) that the slot walk
- * reached, so state can never land on the wrong tensor. */
+/* Slot i must belong to the parameter (want_l, want_p) that the parameter
+ * walk reached, so state can never land on the wrong tensor. */
 static nn_status read_slot(cursor *c, const nn_model *m, nn_optimizer *o,
                            int i, int want_l, int want_p)
 {
@@ -518,16 +518,15 @@ static nn_status read_opt_state(cursor *c, const nn_model *m, nn_optimizer *o)
     if (iters > INT64_MAX) return bad(c, "negative iteration count");
     o->iterations = (int64_t)iters;
     NN_TRY(get_u32(c, &n));
-    int want = nn__ckpt_count_trainable(m);
+    int want = nn__param_slots(m);
     if (n != 0 && n != (uint32_t)want)
         return bad(c, "%u slots for %d trainable parameters", n, want);
     if (n == 0) return NN_OK;
     NN_TRY(alloc_slots(o, (int)n));
-    int li = 0, pi = -1;
-    for (int i = 0; i < (int)n; i++) {
-        nn__ckpt_next_slot(m, &li, &pi);
-        NN_TRY(read_slot(c, m, o, i, li, pi));
-    }
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it))
+        NN_TRY(read_slot(c, m, o, it.slot, it.layer, it.param));
     return NN_OK;
 }
 

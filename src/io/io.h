@@ -20,14 +20,6 @@
 #define NN_CKPT_FLAG_CLIP 4u  /* section CLIP: the optimizer's clipping */
 #define NN_CKPT_MAX_ACTIVATION NN_ACT_SOFTMAX
 
-/* The optimizer keeps one slot per trainable parameter, in layer order then
- * parameter order. Returns how many there are. */
-int nn__ckpt_count_trainable(const nn_model *m);
-/* Walks the parameters that own slots, in slot order: start with
- * *layer = 0, *param = -1; each call moves to the next one and returns
- * false after the last. */
-bool nn__ckpt_next_slot(const nn_model *m, int *layer, int *param);
-
 /* Little-endian codecs shared by the writer and the reader. */
 static inline void nn__put_le32(uint8_t *p, uint32_t v)
 {

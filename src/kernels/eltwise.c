@@ -1,4 +1,4 @@
-/* Element-wise maps, softmax and column sums. */
+/* Element-wise maps, softmax, column sums and the fused activations. */
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -194,4 +194,29 @@ void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out)
         out[j] = (float)s;
     }
     nn__free(part);
+}
+
+void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols)
+{
+    int64_t n = rows * cols;
+    switch (act) {
+    case NN_ACT_RELU: nn__relu(y, y, n); break;
+    case NN_ACT_SIGMOID: nn__sigmoid(y, y, n); break;
+    case NN_ACT_SOFTMAX: nn__softmax(y, y, rows, cols); break;
+    case NN_ACT_NONE:
+    default: break;
+    }
+}
+
+void nn__act_backward(nn_activation act, const float *y, float *dy,
+                      int64_t rows, int64_t cols)
+{
+    int64_t n = rows * cols;
+    switch (act) {
+    case NN_ACT_RELU: nn__relu_backward(y, dy, dy, n, false); break;
+    case NN_ACT_SIGMOID: nn__sigmoid_backward(y, dy, dy, n, false); break;
+    case NN_ACT_SOFTMAX: nn__softmax_backward(y, dy, dy, rows, cols, false); break;
+    case NN_ACT_NONE:
+    default: break;
+    }
 }

@@ -15,17 +15,6 @@
 #define NN_TARGET_CLONES
 #endif
 
-/* The 24 random bits behind nn__hash_uniform (which is this times 2^-24),
- * inline so that loops drawing one value per element vectorise. */
-static inline uint32_t nn__hash24(uint64_t key, uint64_t index)
-{
-    uint64_t z = (key ^ (index * 0xd1b54a32d192ed03ULL)) +
-                 0x9e3779b97f4a7c15ULL; /* one splitmix64 step */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (uint32_t)((z ^ (z >> 31)) >> 40);
-}
-
 /* Single-threaded row-major GEMM for callers that already run inside their
  * own parallel loop: C[m,n] = op(A)*op(B) + beta*C. */
 void nn__gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
@@ -120,11 +109,26 @@ void nn__sigmoid_backward(const float *y, const float *dy, float *dx,
 void nn__softmax(const float *x, float *y, int64_t rows, int64_t cols);
 void nn__softmax_backward(const float *y, const float *dy, float *dx,
                           int64_t rows, int64_t cols, bool accum);
+/* The fused activation of a layer (Conv2D, Dense, ...), in place on
+ * [rows, cols]. Backward turns dy (grad w.r.t. output y) into the grad
+ * w.r.t. the pre-activation, in place. */
+void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols);
+void nn__act_backward(nn_activation act, const float *y, float *dy,
+                      int64_t rows, int64_t cols);
 /* y[r, :] += b for every row. */
 void nn__bias_add(float *y, const float *b, int64_t rows, int64_t cols);
 /* out[j] = sum over rows of x[r, j] (overwrites out). */
 void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out);
 /* y = x, or y += x when accum. */
 void nn__copy_or_add(const float *x, float *y, int64_t n, bool accum);
+
+/* ---- norms (src/kernels/norms.c) ----
+ * Sums are accumulated in double over fixed chunks whose partial sums are
+ * added in chunk order, so a result does not depend on the thread count. */
+double nn__sumsq(const float *x, int64_t n);
+/* Sum of (a[i] - b[i])^2. */
+double nn__sumsq_diff(const float *a, const float *b, int64_t n);
+/* false when x holds a NaN or an Inf. */
+bool nn__all_finite(const float *x, int64_t n);
 
 #endif

@@ -1,36 +1,12 @@
-/* Activation layers (ReLU, sigmoid, softmax) and the fused activations of
- * Conv2D and Dense. Sigmoid and softmax keep a pointer to their input (the
- * logits) in their state so that cross-entropy can use the logits, as
- * Keras does; the input's buffer outlives the loss computation. */
+/* Activation layers (ReLU, sigmoid, softmax); the fused activations of
+ * Conv2D and Dense are nn__act_forward/backward (src/kernels/eltwise.c).
+ * Sigmoid and softmax keep a pointer to their input (the logits) in their
+ * state so that cross-entropy can use the logits, as Keras does; the
+ * input's buffer outlives the loss computation. */
 #include "kernels/kernels.h"
 #include "layers/layers.h"
 
 #include <string.h>
-
-void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols)
-{
-    int64_t n = rows * cols;
-    switch (act) {
-    case NN_ACT_RELU: nn__relu(y, y, n); break;
-    case NN_ACT_SIGMOID: nn__sigmoid(y, y, n); break;
-    case NN_ACT_SOFTMAX: nn__softmax(y, y, rows, cols); break;
-    case NN_ACT_NONE:
-    default: break;
-    }
-}
-
-void nn__act_backward(nn_activation act, const float *y, float *dy,
-                      int64_t rows, int64_t cols)
-{
-    int64_t n = rows * cols;
-    switch (act) {
-    case NN_ACT_RELU: nn__relu_backward(y, dy, dy, n, false); break;
-    case NN_ACT_SIGMOID: nn__sigmoid_backward(y, dy, dy, n, false); break;
-    case NN_ACT_SOFTMAX: nn__softmax_backward(y, dy, dy, rows, cols, false); break;
-    case NN_ACT_NONE:
-    default: break;
-    }
-}
 
 static int64_t samples(const nn_layer *l, int batch)
 {

@@ -43,9 +43,14 @@ bool nn__act_keeps_logits(nn_activation a)
     return a == NN_ACT_SOFTMAX || a == NN_ACT_SIGMOID;
 }
 
+bool nn__param_trains(bool layer_trainable, const nn_param *p)
+{
+    return layer_trainable && p->trainable;
+}
+
 float *nn__param_grad(nn_layer *l, int i)
 {
-    if (i >= l->n_params || !l->trainable || !l->params[i].trainable)
+    if (i >= l->n_params || !nn__param_trains(l->trainable, &l->params[i]))
         return NULL;
     return l->params[i].grad.data;
 }

@@ -1,9 +1,9 @@
 /* Optimizer objects: options, slots, and the step over a model's
- * parameters. The update rules live in adam.c and sgd.c; the slot order is
- * described in optim.h (checkpoints depend on it). */
+ * parameters. The update rules live in adam.c and sgd.c, clipping in
+ * clip.c; slot k belongs to the k-th parameter of the parameter walk
+ * (nn__param_next_slot), which checkpoints use too. */
 #include "nn_internal.h"
 #include "optim/optim.h"
-#include "diag/diag.h"
 
 #include <math.h>
 #include <string.h>
@@ -142,35 +142,7 @@ void nn_optimizer_free(nn_optimizer *o)
         return;
     }
     free_slots(o);
-    nn__diag_free(o->diag);
     nn__free(o);
-}
-
-/* Walks the parameters that get a slot, in slot order (see optim.h). */
-typedef struct param_iter {
-    const nn_model *m;
-    int layer, param;
-} param_iter;
-
-static nn_param *next_param(param_iter *it)
-{
-    for (; it->layer < it->m->n_layers; it->layer++, it->param = 0) {
-        nn_layer *l = it->m->layers[it->layer];
-        if (!l->trainable) continue;
-        while (it->param < l->n_params) {
-            nn_param *p = &l->params[it->param++];
-            if (p->trainable && p->grad.data) return p;
-        }
-    }
-    return NULL;
-}
-
-int nn__optimizer_count_slots(const nn_model *m)
-{
-    param_iter it = {m, 0, 0};
-    int n = 0;
-    while (next_param(&it)) n++;
-    return n;
 }
 
 static nn_status check_slots(const nn_optimizer *o, const nn_model *m, int n)
@@ -179,12 +151,13 @@ static nn_status check_slots(const nn_optimizer *o, const nn_model *m, int n)
              "optimizer: the model now has %d trainable parameters, the "
              "optimizer's state was made for %d",
              n, o->n_slots);
-    param_iter it = {m, 0, 0};
-    nn_param *p;
-    for (int k = 0; (p = next_param(&it)) != NULL; k++)
-        NN_CHECK(p->value.size == o->slot_size[k], NN_ERR_STATE,
-                 "optimizer: parameter %d has %lld values, its state %lld", k,
-                 (long long)p->value.size, (long long)o->slot_size[k]);
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it))
+        NN_CHECK(it.p->value.size == o->slot_size[it.slot], NN_ERR_STATE,
+                 "optimizer: parameter %d has %lld values, its state %lld",
+                 it.slot, (long long)it.p->value.size,
+                 (long long)o->slot_size[it.slot]);
     return NN_OK;
 }
 
@@ -196,14 +169,16 @@ static nn_status alloc_slots(nn_optimizer *o, const nn_model *m, int n)
     o->slot_size = nn__calloc((size_t)n, sizeof *o->slot_size);
     o->n_slots = n;
     if (!o->slot_m || (adam && !o->slot_v) || !o->slot_size) goto fail;
-    param_iter it = {m, 0, 0};
-    nn_param *p;
-    for (int k = 0; (p = next_param(&it)) != NULL; k++) {
-        o->slot_size[k] = p->value.size;
-        o->slot_m[k] = nn__calloc((size_t)p->value.size, sizeof(float));
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it)) {
+        int k = it.slot;
+        int64_t size = it.p->value.size;
+        o->slot_size[k] = size;
+        o->slot_m[k] = nn__calloc((size_t)size, sizeof(float));
         if (!o->slot_m[k]) goto fail;
         if (!adam) continue;
-        o->slot_v[k] = nn__calloc((size_t)p->value.size, sizeof(float));
+        o->slot_v[k] = nn__calloc((size_t)size, sizeof(float));
         if (!o->slot_v[k]) goto fail;
     }
     return NN_OK;
@@ -215,34 +190,55 @@ fail:
 nn_status nn__optimizer_prepare(nn_optimizer *o, const nn_model *m)
 {
     NN_CHECK(o && m, NN_ERR_INVALID, "optimizer: NULL argument");
-    int n = nn__optimizer_count_slots(m);
+    int n = nn__param_slots(m);
     if (o->slot_size) return check_slots(o, m, n);
     if (n == 0) return NN_OK;
     return alloc_slots(o, m, n);
 }
 
-nn_status nn__optimizer_step(nn_optimizer *o, nn_model *m)
+/* The training step allocates every gradient before it updates; a
+ * parameter that trains without one cannot be stepped. */
+static nn_status check_grads(const nn_model *m)
 {
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it))
+        NN_CHECK(it.p->grad.data, NN_ERR_STATE,
+                 "optimizer: parameter '%s' of layer '%s' has no gradient; "
+                 "run a backward pass first",
+                 it.p->name, it.l->name);
+    return NN_OK;
+}
+
+static void tell(const nn_step_hook *hook, nn_step_event event,
+                 const nn_param_iter *at, int64_t iterations)
+{
+    if (hook) hook->fn(hook->ctx, event, at, iterations);
+}
+
+nn_status nn__optimizer_step(nn_optimizer *o, nn_model *m,
+                             const nn_step_hook *hook)
+{
+    NN_CHECK(o && m, NN_ERR_INVALID, "optimizer: NULL argument");
+    NN_TRY(check_grads(m));
     NN_TRY(nn__optimizer_prepare(o, m));
-    /* Clipping and update measurements (src/diag/): off unless set. */
-    if (o->clipvalue > 0 || o->global_clipnorm > 0)
-        NN_TRY(nn__clip_gradients(o, m));
-    nn_diag *d = nn__diag_records(o->diag) ? o->diag : NULL;
+    if (o->clipvalue > 0 || o->global_clipnorm > 0) nn__clip_gradients(o, m);
     int64_t t = o->iterations + 1;
-    param_iter it = {m, 0, 0};
-    nn_param *p;
-    for (int k = 0; (p = next_param(&it)) != NULL; k++) {
-        /* next_param has moved past p: it is it.param - 1 of it.layer */
-        if (d) nn__diag_before_param(d, it.layer, it.param - 1, p);
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it)) {
+        nn_param *p = it.p;
+        int k = it.slot;
+        tell(hook, NN_STEP_BEFORE_UPDATE, &it, o->iterations);
         if (o->kind == NN_OPTIM_ADAM)
             nn__adam_update(&o->adam, t, p->value.data, p->grad.data,
                             o->slot_m[k], o->slot_v[k], p->value.size);
         else
             nn__sgd_update(&o->sgd, p->value.data, p->grad.data,
                            o->slot_m[k], p->value.size);
-        if (d) nn__diag_after_param(d, it.layer, it.param - 1, p);
+        tell(hook, NN_STEP_AFTER_UPDATE, &it, o->iterations);
     }
     o->iterations = t;
-    if (d) nn__diag_after_update(d, t);
+    tell(hook, NN_STEP_DONE, NULL, t);
     return NN_OK;
 }

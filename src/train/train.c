@@ -33,11 +33,6 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
         lo.size = sizeof lo;
     }
     if (m->opt && m->opt != opt) {
-        /* Diagnostics belong to the model: the new optimizer carries them. */
-        if (!opt->diag) {
-            opt->diag = m->opt->diag;
-            m->opt->diag = NULL;
-        }
         m->opt->owned_by_model = false;
         nn_optimizer_free(m->opt);
     }
@@ -47,6 +42,22 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
     m->loss_opts = lo;
     m->compiled = true;
     return NN_OK;
+}
+
+/* The model's destructor lives here, above everything a model owns: its
+ * layers and contexts (graph), its optimizer and its diagnostics. */
+void nn_model_free(nn_model *m)
+{
+    if (!m) return;
+    nn_context_free(m->ctx);
+    for (int i = 0; i < m->n_layers; i++) nn__layer_free(m->layers[i]);
+    nn__free(m->layers);
+    if (m->opt) {
+        m->opt->owned_by_model = false;
+        nn_optimizer_free(m->opt);
+    }
+    nn__diag_free(m->diag);
+    nn__free(m);
 }
 
 int64_t nn__label_size(const nn_model *m)
@@ -107,14 +118,13 @@ nn_status nn__loss_step(nn_model *m, nn_context *c, const float *y, int batch,
 
 static nn_status ensure_grads(nn_model *m)
 {
-    for (int i = 0; i < m->n_layers; i++) {
-        nn_layer *l = m->layers[i];
-        for (int j = 0; j < l->n_params; j++) {
-            nn_param *p = &l->params[j];
-            if (p->grad.data) continue;
-            p->grad.data = nn__calloc((size_t)p->value.size, sizeof(float));
-            if (!p->grad.data) return NN_ERR_NOMEM;
-        }
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next(&it)) {
+        nn_param *p = it.p;
+        if (p->grad.data) continue;
+        p->grad.data = nn__calloc((size_t)p->value.size, sizeof(float));
+        if (!p->grad.data) return NN_ERR_NOMEM;
     }
     return NN_OK;
 }
@@ -134,6 +144,15 @@ static uint64_t step_key(nn_model *m)
     return z ^ (z >> 27);
 }
 
+/* The optimizer reports its updates to the diagnostics when they
+ * recorded this step's gradients. */
+static nn_status optimizer_step(nn_model *m)
+{
+    nn_step_hook hook;
+    bool listen = nn__diag_step_hook(m->diag, &hook);
+    return nn__optimizer_step(m->opt, m, listen ? &hook : NULL);
+}
+
 nn_status nn__train_step(nn_model *m, const float *x, const float *y,
                          int batch, bool training, bool update, float *dx,
                          nn_step_stats *st)
@@ -142,7 +161,7 @@ nn_status nn__train_step(nn_model *m, const float *x, const float *y,
     NN_TRY(nn__model_context(m, &c));
     NN_TRY(ensure_grads(m));
     /* Gradient diagnostics (src/diag/): a NULL test when they are off. */
-    nn_diag *d = m->opt->diag;
+    nn_diag *d = m->diag;
     /* The input gradient, or a scan of every output, needs them all. */
     bool full = dx || nn__diag_scans(d);
     NN_TRY(nn__context_plan(c, batch, true, full));
@@ -151,8 +170,7 @@ nn_status nn__train_step(nn_model *m, const float *x, const float *y,
     NN_TRY(nn__loss_step(m, c, y, batch, true, st));
     NN_TRY(nn__backward(c, batch, st->preact, dx));
     if (d) NN_TRY(nn__diag_after_backward(m, c, batch, dx != NULL));
-    if (update) NN_TRY(nn__optimizer_step(m->opt, m));
-    return NN_OK;
+    return update ? optimizer_step(m) : NN_OK;
 }
 
 nn_status nn__check_xy(const nn_model *m, const nn_tensor *x,
@@ -218,7 +236,7 @@ nn_status nn_model_apply_gradients(nn_model *m)
              "nn_model_apply_gradients: compile the model first");
     NN_CHECK(m->ctx && m->ctx->training_ready, NN_ERR_STATE,
              "nn_model_apply_gradients: no gradients computed yet");
-    return nn__optimizer_step(m->opt, m);
+    return optimizer_step(m);
 }
 
 nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
