@@ -69,7 +69,8 @@ def test_struct_layouts_match_the_header(tmp_path):
     structs = [(n, getattr(_lib, n)) for n in (
         "nn_layer_opts", "nn_conv2d_opts", "nn_pool2d_opts", "nn_dense_opts",
         "nn_loss_opts", "nn_adam_opts", "nn_sgd_opts", "nn_progress",
-        "nn_fit_opts")]
+        "nn_fit_opts", "nn_image_opts", "nn_pixels_opts",
+        "nn_defects_opts")]
     src = tmp_path / "layout.c"
     src.write_text(_c_layout_program(structs))
     exe = tmp_path / "layout"
