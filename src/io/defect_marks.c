@@ -262,10 +262,11 @@ static void crack(synth_img *im, nn_rng *r)
  * darker ring where the liquid dried. */
 static void stain(synth_img *im, nn_rng *r)
 {
-    static const float tints[4][3] = {{0.82f, 0.52f, 0.32f},
-                                      {0.78f, 0.66f, 0.48f},
-                                      {0.70f, 0.71f, 0.74f},
-                                      {0.55f, 0.50f, 0.45f}};
+    /* rust, dried coffee or mud, water, oil */
+    static const float tints[4][3] = {{0.70f, 0.45f, 0.28f},
+                                      {0.62f, 0.52f, 0.38f},
+                                      {0.72f, 0.73f, 0.76f},
+                                      {0.45f, 0.42f, 0.40f}};
     float cx, cy;
     inner_point(im, r, 0.1f, &cx, &cy);
     float rad = nn__synth_range(r, 8.0f, 28.0f) * im->s;
@@ -277,7 +278,7 @@ static void stain(synth_img *im, nn_rng *r)
                                            : 0.0f;
     int residue = nn__rng_uniform(r) < 0.15f;
     const float *tint = tints[nn__rng_below(r, 4)];
-    float k = strength(r, 0.3f, 0.08f, 0.16f, residue ? 0.3f : 0.5f);
+    float k = strength(r, 0.3f, 0.1f, 0.18f, residue ? 0.35f : 0.6f);
     uint32_t key = (uint32_t)nn__rng_u64(r);
     float m = rad * 1.6f / aspect + 2.0f; /* d <= 1 + 0.55 inside */
     box b = clip_box(im, cx - m, cy - m, cx + m, cy + m);

@@ -136,7 +136,8 @@ static void fabric(synth_img *im, nn_rng *r, const surface *sf)
     float weft_shade = nn__synth_range(r, 0.8f, 1.1f);
     float yarn = nn__synth_range(r, 0.05f, 0.14f);
     float fibre = nn__synth_range(r, 0.08f, 0.18f);
-    float gap = nn__synth_range(r, 0.35f, 0.6f);
+    float gap = nn__synth_range(r, 0.2f, 0.45f);
+    float relief = nn__synth_range(r, 0.25f, 0.45f);
     for (int y = 0; y < im->h; y++)
         for (int x = 0; x < im->w; x++) {
             float a = ((float)x * ca + (float)y * sa) / period;
@@ -149,7 +150,7 @@ static void fabric(synth_img *im, nn_rng *r, const surface *sf)
             float t = warp ? ta : tb, along = warp ? tb : ta;
             float round = 1.0f - t * t * t * t;
             float dip = 1.0f - gap * along * along * along * along;
-            float shade = (0.5f + 0.5f * round) * dip;
+            float shade = (1.0f - relief + relief * round) * dip;
             int thread = warp ? i : j;
             shade *= 1.0f + yarn * (2.0f * lattice(sf->key + (warp ? 21u : 23u),
                                                     thread, 0) - 1.0f);
