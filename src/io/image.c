@@ -221,9 +221,13 @@ nn_status nn_image_resize(const nn_tensor *images, int height, int width,
 /* ---------------- saving ---------------- */
 
 /* Image `index` of a [N, H, W, C] or [H, W, C] tensor. */
+typedef struct picked {
+    int h, w, c;
+    const float *data;
+} picked;
+
 static nn_status pick_image(const nn_tensor *t, int64_t index,
-                            const char *who, int *h, int *w, int *c,
-                            const float **data)
+                            const char *who, picked *p)
 {
     NN_CHECK(t, NN_ERR_INVALID, "%s: tensor is NULL", who);
     NN_CHECK(t->rank == 3 || t->rank == 4, NN_ERR_SHAPE,
@@ -238,11 +242,18 @@ static nn_status pick_image(const nn_tensor *t, int64_t index,
                  d[1] <= PNG_SIDE_MAX,
              NN_ERR_SHAPE, "%s: a %lld x %lld image cannot be a PNG file",
              who, (long long)d[0], (long long)d[1]);
-    *h = (int)d[0];
-    *w = (int)d[1];
-    *c = (int)d[2];
-    *data = t->data + index * d[0] * d[1] * d[2];
+    *p = (picked){(int)d[0], (int)d[1], (int)d[2],
+                  t->data + index * d[0] * d[1] * d[2]};
     return NN_OK;
+}
+
+/* The image a save call writes, after checking its path. */
+static nn_status save_source(const char *path, const nn_tensor *t,
+                             int64_t index, const char *who, picked *p)
+{
+    NN_CHECK(path && path[0], NN_ERR_INVALID, "%s: path is NULL or empty",
+             who);
+    return pick_image(t, index, who, p);
 }
 
 static uint8_t to_u8(float v)
@@ -255,20 +266,17 @@ static uint8_t to_u8(float v)
 nn_status nn_image_save_png(const char *path, const nn_tensor *images,
                             int64_t index)
 {
-    NN_CHECK(path && path[0], NN_ERR_INVALID,
-             "nn_image_save_png: path is NULL or empty");
-    int h, w, c;
-    const float *src;
-    NN_TRY(pick_image(images, index, "nn_image_save_png", &h, &w, &c, &src));
-    NN_CHECK(c == 1 || c == 3 || c == 4, NN_ERR_SHAPE,
+    picked im;
+    NN_TRY(save_source(path, images, index, "nn_image_save_png", &im));
+    NN_CHECK(im.c == 1 || im.c == 3 || im.c == 4, NN_ERR_SHAPE,
              "nn_image_save_png: %d channels; a PNG has 1 (gray), 3 (RGB) or "
              "4 (RGBA)",
-             c);
-    size_t n = (size_t)h * w * c;
+             im.c);
+    size_t n = (size_t)im.h * im.w * im.c;
     uint8_t *px = nn__alloc(n);
     if (!px) return NN_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++) px[i] = to_u8(src[i]);
-    nn_png_out img = {h, w, c, px, NULL, 0};
+    for (size_t i = 0; i < n; i++) px[i] = to_u8(im.data[i]);
+    nn_png_out img = {im.h, im.w, im.c, px, NULL, 0};
     nn_status s = nn__png_write(path, &img);
     nn__free(px);
     return s;
@@ -293,14 +301,13 @@ static void class_colour(int id, uint8_t *rgb)
 nn_status nn_mask_save_png(const char *path, const nn_tensor *masks,
                            int64_t index)
 {
-    NN_CHECK(path && path[0], NN_ERR_INVALID,
-             "nn_mask_save_png: path is NULL or empty");
-    int h, w, c;
-    const float *src;
-    NN_TRY(pick_image(masks, index, "nn_mask_save_png", &h, &w, &c, &src));
-    NN_CHECK(c == 1, NN_ERR_SHAPE,
-             "nn_mask_save_png: a mask has 1 channel, got %d", c);
-    size_t n = (size_t)h * w;
+    picked im;
+    NN_TRY(save_source(path, masks, index, "nn_mask_save_png", &im));
+    NN_CHECK(im.c == 1, NN_ERR_SHAPE,
+             "nn_mask_save_png: a mask has 1 channel, got %d", im.c);
+    const float *src = im.data;
+    int w = im.w;
+    size_t n = (size_t)im.h * w;
     int top = 1;
     for (size_t i = 0; i < n; i++) {
         float v = src[i];
@@ -315,7 +322,7 @@ nn_status nn_mask_save_png(const char *path, const nn_tensor *masks,
     for (size_t i = 0; i < n; i++) px[i] = (uint8_t)src[i];
     uint8_t pal[256 * 3];
     for (int i = 0; i <= top; i++) class_colour(i, pal + 3 * i);
-    nn_png_out img = {h, w, 0, px, pal, top + 1};
+    nn_png_out img = {im.h, w, 0, px, pal, top + 1};
     nn_status s = nn__png_write(path, &img);
     nn__free(px);
     return s;
@@ -357,20 +364,20 @@ nn_status nn_image_from_u8(const uint8_t *pixels, int height, int width,
     NN_TRY(nn__read_opts(&o, sizeof o, opts, "nn_image_from_u8"));
     size_t row = (size_t)width * channels;
     NN_TRY(check_pixels_opts(&o, channels, row));
-    int h, w, c;
-    const float *dst;
-    NN_TRY(pick_image(out, index, "nn_image_from_u8", &h, &w, &c, &dst));
-    NN_CHECK(h == height && w == width && c == channels, NN_ERR_SHAPE,
+    picked im;
+    NN_TRY(pick_image(out, index, "nn_image_from_u8", &im));
+    NN_CHECK(im.h == height && im.w == width && im.c == channels,
+             NN_ERR_SHAPE,
              "nn_image_from_u8: out holds %d x %d x %d images, the frame is "
              "%d x %d x %d",
-             h, w, c, height, width, channels);
+             im.h, im.w, im.c, height, width, channels);
     size_t stride = o.stride ? o.stride : row;
     /* 256 values per channel, computed once as the documented formula. */
     float lut[4][256];
     for (int k = 0; k < channels; k++)
         for (int v = 0; v < 256; v++)
             lut[k][v] = ((float)v * o.scale - o.mean[k]) / o.std[k];
-    float *d = (float *)dst;
+    float *d = (float *)im.data;
     for (int y = 0; y < height; y++, d += row) {
         const uint8_t *p = pixels + (size_t)y * stride;
         for (int x = 0; x < width; x++)

@@ -315,30 +315,29 @@ nn_status nn_seg_load_manifest(const char *path, int channels,
 
 /* ---------------- the paired flip ---------------- */
 
-static void flip_rows(float *img, int64_t h, int64_t row)
+static void swap_floats(float *a, float *b, int64_t n)
 {
-    for (int64_t y = 0; y < h / 2; y++) {
-        float *a = img + y * row, *b = img + (h - 1 - y) * row;
-        for (int64_t i = 0; i < row; i++) {
-            float t = a[i];
-            a[i] = b[i];
-            b[i] = t;
-        }
+    for (int64_t i = 0; i < n; i++) {
+        float t = a[i];
+        a[i] = b[i];
+        b[i] = t;
     }
 }
 
+/* Upside down: row y and row h-1-y trade places. */
+static void flip_rows(float *img, int64_t h, int64_t row)
+{
+    for (int64_t y = 0; y < h / 2; y++)
+        swap_floats(img + y * row, img + (h - 1 - y) * row, row);
+}
+
+/* Left-right: in every row, pixel x and pixel w-1-x trade places. */
 static void flip_cols(float *img, int64_t h, int64_t w, int64_t c)
 {
     for (int64_t y = 0; y < h; y++) {
         float *r = img + y * w * c;
-        for (int64_t x = 0; x < w / 2; x++) {
-            float *a = r + x * c, *b = r + (w - 1 - x) * c;
-            for (int64_t k = 0; k < c; k++) {
-                float t = a[k];
-                a[k] = b[k];
-                b[k] = t;
-            }
-        }
+        for (int64_t x = 0; x < w / 2; x++)
+            swap_floats(r + x * c, r + (w - 1 - x) * c, c);
     }
 }
 

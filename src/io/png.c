@@ -42,6 +42,38 @@ nn_status nn__open_regular(const char *path, const char *who, int *fd,
 
 /* ---------------- libpng callbacks ---------------- */
 
+/* What libpng told us, for reading and writing alike: its error, its
+ * first warning (not reported: libpng goes on after one), and whether an
+ * allocation failed. libpng's error and memory pointers point here. */
+typedef struct png_talk {
+    bool nomem;
+    char msg[MSG_LEN];
+    char warning[MSG_LEN];
+} png_talk;
+
+static void on_error(png_structp png, png_const_charp msg)
+{
+    png_talk *t = png_get_error_ptr(png);
+    if (!t->msg[0]) snprintf(t->msg, sizeof t->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void on_warning(png_structp png, png_const_charp msg)
+{
+    png_talk *t = png_get_error_ptr(png);
+    if (!t->warning[0]) snprintf(t->warning, sizeof t->warning, "%s", msg);
+}
+
+static png_voidp on_malloc(png_structp png, png_alloc_size_t n)
+{
+    png_talk *t = png_get_mem_ptr(png);
+    void *p = nn__try_alloc(n);
+    if (!p) t->nomem = true;
+    return p;
+}
+
+static void on_free(png_structp png, png_voidp p) { nn__free(p); }
+
 typedef struct png_job {
     const char *path;
     int fd;
@@ -50,36 +82,12 @@ typedef struct png_job {
     uint8_t *pixels; /* the stored samples, unpacked to bytes */
     png_bytep *rows;
     nn_tensor *out;
-    bool nomem, eof;
+    png_talk talk;
+    bool eof;
     int read_errno;
-    char msg[MSG_LEN];     /* libpng's error */
-    char warning[MSG_LEN]; /* its first warning (not reported) */
     size_t have, used;
     uint8_t buf[READ_CHUNK];
 } png_job;
-
-static void on_error(png_structp png, png_const_charp msg)
-{
-    png_job *j = png_get_error_ptr(png);
-    if (!j->msg[0]) snprintf(j->msg, sizeof j->msg, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void on_warning(png_structp png, png_const_charp msg)
-{
-    png_job *j = png_get_error_ptr(png);
-    if (!j->warning[0]) snprintf(j->warning, sizeof j->warning, "%s", msg);
-}
-
-static png_voidp on_malloc(png_structp png, png_alloc_size_t n)
-{
-    png_job *j = png_get_mem_ptr(png);
-    void *p = nn__try_alloc(n);
-    if (!p) j->nomem = true;
-    return p;
-}
-
-static void on_free(png_structp png, png_voidp p) { nn__free(p); }
 
 static void on_read(png_structp png, png_bytep data, size_t n)
 {
@@ -107,7 +115,7 @@ static void on_read(png_structp png, png_bytep data, size_t n)
 /* The status for a decode that libpng abandoned. */
 static nn_status png_failure(const png_job *j)
 {
-    if (j->nomem)
+    if (j->talk.nomem)
         return nn__fail(NN_ERR_NOMEM, "png: '%s': out of memory", j->path);
     if (j->read_errno)
         return nn__fail(NN_ERR_IO, "png: reading '%s': %s", j->path,
@@ -115,7 +123,7 @@ static nn_status png_failure(const png_job *j)
     if (j->eof)
         return nn__fail(NN_ERR_FORMAT, "png: '%s' is truncated", j->path);
     return nn__fail(NN_ERR_FORMAT, "png: '%s' is corrupt (%s)", j->path,
-                    j->msg);
+                    j->talk.msg);
 }
 
 /* ---------------- the header ---------------- */
@@ -281,8 +289,9 @@ static nn_status start_reading(png_job *j)
     NN_CHECK(got == sizeof sig && png_sig_cmp(sig, 0, sizeof sig) == 0,
              NN_ERR_FORMAT, "png: '%s' is not a PNG file (bad signature)",
              j->path);
-    j->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, j, on_error,
-                                      on_warning, j, on_malloc, on_free);
+    j->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &j->talk,
+                                      on_error, on_warning, &j->talk,
+                                      on_malloc, on_free);
     if (j->png) j->info = png_create_info_struct(j->png);
     NN_CHECK(j->png && j->info, NN_ERR_NOMEM,
              "png: '%s': out of memory starting libpng", j->path);
@@ -351,31 +360,8 @@ typedef struct png_wjob {
     png_structp png;
     png_infop info;
     png_bytep *rows;
-    bool nomem;
-    char msg[MSG_LEN];
-    char warning[MSG_LEN];
+    png_talk talk;
 } png_wjob;
-
-static void on_werror(png_structp png, png_const_charp msg)
-{
-    png_wjob *j = png_get_error_ptr(png);
-    if (!j->msg[0]) snprintf(j->msg, sizeof j->msg, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void on_wwarning(png_structp png, png_const_charp msg)
-{
-    png_wjob *j = png_get_error_ptr(png);
-    if (!j->warning[0]) snprintf(j->warning, sizeof j->warning, "%s", msg);
-}
-
-static png_voidp on_wmalloc(png_structp png, png_alloc_size_t n)
-{
-    png_wjob *j = png_get_mem_ptr(png);
-    void *p = nn__try_alloc(n);
-    if (!p) j->nomem = true;
-    return p;
-}
 
 static void on_write(png_structp png, png_bytep data, size_t n)
 {
@@ -397,11 +383,12 @@ static void on_flush(png_structp png) { (void)png; }
 static nn_status encode(png_wjob *j, const nn_png_out *img)
 {
     if (setjmp(png_jmpbuf(j->png))) {
-        if (j->nomem)
+        if (j->talk.nomem)
             return nn__fail(NN_ERR_NOMEM, "png: writing '%s': out of memory",
                             j->path);
-        return nn__fail(NN_ERR_IO, "png: cannot write '%s': %s", j->path,
-                        j->write_errno ? strerror(j->write_errno) : j->msg);
+        const char *why =
+            j->write_errno ? strerror(j->write_errno) : j->talk.msg;
+        return nn__fail(NN_ERR_IO, "png: cannot write '%s': %s", j->path, why);
     }
     static const int types[5] = {PNG_COLOR_TYPE_PALETTE, PNG_COLOR_TYPE_GRAY,
                                  0, PNG_COLOR_TYPE_RGB,
@@ -445,9 +432,9 @@ static nn_status write_temp(const char *tmp, const nn_png_out *img,
         s = nn__fail(NN_ERR_IO, "png: cannot create '%s': %s", tmp,
                      strerror(errno));
     if (s == NN_OK) {
-        j->png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, j,
-                                           on_werror, on_wwarning, j,
-                                           on_wmalloc, on_free);
+        j->png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, &j->talk,
+                                           on_error, on_warning, &j->talk,
+                                           on_malloc, on_free);
         if (j->png) j->info = png_create_info_struct(j->png);
         if (!j->png || !j->info)
             s = nn__fail(NN_ERR_NOMEM, "png: writing '%s': out of memory",
