@@ -20,7 +20,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-param
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fopenmp $(SANITIZE) $(BLAS_CFLAGS) -Iinclude -Isrc
 LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DNN_BUILDING
-LIBS     := $(BLAS_LIBS) -lz -lm -fopenmp
+LIBS     := $(BLAS_LIBS) -lpng -lz -lm -fopenmp
 
 BUILD    ?= build
 LIBDIR   ?= lib
@@ -83,8 +83,8 @@ profile: $(BUILD)/bench/profile/layer_profile
 
 # ---- set-up: install what is missing from Debian's archive ----
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
-            dataset-fashion-mnist python3-torch python3-numpy python3-pytest \
-            python3-matplotlib binutils
+            libpng-dev dataset-fashion-mnist python3-torch python3-numpy \
+            python3-pytest python3-matplotlib binutils
 deps:
 	@scripts/deps.sh $(DEB_PKGS)
 

@@ -23,7 +23,7 @@
  * Sections, in order: version and errors, threads, tensors, building
  * models, layers, losses and optimizers, training, inference and
  * contexts, gradient diagnostics, files (models, weights, data sets),
- * model zoo.
+ * images and segmentation data, model zoo.
  */
 #ifndef NN_H
 #define NN_H
@@ -764,6 +764,170 @@ NN_API nn_status nn_load_cifar10(const char *const *paths, int count,
 /* Labels [N] of class ids -> one-hot [N, num_classes]. */
 NN_API nn_status nn_one_hot(const nn_tensor *labels, int num_classes,
                             nn_tensor **out);
+
+/* ------------------------------------------------------------------ */
+/* Images and segmentation data (guide: docs/data.md)                  */
+/* ------------------------------------------------------------------ */
+
+/* PNG files through libpng: every colour type (gray, gray+alpha, RGB,
+ * RGBA, palette with or without transparency), bit depths 1 to 16,
+ * interlaced or not. Only regular files are opened (a FIFO or a device is
+ * refused, never waited on). A damaged or truncated file is an error
+ * (NN_ERR_FORMAT) that names it; nothing is printed. */
+
+/* Default of nn_image_opts.max_values: 2^27 values, a 512 MiB tensor. */
+#define NN_IMAGE_MAX_VALUES ((int64_t)1 << 27)
+
+/* How the samples of a mask file become class ids. */
+typedef enum nn_mask_mode {
+    /* A gray sample (any bit depth) or a palette index is the class id. */
+    NN_MASK_CLASS_IDS = 0,
+    /* Binary masks drawn as black and white: 0 is class 0, the largest
+     * value of the bit depth (255 at 8 bits, 1 at 1 bit) is class 1; any
+     * other value is an error. Palette masks: index 0 and 1. */
+    NN_MASK_BINARY = 1
+} nn_mask_mode;
+
+typedef struct nn_image_opts {
+    size_t size;       /* sizeof(nn_image_opts) */
+    /* 0, 0: keep the stored size. Otherwise every image is resized to
+     * height x width: bilinear for images, nearest for masks (half-pixel
+     * centres, as nn_resizing), so a mask keeps only the ids it had. */
+    int height, width;
+    /* A file whose width x height x channels (the larger of the stored and
+     * the requested channel count) exceeds this is refused from its header
+     * (NN_ERR_UNSUPPORTED), before anything is allocated for it. */
+    int64_t max_values;     /* NN_IMAGE_MAX_VALUES; 0 means the same */
+    nn_mask_mode mask_mode; /* CLASS_IDS */
+    int num_classes;        /* 2: mask class ids must lie in 0..num_classes-1 */
+} nn_image_opts;
+#define NN_IMAGE_OPTS_INIT                                                     \
+    {sizeof(nn_image_opts), 0, 0, NN_IMAGE_MAX_VALUES, NN_MASK_CLASS_IDS, 2}
+
+/* Reads a PNG into a new tensor [H, W, channels] of values in [0, 1]
+ * (sample / 255, or / 65535 at 16 bits). channels is 1 or 3, converted as
+ * Keras' load_img (PIL) does: gray -> RGB repeats the value; RGB -> gray is
+ * ITU-R 601 luma (R 299 + G 587 + B 114) / 1000, rounded to 8 bits as PIL
+ * rounds it for 8-bit files; alpha and palette transparency are dropped,
+ * not composited. */
+NN_API nn_status nn_image_load(const char *path, int channels,
+                               const nn_image_opts *opts, nn_tensor **out);
+/* Reads a mask PNG (gray or palette; see nn_mask_mode) into a new tensor
+ * [H, W, 1] of class ids as floats. A value that is not a class id below
+ * opts->num_classes is an error naming the pixel. RGB masks are refused:
+ * save colour-coded masks as palette PNGs. */
+NN_API nn_status nn_mask_load(const char *path, const nn_image_opts *opts,
+                              nn_tensor **out);
+/* Reads `count` PNGs into one new tensor [count, H, W, channels]: H x W is
+ * opts->height x opts->width, or the first file's size when those are 0
+ * (then every file must have that size). An error names the file and its
+ * index. */
+NN_API nn_status nn_image_load_batch(const char *const *paths, int count,
+                                     int channels, const nn_image_opts *opts,
+                                     nn_tensor **out);
+/* Resizes images [H, W, C] or [N, H, W, C] into a new tensor of the same
+ * rank with height x width (as nn_resizing: bilinear for images, nearest
+ * for masks). */
+NN_API nn_status nn_image_resize(const nn_tensor *images, int height,
+                                 int width, nn_interpolation interpolation,
+                                 nn_tensor **out);
+/* Writes image `index` of [N, H, W, C] (or the image [H, W, C], index 0)
+ * as an 8-bit PNG: C 1 gray, 3 RGB, 4 RGBA; values in [0, 1] are scaled
+ * by 255 and rounded, values outside clamped, NaN written as 0. The file is
+ * replaced atomically (written beside it, then renamed). */
+NN_API nn_status nn_image_save_png(const char *path, const nn_tensor *images,
+                                   int64_t index);
+/* Writes mask `index` of [N, H, W, 1] (or [H, W, 1]) as an 8-bit palette
+ * PNG whose indices are the class ids (0..255; anything else is an error)
+ * and whose colours tell the classes apart: 0 black, 1 white, 2 red,
+ * 3 green, 4 blue, 5 yellow, ... nn_mask_load reads it back exactly. */
+NN_API nn_status nn_mask_save_png(const char *path, const nn_tensor *masks,
+                                  int64_t index);
+
+/* Normalisation of 8-bit pixels: value = (pixel * scale - mean[c]) / std[c]
+ * for channel c. The defaults give pixel * (1/255), as Keras'
+ * Rescaling(1/255);
+ * torchvision's preprocessing is mean {0.485, 0.456, 0.406} and std
+ * {0.229, 0.224, 0.225}. */
+typedef struct nn_pixels_opts {
+    size_t size;   /* sizeof(nn_pixels_opts) */
+    size_t stride; /* bytes from one row to the next; 0: width * channels */
+    float scale;   /* 1/255 */
+    float mean[4]; /* 0 */
+    float std[4];  /* 1; each must be positive */
+} nn_pixels_opts;
+#define NN_PIXELS_OPTS_INIT                                                    \
+    {sizeof(nn_pixels_opts), 0, 1.0f / 255.0f, {0, 0, 0, 0}, {1, 1, 1, 1}}
+
+/* Converts an 8-bit HWC frame (a camera buffer, channels 1..4) into image
+ * `index` of `out`, an existing tensor [N, height, width, channels] (or
+ * [height, width, channels] with index 0). Allocates nothing, so a
+ * product's capture loop can call it for every frame. */
+NN_API nn_status nn_image_from_u8(const uint8_t *pixels, int height,
+                                  int width, int channels,
+                                  const nn_pixels_opts *opts, nn_tensor *out,
+                                  int64_t index);
+
+/* Reads a segmentation data set listed in a CSV manifest:
+ *   id,image_path,mask_path
+ *   part-001,images/part-001.png,masks/part-001.png
+ * The header line is required (further columns are ignored); relative
+ * paths are relative to the manifest's directory; a field may be quoted
+ * ("a,b.png", with "" for a quote inside) but cannot span lines. images
+ * receives [N, H, W, channels] in [0, 1] and masks [N, H, W, 1] class ids
+ * as floats, H x W as in nn_image_load_batch (set opts->height and width
+ * to the model's input). A bad row (a missing or damaged file, an image and
+ * a mask of different sizes, a mask value that is not a class id below
+ * opts->num_classes) is an error naming the manifest line, the row's id and
+ * the file; nothing is returned then. */
+NN_API nn_status nn_seg_load_manifest(const char *path, int channels,
+                                      const nn_image_opts *opts,
+                                      nn_tensor **images, nn_tensor **masks);
+
+/* Paired augmentation: flips image i of images [N, H, W, C] and mask i of
+ * masks [N, H, W, Cm] (may be NULL) together, in place, left-right with
+ * probability 1/2 when mode has NN_FLIP_HORIZONTAL and upside down with
+ * probability 1/2 when it has NN_FLIP_VERTICAL. Each image's draws depend
+ * only on (seed, i): pass a new seed every epoch. */
+NN_API nn_status nn_seg_random_flip(nn_tensor *images, nn_tensor *masks,
+                                    nn_flip_mode mode, uint64_t seed);
+
+/* The synthetic surface-defect data set: textured surfaces (brushed metal,
+ * woven fabric, cast or painted surfaces) under uneven lighting with
+ * sensor noise, some carrying one kind of defect. */
+typedef enum nn_defect_kind {
+    NN_DEFECT_NONE = 0,
+    NN_DEFECT_SCRATCH = 1, /* thin lines and curves */
+    NN_DEFECT_PIT = 2,     /* small dark or bright blobs */
+    NN_DEFECT_CRACK = 3,   /* branching jagged dark lines */
+    NN_DEFECT_STAIN = 4    /* large soft-edged discolouration */
+} nn_defect_kind;
+#define NN_DEFECT_KINDS 5
+
+typedef struct nn_defects_opts {
+    size_t size;           /* sizeof(nn_defects_opts) */
+    int count;             /* 256 images */
+    int height, width;     /* 128 x 128 (each 16..4096) */
+    int channels;          /* 3 (RGB) or 1 (gray) */
+    float defect_fraction; /* 0.5: the share of images with a defect */
+    /* 0: masks hold 1 on defect pixels; 1: the defect's nn_defect_kind */
+    int typed_masks;
+    uint64_t seed; /* 0 */
+} nn_defects_opts;
+#define NN_DEFECTS_OPTS_INIT                                                   \
+    {sizeof(nn_defects_opts), 256, 128, 128, 3, 0.5f, 0, 0}
+
+/* Generates the data set: images [count, height, width, channels] in
+ * [0, 1], masks [count, height, width, 1] (a pixel belongs to the defect
+ * where the defect covers at least half of it; all zero exactly for the
+ * images without a defect) and labels [count] (the image's nn_defect_kind,
+ * 0 for none). The same options give the same values on every machine and
+ * at any thread count. */
+NN_API nn_status nn_synthetic_defects(const nn_defects_opts *opts,
+                                      nn_tensor **images, nn_tensor **masks,
+                                      nn_tensor **labels);
+/* "none", "scratch", "pit", "crack", "stain"; NULL for other values. */
+NN_API const char *nn_defect_name(int kind);
 
 /* ------------------------------------------------------------------ */
 /* Model zoo (guide: docs/zoo.md)                                     */

@@ -489,6 +489,61 @@ _SIGNATURES.update({
     "nn_history_step_get": (c_float, [HistoryP, c_int, c_int64], None),
 })
 
+# ---- images and segmentation data (docs/data.md)
+IMAGE_MAX_VALUES = 1 << 27
+MASK_CLASS_IDS, MASK_BINARY = 0, 1
+DEFECT_NAMES = ("none", "scratch", "pit", "crack", "stain")
+
+
+class nn_image_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("height", c_int), ("width", c_int),
+                ("max_values", c_int64), ("mask_mode", c_int),
+                ("num_classes", c_int)]
+
+
+class nn_pixels_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("stride", c_size_t), ("scale", c_float),
+                ("mean", c_float * 4), ("std", c_float * 4)]
+
+
+class nn_defects_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("count", c_int), ("height", c_int),
+                ("width", c_int), ("channels", c_int),
+                ("defect_fraction", c_float), ("typed_masks", c_int),
+                ("seed", c_uint64)]
+
+
+_DEFAULTS[nn_image_opts] = dict(height=0, width=0,
+                                max_values=IMAGE_MAX_VALUES,
+                                mask_mode=MASK_CLASS_IDS, num_classes=2)
+_DEFAULTS[nn_pixels_opts] = dict(stride=0, scale=1.0 / 255.0,
+                                 mean=(c_float * 4)(0, 0, 0, 0),
+                                 std=(c_float * 4)(1, 1, 1, 1))
+_DEFAULTS[nn_defects_opts] = dict(count=256, height=128, width=128,
+                                  channels=3, defect_fraction=0.5,
+                                  typed_masks=0, seed=0)
+_TensorPP = ctypes.POINTER(TensorP)
+_ImageOptsP = ctypes.POINTER(nn_image_opts)
+_SIGNATURES.update({
+    "nn_image_load": (c_int, [c_char_p, c_int, _ImageOptsP, _TensorPP], _S),
+    "nn_mask_load": (c_int, [c_char_p, _ImageOptsP, _TensorPP], _S),
+    "nn_image_load_batch": (c_int, [ctypes.POINTER(c_char_p), c_int, c_int,
+                                    _ImageOptsP, _TensorPP], _S),
+    "nn_image_resize": (c_int, [TensorP, c_int, c_int, c_int, _TensorPP],
+                        _S),
+    "nn_image_save_png": (c_int, [c_char_p, TensorP, c_int64], _S),
+    "nn_mask_save_png": (c_int, [c_char_p, TensorP, c_int64], _S),
+    "nn_image_from_u8": (c_int, [c_void_p, c_int, c_int, c_int,
+                                 ctypes.POINTER(nn_pixels_opts), TensorP,
+                                 c_int64], _S),
+    "nn_seg_load_manifest": (c_int, [c_char_p, c_int, _ImageOptsP,
+                                     _TensorPP, _TensorPP], _S),
+    "nn_seg_random_flip": (c_int, [TensorP, TensorP, c_int, c_uint64], _S),
+    "nn_synthetic_defects": (c_int, [ctypes.POINTER(nn_defects_opts),
+                                     _TensorPP, _TensorPP, _TensorPP], _S),
+    "nn_defect_name": (c_char_p, [c_int], None),
+})
+
 missing = []
 for _name, (_res, _args, _check) in _SIGNATURES.items():
     try:
