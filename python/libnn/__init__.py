@@ -20,10 +20,12 @@ from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
 from .tensor import Tensor
 from .optimizers import SGD, Adam
 from .model import Context, Layer, Model, Progress
+from .metrics import ConfusionMatrix
 from .data import load_cifar10, load_idx, one_hot
 
 __all__ = [
     "Model", "Layer", "Context", "Progress", "Tensor", "Adam", "SGD",
+    "ConfusionMatrix",
     "load_idx", "load_cifar10", "one_hot", "version", "version_number",
     "set_num_threads", "get_num_threads", "library_path",
     "Error", "InvalidArgument", "ShapeError", "OutOfMemory", "IOError",
