@@ -84,6 +84,12 @@ void nn__confusion_add(nn_confusion *cm, const nn_loss_batch *b,
                    predicted(b, r, out_is_logits)]++;
 }
 
+void nn__confusion_merge(nn_confusion *into, const nn_confusion *from)
+{
+    int64_t cells = (int64_t)into->classes * into->classes;
+    for (int64_t i = 0; i < cells; i++) into->counts[i] += from->counts[i];
+}
+
 /* Output [N, ..., C] and labels with, per sample, one value per position
  * or the output's size. */
 static nn_status describe(const nn_confusion *cm, const nn_tensor *out,

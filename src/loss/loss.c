@@ -48,12 +48,6 @@ int64_t nn__argmax(const float *v, int64_t n)
     return best;
 }
 
-int64_t nn__loss_accuracy_denominator(nn_loss kind, int batch, int64_t classes)
-{
-    if (kind == NN_LOSS_BINARY_CROSSENTROPY) return (int64_t)batch * classes;
-    return batch;
-}
-
 /* ---------------- what a description means ---------------- */
 
 static bool has(const nn_loss_terms *t, nn_loss kind)
@@ -206,9 +200,9 @@ nn_status nn__check_unit_labels(const float *y, int batch, int64_t positions,
     for (int64_t k = 0; k < n; k++) {
         if (y[k] >= 0 && y[k] <= 1) continue;
         char at[64];
-        return nn__fail(NN_ERR_INVALID, "%s: label %lld of %s is %g, not in "
-                                        "[0, 1]",
-                        what, (long long)(k % classes),
+        return nn__fail(NN_ERR_INVALID,
+                        "%s: label %lld of %s is %g, not in [0, 1]", what,
+                        (long long)(k % classes),
                         where(at, sizeof at, k / classes, positions),
                         (double)y[k]);
     }
@@ -223,9 +217,9 @@ nn_status nn__check_finite_values(const float *v, int batch,
     for (int64_t k = 0; k < n; k++) {
         if (isfinite(v[k])) continue;
         char at[64];
-        return nn__fail(NN_ERR_NUMERIC, "%s: %s of %s holds %g (training "
-                                        "diverged?)",
-                        what, name, where(at, sizeof at, k / classes, positions),
+        return nn__fail(NN_ERR_NUMERIC,
+                        "%s: %s of %s holds %g (training diverged?)", what,
+                        name, where(at, sizeof at, k / classes, positions),
                         (double)v[k]);
     }
     return NN_OK;

@@ -4,14 +4,6 @@
 
 #include "nn_internal.h"
 
-/* What nn__loss's `correct` count is out of, for `batch` samples whose
- * output has `classes` values each: batch for the categorical losses
- * (one prediction per sample), batch * classes for binary cross-entropy
- * (one prediction per output value, as Keras' binary_accuracy averages).
- * accuracy = sum of correct / sum of denominators. */
-int64_t nn__loss_accuracy_denominator(nn_loss kind, int batch,
-                                      int64_t classes);
-
 /* ---------------- compiled losses (src/loss/loss.c) ---------------- */
 
 /* One batch for a compiled loss. The output is [batch, positions,
@@ -100,5 +92,7 @@ int nn__confusion_classes_for(int64_t classes);
  * ids; else the output's shape, mask values for one channel). */
 void nn__confusion_add(nn_confusion *cm, const nn_loss_batch *b,
                        bool out_is_logits);
+/* Adds the counts of `from` (of as many classes) to `into`. */
+void nn__confusion_merge(nn_confusion *into, const nn_confusion *from);
 
 #endif

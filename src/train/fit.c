@@ -37,9 +37,10 @@ static double now_s(void)
     ",iou,mean_iou,dice,pixel_accuracy,val_iou,val_mean_iou,val_dice,"        \
     "val_pixel_accuracy"
 static const nn_metric seg_csv_order[8] = {
-    NN_METRIC_IOU,     NN_METRIC_MEAN_IOU,     NN_METRIC_DICE,
-    NN_METRIC_PIXEL_ACCURACY, NN_METRIC_VAL_IOU, NN_METRIC_VAL_MEAN_IOU,
-    NN_METRIC_VAL_DICE, NN_METRIC_VAL_PIXEL_ACCURACY};
+    NN_METRIC_IOU,          NN_METRIC_MEAN_IOU,
+    NN_METRIC_DICE,         NN_METRIC_PIXEL_ACCURACY,
+    NN_METRIC_VAL_IOU,      NN_METRIC_VAL_MEAN_IOU,
+    NN_METRIC_VAL_DICE,     NN_METRIC_VAL_PIXEL_ACCURACY};
 
 static nn_history *history_new(int epochs)
 {
@@ -275,7 +276,8 @@ static void seg_progress(const nn_confusion *cm, float *iou, float *mean_iou)
     *mean_iou = cm ? (float)nn_confusion_mean_iou(cm, 0) : NAN;
 }
 
-/* Metric k (training) and k + 1 (validation) from the two matrices. */
+/* Metric k (training) and k + 1 (validation, NaN without validation
+ * data) from the two matrices. */
 static void seg_record(nn_history *h, int epoch, nn_metric k,
                        const nn_confusion *cm, const nn_confusion *val_cm,
                        double (*metric)(const nn_confusion *, int), int first)
@@ -294,7 +296,7 @@ static void seg_history(const epoch_ctx *e, nn_history *h, int epoch)
 {
     if (!e->cm) return;
     h->seg = true;
-    const nn_confusion *v = e->o->val_x ? e->val_cm : NULL;
+    const nn_confusion *v = e->val_cm;
     seg_record(h, epoch, NN_METRIC_IOU, e->cm, v, nn_confusion_mean_iou, 1);
     seg_record(h, epoch, NN_METRIC_MEAN_IOU, e->cm, v, nn_confusion_mean_iou,
                0);

@@ -312,12 +312,6 @@ nn_confusion *nn__model_confusion(const nn_model *m)
     return nn_confusion_create(nn__confusion_classes_for(out_classes(m)));
 }
 
-static void confusion_merge(nn_confusion *into, const nn_confusion *from)
-{
-    int64_t cells = (int64_t)into->classes * into->classes;
-    for (int64_t i = 0; i < cells; i++) into->counts[i] += from->counts[i];
-}
-
 nn_status nn_model_evaluate_confusion(nn_model *m, const nn_tensor *x,
                                       const nn_tensor *y, int batch_size,
                                       nn_confusion *cm, float *loss)
@@ -337,7 +331,7 @@ nn_status nn_model_evaluate_confusion(nn_model *m, const nn_tensor *x,
     double l, a;
     nn_status s = nn__evaluate(m, x, y, batch_size, part, &l, &a);
     if (s == NN_OK) {
-        confusion_merge(cm, part);
+        nn__confusion_merge(cm, part);
         if (loss) *loss = (float)l;
     }
     nn_confusion_free(part);
