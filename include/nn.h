@@ -21,9 +21,9 @@
  *  - The library never prints, aborts or exits.
  *
  * Sections, in order: version and errors, threads, tensors, building
- * models, layers, losses and optimizers, training, inference and
- * contexts, gradient diagnostics, files (models, weights, data sets),
- * images and segmentation data, model zoo.
+ * models, layers, losses and optimizers, training, segmentation losses
+ * and metrics, inference and contexts, gradient diagnostics, files
+ * (models, weights, data sets), images and segmentation data, model zoo.
  */
 #ifndef NN_H
 #define NN_H
@@ -432,10 +432,24 @@ NN_API nn_layer *nn_random_contrast(nn_model *m, nn_layer *input, float lower,
 /* Losses and optimizers                                              */
 /* ------------------------------------------------------------------ */
 
+/* Losses (exact definitions: docs/losses.md). The output's last axis is
+ * the class axis; an output [N, H, W, C] is C values at each of H x W
+ * positions, and the cross-entropies treat every position as a sample
+ * (Keras: the last axis is reduced per position, then the mean is taken
+ * over positions and batch). */
 typedef enum nn_loss {
-    NN_LOSS_CATEGORICAL_CROSSENTROPY = 1, /* labels one-hot [N, C] */
-    NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 2, /* labels [N] class ids */
-    NN_LOSS_BINARY_CROSSENTROPY = 3 /* labels in [0,1], output's shape */
+    /* labels one-hot, the output's shape ([N, C], [N, H, W, C]) */
+    NN_LOSS_CATEGORICAL_CROSSENTROPY = 1,
+    /* labels class ids, one per position: [N] for an output [N, C],
+     * [N, H, W] (or [N, H, W, 1]) for [N, H, W, C] */
+    NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 2,
+    NN_LOSS_BINARY_CROSSENTROPY = 3, /* labels in [0,1], output's shape */
+    /* soft IoU (Jaccard) loss 1 - (I + smooth) / (U + smooth) per class,
+     * averaged over the classes; labels the output's shape (masks or
+     * one-hot), or class ids with nn_loss_opts.sparse_labels */
+    NN_LOSS_IOU = 4,
+    /* Dice loss 1 - (2I + smooth) / (sum p + sum y + smooth), as IoU */
+    NN_LOSS_DICE = 5
 } nn_loss;
 
 typedef struct nn_loss_opts {
@@ -445,8 +459,19 @@ typedef struct nn_loss_opts {
      * (BCE), libnn computes the loss from that layer's logits, as Keras
      * does, so the loss is exact and stable either way. */
     int from_logits;
+    /* IoU and Dice (docs/losses.md). Doubles, so that the first appended
+     * member lies past the padding of the struct's first release. */
+    double smooth; /* 1.0: added to numerator and denominator */
+    double eps;    /* 1e-7: the denominator's lower bound */
+    /* an nn_loss_reduction: NN_LOSS_REDUCE_BATCH (default) sums I and U
+     * per class over the whole batch; NN_LOSS_REDUCE_IMAGE per image */
+    int reduction;
+    /* 1: IoU and Dice read class ids, one per position (as sparse
+     * categorical cross-entropy does, which implies it), for outputs of
+     * several classes. 0 (default): labels have the output's shape. */
+    int sparse_labels;
 } nn_loss_opts;
-#define NN_LOSS_OPTS_INIT {sizeof(nn_loss_opts), 0}
+#define NN_LOSS_OPTS_INIT {sizeof(nn_loss_opts), 0, 1.0, 1e-7, 0, 0}
 
 /* Where epsilon enters Adam's update. Keras: lr_t * m / (sqrt(v) + eps)
  * with lr_t = lr * sqrt(1-b2^t)/(1-b1^t). PyTorch:
@@ -535,6 +560,10 @@ typedef struct nn_progress {
     float val_loss, val_accuracy; /* at EPOCH_END when validating, else NaN */
     double elapsed_s;     /* since the epoch started */
     double images_per_s;  /* in this epoch so far */
+    /* with nn_fit_opts.segmentation_metrics, else NaN: IoU and mean IoU
+     * of this epoch so far (NN_METRIC_IOU, _MEAN_IOU), and of the
+     * validation data at EPOCH_END */
+    float iou, mean_iou, val_iou, val_mean_iou;
 } nn_progress;
 
 /* Return nonzero to stop fit (it then returns NN_ERR_CANCELLED). */
@@ -557,9 +586,15 @@ typedef struct nn_fit_opts {
      * update; at the first NaN/Inf fit stops with NN_ERR_NUMERIC and a
      * message naming the layer. 0 (default): no check. */
     int stop_on_nonfinite;
+    /* 1: the history records NN_METRIC_IOU, _MEAN_IOU, _DICE and
+     * _PIXEL_ACCURACY per epoch, from an nn_confusion accumulated over the
+     * epoch's training steps and, with validation data, over the
+     * validation set (the _VAL_ metrics); the progress callback sees IoU
+     * and mean IoU. 0 (default): not computed. */
+    int segmentation_metrics;
 } nn_fit_opts;
 #define NN_FIT_OPTS_INIT                                                       \
-    {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0}
+    {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0, 0}
 
 /* Trains for opts->epochs over (x, y). x: [N, ...input shape], y: labels as
  * the compiled loss expects. *history (if not NULL) receives a new history
@@ -582,15 +617,27 @@ typedef enum nn_metric {
     /* with nn_fit_opts.record_grad_norm (docs/diagnostics.md): */
     NN_METRIC_GRAD_NORM = 5,     /* mean global gradient norm of the steps */
     NN_METRIC_GRAD_NORM_MAX = 6, /* largest global gradient norm */
-    NN_METRIC_HEALTH = 7         /* most severe nn_health seen, as a number */
+    NN_METRIC_HEALTH = 7,        /* most severe nn_health seen, as a number */
+    /* with nn_fit_opts.segmentation_metrics (docs/losses.md), from the
+     * epoch's confusion matrix: */
+    NN_METRIC_IOU = 8, /* nn_confusion_mean_iou(cm, 1): classes but 0 */
+    NN_METRIC_VAL_IOU = 9,
+    NN_METRIC_MEAN_IOU = 10, /* nn_confusion_mean_iou(cm, 0): Keras MeanIoU */
+    NN_METRIC_VAL_MEAN_IOU = 11,
+    NN_METRIC_DICE = 12, /* nn_confusion_mean_dice(cm, 1) */
+    NN_METRIC_VAL_DICE = 13,
+    NN_METRIC_PIXEL_ACCURACY = 14, /* nn_confusion_pixel_accuracy */
+    NN_METRIC_VAL_PIXEL_ACCURACY = 15
 } nn_metric;
 
 NN_API int nn_history_epochs(const nn_history *h);
 /* Value of a metric at an epoch; NaN when not recorded. */
 NN_API float nn_history_get(const nn_history *h, nn_metric metric, int epoch);
 /* Writes "epoch,loss,accuracy,val_loss,val_accuracy,seconds" rows, plus
- * ",grad_norm,grad_norm_max,health" when fit recorded gradient norms. The
- * file is replaced atomically. */
+ * ",grad_norm,grad_norm_max,health" when fit recorded gradient norms, plus
+ * ",iou,mean_iou,dice,pixel_accuracy,val_iou,val_mean_iou,val_dice,
+ * val_pixel_accuracy" when it recorded segmentation metrics. The file is
+ * replaced atomically. */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path);
 NN_API void nn_history_free(nn_history *h);
 
@@ -600,6 +647,82 @@ NN_API void nn_history_free(nn_history *h);
 NN_API int64_t nn_history_num_steps(const nn_history *h);
 NN_API float nn_history_step_get(const nn_history *h, nn_metric metric,
                                  int64_t step);
+
+/* ------------------------------------------------------------------ */
+/* Segmentation losses and metrics (guide: docs/losses.md)            */
+/* ------------------------------------------------------------------ */
+
+/* nn_loss_opts.reduction of the IoU and Dice losses. */
+typedef enum nn_loss_reduction {
+    /* I, sum p and sum y of each class over every position of every image
+     * of the batch; the loss is the mean over classes */
+    NN_LOSS_REDUCE_BATCH = 0,
+    /* per image and class; the loss is the mean over images and classes */
+    NN_LOSS_REDUCE_IMAGE = 1
+} nn_loss_reduction;
+
+/* Attaches a weighted sum of losses, sum of weights[k] * losses[k] over
+ * k < n (1 <= n <= 4; weights finite and > 0; each loss at most once, and
+ * at most one cross-entropy), e.g. {BINARY_CROSSENTROPY, IOU} with {1, 1}.
+ * The labels are those of the cross-entropy term (class ids with sparse
+ * categorical cross-entropy), which the IoU and Dice terms read too; one
+ * set of options applies to every term. Ownership of `opt` as
+ * nn_model_compile; nn_model_compile(m, opt, loss, opts) equals n = 1 with
+ * weight 1. */
+NN_API nn_status nn_model_compile_weighted(nn_model *m, nn_optimizer *opt,
+                                           int n, const nn_loss *losses,
+                                           const float *weights,
+                                           const nn_loss_opts *opts);
+
+/* A confusion matrix accumulated over batches (Keras MeanIoU semantics):
+ * counts[truth][predicted] over every position. For an output of C > 1
+ * classes the prediction is the argmax over the last axis (ties to the
+ * first); for one channel it is class 1 where the probability is > 0.5
+ * (the logit > 0), and the matrix has 2 classes. */
+typedef struct nn_confusion nn_confusion;
+
+/* A zeroed matrix of `classes` classes (2 .. 1024): the output's channels,
+ * or 2 for a one-channel output. */
+NN_API nn_confusion *nn_confusion_create(int classes);
+NN_API void nn_confusion_free(nn_confusion *cm);
+NN_API nn_status nn_confusion_reset(nn_confusion *cm);
+NN_API int nn_confusion_classes(const nn_confusion *cm);
+/* Adds a batch: out [N, ..., C] model outputs (logits when from_logits),
+ * labels [N, ...] with, per sample, one value per position (class ids;
+ * for C = 1 mask values in [0, 1], class 1 where > 0.5) or the output's
+ * shape (one-hot or probabilities: argmax). Bad shapes, labels or a
+ * non-finite output are errors naming the sample; nothing is added then. */
+NN_API nn_status nn_confusion_update(nn_confusion *cm, const nn_tensor *out,
+                                     const nn_tensor *labels,
+                                     int from_logits);
+/* Positions of true class `truth` predicted as `predicted`; -1 (and an
+ * error) for bad arguments. */
+NN_API int64_t nn_confusion_count(const nn_confusion *cm, int truth,
+                                  int predicted);
+/* IoU TP / (TP + FP + FN) and Dice 2TP / (2TP + FP + FN) of one class;
+ * NaN when the class is in neither truth nor prediction (0 / 0), and NaN
+ * with an error for bad arguments. */
+NN_API double nn_confusion_iou(const nn_confusion *cm, int cls);
+NN_API double nn_confusion_dice(const nn_confusion *cm, int cls);
+/* Mean over classes first_class .. classes - 1 that are in the truth or
+ * the prediction (Keras MeanIoU skips the others; 0 when there is none).
+ * first_class 0: every class (Keras MeanIoU); 1: all but class 0, the
+ * background (for a one-channel output, the IoU of the positive class). */
+NN_API double nn_confusion_mean_iou(const nn_confusion *cm, int first_class);
+NN_API double nn_confusion_mean_dice(const nn_confusion *cm,
+                                     int first_class);
+/* Correct positions over all positions; 0 for an empty matrix. */
+NN_API double nn_confusion_pixel_accuracy(const nn_confusion *cm);
+
+/* Adds the model's predictions of x (inference mode, in batches of
+ * batch_size) against the labels y, in the compiled loss's label format,
+ * to cm; *loss (may be NULL) receives the mean loss, as
+ * nn_model_evaluate. cm's classes must fit the output (C, or 2 for one
+ * channel). */
+NN_API nn_status nn_model_evaluate_confusion(nn_model *m, const nn_tensor *x,
+                                             const nn_tensor *y,
+                                             int batch_size, nn_confusion *cm,
+                                             float *loss);
 
 /* ------------------------------------------------------------------ */
 /* Inference and contexts                                             */

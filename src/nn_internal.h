@@ -409,6 +409,15 @@ nn_status nn__loss(nn_loss kind, int batch, int64_t classes,
                    const float *out, const float *logits, const float *y,
                    float *dout, double *loss_sum, int64_t *correct);
 
+/* A compiled loss: the sum of weight[k] * kind[k] over k < n (one term of
+ * weight 1 for nn_model_compile). Checked by nn__loss_check. */
+#define NN_LOSS_MAX_TERMS 4
+typedef struct nn_loss_terms {
+    int n;
+    nn_loss kind[NN_LOSS_MAX_TERMS];
+    float weight[NN_LOSS_MAX_TERMS];
+} nn_loss_terms;
+
 /* ---------------- model and contexts (src/graph/) ---------------- */
 
 struct nn_context {
@@ -465,8 +474,9 @@ struct nn_model {
     /* Gradient diagnostics (src/diag/; NULL: off); they outlive a
      * replaced optimizer. */
     struct nn_diag *diag;
-    nn_loss loss;
+    nn_loss loss; /* loss_terms.kind[0] */
     nn_loss_opts loss_opts;
+    nn_loss_terms loss_terms;
     bool compiled;
     uint64_t step_counter; /* feeds dropout keys */
     nn_context *ctx; /* the context of the simple calls */

@@ -1544,7 +1544,7 @@ static void make_hostile(int id, craft *c)
     case 29: c->output = 2; break;
     case 30: c->zero_rng = true; break;
     case 31: c->version = 2; break;
-    case 32: c->flags = 8; break;
+    case 32: c->flags = 16; break; /* bit 3 is LOSS */
     case 33: c->flags = 1; break;
     case 34: c->opt_kind = NN_OPTIM_ADAM; break; /* flag not set */
     case 35: c->flags = 1, c->opt_kind = NN_OPTIM_ADAM; break; /* no loss */

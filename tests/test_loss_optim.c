@@ -15,6 +15,9 @@
 #include "nn_internal.h"
 #include "loss/loss.h"
 #include "optim/optim.h"
+#include "io/io.h"
+
+#include <unistd.h>
 
 #define CCE NN_LOSS_CATEGORICAL_CROSSENTROPY
 #define SCCE NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
@@ -354,6 +357,21 @@ static void test_accumulates_and_optional_outputs(void **state)
     assert_int_equal(nn__loss(CCE, B, C, z, z, y, NULL, NULL, NULL), NN_OK);
 }
 
+/* What the correct count is out of: one prediction per sample for the
+ * categorical losses, one per value for binary cross-entropy. */
+static int64_t predictions(nn_loss kind, int batch, int64_t classes,
+                           const float *out, const float *y)
+{
+    nn_loss_terms t = {1, {kind}, {1}};
+    nn_loss_opts o = NN_LOSS_OPTS_INIT;
+    nn_loss_batch b = {.batch = batch, .positions = 1, .classes = classes,
+                       .out = out, .y = y, .sigmoid = kind == BCE,
+                       .sparse = kind == SCCE};
+    nn_loss_sums s = {0};
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    return s.predictions;
+}
+
 static void test_accuracy_counts(void **state)
 {
     (void)state;
@@ -376,8 +394,8 @@ static void test_accuracy_counts(void **state)
                               &correct),
                      NN_OK);
     assert_int_equal(correct, 2);
-    assert_int_equal(nn__loss_accuracy_denominator(CCE, 3, 3), 3);
-    assert_int_equal(nn__loss_accuracy_denominator(SCCE, 3, 3), 3);
+    assert_int_equal(predictions(CCE, 3, 3, out, y1), 3);
+    assert_int_equal(predictions(SCCE, 3, 3, out, ids), 3);
 
     /* BCE counts values: p > 0.5 (strictly) against the label; soft labels
      * never match. From logits (out == logits) the threshold is z > 0. */
@@ -397,7 +415,7 @@ static void test_accuracy_counts(void **state)
     assert_int_equal(nn__loss(BCE, 2, 3, p, z, by, NULL, &sum, &correct),
                      NN_OK);
     assert_int_equal(correct, 5);
-    assert_int_equal(nn__loss_accuracy_denominator(BCE, 2, 3), 6);
+    assert_int_equal(predictions(BCE, 2, 3, p, by), 6);
 }
 
 /* ------------------------------------------------------------------ */
@@ -998,6 +1016,1000 @@ static void test_parallel_update_deterministic(void **state)
     free(w1), free(w2), free(g), free(m1), free(v1), free(m2), free(v2);
 }
 
+/* ------------------------------------------------------------------ */
+/* Segmentation: per-position losses, IoU, Dice, weighted sums.         */
+/* ------------------------------------------------------------------ */
+
+#define IOU NN_LOSS_IOU
+#define DICE NN_LOSS_DICE
+
+/* One evaluation of a compiled loss on [batch, P, C] values. */
+typedef struct seg_case {
+    nn_loss_terms t;
+    nn_loss_opts o;
+    int batch;
+    int64_t p, c;
+    bool logits;  /* x are logits (from_logits), else probabilities */
+    bool sigmoid; /* what the library must decide (nn__loss_sigmoid) */
+    bool sparse;  /* the library reads class ids */
+} seg_case;
+
+static seg_case seg_new(int batch, int64_t p, int64_t c, bool logits)
+{
+    seg_case sc = {.o = NN_LOSS_OPTS_INIT, .batch = batch, .p = p, .c = c,
+                   .logits = logits};
+    return sc;
+}
+
+static void seg_add(seg_case *sc, nn_loss kind, float w)
+{
+    sc->t.kind[sc->t.n] = kind;
+    sc->t.weight[sc->t.n++] = w;
+    sc->sigmoid = sc->c == 1 || kind == BCE ? true
+                  : kind == CCE || kind == SCCE ? false : sc->sigmoid;
+    sc->sparse = sc->sparse || kind == SCCE;
+}
+
+/* Probabilities of the reference: x, or its sigmoid / softmax. */
+static void ref_probs(const seg_case *sc, const double *x, double *p)
+{
+    int64_t rows = sc->batch * sc->p, c = sc->c;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *z = x + r * c;
+        double mx = z[0], s = 0;
+        for (int64_t j = 0; j < c; j++) mx = fmax(mx, z[j]);
+        for (int64_t j = 0; j < c; j++) s += exp(z[j] - mx);
+        for (int64_t j = 0; j < c; j++)
+            p[r * c + j] = !sc->logits   ? z[j]
+                           : sc->sigmoid ? 1 / (1 + exp(-z[j]))
+                                         : exp(z[j] - mx) / s;
+    }
+}
+
+/* The documented IoU / Dice, written from the definition. */
+static double ref_overlap(nn_loss kind, const seg_case *sc, const double *p,
+                          const double *y)
+{
+    enum { MAXG = 64 };
+    double in[MAXG] = {0}, sp[MAXG] = {0}, sy[MAXG] = {0};
+    bool image = sc->o.reduction == NN_LOSS_REDUCE_IMAGE;
+    int64_t ng = (image ? sc->batch : 1) * sc->c;
+    assert_true(ng <= MAXG);
+    for (int n = 0; n < sc->batch; n++)
+        for (int64_t q = 0; q < sc->p; q++)
+            for (int64_t j = 0; j < sc->c; j++) {
+                int64_t k = (n * sc->p + q) * sc->c + j;
+                int64_t g = image ? n * sc->c + j : j;
+                in[g] += p[k] * y[k];
+                sp[g] += p[k];
+                sy[g] += y[k];
+            }
+    double tot = 0, s = sc->o.smooth;
+    for (int64_t g = 0; g < ng; g++) {
+        double num = kind == IOU ? in[g] + s : 2 * in[g] + s;
+        double den = (kind == IOU ? sp[g] + sy[g] - in[g] : sp[g] + sy[g]) + s;
+        tot += 1 - num / fmax(den, sc->o.eps);
+    }
+    return tot / (double)ng;
+}
+
+/* The mean loss of the batch: the weighted sum of the references. */
+static double ref_seg(const seg_case *sc, const double *x, const double *y)
+{
+    int64_t rows = sc->batch * sc->p, n = rows * sc->c;
+    double *p = malloc((size_t)n * sizeof *p), tot = 0;
+    ref_probs(sc, x, p);
+    for (int k = 0; k < sc->t.n; k++) {
+        nn_loss kind = sc->t.kind[k];
+        double v;
+        if (kind == BCE)
+            v = (sc->logits ? ref_bce_logits : ref_bce_probs)(
+                (int)rows, (int)sc->c, x, y);
+        else if (kind == CCE || kind == SCCE)
+            v = (sc->logits ? ref_cce_logits : ref_cce_probs)(
+                (int)rows, (int)sc->c, x, y);
+        else
+            v = ref_overlap(kind, sc, p, y);
+        tot += sc->t.weight[k] * v;
+    }
+    free(p);
+    return tot;
+}
+
+/* The library's loss (mean over the batch) and gradient, with the
+ * activation and label form of sc. */
+static double lib_seg_as(const seg_case *sc, const float *x, const float *y,
+                         float *dout)
+{
+    nn_loss_batch b = {.batch = sc->batch, .positions = sc->p,
+                       .classes = sc->c, .out = x,
+                       .logits = sc->logits ? x : NULL,
+                       .sigmoid = sc->sigmoid, .y = y, .sparse = sc->sparse,
+                       .dout = dout};
+    nn_loss_sums s = {0};
+    assert_int_equal(nn__loss_eval(&sc->t, &sc->o, &b, &s), NN_OK);
+    return s.loss / sc->batch;
+}
+
+/* The same, checking that the library decides them as sc says. */
+static double lib_seg(const seg_case *sc, const float *x, const float *y,
+                      float *dout)
+{
+    assert_int_equal(nn__loss_sigmoid(&sc->t, sc->c), sc->sigmoid);
+    assert_int_equal(nn__loss_sparse(&sc->t, &sc->o, sc->c), sc->sparse);
+    return lib_seg_as(sc, x, y, dout);
+}
+
+/* Value and every gradient entry against the reference and its central
+ * differences. y: labels as the library reads them; yd: dense form. */
+static void check_seg(const seg_case *sc, const float *x, const float *y,
+                      const double *yd)
+{
+    int n = (int)(sc->batch * sc->p * sc->c);
+    float *d = malloc((size_t)n * sizeof *d);
+    double got = lib_seg(sc, x, y, d);
+    double *xd = to_double(x, n), want = ref_seg(sc, xd, yd);
+    if (fabs(got - want) > 1e-7 * fmax(1, fabs(want)))
+        fail_msg("loss: library %.12g, reference %.12g", got, want);
+    double gmax = 0;
+    for (int k = 0; k < n; k++) {
+        double x0 = xd[k], h = 1e-6 * fmax(1, fabs(x0));
+        xd[k] = x0 + h;
+        double lp = ref_seg(sc, xd, yd);
+        xd[k] = x0 - h;
+        double lm = ref_seg(sc, xd, yd);
+        xd[k] = x0;
+        double fd = (lp - lm) / (2 * h);
+        gmax = fmax(gmax, fabs(fd));
+        if (fabs(d[k] - fd) > 1e-6 + 1e-4 * fabs(fd))
+            fail_msg("gradient %d: library %.9g, finite difference %.9g", k,
+                     (double)d[k], fd);
+    }
+    assert_true(gmax > 1e-4); /* the check saw a gradient */
+    free(xd);
+    free(d);
+}
+
+enum { SN = 2, SP = 6, SC = 3 };
+
+/* Labels: ids in [0, classes_used) per position and their one-hot form;
+ * class ids >= classes_used are absent from the batch. */
+static void seg_labels(int64_t c, int classes_used, uint64_t seed, float *ids,
+                       float *onehot, double *yd)
+{
+    nn_rng r;
+    nn__rng_seed(&r, seed);
+    for (int k = 0; k < SN * SP; k++) {
+        int id = (int)nn__rng_below(&r, (uint64_t)classes_used);
+        ids[k] = (float)id;
+        for (int64_t j = 0; j < c; j++) {
+            float v = c == 1 ? (float)id : (float)(j == id);
+            onehot[k * c + j] = v;
+            yd[k * c + j] = v;
+        }
+    }
+}
+
+/* Rows of probabilities (normalised for several classes). */
+static void seg_probs(int64_t c, uint64_t seed, float *p)
+{
+    fill_uniform(p, (int)(SN * SP * c), 0.05f, 0.95f, seed);
+    for (int64_t r = 0; r < SN * SP && c > 1; r++) {
+        float s = 0;
+        for (int64_t j = 0; j < c; j++) s += p[r * c + j];
+        for (int64_t j = 0; j < c; j++) p[r * c + j] /= s;
+    }
+}
+
+static void test_seg_crossentropy_per_pixel(void **state)
+{
+    (void)state;
+    float x[SN * SP * SC], ids[SN * SP], oh[SN * SP * SC];
+    double yd[SN * SP * SC];
+    seg_labels(SC, SC, 30, ids, oh, yd);
+    for (int lg = 0; lg < 2; lg++) {
+        if (lg)
+            fill_uniform(x, SN * SP * SC, -3, 3, 31);
+        else
+            seg_probs(SC, 32, x);
+        seg_case sc = seg_new(SN, SP, SC, lg);
+        seg_add(&sc, CCE, 1);
+        check_seg(&sc, x, oh, yd);
+        sc = seg_new(SN, SP, SC, lg);
+        seg_add(&sc, SCCE, 1);
+        check_seg(&sc, x, ids, yd); /* the same loss from ids */
+    }
+    /* BCE on [N, H, W, 1] masks: the per-sample mean over the pixels. */
+    float z[SN * SP], p[SN * SP], m[SN * SP];
+    double md[SN * SP];
+    fill_uniform(z, SN * SP, -4, 4, 33);
+    seg_probs(1, 34, p);
+    seg_labels(1, 2, 35, ids, m, md);
+    for (int lg = 0; lg < 2; lg++) {
+        seg_case sc = seg_new(SN, SP, 1, lg);
+        seg_add(&sc, BCE, 1);
+        check_seg(&sc, lg ? z : p, m, md);
+    }
+    /* Per position is the flat loss over the rows: one per position. */
+    float d1[SN * SP * SC], d2[SN * SP * SC];
+    fill_uniform(x, SN * SP * SC, -3, 3, 36);
+    seg_case sc = seg_new(SN, SP, SC, true);
+    seg_add(&sc, SCCE, 1);
+    double per_pos = lib_seg(&sc, x, ids, d1), flat = 0;
+    assert_int_equal(nn__loss(SCCE, SN * SP, SC, x, x, ids, d2, &flat, NULL),
+                     NN_OK);
+    assert_true(fabs(per_pos - flat / (SN * SP)) < 1e-12);
+    for (int k = 0; k < SN * SP * SC; k++)
+        assert_true(fabs(d1[k] - d2[k]) <= 1e-7f);
+}
+
+/* IoU and Dice in every mode: one channel (sigmoid) and three (softmax),
+ * logits and probabilities, both reductions, one-hot and class-id labels,
+ * a class absent from the batch, smooth 1 and 0. */
+static void test_seg_overlap_grads(void **state)
+{
+    (void)state;
+    const nn_loss kinds[2] = {IOU, DICE};
+    for (int ki = 0; ki < 2; ki++)
+        for (int c = 1; c <= SC; c += SC - 1)
+            for (int lg = 0; lg < 2; lg++)
+                for (int red = 0; red < 2; red++)
+                    for (int smooth = 0; smooth < 2; smooth++)
+                        for (int sp = 0; sp < (c > 1 ? 2 : 1); sp++) {
+                            float x[SN * SP * SC], ids[SN * SP],
+                                oh[SN * SP * SC];
+                            double yd[SN * SP * SC];
+                            uint64_t seed = 40 + 16 * ki + 8 * lg + 4 * red +
+                                            2 * smooth + sp + 100 * c;
+                            /* the last class never occurs */
+                            seg_labels(c, c > 1 ? c - 1 : 2, seed, ids, oh,
+                                       yd);
+                            if (lg)
+                                fill_uniform(x, SN * SP * c, -3, 3, seed + 1);
+                            else
+                                seg_probs(c, seed + 1, x);
+                            seg_case sc = seg_new(SN, SP, c, lg);
+                            sc.o.reduction = red;
+                            sc.o.smooth = smooth ? 1.0 : 0.0;
+                            sc.o.sparse_labels = sp;
+                            sc.sparse = sp;
+                            seg_add(&sc, kinds[ki], 1);
+                            check_seg(&sc, x, sp ? ids : oh, yd);
+                        }
+}
+
+/* A weighted sum's gradient is the weighted sum of its terms' gradients
+ * (each term with the sum's activation and labels), and both equal the
+ * reference's finite differences. */
+static void check_sum_of_terms(const seg_case *sum, const float *x,
+                               const float *y, const double *yd)
+{
+    enum { N = SN * SP * SC };
+    int n = (int)(sum->batch * sum->p * sum->c);
+    float d[N], dk[N];
+    double want_g[N] = {0}, want = 0;
+    check_seg(sum, x, y, yd);
+    double got = lib_seg(sum, x, y, d);
+    for (int k = 0; k < sum->t.n; k++) {
+        seg_case one = *sum;
+        one.t.n = 1;
+        one.t.kind[0] = sum->t.kind[k];
+        one.t.weight[0] = 1;
+        want += sum->t.weight[k] * lib_seg_as(&one, x, y, dk);
+        for (int i = 0; i < n; i++) want_g[i] += sum->t.weight[k] * dk[i];
+    }
+    assert_true(fabs(got - want) < 1e-9 * fmax(1, fabs(want)));
+    for (int i = 0; i < n; i++)
+        assert_true(fabs(d[i] - want_g[i]) <= 1e-6 + 1e-5 * fabs(want_g[i]));
+}
+
+static void test_seg_weighted_sums(void **state)
+{
+    (void)state;
+    float x[SN * SP * SC], ids[SN * SP], oh[SN * SP * SC];
+    double yd[SN * SP * SC];
+    /* BCE + IoU on one channel: the assignment's loss. */
+    seg_labels(1, 2, 60, ids, oh, yd);
+    fill_uniform(x, SN * SP, -3, 3, 61);
+    for (int lg = 0; lg < 2; lg++) {
+        if (!lg) seg_probs(1, 62, x);
+        seg_case sc = seg_new(SN, SP, 1, lg);
+        seg_add(&sc, BCE, 1);
+        seg_add(&sc, IOU, 1);
+        check_sum_of_terms(&sc, x, oh, yd);
+    }
+    /* CCE + Dice, softmax over three classes, per image. */
+    seg_labels(SC, SC - 1, 63, ids, oh, yd);
+    fill_uniform(x, SN * SP * SC, -3, 3, 64);
+    seg_case sc = seg_new(SN, SP, SC, true);
+    sc.o.reduction = NN_LOSS_REDUCE_IMAGE;
+    seg_add(&sc, CCE, 0.5f);
+    seg_add(&sc, DICE, 2);
+    check_sum_of_terms(&sc, x, oh, yd);
+    /* Sparse CE + IoU + Dice read class ids, as the tutorial trains. */
+    sc = seg_new(SN, SP, SC, true);
+    seg_add(&sc, SCCE, 1);
+    seg_add(&sc, IOU, 0.25f);
+    seg_add(&sc, DICE, 3);
+    check_sum_of_terms(&sc, x, ids, yd);
+    /* BCE + Dice on several channels: sigmoids (multi-label masks). */
+    sc = seg_new(SN, SP, SC, true);
+    seg_add(&sc, BCE, 1);
+    seg_add(&sc, DICE, 1);
+    check_sum_of_terms(&sc, x, oh, yd);
+}
+
+/* With a fused sigmoid the loss gets probabilities and logits apart: the
+ * same loss and logit gradient as from the logits alone. */
+static void test_seg_fused_logits(void **state)
+{
+    (void)state;
+    float z[SN * SP], p[SN * SP], ids[SN * SP], m[SN * SP], d1[SN * SP],
+        d2[SN * SP];
+    double md[SN * SP];
+    fill_uniform(z, SN * SP, -3, 3, 70);
+    for (int k = 0; k < SN * SP; k++) p[k] = 1 / (1 + expf(-z[k]));
+    seg_labels(1, 2, 71, ids, m, md);
+    nn_loss_terms t = {2, {BCE, IOU}, {1, 1}};
+    nn_loss_opts o = NN_LOSS_OPTS_INIT;
+    nn_loss_batch b = {.batch = SN, .positions = SP, .classes = 1, .out = z,
+                       .logits = z, .sigmoid = true, .y = m, .dout = d1};
+    nn_loss_sums s1 = {0}, s2 = {0};
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s1), NN_OK);
+    b.out = p;
+    b.dout = d2;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s2), NN_OK);
+    assert_true(fabs(s1.loss - s2.loss) < 1e-12);
+    assert_memory_equal(d1, d2, sizeof d1);
+    /* Accuracy thresholds z > 0 on logits and p > 0.5 on probabilities. */
+    assert_int_equal(s1.correct, s2.correct);
+    assert_int_equal(s1.predictions, SN * SP);
+}
+
+/* Hand-computed values: what smooth does, and a class absent from the
+ * batch. */
+static void test_seg_overlap_values(void **state)
+{
+    (void)state;
+    nn_loss_terms iou = {1, {IOU}, {1}}, dice = {1, {DICE}, {1}};
+    nn_loss_opts o = NN_LOSS_OPTS_INIT;
+    float p[4] = {0.5f, 0.5f, 0, 0}, y[4] = {1, 0, 0, 0};
+    nn_loss_batch b = {.batch = 1, .positions = 4, .classes = 1, .out = p,
+                       .y = y, .sigmoid = true};
+    nn_loss_sums s = {0};
+    /* I = 0.5, sum p = 1, sum y = 1: IoU 1 - 1.5/2.5, Dice 1 - 2/3. */
+    assert_int_equal(nn__loss_eval(&iou, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss - 0.4) < 1e-12);
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&dice, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss - 1.0 / 3) < 1e-12);
+    /* Absent from the truth: 1 - 1/(sum p + 1), which smooth defines; 0
+     * when the prediction is empty too. */
+    float none[4] = {0, 0, 0, 0}, p2[4] = {0.2f, 0.2f, 0, 0};
+    b.y = none;
+    b.out = p2;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss - (1 - 1 / 1.4)) < 1e-7);
+    b.out = none;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b, &s), NN_OK);
+    assert_true(s.loss == 0);
+    /* smooth 0: an empty class and an empty prediction are 0/eps: loss 1,
+     * zero gradient. */
+    float d[4];
+    o.smooth = 0;
+    s.loss = 0;
+    b.dout = d;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b, &s), NN_OK);
+    assert_true(s.loss == 1);
+    for (int k = 0; k < 4; k++) assert_true(d[k] == 0);
+    /* Per image differs from per batch: image 1 perfect, image 2 not. */
+    float p3[4] = {1, 0, 0, 0}, y3[4] = {1, 0, 1, 0};
+    nn_loss_batch b3 = {.batch = 2, .positions = 2, .classes = 1, .out = p3,
+                        .y = y3, .sigmoid = true};
+    o = (nn_loss_opts)NN_LOSS_OPTS_INIT;
+    o.smooth = 0;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b3, &s), NN_OK);
+    assert_true(fabs(s.loss / 2 - 0.5) < 1e-12); /* 1 - 1/2 */
+    o.reduction = NN_LOSS_REDUCE_IMAGE;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b3, &s), NN_OK);
+    assert_true(fabs(s.loss / 2 - 0.5) < 1e-12); /* (0 + 1) / 2 */
+    float p4[4] = {1, 0, 0.5f, 0.5f};
+    b3.out = p4;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b3, &s), NN_OK);
+    double per_image = s.loss / 2;
+    o.reduction = NN_LOSS_REDUCE_BATCH;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&iou, &o, &b3, &s), NN_OK);
+    assert_true(fabs(per_image - 1.0 / 3) < 1e-12); /* (0 + 1 - 1/3) / 2 */
+    assert_true(fabs(s.loss / 2 - 0.4) < 1e-12);    /* 1 - 1.5 / 2.5 */
+}
+
+static void test_seg_loss_errors(void **state)
+{
+    (void)state;
+    float x[SN * SP * SC], ids[SN * SP], oh[SN * SP * SC], d[SN * SP * SC];
+    double yd[SN * SP * SC];
+    seg_labels(SC, SC, 80, ids, oh, yd);
+    fill_uniform(x, SN * SP * SC, -3, 3, 81);
+    nn_loss_terms t = {2, {SCCE, IOU}, {1, 1}};
+    nn_loss_opts o = NN_LOSS_OPTS_INIT;
+    nn_loss_batch b = {.batch = SN, .positions = SP, .classes = SC, .out = x,
+                       .logits = x, .y = ids, .sparse = true, .dout = d};
+    for (int k = 0; k < SN * SP * SC; k++) d[k] = -42;
+    nn_loss_sums s = {7, 3, 5};
+    /* A class id out of range names the sample and the position. */
+    ids[SP + 4] = 3;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample 1, position 4"));
+    assert_non_null(strstr(nn_last_error(), "[0, 3)"));
+    ids[SP + 4] = 0.5f;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_ERR_INVALID);
+    ids[SP + 4] = 1;
+    /* NaN in the output. */
+    x[5] = NAN;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "sample 0, position 1"));
+    x[5] = 0.5f;
+    /* Probabilities outside [0, 1] for IoU (a linear output). */
+    b.logits = NULL;
+    t.kind[0] = IOU;
+    t.n = 1;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "from_logits"));
+    /* Mask labels outside [0, 1]. */
+    b.sparse = false;
+    b.y = oh;
+    seg_probs(SC, 82, x);
+    oh[7] = 2;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample 0, position 2"));
+    oh[7] = 0;
+    /* Nothing was written or added by the failures. */
+    for (int k = 0; k < SN * SP * SC; k++) assert_true(d[k] == -42);
+    assert_true(s.loss == 7 && s.correct == 3 && s.predictions == 5);
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+
+    /* Descriptions compile refuses. */
+    const struct {
+        nn_loss_terms t;
+        const char *msg;
+    } bad[] = {
+        {{0, {BCE}, {1}}, "0 losses"},
+        {{2, {BCE, CCE}, {1, 1}}, "one cross-entropy"},
+        {{2, {IOU, IOU}, {1, 1}}, "twice"},
+        {{2, {BCE, IOU}, {1, 0}}, "weight of loss 1 (IoU)"},
+        {{2, {BCE, IOU}, {1, NAN}}, "finite"},
+        {{1, {(nn_loss)6}, {1}}, "unknown loss 6"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(nn__loss_check(&bad[i].t, &o, "c"), NN_ERR_INVALID);
+        assert_non_null(strstr(nn_last_error(), bad[i].msg));
+    }
+    nn_loss_terms ok = {1, {IOU}, {1}};
+    o.smooth = -1;
+    assert_int_equal(nn__loss_check(&ok, &o, "c"), NN_ERR_INVALID);
+    o = (nn_loss_opts)NN_LOSS_OPTS_INIT;
+    o.eps = 0;
+    assert_int_equal(nn__loss_check(&ok, &o, "c"), NN_ERR_INVALID);
+    o = (nn_loss_opts)NN_LOSS_OPTS_INIT;
+    o.reduction = 2;
+    assert_int_equal(nn__loss_check(&ok, &o, "c"), NN_ERR_INVALID);
+    o = (nn_loss_opts)NN_LOSS_OPTS_INIT;
+    o.sparse_labels = 1;
+    assert_int_equal(nn__loss_check(&ok, &o, "c"), NN_OK);
+    nn_loss_terms bce = {2, {BCE, IOU}, {1, 1}};
+    assert_int_equal(nn__loss_check(&bce, &o, "c"), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sparse"));
+}
+
+/* ------------------------------------------------------------------ */
+/* Confusion matrix and the thresholded metrics                        */
+/* ------------------------------------------------------------------ */
+
+static nn_tensor *tensor_of(int rank, const int64_t *shape, const float *v)
+{
+    nn_tensor *t = nn_tensor_create(rank, shape);
+    memcpy(t->data, v, (size_t)t->size * sizeof(float));
+    return t;
+}
+
+static void test_confusion_hand_computed(void **state)
+{
+    (void)state;
+    /* 4 classes, 2 images of 2 x 2 positions; class 3 never occurs. */
+    const float truth[8] = {0, 0, 1, 2, 1, 1, 0, 2};
+    const float pred[8] = {0, 1, 1, 2, 1, 0, 0, 1};
+    float out[8 * 4], onehot[8 * 4];
+    for (int k = 0; k < 8; k++)
+        for (int j = 0; j < 4; j++) {
+            out[k * 4 + j] = j == (int)pred[k] ? 2.0f : -1.0f + 0.1f * j;
+            onehot[k * 4 + j] = (float)(j == (int)truth[k]);
+        }
+    int64_t so[4] = {2, 2, 2, 4}, sy[3] = {2, 2, 2}, sy1[4] = {2, 2, 2, 1};
+    nn_tensor *to = tensor_of(4, so, out), *ty = tensor_of(3, sy, truth);
+    nn_tensor *ty1 = tensor_of(4, sy1, truth), *toh = tensor_of(4, so, onehot);
+    nn_confusion *cm = nn_confusion_create(4);
+    assert_int_equal(nn_confusion_update(cm, to, ty, 0), NN_OK);
+    /* truth\pred: 0: {2, 1, 0}, 1: {1, 2, 0}, 2: {0, 1, 1} */
+    const int64_t want[4][4] = {{2, 1, 0, 0}, {1, 2, 0, 0}, {0, 1, 1, 0}};
+    for (int t = 0; t < 4; t++)
+        for (int p = 0; p < 4; p++)
+            assert_int_equal(nn_confusion_count(cm, t, p), want[t][p]);
+    /* IoU = TP / (row + column - TP): 2/4, 2/5, 1/2; class 3 is 0/0. */
+    assert_true(fabs(nn_confusion_iou(cm, 0) - 0.5) < 1e-15);
+    assert_true(fabs(nn_confusion_iou(cm, 1) - 0.4) < 1e-15);
+    assert_true(fabs(nn_confusion_iou(cm, 2) - 0.5) < 1e-15);
+    assert_true(isnan(nn_confusion_iou(cm, 3)));
+    /* Keras MeanIoU counts the 3 classes that occur. */
+    assert_true(fabs(nn_confusion_mean_iou(cm, 0) - 1.4 / 3) < 1e-15);
+    assert_true(fabs(nn_confusion_mean_iou(cm, 1) - 0.45) < 1e-15);
+    /* Dice = 2 TP / (row + column): 4/6, 4/7, 2/3. */
+    assert_true(fabs(nn_confusion_dice(cm, 1) - 4.0 / 7) < 1e-15);
+    assert_true(isnan(nn_confusion_dice(cm, 3)));
+    assert_true(fabs(nn_confusion_mean_dice(cm, 0) -
+                     (4.0 / 6 + 4.0 / 7 + 2.0 / 3) / 3) < 1e-15);
+    assert_true(fabs(nn_confusion_pixel_accuracy(cm) - 5.0 / 8) < 1e-15);
+    /* Labels [N, H, W, 1] and one-hot labels count the same. */
+    nn_confusion *cm2 = nn_confusion_create(4);
+    assert_int_equal(nn_confusion_update(cm2, to, ty1, 0), NN_OK);
+    assert_int_equal(nn_confusion_update(cm2, to, toh, 1), NN_OK);
+    for (int t = 0; t < 4; t++)
+        for (int p = 0; p < 4; p++)
+            assert_int_equal(nn_confusion_count(cm2, t, p), 2 * want[t][p]);
+    /* The ratios do not depend on the batching. */
+    assert_true(nn_confusion_mean_iou(cm2, 0) == nn_confusion_mean_iou(cm, 0));
+    /* Reset; an empty matrix reads 0, as Keras' does. */
+    assert_int_equal(nn_confusion_reset(cm2), NN_OK);
+    assert_true(nn_confusion_mean_iou(cm2, 0) == 0);
+    assert_true(nn_confusion_pixel_accuracy(cm2) == 0);
+    assert_true(isnan(nn_confusion_iou(cm2, 0)));
+    /* Bad indices. */
+    assert_int_equal(nn_confusion_count(cm, 4, 0), -1);
+    assert_true(isnan(nn_confusion_iou(cm, -1)));
+    assert_true(isnan(nn_confusion_mean_iou(cm, 4)));
+    assert_non_null(strstr(nn_last_error(), "no class 4"));
+    nn_confusion_free(cm2);
+    nn_confusion_free(cm);
+    nn_tensor_free(to), nn_tensor_free(ty), nn_tensor_free(ty1);
+    nn_tensor_free(toh);
+}
+
+static void test_confusion_one_channel(void **state)
+{
+    (void)state;
+    /* One channel: two classes, threshold 0.5 on probabilities and 0 on
+     * logits; masks threshold at 0.5 too. */
+    const float p[6] = {0.9f, 0.5f, 0.2f, 0.7f, 0.1f, 0.6f};
+    const float z[6] = {2, 0, -1, 1, -2, 0.5f};
+    const float m[6] = {1, 1, 0, 0, 0, 1};
+    int64_t so[4] = {1, 2, 3, 1}, sm[3] = {1, 2, 3};
+    nn_tensor *tp = tensor_of(4, so, p), *tz = tensor_of(4, so, z);
+    nn_tensor *tm = tensor_of(3, sm, m);
+    nn_confusion *cm = nn_confusion_create(2);
+    assert_int_equal(nn_confusion_update(cm, tp, tm, 0), NN_OK);
+    /* predicted 1 0 0 1 0 1 against 1 1 0 0 0 1: TP 2, FN 1, FP 1, TN 2 */
+    assert_int_equal(nn_confusion_count(cm, 1, 1), 2);
+    assert_int_equal(nn_confusion_count(cm, 1, 0), 1);
+    assert_int_equal(nn_confusion_count(cm, 0, 1), 1);
+    assert_int_equal(nn_confusion_count(cm, 0, 0), 2);
+    assert_true(fabs(nn_confusion_mean_iou(cm, 1) - 0.5) < 1e-15);
+    assert_true(fabs(nn_confusion_dice(cm, 1) - 4.0 / 6) < 1e-15);
+    assert_int_equal(nn_confusion_reset(cm), NN_OK);
+    assert_int_equal(nn_confusion_update(cm, tz, tm, 1), NN_OK);
+    assert_int_equal(nn_confusion_count(cm, 1, 1), 2);
+    assert_int_equal(nn_confusion_count(cm, 0, 0), 2);
+    nn_confusion_free(cm);
+    nn_tensor_free(tp), nn_tensor_free(tz), nn_tensor_free(tm);
+}
+
+static void test_confusion_errors(void **state)
+{
+    (void)state;
+    float out[2 * 3 * 3], ids[2 * 3] = {0, 1, 2, 2, 1, 0};
+    fill_uniform(out, 18, -1, 1, 90);
+    int64_t so[3] = {2, 3, 3}, sy[2] = {2, 3}, sbad[2] = {2, 2};
+    nn_tensor *to = tensor_of(3, so, out), *ty = tensor_of(2, sy, ids);
+    nn_tensor *tbad = tensor_of(2, sbad, ids);
+    assert_null(nn_confusion_create(1));
+    assert_null(nn_confusion_create(1025));
+    nn_confusion *cm = nn_confusion_create(3), *cm2 = nn_confusion_create(2);
+    /* Shapes: labels that fit neither form; a matrix of other classes. */
+    assert_int_equal(nn_confusion_update(cm, to, tbad, 0), NN_ERR_SHAPE);
+    assert_non_null(strstr(nn_last_error(), "one per position"));
+    assert_int_equal(nn_confusion_update(cm2, to, ty, 0), NN_ERR_SHAPE);
+    /* A class id out of range names the sample. */
+    ty->data[4] = 3;
+    assert_int_equal(nn_confusion_update(cm, to, ty, 0), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample 1, position 1"));
+    ty->data[4] = 1;
+    to->data[2] = NAN;
+    assert_int_equal(nn_confusion_update(cm, to, ty, 0), NN_ERR_NUMERIC);
+    to->data[2] = 0;
+    assert_int_equal(nn_confusion_update(NULL, to, ty, 0), NN_ERR_INVALID);
+    assert_int_equal(nn_confusion_reset(NULL), NN_ERR_INVALID);
+    /* Nothing was added by the failures. */
+    for (int t = 0; t < 3; t++)
+        for (int p = 0; p < 3; p++)
+            assert_int_equal(nn_confusion_count(cm, t, p), 0);
+    assert_int_equal(nn_confusion_update(cm, to, ty, 0), NN_OK);
+    assert_int_equal(nn_confusion_classes(cm), 3);
+    /* Allocation failures. */
+    for (int k = 1; k <= 2; k++) {
+        nn__debug_fail_alloc_after(k);
+        assert_null(nn_confusion_create(3));
+        nn__debug_fail_alloc_after(0);
+    }
+    nn_confusion_free(NULL);
+    nn_confusion_free(cm);
+    nn_confusion_free(cm2);
+    nn_tensor_free(to), nn_tensor_free(ty), nn_tensor_free(tbad);
+}
+
+/* ------------------------------------------------------------------ */
+/* Models: compile, fit with segmentation metrics, checkpoints          */
+/* ------------------------------------------------------------------ */
+
+enum { IMG = 8, NSEG = 64 };
+
+/* Random images [n, 8, 8, 1] and their masks: pixels brighter than 0.5. */
+static void seg_data(int n, uint64_t seed, nn_tensor **x, nn_tensor **y)
+{
+    int64_t sx[4] = {n, IMG, IMG, 1}, sy[3] = {n, IMG, IMG};
+    *x = nn_tensor_create(4, sx);
+    *y = nn_tensor_create(3, sy);
+    fill_uniform((*x)->data, (int)(*x)->size, 0, 1, seed);
+    for (int64_t k = 0; k < (*x)->size; k++)
+        (*y)->data[k] = (*x)->data[k] > 0.5f;
+}
+
+/* Conv 3x3 (8, ReLU) - Conv 3x3 (1, sigmoid). */
+static nn_model *seg_model(uint64_t seed)
+{
+    nn_model *m = nn_model_create(seed);
+    int shape[3] = {IMG, IMG, 1};
+    nn_layer *x = nn_input(m, 3, shape, NULL);
+    nn_conv2d_opts o = NN_CONV2D_OPTS_INIT;
+    o.padding = NN_PADDING_SAME;
+    o.activation = NN_ACT_RELU;
+    x = nn_conv2d(m, x, 8, 3, 3, &o);
+    o.activation = NN_ACT_SIGMOID;
+    assert_non_null(nn_conv2d(m, x, 1, 3, 3, &o));
+    return m;
+}
+
+static nn_status compile_bce_iou(nn_model *m, float lr)
+{
+    nn_adam_opts a = NN_ADAM_OPTS_INIT;
+    a.learning_rate = lr;
+    nn_optimizer *opt = nn_adam(&a);
+    nn_loss losses[2] = {BCE, IOU};
+    float w[2] = {1, 1};
+    nn_status s = nn_model_compile_weighted(m, opt, 2, losses, w, NULL);
+    if (s != NN_OK) nn_optimizer_free(opt);
+    return s;
+}
+
+static double val_iou(nn_model *m, const nn_tensor *x, const nn_tensor *y)
+{
+    nn_confusion *cm = nn_confusion_create(2);
+    float loss;
+    assert_int_equal(nn_model_evaluate_confusion(m, x, y, 16, cm, &loss),
+                     NN_OK);
+    double v = nn_confusion_iou(cm, 1);
+    nn_confusion_free(cm);
+    return v;
+}
+
+/* A real learning effect: a small conv model trained a few dozen steps
+ * with BCE + IoU segments held-out images. */
+static void test_seg_end_to_end(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y, *vx, *vy;
+    seg_data(NSEG, 100, &x, &y);
+    seg_data(32, 101, &vx, &vy);
+    nn_model *m = seg_model(5);
+    assert_int_equal(compile_bce_iou(m, 0.05f), NN_OK);
+    double before = val_iou(m, vx, vy);
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 16; /* 64 steps */
+    fo.batch_size = 16;
+    fo.val_x = vx;
+    fo.val_y = vy;
+    fo.segmentation_metrics = 1;
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    double after = val_iou(m, vx, vy);
+    print_message("segmentation: validation IoU %.3f before, %.3f after "
+                  "64 steps\n", before, after);
+    assert_true(after > 0.9);
+    assert_true(after > before + 0.2);
+    /* The history's last validation IoU is this model's. */
+    int last = nn_history_epochs(h) - 1;
+    assert_true(fabs(nn_history_get(h, NN_METRIC_VAL_IOU, last) - after) <
+                1e-6);
+    assert_true(nn_history_get(h, NN_METRIC_IOU, last) >
+                nn_history_get(h, NN_METRIC_IOU, 0));
+    for (int k = NN_METRIC_IOU; k <= NN_METRIC_VAL_PIXEL_ACCURACY; k++)
+        assert_true(isfinite(nn_history_get(h, (nn_metric)k, last)));
+    /* One-channel masks: pixel accuracy is Keras' binary accuracy. */
+    assert_true(fabs(nn_history_get(h, NN_METRIC_PIXEL_ACCURACY, last) -
+                     nn_history_get(h, NN_METRIC_ACCURACY, last)) < 1e-6);
+    char dir[] = "/tmp/nn_seg_XXXXXX", path[64], line[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/h.csv", dir);
+    assert_int_equal(nn_history_write_csv(h, path), NN_OK);
+    FILE *f = fopen(path, "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_string_equal(line, "epoch,loss,accuracy,val_loss,val_accuracy,"
+                              "seconds,iou,mean_iou,dice,pixel_accuracy,"
+                              "val_iou,val_mean_iou,val_dice,"
+                              "val_pixel_accuracy\n");
+    remove(path);
+    rmdir(dir);
+    nn_history_free(h);
+    /* Without the option nothing is recorded. */
+    fo.segmentation_metrics = 0;
+    fo.epochs = 1;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    assert_true(isnan(nn_history_get(h, NN_METRIC_IOU, 0)));
+    nn_history_free(h);
+    fo.segmentation_metrics = 2;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(vx);
+    nn_tensor_free(vy);
+}
+
+static void test_seg_model_errors(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    seg_data(4, 110, &x, &y);
+    nn_model *m = seg_model(6);
+    nn_optimizer *opt = nn_sgd(NULL);
+    nn_loss two_ce[2] = {BCE, SCCE};
+    float w[2] = {1, 1};
+    assert_int_equal(nn_model_compile_weighted(m, opt, 2, two_ce, w, NULL),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_model_compile_weighted(m, opt, 5, two_ce, w, NULL),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_model_compile_weighted(m, opt, 1, NULL, w, NULL),
+                     NN_ERR_INVALID);
+    assert_false(m->compiled);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.eps = -1;
+    assert_int_equal(nn_model_compile(m, opt, IOU, &lo), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "nn_model_compile: eps"));
+    assert_false(m->compiled);
+    /* An older program's struct ends before smooth: the defaults hold. */
+    lo.size = offsetof(nn_loss_opts, smooth);
+    lo.smooth = NAN;
+    assert_int_equal(nn_model_compile(m, opt, IOU, &lo), NN_OK);
+    assert_true(m->loss_opts.smooth == 1.0 && m->loss_opts.eps == 1e-7);
+    assert_int_equal(m->loss_terms.n, 1);
+    assert_int_equal(m->loss_terms.kind[0], IOU);
+    assert_int_equal(compile_bce_iou(m, 0.01f), NN_OK);
+    assert_int_equal(m->loss, BCE);
+    assert_int_equal(m->loss_terms.n, 2);
+    /* Masks of the wrong shape. */
+    int64_t sbad[3] = {4, IMG, IMG - 1};
+    nn_tensor *ybad = nn_tensor_create(3, sbad);
+    assert_int_equal(nn_model_train_batch(m, x, ybad, NULL, NULL),
+                     NN_ERR_SHAPE);
+    assert_non_null(strstr(nn_last_error(), "the output's shape"));
+    /* A mask value that is not in [0, 1] names the sample and pixel. */
+    y->data[2 * IMG * IMG + 9] = 2;
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample 2, position 9"));
+    y->data[2 * IMG * IMG + 9] = 1;
+    /* NaN input: NaN output, refused before any update. */
+    x->data[3] = NAN;
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL),
+                     NN_ERR_NUMERIC);
+    x->data[3] = 0.5f;
+    nn_confusion *cm = nn_confusion_create(3);
+    assert_int_equal(nn_model_evaluate_confusion(m, x, y, 2, cm, NULL),
+                     NN_ERR_SHAPE);
+    nn_confusion_free(cm);
+    assert_int_equal(nn_model_evaluate_confusion(m, x, y, 2, NULL, NULL),
+                     NN_ERR_INVALID);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(ybad);
+}
+
+/* Sparse categorical CE over [N, H, W, 3] logits with masks [N, H, W]:
+ * class ids per pixel, errors naming the sample and the pixel. */
+static void test_seg_sparse_model(void **state)
+{
+    (void)state;
+    nn_model *m = nn_model_create(7);
+    int shape[3] = {4, 4, 2};
+    nn_layer *in = nn_input(m, 3, shape, NULL);
+    nn_conv2d_opts o = NN_CONV2D_OPTS_INIT;
+    o.padding = NN_PADDING_SAME;
+    assert_non_null(nn_conv2d(m, in, 3, 3, 3, &o));
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = 1;
+    nn_loss losses[2] = {SCCE, DICE};
+    float w[2] = {1, 0.5f};
+    assert_int_equal(nn_model_compile_weighted(m, nn_adam(NULL), 2, losses, w,
+                                               &lo),
+                     NN_OK);
+    int64_t sx[4] = {3, 4, 4, 2}, sy[3] = {3, 4, 4}, sy1[4] = {3, 4, 4, 1};
+    nn_tensor *x = nn_tensor_create(4, sx), *y = nn_tensor_create(3, sy);
+    fill_uniform(x->data, (int)x->size, -1, 1, 120);
+    for (int64_t k = 0; k < y->size; k++) y->data[k] = (float)(k % 3);
+    float loss, acc;
+    assert_int_equal(nn_model_train_batch(m, x, y, &loss, &acc), NN_OK);
+    assert_true(isfinite(loss) && acc >= 0 && acc <= 1);
+    nn_tensor *y1 = nn_tensor_create(4, sy1);
+    memcpy(y1->data, y->data, (size_t)y->size * sizeof(float));
+    assert_int_equal(nn_model_train_batch(m, x, y1, &loss, NULL), NN_OK);
+    y->data[16 + 5] = 3;
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample 1, position 5"));
+    y->data[16 + 5] = 2;
+    /* Labels as one-hot masks do not fit class ids. */
+    int64_t soh[4] = {3, 4, 4, 3};
+    nn_tensor *yoh = nn_tensor_create(4, soh);
+    assert_int_equal(nn_model_train_batch(m, x, yoh, NULL, NULL),
+                     NN_ERR_SHAPE);
+    assert_non_null(strstr(nn_last_error(), "a class id per output position"));
+    /* Accuracy counts positions; the confusion matrix sees them all. */
+    nn_confusion *cm = nn_confusion_create(3);
+    float eloss;
+    assert_int_equal(nn_model_evaluate_confusion(m, x, y, 2, cm, &eloss),
+                     NN_OK);
+    float el2, ea;
+    assert_int_equal(nn_model_evaluate(m, x, y, 2, &el2, &ea), NN_OK);
+    assert_true(eloss == el2);
+    assert_true(fabs(nn_confusion_pixel_accuracy(cm) - ea) < 1e-6);
+    int64_t total = 0;
+    for (int t = 0; t < 3; t++)
+        for (int p = 0; p < 3; p++) total += nn_confusion_count(cm, t, p);
+    assert_int_equal(total, 3 * 16);
+    nn_confusion_free(cm);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(y1);
+    nn_tensor_free(yoh);
+}
+
+/* Reads a whole file. */
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const uint8_t *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* Patches the u32 at `off` bytes into the LOSS payload and fixes the
+ * CRC; returns what loading the result gives. */
+static nn_status load_patched(const char *path, const uint8_t *orig, size_t n,
+                              size_t payload, size_t off, uint32_t v)
+{
+    uint8_t *b = malloc(n);
+    memcpy(b, orig, n);
+    for (int i = 0; i < 4; i++) b[payload + off + i] = (uint8_t)(v >> 8 * i);
+    uint32_t crc = nn__crc32(0, b, n - 4);
+    for (int i = 0; i < 4; i++) b[n - 4 + i] = (uint8_t)(crc >> 8 * i);
+    spit(path, b, n);
+    free(b);
+    nn_model *m = nn_model_load(path);
+    nn_model_free(m);
+    return m ? NN_OK : nn_last_status();
+}
+
+static void test_seg_checkpoint(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nn_segck_XXXXXX", path[64], bad[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.nnm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.nnm", dir);
+    nn_model *m = seg_model(8);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.smooth = 0.25;
+    lo.eps = 1e-6;
+    lo.reduction = NN_LOSS_REDUCE_IMAGE;
+    nn_loss losses[2] = {BCE, IOU};
+    float w[2] = {0.75f, 2};
+    assert_int_equal(nn_model_compile_weighted(m, nn_adam(NULL), 2, losses, w,
+                                               &lo),
+                     NN_OK);
+    nn_tensor *x, *y;
+    seg_data(8, 130, &x, &y);
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+    assert_int_equal(nn_model_save(m, path, NN_SAVE_OPTIMIZER), NN_OK);
+    size_t n;
+    uint8_t *file = slurp(path, &n);
+    /* Flag bit 3 announces the section: older readers refuse the file. */
+    assert_int_equal(file[12], 1 | 8);
+    nn_model *b = nn_model_load(path);
+    assert_non_null(b);
+    assert_true(b->compiled);
+    assert_memory_equal(&b->loss_terms, &m->loss_terms, sizeof m->loss_terms);
+    assert_true(b->loss_opts.smooth == 0.25 && b->loss_opts.eps == 1e-6 &&
+                b->loss_opts.reduction == NN_LOSS_REDUCE_IMAGE);
+    /* Training resumes identically. */
+    float l1, l2;
+    assert_int_equal(nn_model_train_batch(m, x, y, &l1, NULL), NN_OK);
+    assert_int_equal(nn_model_train_batch(b, x, y, &l2, NULL), NN_OK);
+    assert_true(l1 == l2);
+    nn_model_free(b);
+    /* Hostile LOSS sections: payload = n, then (kind, weight) pairs,
+     * smooth, eps, reduction, sparse_labels. */
+    uint8_t *tag = memmem(file, n, "LOSS", 4);
+    assert_non_null(tag);
+    size_t payload = (size_t)(tag - file) + 12;
+    assert_int_equal(load_patched(bad, file, n, payload, 0, 0),
+                     NN_ERR_FORMAT);
+    assert_int_equal(load_patched(bad, file, n, payload, 0, 5),
+                     NN_ERR_FORMAT);
+    assert_int_equal(load_patched(bad, file, n, payload, 4, 9),
+                     NN_ERR_FORMAT);
+    assert_non_null(strstr(nn_last_error(), "unknown loss 9"));
+    assert_int_equal(load_patched(bad, file, n, payload, 4, IOU),
+                     NN_ERR_FORMAT); /* IoU twice, or MODL disagrees */
+    assert_int_equal(load_patched(bad, file, n, payload, 8, 0xbf800000u),
+                     NN_ERR_FORMAT); /* weight -1 */
+    assert_int_equal(load_patched(bad, file, n, payload, 24, 0xfff00000u),
+                     NN_ERR_FORMAT); /* smooth -inf (its high word) */
+    assert_int_equal(load_patched(bad, file, n, payload, 32, 0xbff00000u),
+                     NN_ERR_FORMAT); /* eps < 0 */
+    assert_int_equal(load_patched(bad, file, n, payload, 36, 2),
+                     NN_ERR_FORMAT);
+    assert_int_equal(load_patched(bad, file, n, payload, 40, 2),
+                     NN_ERR_FORMAT);
+    assert_int_equal(load_patched(bad, file, n, payload, 8, 0x3f800000u),
+                     NN_OK); /* weight 1: still valid */
+    free(file);
+    /* A plain loss writes no section: the file old readers read. */
+    nn_model *p = seg_model(9);
+    assert_int_equal(nn_model_compile(p, nn_sgd(NULL), BCE, NULL), NN_OK);
+    assert_int_equal(nn_model_save(p, path, NN_SAVE_OPTIMIZER), NN_OK);
+    file = slurp(path, &n);
+    assert_int_equal(file[12], 1);
+    assert_null(memmem(file, n, "LOSS", 4));
+    free(file);
+    /* IoU alone, saved without the optimizer: remembered, uncompiled. */
+    assert_int_equal(nn_model_compile(p, nn_sgd(NULL), DICE, NULL), NN_OK);
+    assert_int_equal(nn_model_save(p, path, 0), NN_OK);
+    b = nn_model_load(path);
+    assert_non_null(b);
+    assert_false(b->compiled);
+    assert_int_equal(b->loss, DICE);
+    assert_int_equal(b->loss_terms.kind[0], DICE);
+    nn_model_free(b);
+    nn_model_free(p);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y);
+    remove(path);
+    remove(bad);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +2033,19 @@ int main(void)
         cmocka_unit_test(test_learning_rate_and_iterations),
         cmocka_unit_test(test_free_and_ownership),
         cmocka_unit_test(test_parallel_update_deterministic),
+        cmocka_unit_test(test_seg_crossentropy_per_pixel),
+        cmocka_unit_test(test_seg_overlap_grads),
+        cmocka_unit_test(test_seg_weighted_sums),
+        cmocka_unit_test(test_seg_fused_logits),
+        cmocka_unit_test(test_seg_overlap_values),
+        cmocka_unit_test(test_seg_loss_errors),
+        cmocka_unit_test(test_confusion_hand_computed),
+        cmocka_unit_test(test_confusion_one_channel),
+        cmocka_unit_test(test_confusion_errors),
+        cmocka_unit_test(test_seg_end_to_end),
+        cmocka_unit_test(test_seg_model_errors),
+        cmocka_unit_test(test_seg_sparse_model),
+        cmocka_unit_test(test_seg_checkpoint),
     };
     return cmocka_run_group_tests_name("loss_optim", tests, NULL, NULL);
 }

@@ -20,12 +20,14 @@ from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
 from .tensor import Tensor
 from .optimizers import SGD, Adam
 from .model import Context, Layer, Model, Progress
+from .metrics import ConfusionMatrix
 from .data import (load_cifar10, load_idx, load_image, load_mask,
                    load_segmentation_manifest, one_hot, random_flip,
                    save_image, save_mask, synthetic_defects)
 
 __all__ = [
     "Model", "Layer", "Context", "Progress", "Tensor", "Adam", "SGD",
+    "ConfusionMatrix",
     "load_idx", "load_cifar10", "one_hot", "load_image", "load_mask",
     "load_segmentation_manifest", "save_image", "save_mask", "random_flip",
     "synthetic_defects", "version", "version_number",

@@ -30,12 +30,16 @@ PADDING_VALID, PADDING_SAME = 0, 1
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX = 0, 1, 2, 3
 (INIT_DEFAULT, INIT_ZEROS, INIT_ONES, INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL,
  INIT_HE_UNIFORM, INIT_HE_NORMAL) = range(7)
-LOSS_CCE, LOSS_SPARSE_CCE, LOSS_BCE = 1, 2, 3
+LOSS_CCE, LOSS_SPARSE_CCE, LOSS_BCE, LOSS_IOU, LOSS_DICE = 1, 2, 3, 4, 5
+LOSS_REDUCE_BATCH, LOSS_REDUCE_IMAGE = 0, 1
 ADAM_EPS_KERAS, ADAM_EPS_TORCH = 0, 1
 PROGRESS_BATCH_END, PROGRESS_EPOCH_END = 0, 1
 (METRIC_LOSS, METRIC_ACCURACY, METRIC_VAL_LOSS, METRIC_VAL_ACCURACY,
  METRIC_EPOCH_SECONDS) = range(5)
 METRIC_GRAD_NORM, METRIC_GRAD_NORM_MAX, METRIC_HEALTH = 5, 6, 7
+(METRIC_IOU, METRIC_VAL_IOU, METRIC_MEAN_IOU, METRIC_VAL_MEAN_IOU,
+ METRIC_DICE, METRIC_VAL_DICE, METRIC_PIXEL_ACCURACY,
+ METRIC_VAL_PIXEL_ACCURACY) = range(8, 16)
 SAVE_DEFAULT, SAVE_OPTIMIZER = 0, 1
 MAX_RANK = 8
 
@@ -107,7 +111,9 @@ class nn_dense_opts(ctypes.Structure):
 
 
 class nn_loss_opts(ctypes.Structure):
-    _fields_ = [("size", c_size_t), ("from_logits", c_int)]
+    _fields_ = [("size", c_size_t), ("from_logits", c_int),
+                ("smooth", c_double), ("eps", c_double),
+                ("reduction", c_int), ("sparse_labels", c_int)]
 
 
 class nn_adam_opts(ctypes.Structure):
@@ -128,7 +134,9 @@ class nn_progress(ctypes.Structure):
                 ("samples_seen", c_int64),
                 ("loss", c_float), ("accuracy", c_float),
                 ("val_loss", c_float), ("val_accuracy", c_float),
-                ("elapsed_s", c_double), ("images_per_s", c_double)]
+                ("elapsed_s", c_double), ("images_per_s", c_double),
+                ("iou", c_float), ("mean_iou", c_float),
+                ("val_iou", c_float), ("val_mean_iou", c_float)]
 
 
 nn_progress_fn = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(nn_progress), c_void_p)
@@ -138,7 +146,8 @@ class nn_fit_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
                 ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
                 ("progress", nn_progress_fn), ("user", c_void_p),
-                ("record_grad_norm", c_int), ("stop_on_nonfinite", c_int)]
+                ("record_grad_norm", c_int), ("stop_on_nonfinite", c_int),
+                ("segmentation_metrics", c_int)]
 
 
 # The NN_*_OPTS_INIT defaults of nn.h.
@@ -150,7 +159,8 @@ _DEFAULTS = {
     nn_pool2d_opts: dict(stride_h=0, stride_w=0, padding=PADDING_VALID),
     nn_dense_opts: dict(use_bias=1, activation=ACT_NONE,
                         kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT),
-    nn_loss_opts: dict(from_logits=0),
+    nn_loss_opts: dict(from_logits=0, smooth=1.0, eps=1e-7,
+                       reduction=LOSS_REDUCE_BATCH, sparse_labels=0),
     nn_adam_opts: dict(learning_rate=1e-3, beta1=0.9, beta2=0.999,
                        epsilon=1e-7, eps_mode=ADAM_EPS_KERAS),
     nn_sgd_opts: dict(learning_rate=0.01, momentum=0.0, nesterov=0),
@@ -542,6 +552,32 @@ _SIGNATURES.update({
     "nn_synthetic_defects": (c_int, [ctypes.POINTER(nn_defects_opts),
                                      _TensorPP, _TensorPP, _TensorPP], _S),
     "nn_defect_name": (c_char_p, [c_int], None),
+})
+
+
+# ---- segmentation losses and metrics (docs/losses.md)
+class nn_confusion(_Opaque):
+    pass
+
+
+ConfusionP = ctypes.POINTER(nn_confusion)
+_SIGNATURES.update({
+    "nn_model_compile_weighted": (c_int, [ModelP, OptimizerP, c_int, IntP,
+                                          FloatP,
+                                          ctypes.POINTER(nn_loss_opts)], _S),
+    "nn_confusion_create": (ConfusionP, [c_int], _N),
+    "nn_confusion_free": (None, [ConfusionP], None),
+    "nn_confusion_reset": (c_int, [ConfusionP], _S),
+    "nn_confusion_classes": (c_int, [ConfusionP], None),
+    "nn_confusion_update": (c_int, [ConfusionP, TensorP, TensorP, c_int], _S),
+    "nn_confusion_count": (c_int64, [ConfusionP, c_int, c_int], None),
+    "nn_confusion_iou": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_dice": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_mean_iou": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_mean_dice": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_pixel_accuracy": (c_double, [ConfusionP], None),
+    "nn_model_evaluate_confusion": (c_int, [ModelP, TensorP, TensorP, c_int,
+                                            ConfusionP, FloatP], _S),
 })
 
 missing = []

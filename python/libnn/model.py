@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _lib, errors, optimizers
 from ._lib import lib
+from .metrics import ConfusionMatrix
 from .tensor import Handle, view, tensor_shape, wrap
 
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
@@ -40,7 +41,10 @@ INTERPOLATIONS = {"bilinear": _lib.INTERP_BILINEAR,
                   "nearest": _lib.INTERP_NEAREST}
 LOSSES = {"categorical_crossentropy": _lib.LOSS_CCE,
           "sparse_categorical_crossentropy": _lib.LOSS_SPARSE_CCE,
-          "binary_crossentropy": _lib.LOSS_BCE}
+          "binary_crossentropy": _lib.LOSS_BCE,
+          "iou": _lib.LOSS_IOU, "dice": _lib.LOSS_DICE}
+REDUCTIONS = {"batch": _lib.LOSS_REDUCE_BATCH,
+              "image": _lib.LOSS_REDUCE_IMAGE}
 
 
 # ------------------------------------------------------------ argument checks
@@ -237,7 +241,8 @@ class Progress:
 
     __slots__ = ("event", "epoch", "epochs", "batch", "batches",
                  "samples_seen", "loss", "accuracy", "val_loss",
-                 "val_accuracy", "elapsed_s", "images_per_s")
+                 "val_accuracy", "elapsed_s", "images_per_s", "iou",
+                 "mean_iou", "val_iou", "val_mean_iou")
 
     def __init__(self, p):
         self.event = ("batch_end" if p.event == _lib.PROGRESS_BATCH_END
@@ -275,6 +280,7 @@ class Model:
         self._input = None
         self._output = None
         self._loss = None
+        self._sparse = False
         self._from_logits = False
         self._optimizer = None
         self._opt_raw = None
@@ -679,24 +685,44 @@ class Model:
 
     # ---- compile
     def compile(self, optimizer="adam", loss="categorical_crossentropy",
-                from_logits=False):
+                from_logits=False, loss_weights=None, smooth=1.0, eps=1e-7,
+                reduction="batch", sparse_labels=False):
         """Attaches an optimizer (Adam(...), SGD(...) or a name) and a loss
         ("categorical_crossentropy", "sparse_categorical_crossentropy",
-        "binary_crossentropy")."""
+        "binary_crossentropy", "iou", "dice"), or a weighted sum of losses:
+        a list of names with loss_weights (default 1 each) or a dict
+        {name: weight}, e.g. {"binary_crossentropy": 1, "iou": 1}.
+        smooth, eps, reduction ("batch" or "image") and sparse_labels
+        configure IoU and Dice (docs/losses.md)."""
         opt = optimizers.get(optimizer)
-        code = _choice(LOSSES, loss, "loss")
+        terms = _loss_terms(loss, loss_weights)
+        codes = [_choice(LOSSES, name, "loss") for name, _ in terms]
         m = self._ptr
         o = _lib.make_opts(_lib.nn_loss_opts,
-                           from_logits=int(bool(from_logits)))
+                           from_logits=int(bool(from_logits)),
+                           smooth=float(smooth), eps=float(eps),
+                           reduction=_choice(REDUCTIONS, reduction,
+                                             "reduction"),
+                           sparse_labels=int(bool(sparse_labels)))
         optp = opt._create()
         try:
-            lib.nn_model_compile(m, optp, code, o)
+            if len(terms) == 1 and terms[0][1] == 1.0:
+                lib.nn_model_compile(m, optp, codes[0], o)
+            else:
+                n = len(terms)
+                lib.nn_model_compile_weighted(
+                    m, optp, n, (ctypes.c_int * n)(*codes),
+                    (ctypes.c_float * n)(*(w for _, w in terms)), o)
         except BaseException:
             lib.nn_optimizer_free(optp)  # on failure the caller owns it
             raise
         self._optimizer = opt
         self._opt_raw = ctypes.cast(optp, ctypes.c_void_p).value
-        self._loss = loss.lower()
+        self._loss = (terms[0][0] if len(terms) == 1 and terms[0][1] == 1.0
+                      else dict(terms))
+        self._sparse = ("sparse_categorical_crossentropy" in dict(terms)
+                        or (bool(sparse_labels)
+                            and self.output_shape[-1] > 1))
         self._from_logits = bool(from_logits)
 
     @property
@@ -705,6 +731,7 @@ class Model:
 
     @property
     def loss(self):
+        """The compiled loss: a name, or a dict {name: weight} for a sum."""
         return self._loss
 
     def _opt(self):
@@ -732,12 +759,15 @@ class Model:
         return wrap(x, what, shape=(None,) + self.input_shape)
 
     def _y(self, y, n, what="y"):
-        sparse = self._loss == "sparse_categorical_crossentropy"
+        sparse = self._loss is not None and self._sparse
         if isinstance(y, np.ndarray) and sparse and y.dtype.kind in "iub":
             raise TypeError(f"{what}: class ids must be float32 "
                             f"(use {what}.astype(np.float32))")
         if sparse:
-            shape = (n,)
+            # one id per position: [N, H, W] or [N, H, W, 1] ([N] or [N, 1])
+            shape = (n,) + self.output_shape[:-1]
+            if getattr(y, "ndim", 0) == len(shape) + 1:
+                shape += (1,)
         elif self._loss is not None:
             shape = (n,) + self.output_shape
         else:  # a loaded model: the library checks the per-sample size
@@ -785,6 +815,25 @@ class Model:
                               ctypes.byref(loss), ctypes.byref(acc))
         return float(loss.value), float(acc.value)
 
+    def evaluate_segmentation(self, x, y, batch_size=32):
+        """Thresholded metrics over (x, y) in inference mode, from a
+        confusion matrix (Keras MeanIoU semantics; docs/losses.md): a dict
+        with loss, iou (classes but 0), mean_iou (every class), dice,
+        mean_dice, pixel_accuracy, class_iou and class_dice (lists, NaN for
+        a class in neither truth nor prediction) and confusion (the counts,
+        [truth, predicted])."""
+        tx, ty = self._xy(x, y)
+        classes = self.output_shape[-1]
+        cm = ConfusionMatrix(classes if classes > 1 else 2)
+        loss = ctypes.c_float()
+        lib.nn_model_evaluate_confusion(self._ptr, tx._ptr, ty._ptr,
+                                        _int(batch_size, "batch_size"),
+                                        cm._ptr, ctypes.byref(loss))
+        out = cm.summary()
+        out["loss"] = float(loss.value)
+        cm.close()
+        return out
+
     def predict(self, x, batch_size=32):
         """Inference on x [N, ...]; returns a new float32 array."""
         tx = self._x(x)
@@ -796,9 +845,12 @@ class Model:
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, callback=None, record_grad_norm=0,
-            stop_on_nonfinite=False):
+            stop_on_nonfinite=False, segmentation_metrics=False):
         """Trains for `epochs` and returns the history as a dict of lists:
         loss, accuracy, (val_loss, val_accuracy,) seconds.
+
+        segmentation_metrics adds iou, mean_iou, dice and pixel_accuracy
+        (and their val_ forms with validation data) per epoch.
 
         callback(progress) is called after every batch and epoch with a
         Progress; a true return value stops training (the history of the
@@ -815,7 +867,9 @@ class Model:
                            shuffle=int(bool(shuffle)),
                            record_grad_norm=_int(record_grad_norm,
                                                  "record_grad_norm", lo=0),
-                           stop_on_nonfinite=int(bool(stop_on_nonfinite)))
+                           stop_on_nonfinite=int(bool(stop_on_nonfinite)),
+                           segmentation_metrics=int(bool(
+                               segmentation_metrics)))
         keep = []
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or \
@@ -846,7 +900,8 @@ class Model:
         message = _lib.last_error()
         try:
             history = _history_dict(hist, validation_data is not None,
-                                    o.record_grad_norm)
+                                    o.record_grad_norm,
+                                    o.segmentation_metrics)
         finally:
             lib.nn_history_free(hist)
         if state["error"] is not None:
@@ -973,6 +1028,30 @@ class Model:
         self._output = find(lib.nn_model_output(self._ptr))
 
 
+def _loss_terms(loss, weights):
+    """[(name, weight)] of a loss name, a list of names (with
+    loss_weights) or a dict {name: weight}."""
+    if isinstance(loss, str):
+        names, ws = [loss], [1.0] if weights is None else [weights]
+    elif isinstance(loss, dict):
+        if weights is not None:
+            raise TypeError("loss_weights with a dict loss: put the weights "
+                            "in the dict")
+        names, ws = list(loss), list(loss.values())
+    elif isinstance(loss, (list, tuple)):
+        names = list(loss)
+        ws = [1.0] * len(names) if weights is None else list(weights)
+    else:
+        raise TypeError("loss must be a name, a list of names or a dict "
+                        "{name: weight}")
+    if len(ws) != len(names) or not names:
+        raise ValueError(f"{len(names)} losses and {len(ws)} weights")
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"loss names are str, got {type(name).__name__}")
+    return [(n.lower(), float(w)) for n, w in zip(names, ws)]
+
+
 def _grad_report_dict(r):
     health = {}
     for window, key in ((0, "health"), (1, "window_health")):
@@ -996,7 +1075,12 @@ def _grad_report_dict(r):
                 layers=layers, **health)
 
 
-def _history_dict(hist, with_val, grad=0):
+_SEG_METRICS = (("iou", _lib.METRIC_IOU), ("mean_iou", _lib.METRIC_MEAN_IOU),
+                ("dice", _lib.METRIC_DICE),
+                ("pixel_accuracy", _lib.METRIC_PIXEL_ACCURACY))
+
+
+def _history_dict(hist, with_val, grad=0, seg=0):
     n = lib.nn_history_epochs(hist) if hist else 0
     metrics = [("loss", _lib.METRIC_LOSS), ("accuracy", _lib.METRIC_ACCURACY)]
     if with_val:
@@ -1007,6 +1091,10 @@ def _history_dict(hist, with_val, grad=0):
         metrics += [("grad_norm", _lib.METRIC_GRAD_NORM),
                     ("grad_norm_max", _lib.METRIC_GRAD_NORM_MAX),
                     ("health", _lib.METRIC_HEALTH)]
+    if seg:
+        metrics += list(_SEG_METRICS)
+        if with_val:  # each validation metric follows its training one
+            metrics += [("val_" + k, code + 1) for k, code in _SEG_METRICS]
     out = {k: [float(lib.nn_history_get(hist, code, e)) for e in range(n)]
            for k, code in metrics}
     if grad > 1:

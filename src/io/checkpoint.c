@@ -110,7 +110,7 @@ static nn_status put_model(writer *w, const nn_model *m)
     put_u64(w, m->step_counter);
     put_u32(w, (uint32_t)m->output->index);
     bool known = m->loss >= NN_LOSS_CATEGORICAL_CROSSENTROPY &&
-                 m->loss <= NN_LOSS_BINARY_CROSSENTROPY;
+                 m->loss <= NN_LOSS_DICE;
     put_u32(w, known ? (uint32_t)m->loss : 0);
     put_u32(w, known && m->loss_opts.from_logits ? 1 : 0);
     put_u32(w, NN_KIND_COUNT);
@@ -247,6 +247,43 @@ static nn_status put_names(writer *w, const nn_model *m)
     return NN_OK;
 }
 
+/* A loss that MODL's single kind and from_logits do not describe: a
+ * weighted sum, IoU or Dice, or options of theirs; a separate section for
+ * the same reason as NAME. */
+static bool has_loss(const nn_model *m)
+{
+    const nn_loss_terms *t = &m->loss_terms;
+    nn_loss_opts d = NN_LOSS_OPTS_INIT;
+    const nn_loss_opts *o = &m->loss_opts;
+    if (!m->loss) return false;
+    return t->n != 1 || t->weight[0] != 1.0f ||
+           t->kind[0] > NN_LOSS_BINARY_CROSSENTROPY || o->smooth != d.smooth ||
+           o->eps != d.eps || o->reduction != d.reduction ||
+           o->sparse_labels != d.sparse_labels;
+}
+
+static void put_f64(writer *w, double v)
+{
+    uint64_t u = 0;
+    memcpy(&u, &v, 8);
+    put_u64(w, u);
+}
+
+static nn_status put_loss(writer *w, const nn_model *m)
+{
+    const nn_loss_terms *t = &m->loss_terms;
+    put_u32(w, (uint32_t)t->n);
+    for (int k = 0; k < t->n; k++) {
+        put_u32(w, (uint32_t)t->kind[k]);
+        put_f32(w, t->weight[k]);
+    }
+    put_f64(w, m->loss_opts.smooth);
+    put_f64(w, m->loss_opts.eps);
+    put_u32(w, (uint32_t)m->loss_opts.reduction);
+    put_u32(w, m->loss_opts.sparse_labels ? 1 : 0);
+    return NN_OK;
+}
+
 /* Gradient clipping, when the optimizer is saved and clips: a separate
  * section for the same reason as NAME. */
 static bool has_clip(const nn_model *m, bool with_opt)
@@ -266,15 +303,18 @@ static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
                           uint64_t total)
 {
     bool names = has_names(m), clip = has_clip(m, with_opt);
+    bool loss = has_loss(m);
     put(w, NN_CKPT_MAGIC, 8);
     put_u32(w, NN_CKPT_VERSION);
     put_u32(w, (with_opt ? NN_CKPT_FLAG_OPTIMIZER : 0) |
                    (names ? NN_CKPT_FLAG_NAMES : 0) |
-                   (clip ? NN_CKPT_FLAG_CLIP : 0));
+                   (clip ? NN_CKPT_FLAG_CLIP : 0) |
+                   (loss ? NN_CKPT_FLAG_LOSS : 0));
     put_u64(w, total);
     NN_TRY(put_section(w, "MODL", put_model, m));
     NN_TRY(put_section(w, "GRPH", put_graph, m));
     if (names) NN_TRY(put_section(w, "NAME", put_names, m));
+    if (loss) NN_TRY(put_section(w, "LOSS", put_loss, m));
     if (with_opt) NN_TRY(put_section(w, "OPTM", put_optimizer, m));
     if (clip) NN_TRY(put_section(w, "CLIP", put_clip, m));
     put_u32(w, w->crc);

@@ -5,6 +5,7 @@
  * every field, so no count or length can reach past the data or make us
  * allocate more than the file itself holds. */
 #include "io/io.h"
+#include "loss/loss.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -175,6 +176,9 @@ typedef struct model_info {
     uint64_t seed, rng[4], steps;
     uint32_t output, loss;
     bool from_logits;
+    /* the compiled loss: MODL's one kind, or the LOSS section's */
+    nn_loss_terms terms;
+    nn_loss_opts loss_opts;
     uint32_t n_counts;
     uint32_t counts[NN_KIND_COUNT];
 } model_info;
@@ -208,9 +212,11 @@ static nn_status read_model_info(cursor *c, model_info *mi)
     NN_TRY(get_u64(&s, &mi->steps));
     NN_TRY(get_u32(&s, &mi->output));
     NN_TRY(get_u32(&s, &mi->loss));
-    if (mi->loss > NN_LOSS_BINARY_CROSSENTROPY)
-        return bad(&s, "unknown loss %u", mi->loss);
+    if (mi->loss > NN_LOSS_DICE) return bad(&s, "unknown loss %u", mi->loss);
     NN_TRY(get_flag(&s, &mi->from_logits, "from_logits"));
+    mi->terms = (nn_loss_terms){1, {(nn_loss)mi->loss}, {1.0f}};
+    mi->loss_opts = (nn_loss_opts)NN_LOSS_OPTS_INIT;
+    mi->loss_opts.from_logits = mi->from_logits;
     NN_TRY(read_counters(&s, mi));
     return close_section(&s);
 }
@@ -541,10 +547,9 @@ static nn_status read_optimizer(cursor *c, nn_model *m, const model_info *mi)
     nn_status st = read_opt_config(&s, &o);
     if (st == NN_OK) st = read_opt_state(&s, m, o);
     if (st == NN_OK) st = close_section(&s);
-    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
-    lo.from_logits = mi->from_logits;
     if (st == NN_OK) {
-        st = nn_model_compile(m, o, (nn_loss)mi->loss, &lo);
+        st = nn_model_compile_weighted(m, o, mi->terms.n, mi->terms.kind,
+                                       mi->terms.weight, &mi->loss_opts);
         if (st != NN_OK) st = wrap(&s, st);
     }
     if (st != NN_OK) nn_optimizer_free(o);
@@ -572,6 +577,67 @@ static nn_status read_clip(cursor *c, nn_model *m)
     m->opt->global_clipnorm = norm;
     m->opt->clipvalue = value;
     return close_section(&s);
+}
+
+/* ---------------- LOSS ---------------- */
+
+static nn_status get_f64(cursor *c, double *v)
+{
+    uint64_t u = 0;
+    NN_TRY(get_u64(c, &u));
+    memcpy(v, &u, 8);
+    return NN_OK;
+}
+
+static nn_status get_terms(cursor *c, nn_loss_terms *t)
+{
+    uint32_t n = 0;
+    NN_TRY(get_u32(c, &n));
+    if (n < 1 || n > NN_LOSS_MAX_TERMS)
+        return bad(c, "%u losses, not 1 to %d", n, NN_LOSS_MAX_TERMS);
+    t->n = (int)n;
+    for (int k = 0; k < t->n; k++) {
+        uint32_t kind = 0;
+        NN_TRY(get_u32(c, &kind));
+        if (kind < NN_LOSS_CATEGORICAL_CROSSENTROPY || kind > NN_LOSS_DICE)
+            return bad(c, "unknown loss %u", kind);
+        t->kind[k] = (nn_loss)kind;
+        NN_TRY(get_f32(c, &t->weight[k]));
+    }
+    return NN_OK;
+}
+
+/* The compiled loss beyond MODL's one kind (before OPTM, which compiles
+ * with it). Checked as nn_model_compile_weighted checks it. */
+static nn_status read_loss(cursor *c, nn_model *m, model_info *mi)
+{
+    cursor s = {0};
+    NN_TRY(open_section(c, "LOSS", &s));
+    nn_loss_terms t = {0};
+    nn_loss_opts o = mi->loss_opts;
+    uint32_t reduction = 0;
+    bool sparse = false;
+    NN_TRY(get_terms(&s, &t));
+    NN_TRY(get_f64(&s, &o.smooth));
+    NN_TRY(get_f64(&s, &o.eps));
+    NN_TRY(get_u32(&s, &reduction));
+    NN_TRY(get_flag(&s, &sparse, "sparse_labels"));
+    NN_TRY(close_section(&s));
+    if (reduction > NN_LOSS_REDUCE_IMAGE)
+        return bad(&s, "unknown reduction %u", reduction);
+    o.reduction = (int)reduction;
+    o.sparse_labels = sparse;
+    if (nn__loss_check(&t, &o, "loss") != NN_OK) return wrap(&s, NN_ERR_FORMAT);
+    if (mi->loss != (uint32_t)t.kind[0])
+        return bad(&s, "first loss %d, but section MODL says %u",
+                   (int)t.kind[0], mi->loss);
+    mi->terms = t;
+    mi->loss_opts = o;
+    if (!m->compiled) {
+        m->loss_terms = t;
+        m->loss_opts = o;
+    }
+    return NN_OK;
 }
 
 /* ---------------- NAME ---------------- */
@@ -607,8 +673,8 @@ static nn_status apply_model_info(cursor *c, nn_model *m, const model_info *mi)
         m->name_counts[k] = k < mi->n_counts ? (int)mi->counts[k] : 0;
     if (!m->compiled && mi->loss) {
         m->loss = (nn_loss)mi->loss;
-        m->loss_opts.size = sizeof m->loss_opts;
-        m->loss_opts.from_logits = mi->from_logits;
+        m->loss_opts = mi->loss_opts;
+        m->loss_terms = mi->terms;
     }
     return NN_OK;
 }
@@ -618,7 +684,7 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     cursor c = {buf + NN_CKPT_HEADER, size - NN_CKPT_HEADER - 4, "header"};
     uint32_t flags = nn__get_le32(buf + 12);
     if (flags & ~(NN_CKPT_FLAG_OPTIMIZER | NN_CKPT_FLAG_NAMES |
-                  NN_CKPT_FLAG_CLIP))
+                  NN_CKPT_FLAG_CLIP | NN_CKPT_FLAG_LOSS))
         return bad(&c, "unknown flags 0x%x", flags);
     if ((flags & NN_CKPT_FLAG_CLIP) && !(flags & NN_CKPT_FLAG_OPTIMIZER))
         return bad(&c, "clipping (flag bit 2) without an optimizer");
@@ -629,6 +695,10 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     nn_status s = read_graph(&c, m);
     if (s == NN_OK) s = apply_model_info(&c, m, &mi);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_NAMES)) s = read_names(&c, m);
+    if (s == NN_OK && (flags & NN_CKPT_FLAG_LOSS)) {
+        s = mi.loss ? read_loss(&c, m, &mi)
+                    : bad(&c, "a loss section (flag bit 3) without a loss");
+    }
     if (s == NN_OK && (flags & NN_CKPT_FLAG_OPTIMIZER))
         s = read_optimizer(&c, m, &mi);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_CLIP)) s = read_clip(&c, m);

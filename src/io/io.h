@@ -18,6 +18,7 @@
 #define NN_CKPT_FLAG_OPTIMIZER 1u
 #define NN_CKPT_FLAG_NAMES 2u /* section NAME: model and block names */
 #define NN_CKPT_FLAG_CLIP 4u  /* section CLIP: the optimizer's clipping */
+#define NN_CKPT_FLAG_LOSS 8u  /* section LOSS: a weighted sum, IoU, Dice */
 #define NN_CKPT_MAX_ACTIVATION NN_ACT_SOFTMAX
 
 /* Little-endian codecs shared by the writer and the reader. */

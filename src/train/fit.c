@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define N_METRICS 8
+#define N_METRICS 16
 
 /* Per-step series of a fit with record_grad_norm = 2 (docs/diagnostics.md):
  * the batch loss, the global gradient norm and the step's verdict. */
@@ -20,6 +20,7 @@ struct nn_history {
     int epochs, cap;
     float *v[N_METRICS]; /* indexed by nn_metric */
     bool grad;           /* the gradient metrics were recorded */
+    bool seg;            /* the segmentation metrics were recorded */
     int64_t steps, step_cap;
     float *step_v[N_STEP_SERIES];
 };
@@ -30,6 +31,16 @@ static double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+/* The segmentation metrics' CSV columns: training ones, then validation. */
+#define SEG_CSV_COLUMNS                                                        \
+    ",iou,mean_iou,dice,pixel_accuracy,val_iou,val_mean_iou,val_dice,"        \
+    "val_pixel_accuracy"
+static const nn_metric seg_csv_order[8] = {
+    NN_METRIC_IOU,          NN_METRIC_MEAN_IOU,
+    NN_METRIC_DICE,         NN_METRIC_PIXEL_ACCURACY,
+    NN_METRIC_VAL_IOU,      NN_METRIC_VAL_MEAN_IOU,
+    NN_METRIC_VAL_DICE,     NN_METRIC_VAL_PIXEL_ACCURACY};
 
 static nn_history *history_new(int epochs)
 {
@@ -82,13 +93,16 @@ nn_status nn_history_write_csv(const nn_history *h, const char *path)
              NN_ERR_INVALID, "nn_history_write_csv: path too long");
     FILE *f = fopen(tmp, "w");
     NN_CHECK(f, NN_ERR_IO, "cannot write '%s'", tmp);
-    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s\n",
-            h->grad ? ",grad_norm,grad_norm_max,health" : "");
+    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s%s\n",
+            h->grad ? ",grad_norm,grad_norm_max,health" : "",
+            h->seg ? SEG_CSV_COLUMNS : "");
     for (int e = 0; e < h->epochs; e++) {
         fprintf(f, "%d,%.6g,%.6g,%.6g,%.6g,%.3f", e + 1, h->v[0][e],
                 h->v[1][e], h->v[2][e], h->v[3][e], h->v[4][e]);
         if (h->grad)
             fprintf(f, ",%.6g,%.6g,%.0f", h->v[5][e], h->v[6][e], h->v[7][e]);
+        for (int k = 0; h->seg && k < 8; k++)
+            fprintf(f, ",%.6g", h->v[seg_csv_order[k]][e]);
         fprintf(f, "\n");
     }
     bool ok = fflush(f) == 0 && !ferror(f);
@@ -200,6 +214,10 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
              NN_ERR_INVALID,
              "nn_model_fit: record_grad_norm must be 0, 1 or 2, got %d",
              o->record_grad_norm);
+    NN_CHECK(o->segmentation_metrics == 0 || o->segmentation_metrics == 1,
+             NN_ERR_INVALID,
+             "nn_model_fit: segmentation_metrics must be 0 or 1, got %d",
+             o->segmentation_metrics);
     return NN_OK;
 }
 
@@ -215,6 +233,9 @@ typedef struct epoch_ctx {
     double gsum, gmax;
     int64_t gcount;
     int worst; /* most severe nn_health seen */
+    /* segmentation metrics (segmentation_metrics): the epoch's training
+     * steps and the validation set */
+    nn_confusion *cm, *val_cm;
 } epoch_ctx;
 
 /* Reads the diagnostics of the step just run, including one the finite
@@ -248,12 +269,47 @@ static int notify(epoch_ctx *e)
     return e->o->progress(&e->p, e->o->user);
 }
 
+/* IoU and mean IoU so far for the progress callback; NaN when off. */
+static void seg_progress(const nn_confusion *cm, float *iou, float *mean_iou)
+{
+    *iou = cm ? (float)nn_confusion_mean_iou(cm, 1) : NAN;
+    *mean_iou = cm ? (float)nn_confusion_mean_iou(cm, 0) : NAN;
+}
+
+/* Metric k (training) and k + 1 (validation, NaN without validation
+ * data) from the two matrices. */
+static void seg_record(nn_history *h, int epoch, nn_metric k,
+                       const nn_confusion *cm, const nn_confusion *val_cm,
+                       double (*metric)(const nn_confusion *, int), int first)
+{
+    h->v[k][epoch] = (float)metric(cm, first);
+    h->v[k + 1][epoch] = val_cm ? (float)metric(val_cm, first) : NAN;
+}
+
+static double pixel_accuracy(const nn_confusion *cm, int unused)
+{
+    (void)unused;
+    return nn_confusion_pixel_accuracy(cm);
+}
+
+static void seg_history(const epoch_ctx *e, nn_history *h, int epoch)
+{
+    if (!e->cm) return;
+    h->seg = true;
+    const nn_confusion *v = e->val_cm;
+    seg_record(h, epoch, NN_METRIC_IOU, e->cm, v, nn_confusion_mean_iou, 1);
+    seg_record(h, epoch, NN_METRIC_MEAN_IOU, e->cm, v, nn_confusion_mean_iou,
+               0);
+    seg_record(h, epoch, NN_METRIC_DICE, e->cm, v, nn_confusion_mean_dice, 1);
+    seg_record(h, epoch, NN_METRIC_PIXEL_ACCURACY, e->cm, v, pixel_accuracy,
+               0);
+}
+
 static nn_status run_epoch(epoch_ctx *e)
 {
     nn_model *m = e->m;
     int64_t n = e->x->shape[0];
     int64_t in_sz = nn__shape_size(&m->input->out), y_sz = nn__label_size(m);
-    int64_t classes = nn__shape_size(&m->output->out);
     double loss_sum = 0;
     int64_t correct = 0, denom = 0;
     shuffle(&m->rng, e->b->perm, n, e->o->shuffle != 0);
@@ -261,7 +317,7 @@ static nn_status run_epoch(epoch_ctx *e)
         int cur = (int)(n - i < e->o->batch_size ? n - i : e->o->batch_size);
         gather(e->x->data, in_sz, e->b->perm + i, cur, e->b->xb);
         gather(e->y->data, y_sz, e->b->perm + i, cur, e->b->yb);
-        nn_step_stats st = {0};
+        nn_step_stats st = {.cm = e->cm};
         nn_status s = nn__train_step(m, e->b->xb, e->b->yb, cur, true, true,
                                      NULL, &st);
         if (e->o->record_grad_norm)
@@ -269,12 +325,13 @@ static nn_status run_epoch(epoch_ctx *e)
         NN_TRY(s);
         loss_sum += st.loss_sum;
         correct += st.correct;
-        denom += nn__loss_accuracy_denominator(m->loss, cur, classes);
+        denom += st.predictions;
         e->p.event = NN_PROGRESS_BATCH_END;
         e->p.batch = (int)k + 1;
         e->p.samples_seen = i + cur;
         e->p.loss = (float)(loss_sum / (double)(i + cur));
         e->p.accuracy = (float)correct / (float)denom;
+        seg_progress(e->cm, &e->p.iou, &e->p.mean_iou);
         if (notify(e))
             return nn__fail(NN_ERR_CANCELLED, "fit: stopped by the callback");
     }
@@ -287,9 +344,11 @@ static nn_status finish_epoch(epoch_ctx *e, nn_history *h, int epoch)
     if (e->o->val_x) {
         double vl, va;
         NN_TRY(nn__evaluate(e->m, e->o->val_x, e->o->val_y, e->o->batch_size,
-                            &vl, &va));
+                            e->val_cm, &vl, &va));
         e->p.val_loss = (float)vl;
         e->p.val_accuracy = (float)va;
+        if (e->val_cm)
+            seg_progress(e->val_cm, &e->p.val_iou, &e->p.val_mean_iou);
     }
     if (h) {
         h->v[NN_METRIC_LOSS][epoch] = e->p.loss;
@@ -303,11 +362,20 @@ static nn_status finish_epoch(epoch_ctx *e, nn_history *h, int epoch)
             h->v[NN_METRIC_GRAD_NORM_MAX][epoch] = (float)e->gmax;
             h->v[NN_METRIC_HEALTH][epoch] = (float)e->worst;
         }
+        seg_history(e, h, epoch);
         h->epochs = epoch + 1;
     }
     e->p.event = NN_PROGRESS_EPOCH_END;
     if (notify(e))
         return nn__fail(NN_ERR_CANCELLED, "fit: stopped by the callback");
+    return NN_OK;
+}
+
+static nn_status seg_alloc(epoch_ctx *e)
+{
+    e->cm = nn__model_confusion(e->m);
+    if (e->cm && e->o->val_x) e->val_cm = nn__model_confusion(e->m);
+    if (!e->cm || (e->o->val_x && !e->val_cm)) return NN_ERR_NOMEM;
     return NN_OK;
 }
 
@@ -320,6 +388,9 @@ static nn_status fit_epochs(epoch_ctx *e, nn_history *h)
     for (int ep = 0; ep < e->o->epochs; ep++) {
         e->p.epoch = ep;
         e->p.val_loss = e->p.val_accuracy = NAN;
+        e->p.iou = e->p.mean_iou = e->p.val_iou = e->p.val_mean_iou = NAN;
+        if (e->cm) nn_confusion_reset(e->cm);
+        if (e->val_cm) nn_confusion_reset(e->val_cm);
         e->t0 = now_s();
         e->gsum = e->gmax = 0;
         e->gcount = 0;
@@ -348,16 +419,19 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     if (s == NN_OK)
         s = buffers_alloc(&b, x->shape[0], batch, nn__shape_size(&m->input->out),
                           nn__label_size(m));
+    epoch_ctx e = {.m = m, .x = x, .y = y, .o = &o, .b = &b, .h = h};
+    if (s == NN_OK && o.segmentation_metrics) s = seg_alloc(&e);
     /* Diagnostics the options ask for are on for this run only. */
     nn_diag_saved saved;
     if (s == NN_OK)
         s = nn__diag_push(m, o.record_grad_norm > 0, o.stop_on_nonfinite != 0,
                           &saved);
     if (s == NN_OK) {
-        epoch_ctx e = {.m = m, .x = x, .y = y, .o = &o, .b = &b, .h = h};
         s = fit_epochs(&e, h);
         nn__diag_pop(m, &saved);
     }
+    nn_confusion_free(e.cm);
+    nn_confusion_free(e.val_cm);
     buffers_free(&b);
     /* A history of the epochs (or steps) that ran is useful even after a
      * failure. */

@@ -9,19 +9,10 @@
 #include <math.h>
 #include <string.h>
 
-static bool loss_known(nn_loss loss)
-{
-    return loss == NN_LOSS_CATEGORICAL_CROSSENTROPY ||
-           loss == NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ||
-           loss == NN_LOSS_BINARY_CROSSENTROPY;
-}
-
 nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
                            const nn_loss_opts *opts)
 {
     NN_CHECK(m && opt, NN_ERR_INVALID, "nn_model_compile: NULL argument");
-    NN_CHECK(loss_known(loss), NN_ERR_INVALID,
-             "nn_model_compile: unknown loss %d", (int)loss);
     NN_CHECK(!opt->owned_by_model || opt == m->opt, NN_ERR_INVALID,
              "nn_model_compile: the optimizer belongs to another model");
     NN_CHECK(m->output, NN_ERR_STATE, "nn_model_compile: model is empty");
@@ -32,6 +23,8 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
         memcpy(&lo, opts, opts->size < sizeof lo ? opts->size : sizeof lo);
         lo.size = sizeof lo;
     }
+    nn_loss_terms terms = {1, {loss}, {1.0f}};
+    NN_TRY(nn__loss_check(&terms, &lo, "nn_model_compile"));
     if (m->opt && m->opt != opt) {
         m->opt->owned_by_model = false;
         nn_optimizer_free(m->opt);
@@ -40,6 +33,7 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
     m->opt = opt;
     m->loss = loss;
     m->loss_opts = lo;
+    m->loss_terms = terms;
     m->compiled = true;
     return NN_OK;
 }
@@ -60,9 +54,53 @@ void nn_model_free(nn_model *m)
     nn__free(m);
 }
 
+nn_status nn_model_compile_weighted(nn_model *m, nn_optimizer *opt, int n,
+                                    const nn_loss *losses,
+                                    const float *weights,
+                                    const nn_loss_opts *opts)
+{
+    const char *what = "nn_model_compile_weighted";
+    NN_CHECK(losses && weights, NN_ERR_INVALID, "%s: NULL losses or weights",
+             what);
+    nn_loss_terms terms = {n, {0}, {0}};
+    NN_CHECK(n >= 1 && n <= NN_LOSS_MAX_TERMS, NN_ERR_INVALID,
+             "%s: %d losses; give 1 to %d", what, n, NN_LOSS_MAX_TERMS);
+    for (int k = 0; k < n; k++) {
+        terms.kind[k] = losses[k];
+        terms.weight[k] = weights[k];
+    }
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    if (opts) {
+        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
+                 "%s: opts->size is %zu", what, opts->size);
+        memcpy(&lo, opts, opts->size < sizeof lo ? opts->size : sizeof lo);
+    }
+    NN_TRY(nn__loss_check(&terms, &lo, what));
+    /* The first term alone is a valid compile; the sum replaces it. */
+    NN_TRY(nn_model_compile(m, opt, terms.kind[0], opts));
+    m->loss_terms = terms;
+    return NN_OK;
+}
+
+/* The output [positions, classes] per sample: classes is its last axis. */
+static int64_t out_classes(const nn_model *m)
+{
+    return m->output->out.d[m->output->out.rank - 1];
+}
+
+static int64_t out_positions(const nn_model *m)
+{
+    return nn__shape_size(&m->output->out) / out_classes(m);
+}
+
+static bool sparse_labels(const nn_model *m)
+{
+    return nn__loss_sparse(&m->loss_terms, &m->loss_opts, out_classes(m));
+}
+
 int64_t nn__label_size(const nn_model *m)
 {
-    if (m->loss == NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) return 1;
+    if (sparse_labels(m)) return out_positions(m);
     return nn__shape_size(&m->output->out);
 }
 
@@ -75,8 +113,10 @@ nn_status nn__check_labels(const nn_model *m, const nn_tensor *y, int64_t n,
              (long long)n);
     int64_t per = y->size / y->shape[0];
     NN_CHECK(per == nn__label_size(m), NN_ERR_SHAPE,
-             "%s: each label has %lld values, the loss needs %lld", what,
-             (long long)per, (long long)nn__label_size(m));
+             "%s: each label has %lld values, the loss needs %lld (%s)", what,
+             (long long)per, (long long)nn__label_size(m),
+             sparse_labels(m) ? "a class id per output position"
+                              : "the output's shape");
     return NN_OK;
 }
 
@@ -88,14 +128,17 @@ static nn_activation output_activation(const nn_layer *l)
 }
 
 /* Keras computes cross-entropy from the logits of a final softmax/sigmoid
- * (its `_keras_logits`), which is exact where probabilities underflow. */
+ * (its `_keras_logits`), which is exact where probabilities underflow. A
+ * sum with a cross-entropy term then computes every term from them (IoU
+ * and Dice apply the same sigmoid or softmax). */
 static const float *fused_logits(const nn_model *m, const nn_context *c)
 {
     const nn_layer *l = m->output;
     nn_activation act = output_activation(l);
-    bool fits = m->loss == NN_LOSS_BINARY_CROSSENTROPY ? act == NN_ACT_SIGMOID
-                                                       : act == NN_ACT_SOFTMAX;
-    if (!fits || !l->ops->logits) return NULL;
+    bool sigmoid = nn__loss_sigmoid(&m->loss_terms, out_classes(m));
+    bool fits = sigmoid ? act == NN_ACT_SIGMOID : act == NN_ACT_SOFTMAX;
+    if (!fits || !nn__loss_wants_logits(&m->loss_terms) || !l->ops->logits)
+        return NULL;
     return l->ops->logits(l, c->state[l->index]);
 }
 
@@ -103,17 +146,24 @@ nn_status nn__loss_step(nn_model *m, nn_context *c, const float *y, int batch,
                         bool want_grad, nn_step_stats *st)
 {
     const nn_layer *o = m->output;
-    const float *out = c->act[o->index];
-    const float *logits = NULL;
+    nn_loss_batch b = {.batch = batch, .positions = out_positions(m),
+                       .classes = out_classes(m), .out = c->act[o->index],
+                       .y = y, .sparse = sparse_labels(m),
+                       .dout = want_grad ? c->dact[o->index] : NULL};
+    b.sigmoid = nn__loss_sigmoid(&m->loss_terms, b.classes);
     st->preact = false;
     if (m->loss_opts.from_logits) {
-        logits = out;
-    } else if ((logits = fused_logits(m, c)) != NULL) {
+        b.logits = b.out;
+    } else if ((b.logits = fused_logits(m, c)) != NULL) {
         st->preact = true;
     }
-    return nn__loss(m->loss, batch, nn__shape_size(&o->out), out, logits, y,
-                    want_grad ? c->dact[o->index] : NULL, &st->loss_sum,
-                    &st->correct);
+    nn_loss_sums sums = {0};
+    NN_TRY(nn__loss_eval(&m->loss_terms, &m->loss_opts, &b, &sums));
+    st->loss_sum += sums.loss;
+    st->correct += sums.correct;
+    st->predictions += sums.predictions;
+    if (st->cm) nn__confusion_add(st->cm, &b, m->loss_opts.from_logits);
+    return NN_OK;
 }
 
 static nn_status ensure_grads(nn_model *m)
@@ -183,14 +233,11 @@ nn_status nn__check_xy(const nn_model *m, const nn_tensor *x,
     return nn__check_labels(m, y, x->shape[0], what);
 }
 
-static void report(const nn_model *m, const nn_step_stats *st, int batch,
-                   float *loss, float *accuracy)
+static void report(const nn_step_stats *st, int batch, float *loss,
+                   float *accuracy)
 {
     if (loss) *loss = (float)(st->loss_sum / batch);
-    if (accuracy)
-        *accuracy = (float)st->correct /
-                    (float)nn__loss_accuracy_denominator(
-                        m->loss, batch, nn__shape_size(&m->output->out));
+    if (accuracy) *accuracy = (float)st->correct / (float)st->predictions;
 }
 
 static nn_status check_batch_size(const nn_tensor *x)
@@ -208,7 +255,7 @@ nn_status nn_model_train_batch(nn_model *m, const nn_tensor *x,
     nn_step_stats st = {0};
     int batch = (int)x->shape[0];
     NN_TRY(nn__train_step(m, x->data, y->data, batch, true, true, NULL, &st));
-    report(m, &st, batch, loss, accuracy);
+    report(&st, batch, loss, accuracy);
     return NN_OK;
 }
 
@@ -225,7 +272,7 @@ nn_status nn_model_backward(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     int batch = (int)x->shape[0];
     NN_TRY(nn__train_step(m, x->data, y->data, batch, training != 0, false,
                           dx ? dx->data : NULL, &st));
-    report(m, &st, batch, loss, NULL);
+    report(&st, batch, loss, NULL);
     return NN_OK;
 }
 
@@ -240,7 +287,8 @@ nn_status nn_model_apply_gradients(nn_model *m)
 }
 
 nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
-                       int batch_size, double *loss, double *accuracy)
+                       int batch_size, nn_confusion *cm, double *loss,
+                       double *accuracy)
 {
     nn_context *c;
     NN_TRY(nn__model_context(m, &c));
@@ -252,16 +300,15 @@ nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     nn_step_stats total = {0};
     for (int64_t i = 0; i < n; i += b) {
         int cur = (int)(n - i < b ? n - i : b);
-        nn_step_stats st = {0};
+        nn_step_stats st = {.cm = cm};
         NN_TRY(nn__forward(c, x->data + i * in_sz, cur, false, 0));
         NN_TRY(nn__loss_step(m, c, y->data + i * y_sz, cur, false, &st));
         total.loss_sum += st.loss_sum;
         total.correct += st.correct;
+        total.predictions += st.predictions;
     }
     *loss = total.loss_sum / (double)n;
-    *accuracy = (double)total.correct /
-                (double)nn__loss_accuracy_denominator(
-                    m->loss, (int)n, nn__shape_size(&m->output->out));
+    *accuracy = (double)total.correct / (double)total.predictions;
     return NN_OK;
 }
 
@@ -272,10 +319,41 @@ nn_status nn_model_evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     NN_CHECK(batch_size > 0, NN_ERR_INVALID,
              "nn_model_evaluate: batch size %d", batch_size);
     double l, a;
-    NN_TRY(nn__evaluate(m, x, y, batch_size, &l, &a));
+    NN_TRY(nn__evaluate(m, x, y, batch_size, NULL, &l, &a));
     if (loss) *loss = (float)l;
     if (accuracy) *accuracy = (float)a;
     return NN_OK;
+}
+
+nn_confusion *nn__model_confusion(const nn_model *m)
+{
+    return nn_confusion_create(nn__confusion_classes_for(out_classes(m)));
+}
+
+nn_status nn_model_evaluate_confusion(nn_model *m, const nn_tensor *x,
+                                      const nn_tensor *y, int batch_size,
+                                      nn_confusion *cm, float *loss)
+{
+    const char *what = "nn_model_evaluate_confusion";
+    NN_TRY(nn__check_xy(m, x, y, what));
+    NN_CHECK(batch_size > 0, NN_ERR_INVALID, "%s: batch size %d", what,
+             batch_size);
+    NN_CHECK(cm, NN_ERR_INVALID, "%s: NULL confusion matrix", what);
+    int want = nn__confusion_classes_for(out_classes(m));
+    NN_CHECK(cm->classes == want, NN_ERR_SHAPE,
+             "%s: the output makes %d classes, the matrix has %d", what, want,
+             cm->classes);
+    /* Counted apart, so that a failure part-way adds nothing. */
+    nn_confusion *part = nn__model_confusion(m);
+    if (!part) return nn_last_status();
+    double l, a;
+    nn_status s = nn__evaluate(m, x, y, batch_size, part, &l, &a);
+    if (s == NN_OK) {
+        nn__confusion_merge(cm, part);
+        if (loss) *loss = (float)l;
+    }
+    nn_confusion_free(part);
+    return s;
 }
 
 nn_status nn_model_predict(nn_model *m, const nn_tensor *x, nn_tensor *out,

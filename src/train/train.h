@@ -5,9 +5,11 @@
 #include "nn_internal.h"
 
 typedef struct nn_step_stats {
-    double loss_sum;  /* sum of per-sample losses */
-    int64_t correct;  /* see nn__loss_accuracy_denominator */
-    bool preact;      /* the loss gradient is w.r.t. the fused logits */
+    double loss_sum;     /* sum of per-sample losses */
+    int64_t correct;     /* correct predictions, of */
+    int64_t predictions; /* (src/loss/loss.c: accuracy) */
+    bool preact;         /* the loss gradient is w.r.t. the fused logits */
+    nn_confusion *cm;    /* not NULL: the loss step adds the batch to it */
 } nn_step_stats;
 
 int64_t nn__label_size(const nn_model *m);
@@ -22,7 +24,12 @@ nn_status nn__loss_step(nn_model *m, nn_context *c, const float *y, int batch,
 nn_status nn__train_step(nn_model *m, const float *x, const float *y,
                          int batch, bool training, bool update, float *dx,
                          nn_step_stats *st);
+/* A zeroed confusion matrix that fits the model's output. */
+nn_confusion *nn__model_confusion(const nn_model *m);
+/* Mean loss and accuracy in inference mode; cm (may be NULL) receives the
+ * predictions. */
 nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
-                       int batch_size, double *loss, double *accuracy);
+                       int batch_size, nn_confusion *cm, double *loss,
+                       double *accuracy);
 
 #endif
