@@ -64,6 +64,62 @@ void nn__sbuf_put(nn_sbuf *s, const char *fmt, ...)
 /* NUL-terminates (when cap > 0) and reports the full length + 1. */
 void nn__sbuf_finish(nn_sbuf *s, size_t *needed);
 
+/* ---------------- versioned options structs (src/core/opts.c) ------- */
+
+/* The public options structs; each has a layout in core/opts.c. */
+typedef enum nn_opts_kind {
+    NN_OPTS_LAYER,
+    NN_OPTS_CONV2D,
+    NN_OPTS_POOL2D,
+    NN_OPTS_DENSE,
+    NN_OPTS_BATCHNORM,
+    NN_OPTS_RESIZING,
+    NN_OPTS_AUGMENT,
+    NN_OPTS_LOSS,
+    NN_OPTS_ADAM,
+    NN_OPTS_SGD,
+    NN_OPTS_FIT,
+    NN_OPTS_DIAG,
+    NN_OPTS_RESNET,
+    NN_OPTS_KIND_COUNT
+} nn_opts_kind;
+
+/* Largest `size` a caller may claim; anything above is not a struct. */
+#define NN_OPTS_MAX_SIZE ((size_t)64 << 10)
+
+/* Reads a caller's options struct `src` (NULL: none) over the defaults
+ * that `dst` holds, and sets dst->size to this library's size:
+ *  - size < sizeof(size_t) or > NN_OPTS_MAX_SIZE: NN_ERR_INVALID;
+ *  - shorter than this library's struct (an older header): only the
+ *    members that lie wholly within `size` are copied;
+ *  - longer (a newer header): accepted when every byte this library does
+ *    not know is zero, NN_ERR_INVALID otherwise.
+ * Messages start with `fn`, the public function, and name the _INIT
+ * macro. Use it through nn__read_opts, which picks the layout from dst's
+ * type. */
+nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
+                           const char *fn);
+
+#define NN_OPTS_KIND_OF(p)                                                     \
+    _Generic((p), nn_layer_opts *: NN_OPTS_LAYER,                              \
+             nn_conv2d_opts *: NN_OPTS_CONV2D,                                 \
+             nn_pool2d_opts *: NN_OPTS_POOL2D,                                 \
+             nn_dense_opts *: NN_OPTS_DENSE,                                   \
+             nn_batchnorm_opts *: NN_OPTS_BATCHNORM,                           \
+             nn_resizing_opts *: NN_OPTS_RESIZING,                             \
+             nn_augment_opts *: NN_OPTS_AUGMENT,                               \
+             nn_loss_opts *: NN_OPTS_LOSS,                                     \
+             nn_adam_opts *: NN_OPTS_ADAM,                                     \
+             nn_sgd_opts *: NN_OPTS_SGD,                                       \
+             nn_fit_opts *: NN_OPTS_FIT,                                       \
+             nn_diag_opts *: NN_OPTS_DIAG,                                     \
+             nn_resnet_opts *: NN_OPTS_RESNET)
+
+/* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
+ * conditional makes a src of another struct type a compile error. */
+#define nn__read_opts(dst, src, fn)                                            \
+    nn__read_opts_as((dst), 1 ? (src) : (dst), NN_OPTS_KIND_OF(dst), (fn))
+
 /* ---------------- random numbers (src/core/rng.c) ---------------- */
 
 typedef struct nn_rng {

@@ -334,12 +334,8 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
                        const nn_fit_opts *opts, nn_history **history)
 {
     nn_fit_opts o = NN_FIT_OPTS_INIT;
-    if (opts) {
-        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
-                 "nn_model_fit: opts->size is %zu", opts->size);
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
-    }
     if (history) *history = NULL;
+    NN_TRY(nn__read_opts(&o, opts, "nn_model_fit"));
     NN_TRY(check_fit(m, x, y, &o));
     int batch = (int)(x->shape[0] < o.batch_size ? x->shape[0] : o.batch_size);
     fit_buffers b = {0};

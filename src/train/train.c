@@ -26,12 +26,7 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
              "nn_model_compile: the optimizer belongs to another model");
     NN_CHECK(m->output, NN_ERR_STATE, "nn_model_compile: model is empty");
     nn_loss_opts lo = NN_LOSS_OPTS_INIT;
-    if (opts) {
-        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
-                 "nn_model_compile: opts->size is %zu", opts->size);
-        memcpy(&lo, opts, opts->size < sizeof lo ? opts->size : sizeof lo);
-        lo.size = sizeof lo;
-    }
+    NN_TRY(nn__read_opts(&lo, opts, "nn_model_compile"));
     if (m->opt && m->opt != opt) {
         /* Diagnostics belong to the model: the new optimizer carries them. */
         if (!opt->diag) {
