@@ -1,6 +1,6 @@
 /* core/: the versioned options reader (opts.c) on real options structs,
  * byte by byte and through one public entry point of each user (layers,
- * optimizers, diagnostics, fit). */
+ * optimizers, diagnostics, fit), and the counting text buffer. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -234,6 +234,19 @@ static void test_opts_every_struct(void **state)
 
 /* ---------------- through the public entry points ---------------- */
 
+/* A newer header's options in `buf`: `opts` (n bytes, the options this
+ * library knows), then `extra` zero bytes; size covers both. The whole
+ * buffer is zeroed first, as padding is part of the tail that is checked. */
+static const void *newer(max_align_t *buf, const void *opts, size_t n,
+                         size_t extra)
+{
+    size_t size = n + extra;
+    memset(buf, 0, size);
+    memcpy(buf, opts, n);
+    memcpy(buf, &size, sizeof size);
+    return buf;
+}
+
 /* Layers: Conv2D's output shape shows which strides were read. */
 static void test_opts_layer_entry(void **state)
 {
@@ -300,24 +313,18 @@ static void test_opts_optimizer_entry(void **state)
     assert_true(o->adam.beta1 == 0.9f);
     assert_int_equal(o->adam.size, sizeof a);
     nn_optimizer_free(o);
-    /* A newer header's struct; memset, as its padding is part of the tail
-     * this library checks. */
-    struct {
-        nn_sgd_opts s;
-        float newer;
-    } s;
-    memset(&s, 0, sizeof s);
-    s.s = (nn_sgd_opts)NN_SGD_OPTS_INIT;
-    s.s.size = sizeof s;
-    o = nn_sgd(&s.s);
+    max_align_t buf[8];
+    nn_sgd_opts sgd = NN_SGD_OPTS_INIT;
+    const nn_sgd_opts *s = newer(buf, &sgd, sizeof sgd, 8);
+    o = nn_sgd(s);
     assert_non_null(o);
     nn_optimizer_free(o);
-    s.newer = 0.5f;
-    assert_null(nn_sgd(&s.s));
+    ((uint8_t *)buf)[sizeof sgd + 7] = 1;
+    assert_null(nn_sgd(s));
     assert_message_has("nn_sgd: ");
     assert_message_has("newer libnn");
-    s.s.size = SIZE_MAX;
-    assert_null(nn_sgd(&s.s));
+    sgd.size = SIZE_MAX;
+    assert_null(nn_sgd(&sgd));
     assert_message_has("NN_SGD_OPTS_INIT");
 }
 
@@ -338,25 +345,23 @@ static nn_model *tiny_model(void)
 static void test_opts_diag_entry(void **state)
 {
     nn_model *m = tiny_model();
-    struct {
-        nn_diag_opts d;
-        int newer;
-    } d;
-    memset(&d, 0, sizeof d);
-    d.d = (nn_diag_opts)NN_DIAG_OPTS_INIT;
-    d.d.size = sizeof d;
-    assert_int_equal(nn_model_set_diagnostics(m, &d.d), NN_OK);
-    d.newer = -1;
-    assert_int_equal(nn_model_set_diagnostics(m, &d.d), NN_ERR_INVALID);
+    max_align_t buf[8];
+    nn_diag_opts d = NN_DIAG_OPTS_INIT;
+    const nn_diag_opts *big = newer(buf, &d, sizeof d, 4);
+    assert_int_equal(nn_model_set_diagnostics(m, big), NN_OK);
+    ((uint8_t *)buf)[sizeof d] = 0xff;
+    assert_int_equal(nn_model_set_diagnostics(m, big), NN_ERR_INVALID);
     assert_message_has("nn_model_set_diagnostics: ");
-    d.d.size = NN_OPTS_MAX_SIZE * 2;
-    assert_int_equal(nn_model_set_diagnostics(m, &d.d), NN_ERR_INVALID);
+    d.size = NN_OPTS_MAX_SIZE * 2;
+    assert_int_equal(nn_model_set_diagnostics(m, &d), NN_ERR_INVALID);
     assert_message_has("NN_DIAG_OPTS_INIT");
     /* shorter: the window (and what follows) keeps its default; a zero
      * window would be refused if it were read */
-    d.d.window = 0;
-    d.d.size = offsetof(nn_diag_opts, window) + 2;
-    assert_int_equal(nn_model_set_diagnostics(m, &d.d), NN_OK);
+    d.window = 0;
+    d.size = offsetof(nn_diag_opts, window) + 2;
+    assert_int_equal(nn_model_set_diagnostics(m, &d), NN_OK);
+    d.size = sizeof d;
+    assert_int_equal(nn_model_set_diagnostics(m, &d), NN_ERR_INVALID);
     nn_model_free(m);
 }
 
@@ -391,6 +396,40 @@ static void test_opts_fit_entry(void **state)
     nn_model_free(m);
 }
 
+/* ---------------- the text buffer ---------------- */
+
+/* Pieces of any length are counted and copied whole; what does not fit
+ * is cut, and a call with cap 0 measures. */
+static void test_sbuf(void **state)
+{
+    static char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    char *out = malloc(4000);
+    nn_sbuf s = {out, 4000, 0};
+    nn__sbuf_put(&s, "<%s>", big);
+    nn__sbuf_put(&s, "%d", 42);
+    size_t needed = 0;
+    nn__sbuf_finish(&s, &needed);
+    assert_int_equal(needed, sizeof big - 1 + 2 + 2 + 1);
+    assert_int_equal(strlen(out), needed - 1);
+    assert_int_equal(out[sizeof big], '>');
+    assert_string_equal(out + sizeof big + 1, "42");
+    nn_sbuf m = {NULL, 0, 0};
+    nn__sbuf_put(&m, "<%s>", big);
+    nn__sbuf_put(&m, "%d", 42);
+    nn__sbuf_finish(&m, &needed);
+    assert_int_equal(needed, sizeof big - 1 + 2 + 2 + 1);
+    char small[8];
+    nn_sbuf t = {small, sizeof small, 0};
+    nn__sbuf_put(&t, "abc");
+    nn__sbuf_put(&t, "defgh");
+    nn__sbuf_put(&t, "ij");
+    nn__sbuf_finish(&t, &needed);
+    assert_string_equal(small, "abcdefg");
+    assert_int_equal(needed, 11);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_opts_optimizer_entry),
         cmocka_unit_test(test_opts_diag_entry),
         cmocka_unit_test(test_opts_fit_entry),
+        cmocka_unit_test(test_sbuf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

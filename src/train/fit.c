@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define N_METRICS 8
 
@@ -73,15 +72,9 @@ float nn_history_get(const nn_history *h, nn_metric metric, int epoch)
     return h->v[metric][epoch];
 }
 
-nn_status nn_history_write_csv(const nn_history *h, const char *path)
+static nn_status write_csv(FILE *f, void *ctx)
 {
-    NN_CHECK(h && path, NN_ERR_INVALID, "nn_history_write_csv: NULL argument");
-    char tmp[4096];
-    NN_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) <
-                 (int)sizeof tmp,
-             NN_ERR_INVALID, "nn_history_write_csv: path too long");
-    FILE *f = fopen(tmp, "w");
-    NN_CHECK(f, NN_ERR_IO, "cannot write '%s'", tmp);
+    const nn_history *h = ctx;
     fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s\n",
             h->grad ? ",grad_norm,grad_norm_max,health" : "");
     for (int e = 0; e < h->epochs; e++) {
@@ -91,13 +84,15 @@ nn_status nn_history_write_csv(const nn_history *h, const char *path)
             fprintf(f, ",%.6g,%.6g,%.0f", h->v[5][e], h->v[6][e], h->v[7][e]);
         fprintf(f, "\n");
     }
-    bool ok = fflush(f) == 0 && !ferror(f);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return nn__fail(NN_ERR_IO, "cannot write '%s'", path);
-    }
     return NN_OK;
+}
+
+nn_status nn_history_write_csv(const nn_history *h, const char *path)
+{
+    NN_CHECK(h && path, NN_ERR_INVALID, "nn_history_write_csv: NULL argument");
+    NN_CHECK(path[0], NN_ERR_INVALID, "nn_history_write_csv: empty path");
+    return nn__file_replace(path, "nn_history_write_csv", write_csv,
+                            (void *)h);
 }
 
 int64_t nn_history_num_steps(const nn_history *h)
