@@ -10,9 +10,12 @@
  *    message of the last failure on the calling thread.
  *  - Options that may grow live in structs whose first member is their own
  *    size, filled by an NN_*_INIT macro. A NULL options pointer means
- *    defaults. The library reads only the first `size` bytes, so a program
- *    built against an older header keeps working with a newer library.
- *    New members are only ever appended.
+ *    defaults. The library reads only the members that lie wholly within
+ *    the first `size` bytes, so a program built against an older header
+ *    keeps working with a newer library; a program built against a newer
+ *    header works with an older library as long as the options this one
+ *    lacks are left zero (NN_ERR_INVALID otherwise). New members are only
+ *    ever appended.
  *  - Enum values are explicit and never renumbered.
  *  - Tensors are float32, row-major, images NHWC (channels last).
  *  - Thread safety: a model may be used for inference from many threads at
@@ -637,7 +640,7 @@ NN_API float nn_history_get(const nn_history *h, nn_metric metric, int epoch);
  * ",grad_norm,grad_norm_max,health" when fit recorded gradient norms, plus
  * ",iou,mean_iou,dice,pixel_accuracy,val_iou,val_mean_iou,val_dice,
  * val_pixel_accuracy" when it recorded segmentation metrics. The file is
- * replaced atomically. */
+ * replaced atomically, as nn_model_save replaces its file. */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path);
 NN_API void nn_history_free(nn_history *h);
 
@@ -843,11 +846,19 @@ typedef enum nn_save_flags {
 
 /* Writes graph + weights (+ optimizer state). The previous file at `path`
  * stays intact until the new one is complete: the file is written beside
- * it and renamed over it. */
+ * it (a hidden ".nn.tmp.*" name in the same directory), synced, and
+ * renamed over it. `path` must name a regular file or nothing; a symbolic
+ * link to a regular file is followed, so the file it points to is replaced
+ * and the link stays (as editors save). A directory, FIFO, device or
+ * socket is refused (NN_ERR_IO). Temporaries left by a save that was
+ * killed are removed by the next save of the same path. */
 NN_API nn_status nn_model_save(const nn_model *m, const char *path,
                                int flags);
 /* Loads a model saved by nn_model_save. Returns NULL on failure with the
- * reason in nn_last_error(); a damaged file never crashes the caller. */
+ * reason in nn_last_error(); a damaged file never crashes the caller.
+ * Only a regular file is read: a FIFO, a directory or a device is refused
+ * at once (NN_ERR_IO), as by nn_model_load_safetensors, nn_load_idx and
+ * nn_load_cifar10. */
 NN_API nn_model *nn_model_load(const char *path);
 
 typedef enum nn_weight_map {
@@ -867,7 +878,7 @@ typedef enum nn_weight_map {
 NN_API nn_status nn_model_load_safetensors(nn_model *m, const char *path,
                                            nn_weight_map map);
 /* Writes every weight of m to a safetensors file, NN_WEIGHTS_LIBNN names.
- * The file is replaced atomically. */
+ * The file is replaced atomically, as nn_model_save replaces its file. */
 NN_API nn_status nn_model_save_safetensors(const nn_model *m,
                                            const char *path);
 

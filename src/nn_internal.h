@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define NN_NAME_MAX 64
 #define NN_LAYER_MAX_PARAMS 4
@@ -40,7 +41,6 @@ void *nn__try_alloc(size_t bytes);
 void *nn__calloc(size_t count, size_t size);
 void *nn__realloc(void *p, size_t bytes);
 void nn__free(void *p);
-char *nn__strdup(const char *s);
 /* count * size without overflow; false on overflow. */
 bool nn__mul_ok(size_t a, size_t b, size_t *out);
 
@@ -63,6 +63,111 @@ void nn__sbuf_put(nn_sbuf *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* NUL-terminates (when cap > 0) and reports the full length + 1. */
 void nn__sbuf_finish(nn_sbuf *s, size_t *needed);
+
+/* ---------------- versioned options structs (src/core/opts.c) ------- */
+
+/* The public options structs; each has a layout in core/opts.c. */
+typedef enum nn_opts_kind {
+    NN_OPTS_LAYER,
+    NN_OPTS_CONV2D,
+    NN_OPTS_POOL2D,
+    NN_OPTS_DENSE,
+    NN_OPTS_BATCHNORM,
+    NN_OPTS_RESIZING,
+    NN_OPTS_AUGMENT,
+    NN_OPTS_LOSS,
+    NN_OPTS_ADAM,
+    NN_OPTS_SGD,
+    NN_OPTS_FIT,
+    NN_OPTS_DIAG,
+    NN_OPTS_RESNET,
+    NN_OPTS_IMAGE,
+    NN_OPTS_PIXELS,
+    NN_OPTS_DEFECTS,
+    NN_OPTS_KIND_COUNT
+} nn_opts_kind;
+
+/* Largest `size` a caller may claim; anything above is not a struct. */
+#define NN_OPTS_MAX_SIZE ((size_t)64 << 10)
+
+/* Reads a caller's options struct `src` (NULL: none) over the defaults
+ * that `dst` holds, and sets dst->size to this library's size:
+ *  - size < sizeof(size_t) or > NN_OPTS_MAX_SIZE: NN_ERR_INVALID;
+ *  - shorter than this library's struct (an older header): only the
+ *    members that lie wholly within `size` are copied;
+ *  - longer (a newer header): accepted when every byte this library does
+ *    not know is zero, NN_ERR_INVALID otherwise.
+ * Messages start with `fn`, the public function, and name the _INIT
+ * macro. Use it through nn__read_opts, which picks the layout from dst's
+ * type. */
+nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
+                           const char *fn);
+
+#define NN_OPTS_KIND_OF(p)                                                     \
+    _Generic((p), nn_layer_opts *: NN_OPTS_LAYER,                              \
+             nn_conv2d_opts *: NN_OPTS_CONV2D,                                 \
+             nn_pool2d_opts *: NN_OPTS_POOL2D,                                 \
+             nn_dense_opts *: NN_OPTS_DENSE,                                   \
+             nn_batchnorm_opts *: NN_OPTS_BATCHNORM,                           \
+             nn_resizing_opts *: NN_OPTS_RESIZING,                             \
+             nn_augment_opts *: NN_OPTS_AUGMENT,                               \
+             nn_loss_opts *: NN_OPTS_LOSS,                                     \
+             nn_adam_opts *: NN_OPTS_ADAM,                                     \
+             nn_sgd_opts *: NN_OPTS_SGD,                                       \
+             nn_fit_opts *: NN_OPTS_FIT,                                       \
+             nn_diag_opts *: NN_OPTS_DIAG,                                     \
+             nn_resnet_opts *: NN_OPTS_RESNET,                                 \
+             nn_image_opts *: NN_OPTS_IMAGE,                                   \
+             nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
+             nn_defects_opts *: NN_OPTS_DEFECTS)
+
+/* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
+ * conditional makes a src of another struct type a compile error. */
+#define nn__read_opts(dst, src, fn)                                            \
+    nn__read_opts_as((dst), 1 ? (src) : (dst), NN_OPTS_KIND_OF(dst), (fn))
+
+/* ---------------- files (src/core/file.c) ---------------- */
+
+/* Writes a new file's bytes to f. A failed write shows in ferror(f), with
+ * errno from the failing call; any other failure is a returned status
+ * with its message. */
+typedef nn_status (*nn_file_writer)(FILE *f, void *ctx);
+
+/* Replaces the regular file `path` (or creates it) atomically: its old
+ * bytes stay until the new ones are complete and durable. A symbolic link
+ * to a regular file is followed; anything else at `path` is refused.
+ * Stale temporaries of the same target are removed first. The rules and
+ * the temporary names are described in core/file.c. Messages start with
+ * `who` and name `path`. */
+nn_status nn__file_replace(const char *path, const char *who,
+                           nn_file_writer write, void *ctx);
+
+/* Opens a file for reading without blocking (a FIFO would wait for a
+ * writer) and refuses anything but a regular file (NN_ERR_IO). *size
+ * receives its size; the caller closes *fd. */
+nn_status nn__file_open(const char *path, const char *who, int *fd,
+                        uint64_t *size);
+/* Reads up to n bytes; *got < n only at the end of the file. */
+nn_status nn__file_read(int fd, const char *path, const char *who,
+                        uint8_t *buf, size_t n, size_t *got);
+
+#define NN_FILE_HEAD_MAX 64
+
+/* A format's envelope check on the first `bytes` (<= NN_FILE_HEAD_MAX) of
+ * a file: it sees min(bytes, size) of them and the whole size. */
+typedef struct nn_file_head {
+    size_t bytes;
+    nn_status (*check)(const uint8_t *head, size_t n, uint64_t size,
+                       void *ctx);
+    void *ctx;
+} nn_file_head;
+
+/* Reads a whole regular file into a new buffer (freed with nn__free).
+ * A file over `max` bytes is refused (NN_ERR_FORMAT), and `head` (may be
+ * NULL) checked, before anything is allocated or read beyond the head. */
+nn_status nn__file_read_all(const char *path, const char *who, uint64_t max,
+                            const nn_file_head *head, uint8_t **out,
+                            size_t *size);
 
 /* ---------------- random numbers (src/core/rng.c) ---------------- */
 

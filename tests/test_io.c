@@ -7,6 +7,7 @@
 
 #include "io/io.h"
 #include "nn_internal.h"
+#include "tmpdir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,31 +24,6 @@
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static char tmpdir[64];
-
-/* A path inside the test's directory; four rotating buffers. */
-static const char *tpath(const char *name)
-{
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ & 3];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-#define assert_error(expr, want, sub)                                          \
-    do {                                                                       \
-        nn_status s_ = (expr);                                                 \
-        if (s_ != (want))                                                      \
-            fail_msg("%s: got %s, want %s (message: %s)", #expr,              \
-                     nn_status_name(s_), nn_status_name(want),                 \
-                     nn_last_error());                                         \
-        const char *sub_ = (sub);                                              \
-        if (sub_ && !strstr(nn_last_error(), sub_))                            \
-            fail_msg("%s: message '%s' lacks '%s'", #expr, nn_last_error(),   \
-                     sub_);                                                    \
-    } while (0)
 
 typedef struct bytes {
     uint8_t *p;
@@ -106,14 +82,6 @@ static void b_free(bytes *b)
     memset(b, 0, sizeof *b);
 }
 
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n) assert_int_equal(fwrite(data, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
 static void write_gz(const char *path, const void *data, size_t n)
 {
     gzFile g = gzopen(path, "wb");
@@ -139,16 +107,7 @@ static uint8_t *read_file(const char *path, size_t *n)
 }
 
 /* Entries of the test directory whose name contains `part`. */
-static int count_files(const char *part)
-{
-    DIR *d = opendir(tmpdir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) n += strstr(e->d_name, part) != NULL;
-    closedir(d);
-    return n;
-}
+static int count_files(const char *part) { return count_in(tmpdir, part); }
 
 static uint32_t lcg_state = 12345;
 static uint32_t lcg(void)
@@ -163,27 +122,6 @@ static int setup_dir(void **state)
     snprintf(tmpdir, sizeof tmpdir, "%s/test_io.XXXXXX",
              access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            chmod(p, 0755);
-            remove_tree(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int teardown_dir(void **state)

@@ -907,12 +907,13 @@ static void test_options_size(void **state)
     assert_int_equal(o->adam.size, sizeof(nn_adam_opts));
     nn_optimizer_free(o);
 
-    /* A newer program's larger struct: the tail is ignored. */
+    /* A newer program's larger struct: a zero tail (its options at their
+     * defaults) is accepted, anything else refused. */
     struct {
         nn_sgd_opts s;
         char future[32];
     } big;
-    memset(&big, 0x7f, sizeof big);
+    memset(&big, 0, sizeof big);
     big.s = (nn_sgd_opts)NN_SGD_OPTS_INIT;
     big.s.size = sizeof big;
     big.s.momentum = 0.5f;
@@ -922,6 +923,9 @@ static void test_options_size(void **state)
     assert_true(o->sgd.momentum == 0.5f);
     assert_int_equal(o->sgd.nesterov, 1);
     nn_optimizer_free(o);
+    big.future[31] = 1;
+    assert_null(nn_sgd(&big.s));
+    assert_int_equal(nn_last_status(), NN_ERR_INVALID);
 
     o = nn_sgd(NULL);
     nn_sgd_opts def = NN_SGD_OPTS_INIT;

@@ -9,6 +9,7 @@
 
 #include "nn_internal.h"
 #include "zoo/zoo.h"
+#include "tmpdir.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -21,30 +22,6 @@
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static char tmpdir[64];
-
-static const char *tpath(const char *name)
-{
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ & 3];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-#define assert_error(expr, want, sub)                                          \
-    do {                                                                       \
-        nn_status s_ = (expr);                                                 \
-        if (s_ != (want))                                                      \
-            fail_msg("%s: got %s, want %s (message: %s)", #expr,              \
-                     nn_status_name(s_), nn_status_name(want),                 \
-                     nn_last_error());                                         \
-        const char *sub_ = (sub);                                              \
-        if (sub_ && !strstr(nn_last_error(), sub_))                            \
-            fail_msg("%s: message '%s' lacks '%s'", #expr, nn_last_error(),   \
-                     sub_);                                                    \
-    } while (0)
 
 #define assert_ok(expr)                                                        \
     do {                                                                       \

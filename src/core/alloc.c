@@ -73,11 +73,3 @@ void *nn__realloc(void *p, size_t bytes)
 }
 
 void nn__free(void *p) { free(p); }
-
-char *nn__strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = nn__alloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}

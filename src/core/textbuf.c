@@ -4,22 +4,18 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 void nn__sbuf_put(nn_sbuf *s, const char *fmt, ...)
 {
-    char tmp[1024];
+    /* vsnprintf counts the whole text and writes what fits, its NUL
+     * included; the NUL is overwritten by the next piece or, when the text
+     * did not fit, is where nn__sbuf_finish puts one anyway. */
+    size_t room = s->len < s->cap ? s->cap - s->len : 0;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    int n = vsnprintf(room ? s->buf + s->len : NULL, room, fmt, ap);
     va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
-    if (s->len < s->cap) {
-        size_t room = s->cap - s->len;
-        memcpy(s->buf + s->len, tmp, (size_t)n < room ? (size_t)n : room);
-    }
-    s->len += (size_t)n;
+    if (n > 0) s->len += (size_t)n;
 }
 
 void nn__sbuf_finish(nn_sbuf *s, size_t *needed)

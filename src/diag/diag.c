@@ -131,12 +131,8 @@ nn_status nn_model_set_diagnostics(nn_model *m, const nn_diag_opts *opts)
         m->diag = NULL;
         return NN_OK;
     }
-    NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
-             "nn_model_set_diagnostics: opts->size is %zu; set it with "
-             "NN_DIAG_OPTS_INIT", opts->size);
     nn_diag_opts o = NN_DIAG_OPTS_INIT;
-    memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
-    o.size = sizeof o;
+    NN_TRY(nn__read_opts(&o, opts, "nn_model_set_diagnostics"));
     o.record = o.record != 0;
     o.check_finite = o.check_finite != 0;
     NN_TRY(check_opts(&o));

@@ -128,10 +128,11 @@ nn_layer *nn_model_apply(nn_model *outer, nn_layer *input, nn_model *inner,
                          nn_layer *inner_output, const nn_layer_opts *opts)
 {
     nn_layer *last = inner_output ? inner_output : inner ? inner->output : NULL;
-    if (check_apply(outer, input, inner, last) != NN_OK) return NULL;
-    const char *group = opts && opts->size > offsetof(nn_layer_opts, name) &&
-                                opts->name
-                            ? opts->name
+    nn_layer_opts o = NN_LAYER_OPTS_INIT;
+    if (check_apply(outer, input, inner, last) != NN_OK ||
+        nn__read_opts(&o, opts, "nn_model_apply") != NN_OK)
+        return NULL;
+    const char *group = o.name           ? o.name
                         : inner->name[0] ? inner->name
                                          : "model";
     if (strlen(group) >= NN_NAME_MAX) {

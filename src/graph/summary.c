@@ -20,10 +20,11 @@ static void with_commas(int64_t v, char *out, size_t cap)
 
 static void shape_str(const nn_shape *s, char *out, size_t cap)
 {
-    size_t j = (size_t)snprintf(out, cap, "(None");
-    for (int i = 0; i < s->rank && j < cap; i++)
-        j += (size_t)snprintf(out + j, cap - j, ", %d", s->d[i]);
-    if (j < cap) snprintf(out + j, cap - j, ")");
+    nn_sbuf b = {out, cap, 0};
+    nn__sbuf_put(&b, "(None");
+    for (int i = 0; i < s->rank; i++) nn__sbuf_put(&b, ", %d", s->d[i]);
+    nn__sbuf_put(&b, ")");
+    nn__sbuf_finish(&b, NULL);
 }
 
 /* A row of the table: one layer, or a run of layers applied from another

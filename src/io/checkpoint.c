@@ -1,17 +1,13 @@
 /* Saving a model (format: docs/checkpoint-format.md). The file is streamed
  * through a writer that also computes the CRC; the same code run with no
  * file only counts bytes, which gives section lengths and the total size
- * before anything is written. The bytes go to a temporary file beside the
- * target that is renamed over it only once complete and synced. */
+ * before anything is written. The file is replaced atomically
+ * (nn__file_replace). */
 #include "io/io.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 uint32_t nn__crc32(uint32_t crc, const uint8_t *p, size_t n)
@@ -321,77 +317,27 @@ static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
     return NN_OK;
 }
 
-/* ---------------- atomic replacement ---------------- */
+/* ---------------- saving ---------------- */
 
-static atomic_uint temp_counter;
+typedef struct save_job {
+    const nn_model *m;
+    bool with_opt;
+    uint64_t total;
+} save_job;
 
-/* Creates "<path>.tmp.<pid>.<n>" exclusively, honouring the umask. */
-static nn_status open_temp(const char *path, char **name, int *fd)
+static nn_status write_file(FILE *f, void *ctx)
 {
-    size_t len = strlen(path) + 48;
-    char *tmp = nn__alloc(len);
-    if (!tmp) return NN_ERR_NOMEM;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(),
-                 atomic_fetch_add(&temp_counter, 1));
-        *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (*fd >= 0) {
-            *name = tmp;
-            return NN_OK;
-        }
-        if (errno != EEXIST) break;
-    }
-    nn_status s = nn__fail(NN_ERR_IO, "checkpoint: cannot create '%s': %s",
-                           tmp, strerror(errno));
-    nn__free(tmp);
-    return s;
-}
-
-/* Makes the rename itself durable; best effort, the data is already safe. */
-static void sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    size_t n = slash ? (size_t)(slash - path) : 0;
-    if (n >= sizeof dir) return;
-    if (!slash)
-        strcpy(dir, ".");
-    else if (n == 0)
-        strcpy(dir, "/");
-    else {
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    fsync(fd);
-    close(fd);
-}
-
-static nn_status io_error(const char *what, const char *path, int err)
-{
-    return nn__fail(NN_ERR_IO, "checkpoint: %s '%s': %s", what, path,
-                    strerror(err));
-}
-
-/* Streams the file into the open temporary and closes it. */
-static nn_status write_temp(int fd, const char *tmp, const nn_model *m,
-                            bool with_opt, uint64_t total)
-{
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int err = errno;
-        close(fd);
-        return io_error("cannot write", tmp, err);
-    }
+    const save_job *job = ctx;
     writer w = {.f = f};
-    nn_status s = put_file(&w, m, with_opt, total);
-    if (s == NN_OK && !w.err && w.n != total) w.err = EIO;
-    if (s == NN_OK && !w.err && fflush(f) != 0) w.err = errno;
-    if (s == NN_OK && !w.err && fsync(fileno(f)) != 0) w.err = errno;
-    if (fclose(f) != 0 && !w.err) w.err = errno;
-    if (s == NN_OK && w.err) s = io_error("cannot write", tmp, w.err);
-    return s;
+    NN_TRY(put_file(&w, job->m, job->with_opt, job->total));
+    if (w.err) {
+        errno = w.err; /* ferror(f) is set; the replacer reports errno */
+        return NN_OK;
+    }
+    NN_CHECK(w.n == job->total, NN_ERR_STATE,
+             "nn_model_save: wrote %llu bytes where %llu were measured",
+             (unsigned long long)w.n, (unsigned long long)job->total);
+    return NN_OK;
 }
 
 nn_status nn_model_save(const nn_model *m, const char *path, int flags)
@@ -411,16 +357,6 @@ nn_status nn_model_save(const nn_model *m, const char *path, int flags)
              "nn_model_save: the model needs %llu bytes, the format's limit "
              "is 4 GiB",
              (unsigned long long)count.n);
-    char *tmp = NULL;
-    int fd = 0;
-    NN_TRY(open_temp(path, &tmp, &fd));
-    nn_status s = write_temp(fd, tmp, m, with_opt, count.n);
-    if (s == NN_OK && rename(tmp, path) != 0)
-        s = io_error("cannot replace", path, errno);
-    if (s != NN_OK)
-        unlink(tmp);
-    else
-        sync_dir(path);
-    nn__free(tmp);
-    return s;
+    save_job job = {m, with_opt, count.n};
+    return nn__file_replace(path, "nn_model_save", write_file, &job);
 }

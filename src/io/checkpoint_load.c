@@ -1,20 +1,17 @@
 /* Loading a model (format: docs/checkpoint-format.md). The file is hostile
- * until proven otherwise: it is read whole (size capped), its envelope
- * (magic, version, size, CRC) is checked before anything else, and then a
- * cursor that knows how many bytes remain in the current section reads
- * every field, so no count or length can reach past the data or make us
- * allocate more than the file itself holds. */
+ * until proven otherwise: its envelope (magic, version, size) is checked
+ * from its first bytes, then it is read whole (size capped) and its CRC
+ * checked before anything else, and then a cursor that knows how many
+ * bytes remain in the current section reads every field, so no count or
+ * length can reach past the data or make us allocate more than the file
+ * itself holds. */
 #include "io/io.h"
 #include "loss/loss.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <math.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ---------------- cursor ---------------- */
 
@@ -712,75 +709,38 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     return NN_OK;
 }
 
-/* Magic, version, size and CRC, before anything is parsed. */
-static nn_status check_envelope(const char *path, const uint8_t *buf,
-                                size_t size)
+/* Magic, version and declared size, from the first bytes: a file that
+ * fails them is refused before the rest of it is read. */
+static nn_status check_header(const uint8_t *head, size_t n, uint64_t size,
+                              void *ctx)
 {
-    size_t lead = size < 8 ? size : 8;
-    NN_CHECK(memcmp(buf, NN_CKPT_MAGIC, lead) == 0, NN_ERR_FORMAT,
+    const char *path = ctx;
+    size_t lead = n < 8 ? n : 8;
+    NN_CHECK(memcmp(head, NN_CKPT_MAGIC, lead) == 0, NN_ERR_FORMAT,
              "checkpoint: '%s' is not a libnn model file", path);
     NN_CHECK(size >= NN_CKPT_HEADER + 4, NN_ERR_FORMAT,
-             "checkpoint: '%s' is truncated (%zu bytes)", path, size);
-    uint32_t version = nn__get_le32(buf + 8);
+             "checkpoint: '%s' is truncated (%llu bytes)", path,
+             (unsigned long long)size);
+    uint32_t version = nn__get_le32(head + 8);
     NN_CHECK(version == NN_CKPT_VERSION, NN_ERR_UNSUPPORTED,
              "checkpoint: '%s' has format version %u, this library reads %u",
              path, version, NN_CKPT_VERSION);
-    uint64_t declared = nn__get_le64(buf + 16);
+    uint64_t declared = nn__get_le64(head + 16);
     NN_CHECK(declared <= size, NN_ERR_FORMAT,
-             "checkpoint: '%s' is truncated: %zu of %llu bytes", path, size,
-             (unsigned long long)declared);
+             "checkpoint: '%s' is truncated: %llu of %llu bytes", path,
+             (unsigned long long)size, (unsigned long long)declared);
     NN_CHECK(declared == size, NN_ERR_FORMAT,
              "checkpoint: '%s' has %llu trailing bytes", path,
              (unsigned long long)(size - declared));
+    return NN_OK;
+}
+
+/* The CRC, once the whole file is in memory. */
+static nn_status check_crc(const char *path, const uint8_t *buf, size_t size)
+{
     uint32_t crc = nn__crc32(0, buf, size - 4);
     NN_CHECK(crc == nn__get_le32(buf + size - 4), NN_ERR_FORMAT,
              "checkpoint: CRC mismatch in '%s' (the file is corrupt)", path);
-    return NN_OK;
-}
-
-static nn_status read_fd(int fd, const char *path, uint8_t *buf, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = read(fd, buf + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        NN_CHECK(k >= 0, NN_ERR_IO, "checkpoint: reading '%s': %s", path,
-                 strerror(errno));
-        NN_CHECK(k > 0, NN_ERR_IO, "checkpoint: '%s' shrank while reading",
-                 path);
-        done += (size_t)k;
-    }
-    return NN_OK;
-}
-
-/* The whole file in one buffer of the size fstat reports, capped. */
-static nn_status read_whole(const char *path, uint8_t **out, size_t *size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    NN_CHECK(fd >= 0, NN_ERR_IO, "checkpoint: cannot open '%s': %s", path,
-             strerror(errno));
-    struct stat st;
-    nn_status s = NN_OK;
-    uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        s = nn__fail(NN_ERR_IO, "checkpoint: '%s' is not a regular file",
-                     path);
-    else if ((uint64_t)st.st_size > NN_CKPT_MAX_FILE)
-        s = nn__fail(NN_ERR_FORMAT,
-                     "checkpoint: '%s' is %lld bytes, more than the 4 GiB "
-                     "limit",
-                     path, (long long)st.st_size);
-    else if (!(buf = nn__alloc((size_t)st.st_size)))
-        s = NN_ERR_NOMEM;
-    else
-        s = read_fd(fd, path, buf, (size_t)st.st_size);
-    close(fd);
-    if (s != NN_OK) {
-        nn__free(buf);
-        return s;
-    }
-    *out = buf;
-    *size = (size_t)st.st_size;
     return NN_OK;
 }
 
@@ -791,8 +751,10 @@ nn_status nn__model_load(const char *path, nn_model **out)
     NN_CHECK(path, NN_ERR_INVALID, "nn_model_load: path is NULL");
     uint8_t *buf = NULL;
     size_t size = 0;
-    NN_TRY(read_whole(path, &buf, &size));
-    nn_status s = check_envelope(path, buf, size);
+    nn_file_head head = {NN_CKPT_HEADER, check_header, (void *)path};
+    NN_TRY(nn__file_read_all(path, "checkpoint", NN_CKPT_MAX_FILE, &head,
+                             &buf, &size));
+    nn_status s = check_crc(path, buf, size);
     if (s == NN_OK) s = parse(buf, size, out);
     nn__free(buf);
     return s;

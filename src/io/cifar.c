@@ -4,10 +4,7 @@
  * once, at the size the data really has. */
 #include "io/io.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CIFAR_SIDE 32
@@ -21,24 +18,17 @@
 
 static nn_status open_batch(const char *path, int *fd, int64_t *records)
 {
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
-    NN_CHECK(*fd >= 0, NN_ERR_IO, "cifar10: cannot open '%s': %s", path,
-             strerror(errno));
-    struct stat st;
-    nn_status s = NN_OK;
-    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode))
-        s = nn__fail(NN_ERR_IO, "cifar10: '%s' is not a regular file", path);
-    else if (st.st_size <= 0 || st.st_size % CIFAR_RECORD != 0)
-        s = nn__fail(NN_ERR_FORMAT,
-                     "cifar10: '%s' has %lld bytes, not a positive multiple "
-                     "of the %d-byte record",
-                     path, (long long)st.st_size, CIFAR_RECORD);
-    if (s != NN_OK) {
+    uint64_t size = 0;
+    NN_TRY(nn__file_open(path, "cifar10", fd, &size));
+    if (size == 0 || size % CIFAR_RECORD != 0) {
         close(*fd);
         *fd = -1;
-        return s;
+        return nn__fail(NN_ERR_FORMAT,
+                        "cifar10: '%s' has %llu bytes, not a positive "
+                        "multiple of the %d-byte record",
+                        path, (unsigned long long)size, CIFAR_RECORD);
     }
-    *records = st.st_size / CIFAR_RECORD;
+    *records = (int64_t)(size / CIFAR_RECORD);
     return NN_OK;
 }
 
@@ -58,22 +48,6 @@ static nn_status count_records(const char *const *paths, int count,
                  (long long)CIFAR_MAX_RECORDS, count);
         *total += n;
     }
-    return NN_OK;
-}
-
-static nn_status read_full(int fd, const char *path, uint8_t *buf, size_t n,
-                           size_t *got)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = read(fd, buf + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        NN_CHECK(k >= 0, NN_ERR_IO, "cifar10: reading '%s': %s", path,
-                 strerror(errno));
-        if (k == 0) break;
-        done += (size_t)k;
-    }
-    *got = done;
     return NN_OK;
 }
 
@@ -105,7 +79,8 @@ static nn_status read_batch(const char *path, uint8_t *buf, int64_t first,
     for (int64_t r = 0; s == NN_OK && r < *records; r += CIFAR_BLOCK) {
         int64_t n = *records - r < CIFAR_BLOCK ? *records - r : CIFAR_BLOCK;
         size_t got = 0;
-        s = read_full(fd, path, buf, (size_t)n * CIFAR_RECORD, &got);
+        s = nn__file_read(fd, path, "cifar10", buf, (size_t)n * CIFAR_RECORD,
+                          &got);
         if (s == NN_OK && got != (size_t)n * CIFAR_RECORD)
             s = nn__fail(NN_ERR_IO, "cifar10: '%s' shrank while reading",
                          path);

@@ -6,7 +6,6 @@
  * set's seed and its index, so images are independent of each other and
  * of the thread count. */
 #include "io/synth.h"
-#include "layers/layers.h"
 
 #include <math.h>
 #include <omp.h>
@@ -349,7 +348,7 @@ nn_status nn_synthetic_defects(const nn_defects_opts *opts,
              "nn_synthetic_defects: output pointer is NULL");
     *images = *masks = *labels = NULL;
     synth_job job = {.o = NN_DEFECTS_OPTS_INIT};
-    NN_TRY(nn__read_opts(&job.o, sizeof job.o, opts, "nn_synthetic_defects"));
+    NN_TRY(nn__read_opts(&job.o, opts, "nn_synthetic_defects"));
     NN_TRY(check_opts(&job.o));
     int threads = nn__threads();
     size_t px = (size_t)job.o.height * job.o.width;

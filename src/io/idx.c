@@ -7,9 +7,7 @@
 #include "io/io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -20,7 +18,7 @@
 typedef struct idx_reader {
     const char *path;
     gzFile gz;
-    int64_t plain_size; /* file size when uncompressed and regular, else -1 */
+    int64_t plain_size; /* file size when uncompressed, else -1 */
 } idx_reader;
 
 static const char *type_name(int type)
@@ -39,23 +37,16 @@ static const char *type_name(int type)
 static nn_status reader_open(idx_reader *r, const char *path)
 {
     r->path = path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    NN_CHECK(fd >= 0, NN_ERR_IO, "idx: cannot open '%s': %s", path,
-             strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        close(fd);
-        return nn__fail(NN_ERR_IO, "idx: '%s' is not a readable file", path);
-    }
+    int fd = -1;
+    uint64_t size = 0;
+    NN_TRY(nn__file_open(path, "idx", &fd, &size));
     r->gz = gzdopen(fd, "rb");
     if (!r->gz) {
         close(fd);
         return nn__fail(NN_ERR_NOMEM, "idx: '%s': cannot start zlib", path);
     }
     gzbuffer(r->gz, 1u << 17); /* must precede the first read */
-    r->plain_size = (S_ISREG(st.st_mode) && gzdirect(r->gz))
-                        ? (int64_t)st.st_size
-                        : -1;
+    r->plain_size = gzdirect(r->gz) ? (int64_t)size : -1;
     return NN_OK;
 }
 

@@ -3,7 +3,6 @@
  * nn_resizing kernel's. */
 #include "io/image.h"
 #include "kernels/graph_kernels.h"
-#include "layers/layers.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +18,7 @@ nn_status nn__image_opts(const nn_image_opts *opts, const char *who,
 {
     nn_image_opts d = NN_IMAGE_OPTS_INIT;
     *o = d;
-    NN_TRY(nn__read_opts(o, sizeof *o, opts, who));
+    NN_TRY(nn__read_opts(o, opts, who));
     if (o->max_values == 0) o->max_values = NN_IMAGE_MAX_VALUES;
     NN_CHECK((o->height == 0) == (o->width == 0), NN_ERR_INVALID,
              "%s: height %d and width %d must both be 0 (keep the size) or "
@@ -361,7 +360,7 @@ nn_status nn_image_from_u8(const uint8_t *pixels, int height, int width,
              "nn_image_from_u8: height %d and width %d must be positive",
              height, width);
     nn_pixels_opts o = NN_PIXELS_OPTS_INIT;
-    NN_TRY(nn__read_opts(&o, sizeof o, opts, "nn_image_from_u8"));
+    NN_TRY(nn__read_opts(&o, opts, "nn_image_from_u8"));
     size_t row = (size_t)width * channels;
     NN_TRY(check_pixels_opts(&o, channels, row));
     picked im;

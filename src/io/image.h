@@ -32,9 +32,4 @@ nn_status nn__png_write(const char *path, const nn_png_out *img);
 void nn__image_resample(const float *src, int h, int w, int c, float *dst,
                         int oh, int ow, nn_interpolation interp);
 
-/* Opens a file for reading only if it is a regular file: the open does
- * not block (a FIFO with no writer is refused at once, not waited on). */
-nn_status nn__open_regular(const char *path, const char *who, int *fd,
-                           int64_t *size);
-
 #endif

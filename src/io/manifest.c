@@ -39,28 +39,23 @@ static void manifest_free(manifest *m)
 static nn_status read_text(manifest *m)
 {
     int fd = -1;
-    int64_t size = 0;
-    NN_TRY(nn__open_regular(m->path, "manifest", &fd, &size));
+    uint64_t size = 0;
+    NN_TRY(nn__file_open(m->path, "manifest", &fd, &size));
     nn_status s = NN_OK;
     if (size > MANIFEST_MAX_BYTES)
         s = nn__fail(NN_ERR_UNSUPPORTED,
-                     "manifest: '%s' has %lld bytes, more than the %lld a "
+                     "manifest: '%s' has %llu bytes, more than the %lld a "
                      "manifest may have",
-                     m->path, (long long)size, (long long)MANIFEST_MAX_BYTES);
+                     m->path, (unsigned long long)size,
+                     (long long)MANIFEST_MAX_BYTES);
     if (s == NN_OK) {
         m->text = nn__alloc((size_t)size + 1);
         if (!m->text) s = NN_ERR_NOMEM;
     }
     size_t got = 0;
-    while (s == NN_OK && got < (size_t)size) {
-        ssize_t k = read(fd, m->text + got, (size_t)size - got);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0)
-            s = nn__fail(NN_ERR_IO, "manifest: reading '%s': %s", m->path,
-                         strerror(errno));
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
+    if (s == NN_OK)
+        s = nn__file_read(fd, m->path, "manifest", (uint8_t *)m->text,
+                          (size_t)size, &got);
     close(fd);
     if (s == NN_OK) m->text[got] = '\0';
     return s;

@@ -12,33 +12,12 @@
 #include <fcntl.h>
 #include <png.h>
 #include <setjmp.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define READ_CHUNK 16384
 #define MSG_LEN 200
-
-/* ---------------- opening ---------------- */
-
-nn_status nn__open_regular(const char *path, const char *who, int *fd,
-                           int64_t *size)
-{
-    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    NN_CHECK(*fd >= 0, NN_ERR_IO, "%s: cannot open '%s': %s", who, path,
-             strerror(errno));
-    struct stat st;
-    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(*fd);
-        *fd = -1;
-        return nn__fail(NN_ERR_IO, "%s: '%s' is not a regular file", who,
-                        path);
-    }
-    *size = (int64_t)st.st_size;
-    return NN_OK;
-}
 
 /* ---------------- libpng callbacks ---------------- */
 
@@ -335,8 +314,8 @@ nn_status nn__png_decode(const char *path, int channels, bool mask,
     png_job *j = nn__calloc(1, sizeof *j);
     if (!j) return NN_ERR_NOMEM;
     j->path = path;
-    int64_t size = 0;
-    nn_status s = nn__open_regular(path, "png", &j->fd, &size);
+    uint64_t size = 0;
+    nn_status s = nn__file_open(path, "png", &j->fd, &size);
     if (s == NN_OK) s = start_reading(j);
     if (s == NN_OK) s = decode(j, channels, mask, o);
     if (j->png) png_destroy_read_struct(&j->png, &j->info, NULL);
@@ -355,7 +334,7 @@ nn_status nn__png_decode(const char *path, int channels, bool mask,
 
 typedef struct png_wjob {
     const char *path;
-    int fd;
+    FILE *f;
     int write_errno;
     png_structp png;
     png_infop info;
@@ -366,15 +345,9 @@ typedef struct png_wjob {
 static void on_write(png_structp png, png_bytep data, size_t n)
 {
     png_wjob *j = png_get_io_ptr(png);
-    while (n > 0) {
-        ssize_t k = write(j->fd, data, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            j->write_errno = k < 0 ? errno : EIO;
-            png_error(png, "write error");
-        }
-        data += k;
-        n -= (size_t)k;
+    if (fwrite(data, 1, n, j->f) != n) {
+        j->write_errno = errno ? errno : EIO;
+        png_error(png, "write error");
     }
 }
 
@@ -415,39 +388,24 @@ static nn_status encode(png_wjob *j, const nn_png_out *img)
     return NN_OK;
 }
 
-static atomic_uint temp_counter;
-
-/* Writes the PNG to an exclusive temporary beside `path`; *created tells
- * whether the temporary exists (and must be removed on failure). */
-static nn_status write_temp(const char *tmp, const nn_png_out *img,
-                            bool *created)
+/* nn__file_replace's writer: the PNG into the temporary file. */
+static nn_status write_png(FILE *f, void *ctx)
 {
+    const nn_png_out *img = ((const void *const *)ctx)[1];
     png_wjob *j = nn__calloc(1, sizeof *j);
     if (!j) return NN_ERR_NOMEM;
-    j->path = tmp;
-    j->fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    *created = j->fd >= 0;
+    j->path = ((const char *const *)ctx)[0];
+    j->f = f;
     nn_status s = NN_OK;
-    if (j->fd < 0)
-        s = nn__fail(NN_ERR_IO, "png: cannot create '%s': %s", tmp,
-                     strerror(errno));
-    if (s == NN_OK) {
-        j->png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, &j->talk,
-                                           on_error, on_warning, &j->talk,
-                                           on_malloc, on_free);
-        if (j->png) j->info = png_create_info_struct(j->png);
-        if (!j->png || !j->info)
-            s = nn__fail(NN_ERR_NOMEM, "png: writing '%s': out of memory",
-                         tmp);
-    }
+    j->png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, &j->talk,
+                                       on_error, on_warning, &j->talk,
+                                       on_malloc, on_free);
+    if (j->png) j->info = png_create_info_struct(j->png);
+    if (!j->png || !j->info)
+        s = nn__fail(NN_ERR_NOMEM, "png: writing '%s': out of memory",
+                     j->path);
     if (s == NN_OK) s = encode(j, img);
     if (j->png) png_destroy_write_struct(&j->png, &j->info);
-    if (s == NN_OK && fsync(j->fd) != 0)
-        s = nn__fail(NN_ERR_IO, "png: cannot write '%s': %s", tmp,
-                     strerror(errno));
-    if (j->fd >= 0 && close(j->fd) != 0 && s == NN_OK)
-        s = nn__fail(NN_ERR_IO, "png: cannot write '%s': %s", tmp,
-                     strerror(errno));
     nn__free(j->rows);
     nn__free(j);
     return s;
@@ -455,17 +413,6 @@ static nn_status write_temp(const char *tmp, const nn_png_out *img,
 
 nn_status nn__png_write(const char *path, const nn_png_out *img)
 {
-    size_t n = strlen(path) + 48;
-    char *tmp = nn__alloc(n);
-    if (!tmp) return NN_ERR_NOMEM;
-    snprintf(tmp, n, "%s.tmp.%ld.%u", path, (long)getpid(),
-             atomic_fetch_add(&temp_counter, 1));
-    bool created = false;
-    nn_status s = write_temp(tmp, img, &created);
-    if (s == NN_OK && rename(tmp, path) != 0)
-        s = nn__fail(NN_ERR_IO, "png: cannot replace '%s': %s", path,
-                     strerror(errno));
-    if (s != NN_OK && created) unlink(tmp);
-    nn__free(tmp);
-    return s;
+    const void *ctx[2] = {path, img};
+    return nn__file_replace(path, "png", write_png, (void *)ctx);
 }

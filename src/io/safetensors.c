@@ -6,25 +6,23 @@
  *                         "__metadata__": {"<key>": "<value>", ...}}
  *   the rest              the data buffer; offsets are relative to its start
  *
- * The file is hostile until proven otherwise. It is read whole (size capped),
- * the header is parsed by a strict parser for exactly this JSON subset, and
- * every entry is checked against the data buffer (sizes, bounds, no overlap,
- * no gap, as the format demands) and against the model (names, dtypes,
- * shapes, finite values) before a single weight is written: on any error
- * the model is unchanged and the message names the tensor. */
+ * The file is hostile until proven otherwise. Its header length is checked
+ * against the file's size from the first 8 bytes, then it is read whole
+ * (size capped), the header is parsed by a strict parser for exactly this
+ * JSON subset, and every entry is checked against the data buffer (sizes,
+ * bounds, no overlap, no gap, as the format demands) and against the model
+ * (names, dtypes, shapes, finite values) before a single weight is
+ * written: on any error the model is unchanged and the message names the
+ * tensor. */
 #include "io/io.h"
 #include "zoo/zoo.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define ST_MAX_FILE ((uint64_t)1 << 36)       /* 64 GiB */
 #define ST_MAX_HEADER ((uint64_t)100 << 20)   /* as the reference reader */
@@ -508,58 +506,31 @@ static nn_status check_data(st_file *f, st_tensor **order)
 
 /* ---------------- reading the file ---------------- */
 
-static nn_status read_all(int fd, const char *path, uint8_t *buf, size_t n)
+/* The 8-byte header length, checked against the file before it is read. */
+static nn_status check_envelope(const uint8_t *head, size_t n, uint64_t size,
+                                void *ctx)
 {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = read(fd, buf + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        NN_CHECK(k >= 0, NN_ERR_IO, "safetensors '%s': cannot read: %s",
-                 path, strerror(errno));
-        NN_CHECK(k > 0, NN_ERR_IO, "safetensors '%s': shrank while reading",
-                 path);
-        done += (size_t)k;
-    }
+    const char *path = ctx;
+    NN_CHECK(size >= 8, NN_ERR_FORMAT,
+             "safetensors '%s': %llu bytes, too short for the 8-byte header "
+             "length", path, (unsigned long long)size);
+    uint64_t len = nn__get_le64(head);
+    NN_CHECK(len >= 2 && len <= size - 8, NN_ERR_FORMAT,
+             "safetensors '%s': header length %llu does not fit the file "
+             "(%llu bytes): truncated or not a safetensors file",
+             path, (unsigned long long)len, (unsigned long long)size);
+    NN_CHECK(len <= ST_MAX_HEADER, NN_ERR_FORMAT,
+             "safetensors '%s': header of %llu bytes, more than the limit of "
+             "100 MiB", path, (unsigned long long)len);
     return NN_OK;
-}
-
-static nn_status read_file(st_file *f)
-{
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    NN_CHECK(fd >= 0, NN_ERR_IO, "safetensors: cannot open '%s': %s",
-             f->path, strerror(errno));
-    struct stat st;
-    nn_status s = NN_OK;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        s = nn__fail(NN_ERR_IO, "safetensors: '%s' is not a regular file",
-                     f->path);
-    else if ((uint64_t)st.st_size > ST_MAX_FILE)
-        s = nn__fail(NN_ERR_FORMAT, "safetensors '%s': %lld bytes, more than "
-                     "the limit of 64 GiB", f->path, (long long)st.st_size);
-    else if (!(f->buf = nn__alloc(st.st_size ? (size_t)st.st_size : 1)))
-        s = NN_ERR_NOMEM;
-    else {
-        f->size = (size_t)st.st_size;
-        s = read_all(fd, f->path, f->buf, f->size);
-    }
-    close(fd);
-    return s;
 }
 
 static nn_status open_file(st_file *f, st_tensor ***order)
 {
-    NN_TRY(read_file(f));
-    NN_CHECK(f->size >= 8, NN_ERR_FORMAT,
-             "safetensors '%s': %zu bytes, too short for the 8-byte header "
-             "length", f->path, f->size);
+    nn_file_head head = {8, check_envelope, (void *)f->path};
+    NN_TRY(nn__file_read_all(f->path, "safetensors", ST_MAX_FILE, &head,
+                             &f->buf, &f->size));
     uint64_t n = nn__get_le64(f->buf);
-    NN_CHECK(n >= 2 && n <= f->size - 8, NN_ERR_FORMAT,
-             "safetensors '%s': header length %llu does not fit the file "
-             "(%zu bytes): truncated or not a safetensors file",
-             f->path, (unsigned long long)n, f->size);
-    NN_CHECK(n <= ST_MAX_HEADER, NN_ERR_FORMAT,
-             "safetensors '%s': header of %llu bytes, more than the limit of "
-             "100 MiB", f->path, (unsigned long long)n);
     f->data = f->buf + 8 + n;
     f->data_len = f->size - 8 - n;
     NN_TRY(parse_header(f, f->buf + 8, (size_t)n));
@@ -621,11 +592,12 @@ static void file_shape(const nn_tensor *s, nn_torch_layout layout,
 
 static void shape_text(const int64_t *d, int rank, char *out, size_t cap)
 {
-    size_t j = (size_t)snprintf(out, cap, "[");
-    for (int i = 0; i < rank && j < cap; i++)
-        j += (size_t)snprintf(out + j, cap - j, "%s%lld", i ? ", " : "",
-                              (long long)d[i]);
-    if (j < cap) snprintf(out + j, cap - j, "]");
+    nn_sbuf s = {out, cap, 0};
+    nn__sbuf_put(&s, "[");
+    for (int i = 0; i < rank; i++)
+        nn__sbuf_put(&s, "%s%lld", i ? ", " : "", (long long)d[i]);
+    nn__sbuf_put(&s, "]");
+    nn__sbuf_finish(&s, NULL);
 }
 
 static st_tensor *find(st_tensor **sorted, int n, const char *key)
@@ -806,72 +778,47 @@ nn_status nn_model_load_safetensors(nn_model *m, const char *path,
 
 /* ---------------- writing ---------------- */
 
-typedef struct text {
-    char *buf;
-    size_t cap, len; /* len counts everything, even past cap */
-} text;
-
-static void tput(text *t, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++, t->len++)
-        if (t->len < t->cap) t->buf[t->len] = s[i];
-}
-
-static void tputs(text *t, const char *s) { tput(t, s, strlen(s)); }
-
 /* A JSON string literal. */
-static void tquote(text *t, const char *s)
+static void put_quoted(nn_sbuf *t, const char *s)
 {
-    tputs(t, "\"");
+    nn__sbuf_put(t, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            tput(t, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            tputs(t, esc);
-        } else {
-            tput(t, (const char *)&c, 1);
-        }
+        if (c == '"' || c == '\\')
+            nn__sbuf_put(t, "\\%c", c);
+        else if (c < 0x20)
+            nn__sbuf_put(t, "\\u%04x", c);
+        else
+            nn__sbuf_put(t, "%c", c);
     }
-    tputs(t, "\"");
+    nn__sbuf_put(t, "\"");
 }
 
 /* The header, padded with spaces so the data starts 8-byte aligned. */
-static void header_text(text *t, const nn_model *m)
+static void header_text(nn_sbuf *t, const nn_model *m)
 {
-    char num[64];
     uint64_t off = 0;
-    tputs(t, "{\"__metadata__\":{\"format\":\"libnn\"}");
+    nn__sbuf_put(t, "{\"__metadata__\":{\"format\":\"libnn\"}");
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = m->layers[i];
         for (int j = 0; j < l->n_params; j++) {
             const nn_tensor *v = &l->params[j].value;
             char key[2 * NN_NAME_MAX];
             snprintf(key, sizeof key, "%s/%s", l->name, l->params[j].name);
-            tputs(t, ",");
-            tquote(t, key);
-            tputs(t, ":{\"dtype\":\"F32\",\"shape\":[");
-            for (int d = 0; d < v->rank; d++) {
-                snprintf(num, sizeof num, "%s%lld", d ? "," : "",
-                         (long long)v->shape[d]);
-                tputs(t, num);
-            }
+            nn__sbuf_put(t, ",");
+            put_quoted(t, key);
+            nn__sbuf_put(t, ":{\"dtype\":\"F32\",\"shape\":[");
+            for (int d = 0; d < v->rank; d++)
+                nn__sbuf_put(t, "%s%lld", d ? "," : "", (long long)v->shape[d]);
             uint64_t end = off + (uint64_t)v->size * 4;
-            snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}",
-                     (unsigned long long)off, (unsigned long long)end);
-            tputs(t, num);
+            nn__sbuf_put(t, "],\"data_offsets\":[%llu,%llu]}",
+                         (unsigned long long)off, (unsigned long long)end);
             off = end;
         }
     }
-    tputs(t, "}");
-    while (t->len % 8) tputs(t, " ");
+    nn__sbuf_put(t, "}");
+    while (t->len % 8) nn__sbuf_put(t, " ");
 }
-
-static atomic_uint temp_counter;
 
 /* Keeps the first error in *err; writes nothing after one. */
 static void write_all(FILE *fp, const void *p, size_t n, int *err)
@@ -894,43 +841,25 @@ static void write_floats(FILE *fp, const nn_tensor *v, int *err)
 #endif
 }
 
-static int write_body(FILE *fp, const nn_model *m, const text *h)
+typedef struct st_job {
+    const nn_model *m;
+    const nn_sbuf *header;
+} st_job;
+
+static nn_status write_body(FILE *fp, void *ctx)
 {
+    const st_job *job = ctx;
+    const nn_model *m = job->m;
     int err = 0;
     uint8_t len[8];
-    for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)h->len >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)job->header->len >> (8 * i));
     write_all(fp, len, 8, &err);
-    write_all(fp, h->buf, h->len, &err);
+    write_all(fp, job->header->buf, job->header->len, &err);
     for (int i = 0; i < m->n_layers; i++)
         for (int j = 0; j < m->layers[i]->n_params; j++)
             write_floats(fp, &m->layers[i]->params[j].value, &err);
-    if (!err && fflush(fp) != 0) err = errno;
-    if (!err && fsync(fileno(fp)) != 0) err = errno;
-    return err;
-}
-
-static nn_status write_temp(const char *path, const char *tmp,
-                            const nn_model *m, const text *h)
-{
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    NN_CHECK(fd >= 0, NN_ERR_IO, "safetensors: cannot create '%s': %s", tmp,
-             strerror(errno));
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return nn__fail(NN_ERR_IO, "safetensors: cannot write '%s': %s", tmp,
-                        strerror(e));
-    }
-    int err = write_body(fp, m, h);
-    if (fclose(fp) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        return nn__fail(NN_ERR_IO, "safetensors: cannot write '%s': %s",
-                        path, strerror(err));
-    }
+    if (err) errno = err; /* ferror(fp) is set; the replacer reports errno */
     return NN_OK;
 }
 
@@ -939,25 +868,20 @@ nn_status nn_model_save_safetensors(const nn_model *m, const char *path)
     NN_CHECK(m && path, NN_ERR_INVALID,
              "nn_model_save_safetensors: NULL argument");
     NN_CHECK(path[0], NN_ERR_INVALID, "nn_model_save_safetensors: empty path");
-    text h = {0};
+    nn_sbuf h = {0};
     header_text(&h, m);
     NN_CHECK(h.len <= ST_MAX_HEADER, NN_ERR_UNSUPPORTED,
              "nn_model_save_safetensors: header of %zu bytes is too large",
              h.len);
-    h.buf = nn__alloc(h.len);
+    h.cap = h.len + 1;
+    h.buf = nn__alloc(h.cap);
     if (!h.buf) return NN_ERR_NOMEM;
-    h.cap = h.len;
     h.len = 0;
     header_text(&h, m);
-    size_t n = strlen(path) + 48;
-    char *tmp = nn__alloc(n);
-    nn_status s = NN_ERR_NOMEM;
-    if (tmp) {
-        snprintf(tmp, n, "%s.tmp.%ld.%u", path, (long)getpid(),
-                 atomic_fetch_add(&temp_counter, 1));
-        s = write_temp(path, tmp, m, &h);
-    }
-    nn__free(tmp);
+    nn__sbuf_finish(&h, NULL);
+    st_job job = {m, &h};
+    nn_status s = nn__file_replace(path, "nn_model_save_safetensors",
+                                   write_body, &job);
     nn__free(h.buf);
     return s;
 }

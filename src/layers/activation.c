@@ -138,7 +138,7 @@ static nn_layer *add_activation(nn_model *m, nn_layer_kind kind,
                                 const char *who)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, who) != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, who) != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "%s: %s is NULL", who, m ? "input" : "model");
         return NULL;

@@ -435,7 +435,7 @@ static bool read_augment_opts(const nn_augment_opts *opts, nn_layer *proto,
                               const char **name, const char *who)
 {
     nn_augment_opts o = NN_AUGMENT_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, who) != NN_OK) return false;
+    if (nn__read_opts(&o, opts, who) != NN_OK) return false;
     proto->cfg.aug.fill = o.fill_mode;
     proto->cfg.aug.interpolation = o.interpolation;
     proto->cfg.aug.fill_value = o.fill_value;
@@ -447,7 +447,7 @@ nn_layer *nn_random_flip(nn_model *m, nn_layer *input, nn_flip_mode mode,
                          const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_random_flip") != NN_OK)
+    if (nn__read_opts(&o, opts, "nn_random_flip") != NN_OK)
         return NULL;
     nn_layer proto = {0};
     proto.cfg.aug.mode = (int)mode;
@@ -508,7 +508,7 @@ nn_layer *nn_random_contrast(nn_model *m, nn_layer *input, float lower,
                              float upper, const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_random_contrast") != NN_OK)
+    if (nn__read_opts(&o, opts, "nn_random_contrast") != NN_OK)
         return NULL;
     nn_layer proto = {0};
     proto.cfg.aug.factor_lo = lower;

@@ -310,7 +310,7 @@ nn_layer *nn_batchnorm(nn_model *m, nn_layer *input,
                        const nn_batchnorm_opts *opts)
 {
     nn_batchnorm_opts o = NN_BATCHNORM_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_batchnorm") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_batchnorm") != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_batchnorm: %s is NULL",
                  m ? "input" : "model");

@@ -1,26 +1,8 @@
-/* Helpers shared by the layer kinds: options, enums, window geometry and
- * config serialization. */
+/* Helpers shared by the layer kinds: enums, window geometry and config
+ * serialization. */
 #include "layers/layers.h"
 
 #include <string.h>
-
-nn_status nn__read_opts(void *dst, size_t dst_size, const void *src,
-                        const char *who)
-{
-    if (!src) return NN_OK;
-    size_t size;
-    memcpy(&size, src, sizeof size);
-    NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
-             "%s: opts->size is %zu; set it with the NN_*_OPTS_INIT macro",
-             who, size);
-    /* Never take part of a member: every options struct is size, name,
-     * then 4-byte fields. */
-    if (size < sizeof(size_t) + sizeof(const char *)) size = sizeof(size_t);
-    size &= ~(size_t)3;
-    memcpy(dst, src, size < dst_size ? size : dst_size);
-    memcpy(dst, &dst_size, sizeof dst_size);
-    return NN_OK;
-}
 
 bool nn__activation_ok(nn_activation a)
 {

@@ -139,7 +139,7 @@ nn_layer *nn_dense(nn_model *m, nn_layer *input, int units,
                    const nn_dense_opts *opts)
 {
     nn_dense_opts o = NN_DENSE_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_dense") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_dense") != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_dense: %s is NULL", m ? "input" : "model");
         return NULL;

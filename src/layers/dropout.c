@@ -176,7 +176,7 @@ nn_layer *nn_dropout(nn_model *m, nn_layer *input, float rate,
                      const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_dropout") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_dropout") != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_dropout: %s is NULL",
                  m ? "input" : "model");

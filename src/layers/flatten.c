@@ -44,7 +44,7 @@ const nn_layer_ops nn__flatten_ops = {
 nn_layer *nn_flatten(nn_model *m, nn_layer *input, const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_flatten") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_flatten") != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_flatten: %s is NULL",
                  m ? "input" : "model");

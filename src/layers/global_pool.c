@@ -64,7 +64,7 @@ nn_layer *nn_global_avgpool2d(nn_model *m, nn_layer *input,
                               const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_global_avgpool2d") != NN_OK)
+    if (nn__read_opts(&o, opts, "nn_global_avgpool2d") != NN_OK)
         return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_global_avgpool2d: %s is NULL",

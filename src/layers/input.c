@@ -65,7 +65,7 @@ nn_layer *nn_input(nn_model *m, int rank, const int *shape,
                    const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_input") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_input") != NN_OK) return NULL;
     if (!m || !shape) {
         nn__fail(NN_ERR_INVALID, "nn_input: %s is NULL", m ? "shape" : "model");
         return NULL;

@@ -33,13 +33,6 @@ extern const nn_layer_ops nn__random_translation_ops;
 extern const nn_layer_ops nn__random_zoom_ops;
 extern const nn_layer_ops nn__random_contrast_ops;
 
-/* Copies a caller's options struct into *dst, which holds the defaults:
- * only the first min(src->size, dst_size) bytes are read, so older and
- * newer callers both work. NULL src keeps the defaults. The size member
- * must come first in both. */
-nn_status nn__read_opts(void *dst, size_t dst_size, const void *src,
-                        const char *who);
-
 bool nn__activation_ok(nn_activation a);
 bool nn__padding_ok(nn_padding p);
 bool nn__initializer_ok(nn_initializer i);

@@ -153,7 +153,7 @@ nn_layer *nn_locally_connected2d(nn_model *m, nn_layer *input, int filters,
                                  int kh, int kw, const nn_conv2d_opts *opts)
 {
     nn_conv2d_opts o = NN_CONV2D_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_locally_connected2d") != NN_OK)
+    if (nn__read_opts(&o, opts, "nn_locally_connected2d") != NN_OK)
         return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_locally_connected2d: %s is NULL",

@@ -136,7 +136,7 @@ static nn_layer *add_merge(nn_model *m, nn_layer_kind kind, int n,
                            const char *who)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, who) != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, who) != NN_OK) return NULL;
     if (!m || !inputs) {
         nn__fail(NN_ERR_INVALID, "%s: %s is NULL", who, m ? "inputs" : "model");
         return NULL;

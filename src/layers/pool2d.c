@@ -155,7 +155,7 @@ static nn_layer *add_pool(nn_model *m, nn_layer_kind kind, nn_layer *input,
                           const char *who)
 {
     nn_pool2d_opts o = NN_POOL2D_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, who) != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, who) != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "%s: %s is NULL", who, m ? "input" : "model");
         return NULL;

@@ -96,7 +96,7 @@ nn_layer *nn_repeat_channels(nn_model *m, nn_layer *input, int times,
                              const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_repeat_channels") != NN_OK)
+    if (nn__read_opts(&o, opts, "nn_repeat_channels") != NN_OK)
         return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_repeat_channels: %s is NULL",

@@ -87,7 +87,7 @@ nn_layer *nn_resizing(nn_model *m, nn_layer *input, int height, int width,
                       const nn_resizing_opts *opts)
 {
     nn_resizing_opts o = NN_RESIZING_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_resizing") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_resizing") != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_resizing: %s is NULL",
                  m ? "input" : "model");

@@ -101,7 +101,7 @@ nn_layer *nn_zeropad2d(nn_model *m, nn_layer *input, int top, int bottom,
                        int left, int right, const nn_layer_opts *opts)
 {
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_zeropad2d") != NN_OK) return NULL;
+    if (nn__read_opts(&o, opts, "nn_zeropad2d") != NN_OK) return NULL;
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "nn_zeropad2d: %s is NULL",
                  m ? "input" : "model");

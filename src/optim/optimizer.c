@@ -15,18 +15,6 @@ static bool rate_ok(float lr) { return isfinite(lr) && lr > 0; }
 /* [0, 1); NaN fails both comparisons. */
 static bool unit_ok(float b) { return b >= 0 && b < 1; }
 
-/* Reads the caller's first `size` bytes over the defaults in `dst`, so a
- * program built with an older, shorter struct keeps working. */
-static nn_status read_opts(void *dst, size_t dst_size, const void *src,
-                           size_t src_size, size_t min_size, const char *what)
-{
-    NN_CHECK(src_size >= min_size, NN_ERR_INVALID,
-             "%s: opts->size is %zu; set it with the _INIT macro", what,
-             src_size);
-    memcpy(dst, src, src_size < dst_size ? src_size : dst_size);
-    return NN_OK;
-}
-
 static nn_status check_adam(const nn_adam_opts *a)
 {
     NN_CHECK(rate_ok(a->learning_rate), NN_ERR_INVALID,
@@ -69,11 +57,7 @@ static nn_optimizer *optimizer_new(nn_optim_kind kind)
 nn_optimizer *nn_adam(const nn_adam_opts *opts)
 {
     nn_adam_opts a = NN_ADAM_OPTS_INIT;
-    if (opts &&
-        read_opts(&a, sizeof a, opts, opts->size,
-                  offsetof(nn_adam_opts, learning_rate), "nn_adam") != NN_OK)
-        return NULL;
-    a.size = sizeof a;
+    if (nn__read_opts(&a, opts, "nn_adam") != NN_OK) return NULL;
     if (check_adam(&a) != NN_OK) return NULL;
     nn_optimizer *o = optimizer_new(NN_OPTIM_ADAM);
     if (o) o->adam = a;
@@ -83,11 +67,7 @@ nn_optimizer *nn_adam(const nn_adam_opts *opts)
 nn_optimizer *nn_sgd(const nn_sgd_opts *opts)
 {
     nn_sgd_opts s = NN_SGD_OPTS_INIT;
-    if (opts &&
-        read_opts(&s, sizeof s, opts, opts->size,
-                  offsetof(nn_sgd_opts, learning_rate), "nn_sgd") != NN_OK)
-        return NULL;
-    s.size = sizeof s;
+    if (nn__read_opts(&s, opts, "nn_sgd") != NN_OK) return NULL;
     s.nesterov = s.nesterov != 0;
     if (check_sgd(&s) != NN_OK) return NULL;
     nn_optimizer *o = optimizer_new(NN_OPTIM_SGD);

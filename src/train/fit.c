@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define N_METRICS 16
 
@@ -84,15 +83,9 @@ float nn_history_get(const nn_history *h, nn_metric metric, int epoch)
     return h->v[metric][epoch];
 }
 
-nn_status nn_history_write_csv(const nn_history *h, const char *path)
+static nn_status write_csv(FILE *f, void *ctx)
 {
-    NN_CHECK(h && path, NN_ERR_INVALID, "nn_history_write_csv: NULL argument");
-    char tmp[4096];
-    NN_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) <
-                 (int)sizeof tmp,
-             NN_ERR_INVALID, "nn_history_write_csv: path too long");
-    FILE *f = fopen(tmp, "w");
-    NN_CHECK(f, NN_ERR_IO, "cannot write '%s'", tmp);
+    const nn_history *h = ctx;
     fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s%s\n",
             h->grad ? ",grad_norm,grad_norm_max,health" : "",
             h->seg ? SEG_CSV_COLUMNS : "");
@@ -105,13 +98,15 @@ nn_status nn_history_write_csv(const nn_history *h, const char *path)
             fprintf(f, ",%.6g", h->v[seg_csv_order[k]][e]);
         fprintf(f, "\n");
     }
-    bool ok = fflush(f) == 0 && !ferror(f);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return nn__fail(NN_ERR_IO, "cannot write '%s'", path);
-    }
     return NN_OK;
+}
+
+nn_status nn_history_write_csv(const nn_history *h, const char *path)
+{
+    NN_CHECK(h && path, NN_ERR_INVALID, "nn_history_write_csv: NULL argument");
+    NN_CHECK(path[0], NN_ERR_INVALID, "nn_history_write_csv: empty path");
+    return nn__file_replace(path, "nn_history_write_csv", write_csv,
+                            (void *)h);
 }
 
 int64_t nn_history_num_steps(const nn_history *h)
@@ -405,12 +400,8 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
                        const nn_fit_opts *opts, nn_history **history)
 {
     nn_fit_opts o = NN_FIT_OPTS_INIT;
-    if (opts) {
-        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
-                 "nn_model_fit: opts->size is %zu", opts->size);
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
-    }
     if (history) *history = NULL;
+    NN_TRY(nn__read_opts(&o, opts, "nn_model_fit"));
     NN_TRY(check_fit(m, x, y, &o));
     int batch = (int)(x->shape[0] < o.batch_size ? x->shape[0] : o.batch_size);
     fit_buffers b = {0};

@@ -17,12 +17,7 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
              "nn_model_compile: the optimizer belongs to another model");
     NN_CHECK(m->output, NN_ERR_STATE, "nn_model_compile: model is empty");
     nn_loss_opts lo = NN_LOSS_OPTS_INIT;
-    if (opts) {
-        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
-                 "nn_model_compile: opts->size is %zu", opts->size);
-        memcpy(&lo, opts, opts->size < sizeof lo ? opts->size : sizeof lo);
-        lo.size = sizeof lo;
-    }
+    NN_TRY(nn__read_opts(&lo, opts, "nn_model_compile"));
     nn_loss_terms terms = {1, {loss}, {1.0f}};
     NN_TRY(nn__loss_check(&terms, &lo, "nn_model_compile"));
     if (m->opt && m->opt != opt) {
@@ -70,11 +65,7 @@ nn_status nn_model_compile_weighted(nn_model *m, nn_optimizer *opt, int n,
         terms.weight[k] = weights[k];
     }
     nn_loss_opts lo = NN_LOSS_OPTS_INIT;
-    if (opts) {
-        NN_CHECK(opts->size >= sizeof(size_t), NN_ERR_INVALID,
-                 "%s: opts->size is %zu", what, opts->size);
-        memcpy(&lo, opts, opts->size < sizeof lo ? opts->size : sizeof lo);
-    }
+    NN_TRY(nn__read_opts(&lo, opts, what));
     NN_TRY(nn__loss_check(&terms, &lo, what));
     /* The first term alone is a valid compile; the sum replaces it. */
     NN_TRY(nn_model_compile(m, opt, terms.kind[0], opts));

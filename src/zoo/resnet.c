@@ -225,7 +225,7 @@ nn_model *nn_resnet50(int height, int width, int channels, uint64_t seed,
                       const nn_resnet_opts *opts)
 {
     nn_resnet_opts o = NN_RESNET_OPTS_INIT;
-    if (nn__read_opts(&o, sizeof o, opts, "nn_resnet50") != NN_OK)
+    if (nn__read_opts(&o, opts, "nn_resnet50") != NN_OK)
         return NULL;
     if (height < 32 || width < 32 || channels < 1 ||
         height > (1 << 16) || width > (1 << 16) || channels > (1 << 16)) {

@@ -1,0 +1,203 @@
+/* Versioned options structs: the one place that reads a caller's `size`.
+ *
+ * Every options struct in nn.h starts with `size_t size` and only ever
+ * grows at the end, so a program built against another header passes a
+ * struct of another size. As Linux's copy_struct_from_user does for its
+ * extensible structs, we take what both sides know and refuse what only
+ * the caller knows unless it is zero (an option left at its default).
+ *
+ * A shorter struct is cut at a member boundary, never inside a member, so
+ * each struct's member ends are listed below. A static_assert per struct
+ * fails when a member is appended to nn.h without its line here.
+ *
+ * Trailing padding: seven structs (conv2d, pool2d, resizing, augment, loss,
+ * adam, sgd) end in 4 bytes of padding, and fit_opts has 4 inside, that a
+ * caller's INIT macro may leave uninitialised. They are never read as an
+ * option. A 4-byte member appended to one of those structs would sit in
+ * that padding and read an older caller's garbage; such a member must come
+ * after an explicit 4-byte reserved member, so that sizeof grows. */
+#include "nn_internal.h"
+
+#include <assert.h>
+#include <string.h>
+
+#define END(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
+
+/* `last` is the struct's last member: the struct ends at its end, give or
+ * take the padding up to the alignment. */
+#define COMPLETE(T, last)                                                      \
+    static_assert((END(T, last) + _Alignof(T) - 1) / _Alignof(T) *             \
+                          _Alignof(T) ==                                       \
+                      sizeof(T),                                               \
+                  #T ": a member after " #last " needs its line here")
+
+static const size_t layer_ends[] = {END(nn_layer_opts, name)};
+COMPLETE(nn_layer_opts, name);
+
+static const size_t conv2d_ends[] = {
+    END(nn_conv2d_opts, name),       END(nn_conv2d_opts, stride_h),
+    END(nn_conv2d_opts, stride_w),   END(nn_conv2d_opts, padding),
+    END(nn_conv2d_opts, use_bias),   END(nn_conv2d_opts, activation),
+    END(nn_conv2d_opts, kernel_init), END(nn_conv2d_opts, bias_init)};
+COMPLETE(nn_conv2d_opts, bias_init);
+
+static const size_t pool2d_ends[] = {
+    END(nn_pool2d_opts, name), END(nn_pool2d_opts, stride_h),
+    END(nn_pool2d_opts, stride_w), END(nn_pool2d_opts, padding)};
+COMPLETE(nn_pool2d_opts, padding);
+
+static const size_t dense_ends[] = {
+    END(nn_dense_opts, name), END(nn_dense_opts, use_bias),
+    END(nn_dense_opts, activation), END(nn_dense_opts, kernel_init),
+    END(nn_dense_opts, bias_init)};
+COMPLETE(nn_dense_opts, bias_init);
+
+static const size_t batchnorm_ends[] = {
+    END(nn_batchnorm_opts, name), END(nn_batchnorm_opts, momentum),
+    END(nn_batchnorm_opts, epsilon), END(nn_batchnorm_opts, center),
+    END(nn_batchnorm_opts, scale)};
+COMPLETE(nn_batchnorm_opts, scale);
+
+static const size_t resizing_ends[] = {END(nn_resizing_opts, name),
+                                       END(nn_resizing_opts, interpolation)};
+COMPLETE(nn_resizing_opts, interpolation);
+
+static const size_t augment_ends[] = {
+    END(nn_augment_opts, name), END(nn_augment_opts, fill_mode),
+    END(nn_augment_opts, interpolation), END(nn_augment_opts, fill_value)};
+COMPLETE(nn_augment_opts, fill_value);
+
+static const size_t loss_ends[] = {
+    END(nn_loss_opts, from_logits), END(nn_loss_opts, smooth),
+    END(nn_loss_opts, eps), END(nn_loss_opts, reduction),
+    END(nn_loss_opts, sparse_labels)};
+COMPLETE(nn_loss_opts, sparse_labels);
+
+static const size_t adam_ends[] = {
+    END(nn_adam_opts, learning_rate), END(nn_adam_opts, beta1),
+    END(nn_adam_opts, beta2), END(nn_adam_opts, epsilon),
+    END(nn_adam_opts, eps_mode)};
+COMPLETE(nn_adam_opts, eps_mode);
+
+static const size_t sgd_ends[] = {END(nn_sgd_opts, learning_rate),
+                                  END(nn_sgd_opts, momentum),
+                                  END(nn_sgd_opts, nesterov)};
+COMPLETE(nn_sgd_opts, nesterov);
+
+static const size_t fit_ends[] = {
+    END(nn_fit_opts, epochs),           END(nn_fit_opts, batch_size),
+    END(nn_fit_opts, shuffle),          END(nn_fit_opts, val_x),
+    END(nn_fit_opts, val_y),            END(nn_fit_opts, progress),
+    END(nn_fit_opts, user),             END(nn_fit_opts, record_grad_norm),
+    END(nn_fit_opts, stop_on_nonfinite),
+    END(nn_fit_opts, segmentation_metrics)};
+COMPLETE(nn_fit_opts, segmentation_metrics);
+
+static const size_t diag_ends[] = {
+    END(nn_diag_opts, record),          END(nn_diag_opts, check_finite),
+    END(nn_diag_opts, window),          END(nn_diag_opts, vanishing_ratio),
+    END(nn_diag_opts, vanishing_floor), END(nn_diag_opts, exploding_ratio),
+    END(nn_diag_opts, exploding_ceiling),
+    END(nn_diag_opts, exploding_growth)};
+COMPLETE(nn_diag_opts, exploding_growth);
+
+static const size_t resnet_ends[] = {
+    END(nn_resnet_opts, name), END(nn_resnet_opts, flavor),
+    END(nn_resnet_opts, include_top), END(nn_resnet_opts, classes),
+    END(nn_resnet_opts, classifier_activation)};
+COMPLETE(nn_resnet_opts, classifier_activation);
+
+static const size_t image_ends[] = {
+    END(nn_image_opts, height), END(nn_image_opts, width),
+    END(nn_image_opts, max_values), END(nn_image_opts, mask_mode),
+    END(nn_image_opts, num_classes)};
+COMPLETE(nn_image_opts, num_classes);
+
+static const size_t pixels_ends[] = {
+    END(nn_pixels_opts, stride), END(nn_pixels_opts, scale),
+    END(nn_pixels_opts, mean), END(nn_pixels_opts, std)};
+COMPLETE(nn_pixels_opts, std);
+
+static const size_t defects_ends[] = {
+    END(nn_defects_opts, count), END(nn_defects_opts, height),
+    END(nn_defects_opts, width), END(nn_defects_opts, channels),
+    END(nn_defects_opts, defect_fraction), END(nn_defects_opts, typed_masks),
+    END(nn_defects_opts, seed)};
+COMPLETE(nn_defects_opts, seed);
+
+typedef struct layout {
+    const char *type, *init; /* for messages */
+    size_t size;             /* sizeof the struct this library knows */
+    const size_t *ends;      /* where each member after `size` ends */
+    size_t n;
+} layout;
+
+#define ROW(T, init, ends) {#T, init, sizeof(T), ends, sizeof ends / sizeof *ends}
+
+static const layout layouts[NN_OPTS_KIND_COUNT] = {
+    [NN_OPTS_LAYER] = ROW(nn_layer_opts, "NN_LAYER_OPTS_INIT", layer_ends),
+    [NN_OPTS_CONV2D] = ROW(nn_conv2d_opts, "NN_CONV2D_OPTS_INIT", conv2d_ends),
+    [NN_OPTS_POOL2D] = ROW(nn_pool2d_opts, "NN_POOL2D_OPTS_INIT", pool2d_ends),
+    [NN_OPTS_DENSE] = ROW(nn_dense_opts, "NN_DENSE_OPTS_INIT", dense_ends),
+    [NN_OPTS_BATCHNORM] = ROW(nn_batchnorm_opts, "NN_BATCHNORM_OPTS_INIT",
+                              batchnorm_ends),
+    [NN_OPTS_RESIZING] = ROW(nn_resizing_opts, "NN_RESIZING_OPTS_INIT",
+                             resizing_ends),
+    [NN_OPTS_AUGMENT] = ROW(nn_augment_opts, "NN_AUGMENT_OPTS_INIT",
+                            augment_ends),
+    [NN_OPTS_LOSS] = ROW(nn_loss_opts, "NN_LOSS_OPTS_INIT", loss_ends),
+    [NN_OPTS_ADAM] = ROW(nn_adam_opts, "NN_ADAM_OPTS_INIT", adam_ends),
+    [NN_OPTS_SGD] = ROW(nn_sgd_opts, "NN_SGD_OPTS_INIT", sgd_ends),
+    [NN_OPTS_FIT] = ROW(nn_fit_opts, "NN_FIT_OPTS_INIT", fit_ends),
+    [NN_OPTS_DIAG] = ROW(nn_diag_opts, "NN_DIAG_OPTS_INIT", diag_ends),
+    [NN_OPTS_RESNET] = ROW(nn_resnet_opts, "NN_RESNET_OPTS_INIT", resnet_ends),
+    [NN_OPTS_IMAGE] = ROW(nn_image_opts, "NN_IMAGE_OPTS_INIT", image_ends),
+    [NN_OPTS_PIXELS] = ROW(nn_pixels_opts, "NN_PIXELS_OPTS_INIT", pixels_ends),
+    [NN_OPTS_DEFECTS] = ROW(nn_defects_opts, "NN_DEFECTS_OPTS_INIT",
+                            defects_ends),
+};
+
+/* The end of the last member that lies wholly within `size` bytes. */
+static size_t whole_members(const layout *l, size_t size)
+{
+    size_t end = sizeof(size_t);
+    for (size_t i = 0; i < l->n && l->ends[i] <= size; i++) end = l->ends[i];
+    return end;
+}
+
+/* Bytes this library does not know must be zero: a caller built against a
+ * newer header that sets an option we lack would otherwise be ignored. */
+static nn_status check_tail(const layout *l, const uint8_t *src, size_t size,
+                            const char *fn)
+{
+    for (size_t i = l->size; i < size; i++)
+        NN_CHECK(src[i] == 0, NN_ERR_INVALID,
+                 "%s: the options set byte %zu, but %s has %zu bytes in this "
+                 "libnn (%s): that option needs a newer libnn; leave it at "
+                 "its default (zero) to run with this one",
+                 fn, i, l->type, l->size, nn_version());
+    return NN_OK;
+}
+
+nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
+                           const char *fn)
+{
+    const layout *l = &layouts[kind];
+    memcpy(dst, &l->size, sizeof l->size);
+    if (!src) return NN_OK;
+    size_t size;
+    memcpy(&size, src, sizeof size);
+    NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
+             "%s: opts->size is %zu, less than the size member itself; "
+             "initialise the options with %s",
+             fn, size, l->init);
+    NN_CHECK(size <= NN_OPTS_MAX_SIZE, NN_ERR_INVALID,
+             "%s: opts->size is %zu, not the size of an options struct; "
+             "initialise the options with %s",
+             fn, size, l->init);
+    NN_TRY(check_tail(l, src, size, fn));
+    size_t n = whole_members(l, size < l->size ? size : l->size);
+    memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
+           n - sizeof(size_t));
+    return NN_OK;
+}
