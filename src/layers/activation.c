@@ -124,6 +124,7 @@ static nn_status softmax_backward(nn_layer *l, const nn_bwd *a)
 
 const nn_layer_ops nn__relu_ops = {
     .type_name = "ReLU",
+    .stem = "re_lu",
     .build = act_build,
     .forward = relu_forward,
     .backward = relu_backward,
@@ -135,6 +136,7 @@ const nn_layer_ops nn__relu_ops = {
  * equivalent, hence the type name and the "activation" stem. */
 const nn_layer_ops nn__sigmoid_ops = {
     .type_name = "Activation",
+    .stem = "activation",
     .build = act_build,
     .state_bytes = logits_state_bytes,
     .forward = sigmoid_forward,
@@ -146,6 +148,7 @@ const nn_layer_ops nn__sigmoid_ops = {
 
 const nn_layer_ops nn__softmax_ops = {
     .type_name = "Softmax",
+    .stem = "softmax",
     .build = act_build,
     .state_bytes = logits_state_bytes,
     .forward = softmax_forward,
