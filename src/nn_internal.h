@@ -227,6 +227,10 @@ typedef struct nn_layer_ops {
     nn_status (*backward)(nn_layer *l, const nn_bwd *a);
     /* Logits saved by forward in state (softmax/sigmoid outputs), or NULL. */
     const float *(*logits)(const nn_layer *l, const void *state);
+    /* The activation those logits go through when it is the kind's own
+     * (the Softmax and Sigmoid layers); NN_ACT_NONE: the layer's fused
+     * activation, l->activation. The loss fuses with a matching one. */
+    nn_activation logits_act;
     /* Serialized config: writes at most cap bytes, returns length. */
     size_t (*save_config)(const nn_layer *l, uint8_t *buf, size_t cap);
     /* Restores config from bytes (before build). */

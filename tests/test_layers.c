@@ -809,6 +809,39 @@ static void test_logits_saved(void **state)
     nn_model_free(m);
 }
 
+/* A model ending in a Softmax or Sigmoid layer gets its loss from that
+ * layer's logits (Keras' _keras_logits): exact where the probability of
+ * the labelled class underflows to 0, where clipped probabilities would
+ * give -log(1e-7) = 16.1. */
+static void test_loss_from_output_layer_logits(void **state)
+{
+    (void)state;
+    for (int sigmoid = 0; sigmoid <= 1; sigmoid++) {
+        nn_model *m = nn_model_create(1);
+        int shape[1] = {2};
+        nn_layer *in = vector_input(m, 1, shape);
+        assert_non_null(sigmoid ? nn_sigmoid(m, in, NULL)
+                                : nn_softmax(m, in, NULL));
+        nn_loss loss = sigmoid ? NN_LOSS_BINARY_CROSSENTROPY
+                               : NN_LOSS_CATEGORICAL_CROSSENTROPY;
+        assert_int_equal(nn_model_compile(m, nn_sgd(NULL), loss, NULL), NN_OK);
+        int64_t xs[2] = {1, 2};
+        nn_tensor *x = nn_tensor_create(2, xs), *y = nn_tensor_create(2, xs);
+        /* softmax: p(class 0) = e^-200; sigmoid: both labels 1, the first
+         * at p = sigmoid(-400), the second at p = 1. */
+        x->data[0] = sigmoid ? -400.0f : 0.0f;
+        x->data[1] = 200.0f;
+        y->data[0] = 1.0f;
+        y->data[1] = sigmoid ? 1.0f : 0.0f;
+        float l = 0;
+        assert_int_equal(nn_model_evaluate(m, x, y, 1, &l, NULL), NN_OK);
+        assert_float_equal(l, 200.0, 1e-3);
+        nn_tensor_free(x);
+        nn_tensor_free(y);
+        nn_model_free(m);
+    }
+}
+
 static void test_dropout_behaviour(void **state)
 {
     (void)state;
@@ -1298,6 +1331,7 @@ int main(void)
         cmocka_unit_test(test_same_padding_geometry),
         cmocka_unit_test(test_conv_layer_forward),
         cmocka_unit_test(test_logits_saved),
+        cmocka_unit_test(test_loss_from_output_layer_logits),
         cmocka_unit_test(test_dropout_behaviour),
         cmocka_unit_test(test_invalid_constructors),
         cmocka_unit_test(test_opts_sizes),

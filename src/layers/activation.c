@@ -142,6 +142,7 @@ const nn_layer_ops nn__sigmoid_ops = {
     .forward = sigmoid_forward,
     .backward = sigmoid_backward,
     .logits = logits_from_state,
+    .logits_act = NN_ACT_SIGMOID,
     .save_config = nn__save_no_config,
     .load_config = nn__load_no_config,
 };
@@ -154,6 +155,7 @@ const nn_layer_ops nn__softmax_ops = {
     .forward = softmax_forward,
     .backward = softmax_backward,
     .logits = logits_from_state,
+    .logits_act = NN_ACT_SOFTMAX,
     .save_config = nn__save_no_config,
     .load_config = nn__load_no_config,
 };
