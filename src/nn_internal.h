@@ -218,37 +218,48 @@ typedef struct nn_shape {
 
 int64_t nn__shape_size(const nn_shape *s);
 
-/* ---------------- layers ----------------
- * Kind numbers are stored in checkpoint files: never renumber them. */
+/* ---------------- layers ---------------- */
 
+/* The registry of layer kinds, one row each: the kind's enum name, its
+ * number and the nn_layer_ops its file in src/layers/ defines. The rows
+ * generate the nn_layer_kind enum, the ops declarations
+ * (src/layers/layers.h) and the ops table (src/layers/registry.c), so a
+ * kind cannot exist without its ops. Kind numbers are stored in
+ * checkpoint files: never renumber them; a new kind takes the next number
+ * in a new last row (registry.c checks every row's number). */
+#define NN_LAYER_KINDS(X)                                                      \
+    X(NN_KIND_INPUT, 0, nn__input_ops)                                         \
+    X(NN_KIND_CONV2D, 1, nn__conv2d_ops)                                       \
+    X(NN_KIND_MAXPOOL2D, 2, nn__maxpool2d_ops)                                 \
+    X(NN_KIND_AVGPOOL2D, 3, nn__avgpool2d_ops)                                 \
+    X(NN_KIND_FLATTEN, 4, nn__flatten_ops)                                     \
+    X(NN_KIND_DROPOUT, 5, nn__dropout_ops)                                     \
+    X(NN_KIND_DENSE, 6, nn__dense_ops)                                         \
+    X(NN_KIND_RELU, 7, nn__relu_ops)                                           \
+    X(NN_KIND_SIGMOID, 8, nn__sigmoid_ops)                                     \
+    X(NN_KIND_SOFTMAX, 9, nn__softmax_ops)                                     \
+    /* layers of graph models */                                               \
+    X(NN_KIND_BATCHNORM, 10, nn__batchnorm_ops)                                \
+    X(NN_KIND_ZEROPAD2D, 11, nn__zeropad2d_ops)                                \
+    X(NN_KIND_ADD, 12, nn__add_ops)                                            \
+    X(NN_KIND_CONCATENATE, 13, nn__concatenate_ops)                            \
+    X(NN_KIND_GLOBAL_AVGPOOL2D, 14, nn__global_avgpool2d_ops)                  \
+    X(NN_KIND_RESIZING, 15, nn__resizing_ops)                                  \
+    X(NN_KIND_LOCALLY_CONNECTED2D, 16, nn__locally_connected2d_ops)            \
+    X(NN_KIND_REPEAT_CHANNELS, 17, nn__repeat_channels_ops)                    \
+    /* augmentation layers */                                                  \
+    X(NN_KIND_RANDOM_FLIP, 18, nn__random_flip_ops)                            \
+    X(NN_KIND_RANDOM_ROTATION, 19, nn__random_rotation_ops)                    \
+    X(NN_KIND_RANDOM_TRANSLATION, 20, nn__random_translation_ops)              \
+    X(NN_KIND_RANDOM_ZOOM, 21, nn__random_zoom_ops)                            \
+    X(NN_KIND_RANDOM_CONTRAST, 22, nn__random_contrast_ops)
+
+#define NN__KIND_ENUMERATOR(kind, number, ops) kind,
 typedef enum nn_layer_kind {
-    NN_KIND_INPUT = 0,
-    NN_KIND_CONV2D = 1,
-    NN_KIND_MAXPOOL2D = 2,
-    NN_KIND_AVGPOOL2D = 3,
-    NN_KIND_FLATTEN = 4,
-    NN_KIND_DROPOUT = 5,
-    NN_KIND_DENSE = 6,
-    NN_KIND_RELU = 7,
-    NN_KIND_SIGMOID = 8,
-    NN_KIND_SOFTMAX = 9,
-    /* graph-model layers (Q2, Q3d, Q3e) */
-    NN_KIND_BATCHNORM = 10,
-    NN_KIND_ZEROPAD2D = 11,
-    NN_KIND_ADD = 12,
-    NN_KIND_CONCATENATE = 13,
-    NN_KIND_GLOBAL_AVGPOOL2D = 14,
-    NN_KIND_RESIZING = 15,
-    NN_KIND_LOCALLY_CONNECTED2D = 16,
-    NN_KIND_REPEAT_CHANNELS = 17,
-    /* augmentation layers (Q3b) */
-    NN_KIND_RANDOM_FLIP = 18,
-    NN_KIND_RANDOM_ROTATION = 19,
-    NN_KIND_RANDOM_TRANSLATION = 20,
-    NN_KIND_RANDOM_ZOOM = 21,
-    NN_KIND_RANDOM_CONTRAST = 22,
+    NN_LAYER_KINDS(NN__KIND_ENUMERATOR)
     NN_KIND_COUNT
 } nn_layer_kind;
+#undef NN__KIND_ENUMERATOR
 
 typedef struct nn_param {
     char name[16];
@@ -303,8 +314,21 @@ typedef struct nn_bwd {
     float *scratch;
 } nn_bwd;
 
+/* How one layer changes receptive fields (nn_layer_receptive_field), per
+ * spatial axis (0: height, 1: width): an output position reads `taps`
+ * neighbouring positions of the layer's input, and neighbouring output
+ * positions lie stride_num / stride_den input positions apart (a fraction,
+ * so that a resize or an upsampling is exact). `whole`: the layer leaves
+ * no positions (Flatten); its field is the whole model input. */
+typedef struct nn_receptive {
+    bool whole;
+    int taps[2];
+    int stride_num[2], stride_den[2];
+} nn_receptive;
+
 typedef struct nn_layer_ops {
     const char *type_name; /* Keras class name */
+    const char *stem;      /* Keras default name stem ("conv2d") */
     /* Checks inputs and config, sets l->out and creates parameter shapes. */
     nn_status (*build)(nn_layer *l);
     /* Initializes parameters (may be NULL if none). */
@@ -318,18 +342,26 @@ typedef struct nn_layer_ops {
     nn_status (*backward)(nn_layer *l, const nn_bwd *a);
     /* Logits saved by forward in state (softmax/sigmoid outputs), or NULL. */
     const float *(*logits)(const nn_layer *l, const void *state);
+    /* The activation those logits go through when it is the kind's own
+     * (the Softmax and Sigmoid layers); NN_ACT_NONE: the layer's fused
+     * activation, l->activation. The loss fuses with a matching one. */
+    nn_activation logits_act;
     /* Serialized config: writes at most cap bytes, returns length. */
     size_t (*save_config)(const nn_layer *l, uint8_t *buf, size_t cap);
     /* Restores config from bytes (before build). */
     nn_status (*load_config)(nn_layer *l, const uint8_t *buf, size_t len);
+    /* Fills *r, which comes as one tap at stride 1 on both axes, for a
+     * layer built on its input. NULL: the layer works position by
+     * position, or merges its inputs (the largest of their fields). */
+    void (*receptive)(const nn_layer *l, nn_receptive *r);
 } nn_layer_ops;
 
-/* Registry: one entry per kind (src/layers/registry.c). An entry is NULL
- * only while a kind is being added; tests/test_layers.c fails until every
- * kind is registered, and the builders and the loader refuse NULL kinds. */
+/* The ops of every kind, indexed by kind (src/layers/registry.c, made
+ * from NN_LAYER_KINDS: no entry is NULL). */
 extern const nn_layer_ops *const nn__layer_registry[NN_KIND_COUNT];
-/* Keras default name stem per kind ("conv2d", "max_pooling2d", ...). */
-extern const char *const nn__layer_stem[NN_KIND_COUNT];
+
+/* Bytes of a layer's config block (see struct nn_layer). */
+#define NN_LAYER_CFG_BYTES 128
 
 struct nn_layer {
     nn_layer_kind kind;
@@ -347,56 +379,18 @@ struct nn_layer {
     /* Name of the model this layer was applied from (nn_model_apply), so
      * the summary can show the block as one row; "" otherwise. */
     char group[NN_NAME_MAX];
-    /* Kind-specific configuration; each layer file defines its struct.
-     * Plain data only (copied and serialized as bytes). */
-    union {
-        struct {
-            int filters, kh, kw, sh, sw, use_bias;
-            nn_padding padding;
-            nn_initializer kinit, binit;
-            int pad_top, pad_left; /* derived by build */
-        } conv;
-        struct {
-            int ph, pw, sh, sw;
-            nn_padding padding;
-            int pad_top, pad_left;
-        } pool;
-        struct {
-            int units, use_bias;
-            nn_initializer kinit, binit;
-        } dense;
-        struct {
-            float rate;
-        } dropout;
-        struct {
-            float momentum, epsilon;
-            int center, scale;
-        } bn;
-        struct {
-            int top, bottom, left, right;
-        } pad;
-        struct {
-            int height, width;
-            nn_interpolation interpolation;
-        } resize;
-        struct {
-            int times;
-        } repeat;
-        /* augmentation: factors as Keras takes them */
-        struct {
-            int mode; /* nn_flip_mode */
-            float h_lo, h_hi, w_lo, w_hi; /* ranges (zoom, translation) */
-            float factor_lo, factor_hi;   /* rotation, contrast */
-            nn_fill_mode fill;
-            nn_interpolation interpolation;
-            float fill_value;
-        } aug;
-    } cfg;
+    /* Kind-specific configuration: bytes that only the kind's own file
+     * reads and writes, through a struct of its own (NN_LAYER_CONFIG in
+     * src/layers/layers.h, which also checks that the struct fits), so no
+     * other file depends on a kind's options. Plain data: a layer and its
+     * builder's prototype are copied whole (nn__add_layer, nn_model_apply);
+     * checkpoints store it through the kind's save_config. */
+    unsigned char cfg[NN_LAYER_CFG_BYTES];
 };
 
 /* Creates a layer of `kind` in m with the given inputs, name (NULL: stem
- * default) and config already in *proto's cfg/activation fields; builds and
- * initializes it. Returns NULL with the error recorded. */
+ * default) and config already in *proto's cfg, activation and out fields;
+ * builds and initializes it. Returns NULL with the error recorded. */
 nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
                         nn_layer *const *inputs, const char *name,
                         const nn_layer *proto);

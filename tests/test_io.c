@@ -1152,50 +1152,37 @@ typedef struct blob {
     size_t n;
 } blob;
 
-/* A config blob written by the kind's own save_config. */
-static blob config_of(const nn_layer *proto)
+/* Config blobs in the layouts of docs/checkpoint-format.md: i32 words. */
+static blob config_words(int n, const int32_t *v)
 {
-    blob b;
-    b.n = proto->ops->save_config(proto, b.p, sizeof b.p);
-    assert_true(b.n <= sizeof b.p);
+    blob b = {.n = 0};
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < 4; j++)
+            b.p[b.n++] = (uint8_t)((uint32_t)v[i] >> (8 * j));
     return b;
 }
 
+/* rank, then each dimension */
 static blob input_config(int rank, const int *dims)
 {
-    nn_layer l = {0};
-    l.kind = NN_KIND_INPUT;
-    l.ops = nn__layer_registry[NN_KIND_INPUT];
-    l.out.rank = rank;
-    for (int i = 0; i < rank; i++) l.out.d[i] = dims[i];
-    return config_of(&l);
+    int32_t v[1 + NN_MAX_RANK] = {rank};
+    for (int i = 0; i < rank; i++) v[1 + i] = dims[i];
+    return config_words(1 + rank, v);
 }
 
+/* units, use_bias, activation, kernel and bias initializers */
 static blob dense_config(int units, int kinit)
 {
-    nn_layer l = {0};
-    l.kind = NN_KIND_DENSE;
-    l.ops = nn__layer_registry[NN_KIND_DENSE];
-    l.cfg.dense.units = units;
-    l.cfg.dense.use_bias = 1;
-    l.cfg.dense.kinit = (nn_initializer)kinit;
-    l.cfg.dense.binit = NN_INIT_ZEROS;
-    return config_of(&l);
+    int32_t v[] = {units, 1, NN_ACT_NONE, kinit, NN_INIT_ZEROS};
+    return config_words(5, v);
 }
 
+/* filters, kh, kw, sh, sw, use_bias, padding, activation, initializers */
 static blob conv_config(int filters)
 {
-    nn_layer l = {0};
-    l.kind = NN_KIND_CONV2D;
-    l.ops = nn__layer_registry[NN_KIND_CONV2D];
-    l.cfg.conv.filters = filters;
-    l.cfg.conv.kh = l.cfg.conv.kw = 3;
-    l.cfg.conv.sh = l.cfg.conv.sw = 1;
-    l.cfg.conv.use_bias = 1;
-    l.cfg.conv.padding = NN_PADDING_SAME;
-    l.cfg.conv.kinit = NN_INIT_GLOROT_UNIFORM;
-    l.cfg.conv.binit = NN_INIT_ZEROS;
-    return config_of(&l);
+    int32_t v[] = {filters, 3, 3, 1, 1, 1, NN_PADDING_SAME, NN_ACT_NONE,
+                   NN_INIT_GLOROT_UNIFORM, NN_INIT_ZEROS};
+    return config_words(10, v);
 }
 
 /* Knobs of a hand-made file: Input "in" -> layer 1 (a Dense(3) on [4] by

@@ -1,5 +1,6 @@
-/* Layers: finite-difference gradient checks of every kind (the registry
- * is walked, so a new kind without a check fails here), shape inference,
+/* Layers: finite-difference gradient checks of every kind (each kind's
+ * cases come from its row of kind_cases; a kind without a row does not
+ * compile, and the tests that walk the registry fail), shape inference,
  * constructor validation, options of any size, config round trips and
  * rejection of damaged configs, initializers, dropout and activations. */
 #include <stdarg.h>
@@ -8,7 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "nn_internal.h"
+#include "layers/layers.h"
 
 #include "gradcheck.h"
 
@@ -55,16 +56,40 @@ static nn_dense_opts dense_opts(int bias, nn_activation act)
     return o;
 }
 
-/* Runs the gradient check and asserts it passed on enough coordinates.
- * Smooth layers may report a few curved coordinates as kinks; every layer
- * must have most of its coordinates checked at full tolerance. */
-static void expect_gradients(nn_layer *l, int batch, bool use_logits,
-                             bool training)
+/* One row per layer kind (the table is below the checks it names). */
+typedef struct kind_case kind_case;
+struct kind_case {
+    nn_layer_kind kind;
+    const char *type, *stem; /* Keras class name and default name stem */
+    /* A representative, non-default layer on `in`, a 9x8x3 image input:
+     * the config tests' sample, and the gradient check's. */
+    nn_layer *(*sample)(nn_model *m, nn_layer *in);
+    int sample_checks; /* gradient checks of the sample: GC_TRAIN|GC_INFER */
+    /* Further gradient checks (options swept), or NULL; returns how many
+     * it ran. */
+    int (*sweep)(const kind_case *c);
+    double atol, rtol; /* gradient-check tolerances; 0: GC_OPTS_INIT's */
+    /* Float config fields, which the integer poison of
+     * test_config_rejects_garbage may leave valid (tested where the kind
+     * is tested in depth). */
+    bool float_config;
+};
+
+enum { GC_TRAIN = 1, GC_INFER = 2 };
+
+/* Runs the gradient check with the kind's tolerances and asserts it passed
+ * on enough coordinates. Smooth layers may report a few curved coordinates
+ * as kinks; every layer must have most of its coordinates checked at full
+ * tolerance. */
+static void expect_gradients(const kind_case *c, nn_layer *l, int batch,
+                             bool use_logits, bool training)
 {
     assert_non_null(l);
     gc_opts o = GC_OPTS_INIT;
     o.use_logits = use_logits;
     o.training = training;
+    if (c->atol > 0) o.atol = c->atol;
+    if (c->rtol > 0) o.rtol = c->rtol;
     gc_result r = gc_check_layer(l, batch, &o);
     if (getenv("GC_VERBOSE") || r.failed || r.kinky * 5 > r.checked)
         fprintf(stderr, "%s %s: %lld checked, %lld failed, %lld kinky, worst %.2g\n",
@@ -76,12 +101,10 @@ static void expect_gradients(nn_layer *l, int batch, bool use_logits,
 }
 
 /* ------------------------------------------------------------------ */
-/* gradient checks, one function per kind                              */
+/* gradient checks over options, per kind                              */
 /* ------------------------------------------------------------------ */
 
-typedef int (*gc_case_fn)(void);
-
-static int gc_input(void)
+static int gc_input(const kind_case *c)
 {
     /* No gradient to check: forward and backward must be harmless
      * no-ops. */
@@ -99,7 +122,7 @@ static int gc_input(void)
     return 1;
 }
 
-static int gc_conv2d(void)
+static int gc_conv2d(const kind_case *kc)
 {
     static const struct {
         int h, w, c, f, kh, kw, sh, sw;
@@ -127,10 +150,10 @@ static int gc_conv2d(void)
                                      cases[i].bias, cases[i].act);
         nn_layer *l = nn_conv2d(m, in, cases[i].f, cases[i].kh, cases[i].kw,
                                 &o);
-        expect_gradients(l, 2, false, true);
+        expect_gradients(kc, l, 2, false, true);
         n++;
         if (cases[i].act == NN_ACT_SOFTMAX || cases[i].act == NN_ACT_SIGMOID) {
-            expect_gradients(l, 2, true, true);
+            expect_gradients(kc, l, 2, true, true);
             n++;
         }
         nn_model_free(m);
@@ -138,7 +161,7 @@ static int gc_conv2d(void)
     return n;
 }
 
-static int gc_pool(bool max)
+static int gc_pool(const kind_case *c)
 {
     static const struct {
         int h, w, c, ph, pw, sh, sw;
@@ -151,6 +174,7 @@ static int gc_pool(bool max)
         {5, 5, 1, 2, 2, 3, 3, NN_PADDING_VALID},
         {4, 6, 2, 3, 3, 2, 1, NN_PADDING_SAME},
     };
+    bool max = c->kind == NN_KIND_MAXPOOL2D;
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         nn_model *m = nn_model_create(20 + i);
@@ -161,26 +185,23 @@ static int gc_pool(bool max)
         o.padding = cases[i].pad;
         nn_layer *l = max ? nn_maxpool2d(m, in, cases[i].ph, cases[i].pw, &o)
                           : nn_avgpool2d(m, in, cases[i].ph, cases[i].pw, &o);
-        expect_gradients(l, 2, false, true);
+        expect_gradients(c, l, 2, false, true);
         nn_model_free(m);
         n++;
     }
     return n;
 }
 
-static int gc_maxpool(void) { return gc_pool(true); }
-static int gc_avgpool(void) { return gc_pool(false); }
-
-static int gc_flatten(void)
+static int gc_flatten(const kind_case *c)
 {
     nn_model *m = nn_model_create(3);
     nn_layer *l = nn_flatten(m, image_input(m, 3, 4, 2), NULL);
-    expect_gradients(l, 2, false, true);
+    expect_gradients(c, l, 2, false, true);
     nn_model_free(m);
     return 1;
 }
 
-static int gc_dropout(void)
+static int gc_dropout(const kind_case *c)
 {
     int n = 0;
     const float rates[] = {0.3f, 0.0f, 0.75f};
@@ -190,14 +211,14 @@ static int gc_dropout(void)
             int shape[2] = {5, 6};
             nn_layer *l = nn_dropout(m, vector_input(m, 2, shape), rates[i],
                                      NULL);
-            expect_gradients(l, 3, false, training);
+            expect_gradients(c, l, 3, false, training);
             nn_model_free(m);
             n++;
         }
     return n;
 }
 
-static int gc_dense(void)
+static int gc_dense(const kind_case *c)
 {
     const nn_activation acts[] = {NN_ACT_NONE, NN_ACT_RELU, NN_ACT_SIGMOID,
                                   NN_ACT_SOFTMAX};
@@ -209,10 +230,10 @@ static int gc_dense(void)
                 int shape[2] = {rank == 1 ? 7 : 3, 4};
                 nn_dense_opts o = dense_opts(bias, acts[a]);
                 nn_layer *l = nn_dense(m, vector_input(m, rank, shape), 5, &o);
-                expect_gradients(l, 3, false, true);
+                expect_gradients(c, l, 3, false, true);
                 n++;
                 if (acts[a] == NN_ACT_SIGMOID || acts[a] == NN_ACT_SOFTMAX) {
-                    expect_gradients(l, 3, true, true);
+                    expect_gradients(c, l, 3, true, true);
                     n++;
                 }
                 nn_model_free(m);
@@ -220,101 +241,262 @@ static int gc_dense(void)
     return n;
 }
 
-static int gc_activation(nn_layer *(*make)(nn_model *, nn_layer *,
-                                           const nn_layer_opts *),
-                         bool has_logits)
+/* ReLU, sigmoid and softmax layers (their samples) on a rank-3 input;
+ * the last two also through the logits they keep for the loss. */
+static int gc_activation(const kind_case *c)
 {
     nn_model *m = nn_model_create(5);
     int shape[3] = {2, 3, 4};
-    nn_layer *l = make(m, vector_input(m, 3, shape), NULL);
-    expect_gradients(l, 2, false, true);
-    if (has_logits) expect_gradients(l, 2, true, true);
+    nn_layer *l = c->sample(m, vector_input(m, 3, shape));
+    bool has_logits = c->kind != NN_KIND_RELU;
+    expect_gradients(c, l, 2, false, true);
+    if (has_logits) expect_gradients(c, l, 2, true, true);
     nn_model_free(m);
     return has_logits ? 2 : 1;
 }
 
-static int gc_relu(void) { return gc_activation(nn_relu, false); }
-static int gc_sigmoid(void) { return gc_activation(nn_sigmoid, true); }
-static int gc_softmax(void) { return gc_activation(nn_softmax, true); }
+/* ------------------------------------------------------------------ */
+/* samples: a representative, non-default layer of each kind           */
+/* ------------------------------------------------------------------ */
 
-/* Augmentation layers (in depth: tests/test_augment.c): the sample layer,
- * in training (draws fixed by the check's key) and in inference. */
-static nn_layer *sample_layer(nn_model *m, nn_layer_kind kind);
-static int gc_augment(nn_layer_kind kind)
+static nn_layer *sample_input(nn_model *m, nn_layer *in) { return in; }
+
+static nn_layer *sample_conv2d(nn_model *m, nn_layer *in)
 {
-    for (int training = 0; training <= 1; training++) {
-        nn_model *m = nn_model_create(6);
-        expect_gradients(sample_layer(m, kind), 2, false, training);
-        nn_model_free(m);
-    }
-    return 2;
-}
-static int gc_random_flip(void) { return gc_augment(NN_KIND_RANDOM_FLIP); }
-static int gc_random_rotation(void)
-{
-    return gc_augment(NN_KIND_RANDOM_ROTATION);
-}
-static int gc_random_translation(void)
-{
-    return gc_augment(NN_KIND_RANDOM_TRANSLATION);
-}
-static int gc_random_zoom(void) { return gc_augment(NN_KIND_RANDOM_ZOOM); }
-static int gc_random_contrast(void)
-{
-    return gc_augment(NN_KIND_RANDOM_CONTRAST);
+    nn_conv2d_opts co = conv_opts(2, 1, NN_PADDING_SAME, 0, NN_ACT_SIGMOID);
+    co.kernel_init = NN_INIT_HE_NORMAL;
+    return nn_conv2d(m, in, 5, 3, 2, &co);
 }
 
-/* Graph-model layers (in depth: tests/test_graph_layers.c): the sample
- * layer; batch normalization in training and in inference. */
-static int gc_graph(nn_layer_kind kind)
+static nn_pool2d_opts sample_pool_opts(void)
 {
-    int modes = kind == NN_KIND_BATCHNORM ? 2 : 1;
-    for (int t = 0; t < modes; t++) {
-        nn_model *m = nn_model_create(7);
-        expect_gradients(sample_layer(m, kind), 2, false, t == 0);
-        nn_model_free(m);
-    }
-    return modes;
+    nn_pool2d_opts po = NN_POOL2D_OPTS_INIT;
+    po.stride_h = 1;
+    po.padding = NN_PADDING_SAME;
+    return po;
 }
-static int gc_batchnorm(void) { return gc_graph(NN_KIND_BATCHNORM); }
-static int gc_zeropad2d(void) { return gc_graph(NN_KIND_ZEROPAD2D); }
-static int gc_add(void) { return gc_graph(NN_KIND_ADD); }
-static int gc_concatenate(void) { return gc_graph(NN_KIND_CONCATENATE); }
-static int gc_global_avgpool2d(void) { return gc_graph(NN_KIND_GLOBAL_AVGPOOL2D); }
-static int gc_resizing(void) { return gc_graph(NN_KIND_RESIZING); }
-static int gc_locally_connected2d(void) { return gc_graph(NN_KIND_LOCALLY_CONNECTED2D); }
-static int gc_repeat_channels(void) { return gc_graph(NN_KIND_REPEAT_CHANNELS); }
 
-static const gc_case_fn gc_cases[NN_KIND_COUNT] = {
-    [NN_KIND_INPUT] = gc_input,       [NN_KIND_CONV2D] = gc_conv2d,
-    [NN_KIND_MAXPOOL2D] = gc_maxpool, [NN_KIND_AVGPOOL2D] = gc_avgpool,
-    [NN_KIND_FLATTEN] = gc_flatten,   [NN_KIND_DROPOUT] = gc_dropout,
-    [NN_KIND_DENSE] = gc_dense,       [NN_KIND_RELU] = gc_relu,
-    [NN_KIND_SIGMOID] = gc_sigmoid,   [NN_KIND_SOFTMAX] = gc_softmax,
-    [NN_KIND_RANDOM_FLIP] = gc_random_flip,
-    [NN_KIND_RANDOM_ROTATION] = gc_random_rotation,
-    [NN_KIND_RANDOM_TRANSLATION] = gc_random_translation,
-    [NN_KIND_RANDOM_ZOOM] = gc_random_zoom,
-    [NN_KIND_RANDOM_CONTRAST] = gc_random_contrast,
-    [NN_KIND_BATCHNORM] = gc_batchnorm,
-    [NN_KIND_ZEROPAD2D] = gc_zeropad2d,
-    [NN_KIND_ADD] = gc_add,
-    [NN_KIND_CONCATENATE] = gc_concatenate,
-    [NN_KIND_GLOBAL_AVGPOOL2D] = gc_global_avgpool2d,
-    [NN_KIND_RESIZING] = gc_resizing,
-    [NN_KIND_LOCALLY_CONNECTED2D] = gc_locally_connected2d,
-    [NN_KIND_REPEAT_CHANNELS] = gc_repeat_channels,
+static nn_layer *sample_maxpool2d(nn_model *m, nn_layer *in)
+{
+    nn_pool2d_opts po = sample_pool_opts();
+    return nn_maxpool2d(m, in, 3, 2, &po);
+}
+
+static nn_layer *sample_avgpool2d(nn_model *m, nn_layer *in)
+{
+    nn_pool2d_opts po = sample_pool_opts();
+    return nn_avgpool2d(m, in, 2, 3, &po);
+}
+
+static nn_layer *sample_flatten(nn_model *m, nn_layer *in)
+{
+    return nn_flatten(m, in, NULL);
+}
+
+static nn_layer *sample_dropout(nn_model *m, nn_layer *in)
+{
+    return nn_dropout(m, in, 0.375f, NULL);
+}
+
+static nn_layer *sample_dense(nn_model *m, nn_layer *in)
+{
+    nn_dense_opts dop = dense_opts(1, NN_ACT_RELU);
+    dop.kernel_init = NN_INIT_HE_UNIFORM;
+    return nn_dense(m, in, 6, &dop);
+}
+
+static nn_layer *sample_relu(nn_model *m, nn_layer *in)
+{
+    return nn_relu(m, in, NULL);
+}
+
+static nn_layer *sample_sigmoid(nn_model *m, nn_layer *in)
+{
+    return nn_sigmoid(m, in, NULL);
+}
+
+static nn_layer *sample_softmax(nn_model *m, nn_layer *in)
+{
+    return nn_softmax(m, in, NULL);
+}
+
+static nn_layer *sample_batchnorm(nn_model *m, nn_layer *in)
+{
+    nn_batchnorm_opts bno = NN_BATCHNORM_OPTS_INIT;
+    bno.momentum = 0.875f;
+    bno.epsilon = 0.0625f;
+    bno.center = 0;
+    return nn_batchnorm(m, in, &bno);
+}
+
+static nn_layer *sample_zeropad2d(nn_model *m, nn_layer *in)
+{
+    return nn_zeropad2d(m, in, 1, 2, 3, 0, NULL);
+}
+
+static nn_layer *sample_add(nn_model *m, nn_layer *in)
+{
+    return nn_add(m, 2, (nn_layer *[]){in, in}, NULL);
+}
+
+static nn_layer *sample_concatenate(nn_model *m, nn_layer *in)
+{
+    return nn_concatenate(m, 2, (nn_layer *[]){in, in}, NULL);
+}
+
+static nn_layer *sample_global_avgpool2d(nn_model *m, nn_layer *in)
+{
+    return nn_global_avgpool2d(m, in, NULL);
+}
+
+static nn_layer *sample_resizing(nn_model *m, nn_layer *in)
+{
+    return nn_resizing(m, in, 5, 11, NULL);
+}
+
+static nn_layer *sample_locally_connected2d(nn_model *m, nn_layer *in)
+{
+    nn_conv2d_opts lco = conv_opts(2, 1, NN_PADDING_VALID, 1, NN_ACT_SIGMOID);
+    return nn_locally_connected2d(m, in, 4, 3, 2, &lco);
+}
+
+static nn_layer *sample_repeat_channels(nn_model *m, nn_layer *in)
+{
+    return nn_repeat_channels(m, in, 2, NULL);
+}
+
+/* Augmentation layers (in depth: tests/test_augment.c). */
+static nn_augment_opts sample_augment_opts(void)
+{
+    nn_augment_opts ao = NN_AUGMENT_OPTS_INIT;
+    ao.fill_mode = NN_FILL_CONSTANT;
+    ao.interpolation = NN_INTERP_NEAREST;
+    ao.fill_value = 0.5f;
+    return ao;
+}
+
+static nn_layer *sample_random_flip(nn_model *m, nn_layer *in)
+{
+    return nn_random_flip(m, in, NN_FLIP_VERTICAL, NULL);
+}
+
+static nn_layer *sample_random_rotation(nn_model *m, nn_layer *in)
+{
+    nn_augment_opts ao = sample_augment_opts();
+    return nn_random_rotation(m, in, -0.25f, 0.125f, &ao);
+}
+
+static nn_layer *sample_random_translation(nn_model *m, nn_layer *in)
+{
+    nn_augment_opts ao = sample_augment_opts();
+    return nn_random_translation(m, in, -0.25f, 0.5f, -0.125f, 0.25f, &ao);
+}
+
+static nn_layer *sample_random_zoom(nn_model *m, nn_layer *in)
+{
+    nn_augment_opts ao = sample_augment_opts();
+    return nn_random_zoom(m, in, -0.5f, 0.25f, 0.125f, 0.75f, &ao);
+}
+
+static nn_layer *sample_random_contrast(nn_model *m, nn_layer *in)
+{
+    return nn_random_contrast(m, in, 0.25f, 0.5f, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* the table                                                           */
+/* ------------------------------------------------------------------ */
+
+#define BOTH (GC_TRAIN | GC_INFER)
+static const kind_case kind_cases[] = {
+    {NN_KIND_INPUT, "InputLayer", "input", sample_input,
+     .sweep = gc_input},
+    {NN_KIND_CONV2D, "Conv2D", "conv2d", sample_conv2d,
+     .sweep = gc_conv2d},
+    {NN_KIND_MAXPOOL2D, "MaxPooling2D", "max_pooling2d", sample_maxpool2d,
+     .sweep = gc_pool},
+    {NN_KIND_AVGPOOL2D, "AveragePooling2D", "average_pooling2d",
+     sample_avgpool2d, .sweep = gc_pool},
+    {NN_KIND_FLATTEN, "Flatten", "flatten", sample_flatten,
+     .sweep = gc_flatten},
+    {NN_KIND_DROPOUT, "Dropout", "dropout", sample_dropout,
+     .sweep = gc_dropout, .float_config = true},
+    {NN_KIND_DENSE, "Dense", "dense", sample_dense,
+     .sweep = gc_dense},
+    {NN_KIND_RELU, "ReLU", "re_lu", sample_relu,
+     .sweep = gc_activation},
+    {NN_KIND_SIGMOID, "Activation", "activation", sample_sigmoid,
+     .sweep = gc_activation},
+    {NN_KIND_SOFTMAX, "Softmax", "softmax", sample_softmax,
+     .sweep = gc_activation},
+    {NN_KIND_BATCHNORM, "BatchNormalization", "batch_normalization",
+     sample_batchnorm, .sample_checks = BOTH},
+    {NN_KIND_ZEROPAD2D, "ZeroPadding2D", "zero_padding2d", sample_zeropad2d,
+     .sample_checks = GC_TRAIN},
+    {NN_KIND_ADD, "Add", "add", sample_add,
+     .sample_checks = GC_TRAIN},
+    {NN_KIND_CONCATENATE, "Concatenate", "concatenate", sample_concatenate,
+     .sample_checks = GC_TRAIN},
+    {NN_KIND_GLOBAL_AVGPOOL2D, "GlobalAveragePooling2D",
+     "global_average_pooling2d", sample_global_avgpool2d,
+     .sample_checks = GC_TRAIN},
+    {NN_KIND_RESIZING, "Resizing", "resizing", sample_resizing,
+     .sample_checks = GC_TRAIN},
+    {NN_KIND_LOCALLY_CONNECTED2D, "LocallyConnected2D", "locally_connected2d",
+     sample_locally_connected2d, .sample_checks = GC_TRAIN},
+    {NN_KIND_REPEAT_CHANNELS, "RepeatChannels", "repeat_channels",
+     sample_repeat_channels, .sample_checks = GC_TRAIN},
+    {NN_KIND_RANDOM_FLIP, "RandomFlip", "random_flip", sample_random_flip,
+     .sample_checks = BOTH},
+    {NN_KIND_RANDOM_ROTATION, "RandomRotation", "random_rotation",
+     sample_random_rotation, .sample_checks = BOTH, .float_config = true},
+    {NN_KIND_RANDOM_TRANSLATION, "RandomTranslation", "random_translation",
+     sample_random_translation, .sample_checks = BOTH, .float_config = true},
+    {NN_KIND_RANDOM_ZOOM, "RandomZoom", "random_zoom", sample_random_zoom,
+     .sample_checks = BOTH, .float_config = true},
+    {NN_KIND_RANDOM_CONTRAST, "RandomContrast", "random_contrast",
+     sample_random_contrast, .sample_checks = BOTH, .float_config = true},
 };
+#undef BOTH
+
+_Static_assert(sizeof kind_cases / sizeof kind_cases[0] == NN_KIND_COUNT,
+               "every layer kind needs its row in kind_cases");
+
+/* The row of kind k; fails the test when there is none. */
+static const kind_case *case_of(int k)
+{
+    for (size_t i = 0; i < sizeof kind_cases / sizeof kind_cases[0]; i++)
+        if ((int)kind_cases[i].kind == k) return &kind_cases[i];
+    fail_msg("layer kind %d (%s) has no row in kind_cases", k,
+             nn__layer_registry[k]->type_name);
+    return NULL;
+}
+
+/* The sample layer of kind k in m (on m's input, made if m has none). */
+static nn_layer *sample_layer(nn_model *m, nn_layer_kind k)
+{
+    int shape[3] = {9, 8, 3};
+    nn_layer *in = m->input ? m->input : nn_input(m, 3, shape, NULL);
+    return case_of(k)->sample(m, in);
+}
 
 static void test_gradients_every_kind(void **state)
 {
     (void)state;
     for (int k = 0; k < NN_KIND_COUNT; k++) {
-        assert_non_null(nn__layer_registry[k]);
-        if (!gc_cases[k])
-            fail_msg("layer kind %d (%s) has no gradient check", k,
-                     nn__layer_registry[k]->type_name);
-        assert_true(gc_cases[k]() > 0);
+        const kind_case *c = case_of(k);
+        int n = 0;
+        for (int mode = GC_TRAIN; mode <= GC_INFER; mode <<= 1) {
+            if (!(c->sample_checks & mode)) continue;
+            nn_model *m = nn_model_create(7);
+            expect_gradients(c, sample_layer(m, c->kind), 2, false,
+                             mode == GC_TRAIN);
+            nn_model_free(m);
+            n++;
+        }
+        if (c->sweep) n += c->sweep(c);
+        if (n == 0)
+            fail_msg("layer kind %d (%s) has no gradient check", k, c->type);
     }
 }
 
@@ -324,8 +506,8 @@ static void test_gradients_threads(void **state)
     (void)state;
     for (int t = 2; t <= 3; t++) {
         nn_set_num_threads(t);
-        gc_conv2d();
-        gc_dense();
+        gc_conv2d(case_of(NN_KIND_CONV2D));
+        gc_dense(case_of(NN_KIND_DENSE));
     }
     nn_set_num_threads(0);
 }
@@ -511,13 +693,13 @@ static void test_same_padding_geometry(void **state)
     /* h: out 4, total pad 3*2+3-7 = 2 -> top 1; w: out 3, pad 1 -> left 0
      * (TF puts the odd pixel at the bottom/right). */
     expect_shape(c, 3, 4, 3, 2);
-    assert_int_equal(c->cfg.conv.pad_top, 1);
-    assert_int_equal(c->cfg.conv.pad_left, 0);
+    assert_int_equal(nn__conv2d_geom(c, 1).pad_top, 1);
+    assert_int_equal(nn__conv2d_geom(c, 1).pad_left, 0);
     co = conv_opts(1, 1, NN_PADDING_SAME, 1, NN_ACT_NONE);
     c = nn_conv2d(m, in, 2, 5, 4, &co);
     expect_shape(c, 3, 7, 6, 2);
-    assert_int_equal(c->cfg.conv.pad_top, 2);
-    assert_int_equal(c->cfg.conv.pad_left, 1);
+    assert_int_equal(nn__conv2d_geom(c, 1).pad_top, 2);
+    assert_int_equal(nn__conv2d_geom(c, 1).pad_left, 1);
     /* A kernel bigger than the input is fine with SAME. */
     c = nn_conv2d(m, in, 2, 9, 9, &co);
     expect_shape(c, 3, 7, 6, 2);
@@ -570,8 +752,9 @@ static void test_conv_layer_forward(void **state)
     float x[2 * 6 * 5 * 3], out[2 * 3 * 5 * 4], ref[2 * 3 * 5 * 4];
     gc_fill(x, 180, 1.0);
     run_forward(l, 2, x, out, false, NULL);
-    nn_conv_geom g = {2, 6, 5, 3, 3, 2, 2, 1, l->cfg.conv.pad_top,
-                      l->cfg.conv.pad_left, 3, 5, 4};
+    /* SAME: h 6 -> 3 at stride 2 pads 1 row, w 5 -> 5 pads 1 column, both
+     * after the image (TF's rule): no leading pad. */
+    nn_conv_geom g = {2, 6, 5, 3, 3, 2, 2, 1, 0, 0, 3, 5, 4};
     nn__conv2d_forward_ref(&g, x, l->params[0].value.data,
                            l->params[1].value.data, ref);
     int negatives = 0;
@@ -624,6 +807,39 @@ static void test_logits_saved(void **state)
     run_forward(sm, 1, big, p, false, NULL);
     for (int i = 0; i < 6; i++) assert_true(isfinite(p[i]));
     nn_model_free(m);
+}
+
+/* A model ending in a Softmax or Sigmoid layer gets its loss from that
+ * layer's logits (Keras' _keras_logits): exact where the probability of
+ * the labelled class underflows to 0, where clipped probabilities would
+ * give -log(1e-7) = 16.1. */
+static void test_loss_from_output_layer_logits(void **state)
+{
+    (void)state;
+    for (int sigmoid = 0; sigmoid <= 1; sigmoid++) {
+        nn_model *m = nn_model_create(1);
+        int shape[1] = {2};
+        nn_layer *in = vector_input(m, 1, shape);
+        assert_non_null(sigmoid ? nn_sigmoid(m, in, NULL)
+                                : nn_softmax(m, in, NULL));
+        nn_loss loss = sigmoid ? NN_LOSS_BINARY_CROSSENTROPY
+                               : NN_LOSS_CATEGORICAL_CROSSENTROPY;
+        assert_int_equal(nn_model_compile(m, nn_sgd(NULL), loss, NULL), NN_OK);
+        int64_t xs[2] = {1, 2};
+        nn_tensor *x = nn_tensor_create(2, xs), *y = nn_tensor_create(2, xs);
+        /* softmax: p(class 0) = e^-200; sigmoid: both labels 1, the first
+         * at p = sigmoid(-400), the second at p = 1. */
+        x->data[0] = sigmoid ? -400.0f : 0.0f;
+        x->data[1] = 200.0f;
+        y->data[0] = 1.0f;
+        y->data[1] = sigmoid ? 1.0f : 0.0f;
+        float l = 0;
+        assert_int_equal(nn_model_evaluate(m, x, y, 1, &l, NULL), NN_OK);
+        assert_float_equal(l, 200.0, 1e-3);
+        nn_tensor_free(x);
+        nn_tensor_free(y);
+        nn_model_free(m);
+    }
 }
 
 static void test_dropout_behaviour(void **state)
@@ -757,8 +973,8 @@ static void test_opts_sizes(void **state)
     nn_layer *c = nn_conv2d(m, in, 2, 3, 3, &co);
     assert_non_null(c);
     assert_string_equal(nn_layer_name(c), "old");
-    assert_int_equal(c->cfg.conv.sh, 1);
-    assert_int_equal(c->cfg.conv.padding, NN_PADDING_VALID);
+    assert_int_equal(nn__conv_cfg(c).sh, 1);
+    assert_int_equal(nn__conv_cfg(c).padding, NN_PADDING_VALID);
     struct {
         nn_dense_opts known;
         int future_field;
@@ -776,7 +992,7 @@ static void test_opts_sizes(void **state)
     po.stride_h = 1;
     nn_layer *p = nn_maxpool2d(m, in, 2, 2, &po);
     assert_non_null(p);
-    assert_int_equal(p->cfg.pool.sh, 2);
+    expect_shape(p, 3, 4, 4, 3); /* strides: the pool size, not 1 */
     /* A size that ends inside the name pointer takes no part of it. */
     nn_layer_opts lo = NN_LAYER_OPTS_INIT;
     lo.size = sizeof(size_t) + 2;
@@ -790,62 +1006,6 @@ static void test_opts_sizes(void **state)
 /* ------------------------------------------------------------------ */
 /* configs                                                             */
 /* ------------------------------------------------------------------ */
-
-/* A representative, non-default layer of each kind. */
-static nn_layer *sample_layer(nn_model *m, nn_layer_kind kind)
-{
-    int shape[3] = {9, 8, 3};
-    nn_layer *in = m->input ? m->input : nn_input(m, 3, shape, NULL);
-    nn_conv2d_opts co = conv_opts(2, 1, NN_PADDING_SAME, 0, NN_ACT_SIGMOID);
-    co.kernel_init = NN_INIT_HE_NORMAL;
-    nn_pool2d_opts po = NN_POOL2D_OPTS_INIT;
-    po.stride_h = 1;
-    po.padding = NN_PADDING_SAME;
-    nn_dense_opts dop = dense_opts(1, NN_ACT_RELU);
-    dop.kernel_init = NN_INIT_HE_UNIFORM;
-    nn_augment_opts ao = NN_AUGMENT_OPTS_INIT;
-    ao.fill_mode = NN_FILL_CONSTANT;
-    ao.interpolation = NN_INTERP_NEAREST;
-    ao.fill_value = 0.5f;
-    nn_batchnorm_opts bno = NN_BATCHNORM_OPTS_INIT;
-    bno.momentum = 0.875f;
-    bno.epsilon = 0.0625f;
-    bno.center = 0;
-    nn_conv2d_opts lco = conv_opts(2, 1, NN_PADDING_VALID, 1, NN_ACT_SIGMOID);
-    nn_layer *pair[2] = {in, in};
-    switch (kind) {
-    case NN_KIND_INPUT: return in;
-    case NN_KIND_CONV2D: return nn_conv2d(m, in, 5, 3, 2, &co);
-    case NN_KIND_MAXPOOL2D: return nn_maxpool2d(m, in, 3, 2, &po);
-    case NN_KIND_AVGPOOL2D: return nn_avgpool2d(m, in, 2, 3, &po);
-    case NN_KIND_FLATTEN: return nn_flatten(m, in, NULL);
-    case NN_KIND_DROPOUT: return nn_dropout(m, in, 0.375f, NULL);
-    case NN_KIND_DENSE: return nn_dense(m, in, 6, &dop);
-    case NN_KIND_RELU: return nn_relu(m, in, NULL);
-    case NN_KIND_SIGMOID: return nn_sigmoid(m, in, NULL);
-    case NN_KIND_SOFTMAX: return nn_softmax(m, in, NULL);
-    case NN_KIND_RANDOM_FLIP:
-        return nn_random_flip(m, in, NN_FLIP_VERTICAL, NULL);
-    case NN_KIND_RANDOM_ROTATION:
-        return nn_random_rotation(m, in, -0.25f, 0.125f, &ao);
-    case NN_KIND_RANDOM_TRANSLATION:
-        return nn_random_translation(m, in, -0.25f, 0.5f, -0.125f, 0.25f, &ao);
-    case NN_KIND_RANDOM_ZOOM:
-        return nn_random_zoom(m, in, -0.5f, 0.25f, 0.125f, 0.75f, &ao);
-    case NN_KIND_RANDOM_CONTRAST:
-        return nn_random_contrast(m, in, 0.25f, 0.5f, NULL);
-    case NN_KIND_BATCHNORM: return nn_batchnorm(m, in, &bno);
-    case NN_KIND_ZEROPAD2D: return nn_zeropad2d(m, in, 1, 2, 3, 0, NULL);
-    case NN_KIND_ADD: return nn_add(m, 2, pair, NULL);
-    case NN_KIND_CONCATENATE: return nn_concatenate(m, 2, pair, NULL);
-    case NN_KIND_GLOBAL_AVGPOOL2D: return nn_global_avgpool2d(m, in, NULL);
-    case NN_KIND_RESIZING: return nn_resizing(m, in, 5, 11, NULL);
-    case NN_KIND_LOCALLY_CONNECTED2D:
-        return nn_locally_connected2d(m, in, 4, 3, 2, &lco);
-    case NN_KIND_REPEAT_CHANNELS: return nn_repeat_channels(m, in, 2, NULL);
-    default: return NULL;
-    }
-}
 
 static size_t save_config(const nn_layer *l, uint8_t *buf, size_t cap)
 {
@@ -928,9 +1088,7 @@ static void test_config_rejects_garbage(void **state)
          * (Dropout's float is tested below, the augmentation layers'
          * floats, where -0.0 is valid, in test_augment.c). */
         const int32_t poison[] = {-1, 0x7fffffff, -2147483647 - 1, 1000};
-        bool floats = k == NN_KIND_DROPOUT ||
-                      (k >= NN_KIND_RANDOM_ROTATION &&
-                       k <= NN_KIND_RANDOM_CONTRAST);
+        bool floats = case_of(k)->float_config;
         for (size_t f = 0; !floats && f + 4 <= len; f += 4)
             for (size_t p = 0; p < sizeof poison / sizeof poison[0]; p++) {
                 uint8_t b2[256];
@@ -991,44 +1149,18 @@ static void test_config_rejects_garbage(void **state)
 static void test_registry(void **state)
 {
     (void)state;
-    static const char *const types[NN_KIND_COUNT] = {
-        "InputLayer", "Conv2D",  "MaxPooling2D", "AveragePooling2D",
-        "Flatten",    "Dropout", "Dense",        "ReLU",
-        "Activation", "Softmax",
-        [NN_KIND_RANDOM_FLIP] = "RandomFlip",
-        [NN_KIND_RANDOM_ROTATION] = "RandomRotation",
-        [NN_KIND_RANDOM_TRANSLATION] = "RandomTranslation",
-        [NN_KIND_RANDOM_ZOOM] = "RandomZoom",
-        [NN_KIND_RANDOM_CONTRAST] = "RandomContrast",
-        [NN_KIND_BATCHNORM] = "BatchNormalization",
-        [NN_KIND_ZEROPAD2D] = "ZeroPadding2D",
-        [NN_KIND_ADD] = "Add",
-        [NN_KIND_CONCATENATE] = "Concatenate",
-        [NN_KIND_GLOBAL_AVGPOOL2D] = "GlobalAveragePooling2D",
-        [NN_KIND_RESIZING] = "Resizing",
-        [NN_KIND_LOCALLY_CONNECTED2D] = "LocallyConnected2D",
-        [NN_KIND_REPEAT_CHANNELS] = "RepeatChannels"};
-    static const char *const stems[NN_KIND_COUNT] = {
-        "input",   "conv2d", "max_pooling2d", "average_pooling2d", "flatten",
-        "dropout", "dense",  "re_lu",         "activation",        "softmax",
-        [NN_KIND_RANDOM_FLIP] = "random_flip",
-        [NN_KIND_RANDOM_ROTATION] = "random_rotation",
-        [NN_KIND_RANDOM_TRANSLATION] = "random_translation",
-        [NN_KIND_RANDOM_ZOOM] = "random_zoom",
-        [NN_KIND_RANDOM_CONTRAST] = "random_contrast",
-        [NN_KIND_BATCHNORM] = "batch_normalization",
-        [NN_KIND_ZEROPAD2D] = "zero_padding2d",
-        [NN_KIND_ADD] = "add",
-        [NN_KIND_CONCATENATE] = "concatenate",
-        [NN_KIND_GLOBAL_AVGPOOL2D] = "global_average_pooling2d",
-        [NN_KIND_RESIZING] = "resizing",
-        [NN_KIND_LOCALLY_CONNECTED2D] = "locally_connected2d",
-        [NN_KIND_REPEAT_CHANNELS] = "repeat_channels"};
+    int rows[NN_KIND_COUNT] = {0};
+    for (size_t i = 0; i < sizeof kind_cases / sizeof kind_cases[0]; i++) {
+        int k = kind_cases[i].kind;
+        assert_true(k >= 0 && k < NN_KIND_COUNT);
+        if (rows[k]++) fail_msg("layer kind %d has two rows in kind_cases", k);
+    }
     for (int k = 0; k < NN_KIND_COUNT; k++) {
+        const kind_case *c = case_of(k);
         const nn_layer_ops *o = nn__layer_registry[k];
         assert_non_null(o);
-        assert_string_equal(o->type_name, types[k]);
-        assert_string_equal(nn__layer_stem[k], stems[k]);
+        assert_string_equal(o->type_name, c->type);
+        assert_string_equal(o->stem, c->stem);
         assert_non_null(o->build);
         assert_non_null(o->forward);
         assert_non_null(o->backward);
@@ -1038,7 +1170,8 @@ static void test_registry(void **state)
         nn_layer *l = sample_layer(m, (nn_layer_kind)k);
         assert_non_null(l);
         assert_int_equal(l->kind, k);
-        assert_string_equal(nn_layer_type(l), types[k]);
+        assert_string_equal(nn_layer_type(l), c->type);
+        assert_string_equal(nn_layer_name(l), c->stem); /* first of its kind */
         nn_model_free(m);
     }
 }
@@ -1201,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_same_padding_geometry),
         cmocka_unit_test(test_conv_layer_forward),
         cmocka_unit_test(test_logits_saved),
+        cmocka_unit_test(test_loss_from_output_layer_logits),
         cmocka_unit_test(test_dropout_behaviour),
         cmocka_unit_test(test_invalid_constructors),
         cmocka_unit_test(test_opts_sizes),

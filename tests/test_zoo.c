@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "nn_internal.h"
+#include "stored_config.h"
 #include "zoo/zoo.h"
 #include "tmpdir.h"
 
@@ -213,6 +214,16 @@ static void assert_shape(nn_layer *l, int a, int b, int c)
     assert_int_equal(s[2], c);
 }
 
+/* Fields of the stored Conv2D and BatchNormalization configs. */
+enum { CONV_SH = 3, CONV_PADDING = 6, BN_MOMENTUM = 0, BN_EPSILON = 1 };
+
+static int stride_h(nn_model *m, const char *conv)
+{
+    nn_layer *l = nn_model_find_layer(m, conv);
+    assert_non_null(l);
+    return stored_config_i32(l, CONV_SH);
+}
+
 static void test_resnet50_keras_counts(void **state)
 {
     nn_model *m = resnet(224, NN_RESNET_KERAS, 0);
@@ -235,13 +246,11 @@ static void test_resnet50_keras_counts(void **state)
     assert_shape(nn_model_find_layer(m, "conv1_pad"), 230, 230, 3);
     assert_shape(nn_model_find_layer(m, "pool1_pool"), 56, 56, 64);
     nn_layer *bn = nn_model_find_layer(m, "conv3_block2_1_bn");
-    assert_float_equal(bn->cfg.bn.epsilon, 1.001e-5f, 1e-12);
-    assert_float_equal(bn->cfg.bn.momentum, 0.99f, 1e-7);
+    assert_float_equal(stored_config_f32(bn, BN_EPSILON), 1.001e-5f, 1e-12);
+    assert_float_equal(stored_config_f32(bn, BN_MOMENTUM), 0.99f, 1e-7);
     /* v1: the stride sits on the first 1x1 conv of a block */
-    assert_int_equal(nn_model_find_layer(m, "conv3_block1_1_conv")->cfg.conv.sh,
-                     2);
-    assert_int_equal(nn_model_find_layer(m, "conv3_block1_2_conv")->cfg.conv.sh,
-                     1);
+    assert_int_equal(stride_h(m, "conv3_block1_1_conv"), 2);
+    assert_int_equal(stride_h(m, "conv3_block1_2_conv"), 1);
     assert_int_equal(nn_layer_num_weights(
                          nn_model_find_layer(m, "conv1_conv")), 2);
     nn_model_free(m);
@@ -267,16 +276,15 @@ static void test_resnet50_torchvision_counts(void **state)
     nn_layer *pad = nn_model_find_layer(m, "conv3_block1_2_pad");
     assert_non_null(pad);
     assert_shape(pad, 58, 58, 128);
-    assert_int_equal(nn_model_find_layer(m, "conv3_block1_1_conv")->cfg.conv.sh,
-                     1);
+    assert_int_equal(stride_h(m, "conv3_block1_1_conv"), 1);
     nn_layer *c = nn_model_find_layer(m, "conv3_block1_2_conv");
-    assert_int_equal(c->cfg.conv.sh, 2);
-    assert_int_equal(c->cfg.conv.padding, NN_PADDING_VALID);
+    assert_int_equal(stride_h(m, "conv3_block1_2_conv"), 2);
+    assert_int_equal(stored_config_i32(c, CONV_PADDING), NN_PADDING_VALID);
     assert_shape(c, 28, 28, 128);
     assert_null(nn_model_find_layer(m, "conv2_block1_2_pad")); /* stride 1 */
     nn_layer *bn = nn_model_find_layer(m, "conv1_bn");
-    assert_float_equal(bn->cfg.bn.epsilon, 1e-5f, 1e-12);
-    assert_float_equal(bn->cfg.bn.momentum, 0.9f, 1e-7);
+    assert_float_equal(stored_config_f32(bn, BN_EPSILON), 1e-5f, 1e-12);
+    assert_float_equal(stored_config_f32(bn, BN_MOMENTUM), 0.9f, 1e-7);
     nn_model_free(m);
 }
 

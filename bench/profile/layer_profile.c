@@ -77,12 +77,14 @@ static void wrap_layers(nn_model *m)
     }
 }
 
-/* Multiply-adds x 2 of a convolution over the batch, else 0. */
+/* Multiply-adds x 2 of a convolution over the batch, else 0: every
+ * output value takes the kernel's kh x kw x in_channels window. */
 static double conv_flops(const nn_layer *l, int batch)
 {
     if (l->kind != NN_KIND_CONV2D) return 0;
-    return 2.0 * batch * l->out.d[0] * l->out.d[1] * l->out.d[2] *
-           l->cfg.conv.kh * l->cfg.conv.kw * l->inputs[0]->out.d[2];
+    const int64_t *k = l->params[0].value.shape; /* [kh, kw, in, filters] */
+    return 2.0 * batch * l->out.d[0] * l->out.d[1] * l->out.d[2] * k[0] *
+           k[1] * k[2];
 }
 
 static void report(const nn_model *m, const args *a, double total)

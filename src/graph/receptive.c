@@ -2,16 +2,16 @@
  * affect one output position of a layer, and the jump (the distance, in
  * input pixels, between neighbouring output positions).
  *
- * Walking the graph in order: a window layer (Conv2D, pooling,
- * LocallyConnected2D) grows the field by (k - 1) * jump and multiplies the
- * jump by its stride; padding changes neither. A merge (Add, Concatenate)
- * takes the largest field of its inputs. Position-wise layers (BN,
- * activations, Dropout, ZeroPadding2D, RepeatChannels, augmentation, Dense
- * on a tensor of rank >= 2) pass it through. A layer with no positions
- * left (Flatten, GlobalAveragePooling2D, Dense on a vector) sees the whole
- * model input. A Resizing reads 2 samples per axis (bilinear) or 1
- * (nearest) and scales the jump by in / out; fields are kept as fractions
- * of input pixels and reported rounded up, jumps rounded to the nearest
+ * Walking the graph in order, each layer says through its ops' receptive
+ * hook what it does per axis: an output reads `taps` neighbouring input
+ * positions (a window layer's kernel size; a Resizing's 2 or 1 samples),
+ * which grows the field by (taps - 1) * jump, and neighbouring outputs lie
+ * `stride` input positions apart, which multiplies the jump (a Resizing's
+ * stride is in / out); padding changes neither. A layer that leaves no
+ * positions (Flatten) sees the whole model input. Layers without the hook
+ * work position by position, or merge their inputs (Add, Concatenate)
+ * and take the largest of their fields. Fields are kept as fractions of
+ * input pixels and reported rounded up, jumps rounded to the nearest
  * integer (at least 1). */
 #include "nn_internal.h"
 
@@ -29,23 +29,6 @@ static field whole(const nn_model *m)
     return (field){h, w, h, w};
 }
 
-static field window(field in, int kh, int kw, int sh, int sw)
-{
-    return (field){in.h + (kh - 1) * in.jh, in.w + (kw - 1) * in.jw,
-                   in.jh * sh, in.jw * sw};
-}
-
-static field resize(const nn_layer *l, field in)
-{
-    const nn_shape *s = &l->inputs[0]->out;
-    bool bilinear = l->cfg.resize.interpolation == NN_INTERP_BILINEAR;
-    int th = bilinear && s->d[0] != l->out.d[0] ? 2 : 1;
-    int tw = bilinear && s->d[1] != l->out.d[1] ? 2 : 1;
-    return (field){in.h + (th - 1) * in.jh, in.w + (tw - 1) * in.jw,
-                   in.jh * s->d[0] / l->out.d[0],
-                   in.jw * s->d[1] / l->out.d[1]};
-}
-
 static field merged(const nn_layer *l, const field *f)
 {
     field r = f[l->inputs[0]->index];
@@ -59,26 +42,16 @@ static field merged(const nn_layer *l, const field *f)
 
 static field layer_field(const nn_layer *l, const field *f)
 {
-    const nn_model *m = l->model;
-    if (l->kind == NN_KIND_INPUT || l->n_inputs == 0)
-        return (field){1, 1, 1, 1};
-    field in = f[l->inputs[0]->index];
-    switch (l->kind) {
-    case NN_KIND_CONV2D:
-    case NN_KIND_LOCALLY_CONNECTED2D:
-        return window(in, l->cfg.conv.kh, l->cfg.conv.kw, l->cfg.conv.sh,
-                      l->cfg.conv.sw);
-    case NN_KIND_MAXPOOL2D:
-    case NN_KIND_AVGPOOL2D:
-        return window(in, l->cfg.pool.ph, l->cfg.pool.pw, l->cfg.pool.sh,
-                      l->cfg.pool.sw);
-    case NN_KIND_RESIZING: return resize(l, in);
-    case NN_KIND_FLATTEN:
-    case NN_KIND_GLOBAL_AVGPOOL2D: return whole(m);
-    case NN_KIND_DENSE:
-        return l->inputs[0]->out.rank >= 2 ? in : whole(m);
-    default: return merged(l, f);
-    }
+    if (l->n_inputs == 0) return (field){1, 1, 1, 1}; /* the input */
+    field in = merged(l, f);
+    if (!l->ops->receptive) return in;
+    nn_receptive r = {false, {1, 1}, {1, 1}, {1, 1}};
+    l->ops->receptive(l, &r);
+    if (r.whole) return whole(l->model);
+    return (field){in.h + (r.taps[0] - 1) * in.jh,
+                   in.w + (r.taps[1] - 1) * in.jw,
+                   in.jh * r.stride_num[0] / r.stride_den[0],
+                   in.jw * r.stride_num[1] / r.stride_den[1]};
 }
 
 static int round_up(double v)

@@ -100,6 +100,7 @@ static nn_status softmax_backward(nn_layer *l, const nn_bwd *a)
 
 const nn_layer_ops nn__relu_ops = {
     .type_name = "ReLU",
+    .stem = "re_lu",
     .build = act_build,
     .forward = relu_forward,
     .backward = relu_backward,
@@ -111,22 +112,26 @@ const nn_layer_ops nn__relu_ops = {
  * equivalent, hence the type name and the "activation" stem. */
 const nn_layer_ops nn__sigmoid_ops = {
     .type_name = "Activation",
+    .stem = "activation",
     .build = act_build,
     .state_bytes = logits_state_bytes,
     .forward = sigmoid_forward,
     .backward = sigmoid_backward,
     .logits = logits_from_state,
+    .logits_act = NN_ACT_SIGMOID,
     .save_config = nn__save_no_config,
     .load_config = nn__load_no_config,
 };
 
 const nn_layer_ops nn__softmax_ops = {
     .type_name = "Softmax",
+    .stem = "softmax",
     .build = act_build,
     .state_bytes = logits_state_bytes,
     .forward = softmax_forward,
     .backward = softmax_backward,
     .logits = logits_from_state,
+    .logits_act = NN_ACT_SOFTMAX,
     .save_config = nn__save_no_config,
     .load_config = nn__load_no_config,
 };

@@ -9,7 +9,7 @@
  * or contrast factors) in the layer state; backward applies the exact
  * adjoint of what forward did, so these layers may sit anywhere.
  *
- * cfg.aug holds the factors as Keras takes them: RandomRotation and
+ * The config holds the factors as Keras takes them: RandomRotation and
  * RandomContrast use factor_lo/hi; RandomTranslation and RandomZoom use
  * h_lo/hi and w_lo/hi. RandomFlip keeps its nn_flip_mode in `mode`;
  * RandomZoom uses `mode` = 1 for Keras' width_factor=None (the width zoom
@@ -32,7 +32,15 @@ typedef struct aug_state {
     int32_t pad_[2];
 } aug_state;
 
-typedef __typeof__(((nn_layer *)0)->cfg.aug) aug_cfg;
+typedef struct aug_cfg {
+    int mode; /* nn_flip_mode */
+    float h_lo, h_hi, w_lo, w_hi; /* ranges (zoom, translation) */
+    float factor_lo, factor_hi;   /* rotation, contrast */
+    nn_fill_mode fill;
+    nn_interpolation interpolation;
+    float fill_value;
+} aug_cfg;
+NN_LAYER_CONFIG(aug_cfg, cfg_of, set_cfg)
 
 /* ------------------------------------------------------------------ */
 /* validation                                                          */
@@ -113,7 +121,8 @@ static nn_status aug_check(nn_layer_kind kind, const aug_cfg *c, nn_status err,
 
 static nn_status aug_build(nn_layer *l)
 {
-    NN_TRY(aug_check(l->kind, &l->cfg.aug, NN_ERR_INVALID, l->ops->type_name));
+    aug_cfg c = cfg_of(l);
+    NN_TRY(aug_check(l->kind, &c, NN_ERR_INVALID, l->ops->type_name));
     NN_TRY(nn__one_input(l, 3));
     return nn__check_out_size(l);
 }
@@ -185,7 +194,7 @@ static void zoom_matrix(double zy, double zx, int h, int w, float *m)
 
 static void draw_affine(const nn_layer *l, uint64_t key, int batch, float *mats)
 {
-    const aug_cfg *c = &l->cfg.aug;
+    const aug_cfg cfg = cfg_of(l), *c = &cfg;
     const int h = l->out.d[0], w = l->out.d[1];
     const double two_pi = 6.283185307179586;
     for (int b = 0; b < batch; b++) {
@@ -220,11 +229,11 @@ static void draw_contrast(const aug_cfg *c, uint64_t key, int batch,
 
 static nn_affine_geom affine_geom(const nn_layer *l, int batch)
 {
-    const aug_cfg *c = &l->cfg.aug;
+    aug_cfg c = cfg_of(l);
     return (nn_affine_geom){
         .n = batch, .h = l->out.d[0], .w = l->out.d[1], .c = l->out.d[2],
-        .fill = c->fill, .interp = c->interpolation,
-        .fill_value = c->fill_value,
+        .fill = c.fill, .interp = c.interpolation,
+        .fill_value = c.fill_value,
     };
 }
 
@@ -245,14 +254,15 @@ static nn_status aug_forward(const nn_layer *l, const nn_fwd *a)
              l->name);
     *st = (aug_state){1, a->batch, {0, 0}};
     const int h = l->out.d[0], w = l->out.d[1], c = l->out.d[2];
+    const aug_cfg cfg = cfg_of(l);
     switch (l->kind) {
     case NN_KIND_RANDOM_FLIP:
-        draw_flips(&l->cfg.aug, a->rng_key, a->batch, payload(st));
+        draw_flips(&cfg, a->rng_key, a->batch, payload(st));
         nn__flip_images(a->batch, h, w, c, payload(st), a->in[0], a->out,
                         false);
         break;
     case NN_KIND_RANDOM_CONTRAST:
-        draw_contrast(&l->cfg.aug, a->rng_key, a->batch, payload(st));
+        draw_contrast(&cfg, a->rng_key, a->batch, payload(st));
         nn__contrast_forward(a->batch, (int64_t)h * w, c, payload(st),
                              a->in[0], a->out);
         break;
@@ -315,7 +325,7 @@ static void put_sampling(nn_cfg_writer *w, const aug_cfg *c)
 
 static size_t aug_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
-    const aug_cfg *c = &l->cfg.aug;
+    const aug_cfg cfg = cfg_of(l), *c = &cfg;
     nn_cfg_writer w = {buf, cap, 0};
     switch (l->kind) {
     case NN_KIND_RANDOM_FLIP:
@@ -354,8 +364,7 @@ static nn_status aug_load_kind(nn_layer *l, nn_layer_kind kind,
                                const uint8_t *buf, size_t len)
 {
     nn_cfg_reader r = {buf, len, 0, false};
-    memset(&l->cfg, 0, sizeof l->cfg);
-    aug_cfg *c = &l->cfg.aug;
+    aug_cfg cfg = {0}, *c = &cfg;
     switch (kind) {
     case NN_KIND_RANDOM_FLIP:
         c->mode = nn__cfg_get_i32(&r);
@@ -378,6 +387,7 @@ static nn_status aug_load_kind(nn_layer *l, nn_layer_kind kind,
         c->factor_lo = nn__cfg_get_f32(&r);
         c->factor_hi = nn__cfg_get_f32(&r);
     }
+    set_cfg(l, c);
     const char *type = nn__layer_registry[kind]->type_name;
     NN_TRY(nn__cfg_end(&r, type));
     return aug_check(kind, c, NN_ERR_FORMAT, type);
@@ -395,50 +405,52 @@ AUG_LOADER(translation_load, NN_KIND_RANDOM_TRANSLATION)
 AUG_LOADER(zoom_load, NN_KIND_RANDOM_ZOOM)
 AUG_LOADER(contrast_load, NN_KIND_RANDOM_CONTRAST)
 
-#define AUG_OPS(type, loader)                                                  \
+#define AUG_OPS(type, stem_, loader)                                           \
     {                                                                          \
-        .type_name = type, .build = aug_build,                                 \
+        .type_name = type, .stem = stem_, .build = aug_build,                  \
         .state_bytes = aug_state_bytes, .forward = aug_forward,                \
         .backward = aug_backward, .save_config = aug_save,                     \
         .load_config = loader,                                                 \
     }
 
-const nn_layer_ops nn__random_flip_ops = AUG_OPS("RandomFlip", flip_load);
+const nn_layer_ops nn__random_flip_ops =
+    AUG_OPS("RandomFlip", "random_flip", flip_load);
 const nn_layer_ops nn__random_rotation_ops =
-    AUG_OPS("RandomRotation", rotation_load);
+    AUG_OPS("RandomRotation", "random_rotation", rotation_load);
 const nn_layer_ops nn__random_translation_ops =
-    AUG_OPS("RandomTranslation", translation_load);
-const nn_layer_ops nn__random_zoom_ops = AUG_OPS("RandomZoom", zoom_load);
+    AUG_OPS("RandomTranslation", "random_translation", translation_load);
+const nn_layer_ops nn__random_zoom_ops =
+    AUG_OPS("RandomZoom", "random_zoom", zoom_load);
 const nn_layer_ops nn__random_contrast_ops =
-    AUG_OPS("RandomContrast", contrast_load);
+    AUG_OPS("RandomContrast", "random_contrast", contrast_load);
 
 /* ------------------------------------------------------------------ */
 /* constructors                                                        */
 /* ------------------------------------------------------------------ */
 
-/* Validates and adds a layer of `kind` whose cfg.aug is in *proto. */
+/* Validates and adds a layer of `kind` with config *c. */
 static nn_layer *add_aug(nn_model *m, nn_layer *input, nn_layer_kind kind,
-                         const char *name, const nn_layer *proto,
-                         const char *who)
+                         const char *name, const aug_cfg *c, const char *who)
 {
     if (!m || !input) {
         nn__fail(NN_ERR_INVALID, "%s: %s is NULL", who, m ? "input" : "model");
         return NULL;
     }
-    if (aug_check(kind, &proto->cfg.aug, NN_ERR_INVALID, who) != NN_OK)
-        return NULL;
-    return nn__add_layer(m, kind, 1, &input, name, proto);
+    if (aug_check(kind, c, NN_ERR_INVALID, who) != NN_OK) return NULL;
+    nn_layer proto = {0};
+    set_cfg(&proto, c);
+    return nn__add_layer(m, kind, 1, &input, name, &proto);
 }
 
-/* Reads nn_augment_opts into the sampling fields of proto. */
-static bool read_augment_opts(const nn_augment_opts *opts, nn_layer *proto,
+/* Reads nn_augment_opts into the sampling fields of *c. */
+static bool read_augment_opts(const nn_augment_opts *opts, aug_cfg *c,
                               const char **name, const char *who)
 {
     nn_augment_opts o = NN_AUGMENT_OPTS_INIT;
     if (nn__read_opts(&o, opts, who) != NN_OK) return false;
-    proto->cfg.aug.fill = o.fill_mode;
-    proto->cfg.aug.interpolation = o.interpolation;
-    proto->cfg.aug.fill_value = o.fill_value;
+    c->fill = o.fill_mode;
+    c->interpolation = o.interpolation;
+    c->fill_value = o.fill_value;
     *name = o.name;
     return true;
 }
@@ -449,22 +461,21 @@ nn_layer *nn_random_flip(nn_model *m, nn_layer *input, nn_flip_mode mode,
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
     if (nn__read_opts(&o, opts, "nn_random_flip") != NN_OK)
         return NULL;
-    nn_layer proto = {0};
-    proto.cfg.aug.mode = (int)mode;
-    return add_aug(m, input, NN_KIND_RANDOM_FLIP, o.name, &proto,
+    aug_cfg c = {.mode = (int)mode};
+    return add_aug(m, input, NN_KIND_RANDOM_FLIP, o.name, &c,
                    "nn_random_flip");
 }
 
 nn_layer *nn_random_rotation(nn_model *m, nn_layer *input, float lower,
                              float upper, const nn_augment_opts *opts)
 {
-    nn_layer proto = {0};
+    aug_cfg c = {0};
     const char *name;
-    if (!read_augment_opts(opts, &proto, &name, "nn_random_rotation"))
+    if (!read_augment_opts(opts, &c, &name, "nn_random_rotation"))
         return NULL;
-    proto.cfg.aug.factor_lo = lower;
-    proto.cfg.aug.factor_hi = upper;
-    return add_aug(m, input, NN_KIND_RANDOM_ROTATION, name, &proto,
+    c.factor_lo = lower;
+    c.factor_hi = upper;
+    return add_aug(m, input, NN_KIND_RANDOM_ROTATION, name, &c,
                    "nn_random_rotation");
 }
 
@@ -472,35 +483,35 @@ nn_layer *nn_random_translation(nn_model *m, nn_layer *input, float h_lo,
                                 float h_hi, float w_lo, float w_hi,
                                 const nn_augment_opts *opts)
 {
-    nn_layer proto = {0};
+    aug_cfg c = {0};
     const char *name;
-    if (!read_augment_opts(opts, &proto, &name, "nn_random_translation"))
+    if (!read_augment_opts(opts, &c, &name, "nn_random_translation"))
         return NULL;
-    proto.cfg.aug.h_lo = h_lo;
-    proto.cfg.aug.h_hi = h_hi;
-    proto.cfg.aug.w_lo = w_lo;
-    proto.cfg.aug.w_hi = w_hi;
-    return add_aug(m, input, NN_KIND_RANDOM_TRANSLATION, name, &proto,
+    c.h_lo = h_lo;
+    c.h_hi = h_hi;
+    c.w_lo = w_lo;
+    c.w_hi = w_hi;
+    return add_aug(m, input, NN_KIND_RANDOM_TRANSLATION, name, &c,
                    "nn_random_translation");
 }
 
 nn_layer *nn_random_zoom(nn_model *m, nn_layer *input, float h_lo, float h_hi,
                          float w_lo, float w_hi, const nn_augment_opts *opts)
 {
-    nn_layer proto = {0};
+    aug_cfg c = {0};
     const char *name;
-    if (!read_augment_opts(opts, &proto, &name, "nn_random_zoom"))
+    if (!read_augment_opts(opts, &c, &name, "nn_random_zoom"))
         return NULL;
-    proto.cfg.aug.h_lo = h_lo;
-    proto.cfg.aug.h_hi = h_hi;
+    c.h_lo = h_lo;
+    c.h_hi = h_hi;
     /* NaN, NaN: Keras' width_factor=None, one zoom for both axes. */
     if (isnan(w_lo) && isnan(w_hi)) {
-        proto.cfg.aug.mode = 1;
+        c.mode = 1;
     } else {
-        proto.cfg.aug.w_lo = w_lo;
-        proto.cfg.aug.w_hi = w_hi;
+        c.w_lo = w_lo;
+        c.w_hi = w_hi;
     }
-    return add_aug(m, input, NN_KIND_RANDOM_ZOOM, name, &proto,
+    return add_aug(m, input, NN_KIND_RANDOM_ZOOM, name, &c,
                    "nn_random_zoom");
 }
 
@@ -510,9 +521,7 @@ nn_layer *nn_random_contrast(nn_model *m, nn_layer *input, float lower,
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
     if (nn__read_opts(&o, opts, "nn_random_contrast") != NN_OK)
         return NULL;
-    nn_layer proto = {0};
-    proto.cfg.aug.factor_lo = lower;
-    proto.cfg.aug.factor_hi = upper;
-    return add_aug(m, input, NN_KIND_RANDOM_CONTRAST, o.name, &proto,
+    aug_cfg c = {.factor_lo = lower, .factor_hi = upper};
+    return add_aug(m, input, NN_KIND_RANDOM_CONTRAST, o.name, &c,
                    "nn_random_contrast");
 }

@@ -24,7 +24,11 @@
 #include <math.h>
 #include <string.h>
 
-typedef __typeof__(((nn_layer *)0)->cfg.bn) bn_cfg;
+typedef struct bn_cfg {
+    float momentum, epsilon;
+    int center, scale;
+} bn_cfg;
+NN_LAYER_CONFIG(bn_cfg, cfg_of, set_cfg)
 
 /* Header of the state; mean[c] and inv_std[c] follow. */
 typedef struct bn_state {
@@ -51,24 +55,27 @@ static nn_status bn_check(const bn_cfg *c, nn_status err, const char *who)
 static int channels(const nn_layer *l) { return l->out.d[l->out.rank - 1]; }
 
 /* Parameter indices; -1 when the layer has no such parameter. */
-static int gamma_index(const nn_layer *l) { return l->cfg.bn.scale ? 0 : -1; }
+static int gamma_index(const nn_layer *l) { return cfg_of(l).scale ? 0 : -1; }
 static int beta_index(const nn_layer *l)
 {
-    return l->cfg.bn.center ? l->cfg.bn.scale : -1;
+    bn_cfg c = cfg_of(l);
+    return c.center ? c.scale : -1;
 }
 static int mean_index(const nn_layer *l)
 {
-    return l->cfg.bn.scale + l->cfg.bn.center;
+    bn_cfg c = cfg_of(l);
+    return c.scale + c.center;
 }
 
 static nn_status bn_build(nn_layer *l)
 {
-    NN_TRY(bn_check(&l->cfg.bn, NN_ERR_INVALID, "BatchNormalization"));
+    bn_cfg cfg = cfg_of(l);
+    NN_TRY(bn_check(&cfg, NN_ERR_INVALID, "BatchNormalization"));
     NN_TRY(nn__one_input(l, 0));
     NN_TRY(nn__check_out_size(l));
     int c = channels(l);
-    if (l->cfg.bn.scale) NN_TRY(nn__layer_add_param(l, "gamma", 1, &c, true));
-    if (l->cfg.bn.center) NN_TRY(nn__layer_add_param(l, "beta", 1, &c, true));
+    if (cfg.scale) NN_TRY(nn__layer_add_param(l, "gamma", 1, &c, true));
+    if (cfg.center) NN_TRY(nn__layer_add_param(l, "beta", 1, &c, true));
     NN_TRY(nn__layer_add_param(l, "moving_mean", 1, &c, false));
     return nn__layer_add_param(l, "moving_variance", 1, &c, false);
 }
@@ -129,14 +136,14 @@ static void batch_stats(const nn_layer *l, const float *x, int64_t rows,
     double *bm = (double *)(void *)(scratch + nn__bn_scratch_floats(c));
     double *bv = bm + c;
     nn__bn_moments(x, rows, c, bm, bv, scratch);
-    const bn_cfg *cfg = &l->cfg.bn;
+    bn_cfg cfg = cfg_of(l);
     float *mm = l->params[mean_index(l)].value.data;
     float *mv = l->params[mean_index(l) + 1].value.data;
     double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
-    double mo = cfg->momentum;
+    double mo = cfg.momentum;
     for (int64_t j = 0; j < c; j++) {
         mean[j] = (float)bm[j];
-        inv_std[j] = (float)(1.0 / sqrt(bv[j] + (double)cfg->epsilon));
+        inv_std[j] = (float)(1.0 / sqrt(bv[j] + (double)cfg.epsilon));
         mm[j] = (float)(mo * mm[j] + (1.0 - mo) * bm[j]);
         mv[j] = (float)(mo * mv[j] + (1.0 - mo) * bv[j] * unbias);
     }
@@ -147,9 +154,10 @@ static void moving_stats(const nn_layer *l, float *mean, float *inv_std)
     int64_t c = channels(l);
     const float *mm = l->params[mean_index(l)].value.data;
     const float *mv = l->params[mean_index(l) + 1].value.data;
+    float eps = cfg_of(l).epsilon;
     for (int64_t j = 0; j < c; j++) {
         mean[j] = mm[j];
-        inv_std[j] = (float)(1.0 / sqrt((double)mv[j] + l->cfg.bn.epsilon));
+        inv_std[j] = (float)(1.0 / sqrt((double)mv[j] + eps));
     }
 }
 
@@ -157,9 +165,10 @@ void nn__bn_fold(const nn_layer *l, float *scale, float *shift)
 {
     const float *mm = l->params[mean_index(l)].value.data;
     const float *mv = l->params[mean_index(l) + 1].value.data;
+    float eps = cfg_of(l).epsilon;
     for (int64_t j = 0; j < channels(l); j++) {
         double s = param_or(l, gamma_index(l), j, 1.0f) /
-                   sqrt((double)mv[j] + l->cfg.bn.epsilon);
+                   sqrt((double)mv[j] + eps);
         scale[j] = (float)s;
         shift[j] = (float)(param_or(l, beta_index(l), j, 0.0f) - mm[j] * s);
     }
@@ -273,29 +282,31 @@ static nn_status bn_backward(nn_layer *l, const nn_bwd *a)
 /* momentum, epsilon, center, scale */
 static size_t bn_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
+    bn_cfg c = cfg_of(l);
     nn_cfg_writer w = {buf, cap, 0};
-    nn__cfg_put_f32(&w, l->cfg.bn.momentum);
-    nn__cfg_put_f32(&w, l->cfg.bn.epsilon);
-    nn__cfg_put_i32(&w, l->cfg.bn.center);
-    nn__cfg_put_i32(&w, l->cfg.bn.scale);
+    nn__cfg_put_f32(&w, c.momentum);
+    nn__cfg_put_f32(&w, c.epsilon);
+    nn__cfg_put_i32(&w, c.center);
+    nn__cfg_put_i32(&w, c.scale);
     return w.len;
 }
 
 static nn_status bn_load(nn_layer *l, const uint8_t *buf, size_t len)
 {
     nn_cfg_reader r = {buf, len, 0, false};
-    bn_cfg *c = &l->cfg.bn;
-    memset(c, 0, sizeof *c);
-    c->momentum = nn__cfg_get_f32(&r);
-    c->epsilon = nn__cfg_get_f32(&r);
-    c->center = nn__cfg_get_i32(&r);
-    c->scale = nn__cfg_get_i32(&r);
+    bn_cfg c = {0};
+    c.momentum = nn__cfg_get_f32(&r);
+    c.epsilon = nn__cfg_get_f32(&r);
+    c.center = nn__cfg_get_i32(&r);
+    c.scale = nn__cfg_get_i32(&r);
+    set_cfg(l, &c);
     NN_TRY(nn__cfg_end(&r, "BatchNormalization"));
-    return bn_check(c, NN_ERR_FORMAT, "BatchNormalization config");
+    return bn_check(&c, NN_ERR_FORMAT, "BatchNormalization config");
 }
 
 const nn_layer_ops nn__batchnorm_ops = {
     .type_name = "BatchNormalization",
+    .stem = "batch_normalization",
     .build = bn_build,
     .init = bn_init,
     .scratch_floats = bn_scratch,
@@ -316,12 +327,9 @@ nn_layer *nn_batchnorm(nn_model *m, nn_layer *input,
                  m ? "input" : "model");
         return NULL;
     }
+    bn_cfg c = {o.momentum, o.epsilon, o.center != 0, o.scale != 0};
+    if (bn_check(&c, NN_ERR_INVALID, "nn_batchnorm") != NN_OK) return NULL;
     nn_layer proto = {0};
-    bn_cfg *c = &proto.cfg.bn;
-    c->momentum = o.momentum;
-    c->epsilon = o.epsilon;
-    c->center = o.center != 0;
-    c->scale = o.scale != 0;
-    if (bn_check(c, NN_ERR_INVALID, "nn_batchnorm") != NN_OK) return NULL;
+    set_cfg(&proto, &c);
     return nn__add_layer(m, NN_KIND_BATCHNORM, 1, &input, o.name, &proto);
 }

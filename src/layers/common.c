@@ -20,6 +20,17 @@ bool nn__initializer_ok(nn_initializer i)
     return i >= NN_INIT_DEFAULT && i <= NN_INIT_HE_NORMAL;
 }
 
+nn_status nn__check_act_inits(const nn_layer *l, nn_initializer kinit,
+                              nn_initializer binit, nn_status err,
+                              const char *who)
+{
+    NN_CHECK(nn__activation_ok(l->activation), err,
+             "%s: unknown activation %d", who, (int)l->activation);
+    NN_CHECK(nn__initializer_ok(kinit) && nn__initializer_ok(binit), err,
+             "%s: unknown initializer %d/%d", who, (int)kinit, (int)binit);
+    return NN_OK;
+}
+
 bool nn__act_keeps_logits(nn_activation a)
 {
     return a == NN_ACT_SOFTMAX || a == NN_ACT_SIGMOID;
@@ -155,14 +166,54 @@ nn_status nn__load_no_config(nn_layer *l, const uint8_t *buf, size_t len)
  * padding, activation, kinit, binit (i32 each). */
 size_t nn__conv_config_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    nn_conv_cfg c = nn__conv_cfg(l);
     nn_cfg_writer w = {buf, cap, 0};
-    int32_t v[] = {c->filters, c->kh, c->kw, c->sh, c->sw, c->use_bias,
-                   (int32_t)c->padding, (int32_t)l->activation,
-                   (int32_t)c->kinit, (int32_t)c->binit};
+    int32_t v[] = {c.filters, c.kh, c.kw, c.sh, c.sw, c.use_bias,
+                   (int32_t)c.padding, (int32_t)l->activation,
+                   (int32_t)c.kinit, (int32_t)c.binit};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         nn__cfg_put_i32(&w, v[i]);
     return w.len;
+}
+
+nn_status nn__conv_config_check(const nn_layer *l, bool valid_only,
+                                nn_status err, const char *who)
+{
+    nn_conv_cfg c = nn__conv_cfg(l);
+    NN_CHECK(c.filters > 0 && c.filters <= NN_LAYER_DIM_MAX, err,
+             "%s: %d filters", who, c.filters);
+    NN_CHECK(c.kh > 0 && c.kw > 0 && c.kh <= NN_LAYER_DIM_MAX &&
+                 c.kw <= NN_LAYER_DIM_MAX,
+             err, "%s: kernel size %dx%d", who, c.kh, c.kw);
+    NN_CHECK(c.sh > 0 && c.sw > 0 && c.sh <= NN_LAYER_DIM_MAX &&
+                 c.sw <= NN_LAYER_DIM_MAX,
+             err, "%s: strides %dx%d", who, c.sh, c.sw);
+    NN_CHECK(c.use_bias == 0 || c.use_bias == 1, err, "%s: use_bias %d",
+             who, c.use_bias);
+    if (valid_only)
+        NN_CHECK(c.padding == NN_PADDING_VALID, err,
+                 "%s: padding must be 'valid' (as in Keras), got %d", who,
+                 (int)c.padding);
+    else
+        NN_CHECK(nn__padding_ok(c.padding), err, "%s: unknown padding %d",
+                 who, (int)c.padding);
+    return nn__check_act_inits(l, c.kinit, c.binit, err, who);
+}
+
+nn_status nn__conv_build_window(nn_layer *l)
+{
+    nn_conv_cfg c = nn__conv_cfg(l);
+    if (c.kinit == NN_INIT_DEFAULT) c.kinit = NN_INIT_GLOROT_UNIFORM;
+    if (c.binit == NN_INIT_DEFAULT) c.binit = NN_INIT_ZEROS;
+    NN_TRY(nn__one_input(l, 3));
+    int oh = 0, ow = 0; /* GCC cannot tell nn__window_axis sets them */
+    NN_TRY(nn__window_axis(l, "height", l->out.d[0], c.kh, c.sh, c.padding,
+                           &oh, &c.pad_top));
+    NN_TRY(nn__window_axis(l, "width", l->out.d[1], c.kw, c.sw, c.padding,
+                           &ow, &c.pad_left));
+    nn__set_conv_cfg(l, &c);
+    l->out = (nn_shape){3, {oh, ow, c.filters}};
+    return nn__check_out_size(l);
 }
 
 /* Reads the fields only; the caller validates them. */
@@ -170,17 +221,30 @@ nn_status nn__conv_config_load(nn_layer *l, const uint8_t *buf, size_t len,
                                const char *kind)
 {
     nn_cfg_reader r = {buf, len, 0, false};
-    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
-    memset(c, 0, sizeof *c);
-    c->filters = nn__cfg_get_i32(&r);
-    c->kh = nn__cfg_get_i32(&r);
-    c->kw = nn__cfg_get_i32(&r);
-    c->sh = nn__cfg_get_i32(&r);
-    c->sw = nn__cfg_get_i32(&r);
-    c->use_bias = nn__cfg_get_i32(&r);
-    c->padding = (nn_padding)nn__cfg_get_i32(&r);
+    nn_conv_cfg c = {0};
+    c.filters = nn__cfg_get_i32(&r);
+    c.kh = nn__cfg_get_i32(&r);
+    c.kw = nn__cfg_get_i32(&r);
+    c.sh = nn__cfg_get_i32(&r);
+    c.sw = nn__cfg_get_i32(&r);
+    c.use_bias = nn__cfg_get_i32(&r);
+    c.padding = (nn_padding)nn__cfg_get_i32(&r);
     l->activation = (nn_activation)nn__cfg_get_i32(&r);
-    c->kinit = (nn_initializer)nn__cfg_get_i32(&r);
-    c->binit = (nn_initializer)nn__cfg_get_i32(&r);
+    c.kinit = (nn_initializer)nn__cfg_get_i32(&r);
+    c.binit = (nn_initializer)nn__cfg_get_i32(&r);
+    nn__set_conv_cfg(l, &c);
     return nn__cfg_end(&r, kind);
+}
+
+/* ---- receptive fields ---- */
+
+void nn__conv_receptive(const nn_layer *l, nn_receptive *r)
+{
+    nn_conv_cfg c = nn__conv_cfg(l);
+    *r = (nn_receptive){false, {c.kh, c.kw}, {c.sh, c.sw}, {1, 1}};
+}
+
+void nn__receptive_whole(const nn_layer *l, nn_receptive *r)
+{
+    r->whole = true;
 }

@@ -9,78 +9,51 @@
 
 static nn_status conv_check(const nn_layer *l, nn_status err, const char *who)
 {
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
-    NN_CHECK(c->filters > 0 && c->filters <= NN_LAYER_DIM_MAX, err,
-             "%s: %d filters", who, c->filters);
-    NN_CHECK(c->kh > 0 && c->kw > 0 && c->kh <= NN_LAYER_DIM_MAX &&
-                 c->kw <= NN_LAYER_DIM_MAX,
-             err, "%s: kernel size %dx%d", who, c->kh, c->kw);
-    NN_CHECK(c->sh > 0 && c->sw > 0 && c->sh <= NN_LAYER_DIM_MAX &&
-                 c->sw <= NN_LAYER_DIM_MAX,
-             err, "%s: strides %dx%d", who, c->sh, c->sw);
-    NN_CHECK(c->use_bias == 0 || c->use_bias == 1, err, "%s: use_bias %d",
-             who, c->use_bias);
-    NN_CHECK(nn__padding_ok(c->padding), err, "%s: unknown padding %d", who,
-             (int)c->padding);
-    NN_CHECK(nn__activation_ok(l->activation), err,
-             "%s: unknown activation %d", who, (int)l->activation);
-    NN_CHECK(nn__initializer_ok(c->kinit) && nn__initializer_ok(c->binit),
-             err, "%s: unknown initializer %d/%d", who, (int)c->kinit,
-             (int)c->binit);
-    return NN_OK;
+    return nn__conv_config_check(l, false, err, who);
 }
 
 static nn_status conv_build(nn_layer *l)
 {
-    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
     NN_TRY(conv_check(l, NN_ERR_INVALID, "Conv2D"));
-    if (c->kinit == NN_INIT_DEFAULT) c->kinit = NN_INIT_GLOROT_UNIFORM;
-    if (c->binit == NN_INIT_DEFAULT) c->binit = NN_INIT_ZEROS;
-    NN_TRY(nn__one_input(l, 3));
-    int h = l->out.d[0], w = l->out.d[1], cin = l->out.d[2];
-    int oh, ow;
-    NN_TRY(nn__window_axis(l, "height", h, c->kh, c->sh, c->padding, &oh,
-                           &c->pad_top));
-    NN_TRY(nn__window_axis(l, "width", w, c->kw, c->sw, c->padding, &ow,
-                           &c->pad_left));
-    l->out = (nn_shape){3, {oh, ow, c->filters}};
-    NN_TRY(nn__check_out_size(l));
-    NN_CHECK((int64_t)c->kh * c->kw * cin <= INT32_MAX, NN_ERR_SHAPE,
+    NN_TRY(nn__conv_build_window(l));
+    nn_conv_cfg c = nn__conv_cfg(l);
+    int cin = l->inputs[0]->out.d[2];
+    NN_CHECK((int64_t)c.kh * c.kw * cin <= INT32_MAX, NN_ERR_SHAPE,
              "Conv2D '%s': kernel window of more than %d values", l->name,
              INT32_MAX);
-    int kshape[4] = {c->kh, c->kw, cin, c->filters};
+    int kshape[4] = {c.kh, c.kw, cin, c.filters};
     NN_TRY(nn__layer_add_param(l, "kernel", 4, kshape, true));
-    if (c->use_bias) NN_TRY(nn__layer_add_param(l, "bias", 1, &c->filters, true));
+    if (c.use_bias) NN_TRY(nn__layer_add_param(l, "bias", 1, &c.filters, true));
     return NN_OK;
 }
 
 static void conv_init(nn_layer *l, nn_rng *rng)
 {
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
-    int64_t window = (int64_t)c->kh * c->kw;
+    nn_conv_cfg c = nn__conv_cfg(l);
+    int64_t window = (int64_t)c.kh * c.kw;
     int64_t cin = l->params[0].value.shape[2];
-    nn__init_param(&l->params[0], c->kinit, window * cin, window * c->filters,
+    nn__init_param(&l->params[0], c.kinit, window * cin, window * c.filters,
                    rng);
-    if (c->use_bias)
-        nn__init_param(&l->params[1], c->binit, window * cin,
-                       window * c->filters, rng);
+    if (c.use_bias)
+        nn__init_param(&l->params[1], c.binit, window * cin,
+                       window * c.filters, rng);
 }
 
-static nn_conv_geom conv_geom(const nn_layer *l, int batch)
+nn_conv_geom nn__conv2d_geom(const nn_layer *l, int batch)
 {
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    nn_conv_cfg c = nn__conv_cfg(l);
     const nn_shape *in = &l->inputs[0]->out;
     return (nn_conv_geom){
         .n = batch, .h = in->d[0], .w = in->d[1], .c = in->d[2],
-        .kh = c->kh, .kw = c->kw, .sh = c->sh, .sw = c->sw,
-        .pad_top = c->pad_top, .pad_left = c->pad_left,
-        .oh = l->out.d[0], .ow = l->out.d[1], .f = c->filters,
+        .kh = c.kh, .kw = c.kw, .sh = c.sh, .sw = c.sw,
+        .pad_top = c.pad_top, .pad_left = c.pad_left,
+        .oh = l->out.d[0], .ow = l->out.d[1], .f = c.filters,
     };
 }
 
 static size_t conv_scratch(const nn_layer *l, int batch, bool training)
 {
-    nn_conv_geom g = conv_geom(l, batch);
+    nn_conv_geom g = nn__conv2d_geom(l, batch);
     /* + a fused epilogue's scale and shift per filter. */
     size_t f = nn__conv2d_forward_scratch(&g) + 2 * (size_t)g.f;
     if (!training) return f;
@@ -125,8 +98,9 @@ static nn_status fused_forward(const nn_layer *l, const nn_fwd *a,
 
 static nn_status conv_forward(const nn_layer *l, const nn_fwd *a)
 {
-    nn_conv_geom g = conv_geom(l, a->batch);
-    const float *bias = l->cfg.conv.use_bias ? l->params[1].value.data : NULL;
+    nn_conv_geom g = nn__conv2d_geom(l, a->batch);
+    const float *bias =
+        nn__conv_cfg(l).use_bias ? l->params[1].value.data : NULL;
     if (a->fuse) return fused_forward(l, a, &g, bias);
     float *logits = nn__act_keeps_logits(l->activation) ? a->state : NULL;
     nn__conv2d_forward_act(&g, a->in[0], l->params[0].value.data, bias,
@@ -136,12 +110,13 @@ static nn_status conv_forward(const nn_layer *l, const nn_fwd *a)
 
 static nn_status conv_backward(nn_layer *l, const nn_bwd *a)
 {
-    nn_conv_geom g = conv_geom(l, a->batch);
+    nn_conv_geom g = nn__conv2d_geom(l, a->batch);
     nn_activation act = a->dout_is_preact ? NN_ACT_NONE : l->activation;
     nn__conv2d_backward_act(&g, act, a->out, a->in[0], l->params[0].value.data,
                             a->dout, a->din[0], a->accum[0],
                             nn__param_grad(l, 0),
-                            l->cfg.conv.use_bias ? nn__param_grad(l, 1) : NULL,
+                            nn__conv_cfg(l).use_bias ? nn__param_grad(l, 1)
+                                                     : NULL,
                             a->scratch);
     return NN_OK;
 }
@@ -154,6 +129,7 @@ static nn_status conv_load(nn_layer *l, const uint8_t *buf, size_t len)
 
 const nn_layer_ops nn__conv2d_ops = {
     .type_name = "Conv2D",
+    .stem = "conv2d",
     .build = conv_build,
     .init = conv_init,
     .scratch_floats = conv_scratch,
@@ -163,6 +139,7 @@ const nn_layer_ops nn__conv2d_ops = {
     .logits = conv_logits,
     .save_config = nn__conv_config_save,
     .load_config = conv_load,
+    .receptive = nn__conv_receptive,
 };
 
 nn_layer *nn_conv2d(nn_model *m, nn_layer *input, int filters, int kh, int kw,
@@ -176,15 +153,11 @@ nn_layer *nn_conv2d(nn_model *m, nn_layer *input, int filters, int kh, int kw,
         return NULL;
     }
     nn_layer proto = {0};
-    proto.cfg.conv.filters = filters;
-    proto.cfg.conv.kh = kh;
-    proto.cfg.conv.kw = kw;
-    proto.cfg.conv.sh = o.stride_h;
-    proto.cfg.conv.sw = o.stride_w;
-    proto.cfg.conv.use_bias = o.use_bias != 0;
-    proto.cfg.conv.padding = o.padding;
-    proto.cfg.conv.kinit = o.kernel_init;
-    proto.cfg.conv.binit = o.bias_init;
+    nn_conv_cfg c = {.filters = filters, .kh = kh, .kw = kw,
+                     .sh = o.stride_h, .sw = o.stride_w,
+                     .use_bias = o.use_bias != 0, .padding = o.padding,
+                     .kinit = o.kernel_init, .binit = o.bias_init};
+    nn__set_conv_cfg(&proto, &c);
     proto.activation = o.activation;
     if (conv_check(&proto, NN_ERR_INVALID, "nn_conv2d") != NN_OK) return NULL;
     return nn__add_layer(m, NN_KIND_CONV2D, 1, &input, o.name, &proto);

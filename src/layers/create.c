@@ -72,7 +72,7 @@ bool nn__name_taken(const nn_model *m, const char *name)
 /* Keras numbering: "conv2d", "conv2d_1", "conv2d_2", ... */
 static void default_name(nn_model *m, nn_layer_kind kind, char *out)
 {
-    const char *stem = nn__layer_stem[kind];
+    const char *stem = nn__layer_registry[kind]->stem;
     do {
         int k = m->name_counts[kind]++;
         if (k == 0)
@@ -140,7 +140,7 @@ nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
     nn_layer *l = nn__calloc(1, sizeof *l);
     if (!l) return NULL;
     if (proto) {
-        l->cfg = proto->cfg;
+        memcpy(l->cfg, proto->cfg, sizeof l->cfg);
         l->activation = proto->activation;
         l->out = proto->out;
     }

@@ -20,13 +20,18 @@ typedef struct dropout_state {
     int32_t active; /* forward dropped values (training, rate > 0) */
 } dropout_state;
 
+typedef struct dropout_cfg {
+    float rate;
+} dropout_cfg;
+NN_LAYER_CONFIG(dropout_cfg, cfg_of, set_cfg)
+
 static bool rate_ok(float rate) { return rate >= 0.0f && rate < 1.0f; }
 
 static nn_status dropout_build(nn_layer *l)
 {
-    NN_CHECK(rate_ok(l->cfg.dropout.rate), NN_ERR_INVALID,
-             "Dropout '%s': rate %g outside [0, 1)", l->name,
-             (double)l->cfg.dropout.rate);
+    float rate = cfg_of(l).rate;
+    NN_CHECK(rate_ok(rate), NN_ERR_INVALID,
+             "Dropout '%s': rate %g outside [0, 1)", l->name, (double)rate);
     NN_TRY(nn__one_input(l, 0));
     return nn__check_out_size(l);
 }
@@ -114,7 +119,7 @@ static void apply_mask(const uint8_t *mask, float rate, const float *dy,
 static nn_status dropout_forward(const nn_layer *l, const nn_fwd *a)
 {
     int64_t n = (int64_t)a->batch * nn__shape_size(&l->out);
-    float rate = l->cfg.dropout.rate;
+    float rate = cfg_of(l).rate;
     dropout_state st = {a->rng_key, a->training && rate > 0.0f};
     if (st.active)
         NN_CHECK(a->state, NN_ERR_STATE, "Dropout '%s': no state buffer",
@@ -137,7 +142,7 @@ static nn_status dropout_backward(nn_layer *l, const nn_bwd *a)
     memcpy(&st, a->state, sizeof st);
     if (st.active)
         apply_mask((const uint8_t *)a->state + MASK_OFFSET,
-                   l->cfg.dropout.rate, a->dout, a->din[0], n, a->accum[0]);
+                   cfg_of(l).rate, a->dout, a->din[0], n, a->accum[0]);
     else
         nn__copy_or_add(a->dout, a->din[0], n, a->accum[0]);
     return NN_OK;
@@ -147,7 +152,7 @@ static nn_status dropout_backward(nn_layer *l, const nn_bwd *a)
 static size_t dropout_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
     nn_cfg_writer w = {buf, cap, 0};
-    nn__cfg_put_f32(&w, l->cfg.dropout.rate);
+    nn__cfg_put_f32(&w, cfg_of(l).rate);
     return w.len;
 }
 
@@ -158,12 +163,13 @@ static nn_status dropout_load(nn_layer *l, const uint8_t *buf, size_t len)
     NN_TRY(nn__cfg_end(&r, "Dropout"));
     NN_CHECK(rate_ok(rate), NN_ERR_FORMAT, "Dropout config: rate %g",
              (double)rate);
-    l->cfg.dropout.rate = rate;
+    set_cfg(l, &(dropout_cfg){rate});
     return NN_OK;
 }
 
 const nn_layer_ops nn__dropout_ops = {
     .type_name = "Dropout",
+    .stem = "dropout",
     .build = dropout_build,
     .state_bytes = dropout_state_bytes,
     .forward = dropout_forward,
@@ -188,6 +194,6 @@ nn_layer *nn_dropout(nn_model *m, nn_layer *input, float rate,
         return NULL;
     }
     nn_layer proto = {0};
-    proto.cfg.dropout.rate = rate;
+    set_cfg(&proto, &(dropout_cfg){rate});
     return nn__add_layer(m, NN_KIND_DROPOUT, 1, &input, o.name, &proto);
 }

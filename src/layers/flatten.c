@@ -34,11 +34,13 @@ static nn_status flatten_backward(nn_layer *l, const nn_bwd *a)
 
 const nn_layer_ops nn__flatten_ops = {
     .type_name = "Flatten",
+    .stem = "flatten",
     .build = flatten_build,
     .forward = flatten_forward,
     .backward = flatten_backward,
     .save_config = nn__save_no_config,
     .load_config = nn__load_no_config,
+    .receptive = nn__receptive_whole,
 };
 
 nn_layer *nn_flatten(nn_model *m, nn_layer *input, const nn_layer_opts *opts)

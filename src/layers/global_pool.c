@@ -53,11 +53,13 @@ static nn_status gap_backward(nn_layer *l, const nn_bwd *a)
 
 const nn_layer_ops nn__global_avgpool2d_ops = {
     .type_name = "GlobalAveragePooling2D",
+    .stem = "global_average_pooling2d",
     .build = gap_build,
     .forward = gap_forward,
     .backward = gap_backward,
     .save_config = nn__save_no_config,
     .load_config = nn__load_no_config,
+    .receptive = nn__receptive_whole,
 };
 
 nn_layer *nn_global_avgpool2d(nn_model *m, nn_layer *input,

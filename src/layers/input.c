@@ -54,6 +54,7 @@ static nn_status input_load(nn_layer *l, const uint8_t *buf, size_t len)
 
 const nn_layer_ops nn__input_ops = {
     .type_name = "InputLayer",
+    .stem = "input",
     .build = input_build,
     .forward = input_forward,
     .backward = input_backward,

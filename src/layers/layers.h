@@ -4,34 +4,42 @@
 
 #include "nn_internal.h"
 
+#include <string.h>
+
 /* Largest kernel, stride, filter or unit count a config may hold, and the
  * largest per-sample tensor (int32 offsets index it). */
 #define NN_LAYER_DIM_MAX (1 << 24)
 #define NN_SAMPLE_MAX INT32_MAX
 
-extern const nn_layer_ops nn__input_ops;
-extern const nn_layer_ops nn__conv2d_ops;
-extern const nn_layer_ops nn__maxpool2d_ops;
-extern const nn_layer_ops nn__avgpool2d_ops;
-extern const nn_layer_ops nn__flatten_ops;
-extern const nn_layer_ops nn__dropout_ops;
-extern const nn_layer_ops nn__dense_ops;
-extern const nn_layer_ops nn__relu_ops;
-extern const nn_layer_ops nn__sigmoid_ops;
-extern const nn_layer_ops nn__softmax_ops;
-extern const nn_layer_ops nn__batchnorm_ops;
-extern const nn_layer_ops nn__zeropad2d_ops;
-extern const nn_layer_ops nn__add_ops;
-extern const nn_layer_ops nn__concatenate_ops;
-extern const nn_layer_ops nn__global_avgpool2d_ops;
-extern const nn_layer_ops nn__resizing_ops;
-extern const nn_layer_ops nn__locally_connected2d_ops;
-extern const nn_layer_ops nn__repeat_channels_ops;
-extern const nn_layer_ops nn__random_flip_ops;
-extern const nn_layer_ops nn__random_rotation_ops;
-extern const nn_layer_ops nn__random_translation_ops;
-extern const nn_layer_ops nn__random_zoom_ops;
-extern const nn_layer_ops nn__random_contrast_ops;
+/* Every kind's ops, declared from the registry rows (nn_internal.h). */
+#define NN__DECLARE_OPS(kind, number, ops) extern const nn_layer_ops ops;
+NN_LAYER_KINDS(NN__DECLARE_OPS)
+#undef NN__DECLARE_OPS
+
+/* A kind's config lives in its layer's config block (nn_layer.cfg) as a
+ * struct T of the kind's own, which only its file sees.
+ * NN_LAYER_CONFIG(T, get, set) checks at compile time that T fits the
+ * block and declares
+ *     T get(const nn_layer *l)               a copy of l's config,
+ *     void set(nn_layer *l, const T *c)      c stored as l's config, the
+ *                                            rest of the block zeroed.
+ * Copies (memcpy), not a pointer cast, so that reading the block as T is
+ * defined C; configs are a few words, read once per call. */
+#define NN_LAYER_CONFIG(T, get, set)                                           \
+    _Static_assert(sizeof(T) <= NN_LAYER_CFG_BYTES,                            \
+                   #T " does not fit a layer's config block "                  \
+                   "(NN_LAYER_CFG_BYTES)");                                    \
+    static inline T get(const nn_layer *l)                                     \
+    {                                                                          \
+        T c;                                                                   \
+        memcpy(&c, l->cfg, sizeof c);                                          \
+        return c;                                                              \
+    }                                                                          \
+    static inline void set(nn_layer *l, const T *c)                            \
+    {                                                                          \
+        memset(l->cfg, 0, sizeof l->cfg);                                      \
+        memcpy(l->cfg, c, sizeof *c);                                          \
+    }
 
 bool nn__activation_ok(nn_activation a);
 bool nn__padding_ok(nn_padding p);
@@ -79,12 +87,41 @@ nn_status nn__load_no_config(nn_layer *l, const uint8_t *buf, size_t len);
  * train (the backward pass then skips computing it). */
 float *nn__param_grad(nn_layer *l, int i);
 
+/* Checks l's fused activation and a kernel and bias initializer. */
+nn_status nn__check_act_inits(const nn_layer *l, nn_initializer kinit,
+                              nn_initializer binit, nn_status err,
+                              const char *who);
+
 /* Whether a fused activation keeps its logits for the loss. */
 bool nn__act_keeps_logits(nn_activation a);
 
-/* Config of Conv2D and LocallyConnected2D (same layout). */
+/* The config Conv2D and LocallyConnected2D share (same layout, same
+ * serialization). */
+typedef struct nn_conv_cfg {
+    int filters, kh, kw, sh, sw, use_bias;
+    nn_padding padding;
+    nn_initializer kinit, binit;
+    int pad_top, pad_left; /* derived by build */
+} nn_conv_cfg;
+NN_LAYER_CONFIG(nn_conv_cfg, nn__conv_cfg, nn__set_conv_cfg)
+
+/* Geometry of a built Conv2D layer over a batch (its derived padding
+ * included). */
+nn_conv_geom nn__conv2d_geom(const nn_layer *l, int batch);
+/* Checks l's conv config and activation; valid_only: the kind takes only
+ * VALID padding (LocallyConnected2D). */
+nn_status nn__conv_config_check(const nn_layer *l, bool valid_only,
+                                nn_status err, const char *who);
+/* The build steps both kinds share: default initializers resolved, the
+ * output window and leading padding of the image input derived and kept
+ * in the config, l->out = [oh, ow, filters], checked. */
+nn_status nn__conv_build_window(nn_layer *l);
 size_t nn__conv_config_save(const nn_layer *l, uint8_t *buf, size_t cap);
 nn_status nn__conv_config_load(nn_layer *l, const uint8_t *buf, size_t len,
                                const char *kind);
+/* Receptive hooks: a window of kh x kw at stride sh x sw (the conv
+ * config's); and a layer that leaves no positions (Flatten). */
+void nn__conv_receptive(const nn_layer *l, nn_receptive *r);
+void nn__receptive_whole(const nn_layer *l, nn_receptive *r);
 
 #endif

@@ -11,73 +11,46 @@
 
 static nn_status lc_check(const nn_layer *l, nn_status err, const char *who)
 {
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
-    NN_CHECK(c->filters > 0 && c->filters <= NN_LAYER_DIM_MAX, err,
-             "%s: %d filters", who, c->filters);
-    NN_CHECK(c->kh > 0 && c->kw > 0 && c->kh <= NN_LAYER_DIM_MAX &&
-                 c->kw <= NN_LAYER_DIM_MAX,
-             err, "%s: kernel size %dx%d", who, c->kh, c->kw);
-    NN_CHECK(c->sh > 0 && c->sw > 0 && c->sh <= NN_LAYER_DIM_MAX &&
-                 c->sw <= NN_LAYER_DIM_MAX,
-             err, "%s: strides %dx%d", who, c->sh, c->sw);
-    NN_CHECK(c->use_bias == 0 || c->use_bias == 1, err, "%s: use_bias %d",
-             who, c->use_bias);
-    NN_CHECK(c->padding == NN_PADDING_VALID, err,
-             "%s: padding must be 'valid' (as in Keras), got %d", who,
-             (int)c->padding);
-    NN_CHECK(nn__activation_ok(l->activation), err,
-             "%s: unknown activation %d", who, (int)l->activation);
-    NN_CHECK(nn__initializer_ok(c->kinit) && nn__initializer_ok(c->binit),
-             err, "%s: unknown initializer %d/%d", who, (int)c->kinit,
-             (int)c->binit);
-    return NN_OK;
+    return nn__conv_config_check(l, true, err, who);
 }
 
 static nn_status lc_build(nn_layer *l)
 {
-    __typeof__(l->cfg.conv) *c = &l->cfg.conv;
     NN_TRY(lc_check(l, NN_ERR_INVALID, "LocallyConnected2D"));
-    if (c->kinit == NN_INIT_DEFAULT) c->kinit = NN_INIT_GLOROT_UNIFORM;
-    if (c->binit == NN_INIT_DEFAULT) c->binit = NN_INIT_ZEROS;
-    NN_TRY(nn__one_input(l, 3));
-    int h = l->out.d[0], w = l->out.d[1], cin = l->out.d[2];
-    int oh, ow;
-    NN_TRY(nn__window_axis(l, "height", h, c->kh, c->sh, c->padding, &oh,
-                           &c->pad_top));
-    NN_TRY(nn__window_axis(l, "width", w, c->kw, c->sw, c->padding, &ow,
-                           &c->pad_left));
-    l->out = (nn_shape){3, {oh, ow, c->filters}};
-    NN_TRY(nn__check_out_size(l));
-    int64_t k = (int64_t)c->kh * c->kw * cin;
+    NN_TRY(nn__conv_build_window(l));
+    nn_conv_cfg c = nn__conv_cfg(l);
+    int oh = l->out.d[0], ow = l->out.d[1], cin = l->inputs[0]->out.d[2];
+    int64_t k = (int64_t)c.kh * c.kw * cin;
     NN_CHECK(k <= INT32_MAX, NN_ERR_SHAPE,
              "LocallyConnected2D '%s': kernel window of more than %d values",
              l->name, INT32_MAX);
-    int kshape[3] = {oh * ow, (int)k, c->filters};
+    int kshape[3] = {oh * ow, (int)k, c.filters};
     NN_TRY(nn__layer_add_param(l, "kernel", 3, kshape, true));
-    int bshape[3] = {oh, ow, c->filters};
-    if (c->use_bias) NN_TRY(nn__layer_add_param(l, "bias", 3, bshape, true));
+    int bshape[3] = {oh, ow, c.filters};
+    if (c.use_bias) NN_TRY(nn__layer_add_param(l, "bias", 3, bshape, true));
     return NN_OK;
 }
 
 static void lc_init(nn_layer *l, nn_rng *rng)
 {
+    nn_conv_cfg c = nn__conv_cfg(l);
     const nn_tensor *k = &l->params[0].value;
     int64_t fan_in = k->shape[0] * k->shape[1];
     int64_t fan_out = k->shape[0] * k->shape[2];
-    nn__init_param(&l->params[0], l->cfg.conv.kinit, fan_in, fan_out, rng);
-    if (l->cfg.conv.use_bias)
-        nn__init_param(&l->params[1], l->cfg.conv.binit, fan_in, fan_out, rng);
+    nn__init_param(&l->params[0], c.kinit, fan_in, fan_out, rng);
+    if (c.use_bias)
+        nn__init_param(&l->params[1], c.binit, fan_in, fan_out, rng);
 }
 
 static nn_conv_geom lc_geom(const nn_layer *l, int batch)
 {
-    const __typeof__(l->cfg.conv) *c = &l->cfg.conv;
+    nn_conv_cfg c = nn__conv_cfg(l);
     const nn_shape *in = &l->inputs[0]->out;
     return (nn_conv_geom){
         .n = batch, .h = in->d[0], .w = in->d[1], .c = in->d[2],
-        .kh = c->kh, .kw = c->kw, .sh = c->sh, .sw = c->sw,
+        .kh = c.kh, .kw = c.kw, .sh = c.sh, .sw = c.sw,
         .pad_top = 0, .pad_left = 0,
-        .oh = l->out.d[0], .ow = l->out.d[1], .f = c->filters,
+        .oh = l->out.d[0], .ow = l->out.d[1], .f = c.filters,
     };
 }
 
@@ -106,7 +79,8 @@ static const float *lc_logits(const nn_layer *l, const void *state)
 static nn_status lc_forward(const nn_layer *l, const nn_fwd *a)
 {
     nn_conv_geom g = lc_geom(l, a->batch);
-    const float *bias = l->cfg.conv.use_bias ? l->params[1].value.data : NULL;
+    const float *bias =
+        nn__conv_cfg(l).use_bias ? l->params[1].value.data : NULL;
     nn__local_forward(&g, a->in[0], l->params[0].value.data, bias, a->out,
                       a->scratch);
     int64_t rows = out_rows(l, a->batch), f = g.f;
@@ -124,7 +98,7 @@ static nn_status lc_backward(nn_layer *l, const nn_bwd *a)
                          g.f);
     nn__local_backward(&g, a->in[0], l->params[0].value.data, a->dout,
                        a->din[0], a->accum[0], nn__param_grad(l, 0),
-                       l->cfg.conv.use_bias ? nn__param_grad(l, 1) : NULL,
+                       nn__conv_cfg(l).use_bias ? nn__param_grad(l, 1) : NULL,
                        a->scratch);
     return NN_OK;
 }
@@ -138,6 +112,7 @@ static nn_status lc_load(nn_layer *l, const uint8_t *buf, size_t len)
 
 const nn_layer_ops nn__locally_connected2d_ops = {
     .type_name = "LocallyConnected2D",
+    .stem = "locally_connected2d",
     .build = lc_build,
     .init = lc_init,
     .scratch_floats = lc_scratch,
@@ -147,6 +122,7 @@ const nn_layer_ops nn__locally_connected2d_ops = {
     .logits = lc_logits,
     .save_config = nn__conv_config_save,
     .load_config = lc_load,
+    .receptive = nn__conv_receptive,
 };
 
 nn_layer *nn_locally_connected2d(nn_model *m, nn_layer *input, int filters,
@@ -161,16 +137,11 @@ nn_layer *nn_locally_connected2d(nn_model *m, nn_layer *input, int filters,
         return NULL;
     }
     nn_layer proto = {0};
-    __typeof__(proto.cfg.conv) *c = &proto.cfg.conv;
-    c->filters = filters;
-    c->kh = kh;
-    c->kw = kw;
-    c->sh = o.stride_h;
-    c->sw = o.stride_w;
-    c->use_bias = o.use_bias != 0;
-    c->padding = o.padding;
-    c->kinit = o.kernel_init;
-    c->binit = o.bias_init;
+    nn_conv_cfg c = {.filters = filters, .kh = kh, .kw = kw,
+                     .sh = o.stride_h, .sw = o.stride_w,
+                     .use_bias = o.use_bias != 0, .padding = o.padding,
+                     .kinit = o.kernel_init, .binit = o.bias_init};
+    nn__set_conv_cfg(&proto, &c);
     proto.activation = o.activation;
     if (lc_check(&proto, NN_ERR_INVALID, "nn_locally_connected2d") != NN_OK)
         return NULL;

@@ -115,6 +115,7 @@ static nn_status concat_backward(nn_layer *l, const nn_bwd *a)
 
 const nn_layer_ops nn__add_ops = {
     .type_name = "Add",
+    .stem = "add",
     .build = add_build,
     .forward = add_forward,
     .backward = add_backward,
@@ -124,6 +125,7 @@ const nn_layer_ops nn__add_ops = {
 
 const nn_layer_ops nn__concatenate_ops = {
     .type_name = "Concatenate",
+    .stem = "concatenate",
     .build = concat_build,
     .forward = concat_forward,
     .backward = concat_backward,

@@ -7,7 +7,12 @@
 
 #include <string.h>
 
-typedef __typeof__(((nn_layer *)0)->cfg.pool) pool_cfg;
+typedef struct pool_cfg {
+    int ph, pw, sh, sw;
+    nn_padding padding;
+    int pad_top, pad_left; /* derived by build */
+} pool_cfg;
+NN_LAYER_CONFIG(pool_cfg, cfg_of, set_cfg)
 
 static nn_status pool_check(const pool_cfg *c, nn_status err, const char *who)
 {
@@ -24,26 +29,27 @@ static nn_status pool_check(const pool_cfg *c, nn_status err, const char *who)
 
 static nn_status pool_build(nn_layer *l)
 {
-    pool_cfg *c = &l->cfg.pool;
-    NN_TRY(pool_check(c, NN_ERR_INVALID, l->ops->type_name));
+    pool_cfg c = cfg_of(l);
+    NN_TRY(pool_check(&c, NN_ERR_INVALID, l->ops->type_name));
     NN_TRY(nn__one_input(l, 3));
     int oh, ow;
-    NN_TRY(nn__window_axis(l, "height", l->out.d[0], c->ph, c->sh, c->padding,
-                           &oh, &c->pad_top));
-    NN_TRY(nn__window_axis(l, "width", l->out.d[1], c->pw, c->sw, c->padding,
-                           &ow, &c->pad_left));
+    NN_TRY(nn__window_axis(l, "height", l->out.d[0], c.ph, c.sh, c.padding,
+                           &oh, &c.pad_top));
+    NN_TRY(nn__window_axis(l, "width", l->out.d[1], c.pw, c.sw, c.padding,
+                           &ow, &c.pad_left));
+    set_cfg(l, &c);
     l->out = (nn_shape){3, {oh, ow, l->out.d[2]}};
     return nn__check_out_size(l);
 }
 
 static nn_conv_geom pool_geom(const nn_layer *l, int batch)
 {
-    const pool_cfg *c = &l->cfg.pool;
+    pool_cfg c = cfg_of(l);
     const nn_shape *in = &l->inputs[0]->out;
     return (nn_conv_geom){
         .n = batch, .h = in->d[0], .w = in->d[1], .c = in->d[2],
-        .kh = c->ph, .kw = c->pw, .sh = c->sh, .sw = c->sw,
-        .pad_top = c->pad_top, .pad_left = c->pad_left,
+        .kh = c.ph, .kw = c.pw, .sh = c.sh, .sw = c.sw,
+        .pad_top = c.pad_top, .pad_left = c.pad_left,
         .oh = l->out.d[0], .ow = l->out.d[1], .f = in->d[2],
     };
 }
@@ -107,47 +113,57 @@ static nn_status avgpool_backward(nn_layer *l, const nn_bwd *a)
 /* ph, pw, sh, sw, padding */
 static size_t pool_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
-    const pool_cfg *c = &l->cfg.pool;
+    pool_cfg c = cfg_of(l);
     nn_cfg_writer w = {buf, cap, 0};
-    nn__cfg_put_i32(&w, c->ph);
-    nn__cfg_put_i32(&w, c->pw);
-    nn__cfg_put_i32(&w, c->sh);
-    nn__cfg_put_i32(&w, c->sw);
-    nn__cfg_put_i32(&w, (int32_t)c->padding);
+    nn__cfg_put_i32(&w, c.ph);
+    nn__cfg_put_i32(&w, c.pw);
+    nn__cfg_put_i32(&w, c.sh);
+    nn__cfg_put_i32(&w, c.sw);
+    nn__cfg_put_i32(&w, (int32_t)c.padding);
     return w.len;
 }
 
 static nn_status pool_load(nn_layer *l, const uint8_t *buf, size_t len)
 {
     nn_cfg_reader r = {buf, len, 0, false};
-    pool_cfg *c = &l->cfg.pool;
-    memset(c, 0, sizeof *c);
-    c->ph = nn__cfg_get_i32(&r);
-    c->pw = nn__cfg_get_i32(&r);
-    c->sh = nn__cfg_get_i32(&r);
-    c->sw = nn__cfg_get_i32(&r);
-    c->padding = (nn_padding)nn__cfg_get_i32(&r);
+    pool_cfg c = {0};
+    c.ph = nn__cfg_get_i32(&r);
+    c.pw = nn__cfg_get_i32(&r);
+    c.sh = nn__cfg_get_i32(&r);
+    c.sw = nn__cfg_get_i32(&r);
+    c.padding = (nn_padding)nn__cfg_get_i32(&r);
+    set_cfg(l, &c);
     NN_TRY(nn__cfg_end(&r, "pooling"));
-    return pool_check(c, NN_ERR_FORMAT, "pooling config");
+    return pool_check(&c, NN_ERR_FORMAT, "pooling config");
+}
+
+static void pool_receptive(const nn_layer *l, nn_receptive *r)
+{
+    pool_cfg c = cfg_of(l);
+    *r = (nn_receptive){false, {c.ph, c.pw}, {c.sh, c.sw}, {1, 1}};
 }
 
 const nn_layer_ops nn__maxpool2d_ops = {
     .type_name = "MaxPooling2D",
+    .stem = "max_pooling2d",
     .build = pool_build,
     .state_bytes = maxpool_state_bytes,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .save_config = pool_save,
     .load_config = pool_load,
+    .receptive = pool_receptive,
 };
 
 const nn_layer_ops nn__avgpool2d_ops = {
     .type_name = "AveragePooling2D",
+    .stem = "average_pooling2d",
     .build = pool_build,
     .forward = avgpool_forward,
     .backward = avgpool_backward,
     .save_config = pool_save,
     .load_config = pool_load,
+    .receptive = pool_receptive,
 };
 
 static nn_layer *add_pool(nn_model *m, nn_layer_kind kind, nn_layer *input,
@@ -160,15 +176,13 @@ static nn_layer *add_pool(nn_model *m, nn_layer_kind kind, nn_layer *input,
         nn__fail(NN_ERR_INVALID, "%s: %s is NULL", who, m ? "input" : "model");
         return NULL;
     }
-    nn_layer proto = {0};
-    pool_cfg *c = &proto.cfg.pool;
-    c->ph = ph;
-    c->pw = pw;
     /* Keras: strides default to the pool size. */
-    c->sh = o.stride_h == 0 ? ph : o.stride_h;
-    c->sw = o.stride_w == 0 ? pw : o.stride_w;
-    c->padding = o.padding;
-    if (pool_check(c, NN_ERR_INVALID, who) != NN_OK) return NULL;
+    pool_cfg c = {.ph = ph, .pw = pw, .sh = o.stride_h == 0 ? ph : o.stride_h,
+                  .sw = o.stride_w == 0 ? pw : o.stride_w,
+                  .padding = o.padding};
+    if (pool_check(&c, NN_ERR_INVALID, who) != NN_OK) return NULL;
+    nn_layer proto = {0};
+    set_cfg(&proto, &c);
     return nn__add_layer(m, kind, 1, &input, o.name, &proto);
 }
 

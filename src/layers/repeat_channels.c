@@ -4,6 +4,11 @@
  * grayscale image becomes three equal RGB channels. */
 #include "layers/layers.h"
 
+typedef struct repeat_cfg {
+    int times;
+} repeat_cfg;
+NN_LAYER_CONFIG(repeat_cfg, cfg_of, set_cfg)
+
 static nn_status repeat_check(int times, nn_status err, const char *who)
 {
     NN_CHECK(times >= 1 && times <= NN_LAYER_DIM_MAX, err, "%s: times %d", who,
@@ -13,7 +18,7 @@ static nn_status repeat_check(int times, nn_status err, const char *who)
 
 static nn_status repeat_build(nn_layer *l)
 {
-    int t = l->cfg.repeat.times;
+    int t = cfg_of(l).times;
     NN_TRY(repeat_check(t, NN_ERR_INVALID, "RepeatChannels"));
     NN_TRY(nn__one_input(l, 0));
     int64_t c = (int64_t)l->out.d[l->out.rank - 1] * t;
@@ -38,7 +43,7 @@ static int64_t rows_of(const nn_layer *l, int batch)
 static nn_status repeat_forward(const nn_layer *l, const nn_fwd *a)
 {
     int64_t rows = rows_of(l, a->batch), c = in_channels(l);
-    int t = l->cfg.repeat.times;
+    int t = cfg_of(l).times;
     for (int64_t r = 0; r < rows; r++) {
         const float *x = a->in[0] + r * c;
         float *y = a->out + r * c * t;
@@ -52,7 +57,7 @@ static nn_status repeat_backward(nn_layer *l, const nn_bwd *a)
 {
     if (!a->din[0]) return NN_OK;
     int64_t rows = rows_of(l, a->batch), c = in_channels(l);
-    int t = l->cfg.repeat.times;
+    int t = cfg_of(l).times;
     for (int64_t r = 0; r < rows; r++) {
         const float *g = a->dout + r * c * t;
         float *d = a->din[0] + r * c;
@@ -69,7 +74,7 @@ static nn_status repeat_backward(nn_layer *l, const nn_bwd *a)
 static size_t repeat_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
     nn_cfg_writer w = {buf, cap, 0};
-    nn__cfg_put_i32(&w, l->cfg.repeat.times);
+    nn__cfg_put_i32(&w, cfg_of(l).times);
     return w.len;
 }
 
@@ -79,12 +84,13 @@ static nn_status repeat_load(nn_layer *l, const uint8_t *buf, size_t len)
     int32_t t = nn__cfg_get_i32(&r);
     NN_TRY(nn__cfg_end(&r, "RepeatChannels"));
     NN_TRY(repeat_check(t, NN_ERR_FORMAT, "RepeatChannels config"));
-    l->cfg.repeat.times = t;
+    set_cfg(l, &(repeat_cfg){t});
     return NN_OK;
 }
 
 const nn_layer_ops nn__repeat_channels_ops = {
     .type_name = "RepeatChannels",
+    .stem = "repeat_channels",
     .build = repeat_build,
     .forward = repeat_forward,
     .backward = repeat_backward,
@@ -106,6 +112,6 @@ nn_layer *nn_repeat_channels(nn_model *m, nn_layer *input, int times,
     if (repeat_check(times, NN_ERR_INVALID, "nn_repeat_channels") != NN_OK)
         return NULL;
     nn_layer proto = {0};
-    proto.cfg.repeat.times = times;
+    set_cfg(&proto, &(repeat_cfg){times});
     return nn__add_layer(m, NN_KIND_REPEAT_CHANNELS, 1, &input, o.name, &proto);
 }

@@ -5,7 +5,11 @@
 
 #include <string.h>
 
-typedef __typeof__(((nn_layer *)0)->cfg.resize) resize_cfg;
+typedef struct resize_cfg {
+    int height, width;
+    nn_interpolation interpolation;
+} resize_cfg;
+NN_LAYER_CONFIG(resize_cfg, cfg_of, set_cfg)
 
 static nn_status resize_check(const resize_cfg *c, nn_status err,
                               const char *who)
@@ -21,10 +25,11 @@ static nn_status resize_check(const resize_cfg *c, nn_status err,
 
 static nn_status resize_build(nn_layer *l)
 {
-    NN_TRY(resize_check(&l->cfg.resize, NN_ERR_INVALID, "Resizing"));
+    resize_cfg c = cfg_of(l);
+    NN_TRY(resize_check(&c, NN_ERR_INVALID, "Resizing"));
     NN_TRY(nn__one_input(l, 3));
-    l->out.d[0] = l->cfg.resize.height;
-    l->out.d[1] = l->cfg.resize.width;
+    l->out.d[0] = c.height;
+    l->out.d[1] = c.width;
     return nn__check_out_size(l);
 }
 
@@ -34,7 +39,7 @@ static nn_resize_geom resize_geom(const nn_layer *l, int batch)
     return (nn_resize_geom){batch,        in->d[0],
                             in->d[1],     in->d[2],
                             l->out.d[0],  l->out.d[1],
-                            l->cfg.resize.interpolation};
+                            cfg_of(l).interpolation};
 }
 
 static nn_status resize_forward(const nn_layer *l, const nn_fwd *a)
@@ -55,32 +60,48 @@ static nn_status resize_backward(nn_layer *l, const nn_bwd *a)
 /* height, width, interpolation */
 static size_t resize_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
+    resize_cfg c = cfg_of(l);
     nn_cfg_writer w = {buf, cap, 0};
-    nn__cfg_put_i32(&w, l->cfg.resize.height);
-    nn__cfg_put_i32(&w, l->cfg.resize.width);
-    nn__cfg_put_i32(&w, (int32_t)l->cfg.resize.interpolation);
+    nn__cfg_put_i32(&w, c.height);
+    nn__cfg_put_i32(&w, c.width);
+    nn__cfg_put_i32(&w, (int32_t)c.interpolation);
     return w.len;
 }
 
 static nn_status resize_load(nn_layer *l, const uint8_t *buf, size_t len)
 {
     nn_cfg_reader r = {buf, len, 0, false};
-    resize_cfg *c = &l->cfg.resize;
-    memset(c, 0, sizeof *c);
-    c->height = nn__cfg_get_i32(&r);
-    c->width = nn__cfg_get_i32(&r);
-    c->interpolation = (nn_interpolation)nn__cfg_get_i32(&r);
+    resize_cfg c = {0};
+    c.height = nn__cfg_get_i32(&r);
+    c.width = nn__cfg_get_i32(&r);
+    c.interpolation = (nn_interpolation)nn__cfg_get_i32(&r);
+    set_cfg(l, &c);
     NN_TRY(nn__cfg_end(&r, "Resizing"));
-    return resize_check(c, NN_ERR_FORMAT, "Resizing config");
+    return resize_check(&c, NN_ERR_FORMAT, "Resizing config");
+}
+
+/* An output pixel reads 2 input pixels per axis (bilinear) or 1 (nearest,
+ * or an axis that keeps its size); outputs lie in / out inputs apart. */
+static void resize_receptive(const nn_layer *l, nn_receptive *r)
+{
+    const nn_shape *s = &l->inputs[0]->out;
+    bool bilinear = cfg_of(l).interpolation == NN_INTERP_BILINEAR;
+    for (int i = 0; i < 2; i++) {
+        r->taps[i] = bilinear && s->d[i] != l->out.d[i] ? 2 : 1;
+        r->stride_num[i] = s->d[i];
+        r->stride_den[i] = l->out.d[i];
+    }
 }
 
 const nn_layer_ops nn__resizing_ops = {
     .type_name = "Resizing",
+    .stem = "resizing",
     .build = resize_build,
     .forward = resize_forward,
     .backward = resize_backward,
     .save_config = resize_save,
     .load_config = resize_load,
+    .receptive = resize_receptive,
 };
 
 nn_layer *nn_resizing(nn_model *m, nn_layer *input, int height, int width,
@@ -93,11 +114,9 @@ nn_layer *nn_resizing(nn_model *m, nn_layer *input, int height, int width,
                  m ? "input" : "model");
         return NULL;
     }
+    resize_cfg c = {height, width, o.interpolation};
+    if (resize_check(&c, NN_ERR_INVALID, "nn_resizing") != NN_OK) return NULL;
     nn_layer proto = {0};
-    proto.cfg.resize.height = height;
-    proto.cfg.resize.width = width;
-    proto.cfg.resize.interpolation = o.interpolation;
-    if (resize_check(&proto.cfg.resize, NN_ERR_INVALID, "nn_resizing") != NN_OK)
-        return NULL;
+    set_cfg(&proto, &c);
     return nn__add_layer(m, NN_KIND_RESIZING, 1, &input, o.name, &proto);
 }

@@ -5,7 +5,10 @@
 
 #include <string.h>
 
-typedef __typeof__(((nn_layer *)0)->cfg.pad) pad_cfg;
+typedef struct pad_cfg {
+    int top, bottom, left, right;
+} pad_cfg;
+NN_LAYER_CONFIG(pad_cfg, cfg_of, set_cfg)
 
 static nn_status pad_check(const pad_cfg *p, nn_status err, const char *who)
 {
@@ -19,11 +22,11 @@ static nn_status pad_check(const pad_cfg *p, nn_status err, const char *who)
 
 static nn_status pad_build(nn_layer *l)
 {
-    const pad_cfg *p = &l->cfg.pad;
-    NN_TRY(pad_check(p, NN_ERR_INVALID, "ZeroPadding2D"));
+    pad_cfg p = cfg_of(l);
+    NN_TRY(pad_check(&p, NN_ERR_INVALID, "ZeroPadding2D"));
     NN_TRY(nn__one_input(l, 3));
-    int64_t h = (int64_t)l->out.d[0] + p->top + p->bottom;
-    int64_t w = (int64_t)l->out.d[1] + p->left + p->right;
+    int64_t h = (int64_t)l->out.d[0] + p.top + p.bottom;
+    int64_t w = (int64_t)l->out.d[1] + p.left + p.right;
     NN_CHECK(h <= NN_SAMPLE_MAX && w <= NN_SAMPLE_MAX, NN_ERR_SHAPE,
              "ZeroPadding2D '%s': padded image of %lld x %lld", l->name,
              (long long)h, (long long)w);
@@ -35,14 +38,14 @@ static nn_status pad_build(nn_layer *l)
 /* Zeroes the whole output, then copies every input row to its place. */
 static nn_status pad_forward(const nn_layer *l, const nn_fwd *a)
 {
-    const pad_cfg *p = &l->cfg.pad;
+    pad_cfg p = cfg_of(l);
     const nn_shape *in = &l->inputs[0]->out;
     int64_t c = in->d[2], iw = (int64_t)in->d[1] * c;
     int64_t ow = (int64_t)l->out.d[1] * c, oh = l->out.d[0];
     memset(a->out, 0, (size_t)(a->batch * oh * ow) * sizeof(float));
     for (int n = 0; n < a->batch; n++)
         for (int y = 0; y < in->d[0]; y++)
-            memcpy(a->out + ((n * oh + p->top + y) * ow + p->left * c),
+            memcpy(a->out + ((n * oh + p.top + y) * ow + p.left * c),
                    a->in[0] + ((int64_t)n * in->d[0] + y) * iw,
                    (size_t)iw * sizeof(float));
     return NN_OK;
@@ -51,14 +54,14 @@ static nn_status pad_forward(const nn_layer *l, const nn_fwd *a)
 static nn_status pad_backward(nn_layer *l, const nn_bwd *a)
 {
     if (!a->din[0]) return NN_OK;
-    const pad_cfg *p = &l->cfg.pad;
+    pad_cfg p = cfg_of(l);
     const nn_shape *in = &l->inputs[0]->out;
     int64_t c = in->d[2], iw = (int64_t)in->d[1] * c;
     int64_t ow = (int64_t)l->out.d[1] * c, oh = l->out.d[0];
     for (int n = 0; n < a->batch; n++)
         for (int y = 0; y < in->d[0]; y++) {
             const float *g =
-                a->dout + ((n * oh + p->top + y) * ow + p->left * c);
+                a->dout + ((n * oh + p.top + y) * ow + p.left * c);
             nn__copy_or_add(g, a->din[0] + ((int64_t)n * in->d[0] + y) * iw,
                             iw, a->accum[0]);
         }
@@ -68,28 +71,31 @@ static nn_status pad_backward(nn_layer *l, const nn_bwd *a)
 /* top, bottom, left, right */
 static size_t pad_save(const nn_layer *l, uint8_t *buf, size_t cap)
 {
+    pad_cfg p = cfg_of(l);
     nn_cfg_writer w = {buf, cap, 0};
-    nn__cfg_put_i32(&w, l->cfg.pad.top);
-    nn__cfg_put_i32(&w, l->cfg.pad.bottom);
-    nn__cfg_put_i32(&w, l->cfg.pad.left);
-    nn__cfg_put_i32(&w, l->cfg.pad.right);
+    nn__cfg_put_i32(&w, p.top);
+    nn__cfg_put_i32(&w, p.bottom);
+    nn__cfg_put_i32(&w, p.left);
+    nn__cfg_put_i32(&w, p.right);
     return w.len;
 }
 
 static nn_status pad_load(nn_layer *l, const uint8_t *buf, size_t len)
 {
     nn_cfg_reader r = {buf, len, 0, false};
-    pad_cfg *p = &l->cfg.pad;
-    p->top = nn__cfg_get_i32(&r);
-    p->bottom = nn__cfg_get_i32(&r);
-    p->left = nn__cfg_get_i32(&r);
-    p->right = nn__cfg_get_i32(&r);
+    pad_cfg p;
+    p.top = nn__cfg_get_i32(&r);
+    p.bottom = nn__cfg_get_i32(&r);
+    p.left = nn__cfg_get_i32(&r);
+    p.right = nn__cfg_get_i32(&r);
+    set_cfg(l, &p);
     NN_TRY(nn__cfg_end(&r, "ZeroPadding2D"));
-    return pad_check(p, NN_ERR_FORMAT, "ZeroPadding2D config");
+    return pad_check(&p, NN_ERR_FORMAT, "ZeroPadding2D config");
 }
 
 const nn_layer_ops nn__zeropad2d_ops = {
     .type_name = "ZeroPadding2D",
+    .stem = "zero_padding2d",
     .build = pad_build,
     .forward = pad_forward,
     .backward = pad_backward,
@@ -107,12 +113,9 @@ nn_layer *nn_zeropad2d(nn_model *m, nn_layer *input, int top, int bottom,
                  m ? "input" : "model");
         return NULL;
     }
+    pad_cfg p = {top, bottom, left, right};
+    if (pad_check(&p, NN_ERR_INVALID, "nn_zeropad2d") != NN_OK) return NULL;
     nn_layer proto = {0};
-    proto.cfg.pad.top = top;
-    proto.cfg.pad.bottom = bottom;
-    proto.cfg.pad.left = left;
-    proto.cfg.pad.right = right;
-    if (pad_check(&proto.cfg.pad, NN_ERR_INVALID, "nn_zeropad2d") != NN_OK)
-        return NULL;
+    set_cfg(&proto, &p);
     return nn__add_layer(m, NN_KIND_ZEROPAD2D, 1, &input, o.name, &proto);
 }

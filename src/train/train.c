@@ -113,9 +113,8 @@ nn_status nn__check_labels(const nn_model *m, const nn_tensor *y, int64_t n,
 
 static nn_activation output_activation(const nn_layer *l)
 {
-    if (l->kind == NN_KIND_SOFTMAX) return NN_ACT_SOFTMAX;
-    if (l->kind == NN_KIND_SIGMOID) return NN_ACT_SIGMOID;
-    return l->activation;
+    nn_activation own = l->ops->logits_act;
+    return own != NN_ACT_NONE ? own : l->activation;
 }
 
 /* Keras computes cross-entropy from the logits of a final softmax/sigmoid
