@@ -666,9 +666,8 @@ static inline int q3_main(int argc, char **argv, const ex_program *prog,
     float loss, acc;
     if (nn_model_evaluate(m, d.x_test, d.y_test, 256, &loss, &acc) != NN_OK)
         die("evaluate");
-    printf("Test loss: %.4f - test accuracy: %.4f (the trained model on the "
-           "%lld test images)\n",
-           loss, acc, (long long)nn_tensor_dim(d.x_test, 0));
+    printf("Test loss: %.4f - test accuracy: %.4f (%lld images)\n", loss, acc,
+           (long long)nn_tensor_dim(d.x_test, 0));
     write_history(h, history);
     if (save) {
         if (nn_model_save(m, save, NN_SAVE_DEFAULT) != NN_OK) die("--save");

@@ -69,7 +69,7 @@ int main(int argc, char **argv)
     if (!cat) die("concatenate");
     nn_layer *out = conv(m, cat, 256, 1, "conv_1x1_256");
 
-    printf("Q2a - Inception module on a %d x %d x 3 input\n\n", n, n);
+    printf("Q2a - Inception module, input %d x %d x 3\n\n", n, n);
     print_summary(m);
 
     int64_t total = nn_model_num_params(m);

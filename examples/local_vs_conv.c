@@ -66,7 +66,7 @@ int main(int argc, char **argv)
         EX_INT("size", &n, 5, 1024, "n", "height and width of the input"),
     };
     ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
-    printf("Q2b - two 3x3 layers, padding 'valid', on a %d x %d x 3 input\n\n",
+    printf("Q2b - two 3x3 layers, padding 'valid', input %d x %d x 3\n\n",
            n, n);
     nn_layer *conv_out, *local_out;
     nn_model *c = stack(n, 0, &conv_out);
