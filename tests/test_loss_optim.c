@@ -2010,6 +2010,599 @@ static void test_seg_checkpoint(void **state)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* Weighted cross-entropy: class weights, pos_weight, sample weights    */
+/* ------------------------------------------------------------------ */
+
+/* One weighted evaluation: a cross-entropy (and optionally IoU) on
+ * [batch, p, c] values with the weights of docs/losses.md. */
+typedef struct wce_case {
+    nn_loss kind; /* CCE, SCCE or BCE */
+    bool iou;     /* + IoU (weight 1) */
+    int batch;
+    int64_t p, c;
+    bool logits;
+    nn_loss_opts o;
+    const float *sw; /* sample weights or NULL */
+} wce_case;
+
+static double sw_of(const wce_case *w, int n) { return w->sw ? w->sw[n] : 1; }
+
+/* The documented weighted cross-entropy, written from its definition:
+ * sum_n s_n L_n / D. y dense (one-hot rows or values). */
+static double ref_wce_ce(const wce_case *w, const double *x, const double *y)
+{
+    int64_t c = w->c, per = w->p * c;
+    double num = 0, den = 0;
+    for (int n = 0; n < w->batch; n++) {
+        double ln = 0, omega = 0;
+        for (int64_t q = 0; q < w->p; q++) {
+            const double *xr = x + n * per + q * c, *yr = y + n * per + q * c;
+            if (w->kind == BCE) {
+                for (int64_t j = 0; j < c; j++) {
+                    double s = w->logits ? 1 / (1 + exp(-xr[j])) : clipd(xr[j]);
+                    ln -= (w->o.pos_weight * yr[j] * log(s) +
+                           (1 - yr[j]) * log(1 - s)) / (double)per;
+                }
+                continue;
+            }
+            double mx = xr[0], sum = 0, rowsum = 0, wy = 0;
+            for (int64_t j = 0; j < c; j++) mx = fmax(mx, xr[j]);
+            for (int64_t j = 0; j < c; j++) sum += exp(xr[j] - mx);
+            for (int64_t j = 0; j < c; j++) rowsum += xr[j];
+            for (int64_t j = 0; j < c; j++) {
+                double cw = w->o.class_weights ? w->o.class_weights[j] : 1;
+                double lq = w->logits ? xr[j] - mx - log(sum)
+                                      : log(clipd(xr[j] / rowsum));
+                ln -= cw * yr[j] * lq / (double)w->p;
+                wy += cw * yr[j];
+            }
+            omega += (w->o.class_weights ? wy : 1) / (double)w->p;
+        }
+        num += sw_of(w, n) * ln;
+        den += sw_of(w, n) * (w->kind == BCE ? 1 : omega);
+    }
+    if (w->o.weight_norm != NN_WEIGHT_NORM_SUM) den = w->batch;
+    return den > 0 ? num / den : 0;
+}
+
+/* IoU weighted by samples: per image the images' losses, over the batch
+ * the batch's loss carried by every sample. */
+static double ref_wce_iou(const wce_case *w, const double *x, const double *y)
+{
+    seg_case sc = seg_new(w->batch, w->p, w->c, w->logits);
+    seg_add(&sc, IOU, 1);
+    sc.o.reduction = w->o.reduction;
+    int64_t per = w->p * w->c, n_all = w->batch * per;
+    double *p = malloc((size_t)n_all * sizeof *p), num = 0, den = 0;
+    sc.sigmoid = w->kind == BCE || w->c == 1;
+    ref_probs(&sc, x, p);
+    double whole = ref_overlap(IOU, &sc, p, y);
+    for (int n = 0; n < w->batch; n++) {
+        seg_case one = sc;
+        one.batch = 1;
+        double ln = w->o.reduction == NN_LOSS_REDUCE_IMAGE
+                        ? ref_overlap(IOU, &one, p + n * per, y + n * per)
+                        : whole;
+        num += sw_of(w, n) * ln;
+        den += sw_of(w, n);
+    }
+    free(p);
+    if (w->o.weight_norm != NN_WEIGHT_NORM_SUM) den = w->batch;
+    return den > 0 ? num / den : 0;
+}
+
+static double ref_wce(const wce_case *w, const double *x, const double *y)
+{
+    return ref_wce_ce(w, x, y) + (w->iou ? ref_wce_iou(w, x, y) : 0);
+}
+
+static double lib_wce(const wce_case *w, const float *x, const float *y,
+                      float *dout)
+{
+    nn_loss_terms t = {1, {w->kind}, {1}};
+    if (w->iou) {
+        t.kind[1] = IOU;
+        t.weight[1] = 1;
+        t.n = 2;
+    }
+    nn_loss_batch b = {.batch = w->batch, .positions = w->p,
+                       .classes = w->c, .out = x,
+                       .logits = w->logits ? x : NULL,
+                       .sigmoid = w->kind == BCE, .y = y,
+                       .sparse = w->kind == SCCE, .dout = dout,
+                       .sample_weight = w->sw};
+    nn_loss_sums s = {0};
+    assert_int_equal(nn__loss_eval(&t, &w->o, &b, &s), NN_OK);
+    return s.loss / w->batch;
+}
+
+/* Value and every gradient entry against the reference's central
+ * differences. y: labels as the library reads them; yd: dense. */
+static void check_wce(const wce_case *w, const float *x, const float *y,
+                      const double *yd)
+{
+    int n = (int)(w->batch * w->p * w->c);
+    float *d = calloc((size_t)n, sizeof *d);
+    double *xd = calloc((size_t)n, sizeof *xd);
+    for (int k = 0; k < n; k++) xd[k] = x[k];
+    double got = lib_wce(w, x, y, d), want = ref_wce(w, xd, yd);
+    if (fabs(got - want) > 1e-9 * fmax(1, fabs(want)))
+        fail_msg("weighted loss: library %.12g, reference %.12g", got, want);
+    for (int k = 0; k < n; k++) {
+        double x0 = xd[k], h = 1e-6 * fmax(1, fabs(x0));
+        xd[k] = x0 + h;
+        double lp = ref_wce(w, xd, yd);
+        xd[k] = x0 - h;
+        double lm = ref_wce(w, xd, yd);
+        xd[k] = x0;
+        double fd = (lp - lm) / (2 * h);
+        if (fabs(d[k] - fd) > 1e-6 + 1e-4 * fabs(fd))
+            fail_msg("weighted gradient %d: library %.9g, finite difference "
+                     "%.9g",
+                     k, (double)d[k], fd);
+    }
+    free(xd);
+    free(d);
+}
+
+static wce_case wce_new(nn_loss kind, int batch, int64_t p, int64_t c,
+                        bool logits)
+{
+    wce_case w = {.kind = kind, .batch = batch, .p = p, .c = c,
+                  .logits = logits, .o = NN_LOSS_OPTS_INIT};
+    return w;
+}
+
+/* Categorical with class weights: one-hot and soft labels, logits and
+ * probabilities, flat and per position, both normalisations, with and
+ * without sample weights (one of them 0). */
+static void test_weighted_cce_grads(void **state)
+{
+    (void)state;
+    const float cw[SC] = {0.5f, 2.0f, 3.0f}, sw[SN] = {1.5f, 0.0f};
+    float x[SN * SP * SC], ids[SN * SP], oh[SN * SP * SC], soft[SN * SP * SC];
+    double yd[SN * SP * SC], ysoft[SN * SP * SC];
+    seg_labels(SC, SC, 200, ids, oh, yd);
+    make_labels(SN * SP, SC, false, 201, soft, ysoft, NULL);
+    for (int lg = 0; lg < 2; lg++)
+        for (int norm = 0; norm < 2; norm++)
+            for (int wsw = 0; wsw < 2; wsw++)
+                for (int64_t p = 1; p <= SP; p += SP - 1) {
+                    int batch = p == 1 ? SN * SP / 2 : SN;
+                    float swb[SN * SP / 2];
+                    for (int n = 0; n < batch; n++)
+                        swb[n] = p == 1 ? 0.25f + 0.5f * (float)n : sw[n];
+                    if (lg)
+                        fill_uniform(x, SN * SP * SC, -3, 3, 202 + (uint64_t)p);
+                    else
+                        seg_probs(SC, 203 + (uint64_t)p, x);
+                    wce_case w = wce_new(SCCE, batch, p, SC, lg);
+                    w.o.class_weights = cw;
+                    w.o.num_class_weights = SC;
+                    w.o.weight_norm = norm;
+                    w.sw = wsw ? swb : NULL;
+                    check_wce(&w, x, ids, yd);
+                    w.kind = CCE;
+                    check_wce(&w, x, oh, yd);
+                    check_wce(&w, x, soft, ysoft); /* -sum_c w_c y_c log q_c */
+                }
+}
+
+/* Binary with pos_weight (logits and probabilities, one and several
+ * channels) and sample weights; IoU and Dice sums weigh per image. */
+static void test_weighted_bce_grads(void **state)
+{
+    (void)state;
+    const float sw[SN] = {0.5f, 2.0f};
+    float x[SN * SP * SC], m[SN * SP * SC];
+    double md[SN * SP * SC];
+    make_labels(SN * SP, SC, false, 210, m, md, NULL);
+    for (int k = 0; k < SN * SP * SC; k += 4) m[k] = (float)(md[k] = 1);
+    for (int lg = 0; lg < 2; lg++)
+        for (int norm = 0; norm < 2; norm++)
+            for (int64_t c = 1; c <= SC; c += SC - 1) {
+                if (lg)
+                    fill_uniform(x, SN * SP * SC, -4, 4, 211 + (uint64_t)c);
+                else
+                    fill_uniform(x, SN * SP * SC, 0.02f, 0.98f,
+                                 212 + (uint64_t)c);
+                wce_case w = wce_new(BCE, SN, SP, c, lg);
+                w.o.pos_weight = 3.5f;
+                w.o.weight_norm = norm;
+                check_wce(&w, x, m, md);
+                w.sw = sw;
+                check_wce(&w, x, m, md);
+                w.o.pos_weight = 0.25f;
+                check_wce(&w, x, m, md);
+                /* A sum with IoU: each term weighed, per image or batch. */
+                w.iou = true;
+                for (int red = 0; red < 2; red++) {
+                    w.o.reduction = red;
+                    check_wce(&w, x, m, md);
+                }
+            }
+}
+
+/* Hand-computed: class ids {0, 1} at q = 1/2 with weights {1, 3}; the
+ * Keras mean divides by 2 samples, the weighted mean by 1 + 3. */
+static void test_weighted_values(void **state)
+{
+    (void)state;
+    float z[4] = {0, 0, 0, 0}, ids[2] = {0, 1}, cw[2] = {1, 3}, d[4];
+    nn_loss_terms t = {1, {SCCE}, {1}};
+    nn_loss_opts o = NN_LOSS_OPTS_INIT;
+    o.class_weights = cw;
+    o.num_class_weights = 2;
+    nn_loss_batch b = {.batch = 2, .positions = 1, .classes = 2, .out = z,
+                       .logits = z, .y = ids, .sparse = true, .dout = d};
+    nn_loss_sums s = {0};
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss / 2 - 2 * log(2.0)) < 1e-12);
+    /* d/dz of (w_y (lse - z_y)) / 2: w_y (p - onehot) / 2 */
+    assert_true(fabs(d[0] + 0.25) < 1e-7 && fabs(d[1] - 0.25) < 1e-7);
+    assert_true(fabs(d[2] - 0.75) < 1e-7 && fabs(d[3] + 0.75) < 1e-7);
+    o.weight_norm = NN_WEIGHT_NORM_SUM;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss / 2 - log(2.0)) < 1e-12);
+    /* Sample weights 0: no loss, no gradient. */
+    float zero[2] = {0, 0};
+    b.sample_weight = zero;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    assert_true(s.loss == 0);
+    for (int k = 0; k < 4; k++) assert_true(d[k] == 0);
+    /* BCE at z = 0: pos_weight 2 doubles a positive's ln 2. */
+    nn_loss_terms tb = {1, {BCE}, {1}};
+    nn_loss_opts ob = NN_LOSS_OPTS_INIT;
+    ob.pos_weight = 2;
+    float y2[2] = {1, 0};
+    nn_loss_batch bb = {.batch = 2, .positions = 1, .classes = 1, .out = z,
+                        .logits = z, .sigmoid = true, .y = y2, .dout = d};
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&tb, &ob, &bb, &s), NN_OK);
+    assert_true(fabs(s.loss - 3 * log(2.0)) < 1e-12);
+    /* gradient (c s - pw y) / 2: (2 * 0.5 - 2) / 2 and (0.5 - 0) / 2 */
+    assert_true(fabs(d[0] + 0.5) < 1e-7 && fabs(d[1] - 0.25) < 1e-7);
+    /* Unit weights change nothing, to the bit. */
+    float ones[2] = {1, 1}, d2[2];
+    ob.pos_weight = 1;
+    nn_loss_sums s1 = {0}, s2 = {0};
+    assert_int_equal(nn__loss_eval(&tb, &ob, &bb, &s1), NN_OK);
+    memcpy(d2, d, sizeof d2);
+    bb.sample_weight = ones;
+    assert_int_equal(nn__loss_eval(&tb, &ob, &bb, &s2), NN_OK);
+    assert_true(s1.loss == s2.loss);
+    assert_memory_equal(d, d2, sizeof d2);
+}
+
+/* A one-layer classifier: Dense(classes) on 4 inputs, softmax or
+ * sigmoid. */
+static nn_model *dense_model(uint64_t seed, int classes, nn_activation act)
+{
+    nn_model *m = nn_model_create(seed);
+    int shape[1] = {4};
+    nn_layer *x = nn_input(m, 1, shape, NULL);
+    nn_dense_opts o = NN_DENSE_OPTS_INIT;
+    o.activation = act;
+    assert_non_null(nn_dense(m, x, classes, &o));
+    return m;
+}
+
+static void test_weighted_loss_errors(void **state)
+{
+    (void)state;
+    nn_model *m = dense_model(1, 3, NN_ACT_SOFTMAX);
+    nn_optimizer *opt = nn_sgd(NULL);
+    float cw[3] = {1, 2, 3};
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.class_weights = cw;
+    lo.num_class_weights = 2;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_SHAPE);
+    assert_non_null(strstr(nn_last_error(), "2 class weights for an output "
+                                            "of 3 classes"));
+    lo.num_class_weights = 0;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    lo.num_class_weights = 3;
+    cw[1] = -1;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "class 1 is -1"));
+    cw[1] = NAN;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    cw[1] = 2;
+    assert_int_equal(nn_model_compile(m, opt, BCE, &lo), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "pos_weight"));
+    lo.class_weights = NULL;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    lo.num_class_weights = 0;
+    lo.pos_weight = 2;
+    assert_int_equal(nn_model_compile(m, opt, CCE, &lo), NN_ERR_INVALID);
+    lo.pos_weight = -1;
+    assert_int_equal(nn_model_compile(m, opt, BCE, &lo), NN_ERR_INVALID);
+    lo.pos_weight = 1;
+    lo.weight_norm = 2;
+    assert_int_equal(nn_model_compile(m, opt, BCE, &lo), NN_ERR_INVALID);
+    assert_false(m->compiled);
+    /* IoU before the cross-entropy the weights are for: a valid sum. */
+    lo.weight_norm = NN_WEIGHT_NORM_SUM;
+    lo.class_weights = cw;
+    lo.num_class_weights = 3;
+    nn_loss two[2] = {IOU, SCCE};
+    float w2[2] = {1, 1};
+    assert_int_equal(nn_model_compile_weighted(m, opt, 2, two, w2, &lo), NN_OK);
+    assert_int_equal(m->loss_opts.num_class_weights, 3);
+    /* The model keeps its own copy of the weights. */
+    assert_true(m->loss_opts.class_weights != cw);
+    cw[0] = 100;
+    assert_true(m->loss_opts.class_weights[0] == 1);
+    /* Recompiling replaces them (ASan sees any leak). */
+    lo.class_weights = NULL;
+    lo.num_class_weights = 0;
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL), SCCE, &lo), NN_OK);
+    assert_null(m->loss_opts.class_weights);
+    /* The copy's allocation failing leaves the model as it was. */
+    lo.class_weights = cw;
+    lo.num_class_weights = 3;
+    nn_optimizer *o2 = nn_sgd(NULL);
+    nn__debug_fail_alloc_after(1);
+    assert_int_equal(nn_model_compile(m, o2, SCCE, &lo), NN_ERR_NOMEM);
+    nn__debug_fail_alloc_after(0);
+    assert_null(m->loss_opts.class_weights);
+    nn_optimizer_free(o2);
+    /* An older program's struct ends before the weights: defaults. */
+    lo.size = offsetof(nn_loss_opts, class_weights);
+    lo.pos_weight = NAN;
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL), SCCE, &lo), NN_OK);
+    assert_null(m->loss_opts.class_weights);
+    assert_true(m->loss_opts.pos_weight == 1);
+    nn_model_free(m);
+}
+
+/* Inputs [n, 4] and class ids from a fixed linear rule. */
+static void cls_data(int n, int classes, uint64_t seed, nn_tensor **x,
+                     nn_tensor **y)
+{
+    int64_t sx[2] = {n, 4}, sy[1] = {n};
+    *x = nn_tensor_create(2, sx);
+    *y = nn_tensor_create(1, sy);
+    fill_uniform((*x)->data, n * 4, -1, 1, seed);
+    for (int i = 0; i < n; i++) {
+        const float *r = (*x)->data + i * 4;
+        float v = r[0] + 0.5f * r[1] - 0.25f * r[2];
+        (*y)->data[i] = classes == 1 ? (float)(v > 0.3f)
+                                     : (float)(v > 0.3f) + (float)(v > 0.8f);
+    }
+}
+
+static nn_status compile_sgd(nn_model *m, nn_loss kind, float lr,
+                             const nn_loss_opts *lo)
+{
+    nn_sgd_opts so = NN_SGD_OPTS_INIT;
+    so.learning_rate = lr;
+    nn_optimizer *opt = nn_sgd(&so);
+    nn_status s = nn_model_compile(m, opt, kind, lo);
+    if (s != NN_OK) nn_optimizer_free(opt);
+    return s;
+}
+
+/* Runs fit on a fresh model and returns its history and kernel. */
+static nn_history *fit_weighted(const nn_tensor *x, const nn_tensor *y,
+                                const nn_fit_opts *fo, int norm, float lr,
+                                float *kernel)
+{
+    nn_model *m = dense_model(3, 3, NN_ACT_SOFTMAX);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.weight_norm = norm;
+    assert_int_equal(compile_sgd(m, SCCE, lr, &lo), NN_OK);
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, fo, &h), NN_OK);
+    nn_tensor *k = nn_layer_weight(nn_model_output(m), 0);
+    memcpy(kernel, k->data, 12 * sizeof(float));
+    nn_model_free(m);
+    return h;
+}
+
+/* fit's class_weight is a per-sample weight from the label (Keras), the
+ * Keras mean divides by the samples, the weighted mean by the weights. */
+static void test_fit_class_weight(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(48, 3, 220, &x, &y);
+    float cw[3] = {0.5f, 2, 4}, k1[12], k2[12], k0[12];
+    int64_t sn[1] = {48};
+    nn_tensor *sw = nn_tensor_create(1, sn);
+    for (int i = 0; i < 48; i++) sw->data[i] = cw[(int)y->data[i]];
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 3;
+    fo.batch_size = 16;
+    fo.class_weight = cw;
+    fo.num_class_weight = 3;
+    nn_history *h1 = fit_weighted(x, y, &fo, 0, 0.1f, k1);
+    fo.class_weight = NULL;
+    fo.num_class_weight = 0;
+    fo.sample_weight = sw;
+    nn_history *h2 = fit_weighted(x, y, &fo, 0, 0.1f, k2);
+    assert_memory_equal(k1, k2, sizeof k1);
+    assert_true(nn_history_get(h1, NN_METRIC_LOSS, 2) ==
+                nn_history_get(h2, NN_METRIC_LOSS, 2));
+    fo.sample_weight = NULL;
+    nn_history *h0 = fit_weighted(x, y, &fo, 0, 0.1f, k0);
+    assert_memory_not_equal(k0, k1, sizeof k0);
+    nn_history_free(h0), nn_history_free(h1), nn_history_free(h2);
+    /* Weights 2 everywhere, one batch (its loss is taken before the
+     * update): the Keras loss doubles, the weighted mean does not move;
+     * accuracy is not weighted. */
+    for (int i = 0; i < 48; i++) sw->data[i] = 2;
+    fo.epochs = 1;
+    fo.batch_size = 48;
+    h0 = fit_weighted(x, y, &fo, 0, 0.1f, k0);
+    fo.sample_weight = sw;
+    h1 = fit_weighted(x, y, &fo, 0, 0.1f, k1);
+    h2 = fit_weighted(x, y, &fo, NN_WEIGHT_NORM_SUM, 0.1f, k2);
+    float l0 = nn_history_get(h0, NN_METRIC_LOSS, 0);
+    assert_true(fabs(nn_history_get(h1, NN_METRIC_LOSS, 0) - 2 * l0) <
+                1e-6 * l0);
+    assert_true(fabs(nn_history_get(h2, NN_METRIC_LOSS, 0) - l0) < 1e-6 * l0);
+    assert_true(nn_history_get(h1, NN_METRIC_ACCURACY, 0) ==
+                nn_history_get(h0, NN_METRIC_ACCURACY, 0));
+    nn_history_free(h0), nn_history_free(h1), nn_history_free(h2);
+    /* Every weight 0: no loss and no update. */
+    memset(sw->data, 0, 48 * sizeof(float));
+    fo.epochs = 2;
+    h1 = fit_weighted(x, y, &fo, 0, 0.5f, k1);
+    nn_model *fresh = dense_model(3, 3, NN_ACT_SOFTMAX);
+    assert_memory_equal(nn_layer_weight(nn_model_output(fresh), 0)->data, k1,
+                        sizeof k1);
+    assert_true(nn_history_get(h1, NN_METRIC_LOSS, 1) == 0);
+    nn_model_free(fresh);
+    nn_history_free(h1);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(sw);
+}
+
+static void test_fit_weight_errors(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(8, 3, 230, &x, &y);
+    nn_model *m = dense_model(4, 3, NN_ACT_SOFTMAX);
+    assert_int_equal(compile_sgd(m, SCCE, 0.1f, NULL), NN_OK);
+    float cw[3] = {1, 1, 1};
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.class_weight = cw;
+    fo.num_class_weight = 2;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "2 class weights"));
+    fo.num_class_weight = 3;
+    cw[2] = -0.5f;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "class weight 2 is -0.5"));
+    cw[2] = 1;
+    y->data[5] = 7;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "row 5"));
+    y->data[5] = 1;
+    fo.class_weight = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    fo.num_class_weight = 0;
+    int64_t s7[1] = {7}, s8[1] = {8};
+    nn_tensor *sw7 = nn_tensor_create(1, s7), *sw8 = nn_tensor_create(1, s8);
+    fo.sample_weight = sw7;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_SHAPE);
+    fo.sample_weight = sw8;
+    sw8->data[3] = INFINITY;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample weight 3 is inf"));
+    sw8->data[3] = 1;
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    nn_history_free(h);
+    nn_model_free(m);
+    /* Whole-sample class weights do not fit a segmentation output. */
+    nn_tensor *sx, *sy;
+    seg_data(4, 231, &sx, &sy);
+    nn_model *s = seg_model(5);
+    assert_int_equal(compile_sgd(s, BCE, 0.1f, NULL), NN_OK);
+    float cw2[2] = {1, 3};
+    fo = (nn_fit_opts)NN_FIT_OPTS_INIT;
+    fo.class_weight = cw2;
+    fo.num_class_weight = 2;
+    assert_int_equal(nn_model_fit(s, sx, sy, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "nn_loss_opts.class_weights"));
+    /* Sample weights do: each image's loss is weighed. */
+    fo.class_weight = NULL;
+    fo.num_class_weight = 0;
+    int64_t s4[1] = {4};
+    nn_tensor *sw4 = nn_tensor_create(1, s4);
+    for (int i = 0; i < 4; i++) sw4->data[i] = (float)i;
+    fo.sample_weight = sw4;
+    assert_int_equal(nn_model_fit(s, sx, sy, &fo, NULL), NN_OK);
+    nn_model_free(s);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(sw7);
+    nn_tensor_free(sw8), nn_tensor_free(sx), nn_tensor_free(sy);
+    nn_tensor_free(sw4);
+}
+
+/* The LOSS section carries the weights; without them it keeps its first
+ * layout (older files), and damaged values are refused. */
+static void test_weighted_checkpoint(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nn_wck_XXXXXX", path[64], bad[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.nnm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.nnm", dir);
+    nn_tensor *x, *y;
+    cls_data(16, 3, 240, &x, &y);
+    nn_model *m = dense_model(6, 3, NN_ACT_SOFTMAX);
+    float cw[3] = {0.25f, 1, 3};
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.class_weights = cw;
+    lo.num_class_weights = 3;
+    lo.weight_norm = NN_WEIGHT_NORM_SUM;
+    assert_int_equal(compile_sgd(m, SCCE, 0.1f, &lo), NN_OK);
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+    assert_int_equal(nn_model_save(m, path, NN_SAVE_OPTIMIZER), NN_OK);
+    size_t n;
+    uint8_t *file = slurp(path, &n);
+    assert_int_equal(file[12], 1 | 8);
+    nn_model *b = nn_model_load(path);
+    assert_non_null(b);
+    assert_int_equal(b->loss_opts.num_class_weights, 3);
+    assert_memory_equal(b->loss_opts.class_weights, cw, sizeof cw);
+    assert_int_equal(b->loss_opts.weight_norm, NN_WEIGHT_NORM_SUM);
+    float l1, l2;
+    assert_int_equal(nn_model_train_batch(m, x, y, &l1, NULL), NN_OK);
+    assert_int_equal(nn_model_train_batch(b, x, y, &l2, NULL), NN_OK);
+    assert_true(l1 == l2);
+    nn_model_free(b);
+    /* Payload: n, (kind, weight), smooth, eps, reduction, sparse_labels
+     * (36 bytes), then pos_weight, weight_norm, K, K weights. */
+    uint8_t *tag = memmem(file, n, "LOSS", 4);
+    size_t payload = (size_t)(tag - file) + 12;
+    assert_int_equal(load_patched(bad, file, n, payload, 40, 2),
+                     NN_ERR_FORMAT); /* weight_norm */
+    assert_int_equal(load_patched(bad, file, n, payload, 44, 2),
+                     NN_ERR_FORMAT); /* 2 weights for 3 classes */
+    assert_int_equal(load_patched(bad, file, n, payload, 44, 1000),
+                     NN_ERR_FORMAT); /* more than the section holds */
+    assert_non_null(strstr(nn_last_error(), "truncated"));
+    assert_int_equal(load_patched(bad, file, n, payload, 52, 0xbf800000u),
+                     NN_ERR_FORMAT); /* a class weight of -1 */
+    assert_int_equal(load_patched(bad, file, n, payload, 36, 0x40000000u),
+                     NN_ERR_FORMAT); /* pos_weight 2 without BCE */
+    free(file);
+    /* Saved without the optimizer: remembered by the uncompiled model. */
+    assert_int_equal(nn_model_save(m, path, 0), NN_OK);
+    b = nn_model_load(path);
+    assert_non_null(b);
+    assert_false(b->compiled);
+    assert_memory_equal(b->loss_opts.class_weights, cw, sizeof cw);
+    nn_model_free(b);
+    /* pos_weight alone makes the section too; unweighted BCE does not. */
+    nn_model *p = dense_model(7, 1, NN_ACT_SIGMOID);
+    nn_loss_opts lb = NN_LOSS_OPTS_INIT;
+    lb.pos_weight = 9;
+    assert_int_equal(compile_sgd(p, BCE, 0.1f, &lb), NN_OK);
+    assert_int_equal(nn_model_save(p, path, NN_SAVE_OPTIMIZER), NN_OK);
+    b = nn_model_load(path);
+    assert_non_null(b);
+    assert_true(b->loss_opts.pos_weight == 9);
+    nn_model_free(b);
+    assert_int_equal(compile_sgd(p, BCE, 0.1f, NULL), NN_OK);
+    assert_int_equal(nn_model_save(p, path, NN_SAVE_OPTIMIZER), NN_OK);
+    file = slurp(path, &n);
+    assert_null(memmem(file, n, "LOSS", 4));
+    free(file);
+    nn_model_free(p);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y);
+    remove(path);
+    remove(bad);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2046,6 +2639,13 @@ int main(void)
         cmocka_unit_test(test_seg_model_errors),
         cmocka_unit_test(test_seg_sparse_model),
         cmocka_unit_test(test_seg_checkpoint),
+        cmocka_unit_test(test_weighted_cce_grads),
+        cmocka_unit_test(test_weighted_bce_grads),
+        cmocka_unit_test(test_weighted_values),
+        cmocka_unit_test(test_weighted_loss_errors),
+        cmocka_unit_test(test_fit_class_weight),
+        cmocka_unit_test(test_fit_weight_errors),
+        cmocka_unit_test(test_weighted_checkpoint),
     };
     return cmocka_run_group_tests_name("loss_optim", tests, NULL, NULL);
 }
