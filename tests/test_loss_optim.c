@@ -2603,6 +2603,537 @@ static void test_weighted_checkpoint(void **state)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* Decision metrics: precision/recall/F1, curves, thresholds            */
+/* ------------------------------------------------------------------ */
+
+static bool near(double a, double b) { return fabs(a - b) <= 1e-12; }
+
+/* A matrix from counts [truth][predicted]. */
+static nn_confusion *confusion_of(int k, const int64_t *counts)
+{
+    nn_confusion *cm = nn_confusion_create(k);
+    memcpy(cm->counts, counts, (size_t)(k * k) * sizeof(int64_t));
+    return cm;
+}
+
+/* scikit-learn's precision_recall_fscore_support, zero_division=0, on
+ * the labels in truth or prediction, from the same counts. */
+static void test_confusion_prf(void **state)
+{
+    (void)state;
+    /* truth\pred: 0: {2, 1, 0}, 1: {1, 2, 0}, 2: {0, 1, 1}; class 3 in
+     * neither (left out of the averages), class 4 only predicted. */
+    const int64_t c[25] = {2, 1, 0, 0, 1, 1, 2, 0, 0, 0, 0, 1, 1,
+                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    nn_confusion *cm = confusion_of(5, c);
+    /* columns 3, 4, 1, 0, 1; rows 4, 3, 2, 0, 0; TP 2, 2, 1, 0, 0 */
+    const double p[5] = {2.0 / 3, 0.5, 1, 0, 0}, r[5] = {0.5, 2.0 / 3, 0.5, 0, 0};
+    const double f[5] = {4.0 / 7, 4.0 / 7, 2.0 / 3, 0, 0};
+    for (int k = 0; k < 5; k++) {
+        assert_true(near(nn_confusion_precision(cm, k), p[k]));
+        assert_true(near(nn_confusion_recall(cm, k), r[k]));
+        assert_true(near(nn_confusion_f1(cm, k), f[k]));
+    }
+    /* macro over classes 0, 1, 2, 4 */
+    assert_true(near(nn_confusion_precision_avg(cm, NN_AVERAGE_MACRO),
+                     (2.0 / 3 + 0.5 + 1 + 0) / 4));
+    assert_true(near(nn_confusion_recall_avg(cm, NN_AVERAGE_MACRO),
+                     (0.5 + 2.0 / 3 + 0.5 + 0) / 4));
+    assert_true(near(nn_confusion_f1_avg(cm, NN_AVERAGE_MACRO),
+                     (4.0 / 7 + 4.0 / 7 + 2.0 / 3) / 4));
+    /* micro: TP 5 of 9 positions, all three */
+    assert_true(near(nn_confusion_precision_avg(cm, NN_AVERAGE_MICRO), 5.0 / 9));
+    assert_true(near(nn_confusion_recall_avg(cm, NN_AVERAGE_MICRO), 5.0 / 9));
+    assert_true(near(nn_confusion_f1_avg(cm, NN_AVERAGE_MICRO), 5.0 / 9));
+    /* weighted by the truth 4, 3, 2 (0 for class 4) */
+    assert_true(near(nn_confusion_precision_avg(cm, NN_AVERAGE_WEIGHTED),
+                     (4 * 2.0 / 3 + 3 * 0.5 + 2 * 1.0) / 9));
+    assert_true(near(nn_confusion_recall_avg(cm, NN_AVERAGE_WEIGHTED),
+                     5.0 / 9)); /* weighted recall is the accuracy */
+    assert_true(near(nn_confusion_f1_avg(cm, NN_AVERAGE_WEIGHTED),
+                     (4 * 4.0 / 7 + 3 * 4.0 / 7 + 2 * 2.0 / 3) / 9));
+    /* F1 is the Dice of the class, but 0 where Dice is 0/0. */
+    assert_true(near(nn_confusion_f1(cm, 1), nn_confusion_dice(cm, 1)));
+    assert_true(isnan(nn_confusion_dice(cm, 3)) && nn_confusion_f1(cm, 3) == 0);
+    /* Empty: 0 everywhere. */
+    assert_int_equal(nn_confusion_reset(cm), NN_OK);
+    assert_true(nn_confusion_precision(cm, 0) == 0);
+    assert_true(nn_confusion_f1_avg(cm, NN_AVERAGE_MACRO) == 0);
+    assert_true(nn_confusion_recall_avg(cm, NN_AVERAGE_WEIGHTED) == 0);
+    assert_true(nn_confusion_precision_avg(cm, NN_AVERAGE_MICRO) == 0);
+    /* Errors. */
+    assert_true(isnan(nn_confusion_recall(cm, 5)));
+    assert_non_null(strstr(nn_last_error(), "nn_confusion_recall: no class 5"));
+    assert_true(isnan(nn_confusion_f1(NULL, 0)));
+    assert_true(isnan(nn_confusion_precision_avg(cm, (nn_average)3)));
+    assert_non_null(strstr(nn_last_error(), "average 3"));
+    assert_true(isnan(nn_confusion_f1_avg(NULL, NN_AVERAGE_MACRO)));
+    nn_confusion_free(cm);
+}
+
+static nn_binary_report report_init(void)
+{
+    nn_binary_report r;
+    memset(&r, 0xff, sizeof r);
+    r.size = sizeof r;
+    return r;
+}
+
+/* scikit-learn's documented example: y (0, 0, 1, 1), scores (0.1, 0.4,
+ * 0.35, 0.8): ROC fpr (0, 0, .5, .5, 1), tpr (0, .5, .5, 1, 1) at
+ * thresholds (inf, .8, .4, .35, .1), AUC 0.75; precision (1, .5, 2/3,
+ * .5) and recall (.5, .5, 1, 1) at (.8, .4, .35, .1), AP 5/6. */
+static void test_curve_hand_computed(void **state)
+{
+    (void)state;
+    const float s[4] = {0.1f, 0.4f, 0.35f, 0.8f}, y[4] = {0, 0, 1, 1};
+    nn_curve *c = nn_curve_create(s, y, 4);
+    assert_non_null(c);
+    assert_int_equal(nn_curve_size(c), 4);
+    assert_int_equal(nn_curve_positives(c), 2);
+    assert_int_equal(nn_curve_negatives(c), 2);
+    double fpr[5], tpr[5], pr[4], rc[4];
+    float th[5];
+    assert_int_equal(nn_curve_roc(c, fpr, tpr, th, 5), NN_OK);
+    const double wf[5] = {0, 0, 0.5, 0.5, 1}, wt[5] = {0, 0.5, 0.5, 1, 1};
+    const float wth[5] = {INFINITY, 0.8f, 0.4f, 0.35f, 0.1f};
+    for (int k = 0; k < 5; k++)
+        assert_true(fpr[k] == wf[k] && tpr[k] == wt[k] && th[k] == wth[k]);
+    assert_true(nn_curve_roc_auc(c) == 0.75);
+    assert_int_equal(nn_curve_pr(c, pr, rc, th, 4), NN_OK);
+    const double wp[4] = {1, 0.5, 2.0 / 3, 0.5}, wr[4] = {0.5, 0.5, 1, 1};
+    for (int k = 0; k < 4; k++)
+        assert_true(near(pr[k], wp[k]) && rc[k] == wr[k] && th[k] == wth[k + 1]);
+    assert_true(near(nn_curve_average_precision(c), 0.5 + 0.5 * 2.0 / 3));
+    /* Outputs may be NULL; too little room is an error. */
+    assert_int_equal(nn_curve_roc(c, NULL, tpr, NULL, 5), NN_OK);
+    assert_int_equal(nn_curve_roc(c, fpr, tpr, th, 4), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_pr(c, pr, NULL, NULL, 3), NN_ERR_INVALID);
+    /* The decision at a threshold between scores, above and below all. */
+    nn_binary_report r = report_init();
+    assert_int_equal(nn_curve_report(c, 0.37f, &r), NN_OK);
+    assert_true(r.threshold == 0.37f);
+    assert_true(r.tp == 1 && r.fp == 1 && r.tn == 1 && r.fn == 1);
+    assert_true(r.precision == 0.5 && r.recall == 0.5 && r.f1 == 0.5 &&
+                r.accuracy == 0.5);
+    assert_true(r.roc_auc == 0.75 && near(r.average_precision, 5.0 / 6));
+    assert_int_equal(nn_curve_report(c, 0.35f, &r), NN_OK); /* >= */
+    assert_true(r.tp == 2 && r.fp == 1);
+    assert_int_equal(nn_curve_report(c, 0.9f, &r), NN_OK);
+    assert_true(r.tp == 0 && r.fp == 0 && r.precision == 0 && r.f1 == 0);
+    assert_int_equal(nn_curve_report(c, -1, &r), NN_OK);
+    assert_true(r.tp == 2 && r.fp == 2 && r.recall == 1);
+    /* An older, shorter report gets the members that fit. */
+    r = report_init();
+    r.size = offsetof(nn_binary_report, roc_auc);
+    assert_int_equal(nn_curve_report(c, 0.37f, &r), NN_OK);
+    assert_true(r.f1 == 0.5 && r.accuracy == 0.5);
+    uint64_t bits;
+    memcpy(&bits, &r.roc_auc, sizeof bits);
+    assert_true(bits == UINT64_MAX); /* untouched */
+    r.size = 4;
+    assert_int_equal(nn_curve_report(c, 0.37f, &r), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_report(c, NAN, &r), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_report(c, 0.5f, NULL), NN_ERR_INVALID);
+    nn_curve_free(c);
+}
+
+/* Ties make one point: a diagonal step of the ROC (half credit, as
+ * scikit-learn's trapezoids), one step of the precision-recall curve. */
+static void test_curve_ties_and_extremes(void **state)
+{
+    (void)state;
+    const float s[4] = {0.5f, 0.5f, 0.5f, 0.2f}, y[4] = {1, 0, 1, 0};
+    nn_curve *c = nn_curve_create(s, y, 4);
+    assert_int_equal(nn_curve_size(c), 2);
+    /* (0, 0) -> (1/2, 1) -> (1, 1): 1/4 + 1/2 */
+    assert_true(nn_curve_roc_auc(c) == 0.75);
+    assert_true(near(nn_curve_average_precision(c), 2.0 / 3));
+    nn_curve_free(c);
+    /* Perfect, inverted and constant scores. */
+    const float up[6] = {0.1f, 0.2f, 0.3f, 0.7f, 0.8f, 0.9f};
+    const float yl[6] = {0, 0, 0, 1, 1, 1}, flat[6] = {0, 0, 0, 0, 0, 0};
+    float down[6];
+    for (int k = 0; k < 6; k++) down[k] = -up[k];
+    c = nn_curve_create(up, yl, 6);
+    assert_true(nn_curve_roc_auc(c) == 1 && nn_curve_average_precision(c) == 1);
+    nn_curve_free(c);
+    c = nn_curve_create(down, yl, 6);
+    assert_true(nn_curve_roc_auc(c) == 0);
+    /* AP of the worst ranking: the positives come last, 1/4, 2/5, 3/6 */
+    assert_true(near(nn_curve_average_precision(c),
+                     (1.0 / 4 + 2.0 / 5 + 3.0 / 6) / 3));
+    nn_curve_free(c);
+    c = nn_curve_create(flat, yl, 6);
+    assert_true(nn_curve_roc_auc(c) == 0.5);
+    assert_true(nn_curve_average_precision(c) == 0.5); /* the prevalence */
+    nn_curve_free(c);
+    /* A random classifier: AUC near 1/2 (n = 20000: sd about 0.004). */
+    enum { NR = 20000 };
+    float *rs = malloc(NR * sizeof *rs), *ry = malloc(NR * sizeof *ry);
+    fill_uniform(rs, NR, 0, 1, 300);
+    fill_uniform(ry, NR, 0, 1, 301);
+    for (int k = 0; k < NR; k++) ry[k] = ry[k] < 0.3f;
+    c = nn_curve_create(rs, ry, NR);
+    double auc = nn_curve_roc_auc(c);
+    print_message("random scores: ROC AUC %.4f, AP %.4f\n", auc,
+                  nn_curve_average_precision(c));
+    assert_true(fabs(auc - 0.5) < 0.02);
+    assert_true(fabs(nn_curve_average_precision(c) - 0.3) < 0.02);
+    nn_curve_free(c);
+    free(rs), free(ry);
+    /* One class only: ROC AUC undefined, with the reason. */
+    const float ones[3] = {1, 1, 1}, zeros[3] = {0, 0, 0}, s3[3] = {0.2f, 0.6f, 0.4f};
+    c = nn_curve_create(s3, ones, 3);
+    assert_true(isnan(nn_curve_roc_auc(c)));
+    assert_non_null(strstr(nn_last_error(), "3 positive and 0 negative"));
+    assert_true(nn_curve_average_precision(c) == 1);
+    double fpr[4], tpr[4];
+    assert_int_equal(nn_curve_roc(c, fpr, tpr, NULL, 4), NN_OK);
+    assert_true(isnan(fpr[2]) && tpr[2] == 2.0 / 3);
+    nn_curve_free(c);
+    c = nn_curve_create(s3, zeros, 3);
+    assert_true(isnan(nn_curve_average_precision(c)));
+    assert_non_null(strstr(nn_last_error(), "without positive"));
+    nn_curve_free(c);
+    /* Bad input names the index. */
+    float bad_s[3] = {0.2f, NAN, 0.1f}, bad_y[3] = {0, 1, 0.5f};
+    assert_null(nn_curve_create(bad_s, ones, 3));
+    assert_int_equal(nn_last_status(), NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "score 1 is nan"));
+    assert_null(nn_curve_create(s3, bad_y, 3));
+    assert_non_null(strstr(nn_last_error(), "label 2 is 0.5"));
+    assert_null(nn_curve_create(s3, ones, 0));
+    assert_null(nn_curve_create(NULL, ones, 3));
+    assert_int_equal(nn_curve_size(NULL), -1);
+    assert_true(isnan(nn_curve_roc_auc(NULL)));
+    nn_curve_free(NULL);
+    for (int k = 1; k <= 4; k++) {
+        nn__debug_fail_alloc_after(k);
+        assert_null(nn_curve_create(s3, ones, 3));
+        nn__debug_fail_alloc_after(0);
+    }
+}
+
+/* Six parts, four defective: recall at .9 .8 .7 .6 .5 .4 is 1/4, 1/4,
+ * 2/4, 3/4, 3/4, 1; precision 1, 1/2, 2/3, 3/4, 3/5, 4/6. */
+static void test_threshold_selection(void **state)
+{
+    (void)state;
+    const float s[6] = {0.9f, 0.8f, 0.7f, 0.6f, 0.5f, 0.4f};
+    const float y[6] = {1, 0, 1, 1, 0, 1};
+    nn_curve *c = nn_curve_create(s, y, 6);
+    nn_binary_report r = report_init();
+    /* The largest threshold that keeps the recall. */
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.75, &r), NN_OK);
+    assert_true(r.threshold == 0.6f && r.recall == 0.75 && r.precision == 0.75);
+    assert_true(r.tp == 3 && r.fp == 1 && r.fn == 1 && r.tn == 1);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.5, &r), NN_OK);
+    assert_true(r.threshold == 0.7f && near(r.precision, 2.0 / 3));
+    assert_int_equal(nn_curve_threshold_for_recall(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.4f && r.fn == 0); /* no defect shipped */
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.2, &r), NN_OK);
+    assert_true(r.threshold == 0.9f);
+    /* The smallest threshold that keeps the precision (precision falls
+     * and rises again: 2/3 is met at .7 and again at .4). */
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.75, &r), NN_OK);
+    assert_true(r.threshold == 0.6f && r.recall == 0.75);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.66, &r), NN_OK);
+    assert_true(r.threshold == 0.4f && r.recall == 1);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.8, &r), NN_OK);
+    assert_true(r.threshold == 0.9f && r.recall == 0.25);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.9f);
+    /* Targets outside (0, 1]. */
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0, &r), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 1.5, &r),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_curve_threshold_for_precision(c, NAN, &r),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_curve_threshold_for_recall(NULL, 0.5, &r),
+                     NN_ERR_INVALID);
+    nn_curve_free(c);
+    /* Ties: the tied defective and good part are flagged together. */
+    const float st[3] = {0.9f, 0.9f, 0.5f}, yt[3] = {1, 0, 1};
+    c = nn_curve_create(st, yt, 3);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.5, &r), NN_OK);
+    assert_true(r.threshold == 0.9f && r.tp == 1 && r.fp == 1);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.6, &r), NN_OK);
+    assert_true(r.threshold == 0.5f && near(r.precision, 2.0 / 3));
+    /* Unreachable: the message gives the best the scores reach. */
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.9, &r),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "the best these scores reach is "
+                                            "0.666667 (recall 1, threshold "
+                                            "0.5)"));
+    nn_curve_free(c);
+    /* Every part defective: any threshold is precise; the smallest. */
+    const float all[3] = {1, 1, 1};
+    c = nn_curve_create(s, all, 3);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.7f && r.recall == 1);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.7f);
+    nn_curve_free(c);
+    /* No defective part: nothing to find. */
+    const float none[3] = {0, 0, 0};
+    c = nn_curve_create(s, none, 3);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.9, &r),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "no positive sample"));
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.5, &r),
+                     NN_ERR_INVALID);
+    nn_curve_free(c);
+}
+
+/* The scores nn_model_evaluate_binary uses, computed here from predict's
+ * output: p_k, or the sum of the others for NN_ALL_BUT(k). */
+static void expected_scores(const nn_tensor *out, const nn_tensor *y,
+                            int positive, float *s, float *lab)
+{
+    int64_t n = out->shape[0], c = out->shape[1];
+    for (int64_t i = 0; i < n; i++) {
+        const float *o = out->data + i * c;
+        int k = positive < 0 ? -1 - positive : positive;
+        double sum = 0;
+        for (int64_t j = 0; j < c; j++) sum += j == k ? 0 : (double)o[j];
+        s[i] = positive < 0 ? (float)sum : o[k];
+        int cls = (int)y->data[i];
+        lab[i] = (float)(positive < 0 ? cls != k : cls == k);
+    }
+}
+
+static void same_report(const nn_binary_report *a, const nn_binary_report *b)
+{
+    assert_true(a->threshold == b->threshold && a->tp == b->tp &&
+                a->fp == b->fp && a->tn == b->tn && a->fn == b->fn);
+    assert_true(a->precision == b->precision && a->recall == b->recall &&
+                a->f1 == b->f1 && a->accuracy == b->accuracy);
+    assert_true(a->roc_auc == b->roc_auc &&
+                a->average_precision == b->average_precision);
+}
+
+static void same_curves(const nn_curve *a, const nn_curve *b)
+{
+    int64_t k = nn_curve_size(a);
+    assert_int_equal(nn_curve_size(b), k);
+    double *v = malloc((size_t)(4 * (k + 1)) * sizeof *v);
+    assert_int_equal(nn_curve_roc(a, v, v + k + 1, NULL, k + 1), NN_OK);
+    assert_int_equal(nn_curve_roc(b, v + 2 * (k + 1), v + 3 * (k + 1), NULL,
+                                  k + 1), NN_OK);
+    assert_memory_equal(v, v + 2 * (k + 1), 2 * (size_t)(k + 1) * sizeof *v);
+    free(v);
+}
+
+static void test_evaluate_binary(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(40, 3, 310, &x, &y);
+    nn_model *m = dense_model(8, 3, NN_ACT_SOFTMAX);
+    assert_int_equal(compile_sgd(m, SCCE, 0.5f, NULL), NN_OK);
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 5;
+    fo.batch_size = 8;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_OK);
+    int64_t so[2] = {40, 3};
+    nn_tensor *out = nn_tensor_create(2, so);
+    assert_int_equal(nn_model_predict(m, x, out, 16), NN_OK);
+    float s[40], lab[40];
+    const int views[3] = {2, 0, NN_ALL_BUT(0)};
+    for (int v = 0; v < 3; v++) {
+        expected_scores(out, y, views[v], s, lab);
+        nn_curve *want = nn_curve_create(s, lab, 40), *got = NULL;
+        nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+        bo.positive_class = views[v];
+        bo.threshold = 0.3f;
+        nn_binary_report r = report_init(), rw = report_init();
+        assert_int_equal(nn_model_evaluate_binary(m, x, y, 7, &bo, &r, &got),
+                         NN_OK);
+        same_curves(want, got);
+        assert_int_equal(nn_curve_report(want, 0.3f, &rw), NN_OK);
+        same_report(&r, &rw);
+        assert_true(r.roc_auc > 0.8); /* it learned something */
+        nn_curve_free(want);
+        nn_curve_free(got);
+    }
+    /* The report alone, defaults (class 1 at 0.5). */
+    nn_binary_report r = report_init();
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 40, NULL, &r, NULL),
+                     NN_OK);
+    assert_true(r.threshold == 0.5f && r.tp + r.fn + r.fp + r.tn == 40);
+    /* Errors. */
+    nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+    bo.positive_class = 3;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, &bo, &r, NULL),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "positive_class 3"));
+    bo.positive_class = NN_ALL_BUT(3);
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, &bo, &r, NULL),
+                     NN_ERR_INVALID);
+    bo.positive_class = 1;
+    bo.threshold = NAN;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, &bo, &r, NULL),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, NULL, NULL, NULL),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 0, NULL, &r, NULL),
+                     NN_ERR_INVALID);
+    r.size = 0;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, NULL, &r, NULL),
+                     NN_ERR_INVALID);
+    y->data[3] = 5;
+    nn_curve *cv = (nn_curve *)1;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, NULL, NULL, &cv),
+                     NN_ERR_INVALID);
+    assert_null(cv);
+    nn_model_free(m);
+    nn_tensor_free(out), nn_tensor_free(x), nn_tensor_free(y);
+}
+
+/* One sigmoid channel compiled from logits: the scores are sigmoid(z),
+ * and class 0 as the positive one scores 1 - p. */
+static void test_evaluate_binary_logits(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(30, 1, 320, &x, &y);
+    nn_model *m = dense_model(9, 1, NN_ACT_NONE);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = 1;
+    assert_int_equal(compile_sgd(m, BCE, 0.5f, &lo), NN_OK);
+    int64_t sy[2] = {30, 1};
+    nn_tensor_reshape(y, 2, sy);
+    int64_t so[2] = {30, 1};
+    nn_tensor *z = nn_tensor_create(2, so);
+    assert_int_equal(nn_model_predict(m, x, z, 30), NN_OK);
+    float s[30], lab[30];
+    for (int pos = 0; pos < 2; pos++) {
+        for (int i = 0; i < 30; i++) {
+            double p = 1 / (1 + exp(-(double)z->data[i]));
+            s[i] = (float)(pos ? p : 1 - p);
+            lab[i] = (float)(pos ? y->data[i] : 1 - y->data[i]);
+        }
+        nn_curve *want = nn_curve_create(s, lab, 30), *got = NULL;
+        nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+        bo.positive_class = pos;
+        assert_int_equal(nn_model_evaluate_binary(m, x, y, 30, &bo, NULL,
+                                                  &got),
+                         NN_OK);
+        same_curves(want, got);
+        nn_curve_free(want);
+        nn_curve_free(got);
+    }
+    nn_model_free(m);
+    nn_tensor_free(z), nn_tensor_free(x), nn_tensor_free(y);
+}
+
+/* The score of NN_ALL_BUT(k) sums the other classes' probabilities, so
+ * a confident good part keeps a small score instead of 1 - p_k's
+ * rounding; labels follow the view. */
+static void test_binary_scores(void **state)
+{
+    (void)state;
+    const float out[6] = {0.99999994f, 3e-8f, 2e-8f, 0.2f, 0.5f, 0.3f};
+    const float ids[2] = {0, 2}, z[2] = {30, -2}, m[2] = {1, 0};
+    nn_loss_batch b = {.batch = 2, .positions = 1, .classes = 3, .out = out,
+                       .y = ids, .sparse = true};
+    nn_scores *sc = nn__scores_new(NN_ALL_BUT(0), 4);
+    assert_int_equal(nn__scores_add(sc, &b, false), NN_OK);
+    assert_true(sc->score[0] == (float)((double)3e-8f + (double)2e-8f) && sc->score[1] == 0.8f);
+    assert_true(sc->label[0] == 0 && sc->label[1] == 1);
+    /* Too many rows for the room planned: refused, nothing written. */
+    b.batch = 2;
+    assert_int_equal(nn__scores_add(sc, &b, false), NN_OK);
+    assert_int_equal(nn__scores_add(sc, &b, false), NN_ERR_STATE);
+    assert_int_equal(sc->n, 4);
+    nn__scores_free(sc);
+    /* One channel from logits: class 0 scores 1 - sigmoid(z) = sigmoid(-z)
+     * without cancellation. */
+    nn_loss_batch b1 = {.batch = 2, .positions = 1, .classes = 1, .out = z,
+                        .y = m};
+    sc = nn__scores_new(0, 2);
+    assert_int_equal(nn__scores_add(sc, &b1, true), NN_OK);
+    assert_true(sc->score[0] == (float)(1 / (1 + exp(30.0))));
+    assert_true(sc->label[0] == 0 && sc->label[1] == 1);
+    nn__scores_free(sc);
+    nn__debug_fail_alloc_after(2);
+    assert_null(nn__scores_new(1, 8));
+    nn__debug_fail_alloc_after(0);
+}
+
+/* fit records precision, recall, F1 and ROC AUC per epoch; the last
+ * epoch's validation values are evaluate_binary's on the same data. */
+static void test_fit_decision_metrics(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y, *vx, *vy;
+    cls_data(64, 3, 330, &x, &y);
+    cls_data(32, 3, 331, &vx, &vy);
+    nn_model *m = dense_model(10, 3, NN_ACT_SOFTMAX);
+    assert_int_equal(compile_sgd(m, SCCE, 0.5f, NULL), NN_OK);
+    nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+    bo.positive_class = NN_ALL_BUT(0);
+    bo.threshold = 0.4f;
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 4;
+    fo.batch_size = 16;
+    fo.val_x = vx;
+    fo.val_y = vy;
+    fo.decision_metrics = &bo;
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    nn_binary_report r = report_init();
+    assert_int_equal(nn_model_evaluate_binary(m, vx, vy, 16, &bo, &r, NULL),
+                     NN_OK);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_PRECISION, 3) ==
+                (float)r.precision);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_RECALL, 3) == (float)r.recall);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_F1, 3) == (float)r.f1);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_ROC_AUC, 3) ==
+                (float)r.roc_auc);
+    for (int k = NN_METRIC_PRECISION; k <= NN_METRIC_VAL_ROC_AUC; k++) {
+        float v = nn_history_get(h, (nn_metric)k, 3);
+        assert_true(v >= 0 && v <= 1);
+    }
+    assert_true(nn_history_get(h, NN_METRIC_ROC_AUC, 3) > 0.8);
+    char dir[] = "/tmp/nn_dec_XXXXXX", path[64], line[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/h.csv", dir);
+    assert_int_equal(nn_history_write_csv(h, path), NN_OK);
+    FILE *f = fopen(path, "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_string_equal(line, "epoch,loss,accuracy,val_loss,val_accuracy,"
+                              "seconds,precision,recall,f1,roc_auc,"
+                              "val_precision,val_recall,val_f1,"
+                              "val_roc_auc\n");
+    remove(path);
+    rmdir(dir);
+    nn_history_free(h);
+    /* Without validation data the val_ values are NaN; without the option
+     * nothing is recorded; a bad view is refused before training. */
+    fo.val_x = fo.val_y = NULL;
+    fo.epochs = 1;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    assert_true(isnan(nn_history_get(h, NN_METRIC_VAL_F1, 0)));
+    assert_true(isfinite(nn_history_get(h, NN_METRIC_F1, 0)));
+    nn_history_free(h);
+    fo.decision_metrics = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    assert_true(isnan(nn_history_get(h, NN_METRIC_ROC_AUC, 0)));
+    nn_history_free(h);
+    bo.positive_class = 7;
+    fo.decision_metrics = &bo;
+    int64_t before = nn_optimizer_iterations(m->opt);
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_int_equal(nn_optimizer_iterations(m->opt), before);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(vx);
+    nn_tensor_free(vy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2646,6 +3177,14 @@ int main(void)
         cmocka_unit_test(test_fit_class_weight),
         cmocka_unit_test(test_fit_weight_errors),
         cmocka_unit_test(test_weighted_checkpoint),
+        cmocka_unit_test(test_confusion_prf),
+        cmocka_unit_test(test_curve_hand_computed),
+        cmocka_unit_test(test_curve_ties_and_extremes),
+        cmocka_unit_test(test_threshold_selection),
+        cmocka_unit_test(test_binary_scores),
+        cmocka_unit_test(test_evaluate_binary),
+        cmocka_unit_test(test_evaluate_binary_logits),
+        cmocka_unit_test(test_fit_decision_metrics),
     };
     return cmocka_run_group_tests_name("loss_optim", tests, NULL, NULL);
 }
