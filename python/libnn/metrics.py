@@ -13,7 +13,28 @@ from ._lib import lib
 from .tensor import Handle, wrap
 
 
-class ConfusionMatrix:
+class _Owner:
+    """An object owning one C handle (self._h, named self._what): closed
+    by close() or a `with` block; methods raise StateError afterwards."""
+
+    @property
+    def _ptr(self):
+        if not self._h:
+            raise errors.StateError(f"the {self._what} is closed")
+        return self._h.ptr
+
+    def close(self):
+        h, self._h = self._h, Handle(None, None)
+        h.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ConfusionMatrix(_Owner):
     """Counts [truth, predicted] over every position of the batches given
     to update(). For outputs of C > 1 channels the prediction is the argmax
     over the last axis; for one channel, class 1 where the probability is
@@ -30,12 +51,8 @@ class ConfusionMatrix:
             raise TypeError("classes must be an int")
         self._h = Handle(lib.nn_confusion_create(int(classes)),
                          lib.nn_confusion_free)
+        self._what = "confusion matrix"
 
-    @property
-    def _ptr(self):
-        if not self._h:
-            raise errors.StateError("the confusion matrix is closed")
-        return self._h.ptr
 
     @property
     def classes(self):
@@ -121,16 +138,6 @@ class ConfusionMatrix:
                     class_dice=[self.dice(c) for c in range(k)],
                     confusion=self.matrix)
 
-    def close(self):
-        h, self._h = self._h, Handle(None, None)
-        h.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         if not self._h:
             return "<libnn.ConfusionMatrix closed>"
@@ -160,7 +167,7 @@ def _new_report():
     return _lib.make_opts(_lib.nn_binary_report)
 
 
-class Curve:
+class Curve(_Owner):
     """The ROC and precision-recall curves of scores against binary labels
     (1: positive, the defective part), one point per distinct score, the
     thresholds decreasing; a sample is positive where score >= threshold.
@@ -181,12 +188,8 @@ class Curve:
             _ptr = lib.nn_curve_create(s.ctypes.data_as(fp),
                                        y.ctypes.data_as(fp), s.size)
         self._h = Handle(_ptr, lib.nn_curve_free)
+        self._what = "curve"
 
-    @property
-    def _ptr(self):
-        if not self._h:
-            raise errors.StateError("the curve is closed")
-        return self._h.ptr
 
     @property
     def size(self):
@@ -251,16 +254,6 @@ class Curve:
         lib.nn_curve_threshold_for_precision(self._ptr, float(target),
                                              ctypes.byref(r))
         return report_dict(r)
-
-    def close(self):
-        h, self._h = self._h, Handle(None, None)
-        h.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         if not self._h:
