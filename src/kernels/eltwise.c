@@ -195,3 +195,32 @@ void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out)
     }
     nn__free(part);
 }
+
+/* Row bands of nn__colsum_bands: fixed, so the sums do not depend on the
+ * thread count. */
+#define COLSUM_BANDS 16
+
+size_t nn__colsum_bands_scratch(int64_t cols)
+{
+    return (size_t)COLSUM_BANDS * (size_t)cols *
+           (sizeof(double) / sizeof(float));
+}
+
+void nn__colsum_bands(const float *x, int64_t rows, int64_t cols, float *out,
+                      float *scratch)
+{
+    if (cols <= 0) return;
+    int nb = rows < COLSUM_BANDS ? (int)rows : COLSUM_BANDS;
+    double *part = (double *)(void *)scratch;
+    int64_t n = rows * cols;
+#pragma omp parallel for num_threads(nn__threads()) if (n >= 4 * PAR_MIN) \
+    schedule(static)
+    for (int b = 0; b < nb; b++)
+        colsum_rows(x, rows * b / nb, rows * (b + 1) / nb, cols,
+                    part + (size_t)b * cols);
+    for (int64_t j = 0; j < cols; j++) {
+        double s = 0.0;
+        for (int b = 0; b < nb; b++) s += part[(size_t)b * cols + j];
+        out[j] = (float)s;
+    }
+}
