@@ -1,7 +1,8 @@
 /* Numeric kernels against naive references: GEMM in every transpose
  * combination, convolution forward/backward on many random geometries,
  * pooling, element-wise maps and reductions; determinism of the parallel
- * splits. */
+ * splits; depthwise and transposed convolution against theirs, with
+ * finite-difference checks of their gradients. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/seg_kernels.h"
 #include "nn_internal.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
@@ -853,6 +855,758 @@ static void test_colsum_bias(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* ReLU6 in the products' epilogue                                     */
+/* ------------------------------------------------------------------ */
+
+/* relu6 clamps to [0, 6] after scale, shift and residual, lets NaN
+ * through, and overrides relu; on the AVX-512 path and its fallback. */
+static void test_gemm512_relu6(void **state)
+{
+    (void)state;
+    const int64_t m = 13, n = 37, k = 9;
+    float *a = rand_buf(m * k), *b = rand_buf(k * n), *scale = rand_buf(n);
+    float *shift = rand_buf(n), *res = rand_buf(m * n);
+    float *c = nan_buf(m * n);
+    double *ab = malloc((size_t)(m * n) * sizeof(double));
+    double *want = malloc((size_t)(m * n) * sizeof(double));
+    for (int64_t j = 0; j < n; j++) scale[j] *= 8.0f; /* reach past 6 */
+    a[2 * k + 1] = NAN;                               /* row 2 is NaN */
+    gemm_ref(false, false, m, n, k, a, k, b, n, 0.0f, NULL, n, ab);
+    for (int64_t i = 0; i < m * n; i++) {
+        double v = ab[i] * scale[i % n] + shift[i % n] + res[i];
+        want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
+    }
+    nn_epilogue e = {.scale = scale, .shift = shift, .residual = res,
+                     .ldr = n, .relu = true, .relu6 = true};
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        nn__gemm512_epi(m, n, k, a, k, b, n, &e, c, n);
+        int clamped = 0;
+        for (int64_t i = 0; i < m * n; i++) {
+            if (i / n == 2) {
+                assert_true(isnan(c[i]));
+                continue;
+            }
+            assert_true(fabs(c[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])));
+            clamped += c[i] == 6.0f;
+        }
+        assert_true(clamped > 0);
+    }
+    nn__gemm512_disable(false);
+    free(a);
+    free(b);
+    free(scale);
+    free(shift);
+    free(res);
+    free(c);
+    free(ab);
+    free(want);
+}
+
+/* ------------------------------------------------------------------ */
+/* Kernel-level finite differences                                     */
+/* ------------------------------------------------------------------ */
+
+/* L = sum r_i y_i for y = fwd(x, w, b): its gradient is the backward
+ * pass with dout = r. Each coordinate of one argument is moved by +-eps
+ * and L summed in double; L is linear in every coordinate, so the central
+ * difference errs by float rounding only. */
+typedef void (*fd_forward)(const nn_conv_geom *g, const float *x,
+                           const float *w, const float *b, float *y,
+                           float *scratch);
+
+typedef struct fd_case {
+    const nn_conv_geom *g;
+    fd_forward fwd;
+    float *x, *w, *b, *y, *scratch;
+    const float *r;
+    int64_t ny;
+} fd_case;
+
+static double fd_loss(const fd_case *c)
+{
+    c->fwd(c->g, c->x, c->w, c->b, c->y, c->scratch);
+    double s = 0.0;
+    for (int64_t i = 0; i < c->ny; i++) s += (double)c->r[i] * c->y[i];
+    return s;
+}
+
+/* Returns the number of coordinates of p outside the tolerance. */
+static int fd_check(const fd_case *c, float *p, int64_t n,
+                    const float *analytic, const char *what)
+{
+    const double eps = 1e-2;
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = p[i];
+        p[i] = (float)(v + eps);
+        double hp = (double)p[i] - v, lp = fd_loss(c);
+        p[i] = (float)(v - eps);
+        double hm = v - (double)p[i], lm = fd_loss(c);
+        p[i] = v;
+        double num = (lp - lm) / (hp + hm);
+        double tol = 2e-3 + 1e-2 * fmax(fabs(num), fabs(analytic[i]));
+        if (!(fabs(num - analytic[i]) <= tol) && bad++ < 5)
+            fprintf(stderr, "fd %s[%lld]: numeric %.6g analytic %.6g\n", what,
+                    (long long)i, num, (double)analytic[i]);
+    }
+    return bad;
+}
+
+/* ------------------------------------------------------------------ */
+/* Depthwise convolution                                               */
+/* ------------------------------------------------------------------ */
+
+static nn_conv_geom make_dw_geom(int n, int h, int w, int c, int kh, int kw,
+                                 int sh, int sw, bool same, int mult)
+{
+    return make_geom(n, h, w, c, kh, kw, sh, sw, same, c * mult);
+}
+
+/* Square 3x3 and 5x5 windows half the time (the fast path's), depth
+ * multipliers 1 to 3, channel counts across the 16-lane and 64-channel
+ * blocks. */
+static nn_conv_geom random_dw_geom(void)
+{
+    for (;;) {
+        bool same = rand_int(0, 1);
+        int h = rand_int(1, 13), w = rand_int(1, 13);
+        int kh = rand_int(1, 5), kw = rand_int(1, 5);
+        if (rand_int(0, 1)) kh = kw = rand_int(0, 1) ? 3 : 5;
+        if (!same && (kh > h || kw > w)) continue;
+        int mult = rand_int(0, 3) ? 1 : rand_int(2, 3);
+        return make_dw_geom(rand_int(1, 3), h, w, rand_int(1, 40), kh, kw,
+                            rand_int(1, 3), rand_int(1, 3), same, mult);
+    }
+}
+
+static int64_t dw_w_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->kh * g->kw * g->f;
+}
+
+static void dw_name(char *buf, size_t cap, const char *what,
+                    const nn_conv_geom *g)
+{
+    snprintf(buf, cap, "%s n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d m%d -> %dx%d",
+             what, g->n, g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw,
+             g->pad_top, g->pad_left, g->f / g->c, g->oh, g->ow);
+}
+
+/* Against the reference; with the fused epilogue too (scale, shift, a
+ * residual, ReLU6), whose result must not depend on the thread count. */
+static void check_dw_forward(const nn_conv_geom *g, bool bias)
+{
+    const int64_t no = out_count(g), f = g->f;
+    float *x = rand_buf(in_count(g)), *w = rand_buf(dw_w_count(g));
+    float *b = bias ? rand_buf(f) : NULL, *scale = rand_buf(f);
+    float *shift = rand_buf(f), *res = rand_buf(no);
+    float *out = nan_buf(no), *ref = nan_buf(no), *o1 = nan_buf(no);
+    double *want = malloc((size_t)no * sizeof(double));
+    char what[160];
+    dw_name(what, sizeof what, "depthwise", g);
+    nn__depthwise_forward_ref(g, x, w, b, ref);
+    for (int64_t i = 0; i < no; i++) want[i] = ref[i];
+    nn__depthwise_forward(g, x, w, b, out);
+    assert_true(close_enough(out, want, no, 1e-5, what));
+
+    nn__depthwise_forward_ref(g, x, w, NULL, ref);
+    for (int64_t j = 0; j < f; j++) scale[j] *= 4.0f; /* reach past 6 */
+    for (int64_t i = 0; i < no; i++) {
+        double v = (double)ref[i] * scale[i % f] + shift[i % f] + res[i];
+        want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
+    }
+    nn_epilogue e = {.scale = scale, .shift = shift, .residual = res,
+                     .ldr = f, .relu6 = true};
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_set_num_threads(threads);
+        nn__depthwise_forward_epi(g, x, w, &e, out);
+        assert_true(close_enough(out, want, no, 1e-5, what));
+        if (threads == 1) memcpy(o1, out, (size_t)no * sizeof(float));
+        assert_memory_equal(o1, out, (size_t)no * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    free(x);
+    free(w);
+    free(b);
+    free(scale);
+    free(shift);
+    free(res);
+    free(out);
+    free(ref);
+    free(o1);
+    free(want);
+}
+
+static void test_depthwise_forward_random(void **state)
+{
+    (void)state;
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (int i = 0; i < 250; i++) {
+            nn_conv_geom g = random_dw_geom();
+            check_dw_forward(&g, i % 3 != 0);
+        }
+    }
+    nn__gemm512_disable(false);
+}
+
+static void test_depthwise_forward_special(void **state)
+{
+    (void)state;
+    /* MobileNetV2-like rows (odd and even, strides 1 and 2, asymmetric
+     * SAME), blocks of 64 channels and a masked rest, 5x5, a window larger
+     * than the input, depth multiplier 2 with many channels, a 1-wide
+     * image, enough rows for two threads to share. */
+    nn_conv_geom gs[] = {
+        make_dw_geom(1, 16, 16, 32, 3, 3, 1, 1, true, 1),
+        make_dw_geom(2, 15, 14, 96, 3, 3, 2, 2, true, 1),
+        make_dw_geom(1, 14, 14, 144, 3, 3, 2, 2, true, 1),
+        make_dw_geom(1, 9, 11, 70, 3, 3, 1, 1, true, 1),
+        make_dw_geom(1, 9, 11, 70, 3, 3, 3, 3, false, 1),
+        make_dw_geom(2, 12, 13, 21, 5, 5, 1, 1, true, 1),
+        make_dw_geom(2, 12, 13, 21, 5, 5, 2, 1, false, 1),
+        make_dw_geom(1, 3, 2, 5, 5, 5, 1, 1, true, 1),
+        make_dw_geom(2, 7, 7, 40, 3, 3, 1, 1, true, 2),
+        make_dw_geom(2, 1, 9, 17, 3, 3, 1, 1, true, 1),
+        make_dw_geom(3, 40, 40, 32, 3, 3, 1, 1, true, 1),
+    };
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+            check_dw_forward(&gs[i], true);
+            check_dw_forward(&gs[i], false);
+        }
+    }
+    nn__gemm512_disable(false);
+}
+
+/* ReLU without a scale: shift only, NaN passing through, no residual. */
+static void test_depthwise_epilogue_relu(void **state)
+{
+    (void)state;
+    nn_conv_geom g = make_dw_geom(1, 6, 6, 20, 3, 3, 1, 1, true, 1);
+    const int64_t no = out_count(&g);
+    float *x = rand_buf(in_count(&g)), *w = rand_buf(dw_w_count(&g));
+    float *shift = rand_buf(g.f), *out = nan_buf(no), *ref = nan_buf(no);
+    x[(2 * 6 + 2) * 20 + 3] = NAN; /* channel 3 of pixel (2, 2) */
+    nn__depthwise_forward_ref(&g, x, w, shift, ref);
+    nn_epilogue e = {.shift = shift, .relu = true};
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        nn__depthwise_forward_epi(&g, x, w, &e, out);
+        int zeros = 0;
+        for (int64_t i = 0; i < no; i++) {
+            if (isnan(ref[i])) {
+                assert_true(isnan(out[i]));
+                continue;
+            }
+            float want = ref[i] < 0 ? 0.0f : ref[i];
+            assert_true(fabsf(out[i] - want) <= 1e-5f * (1 + fabsf(want)));
+            zeros += out[i] == 0.0f;
+        }
+        assert_true(zeros > 0);
+    }
+    nn__gemm512_disable(false);
+    free(x);
+    free(w);
+    free(shift);
+    free(out);
+    free(ref);
+}
+
+/* Naive gradients in double. */
+static void dw_backward_ref(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *dy, double *dx,
+                            double *dw, double *db)
+{
+    const int m = g->f / g->c;
+    memset(dx, 0, (size_t)in_count(g) * sizeof(double));
+    memset(dw, 0, (size_t)dw_w_count(g) * sizeof(double));
+    memset(db, 0, (size_t)g->f * sizeof(double));
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int o = 0; o < g->f; o++) {
+                    double d = dy[(((int64_t)n * g->oh + oy) * g->ow + ox) *
+                                      g->f + o];
+                    db[o] += d;
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh - g->pad_top + ky;
+                            int ix = ox * g->sw - g->pad_left + kx;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            int64_t xi = (((int64_t)n * g->h + iy) * g->w +
+                                          ix) * g->c + o / m;
+                            int64_t wi = ((int64_t)ky * g->kw + kx) * g->f + o;
+                            dx[xi] += d * w[wi];
+                            dw[wi] += d * x[xi];
+                        }
+                }
+}
+
+/* Every output against the reference; dx overwritten and accumulated. */
+static void check_dw_backward(const nn_conv_geom *g, bool want_dx,
+                              bool accum)
+{
+    const int64_t nx = in_count(g), nw = dw_w_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(out_count(g));
+    float *dx = want_dx ? (accum ? rand_buf(nx) : nan_buf(nx)) : NULL;
+    float *dx0 = malloc((size_t)nx * sizeof(float));
+    if (dx) memcpy(dx0, dx, (size_t)nx * sizeof(float));
+    float *dw = nan_buf(nw), *db = nan_buf(g->f);
+    float *scratch = scratch_for(nn__depthwise_backward_scratch(g));
+    nn__depthwise_backward(g, x, w, dy, dx, accum, dw, db, scratch);
+    double *rdx = malloc((size_t)nx * sizeof(double));
+    double *rdw = malloc((size_t)nw * sizeof(double));
+    double *rdb = malloc((size_t)g->f * sizeof(double));
+    dw_backward_ref(g, x, w, dy, rdx, rdw, rdb);
+    if (dx && accum)
+        for (int64_t i = 0; i < nx; i++) rdx[i] += dx0[i];
+    char what[160];
+    dw_name(what, sizeof what, "depthwise bwd", g);
+    double tol = 2e-5 * sqrt((double)g->n * g->oh * g->ow + 1.0);
+    if (dx) assert_true(close_enough(dx, rdx, nx, tol, what));
+    assert_true(close_enough(dw, rdw, nw, tol, what));
+    assert_true(close_enough(db, rdb, g->f, tol, what));
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dx0);
+    free(dw);
+    free(db);
+    free(scratch);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+}
+
+static void test_depthwise_backward_random(void **state)
+{
+    (void)state;
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_num_threads(threads);
+            for (int i = 0; i < 120; i++) {
+                nn_conv_geom g = random_dw_geom();
+                check_dw_backward(&g, i % 5 != 4, i % 2 == 1);
+            }
+        }
+    }
+    nn__gemm512_disable(false);
+    nn_set_num_threads(0);
+}
+
+/* Backward on one input at 1, 2 and 3 threads: the same bits for dx, the
+ * kernel and the bias gradients (the reductions run over fixed bands). */
+static void check_dw_threads(const nn_conv_geom *g)
+{
+    const int64_t nx = in_count(g), nw = dw_w_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(out_count(g));
+    float *dx[3], *dw[3], *db[3];
+    float *scratch = scratch_for(nn__depthwise_backward_scratch(g));
+    for (int t = 0; t < 3; t++) {
+        nn_set_num_threads(t + 1);
+        dx[t] = nan_buf(nx);
+        dw[t] = nan_buf(nw);
+        db[t] = nan_buf(g->f);
+        nn__depthwise_backward(g, x, w, dy, dx[t], false, dw[t], db[t],
+                               scratch);
+    }
+    for (int t = 1; t < 3; t++) {
+        assert_memory_equal(dx[0], dx[t], (size_t)nx * sizeof(float));
+        assert_memory_equal(dw[0], dw[t], (size_t)nw * sizeof(float));
+        assert_memory_equal(db[0], db[t], (size_t)g->f * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    for (int t = 0; t < 3; t++) {
+        free(dx[t]);
+        free(dw[t]);
+        free(db[t]);
+    }
+    free(x);
+    free(w);
+    free(dy);
+    free(scratch);
+}
+
+static void test_depthwise_deterministic(void **state)
+{
+    (void)state;
+    /* Large enough for every pass to run on several threads: the
+     * stride-1 dx (flipped forward), the gathered dx (stride 2, depth
+     * multiplier 2), 5x5 valid. */
+    nn_conv_geom gs[] = {
+        make_dw_geom(4, 40, 40, 48, 3, 3, 1, 1, true, 1),
+        make_dw_geom(6, 41, 40, 24, 3, 3, 2, 2, true, 2),
+        make_dw_geom(30, 9, 9, 70, 5, 5, 1, 1, false, 1),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_dw_threads(&gs[i]);
+}
+
+static void dw_forward_fd(const nn_conv_geom *g, const float *x,
+                          const float *w, const float *b, float *y,
+                          float *scratch)
+{
+    (void)scratch;
+    nn__depthwise_forward(g, x, w, b, y);
+}
+
+/* Finite differences of dx, the kernel and the bias gradients. */
+static void check_dw_fd(const nn_conv_geom *g)
+{
+    const int64_t nx = in_count(g), nw = dw_w_count(g), ny = out_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(g->f);
+    float *r = rand_buf(ny), *y = nan_buf(ny);
+    float *dx = nan_buf(nx), *dw = nan_buf(nw), *db = nan_buf(g->f);
+    float *scratch = scratch_for(nn__depthwise_backward_scratch(g));
+    nn__depthwise_backward(g, x, w, r, dx, false, dw, db, scratch);
+    fd_case c = {g, dw_forward_fd, x, w, b, y, NULL, r, ny};
+    assert_int_equal(fd_check(&c, x, nx, dx, "depthwise dx"), 0);
+    assert_int_equal(fd_check(&c, w, nw, dw, "depthwise dkernel"), 0);
+    assert_int_equal(fd_check(&c, b, g->f, db, "depthwise dbias"), 0);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+    free(y);
+    free(dx);
+    free(dw);
+    free(db);
+    free(scratch);
+}
+
+static void test_depthwise_gradcheck(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_dw_geom(2, 6, 5, 3, 3, 3, 1, 1, true, 1),
+        make_dw_geom(2, 7, 6, 3, 3, 3, 2, 2, true, 2),
+        make_dw_geom(1, 8, 7, 4, 5, 5, 3, 2, false, 1),
+        make_dw_geom(2, 5, 6, 2, 2, 3, 1, 2, true, 3),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) check_dw_fd(&gs[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Transposed convolution                                              */
+/* ------------------------------------------------------------------ */
+
+/* The convolution g of a transposed convolution from x [n, h, w, cin] to
+ * cout channels (op: output_padding, -1 for none). */
+static nn_conv_geom make_ct_geom(int n, int h, int w, int cin, int cout,
+                                 int kh, int kw, int sh, int sw, bool same,
+                                 int op)
+{
+    nn_conv_geom g = {.n = n, .oh = h, .ow = w, .f = cin, .c = cout,
+                      .kh = kh, .kw = kw, .sh = sh, .sw = sw};
+    assert_true(nn__conv_transpose_axis(h, kh, sh, same, op, &g.h,
+                                        &g.pad_top));
+    assert_true(nn__conv_transpose_axis(w, kw, sw, same, op, &g.w,
+                                        &g.pad_left));
+    return g;
+}
+
+/* Strides 1 to 3, odd and even sizes and kernels, both paddings, with
+ * and without output_padding (the same on both axes). */
+static nn_conv_geom random_ct_geom(void)
+{
+    for (;;) {
+        int kh = rand_int(1, 5), kw = rand_int(1, 5);
+        int sh = rand_int(1, 3), sw = rand_int(1, 3);
+        int h = rand_int(1, 7), w = rand_int(1, 7), out, pad;
+        bool same = rand_int(0, 1);
+        int op = rand_int(-1, (sh < sw ? sh : sw) - 1);
+        if (!nn__conv_transpose_axis(h, kh, sh, same, op, &out, &pad) ||
+            !nn__conv_transpose_axis(w, kw, sw, same, op, &out, &pad))
+            continue;
+        return make_ct_geom(rand_int(1, 3), h, w, rand_int(1, 9),
+                            rand_int(1, 9), kh, kw, sh, sw, same, op);
+    }
+}
+
+/* Keras' deconv_output_length and TensorFlow's pad, by hand. */
+static void test_conv_transpose_axis(void **state)
+{
+    (void)state;
+    static const struct {
+        int in, k, s, same, op, out, pad;
+    } cases[] = {
+        {4, 3, 2, 1, -1, 8, 0},   /* pix2pix upsample: odd total, pad after */
+        {4, 4, 2, 1, -1, 8, 1},   /* = PyTorch padding 1 */
+        {5, 3, 1, 1, -1, 5, 1},   /* stride 1 SAME keeps the size */
+        {4, 3, 2, 0, -1, 9, 0},   /* VALID: n s + k - s */
+        {4, 2, 3, 0, -1, 12, 0},  /* VALID, k < s: n s */
+        {4, 3, 2, 0, 1, 10, 0},   /* output_padding adds at the end */
+        {4, 3, 2, 1, 1, 8, 0},    /* SAME, op 1: (n-1) s + k - 2 + 1 */
+        {4, 3, 3, 1, 2, 12, 0},
+        {3, 5, 2, 1, 0, 5, 2},    /* (n-1) s + 1: pad 2 each side */
+        {1, 1, 1, 0, -1, 1, 0},
+        {7, 1, 2, 1, -1, 14, 0},  /* total < 0: no pad */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int out = -1, pad = -1;
+        assert_true(nn__conv_transpose_axis(cases[i].in, cases[i].k,
+                                            cases[i].s, cases[i].same,
+                                            cases[i].op, &out, &pad));
+        assert_int_equal(out, cases[i].out);
+        assert_int_equal(pad, cases[i].pad);
+    }
+    int out, pad;
+    /* output_padding must be below the stride */
+    assert_false(nn__conv_transpose_axis(4, 3, 2, true, 2, &out, &pad));
+    /* SAME with an even kernel and op 0: the convolution of 6 gives 3 */
+    assert_false(nn__conv_transpose_axis(4, 4, 2, true, 0, &out, &pad));
+    /* an empty output */
+    assert_false(nn__conv_transpose_axis(1, 2, 2, true, 0, &out, &pad));
+    assert_false(nn__conv_transpose_axis(0, 3, 1, true, -1, &out, &pad));
+}
+
+static int64_t ct_x_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * g->oh * g->ow * g->f;
+}
+
+static void ct_name(char *buf, size_t cap, const char *what,
+                    const nn_conv_geom *g)
+{
+    snprintf(buf, cap, "%s n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d -> %dx%dx%d",
+             what, g->n, g->oh, g->ow, g->f, g->kh, g->kw, g->sh, g->sw,
+             g->pad_top, g->pad_left, g->h, g->w, g->c);
+}
+
+static void check_ct_forward(const nn_conv_geom *g, bool bias)
+{
+    const int64_t ny = in_count(g);
+    float *x = rand_buf(ct_x_count(g)), *w = rand_buf(w_count(g));
+    float *b = bias ? rand_buf(g->c) : NULL;
+    float *y = nan_buf(ny), *ref = nan_buf(ny);
+    double *want = malloc((size_t)ny * sizeof(double));
+    float *scratch = scratch_for(nn__conv_transpose_forward_scratch(g));
+    nn__conv_transpose_forward_ref(g, x, w, b, ref);
+    for (int64_t i = 0; i < ny; i++) want[i] = ref[i];
+    nn__conv_transpose_forward(g, x, w, b, y, scratch);
+    char what[160];
+    ct_name(what, sizeof what, "conv transpose", g);
+    assert_true(close_enough(y, want, ny, 1e-5, what));
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(ref);
+    free(want);
+    free(scratch);
+}
+
+static void test_conv_transpose_forward(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_ct_geom(3, 4, 4, 20, 33, 3, 3, 2, 2, true, -1),
+        make_ct_geom(2, 5, 3, 8, 6, 4, 4, 2, 2, true, -1),
+        make_ct_geom(2, 5, 6, 7, 5, 3, 3, 2, 2, false, 1),
+        make_ct_geom(1, 3, 4, 5, 70, 3, 2, 3, 1, true, -1),
+        make_ct_geom(2, 6, 5, 3, 4, 1, 1, 1, 1, false, -1), /* pointwise */
+        make_ct_geom(40, 2, 2, 4, 3, 3, 3, 2, 2, true, -1), /* many images */
+    };
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+            check_ct_forward(&gs[i], true);
+            check_ct_forward(&gs[i], false);
+        }
+        for (int i = 0; i < 150; i++) {
+            nn_conv_geom g = random_ct_geom();
+            check_ct_forward(&g, i % 2 == 0);
+        }
+    }
+    nn__gemm512_disable(false);
+}
+
+/* dx, the kernel and bias gradients against the references: dx is the
+ * convolution g of dy, dW that convolution's weight gradient with dy as
+ * its input and x as its output gradient. */
+static void check_ct_backward(const nn_conv_geom *g, bool want_dx,
+                              bool accum)
+{
+    const int64_t nx = ct_x_count(g), ny = in_count(g), nw = w_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(w_count(g)), *dy = rand_buf(ny);
+    float *dx = want_dx ? (accum ? rand_buf(nx) : nan_buf(nx)) : NULL;
+    float *dx0 = malloc((size_t)nx * sizeof(float)), *rdxf = nan_buf(nx);
+    if (dx) memcpy(dx0, dx, (size_t)nx * sizeof(float));
+    float *dw = nan_buf(nw), *db = nan_buf(g->c);
+    float *scratch = scratch_for(nn__conv_transpose_backward_scratch(g, dx));
+    nn__conv_transpose_backward(g, x, w, dy, dx, accum, dw, db, scratch);
+    double *rdx = malloc((size_t)nx * sizeof(double));
+    double *rdw = malloc((size_t)nw * sizeof(double));
+    double *rdb = malloc((size_t)g->c * sizeof(double));
+    double *unused = malloc((size_t)(ny + g->f) * sizeof(double));
+    nn__conv2d_forward_ref(g, dy, w, NULL, rdxf);
+    for (int64_t i = 0; i < nx; i++)
+        rdx[i] = rdxf[i] + (accum ? (double)dx0[i] : 0.0);
+    conv_backward_ref(g, dy, w, x, unused, rdw, unused + ny);
+    for (int64_t j = 0; j < g->c; j++) rdb[j] = 0.0;
+    for (int64_t i = 0; i < ny; i++) rdb[i % g->c] += dy[i];
+    char what[160];
+    ct_name(what, sizeof what, "conv transpose bwd", g);
+    double tol = 2e-5 * sqrt((double)g->n * g->h * g->w + 1.0);
+    if (dx) assert_true(close_enough(dx, rdx, nx, tol, what));
+    assert_true(close_enough(dw, rdw, nw, tol, what));
+    assert_true(close_enough(db, rdb, g->c, tol, what));
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dx0);
+    free(rdxf);
+    free(dw);
+    free(db);
+    free(scratch);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+    free(unused);
+}
+
+static void test_conv_transpose_backward(void **state)
+{
+    (void)state;
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_num_threads(threads);
+            for (int i = 0; i < 80; i++) {
+                nn_conv_geom g = random_ct_geom();
+                check_ct_backward(&g, i % 4 != 3, i % 2 == 1);
+            }
+        }
+    }
+    nn__gemm512_disable(false);
+    nn_set_num_threads(0);
+}
+
+/* Forward and backward at 1, 2 and 3 threads: the same bits for dx (a
+ * convolution's forward), dW (each element one chain over all pixels, on
+ * the AVX-512 path) and db (fixed bands); y (OpenBLAS's product, split by
+ * columns) the same bits on a second run, the same values within
+ * rounding across thread counts. */
+static void check_ct_threads(const nn_conv_geom *g)
+{
+    const int64_t nx = ct_x_count(g), ny = in_count(g), nw = w_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny);
+    float *b = rand_buf(g->c), *y[3], *dx[3], *dw[3], *db[3];
+    float *scratch = scratch_for(nn__conv_transpose_backward_scratch(g, true));
+    float *fs = scratch_for(nn__conv_transpose_forward_scratch(g));
+    for (int t = 0; t < 3; t++) {
+        nn_set_num_threads(t + 1);
+        y[t] = nan_buf(ny);
+        dx[t] = nan_buf(nx);
+        dw[t] = nan_buf(nw);
+        db[t] = nan_buf(g->c);
+        nn__conv_transpose_forward(g, x, w, b, y[t], fs);
+        nn__conv_transpose_backward(g, x, w, dy, dx[t], false, dw[t], db[t],
+                                    scratch);
+    }
+    float *again = nan_buf(ny);
+    nn__conv_transpose_forward(g, x, w, b, again, fs); /* at 3 threads */
+    assert_memory_equal(y[2], again, (size_t)ny * sizeof(float));
+    double *want = malloc((size_t)ny * sizeof(double));
+    for (int64_t i = 0; i < ny; i++) want[i] = y[0][i];
+    for (int t = 1; t < 3; t++) {
+        assert_true(close_enough(y[t], want, ny, 1e-6, "conv transpose y"));
+        assert_memory_equal(dx[0], dx[t], (size_t)nx * sizeof(float));
+        if (nn__gemm512_ok())
+            assert_memory_equal(dw[0], dw[t], (size_t)nw * sizeof(float));
+        assert_memory_equal(db[0], db[t], (size_t)g->c * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    for (int t = 0; t < 3; t++) {
+        free(y[t]);
+        free(dx[t]);
+        free(dw[t]);
+        free(db[t]);
+    }
+    free(x);
+    free(w);
+    free(dy);
+    free(b);
+    free(scratch);
+    free(fs);
+    free(again);
+    free(want);
+}
+
+static void test_conv_transpose_deterministic(void **state)
+{
+    (void)state;
+    /* Above the serial threshold: a U-Net decoder step at small scale, the
+     * last layer (3 channels: a short dW), a 4x4 kernel, images whose
+     * columns fill a chunk each (three chunks). The results are also
+     * checked against the reference on one thread. */
+    nn_conv_geom gs[] = {
+        make_ct_geom(6, 8, 8, 96, 64, 3, 3, 2, 2, true, -1),
+        make_ct_geom(4, 16, 16, 40, 3, 3, 3, 2, 2, true, -1),
+        make_ct_geom(8, 6, 5, 64, 16, 4, 4, 2, 2, true, -1),
+        make_ct_geom(3, 32, 32, 4, 128, 3, 3, 2, 2, true, -1),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+        check_ct_threads(&gs[i]);
+        nn_set_num_threads(1);
+        check_ct_forward(&gs[i], true);
+        check_ct_backward(&gs[i], true, true);
+        nn_set_num_threads(0);
+    }
+}
+
+static void ct_forward_fd(const nn_conv_geom *g, const float *x,
+                          const float *w, const float *b, float *y,
+                          float *scratch)
+{
+    nn__conv_transpose_forward(g, x, w, b, y, scratch);
+}
+
+static void check_ct_fd(const nn_conv_geom *g)
+{
+    const int64_t nx = ct_x_count(g), nw = w_count(g), ny = in_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(g->c);
+    float *r = rand_buf(ny), *y = nan_buf(ny);
+    float *dx = nan_buf(nx), *dw = nan_buf(nw), *db = nan_buf(g->c);
+    float *bs = scratch_for(nn__conv_transpose_backward_scratch(g, true));
+    float *fs = scratch_for(nn__conv_transpose_forward_scratch(g));
+    nn__conv_transpose_backward(g, x, w, r, dx, false, dw, db, bs);
+    fd_case c = {g, ct_forward_fd, x, w, b, y, fs, r, ny};
+    assert_int_equal(fd_check(&c, x, nx, dx, "conv transpose dx"), 0);
+    assert_int_equal(fd_check(&c, w, nw, dw, "conv transpose dkernel"), 0);
+    assert_int_equal(fd_check(&c, b, g->c, db, "conv transpose dbias"), 0);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+    free(y);
+    free(dx);
+    free(dw);
+    free(db);
+    free(bs);
+    free(fs);
+}
+
+static void test_conv_transpose_gradcheck(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_ct_geom(2, 3, 3, 3, 2, 3, 3, 2, 2, true, -1),
+        make_ct_geom(2, 3, 2, 2, 3, 3, 2, 3, 1, false, 0),
+        make_ct_geom(1, 3, 3, 2, 2, 4, 4, 2, 2, true, -1),
+        make_ct_geom(2, 2, 3, 3, 2, 2, 3, 2, 2, false, 1),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) check_ct_fd(&gs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +1627,18 @@ int main(void)
         cmocka_unit_test(test_relu_sigmoid),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_colsum_bias),
+        cmocka_unit_test(test_gemm512_relu6),
+        cmocka_unit_test(test_depthwise_forward_random),
+        cmocka_unit_test(test_depthwise_forward_special),
+        cmocka_unit_test(test_depthwise_epilogue_relu),
+        cmocka_unit_test(test_depthwise_backward_random),
+        cmocka_unit_test(test_depthwise_deterministic),
+        cmocka_unit_test(test_depthwise_gradcheck),
+        cmocka_unit_test(test_conv_transpose_axis),
+        cmocka_unit_test(test_conv_transpose_forward),
+        cmocka_unit_test(test_conv_transpose_backward),
+        cmocka_unit_test(test_conv_transpose_deterministic),
+        cmocka_unit_test(test_conv_transpose_gradcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
