@@ -905,58 +905,301 @@ static void test_gemm512_relu6(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* Kernel-level finite differences                                     */
+/* Depthwise and transposed convolution                                */
 /* ------------------------------------------------------------------ */
 
-/* L = sum r_i y_i for y = fwd(x, w, b): its gradient is the backward
- * pass with dout = r. Each coordinate of one argument is moved by +-eps
- * and L summed in double; L is linear in every coordinate, so the central
- * difference errs by float rounding only. */
-typedef void (*fd_forward)(const nn_conv_geom *g, const float *x,
-                           const float *w, const float *b, float *y,
-                           float *scratch);
+/* A kernel under test: its passes, its buffer sizes and its reference in
+ * double, built from the regular convolution's references above, as the
+ * kernel's definition says. */
+typedef struct kernel_kind {
+    const char *name;
+    int64_t (*x_count)(const nn_conv_geom *g), (*y_count)(const nn_conv_geom *g);
+    int64_t (*w_count)(const nn_conv_geom *g), (*b_count)(const nn_conv_geom *g);
+    size_t (*fwd_scratch)(const nn_conv_geom *g);
+    size_t (*bwd_scratch)(const nn_conv_geom *g);
+    void (*forward)(const nn_conv_geom *g, const float *x, const float *w,
+                    const float *b, float *y, float *scratch);
+    void (*backward)(const nn_conv_geom *g, const float *x, const float *w,
+                     const float *dy, float *dx, bool accum, float *dw,
+                     float *db, float *scratch);
+    void (*ref_forward)(const nn_conv_geom *g, const float *x, const float *w,
+                        const float *b, double *y);
+    void (*ref_backward)(const nn_conv_geom *g, const float *x,
+                         const float *w, const float *dy, double *dx,
+                         double *dw, double *db);
+    /* The forward pass gives the same bits at any thread count (else the
+     * same values within rounding); so does dkernel without AVX-512. */
+    bool fwd_bits, dw_bits_fallback;
+} kernel_kind;
 
-typedef struct fd_case {
-    const nn_conv_geom *g;
-    fd_forward fwd;
-    float *x, *w, *b, *y, *scratch;
-    const float *r;
-    int64_t ny;
-} fd_case;
-
-static double fd_loss(const fd_case *c)
+static void geom_name(char *buf, size_t cap, const char *what,
+                      const nn_conv_geom *g)
 {
-    c->fwd(c->g, c->x, c->w, c->b, c->y, c->scratch);
+    snprintf(buf, cap,
+             "%s n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d -> %dx%dx%d", what, g->n,
+             g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw, g->pad_top,
+             g->pad_left, g->oh, g->ow, g->f);
+}
+
+static void check_forward(const kernel_kind *k, const nn_conv_geom *g,
+                          bool bias)
+{
+    const int64_t ny = k->y_count(g);
+    float *x = rand_buf(k->x_count(g)), *w = rand_buf(k->w_count(g));
+    float *b = bias ? rand_buf(k->b_count(g)) : NULL, *y = nan_buf(ny);
+    float *scratch = scratch_for(k->fwd_scratch(g));
+    double *want = malloc((size_t)ny * sizeof(double));
+    k->ref_forward(g, x, w, b, want);
+    k->forward(g, x, w, b, y, scratch);
+    char what[160];
+    geom_name(what, sizeof what, k->name, g);
+    assert_true(close_enough(y, want, ny, 1e-5, what));
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(scratch);
+    free(want);
+}
+
+/* Every gradient against the reference; dx overwritten or accumulated. */
+static void check_backward(const kernel_kind *k, const nn_conv_geom *g,
+                           bool want_dx, bool accum)
+{
+    const int64_t nx = k->x_count(g), nw = k->w_count(g), nb = k->b_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(k->y_count(g));
+    float *dx = want_dx ? (accum ? rand_buf(nx) : nan_buf(nx)) : NULL;
+    float *dx0 = malloc((size_t)nx * sizeof(float));
+    if (dx) memcpy(dx0, dx, (size_t)nx * sizeof(float));
+    float *dw = nan_buf(nw), *db = nan_buf(nb);
+    float *scratch = scratch_for(k->bwd_scratch(g));
+    k->backward(g, x, w, dy, dx, accum, dw, db, scratch);
+    double *rdx = malloc((size_t)nx * sizeof(double));
+    double *rdw = malloc((size_t)nw * sizeof(double));
+    double *rdb = malloc((size_t)nb * sizeof(double));
+    k->ref_backward(g, x, w, dy, rdx, rdw, rdb);
+    if (dx && accum)
+        for (int64_t i = 0; i < nx; i++) rdx[i] += dx0[i];
+    char what[160];
+    geom_name(what, sizeof what, k->name, g);
+    double tol = 2e-5 * sqrt((double)k->y_count(g) / nb + 1.0);
+    if (dx) assert_true(close_enough(dx, rdx, nx, tol, what));
+    assert_true(close_enough(dw, rdw, nw, tol, what));
+    assert_true(close_enough(db, rdb, nb, tol, what));
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dx0);
+    free(dw);
+    free(db);
+    free(scratch);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+}
+
+/* Random geometries, forward then backward (at 1 and 2 threads), on the
+ * AVX-512 path and on the fallback. */
+static void check_random(const kernel_kind *k, nn_conv_geom (*geom)(void),
+                         int cases)
+{
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (int i = 0; i < 2 * cases; i++) {
+            nn_conv_geom g = geom();
+            check_forward(k, &g, i % 3 != 0);
+        }
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_num_threads(threads);
+            for (int i = 0; i < cases; i++) {
+                nn_conv_geom g = geom();
+                check_backward(k, &g, i % 5 != 4, i % 2 == 1);
+            }
+        }
+    }
+    nn__gemm512_disable(false);
+    nn_set_num_threads(0);
+}
+
+/* Both passes at 1, 2 and 3 threads on one input: the same bits for dx
+ * and the reductions (dkernel and dbias over fixed bands or chains), and
+ * for y where the kind says so; then y once more at 3 threads, the same
+ * bits. Each result is also checked against the reference. */
+static void check_threads(const kernel_kind *k, const nn_conv_geom *g)
+{
+    const int64_t nx = k->x_count(g), ny = k->y_count(g);
+    const int64_t nw = k->w_count(g), nb = k->b_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny);
+    float *b = rand_buf(nb), *y[4], *dx[3], *dw[3], *db[3];
+    float *fs = scratch_for(k->fwd_scratch(g));
+    float *bs = scratch_for(k->bwd_scratch(g));
+    for (int t = 0; t < 3; t++) {
+        nn_set_num_threads(t + 1);
+        y[t] = nan_buf(ny);
+        dx[t] = nan_buf(nx);
+        dw[t] = nan_buf(nw);
+        db[t] = nan_buf(nb);
+        k->forward(g, x, w, b, y[t], fs);
+        k->backward(g, x, w, dy, dx[t], false, dw[t], db[t], bs);
+    }
+    y[3] = nan_buf(ny);
+    k->forward(g, x, w, b, y[3], fs);
+    assert_memory_equal(y[2], y[3], (size_t)ny * sizeof(float));
+    double *want = malloc((size_t)ny * sizeof(double));
+    for (int64_t i = 0; i < ny; i++) want[i] = y[0][i];
+    for (int t = 1; t < 3; t++) {
+        if (k->fwd_bits)
+            assert_memory_equal(y[0], y[t], (size_t)ny * sizeof(float));
+        assert_true(close_enough(y[t], want, ny, 1e-6, k->name));
+        assert_memory_equal(dx[0], dx[t], (size_t)nx * sizeof(float));
+        if (nn__gemm512_ok() || k->dw_bits_fallback)
+            assert_memory_equal(dw[0], dw[t], (size_t)nw * sizeof(float));
+        assert_memory_equal(db[0], db[t], (size_t)nb * sizeof(float));
+    }
+    nn_set_num_threads(1);
+    check_forward(k, g, true);
+    check_backward(k, g, true, true);
+    nn_set_num_threads(0);
+    for (int t = 0; t < 4; t++) free(y[t]);
+    for (int t = 0; t < 3; t++) {
+        free(dx[t]);
+        free(dw[t]);
+        free(db[t]);
+    }
+    free(x);
+    free(w);
+    free(dy);
+    free(b);
+    free(fs);
+    free(bs);
+    free(want);
+}
+
+/* Finite differences of dx, dkernel and dbias: L = sum r_i y_i, whose
+ * gradient is the backward pass with dy = r. L is linear in every
+ * coordinate, so the central difference errs by float rounding only. */
+static double fd_loss(const kernel_kind *k, const nn_conv_geom *g,
+                      const float *x, const float *w, const float *b,
+                      const float *r, float *y, float *scratch)
+{
+    k->forward(g, x, w, b, y, scratch);
     double s = 0.0;
-    for (int64_t i = 0; i < c->ny; i++) s += (double)c->r[i] * c->y[i];
+    for (int64_t i = 0; i < k->y_count(g); i++) s += (double)r[i] * y[i];
     return s;
 }
 
-/* Returns the number of coordinates of p outside the tolerance. */
-static int fd_check(const fd_case *c, float *p, int64_t n,
-                    const float *analytic, const char *what)
+static void check_fd(const kernel_kind *k, const nn_conv_geom *g)
 {
+    const int64_t nx = k->x_count(g), nw = k->w_count(g), nb = k->b_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(nb);
+    float *r = rand_buf(k->y_count(g)), *y = nan_buf(k->y_count(g));
+    float *dx = nan_buf(nx), *dw = nan_buf(nw), *db = nan_buf(nb);
+    float *fs = scratch_for(k->fwd_scratch(g));
+    float *bs = scratch_for(k->bwd_scratch(g));
+    k->backward(g, x, w, r, dx, false, dw, db, bs);
+    float *params[3] = {x, w, b}, *grads[3] = {dx, dw, db};
+    const int64_t counts[3] = {nx, nw, nb};
     const double eps = 1e-2;
     int bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float v = p[i];
-        p[i] = (float)(v + eps);
-        double hp = (double)p[i] - v, lp = fd_loss(c);
-        p[i] = (float)(v - eps);
-        double hm = v - (double)p[i], lm = fd_loss(c);
-        p[i] = v;
-        double num = (lp - lm) / (hp + hm);
-        double tol = 2e-3 + 1e-2 * fmax(fabs(num), fabs(analytic[i]));
-        if (!(fabs(num - analytic[i]) <= tol) && bad++ < 5)
-            fprintf(stderr, "fd %s[%lld]: numeric %.6g analytic %.6g\n", what,
-                    (long long)i, num, (double)analytic[i]);
-    }
-    return bad;
+    for (int a = 0; a < 3; a++)
+        for (int64_t i = 0; i < counts[a]; i++) {
+            float *p = params[a] + i, v = *p;
+            *p = (float)(v + eps);
+            double hp = (double)*p - v, lp = fd_loss(k, g, x, w, b, r, y, fs);
+            *p = (float)(v - eps);
+            double hm = v - (double)*p, lm = fd_loss(k, g, x, w, b, r, y, fs);
+            *p = v;
+            double num = (lp - lm) / (hp + hm), an = grads[a][i];
+            double tol = 2e-3 + 1e-2 * fmax(fabs(num), fabs(an));
+            if (!(fabs(num - an) <= tol) && bad++ < 5)
+                fprintf(stderr, "fd %s d%s[%lld]: numeric %.6g analytic %.6g\n",
+                        k->name, a == 0 ? "x" : a == 1 ? "kernel" : "bias",
+                        (long long)i, num, an);
+        }
+    assert_int_equal(bad, 0);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+    free(y);
+    free(dx);
+    free(dw);
+    free(db);
+    free(fs);
+    free(bs);
 }
 
-/* ------------------------------------------------------------------ */
-/* Depthwise convolution                                               */
-/* ------------------------------------------------------------------ */
+/* ---- depthwise: the convolution whose kernel is zero except where the
+ * output channel reads the input channel ---- */
+
+static int64_t dw_w_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->kh * g->kw * g->f;
+}
+
+static int64_t filters(const nn_conv_geom *g) { return g->f; }
+
+static size_t no_scratch(const nn_conv_geom *g)
+{
+    (void)g;
+    return 0;
+}
+
+/* The [kh, kw, c, f] kernel of the same convolution. */
+static float *dw_full_kernel(const nn_conv_geom *g, const float *w)
+{
+    const int64_t taps = (int64_t)g->kh * g->kw, m = g->f / g->c;
+    float *full = calloc((size_t)(w_count(g) > 0 ? w_count(g) : 1),
+                         sizeof(float));
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t o = 0; o < g->f; o++)
+            full[(t * g->c + o / m) * g->f + o] = w[t * g->f + o];
+    return full;
+}
+
+static void dw_forward(const nn_conv_geom *g, const float *x, const float *w,
+                       const float *b, float *y, float *scratch)
+{
+    (void)scratch;
+    nn__depthwise_forward(g, x, w, b, y);
+}
+
+static void dw_ref_forward(const nn_conv_geom *g, const float *x,
+                           const float *w, const float *b, double *y)
+{
+    float *full = dw_full_kernel(g, w), *yf = nan_buf(out_count(g));
+    nn__conv2d_forward_ref(g, x, full, b, yf);
+    for (int64_t i = 0; i < out_count(g); i++) y[i] = yf[i];
+    free(full);
+    free(yf);
+}
+
+static void dw_ref_backward(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *dy, double *dx,
+                            double *dw, double *db)
+{
+    const int64_t taps = (int64_t)g->kh * g->kw, m = g->f / g->c;
+    float *full = dw_full_kernel(g, w);
+    double *dfull = malloc((size_t)w_count(g) * sizeof(double));
+    conv_backward_ref(g, x, full, dy, dx, dfull, db);
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t o = 0; o < g->f; o++)
+            dw[t * g->f + o] = dfull[(t * g->c + o / m) * g->f + o];
+    free(full);
+    free(dfull);
+}
+
+static size_t dw_bwd_scratch(const nn_conv_geom *g)
+{
+    return nn__depthwise_backward_scratch(g);
+}
+
+static const kernel_kind depthwise = {
+    "depthwise", in_count, out_count, dw_w_count, filters, no_scratch,
+    dw_bwd_scratch, dw_forward, nn__depthwise_backward, dw_ref_forward,
+    dw_ref_backward, true, true,
+};
 
 static nn_conv_geom make_dw_geom(int n, int h, int w, int c, int kh, int kw,
                                  int sh, int sw, bool same, int mult)
@@ -965,8 +1208,7 @@ static nn_conv_geom make_dw_geom(int n, int h, int w, int c, int kh, int kw,
 }
 
 /* Square 3x3 and 5x5 windows half the time (the fast path's), depth
- * multipliers 1 to 3, channel counts across the 16-lane and 64-channel
- * blocks. */
+ * multipliers 1 to 3, channel counts across the 16-lane blocks. */
 static nn_conv_geom random_dw_geom(void)
 {
     for (;;) {
@@ -981,44 +1223,31 @@ static nn_conv_geom random_dw_geom(void)
     }
 }
 
-static int64_t dw_w_count(const nn_conv_geom *g)
+static void test_depthwise_random(void **state)
 {
-    return (int64_t)g->kh * g->kw * g->f;
+    (void)state;
+    check_random(&depthwise, random_dw_geom, 120);
 }
 
-static void dw_name(char *buf, size_t cap, const char *what,
-                    const nn_conv_geom *g)
-{
-    snprintf(buf, cap, "%s n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d m%d -> %dx%d",
-             what, g->n, g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw,
-             g->pad_top, g->pad_left, g->f / g->c, g->oh, g->ow);
-}
-
-/* Against the reference; with the fused epilogue too (scale, shift, a
- * residual, ReLU6), whose result must not depend on the thread count. */
-static void check_dw_forward(const nn_conv_geom *g, bool bias)
+/* The fused epilogue (scale, shift, a residual, ReLU6) against the
+ * reference, the same bits at 1 and 2 threads. */
+static void check_dw_epilogue(const nn_conv_geom *g)
 {
     const int64_t no = out_count(g), f = g->f;
     float *x = rand_buf(in_count(g)), *w = rand_buf(dw_w_count(g));
-    float *b = bias ? rand_buf(f) : NULL, *scale = rand_buf(f);
-    float *shift = rand_buf(f), *res = rand_buf(no);
-    float *out = nan_buf(no), *ref = nan_buf(no), *o1 = nan_buf(no);
+    float *scale = rand_buf(f), *shift = rand_buf(f), *res = rand_buf(no);
+    float *out = nan_buf(no), *o1 = nan_buf(no);
     double *want = malloc((size_t)no * sizeof(double));
-    char what[160];
-    dw_name(what, sizeof what, "depthwise", g);
-    nn__depthwise_forward_ref(g, x, w, b, ref);
-    for (int64_t i = 0; i < no; i++) want[i] = ref[i];
-    nn__depthwise_forward(g, x, w, b, out);
-    assert_true(close_enough(out, want, no, 1e-5, what));
-
-    nn__depthwise_forward_ref(g, x, w, NULL, ref);
+    dw_ref_forward(g, x, w, NULL, want);
     for (int64_t j = 0; j < f; j++) scale[j] *= 4.0f; /* reach past 6 */
     for (int64_t i = 0; i < no; i++) {
-        double v = (double)ref[i] * scale[i % f] + shift[i % f] + res[i];
+        double v = want[i] * scale[i % f] + shift[i % f] + res[i];
         want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
     }
     nn_epilogue e = {.scale = scale, .shift = shift, .residual = res,
                      .ldr = f, .relu6 = true};
+    char what[160];
+    geom_name(what, sizeof what, "depthwise epilogue", g);
     for (int threads = 1; threads <= 2; threads++) {
         nn_set_num_threads(threads);
         nn__depthwise_forward_epi(g, x, w, &e, out);
@@ -1029,36 +1258,21 @@ static void check_dw_forward(const nn_conv_geom *g, bool bias)
     nn_set_num_threads(0);
     free(x);
     free(w);
-    free(b);
     free(scale);
     free(shift);
     free(res);
     free(out);
-    free(ref);
     free(o1);
     free(want);
 }
 
-static void test_depthwise_forward_random(void **state)
-{
-    (void)state;
-    for (int off = 0; off <= 1; off++) {
-        nn__gemm512_disable(off);
-        for (int i = 0; i < 250; i++) {
-            nn_conv_geom g = random_dw_geom();
-            check_dw_forward(&g, i % 3 != 0);
-        }
-    }
-    nn__gemm512_disable(false);
-}
-
-static void test_depthwise_forward_special(void **state)
+static void test_depthwise_special(void **state)
 {
     (void)state;
     /* MobileNetV2-like rows (odd and even, strides 1 and 2, asymmetric
-     * SAME), blocks of 64 channels and a masked rest, 5x5, a window larger
-     * than the input, depth multiplier 2 with many channels, a 1-wide
-     * image, enough rows for two threads to share. */
+     * SAME), 64+ channels and a masked rest, 5x5, a window larger than the
+     * input, depth multiplier 2 with many channels, a 1-row image, enough
+     * rows for two threads. */
     nn_conv_geom gs[] = {
         make_dw_geom(1, 16, 16, 32, 3, 3, 1, 1, true, 1),
         make_dw_geom(2, 15, 14, 96, 3, 3, 2, 2, true, 1),
@@ -1075,35 +1289,40 @@ static void test_depthwise_forward_special(void **state)
     for (int off = 0; off <= 1; off++) {
         nn__gemm512_disable(off);
         for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
-            check_dw_forward(&gs[i], true);
-            check_dw_forward(&gs[i], false);
+            check_forward(&depthwise, &gs[i], true);
+            check_forward(&depthwise, &gs[i], false);
+            check_dw_epilogue(&gs[i]);
         }
     }
     nn__gemm512_disable(false);
 }
 
-/* ReLU without a scale: shift only, NaN passing through, no residual. */
+/* ReLU without a scale: shift only, no residual; a NaN input reaches the
+ * outputs whose window holds it, in its channel only. */
 static void test_depthwise_epilogue_relu(void **state)
 {
     (void)state;
     nn_conv_geom g = make_dw_geom(1, 6, 6, 20, 3, 3, 1, 1, true, 1);
-    const int64_t no = out_count(&g);
+    const int64_t no = out_count(&g), at = (2 * 6 + 2) * 20 + 3;
     float *x = rand_buf(in_count(&g)), *w = rand_buf(dw_w_count(&g));
-    float *shift = rand_buf(g.f), *out = nan_buf(no), *ref = nan_buf(no);
-    x[(2 * 6 + 2) * 20 + 3] = NAN; /* channel 3 of pixel (2, 2) */
-    nn__depthwise_forward_ref(&g, x, w, shift, ref);
+    float *shift = rand_buf(g.f), *out = nan_buf(no);
+    double *ref = malloc((size_t)no * sizeof(double));
+    x[at] = 0.0f;
+    dw_ref_forward(&g, x, w, shift, ref);
+    x[at] = NAN; /* channel 3 of pixel (2, 2) */
     nn_epilogue e = {.shift = shift, .relu = true};
     for (int off = 0; off <= 1; off++) {
         nn__gemm512_disable(off);
         nn__depthwise_forward_epi(&g, x, w, &e, out);
         int zeros = 0;
         for (int64_t i = 0; i < no; i++) {
-            if (isnan(ref[i])) {
+            int64_t oy = i / (6 * 20), ox = i / 20 % 6, ch = i % 20;
+            if (ch == 3 && oy >= 1 && oy <= 3 && ox >= 1 && ox <= 3) {
                 assert_true(isnan(out[i]));
                 continue;
             }
-            float want = ref[i] < 0 ? 0.0f : ref[i];
-            assert_true(fabsf(out[i] - want) <= 1e-5f * (1 + fabsf(want)));
+            double want = ref[i] < 0 ? 0.0 : ref[i];
+            assert_true(fabs(out[i] - want) <= 1e-5 * (1 + fabs(want)));
             zeros += out[i] == 0.0f;
         }
         assert_true(zeros > 0);
@@ -1114,124 +1333,6 @@ static void test_depthwise_epilogue_relu(void **state)
     free(shift);
     free(out);
     free(ref);
-}
-
-/* Naive gradients in double. */
-static void dw_backward_ref(const nn_conv_geom *g, const float *x,
-                            const float *w, const float *dy, double *dx,
-                            double *dw, double *db)
-{
-    const int m = g->f / g->c;
-    memset(dx, 0, (size_t)in_count(g) * sizeof(double));
-    memset(dw, 0, (size_t)dw_w_count(g) * sizeof(double));
-    memset(db, 0, (size_t)g->f * sizeof(double));
-    for (int n = 0; n < g->n; n++)
-        for (int oy = 0; oy < g->oh; oy++)
-            for (int ox = 0; ox < g->ow; ox++)
-                for (int o = 0; o < g->f; o++) {
-                    double d = dy[(((int64_t)n * g->oh + oy) * g->ow + ox) *
-                                      g->f + o];
-                    db[o] += d;
-                    for (int ky = 0; ky < g->kh; ky++)
-                        for (int kx = 0; kx < g->kw; kx++) {
-                            int iy = oy * g->sh - g->pad_top + ky;
-                            int ix = ox * g->sw - g->pad_left + kx;
-                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                continue;
-                            int64_t xi = (((int64_t)n * g->h + iy) * g->w +
-                                          ix) * g->c + o / m;
-                            int64_t wi = ((int64_t)ky * g->kw + kx) * g->f + o;
-                            dx[xi] += d * w[wi];
-                            dw[wi] += d * x[xi];
-                        }
-                }
-}
-
-/* Every output against the reference; dx overwritten and accumulated. */
-static void check_dw_backward(const nn_conv_geom *g, bool want_dx,
-                              bool accum)
-{
-    const int64_t nx = in_count(g), nw = dw_w_count(g);
-    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(out_count(g));
-    float *dx = want_dx ? (accum ? rand_buf(nx) : nan_buf(nx)) : NULL;
-    float *dx0 = malloc((size_t)nx * sizeof(float));
-    if (dx) memcpy(dx0, dx, (size_t)nx * sizeof(float));
-    float *dw = nan_buf(nw), *db = nan_buf(g->f);
-    float *scratch = scratch_for(nn__depthwise_backward_scratch(g));
-    nn__depthwise_backward(g, x, w, dy, dx, accum, dw, db, scratch);
-    double *rdx = malloc((size_t)nx * sizeof(double));
-    double *rdw = malloc((size_t)nw * sizeof(double));
-    double *rdb = malloc((size_t)g->f * sizeof(double));
-    dw_backward_ref(g, x, w, dy, rdx, rdw, rdb);
-    if (dx && accum)
-        for (int64_t i = 0; i < nx; i++) rdx[i] += dx0[i];
-    char what[160];
-    dw_name(what, sizeof what, "depthwise bwd", g);
-    double tol = 2e-5 * sqrt((double)g->n * g->oh * g->ow + 1.0);
-    if (dx) assert_true(close_enough(dx, rdx, nx, tol, what));
-    assert_true(close_enough(dw, rdw, nw, tol, what));
-    assert_true(close_enough(db, rdb, g->f, tol, what));
-    free(x);
-    free(w);
-    free(dy);
-    free(dx);
-    free(dx0);
-    free(dw);
-    free(db);
-    free(scratch);
-    free(rdx);
-    free(rdw);
-    free(rdb);
-}
-
-static void test_depthwise_backward_random(void **state)
-{
-    (void)state;
-    for (int off = 0; off <= 1; off++) {
-        nn__gemm512_disable(off);
-        for (int threads = 1; threads <= 2; threads++) {
-            nn_set_num_threads(threads);
-            for (int i = 0; i < 120; i++) {
-                nn_conv_geom g = random_dw_geom();
-                check_dw_backward(&g, i % 5 != 4, i % 2 == 1);
-            }
-        }
-    }
-    nn__gemm512_disable(false);
-    nn_set_num_threads(0);
-}
-
-/* Backward on one input at 1, 2 and 3 threads: the same bits for dx, the
- * kernel and the bias gradients (the reductions run over fixed bands). */
-static void check_dw_threads(const nn_conv_geom *g)
-{
-    const int64_t nx = in_count(g), nw = dw_w_count(g);
-    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(out_count(g));
-    float *dx[3], *dw[3], *db[3];
-    float *scratch = scratch_for(nn__depthwise_backward_scratch(g));
-    for (int t = 0; t < 3; t++) {
-        nn_set_num_threads(t + 1);
-        dx[t] = nan_buf(nx);
-        dw[t] = nan_buf(nw);
-        db[t] = nan_buf(g->f);
-        nn__depthwise_backward(g, x, w, dy, dx[t], false, dw[t], db[t],
-                               scratch);
-    }
-    for (int t = 1; t < 3; t++) {
-        assert_memory_equal(dx[0], dx[t], (size_t)nx * sizeof(float));
-        assert_memory_equal(dw[0], dw[t], (size_t)nw * sizeof(float));
-        assert_memory_equal(db[0], db[t], (size_t)g->f * sizeof(float));
-    }
-    nn_set_num_threads(0);
-    for (int t = 0; t < 3; t++) {
-        free(dx[t]);
-        free(dw[t]);
-        free(db[t]);
-    }
-    free(x);
-    free(w);
-    free(dy);
-    free(scratch);
 }
 
 static void test_depthwise_deterministic(void **state)
@@ -1246,39 +1347,7 @@ static void test_depthwise_deterministic(void **state)
         make_dw_geom(30, 9, 9, 70, 5, 5, 1, 1, false, 1),
     };
     for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
-        check_dw_threads(&gs[i]);
-}
-
-static void dw_forward_fd(const nn_conv_geom *g, const float *x,
-                          const float *w, const float *b, float *y,
-                          float *scratch)
-{
-    (void)scratch;
-    nn__depthwise_forward(g, x, w, b, y);
-}
-
-/* Finite differences of dx, the kernel and the bias gradients. */
-static void check_dw_fd(const nn_conv_geom *g)
-{
-    const int64_t nx = in_count(g), nw = dw_w_count(g), ny = out_count(g);
-    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(g->f);
-    float *r = rand_buf(ny), *y = nan_buf(ny);
-    float *dx = nan_buf(nx), *dw = nan_buf(nw), *db = nan_buf(g->f);
-    float *scratch = scratch_for(nn__depthwise_backward_scratch(g));
-    nn__depthwise_backward(g, x, w, r, dx, false, dw, db, scratch);
-    fd_case c = {g, dw_forward_fd, x, w, b, y, NULL, r, ny};
-    assert_int_equal(fd_check(&c, x, nx, dx, "depthwise dx"), 0);
-    assert_int_equal(fd_check(&c, w, nw, dw, "depthwise dkernel"), 0);
-    assert_int_equal(fd_check(&c, b, g->f, db, "depthwise dbias"), 0);
-    free(x);
-    free(w);
-    free(b);
-    free(r);
-    free(y);
-    free(dx);
-    free(dw);
-    free(db);
-    free(scratch);
+        check_threads(&depthwise, &gs[i]);
 }
 
 static void test_depthwise_gradcheck(void **state)
@@ -1290,12 +1359,67 @@ static void test_depthwise_gradcheck(void **state)
         make_dw_geom(1, 8, 7, 4, 5, 5, 3, 2, false, 1),
         make_dw_geom(2, 5, 6, 2, 2, 3, 1, 2, true, 3),
     };
-    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) check_dw_fd(&gs[i]);
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_fd(&depthwise, &gs[i]);
 }
 
-/* ------------------------------------------------------------------ */
-/* Transposed convolution                                              */
-/* ------------------------------------------------------------------ */
+/* ---- transposed: the input gradient of the convolution g ---- */
+
+static int64_t ct_x_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * g->oh * g->ow * g->f;
+}
+
+static int64_t channels(const nn_conv_geom *g) { return g->c; }
+
+static size_t ct_fwd_scratch(const nn_conv_geom *g)
+{
+    return nn__conv_transpose_forward_scratch(g);
+}
+
+static size_t ct_bwd_scratch(const nn_conv_geom *g)
+{
+    return nn__conv_transpose_backward_scratch(g, true);
+}
+
+static void ct_ref_forward(const nn_conv_geom *g, const float *x,
+                           const float *w, const float *b, double *y)
+{
+    float *zeros = calloc((size_t)in_count(g) + 1, sizeof(float));
+    double *dw = malloc((size_t)w_count(g) * sizeof(double));
+    double *db = malloc((size_t)g->f * sizeof(double));
+    conv_backward_ref(g, zeros, w, x, y, dw, db);
+    if (b)
+        for (int64_t i = 0; i < in_count(g); i++) y[i] += b[i % g->c];
+    free(zeros);
+    free(dw);
+    free(db);
+}
+
+/* dx is the convolution g of dy, dW that convolution's weight gradient
+ * with dy as its input and x as its output gradient. */
+static void ct_ref_backward(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *dy, double *dx,
+                            double *dw, double *db)
+{
+    const int64_t nx = ct_x_count(g), ny = in_count(g);
+    float *dxf = nan_buf(nx);
+    double *unused = malloc((size_t)(ny + g->f) * sizeof(double));
+    nn__conv2d_forward_ref(g, dy, w, NULL, dxf);
+    for (int64_t i = 0; i < nx; i++) dx[i] = dxf[i];
+    conv_backward_ref(g, dy, w, x, unused, dw, unused + ny);
+    for (int64_t j = 0; j < g->c; j++) db[j] = 0.0;
+    for (int64_t i = 0; i < ny; i++) db[i % g->c] += dy[i];
+    free(dxf);
+    free(unused);
+}
+
+static const kernel_kind transposed = {
+    "conv transpose", ct_x_count, in_count, w_count, channels,
+    ct_fwd_scratch, ct_bwd_scratch, nn__conv_transpose_forward,
+    nn__conv_transpose_backward, ct_ref_forward, ct_ref_backward, false,
+    false,
+};
 
 /* The convolution g of a transposed convolution from x [n, h, w, cin] to
  * cout channels (op: output_padding, -1 for none). */
@@ -1367,43 +1491,7 @@ static void test_conv_transpose_axis(void **state)
     assert_false(nn__conv_transpose_axis(0, 3, 1, true, -1, &out, &pad));
 }
 
-static int64_t ct_x_count(const nn_conv_geom *g)
-{
-    return (int64_t)g->n * g->oh * g->ow * g->f;
-}
-
-static void ct_name(char *buf, size_t cap, const char *what,
-                    const nn_conv_geom *g)
-{
-    snprintf(buf, cap, "%s n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d -> %dx%dx%d",
-             what, g->n, g->oh, g->ow, g->f, g->kh, g->kw, g->sh, g->sw,
-             g->pad_top, g->pad_left, g->h, g->w, g->c);
-}
-
-static void check_ct_forward(const nn_conv_geom *g, bool bias)
-{
-    const int64_t ny = in_count(g);
-    float *x = rand_buf(ct_x_count(g)), *w = rand_buf(w_count(g));
-    float *b = bias ? rand_buf(g->c) : NULL;
-    float *y = nan_buf(ny), *ref = nan_buf(ny);
-    double *want = malloc((size_t)ny * sizeof(double));
-    float *scratch = scratch_for(nn__conv_transpose_forward_scratch(g));
-    nn__conv_transpose_forward_ref(g, x, w, b, ref);
-    for (int64_t i = 0; i < ny; i++) want[i] = ref[i];
-    nn__conv_transpose_forward(g, x, w, b, y, scratch);
-    char what[160];
-    ct_name(what, sizeof what, "conv transpose", g);
-    assert_true(close_enough(y, want, ny, 1e-5, what));
-    free(x);
-    free(w);
-    free(b);
-    free(y);
-    free(ref);
-    free(want);
-    free(scratch);
-}
-
-static void test_conv_transpose_forward(void **state)
+static void test_conv_transpose_random(void **state)
 {
     (void)state;
     nn_conv_geom gs[] = {
@@ -1414,131 +1502,11 @@ static void test_conv_transpose_forward(void **state)
         make_ct_geom(2, 6, 5, 3, 4, 1, 1, 1, 1, false, -1), /* pointwise */
         make_ct_geom(40, 2, 2, 4, 3, 3, 3, 2, 2, true, -1), /* many images */
     };
-    for (int off = 0; off <= 1; off++) {
-        nn__gemm512_disable(off);
-        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
-            check_ct_forward(&gs[i], true);
-            check_ct_forward(&gs[i], false);
-        }
-        for (int i = 0; i < 150; i++) {
-            nn_conv_geom g = random_ct_geom();
-            check_ct_forward(&g, i % 2 == 0);
-        }
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+        check_forward(&transposed, &gs[i], true);
+        check_backward(&transposed, &gs[i], true, false);
     }
-    nn__gemm512_disable(false);
-}
-
-/* dx, the kernel and bias gradients against the references: dx is the
- * convolution g of dy, dW that convolution's weight gradient with dy as
- * its input and x as its output gradient. */
-static void check_ct_backward(const nn_conv_geom *g, bool want_dx,
-                              bool accum)
-{
-    const int64_t nx = ct_x_count(g), ny = in_count(g), nw = w_count(g);
-    float *x = rand_buf(nx), *w = rand_buf(w_count(g)), *dy = rand_buf(ny);
-    float *dx = want_dx ? (accum ? rand_buf(nx) : nan_buf(nx)) : NULL;
-    float *dx0 = malloc((size_t)nx * sizeof(float)), *rdxf = nan_buf(nx);
-    if (dx) memcpy(dx0, dx, (size_t)nx * sizeof(float));
-    float *dw = nan_buf(nw), *db = nan_buf(g->c);
-    float *scratch = scratch_for(nn__conv_transpose_backward_scratch(g, dx));
-    nn__conv_transpose_backward(g, x, w, dy, dx, accum, dw, db, scratch);
-    double *rdx = malloc((size_t)nx * sizeof(double));
-    double *rdw = malloc((size_t)nw * sizeof(double));
-    double *rdb = malloc((size_t)g->c * sizeof(double));
-    double *unused = malloc((size_t)(ny + g->f) * sizeof(double));
-    nn__conv2d_forward_ref(g, dy, w, NULL, rdxf);
-    for (int64_t i = 0; i < nx; i++)
-        rdx[i] = rdxf[i] + (accum ? (double)dx0[i] : 0.0);
-    conv_backward_ref(g, dy, w, x, unused, rdw, unused + ny);
-    for (int64_t j = 0; j < g->c; j++) rdb[j] = 0.0;
-    for (int64_t i = 0; i < ny; i++) rdb[i % g->c] += dy[i];
-    char what[160];
-    ct_name(what, sizeof what, "conv transpose bwd", g);
-    double tol = 2e-5 * sqrt((double)g->n * g->h * g->w + 1.0);
-    if (dx) assert_true(close_enough(dx, rdx, nx, tol, what));
-    assert_true(close_enough(dw, rdw, nw, tol, what));
-    assert_true(close_enough(db, rdb, g->c, tol, what));
-    free(x);
-    free(w);
-    free(dy);
-    free(dx);
-    free(dx0);
-    free(rdxf);
-    free(dw);
-    free(db);
-    free(scratch);
-    free(rdx);
-    free(rdw);
-    free(rdb);
-    free(unused);
-}
-
-static void test_conv_transpose_backward(void **state)
-{
-    (void)state;
-    for (int off = 0; off <= 1; off++) {
-        nn__gemm512_disable(off);
-        for (int threads = 1; threads <= 2; threads++) {
-            nn_set_num_threads(threads);
-            for (int i = 0; i < 80; i++) {
-                nn_conv_geom g = random_ct_geom();
-                check_ct_backward(&g, i % 4 != 3, i % 2 == 1);
-            }
-        }
-    }
-    nn__gemm512_disable(false);
-    nn_set_num_threads(0);
-}
-
-/* Forward and backward at 1, 2 and 3 threads: the same bits for dx (a
- * convolution's forward), dW (each element one chain over all pixels, on
- * the AVX-512 path) and db (fixed bands); y (OpenBLAS's product, split by
- * columns) the same bits on a second run, the same values within
- * rounding across thread counts. */
-static void check_ct_threads(const nn_conv_geom *g)
-{
-    const int64_t nx = ct_x_count(g), ny = in_count(g), nw = w_count(g);
-    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny);
-    float *b = rand_buf(g->c), *y[3], *dx[3], *dw[3], *db[3];
-    float *scratch = scratch_for(nn__conv_transpose_backward_scratch(g, true));
-    float *fs = scratch_for(nn__conv_transpose_forward_scratch(g));
-    for (int t = 0; t < 3; t++) {
-        nn_set_num_threads(t + 1);
-        y[t] = nan_buf(ny);
-        dx[t] = nan_buf(nx);
-        dw[t] = nan_buf(nw);
-        db[t] = nan_buf(g->c);
-        nn__conv_transpose_forward(g, x, w, b, y[t], fs);
-        nn__conv_transpose_backward(g, x, w, dy, dx[t], false, dw[t], db[t],
-                                    scratch);
-    }
-    float *again = nan_buf(ny);
-    nn__conv_transpose_forward(g, x, w, b, again, fs); /* at 3 threads */
-    assert_memory_equal(y[2], again, (size_t)ny * sizeof(float));
-    double *want = malloc((size_t)ny * sizeof(double));
-    for (int64_t i = 0; i < ny; i++) want[i] = y[0][i];
-    for (int t = 1; t < 3; t++) {
-        assert_true(close_enough(y[t], want, ny, 1e-6, "conv transpose y"));
-        assert_memory_equal(dx[0], dx[t], (size_t)nx * sizeof(float));
-        if (nn__gemm512_ok())
-            assert_memory_equal(dw[0], dw[t], (size_t)nw * sizeof(float));
-        assert_memory_equal(db[0], db[t], (size_t)g->c * sizeof(float));
-    }
-    nn_set_num_threads(0);
-    for (int t = 0; t < 3; t++) {
-        free(y[t]);
-        free(dx[t]);
-        free(dw[t]);
-        free(db[t]);
-    }
-    free(x);
-    free(w);
-    free(dy);
-    free(b);
-    free(scratch);
-    free(fs);
-    free(again);
-    free(want);
+    check_random(&transposed, random_ct_geom, 80);
 }
 
 static void test_conv_transpose_deterministic(void **state)
@@ -1546,53 +1514,15 @@ static void test_conv_transpose_deterministic(void **state)
     (void)state;
     /* Above the serial threshold: a U-Net decoder step at small scale, the
      * last layer (3 channels: a short dW), a 4x4 kernel, images whose
-     * columns fill a chunk each (three chunks). The results are also
-     * checked against the reference on one thread. */
+     * columns fill a chunk each (three chunks). */
     nn_conv_geom gs[] = {
         make_ct_geom(6, 8, 8, 96, 64, 3, 3, 2, 2, true, -1),
         make_ct_geom(4, 16, 16, 40, 3, 3, 3, 2, 2, true, -1),
         make_ct_geom(8, 6, 5, 64, 16, 4, 4, 2, 2, true, -1),
         make_ct_geom(3, 32, 32, 4, 128, 3, 3, 2, 2, true, -1),
     };
-    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
-        check_ct_threads(&gs[i]);
-        nn_set_num_threads(1);
-        check_ct_forward(&gs[i], true);
-        check_ct_backward(&gs[i], true, true);
-        nn_set_num_threads(0);
-    }
-}
-
-static void ct_forward_fd(const nn_conv_geom *g, const float *x,
-                          const float *w, const float *b, float *y,
-                          float *scratch)
-{
-    nn__conv_transpose_forward(g, x, w, b, y, scratch);
-}
-
-static void check_ct_fd(const nn_conv_geom *g)
-{
-    const int64_t nx = ct_x_count(g), nw = w_count(g), ny = in_count(g);
-    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(g->c);
-    float *r = rand_buf(ny), *y = nan_buf(ny);
-    float *dx = nan_buf(nx), *dw = nan_buf(nw), *db = nan_buf(g->c);
-    float *bs = scratch_for(nn__conv_transpose_backward_scratch(g, true));
-    float *fs = scratch_for(nn__conv_transpose_forward_scratch(g));
-    nn__conv_transpose_backward(g, x, w, r, dx, false, dw, db, bs);
-    fd_case c = {g, ct_forward_fd, x, w, b, y, fs, r, ny};
-    assert_int_equal(fd_check(&c, x, nx, dx, "conv transpose dx"), 0);
-    assert_int_equal(fd_check(&c, w, nw, dw, "conv transpose dkernel"), 0);
-    assert_int_equal(fd_check(&c, b, g->c, db, "conv transpose dbias"), 0);
-    free(x);
-    free(w);
-    free(b);
-    free(r);
-    free(y);
-    free(dx);
-    free(dw);
-    free(db);
-    free(bs);
-    free(fs);
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_threads(&transposed, &gs[i]);
 }
 
 static void test_conv_transpose_gradcheck(void **state)
@@ -1604,7 +1534,8 @@ static void test_conv_transpose_gradcheck(void **state)
         make_ct_geom(1, 3, 3, 2, 2, 4, 4, 2, 2, true, -1),
         make_ct_geom(2, 2, 3, 3, 2, 2, 3, 2, 2, false, 1),
     };
-    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) check_ct_fd(&gs[i]);
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_fd(&transposed, &gs[i]);
 }
 
 int main(void)
@@ -1628,15 +1559,13 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_colsum_bias),
         cmocka_unit_test(test_gemm512_relu6),
-        cmocka_unit_test(test_depthwise_forward_random),
-        cmocka_unit_test(test_depthwise_forward_special),
+        cmocka_unit_test(test_depthwise_random),
+        cmocka_unit_test(test_depthwise_special),
         cmocka_unit_test(test_depthwise_epilogue_relu),
-        cmocka_unit_test(test_depthwise_backward_random),
         cmocka_unit_test(test_depthwise_deterministic),
         cmocka_unit_test(test_depthwise_gradcheck),
         cmocka_unit_test(test_conv_transpose_axis),
-        cmocka_unit_test(test_conv_transpose_forward),
-        cmocka_unit_test(test_conv_transpose_backward),
+        cmocka_unit_test(test_conv_transpose_random),
         cmocka_unit_test(test_conv_transpose_deterministic),
         cmocka_unit_test(test_conv_transpose_gradcheck),
     };

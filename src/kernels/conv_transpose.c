@@ -240,36 +240,3 @@ void nn__conv_transpose_backward(const nn_conv_geom *g, const float *x,
     if (db)
         nn__colsum_bands(dy, (int64_t)g->n * g->h * g->w, g->c, db, scratch);
 }
-
-/* y(Y, X, co) = bias + sum of x(i, j, ci) w(ky, kx, co, ci) over the
- * pixels and taps with i * sh - pad_top + ky = Y (and so for X). */
-void nn__conv_transpose_forward_ref(const nn_conv_geom *g, const float *x,
-                                    const float *w, const float *bias,
-                                    float *y)
-{
-    for (int n = 0; n < g->n; n++)
-        for (int oy = 0; oy < g->h; oy++)
-            for (int ox = 0; ox < g->w; ox++)
-                for (int co = 0; co < g->c; co++) {
-                    double acc = bias ? bias[co] : 0.0;
-                    for (int ky = 0; ky < g->kh; ky++)
-                        for (int kx = 0; kx < g->kw; kx++) {
-                            int ty = oy + g->pad_top - ky;
-                            int tx = ox + g->pad_left - kx;
-                            if (ty < 0 || tx < 0 || ty % g->sh || tx % g->sw)
-                                continue;
-                            int i = ty / g->sh, j = tx / g->sw;
-                            if (i >= g->oh || j >= g->ow) continue;
-                            const float *xp =
-                                x + (((int64_t)n * g->oh + i) * g->ow + j) *
-                                        g->f;
-                            const float *wp =
-                                w + (((int64_t)ky * g->kw + kx) * g->c + co) *
-                                        g->f;
-                            for (int ci = 0; ci < g->f; ci++)
-                                acc += (double)xp[ci] * wp[ci];
-                        }
-                    y[(((int64_t)n * g->h + oy) * g->w + ox) * g->c + co] =
-                        (float)acc;
-                }
-}

@@ -751,27 +751,3 @@ void nn__depthwise_backward(const nn_conv_geom *g, const float *x,
         nn__colsum_bands(dout, (int64_t)g->n * g->oh * g->ow, g->f, db,
                          scratch);
 }
-
-void nn__depthwise_forward_ref(const nn_conv_geom *g, const float *x,
-                               const float *w, const float *bias, float *out)
-{
-    const int m = g->f / g->c;
-    for (int n = 0; n < g->n; n++)
-        for (int oy = 0; oy < g->oh; oy++)
-            for (int ox = 0; ox < g->ow; ox++)
-                for (int o = 0; o < g->f; o++) {
-                    double acc = bias ? bias[o] : 0.0;
-                    for (int ky = 0; ky < g->kh; ky++)
-                        for (int kx = 0; kx < g->kw; kx++) {
-                            int iy = oy * g->sh - g->pad_top + ky;
-                            int ix = ox * g->sw - g->pad_left + kx;
-                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                continue;
-                            acc += (double)x[(((int64_t)n * g->h + iy) * g->w +
-                                              ix) * g->c + o / m] *
-                                   w[((int64_t)ky * g->kw + kx) * g->f + o];
-                        }
-                    out[(((int64_t)n * g->oh + oy) * g->ow + ox) * g->f + o] =
-                        (float)acc;
-                }
-}

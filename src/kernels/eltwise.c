@@ -167,6 +167,17 @@ static void colsum_serial(const float *x, int64_t rows, int64_t cols,
     }
 }
 
+/* out[j] = the sum of the np partials' column j, in partial order. */
+static void sum_partials(const double *part, int np, int64_t cols,
+                         float *out)
+{
+    for (int64_t j = 0; j < cols; j++) {
+        double s = 0.0;
+        for (int t = 0; t < np; t++) s += part[(size_t)t * cols + j];
+        out[j] = (float)s;
+    }
+}
+
 /* Tall inputs: each thread sums a band of rows into its own partial; the
  * partials are added in band order, so the result depends only on the
  * thread count. Falls back to one thread if the partials cannot be had. */
@@ -188,11 +199,7 @@ void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out)
     for (int t = 0; t < p; t++)
         colsum_rows(x, rows * t / p, rows * (t + 1) / p, cols,
                     part + (size_t)t * cols);
-    for (int64_t j = 0; j < cols; j++) {
-        double s = 0.0;
-        for (int t = 0; t < p; t++) s += part[(size_t)t * cols + j];
-        out[j] = (float)s;
-    }
+    sum_partials(part, p, cols, out);
     nn__free(part);
 }
 
@@ -218,9 +225,5 @@ void nn__colsum_bands(const float *x, int64_t rows, int64_t cols, float *out,
     for (int b = 0; b < nb; b++)
         colsum_rows(x, rows * b / nb, rows * (b + 1) / nb, cols,
                     part + (size_t)b * cols);
-    for (int64_t j = 0; j < cols; j++) {
-        double s = 0.0;
-        for (int b = 0; b < nb; b++) s += part[(size_t)b * cols + j];
-        out[j] = (float)s;
-    }
+    sum_partials(part, nb, cols, out);
 }

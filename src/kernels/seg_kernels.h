@@ -28,9 +28,6 @@ size_t nn__depthwise_backward_scratch(const nn_conv_geom *g);
 void nn__depthwise_backward(const nn_conv_geom *g, const float *x,
                             const float *w, const float *dout, float *dx,
                             bool accum, float *dw, float *db, float *scratch);
-/* Naive reference (double sums) for the tests. */
-void nn__depthwise_forward_ref(const nn_conv_geom *g, const float *x,
-                               const float *w, const float *bias, float *out);
 
 /* ---- transposed convolution (src/kernels/conv_transpose.c) ----
  * Keras' Conv2DTranspose maps x [n, h, w, cin] to y [n, H, W, cout] with
@@ -60,9 +57,5 @@ void nn__conv_transpose_backward(const nn_conv_geom *g, const float *x,
                                  const float *w, const float *dy, float *dx,
                                  bool accum, float *dw, float *db,
                                  float *scratch);
-/* Naive reference (double sums) for the tests. */
-void nn__conv_transpose_forward_ref(const nn_conv_geom *g, const float *x,
-                                    const float *w, const float *bias,
-                                    float *y);
 
 #endif
