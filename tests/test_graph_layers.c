@@ -1385,7 +1385,7 @@ static void test_random_graph_plans(void **state)
         expect_params_close(lean, full);
         for (int i = 0; i < lean->n_layers; i++) {
             fused += lean->ctx->fused_into[i] >= 0;
-            pooled += lean->ctx->pooled[i];
+            pooled += lean->ctx->in_shared[i];
         }
         nn_model_free(lean);
         nn_model_free(full);

@@ -528,14 +528,14 @@ static void test_inference_buffer_reuse(void **state)
     nn_tensor *pooled = nn_tensor_create(2, os), *full = nn_tensor_create(2, os);
     nn_context *c = nn_context_create(m);
     assert_int_equal(nn_context_predict(c, xt, pooled, 6), NN_OK);
-    assert_non_null(c->pool);
-    assert_true(c->n_pool >= 2 && c->n_pool <= 4);
+    assert_non_null(c->shared);
+    assert_true(c->n_shared >= 2 && c->n_shared <= 4);
     /* The model's own context, once it has trained, keeps every buffer:
      * a gradient reaches every layer here. */
     float loss;
     assert_int_equal(nn_model_backward(m, xt, y, 0, &loss, NULL), NN_OK);
     assert_int_equal(nn_model_predict(m, xt, full, 6), NN_OK);
-    assert_int_equal(m->ctx->n_pool, 0);
+    assert_int_equal(m->ctx->n_shared, 0);
     assert_memory_equal(pooled->data, full->data, sizeof(float) * 30);
     nn_context_free(c);
     nn_tensor_free(xt);
