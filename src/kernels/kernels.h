@@ -6,8 +6,11 @@
 #include "nn_internal.h"
 
 /* Compiles a hot loop also for AVX2 and AVX-512 machines, picked at load
- * time (the library itself targets baseline x86-64). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * time (the library itself targets baseline x86-64). Not under
+ * ThreadSanitizer: the picking runs before its runtime starts, and
+ * instrumented it crashes the program at load. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
+    !defined(__SANITIZE_THREAD__)
 #define NN_TARGET_CLONES                                                       \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",           \
                                  "default")))
