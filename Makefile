@@ -75,7 +75,7 @@ $(BUILD)/tests/%: tests/%.c $(LIBDIR)/libnn.a $(wildcard tests/*.h)
 
 tests: $(TESTS)
 
-$(BUILD)/tests/fuzz_regress_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(LIBDIR)/libnn.a
+$(BUILD)/tests/fuzz_regress_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(wildcard tests/fuzz/*.h) $(LIBDIR)/libnn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DFUZZ_ROOT='"$(CURDIR)/tests/fuzz"' -DFUZZ_TARGET='"$*"' \
 	  tests/fuzz/driver.c $< -o $@ $(LIBDIR)/libnn.a $(LIBS) -lcmocka
@@ -86,7 +86,7 @@ fuzz-seeds: $(BUILD)/tests/make_seeds
 	rm -rf tests/fuzz/corpus
 	$(BUILD)/tests/make_seeds tests/fuzz/corpus
 
-$(BUILD)/tests/make_seeds: tests/fuzz/make_seeds.c $(LIBDIR)/libnn.a
+$(BUILD)/tests/make_seeds: tests/fuzz/make_seeds.c tests/fuzz/st_models.h $(LIBDIR)/libnn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
 
@@ -168,7 +168,7 @@ fuzz:
 	  $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBDIR)/libnn.a
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(LIBDIR)/libnn.a
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
 
 demo: deps

@@ -13,6 +13,7 @@
 
 #include "nn_internal.h"
 #include "io/io.h"
+#include "tmpdir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,25 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
-static const char *tpath(const char *name)
-{
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ & 3];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-#define assert_status(expr, want)                                              \
-    do {                                                                       \
-        nn_status s_ = (expr);                                                 \
-        if (s_ != (want))                                                      \
-            fail_msg("%s: got %s, want %s (message: %s)", #expr,              \
-                     nn_status_name(s_), nn_status_name(want),                 \
-                     nn_last_error());                                         \
-    } while (0)
+#define assert_status(expr, want) assert_error(expr, want, NULL)
 
 /* ------------------------------------------------------------------ */
 /* models and data                                                     */
@@ -413,23 +396,46 @@ static void make_dir(const char *path)
     assert_int_equal(mkdir(path, 0755), 0);
 }
 
-static void remove_tree(const char *path)
+/* A directory of its own holding model.nnm, saved from a; b is what a
+ * test then tries to save over it. */
+typedef struct save_case {
+    char dir[256], path[300];
+    nn_model *a, *b;
+} save_case;
+
+static void case_open(save_case *c, const char *name)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
+    snprintf(c->dir, sizeof c->dir, "%s", tpath(name));
+    snprintf(c->path, sizeof c->path, "%s/model.nnm", c->dir);
+    make_dir(c->dir);
+    c->a = big(1);
+    c->b = big(2);
+    assert_status(nn_model_save(c->a, c->path, 0), NN_OK);
+}
+
+/* After a failed save: a, whole, and nothing beside it. */
+static void assert_old_file_alone(const save_case *c)
+{
+    nn_model *m = NULL;
+    assert_status(nn__model_load(c->path, &m), NN_OK);
+    assert_int_equal(which(m, c->a, c->b), 0);
+    assert_int_equal(others_in(c->dir, "model.nnm"), 0);
+    nn_model_free(m);
+}
+
+static void case_close(save_case *c)
+{
+    nn_model_free(c->a);
+    nn_model_free(c->b);
+    remove_tree(c->dir);
 }
 
 /* A child saves a and b in turn, forever; it is killed after a random
  * delay. What is at the path must then be a or b, whole. */
 static void test_save_killed_at_random_points(void **state)
 {
-    char dir[256], path[300];
-    snprintf(dir, sizeof dir, "%s", tpath("kill"));
-    snprintf(path, sizeof path, "%s/model.nnm", dir);
-    make_dir(dir);
-    nn_model *a = big(1), *b = big(2);
-    assert_status(nn_model_save(a, path, 0), NN_OK);
+    save_case c;
+    case_open(&c, "kill");
     srand(12345);
     int seen[2] = {0, 0};
     for (int round = 0; round < 40; round++) {
@@ -437,7 +443,7 @@ static void test_save_killed_at_random_points(void **state)
         assert_true(pid >= 0);
         if (pid == 0) {
             for (int i = 0;; i++)
-                nn_model_save(i % 2 ? a : b, path, 0);
+                nn_model_save(i % 2 ? c.a : c.b, c.path, 0);
         }
         struct timespec ts = {0, (long)(rand() % 20000) * 1000};
         nanosleep(&ts, NULL);
@@ -446,11 +452,11 @@ static void test_save_killed_at_random_points(void **state)
         assert_int_equal(waitpid(pid, &st, 0), pid);
         assert_true(WIFSIGNALED(st));
         nn_model *m = NULL;
-        nn_status s = nn__model_load(path, &m);
+        nn_status s = nn__model_load(c.path, &m);
         if (s != NN_OK)
             fail_msg("round %d: the file does not load: %s", round,
                      nn_last_error());
-        int w = which(m, a, b);
+        int w = which(m, c.a, c.b);
         assert_true(w >= 0);
         seen[w]++;
         nn_model_free(m);
@@ -458,9 +464,7 @@ static void test_save_killed_at_random_points(void **state)
     print_message("kills during saves: the old or new file every time "
                   "(%d a, %d b)\n",
                   seen[0], seen[1]);
-    nn_model_free(a);
-    nn_model_free(b);
-    remove_tree(dir);
+    case_close(&c);
 }
 
 /* Runs fn in a child (as another user when root, since root writes
@@ -495,26 +499,16 @@ static int save_without_write_permission(const char *path, const void *m)
 
 static void test_save_into_read_only_directory(void **state)
 {
-    char dir[256], path[300];
-    snprintf(dir, sizeof dir, "%s", tpath("ro"));
-    snprintf(path, sizeof path, "%s/model.nnm", dir);
-    make_dir(dir);
-    nn_model *a = big(1), *b = big(2);
-    assert_status(nn_model_save(a, path, 0), NN_OK);
+    save_case c;
+    case_open(&c, "ro");
     /* Root ignores permissions: its child drops to nobody, for whom the
      * directory (root's, 0555) is read-only too. */
     assert_int_equal(chmod(tmpdir, 0755), 0);
-    assert_int_equal(chmod(dir, 0555), 0);
-    assert_int_equal(in_child(save_without_write_permission, path, b), 0);
-    assert_int_equal(chmod(dir, 0755), 0);
-    nn_model *m = NULL;
-    assert_status(nn__model_load(path, &m), NN_OK);
-    assert_int_equal(which(m, a, b), 0);
-    assert_int_equal(others_in(dir, "model.nnm"), 0);
-    nn_model_free(m);
-    nn_model_free(a);
-    nn_model_free(b);
-    remove_tree(dir);
+    assert_int_equal(chmod(c.dir, 0555), 0);
+    assert_int_equal(in_child(save_without_write_permission, c.path, c.b), 0);
+    assert_int_equal(chmod(c.dir, 0755), 0);
+    assert_old_file_alone(&c);
+    case_close(&c);
 }
 
 /* A file size limit: writes past it fail (EFBIG) as on a full disk. */
@@ -550,25 +544,17 @@ static int save_onto_full_tmpfs(const char *path, const void *arg)
 
 static void test_save_onto_full_file_system(void **state)
 {
-    char dir[256], path[300];
-    snprintf(dir, sizeof dir, "%s", tpath("full"));
-    snprintf(path, sizeof path, "%s/model.nnm", dir);
-    make_dir(dir);
-    nn_model *a = big(1), *b = big(2);
-    assert_status(nn_model_save(a, path, 0), NN_OK);
-    assert_int_equal(in_child(save_past_file_size_limit, path, b), 0);
-    nn_model *m = NULL;
-    assert_status(nn__model_load(path, &m), NN_OK);
-    assert_int_equal(which(m, a, b), 0);
-    assert_int_equal(others_in(dir, "model.nnm"), 0);
-    nn_model_free(m);
+    save_case c;
+    case_open(&c, "full");
+    assert_int_equal(in_child(save_past_file_size_limit, c.path, c.b), 0);
+    assert_old_file_alone(&c);
 
     nn_model *small = nn_model_create(3);
     int shape[1] = {4};
     assert_non_null(nn_dense(small, nn_input(small, 1, shape, NULL), 2, NULL));
-    const nn_model *ab[2] = {small, b};
-    char mnt[300];
-    snprintf(mnt, sizeof mnt, "%s/mnt", dir);
+    const nn_model *ab[2] = {small, c.b};
+    char mnt[320];
+    snprintf(mnt, sizeof mnt, "%s/mnt", c.dir);
     make_dir(mnt);
     int st = in_child(save_onto_full_tmpfs, mnt, ab);
     if (st == 77)
@@ -577,22 +563,7 @@ static void test_save_onto_full_file_system(void **state)
     else
         assert_int_equal(st, 0);
     nn_model_free(small);
-    nn_model_free(a);
-    nn_model_free(b);
-    remove_tree(dir);
-}
-
-static int setup(void **state)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/nn_faults_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd);
+    case_close(&c);
 }
 
 int main(void)
@@ -607,5 +578,5 @@ int main(void)
         cmocka_unit_test(test_alloc_failures_fit_step),
         cmocka_unit_test(test_alloc_failures_predict),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -10,6 +10,7 @@
 
 #include "io/io.h"
 #include "nn_internal.h"
+#include "tmpdir.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -17,30 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-
-static char tmpdir[64];
-
-static const char *tpath(const char *name)
-{
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ & 3];
-    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return b;
-}
-
-#define assert_error(expr, want, sub)                                          \
-    do {                                                                       \
-        nn_status s_ = (expr);                                                 \
-        if (s_ != (want))                                                      \
-            fail_msg("%s: got %s, want %s (message: %s)", #expr,              \
-                     nn_status_name(s_), nn_status_name(want),                 \
-                     nn_last_error());                                         \
-        const char *sub_ = (sub);                                              \
-        if (sub_ && !strstr(nn_last_error(), sub_))                            \
-            fail_msg("%s: message '%s' lacks '%s'", #expr, nn_last_error(),   \
-                     sub_);                                                    \
-    } while (0)
 
 static uint8_t *read_all(const char *path, size_t *n)
 {
@@ -411,19 +388,6 @@ static void test_fit_messages_state_limits(void **state)
     nn_model_free(m);
 }
 
-static int setup(void **state)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/nn_limits_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,5 +402,5 @@ int main(void)
         cmocka_unit_test(test_cifar_limit),
         cmocka_unit_test(test_fit_messages_state_limits),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -5,47 +5,9 @@
  * the file. A failed import must leave every weight as it was; a
  * successful one must save and import again to the same weights. */
 #include "fuzz.h"
+#include "st_models.h"
 
 #include <math.h>
-
-static nn_model *libnn_model(void)
-{
-    nn_model *m = nn_model_create(1);
-    int shape[3] = {6, 6, 2};
-    nn_layer *x = nn_input(m, 3, shape, NULL);
-    x = nn_conv2d(m, x, 3, 3, 3, NULL);
-    x = nn_batchnorm(m, x, NULL);
-    x = nn_flatten(m, x, NULL);
-    FUZZ_CHECK(nn_dense(m, x, 2, NULL), "building the libnn model");
-    return m;
-}
-
-/* conv1 -> bn1 -> layer1.0.downsample.{0,1} -> fc, without conv biases
- * (torchvision's convolutions have none). */
-static nn_model *torch_model(void)
-{
-    nn_model *m = nn_model_create(2);
-    int shape[3] = {6, 6, 2};
-    nn_conv2d_opts c = NN_CONV2D_OPTS_INIT;
-    c.use_bias = 0;
-    nn_layer_opts n = NN_LAYER_OPTS_INIT;
-    nn_batchnorm_opts b = NN_BATCHNORM_OPTS_INIT;
-    nn_dense_opts d = NN_DENSE_OPTS_INIT;
-    nn_layer *x = nn_input(m, 3, shape, NULL);
-    c.name = "conv1_conv";
-    x = nn_conv2d(m, x, 3, 3, 3, &c);
-    b.name = "conv1_bn";
-    x = nn_batchnorm(m, x, &b);
-    c.name = "conv2_block1_0_conv";
-    x = nn_conv2d(m, x, 4, 1, 1, &c);
-    b.name = "conv2_block1_0_bn";
-    x = nn_batchnorm(m, x, &b);
-    n.name = "flat";
-    x = nn_flatten(m, x, &n);
-    d.name = "predictions";
-    FUZZ_CHECK(nn_dense(m, x, 2, &d), "building the torchvision model");
-    return m;
-}
 
 /* Every weight of m, in order, into a buffer of the caller's. */
 static size_t weight_count(const nn_model *m)
@@ -97,8 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static target libnn, torch;
     fuzz_init();
     if (!libnn.m) {
-        target_init(&libnn, libnn_model());
-        target_init(&torch, torch_model());
+        nn_model *a = st_libnn_model(), *b = st_torch_model();
+        FUZZ_CHECK(a && b, "building the models");
+        target_init(&libnn, a);
+        target_init(&torch, b);
     }
     if (size < 1) return 0;
     bool tv = data[0] & 1;

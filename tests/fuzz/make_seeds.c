@@ -3,6 +3,7 @@
  * fuzz-seeds` regenerates tests/fuzz/corpus/). Each file starts with the
  * bytes its target reads before the file, if any (see the targets). */
 #include "nn.h"
+#include "st_models.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -216,16 +217,11 @@ static void tiny(void)
 
 /* ---------------- safetensors ---------------- */
 
-/* The models of fuzz_safetensors.c, by the same calls. */
+/* The models of fuzz_safetensors.c (st_models.h). */
 static void safetensors_libnn(void)
 {
-    nn_model *m = nn_model_create(1);
-    int shape[3] = {6, 6, 2};
-    nn_layer *x = nn_input(m, 3, shape, NULL);
-    x = nn_conv2d(m, x, 3, 3, 3, NULL);
-    x = nn_batchnorm(m, x, NULL);
-    x = nn_flatten(m, x, NULL);
-    if (!nn_dense(m, x, 2, NULL)) die("safetensors model");
+    nn_model *m = st_libnn_model();
+    if (!m) die("safetensors model");
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/.seed.tmp", root);
     if (nn_model_save_safetensors(m, tmp) != NN_OK) die("save safetensors");
@@ -293,6 +289,19 @@ static void safetensors_torch(void)
     for (size_t i = 0; i < at / 4; i++)
         memcpy(file + 9 + len + 4 * i, &one, 4);
     put("safetensors", "torchvision.st", "", 0, file, 9 + len + at);
+    /* It must fit the target's model, or it seeds nothing but errors. */
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/.seed.tmp", root);
+    FILE *f = fopen(tmp, "wb");
+    if (!f || fwrite(file + 1, 1, 8 + len + at, f) != 8 + len + at ||
+        fclose(f) != 0)
+        die(tmp);
+    nn_model *m = st_torch_model();
+    if (!m || nn_model_load_safetensors(m, tmp,
+                                        NN_WEIGHTS_TORCHVISION_RESNET) != NN_OK)
+        die("the torchvision seed does not fit its model");
+    nn_model_free(m);
+    unlink(tmp);
     free(file);
 }
 
