@@ -28,7 +28,7 @@ nn_model *nn_model_create(uint64_t seed)
 static void param_release(nn_param *p)
 {
     nn__free(p->grad.data);
-    if (!p->refs) return;
+    if (!p->refs) return; /* not made by nn__layer_add_param */
     if (atomic_fetch_sub_explicit(p->refs, 1, memory_order_acq_rel) == 1)
         nn__free((void *)p->refs); /* the block that holds the data too */
 }
