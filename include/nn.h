@@ -87,10 +87,14 @@ NN_API nn_status nn_last_status(void);
 /* Threads                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Sets how many threads libnn's kernels use (default: all cores). The
- * setting is process-wide; n <= 0 restores the default. libnn runs its
- * matrix products single-threaded inside its own parallel loops so BLAS and
- * libnn never oversubscribe the cores: it sets OpenBLAS to one thread. */
+/* Sets how many threads libnn's kernels use, process-wide (1 to 1024).
+ * The default is the environment variable OMP_NUM_THREADS when it holds a
+ * positive count (its first entry for a list such as "4,2"; above 1024
+ * counts as 1024), read when the default is taken, else every online core.
+ * A call with n >= 1 overrides it; n <= 0 restores the default (so
+ * OMP_NUM_THREADS again, when set). libnn runs its matrix products
+ * single-threaded inside its own parallel loops so BLAS and libnn never
+ * oversubscribe the cores: it sets OpenBLAS to one thread. */
 NN_API nn_status nn_set_num_threads(int n);
 NN_API int nn_get_num_threads(void);
 
