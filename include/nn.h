@@ -337,8 +337,12 @@ typedef struct nn_batchnorm_opts {
 
 /* BatchNormalization over the last (channel) axis. Weights in Keras order:
  * gamma, beta (trainable), moving_mean, moving_variance (not trainable).
- * Training uses batch statistics and updates the moving ones; inference
- * and a frozen layer use the moving statistics. */
+ * Training normalizes with the batch mean and biased variance and updates
+ * the moving statistics; inference and a frozen layer use the moving ones.
+ * The moving variance moves towards the batch variance as tf.keras moves
+ * it: Bessel-corrected (n / (n - 1), n values per channel) for images
+ * [N, H, W, C] and volumes [N, D, H, W, C], biased for other ranks, such as
+ * features [N, C] after a Dense layer. */
 NN_API nn_layer *nn_batchnorm(nn_model *m, nn_layer *input,
                               const nn_batchnorm_opts *opts);
 
