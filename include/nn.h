@@ -454,7 +454,12 @@ typedef enum nn_loss {
     /* labels class ids, one per position: [N] for an output [N, C],
      * [N, H, W] (or [N, H, W, 1]) for [N, H, W, C] */
     NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 2,
-    NN_LOSS_BINARY_CROSSENTROPY = 3, /* labels in [0,1], output's shape */
+    /* labels in [0,1], output's shape. Refused (NN_ERR_INVALID from fit,
+     * evaluate and the training steps) on the probabilities of a softmax
+     * output of two or more classes, which exclude each other: categorical
+     * cross-entropy is the loss for those. (With from_logits the output's
+     * values are taken as the logits they are declared to be.) */
+    NN_LOSS_BINARY_CROSSENTROPY = 3,
     /* soft IoU (Jaccard) loss 1 - (I + smooth) / (U + smooth) per class,
      * averaged over the classes; labels the output's shape (masks or
      * one-hot), or class ids with nn_loss_opts.sparse_labels */
@@ -1139,6 +1144,30 @@ typedef enum nn_preprocess_mode {
  * [N, H, W, 3] with values in [0, 255]. */
 NN_API nn_status nn_preprocess_input(nn_tensor *images,
                                      nn_preprocess_mode mode);
+
+/* ------------------------------------------------------------------ */
+/* Additions for new users                                            */
+/* ------------------------------------------------------------------ */
+
+/* The optimizer the model owns (compiled, or loaded from a file saved
+ * with NN_SAVE_OPTIMIZER), to read or change its learning rate and read
+ * its step count: a borrowed handle, valid until the model is freed or
+ * compiled with another optimizer; do not free it. NULL, with NN_ERR_STATE,
+ * when the model has none (NN_ERR_INVALID for a NULL model). */
+NN_API nn_optimizer *nn_model_optimizer(nn_model *m);
+/* The optimizer's learning rate; NaN with NN_ERR_INVALID for NULL. */
+NN_API float nn_optimizer_learning_rate(const nn_optimizer *opt);
+/* The model's loss, as nn_model_compile_weighted takes it (one term of
+ * weight 1 after nn_model_compile): from its compile call, or from the
+ * file it was loaded from (a file saved after compiling stores its loss,
+ * with or without NN_SAVE_OPTIMIZER). Returns the number of terms n, 0
+ * when the model has no loss, or a negative nn_status. losses[k] and
+ * weights[k] receive term k for k < min(n, cap) (both may be NULL when
+ * cap is 0). opts (may be NULL) receives the loss options when n > 0: set
+ * its size first (NN_LOSS_OPTS_INIT); the members within that size are
+ * written, the rest left as they are. */
+NN_API int nn_model_loss(const nn_model *m, nn_loss *losses, float *weights,
+                         int cap, nn_loss_opts *opts);
 
 #ifdef __cplusplus
 }

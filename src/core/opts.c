@@ -201,3 +201,21 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
            n - sizeof(size_t));
     return NN_OK;
 }
+
+nn_status nn__write_opts_as(void *dst, const void *src, nn_opts_kind kind,
+                            const char *fn)
+{
+    const layout *l = &layouts[kind];
+    NN_CHECK(dst, NN_ERR_INVALID, "%s: the options to fill are NULL", fn);
+    size_t size;
+    memcpy(&size, dst, sizeof size);
+    NN_CHECK(size >= sizeof(size_t) && size <= NN_OPTS_MAX_SIZE,
+             NN_ERR_INVALID,
+             "%s: opts->size is %zu, not the size of an options struct; "
+             "initialise the options with %s",
+             fn, size, l->init);
+    size_t n = whole_members(l, size < l->size ? size : l->size);
+    memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
+           n - sizeof(size_t));
+    return NN_OK;
+}
