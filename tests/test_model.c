@@ -749,8 +749,8 @@ static void test_inference_buffer_reuse(void **state)
     assert_int_equal(nn_context_predict(c, xt, pooled, 6), NN_OK);
     assert_non_null(c->shared);
     assert_true(c->n_shared >= 2 && c->n_shared <= 4);
-    /* The model's own context, once it has trained, keeps every buffer:
-     * a gradient reaches every layer here. */
+    /* The model's training context keeps every buffer (a gradient reaches
+     * every layer here); its predictions come from its inference plan. */
     float loss;
     assert_int_equal(nn_model_backward(m, xt, y, 0, &loss, NULL), NN_OK);
     assert_int_equal(nn_model_predict(m, xt, full, 6), NN_OK);
