@@ -110,10 +110,14 @@ NN_API nn_status nn_last_status(void);
 /* Threads                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Sets how many threads libnn's kernels use (default: all cores). The
- * setting is process-wide; n <= 0 restores the default. libnn runs its
- * matrix products single-threaded inside its own parallel loops so BLAS and
- * libnn never oversubscribe the cores: it sets OpenBLAS to one thread. */
+/* Sets how many threads libnn's kernels use, process-wide (1 to 1024).
+ * The default is the environment variable OMP_NUM_THREADS when it holds a
+ * positive count (its first entry for a list such as "4,2"; above 1024
+ * counts as 1024), read when the default is taken, else every online core.
+ * A call with n >= 1 overrides it; n <= 0 restores the default (so
+ * OMP_NUM_THREADS again, when set). libnn runs its matrix products
+ * single-threaded inside its own parallel loops so BLAS and libnn never
+ * oversubscribe the cores: it sets OpenBLAS to one thread. */
 NN_API nn_status nn_set_num_threads(int n);
 NN_API int nn_get_num_threads(void);
 
@@ -356,8 +360,12 @@ typedef struct nn_batchnorm_opts {
 
 /* BatchNormalization over the last (channel) axis. Weights in Keras order:
  * gamma, beta (trainable), moving_mean, moving_variance (not trainable).
- * Training uses batch statistics and updates the moving ones; inference
- * and a frozen layer use the moving statistics. */
+ * Training normalizes with the batch mean and biased variance and updates
+ * the moving statistics; inference and a frozen layer use the moving ones.
+ * The moving variance moves towards the batch variance as tf.keras moves
+ * it: Bessel-corrected (n / (n - 1), n values per channel) for images
+ * [N, H, W, C] and volumes [N, D, H, W, C], biased for other ranks, such as
+ * features [N, C] after a Dense layer. */
 NN_API nn_layer *nn_batchnorm(nn_model *m, nn_layer *input,
                               const nn_batchnorm_opts *opts);
 
@@ -469,7 +477,12 @@ typedef enum nn_loss {
     /* labels class ids, one per position: [N] for an output [N, C],
      * [N, H, W] (or [N, H, W, 1]) for [N, H, W, C] */
     NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 2,
-    NN_LOSS_BINARY_CROSSENTROPY = 3, /* labels in [0,1], output's shape */
+    /* labels in [0,1], output's shape. Refused (NN_ERR_INVALID from fit,
+     * evaluate and the training steps) on the probabilities of a softmax
+     * output of two or more classes, which exclude each other: categorical
+     * cross-entropy is the loss for those. (With from_logits the output's
+     * values are taken as the logits they are declared to be.) */
+    NN_LOSS_BINARY_CROSSENTROPY = 3,
     /* soft IoU (Jaccard) loss 1 - (I + smooth) / (U + smooth) per class,
      * averaged over the classes; labels the output's shape (masks or
      * one-hot), or class ids with nn_loss_opts.sparse_labels */
@@ -1379,6 +1392,30 @@ NN_API nn_status nn_set_limits(const nn_limits *limits);
 /* Writes the limits in force, defaults resolved (never 0), into the first
  * limits->size bytes of *limits. */
 NN_API nn_status nn_get_limits(nn_limits *limits);
+
+/* ------------------------------------------------------------------ */
+/* Additions for new users                                            */
+/* ------------------------------------------------------------------ */
+
+/* The optimizer the model owns (compiled, or loaded from a file saved
+ * with NN_SAVE_OPTIMIZER), to read or change its learning rate and read
+ * its step count: a borrowed handle, valid until the model is freed or
+ * compiled with another optimizer; do not free it. NULL, with NN_ERR_STATE,
+ * when the model has none (NN_ERR_INVALID for a NULL model). */
+NN_API nn_optimizer *nn_model_optimizer(nn_model *m);
+/* The optimizer's learning rate; NaN with NN_ERR_INVALID for NULL. */
+NN_API float nn_optimizer_learning_rate(const nn_optimizer *opt);
+/* The model's loss, as nn_model_compile_weighted takes it (one term of
+ * weight 1 after nn_model_compile): from its compile call, or from the
+ * file it was loaded from (a file saved after compiling stores its loss,
+ * with or without NN_SAVE_OPTIMIZER). Returns the number of terms n, 0
+ * when the model has no loss, or a negative nn_status. losses[k] and
+ * weights[k] receive term k for k < min(n, cap) (both may be NULL when
+ * cap is 0). opts (may be NULL) receives the loss options when n > 0: set
+ * its size first (NN_LOSS_OPTS_INIT); the members within that size are
+ * written, the rest left as they are. */
+NN_API int nn_model_loss(const nn_model *m, nn_loss *losses, float *weights,
+                         int cap, nn_loss_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -242,6 +242,11 @@ typedef struct nn_shape {
 } nn_shape;
 
 int64_t nn__shape_size(const nn_shape *s);
+/* Shapes for people, as Keras prints them: a layer's output with its batch
+ * axis, "(None, 28, 28, 1)", and a tensor's, "(32, 28, 28)" or "(32,)". */
+#define NN_SHAPE_STR_MAX 128
+void nn__shape_str(const nn_shape *s, char *out, size_t cap);
+void nn__tensor_shape_str(const nn_tensor *t, char *out, size_t cap);
 
 /* ---------------- layers ---------------- */
 
@@ -612,7 +617,12 @@ struct nn_model {
     nn_loss_terms loss_terms;
     bool compiled;
     uint64_t step_counter; /* feeds dropout keys */
-    nn_context *ctx; /* the context of the simple calls */
+    nn_context *ctx; /* the context of the simple calls' training passes */
+    /* ... and of their inference passes (predict, evaluate): planned as
+     * any inference context, so the model's own predictions equal a new
+     * context's and a loaded copy's bit for bit, whatever trained before;
+     * two plans, so alternating train and predict re-plans nothing. */
+    nn_context *infer_ctx;
     int64_t generation; /* bumped when the graph changes */
 };
 
@@ -639,9 +649,11 @@ nn_context *nn__context_new(const nn_model *m);
  * (limit < 0: none), else NULL. Fails only for want of memory. */
 nn_status nn__plan_bytes(const nn_model *m, int batch, int64_t limit,
                          int64_t *bytes, const nn_layer **over);
+/* Predictions of x into out; messages start with `what`. */
 nn_status nn__predict(nn_context *ctx, const nn_tensor *x, nn_tensor *out,
-                      int batch_size);
-/* Checks that data tensor t is [N, layer l's output shape]. */
+                      int batch_size, const char *what);
+/* Checks that data tensor t is [N, layer l's output shape]; the message
+ * names the argument (`what`, "nn_model_fit: x"), both shapes and l. */
 nn_status nn__check_data(const nn_layer *l, const nn_tensor *t,
                          const char *what);
 

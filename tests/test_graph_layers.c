@@ -1156,7 +1156,7 @@ static void test_inference_fusion(void **state)
     assert_int_equal(nn_model_predict(f.m, x, fused, 2), NN_OK);
     expect_close(fused, plain, 1e-5);
     /* What fused into what. */
-    const nn_context *c = f.m->ctx;
+    const nn_context *c = f.m->infer_ctx;
     assert_non_null(c->fused_into);
     const nn_layer *into[][2] = {
         {f.bn[0], f.c[0]}, {f.relu1, f.c[0]}, {f.bn[1], f.c[1]},

@@ -287,7 +287,7 @@ static void test_invalid_labels(void **state)
         float ids[2] = {0, bad_ids[i]};
         assert_int_equal(nn__loss(SCCE, 2, 3, z, z, ids, d, &sum, &correct),
                          NN_ERR_INVALID);
-        assert_non_null(strstr(nn_last_error(), "row 1"));
+        assert_non_null(strstr(nn_last_error(), "sample 1"));
     }
     const float bad_vals[] = {NAN, -0.5f, 2, INFINITY};
     for (size_t i = 0; i < sizeof bad_vals / sizeof *bad_vals; i++) {
@@ -295,7 +295,7 @@ static void test_invalid_labels(void **state)
         y[4] = bad_vals[i];
         assert_int_equal(nn__loss(CCE, 2, 3, z, z, y, d, &sum, &correct),
                          NN_ERR_INVALID);
-        assert_non_null(strstr(nn_last_error(), "row 1"));
+        assert_non_null(strstr(nn_last_error(), "sample 1"));
         assert_int_equal(nn__loss(BCE, 2, 3, z, NULL, y, d, &sum, &correct),
                          NN_ERR_INVALID);
     }
@@ -321,7 +321,7 @@ static void test_invalid_outputs_and_args(void **state)
                      NN_ERR_NUMERIC);
     assert_int_equal(nn__loss(CCE, 2, 3, zero_row, NULL, y, d, &sum, NULL),
                      NN_ERR_NUMERIC);
-    assert_non_null(strstr(nn_last_error(), "row 1"));
+    assert_non_null(strstr(nn_last_error(), "sample 1"));
     /* The same zero row is fine as BCE probabilities (clipped). */
     assert_int_equal(nn__loss(BCE, 2, 3, zero_row, NULL, y, d, &sum, NULL),
                      NN_OK);
@@ -1807,7 +1807,7 @@ static void test_seg_model_errors(void **state)
     nn_tensor *ybad = nn_tensor_create(3, sbad);
     assert_int_equal(nn_model_train_batch(m, x, ybad, NULL, NULL),
                      NN_ERR_SHAPE);
-    assert_non_null(strstr(nn_last_error(), "the output's shape"));
+    assert_non_null(strstr(nn_last_error(), "one per output value"));
     /* A mask value that is not in [0, 1] names the sample and pixel. */
     y->data[2 * IMG * IMG + 9] = 2;
     assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL),
@@ -1867,7 +1867,8 @@ static void test_seg_sparse_model(void **state)
     nn_tensor *yoh = nn_tensor_create(4, soh);
     assert_int_equal(nn_model_train_batch(m, x, yoh, NULL, NULL),
                      NN_ERR_SHAPE);
-    assert_non_null(strstr(nn_last_error(), "a class id per output position"));
+    assert_non_null(
+        strstr(nn_last_error(), "one class id per output position"));
     /* Accuracy counts positions; the confusion matrix sees them all. */
     nn_confusion *cm = nn_confusion_create(3);
     float eloss;
@@ -2485,7 +2486,7 @@ static void test_fit_weight_errors(void **state)
     cw[2] = 1;
     y->data[5] = 7;
     assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
-    assert_non_null(strstr(nn_last_error(), "row 5"));
+    assert_non_null(strstr(nn_last_error(), "sample 5"));
     y->data[5] = 1;
     fo.class_weight = NULL;
     assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);

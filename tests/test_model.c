@@ -15,6 +15,7 @@
 
 #include "nn_internal.h"
 #include "kernels/kernels.h"
+#include "tmpdir.h"
 
 static nn_model *q3a(int h, int w, int c, uint64_t seed)
 {
@@ -125,7 +126,7 @@ static void test_invalid_calls(void **state)
                      NN_ERR_INVALID);
     assert_int_equal(nn_model_train_batch(m, xb, y, &loss, NULL), NN_ERR_SHAPE);
     assert_int_equal(nn_model_train_batch(m, x, y3, &loss, NULL), NN_ERR_SHAPE);
-    assert_non_null(strstr(nn_last_error(), "labels"));
+    assert_non_null(strstr(nn_last_error(), "give one label per sample"));
     nn_fit_opts f = NN_FIT_OPTS_INIT;
     f.epochs = 0;
     assert_int_equal(nn_model_fit(m, x, y, &f, NULL), NN_ERR_INVALID);
@@ -748,8 +749,8 @@ static void test_inference_buffer_reuse(void **state)
     assert_int_equal(nn_context_predict(c, xt, pooled, 6), NN_OK);
     assert_non_null(c->shared);
     assert_true(c->n_shared >= 2 && c->n_shared <= 4);
-    /* The model's own context, once it has trained, keeps every buffer:
-     * a gradient reaches every layer here. */
+    /* The model's training context keeps every buffer (a gradient reaches
+     * every layer here); its predictions come from its inference plan. */
     float loss;
     assert_int_equal(nn_model_backward(m, xt, y, 0, &loss, NULL), NN_OK);
     assert_int_equal(nn_model_predict(m, xt, full, 6), NN_OK);
@@ -761,6 +762,357 @@ static void test_inference_buffer_reuse(void **state)
     nn_tensor_free(pooled);
     nn_tensor_free(full);
     nn_model_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* What new users trip on                                              */
+/* ------------------------------------------------------------------ */
+
+/* Conv2D -> BatchNormalization -> ReLU, flattened into a softmax. */
+static nn_model *conv_bn_relu(uint64_t seed)
+{
+    nn_model *m = nn_model_create(seed);
+    int shape[3] = {8, 8, 1};
+    nn_conv2d_opts same = NN_CONV2D_OPTS_INIT;
+    same.padding = NN_PADDING_SAME;
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_layer *l = nn_input(m, 3, shape, NULL);
+    l = nn_relu(m, nn_batchnorm(m, nn_conv2d(m, l, 6, 3, 3, &same), NULL),
+                NULL);
+    l = nn_dense(m, nn_flatten(m, nn_maxpool2d(m, l, 2, 2, NULL), NULL), 4,
+                 &d);
+    assert_non_null(l);
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    return m;
+}
+
+/* After training, the model's own predictions, a new context's and a
+ * saved and loaded copy's are the same bits (the fused inference plan
+ * for all three), and so are their evaluations. */
+static void test_predict_after_training_bits(void **state)
+{
+    (void)state;
+    nn_model *m = conv_bn_relu(21);
+    nn_tensor *x, *y;
+    make_quadrants(96, &x, &y, 5);
+    nn_fit_opts f = NN_FIT_OPTS_INIT;
+    f.epochs = 2;
+    f.batch_size = 16;
+    assert_int_equal(nn_model_fit(m, x, y, &f, NULL), NN_OK);
+    int64_t os[2] = {96, 4};
+    nn_tensor *own = nn_tensor_create(2, os), *ctx = nn_tensor_create(2, os);
+    nn_tensor *loaded = nn_tensor_create(2, os);
+    size_t bytes = (size_t)own->size * sizeof(float);
+    assert_int_equal(nn_model_predict(m, x, own, 32), NN_OK);
+    nn_context *c = nn_context_create(m);
+    assert_int_equal(nn_context_predict(c, x, ctx, 32), NN_OK);
+    nn_context_free(c);
+    assert_int_equal(nn_model_save(m, tpath("cbr.nnm"), NN_SAVE_OPTIMIZER),
+                     NN_OK);
+    nn_model *l = nn_model_load(tpath("cbr.nnm"));
+    assert_non_null(l);
+    assert_int_equal(nn_model_predict(l, x, loaded, 32), NN_OK);
+    assert_memory_equal(own->data, ctx->data, bytes);
+    assert_memory_equal(own->data, loaded->data, bytes);
+    float la, lb, aa, ab;
+    assert_int_equal(nn_model_evaluate(m, x, y, 32, &la, &aa), NN_OK);
+    assert_int_equal(nn_model_evaluate(l, x, y, 32, &lb, &ab), NN_OK);
+    assert_memory_equal(&la, &lb, sizeof la);
+    /* Training again and predicting again: still the same bits as a new
+     * context, with no re-planning of either plan in between. */
+    float loss;
+    for (int rep = 0; rep < 3; rep++) {
+        assert_int_equal(nn_model_train_batch(m, x, y, &loss, NULL), NN_OK);
+        assert_int_equal(nn_model_predict(m, x, own, 32), NN_OK);
+    }
+    c = nn_context_create(m);
+    assert_int_equal(nn_context_predict(c, x, ctx, 32), NN_OK);
+    nn_context_free(c);
+    assert_memory_equal(own->data, ctx->data, bytes);
+    nn_model_free(l);
+    nn_tensor_free(own);
+    nn_tensor_free(ctx);
+    nn_tensor_free(loaded);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_model_free(m);
+}
+
+/* Shape messages of fit and evaluate name the argument and both shapes. */
+static void test_fit_shape_messages(void **state)
+{
+    (void)state;
+    nn_model *m = conv_bn_relu(22);
+    nn_tensor *x, *y;
+    make_quadrants(8, &x, &y, 6);
+    int64_t s3[3] = {8, 8, 8}, s4[4] = {8, 8, 8, 2};
+    nn_tensor *x3 = nn_tensor_create(3, s3), *x4 = nn_tensor_create(4, s4);
+    nn_fit_opts f = NN_FIT_OPTS_INIT;
+    assert_error(nn_model_fit(m, x3, y, &f, NULL), NN_ERR_SHAPE,
+                 "nn_model_fit: x has shape (8, 8, 8), expected (None, 8, 8, "
+                 "1): the batch axis (None), then the shape of layer "
+                 "'input'");
+    /* The same values per sample: the message says how to reshape. */
+    assert_non_null(strstr(nn_last_error(), "nn_tensor_reshape"));
+    assert_error(nn_model_evaluate(m, x4, y, 4, NULL, NULL), NN_ERR_SHAPE,
+                 "nn_model_evaluate: x has shape (8, 8, 8, 2), expected "
+                 "(None, 8, 8, 1)");
+    assert_null(strstr(nn_last_error(), "nn_tensor_reshape"));
+    f.val_x = x4;
+    f.val_y = y;
+    assert_error(nn_model_fit(m, x, y, &f, NULL), NN_ERR_SHAPE,
+                 "nn_model_fit: val_x has shape (8, 8, 8, 2)");
+    int64_t os[2] = {8, 4};
+    nn_tensor *out = nn_tensor_create(2, os);
+    assert_error(nn_model_predict(m, x3, out, 4), NN_ERR_SHAPE,
+                 "nn_model_predict: x has shape (8, 8, 8), expected");
+    nn_tensor_free(out);
+    nn_tensor_free(x3);
+    nn_tensor_free(x4);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_model_free(m);
+}
+
+static nn_tensor *class_ids(int64_t n, int classes)
+{
+    int64_t s[1] = {n};
+    nn_tensor *t = nn_tensor_create(1, s);
+    for (int64_t i = 0; i < n; i++) t->data[i] = (float)(i % classes);
+    return t;
+}
+
+/* Labels of the other cross-entropy, or of a forgotten Flatten. */
+static void test_label_messages(void **state)
+{
+    (void)state;
+    nn_model *m = conv_bn_relu(23);
+    nn_tensor *x, *onehot;
+    make_quadrants(8, &x, &onehot, 7);
+    nn_tensor *ids = class_ids(8, 4);
+    assert_error(nn_model_fit(m, x, ids, NULL, NULL), NN_ERR_SHAPE,
+                 "categorical cross-entropy reads one-hot labels, 4 per "
+                 "sample (the shape of output layer 'dense', (None, 4))");
+    assert_non_null(strstr(nn_last_error(), "nn_one_hot(y, 4, ...)"));
+    assert_non_null(
+        strstr(nn_last_error(), "NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY"));
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
+                                      NULL),
+                     NN_OK);
+    assert_error(nn_model_evaluate(m, x, onehot, 4, NULL, NULL),
+                 NN_ERR_SHAPE, "one-hot rows it seems");
+    assert_non_null(strstr(nn_last_error(), "sparse categorical"));
+    assert_non_null(
+        strstr(nn_last_error(), "NN_LOSS_CATEGORICAL_CROSSENTROPY"));
+    assert_int_equal(nn_model_fit(m, x, ids, NULL, NULL), NN_OK);
+    nn_model_free(m);
+    /* A Dense on an image keeps its positions: 8 x 8 rows of 10. */
+    m = nn_model_create(24);
+    int shape[3] = {8, 8, 1};
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.name = "classes";
+    d.activation = NN_ACT_SOFTMAX;
+    nn_layer *l = nn_conv2d(m, nn_input(m, 3, shape, NULL), 3, 1, 1, NULL);
+    assert_non_null(nn_dense(m, l, 10, &d));
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    int64_t ys[2] = {8, 10};
+    nn_tensor *y10 = nn_tensor_create(2, ys);
+    for (int i = 0; i < 8; i++) y10->data[i * 10 + i] = 1;
+    assert_error(nn_model_fit(m, x, y10, NULL, NULL), NN_ERR_SHAPE,
+                 "y holds 10 values per sample, but the loss needs 640: one "
+                 "per output value of output layer 'classes', (None, 8, 8, "
+                 "10)");
+    assert_non_null(strstr(nn_last_error(), "nn_flatten"));
+    nn_tensor_free(y10);
+    nn_tensor_free(ids);
+    nn_tensor_free(x);
+    nn_tensor_free(onehot);
+    nn_model_free(m);
+}
+
+/* A bad label or a non-finite input is named by its index in the data
+ * given to fit, before any step, however fit shuffles. */
+static void test_data_value_messages(void **state)
+{
+    (void)state;
+    nn_model *m = conv_bn_relu(25);
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
+                                      NULL),
+                     NN_OK);
+    nn_tensor *x, *onehot;
+    make_quadrants(64, &x, &onehot, 8);
+    nn_tensor *ids = class_ids(64, 4);
+    nn_fit_opts f = NN_FIT_OPTS_INIT;
+    f.batch_size = 8;
+    ids->data[37] = 4;
+    assert_error(nn_model_fit(m, x, ids, &f, NULL), NN_ERR_INVALID,
+                 "nn_model_fit: y: label of sample 37 is 4, not a class id in "
+                 "[0, 4)");
+    ids->data[37] = 1;
+    nn_tensor *vids = class_ids(64, 4);
+    vids->data[5] = -1;
+    f.val_x = x;
+    f.val_y = vids;
+    assert_error(nn_model_fit(m, x, ids, &f, NULL), NN_ERR_INVALID,
+                 "nn_model_fit: val_y: label of sample 5 is -1");
+    vids->data[5] = 0;
+    x->data[41 * 64 + 7] = NAN;
+    assert_error(nn_model_fit(m, x, ids, &f, NULL), NN_ERR_NUMERIC,
+                 "nn_model_fit: x holds NaN in sample 41 (value 7 of the "
+                 "sample): the input data must be finite");
+    assert_error(nn_model_evaluate(m, x, ids, 8, NULL, NULL), NN_ERR_NUMERIC,
+                 "nn_model_evaluate: x holds NaN in sample 41");
+    x->data[41 * 64 + 7] = 0.5f;
+    nn_tensor *vx, *vy;
+    make_quadrants(64, &vx, &vy, 9);
+    vx->data[2 * 64] = INFINITY;
+    f.val_x = vx;
+    assert_error(nn_model_fit(m, x, ids, &f, NULL), NN_ERR_NUMERIC,
+                 "nn_model_fit: val_x holds +Inf in sample 2 (value 0 of");
+    assert_int_equal(nn_optimizer_iterations(m->opt), 0);
+    nn_tensor_free(vx);
+    nn_tensor_free(vy);
+    nn_tensor_free(vids);
+    nn_tensor_free(ids);
+    nn_tensor_free(x);
+    nn_tensor_free(onehot);
+    nn_model_free(m);
+}
+
+/* Binary cross-entropy on a softmax of several classes is refused; on a
+ * sigmoid it trains. */
+static void test_bce_on_softmax_refused(void **state)
+{
+    (void)state;
+    nn_model *m = conv_bn_relu(26);
+    nn_tensor *x, *y;
+    make_quadrants(16, &x, &y, 10);
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_BINARY_CROSSENTROPY, NULL),
+                     NN_OK);
+    assert_error(nn_model_fit(m, x, y, NULL, NULL), NN_ERR_INVALID,
+                 "binary cross-entropy on output layer 'dense', a softmax "
+                 "over 4 classes");
+    assert_non_null(
+        strstr(nn_last_error(), "NN_LOSS_CATEGORICAL_CROSSENTROPY"));
+    assert_error(nn_model_train_batch(m, x, y, NULL, NULL), NN_ERR_INVALID,
+                 "a softmax over 4 classes");
+    assert_error(nn_model_evaluate(m, x, y, 8, NULL, NULL), NN_ERR_INVALID,
+                 "a softmax over 4 classes");
+    assert_int_equal(nn_optimizer_iterations(m->opt), 0);
+    /* Declared logits are taken as they are, whatever made them. */
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = 1;
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_BINARY_CROSSENTROPY, &lo),
+                     NN_OK);
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+    nn_model_free(m);
+    /* A sigmoid output: independent yes/no labels, as meant. */
+    m = nn_model_create(27);
+    int shape[3] = {8, 8, 1};
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SIGMOID;
+    nn_layer *l = nn_flatten(m, nn_input(m, 3, shape, NULL), NULL);
+    assert_non_null(nn_dense(m, l, 4, &d));
+    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
+                                      NN_LOSS_BINARY_CROSSENTROPY, NULL),
+                     NN_OK);
+    assert_int_equal(nn_model_fit(m, x, y, NULL, NULL), NN_OK);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_model_free(m);
+}
+
+/* A loaded model's optimizer and loss are reachable. */
+static void test_model_optimizer_and_loss(void **state)
+{
+    (void)state;
+    nn_model *m = conv_bn_relu(28);
+    assert_null(nn_model_optimizer(NULL));
+    assert_int_equal(nn_last_status(), NN_ERR_INVALID);
+    assert_true(isnan(nn_optimizer_learning_rate(NULL)));
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = 0;
+    lo.smooth = 3.0;
+    nn_loss kinds[2] = {NN_LOSS_CATEGORICAL_CROSSENTROPY, NN_LOSS_DICE};
+    float w[2] = {1.0f, 0.25f};
+    nn_sgd_opts so = NN_SGD_OPTS_INIT;
+    so.learning_rate = 0.05f;
+    assert_int_equal(
+        nn_model_compile_weighted(m, nn_sgd(&so), 2, kinds, w, &lo), NN_OK);
+    nn_optimizer *o = nn_model_optimizer(m);
+    assert_ptr_equal(o, m->opt);
+    assert_true(nn_optimizer_learning_rate(o) == 0.05f);
+    nn_tensor *x, *y;
+    make_quadrants(16, &x, &y, 11);
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+    assert_int_equal(nn_model_save(m, tpath("opt.nnm"), NN_SAVE_OPTIMIZER),
+                     NN_OK);
+    assert_int_equal(nn_model_save(m, tpath("noopt.nnm"), NN_SAVE_DEFAULT),
+                     NN_OK);
+    nn_model *l = nn_model_load(tpath("opt.nnm"));
+    assert_non_null(l);
+    o = nn_model_optimizer(l);
+    assert_non_null(o);
+    assert_true(nn_optimizer_learning_rate(o) == 0.05f);
+    assert_int_equal(nn_optimizer_iterations(o), 1);
+    assert_int_equal(nn_optimizer_set_learning_rate(o, 0.01f), NN_OK);
+    assert_true(nn_optimizer_learning_rate(nn_model_optimizer(l)) == 0.01f);
+    nn_model_free(l);
+    /* Without the optimizer: the loss is still known. */
+    l = nn_model_load(tpath("noopt.nnm"));
+    assert_non_null(l);
+    assert_null(nn_model_optimizer(l));
+    assert_int_equal(nn_last_status(), NN_ERR_STATE);
+    nn_loss got[4] = {0};
+    float gw[4] = {0};
+    nn_loss_opts go = NN_LOSS_OPTS_INIT;
+    assert_int_equal(nn_model_loss(l, got, gw, 4, &go), 2);
+    assert_int_equal(got[0], NN_LOSS_CATEGORICAL_CROSSENTROPY);
+    assert_int_equal(got[1], NN_LOSS_DICE);
+    assert_true(gw[0] == 1.0f && gw[1] == 0.25f);
+    assert_true(go.smooth == 3.0);
+    /* cap 1 fills one term; an older caller's struct gets what it has. */
+    got[1] = (nn_loss)0;
+    assert_int_equal(nn_model_loss(l, got, gw, 1, NULL), 2);
+    assert_int_equal(got[1], 0);
+    nn_loss_opts old = NN_LOSS_OPTS_INIT;
+    old.size = offsetof(nn_loss_opts, smooth);
+    old.smooth = -1.0;
+    assert_int_equal(nn_model_loss(l, NULL, NULL, 0, &old), 2);
+    assert_true(old.smooth == -1.0);
+    assert_int_equal(nn_model_loss(l, NULL, NULL, 2, NULL), NN_ERR_INVALID);
+    nn_model_free(l);
+    nn_model *fresh = nn_model_create(1);
+    assert_int_equal(nn_model_loss(fresh, got, gw, 4, &go), 0);
+    assert_null(nn_model_optimizer(fresh));
+    assert_int_equal(nn_model_loss(NULL, got, gw, 4, NULL), NN_ERR_INVALID);
+    nn_model_free(fresh);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_model_free(m);
+}
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_model.XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    remove_tree(tmpdir);
+    return 0;
 }
 
 int main(void)
@@ -780,6 +1132,13 @@ int main(void)
         cmocka_unit_test(test_apply_allocation_failures),
         cmocka_unit_test(test_param_walk),
         cmocka_unit_test(test_param_walk_agrees),
+        cmocka_unit_test(test_predict_after_training_bits),
+        cmocka_unit_test(test_fit_shape_messages),
+        cmocka_unit_test(test_label_messages),
+        cmocka_unit_test(test_data_value_messages),
+        cmocka_unit_test(test_bce_on_softmax_refused),
+        cmocka_unit_test(test_model_optimizer_and_loss),
     };
-    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("model", tests, setup_dir,
+                                       teardown_dir);
 }

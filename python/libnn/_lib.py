@@ -256,7 +256,7 @@ def null_error(func_name, default=errors.InvalidArgument):
         cls = errors.ShapeError
     elif "cannot open" in low or "not a regular file" in low \
             or "cannot read" in low:
-        cls = errors.IOError
+        cls = errors.FileError
     else:
         cls = default
     return cls(msg or "returned NULL", None, func_name)
@@ -655,6 +655,17 @@ _SIGNATURES.update({
     "nn_get_limits": (c_int, [ctypes.POINTER(nn_limits)], _S),
 })
 
+
+# ---- additions for new users: a model's optimizer and loss
+_SIGNATURES.update({
+    # NULL (no optimizer) is an answer here: the caller checks.
+    "nn_model_optimizer": (OptimizerP, [ModelP], None),
+    "nn_optimizer_learning_rate": (c_float, [OptimizerP], None),
+    # the number of terms, or a negative status: the caller checks
+    "nn_model_loss": (c_int, [ModelP, IntP, FloatP, c_int,
+                              ctypes.POINTER(nn_loss_opts)], None),
+})
+
 missing = []
 for _name, (_res, _args, _check) in _SIGNATURES.items():
     try:
@@ -679,7 +690,7 @@ def encode(s):
     if s is None:
         return None
     if not isinstance(s, str):
-        raise TypeError(f"expected a str, got {type(s).__name__}")
+        raise errors.wrong_type(f"expected a str, got {type(s).__name__}")
     return s.encode("utf-8")
 
 

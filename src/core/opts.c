@@ -234,8 +234,9 @@ nn_status nn__write_opts_as(void *dst, const void *src, nn_opts_kind kind,
     NN_CHECK(dst, NN_ERR_INVALID, "%s: NULL %s", fn, l->type);
     size_t size;
     memcpy(&size, dst, sizeof size);
-    NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
-             "%s: the %s's size is %zu, less than the size member itself; "
+    NN_CHECK(size >= sizeof(size_t) && size <= NN_OPTS_MAX_SIZE,
+             NN_ERR_INVALID,
+             "%s: the %s's size is %zu, not the size of that struct; "
              "initialise it with %s",
              fn, l->type, size, l->init);
     size_t n = whole_members(l, size < l->size ? size : l->size);

@@ -213,7 +213,7 @@ static void gather(const float *src, int64_t row, const int64_t *idx, int n,
 static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
                            const nn_fit_opts *o)
 {
-    NN_TRY(nn__check_xy(m, x, y, "nn_model_fit"));
+    NN_TRY(nn__check_xy(m, x, y, "nn_model_fit", false));
     NN_CHECK(o->epochs >= 1 && o->epochs <= 1000000, NN_ERR_INVALID,
              "nn_model_fit: epochs must lie in 1..1000000, got %d",
              o->epochs);
@@ -222,7 +222,8 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
              o->batch_size);
     NN_CHECK(!o->val_x == !o->val_y, NN_ERR_INVALID,
              "nn_model_fit: give both val_x and val_y or neither");
-    if (o->val_x) NN_TRY(nn__check_xy(m, o->val_x, o->val_y, "validation"));
+    if (o->val_x)
+        NN_TRY(nn__check_xy(m, o->val_x, o->val_y, "nn_model_fit", true));
     NN_CHECK(o->record_grad_norm >= 0 && o->record_grad_norm <= 2,
              NN_ERR_INVALID,
              "nn_model_fit: record_grad_norm must be 0, 1 or 2, got %d",

@@ -18,10 +18,18 @@ typedef struct nn_step_stats {
 } nn_step_stats;
 
 int64_t nn__label_size(const nn_model *m);
+/* The labels y of n samples fit the compiled loss and the output (their
+ * count, then their width); messages start with `what`, the public
+ * function, and name y, or val_y for validation data. */
 nn_status nn__check_labels(const nn_model *m, const nn_tensor *y, int64_t n,
-                           const char *what);
+                           const char *what, bool validation);
+/* Everything fit, evaluate and a training step need of (x, y) before they
+ * start: a compiled model, x's shape, the labels' count and width, a loss
+ * that suits the output, finite inputs and valid label values (whose
+ * messages name the sample's index in x and y). */
 nn_status nn__check_xy(const nn_model *m, const nn_tensor *x,
-                       const nn_tensor *y, const char *what);
+                       const nn_tensor *y, const char *what,
+                       bool validation);
 nn_status nn__model_context(nn_model *m, nn_context **out);
 nn_status nn__loss_step(nn_model *m, nn_context *c, const float *y, int batch,
                         bool want_grad, nn_step_stats *st);
