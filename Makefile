@@ -123,8 +123,10 @@ deps:
 	@scripts/deps.sh $(DEB_PKGS)
 
 # ---- the README's two commands ----
+# The builds inside check run JOBS at once; the tests run one at a time.
+JOBS ?= -j2
 check: deps
-	$(MAKE) all tests
+	$(MAKE) $(JOBS) all tests
 	$(MAKE) check-c check-python asan tsan fuzz
 
 check-c: tests lib examples
@@ -140,7 +142,7 @@ check-python: lib
 
 # Tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
-	$(MAKE) BUILD=build-asan LIBDIR=build-asan/lib OPT=-O1 \
+	$(MAKE) $(JOBS) BUILD=build-asan LIBDIR=build-asan/lib OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  build-asan/tests-run
 
@@ -158,7 +160,7 @@ TSAN_OPENMP := -fopenmp-simd -lgomp -Wno-unknown-pragmas \
                -Wno-unused-variable -Wno-unused-but-set-variable \
                -Wno-unused-function
 tsan:
-	$(MAKE) BUILD=build-tsan LIBDIR=build-tsan/lib OPT=-O1 OPENMP="$(TSAN_OPENMP)" \
+	$(MAKE) $(JOBS) BUILD=build-tsan LIBDIR=build-tsan/lib OPT=-O1 OPENMP="$(TSAN_OPENMP)" \
 	  SANITIZE="-fsanitize=thread" build-tsan/tests-run
 
 build-tsan/tests-run: $(BUILD)/tests/test_threads
@@ -174,7 +176,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 fuzz:
-	$(MAKE) CC=clang BUILD=build-fuzz LIBDIR=build-fuzz/lib OPT="-O1" \
+	$(MAKE) $(JOBS) CC=clang BUILD=build-fuzz LIBDIR=build-fuzz/lib OPT="-O1" \
 	  WARN="$(WARN) -Wno-pass-failed" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
 	  $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
