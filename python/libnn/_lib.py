@@ -142,12 +142,19 @@ class nn_progress(ctypes.Structure):
 nn_progress_fn = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(nn_progress), c_void_p)
 
 
+# nn_fit_opts.sync (an nn_sync_fn): data-parallel fit (docs/mpi.md).
+nn_sync_fn = ctypes.CFUNCTYPE(c_int, ModelP, ctypes.POINTER(c_double), c_int,
+                              c_int, c_void_p)
+
+
 class nn_fit_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
                 ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
                 ("progress", nn_progress_fn), ("user", c_void_p),
                 ("record_grad_norm", c_int), ("stop_on_nonfinite", c_int),
-                ("segmentation_metrics", c_int)]
+                ("segmentation_metrics", c_int), ("sync", nn_sync_fn),
+                ("sync_user", c_void_p), ("rank", c_int),
+                ("world_size", c_int)]
 
 
 # The NN_*_OPTS_INIT defaults of nn.h.
@@ -164,7 +171,7 @@ _DEFAULTS = {
     nn_adam_opts: dict(learning_rate=1e-3, beta1=0.9, beta2=0.999,
                        epsilon=1e-7, eps_mode=ADAM_EPS_KERAS),
     nn_sgd_opts: dict(learning_rate=0.01, momentum=0.0, nesterov=0),
-    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1),
+    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1, world_size=1),
 }
 
 
@@ -578,6 +585,27 @@ _SIGNATURES.update({
     "nn_confusion_pixel_accuracy": (c_double, [ConfusionP], None),
     "nn_model_evaluate_confusion": (c_int, [ModelP, TensorP, TensorP, c_int,
                                             ConfusionP, FloatP], _S),
+})
+
+# ------------------------------------------------ data-parallel training
+STATE_ALL, STATE_TRAINABLE, STATE_STATISTICS = 0, 1, 2
+SYNC_START, SYNC_EPOCH_END = 0, 1
+
+
+class nn_grad_info(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("step", c_int64), ("samples", c_int64),
+                ("total_samples", c_int64)]
+
+
+nn_grad_hook_fn = ctypes.CFUNCTYPE(c_int, FloatP, c_int64,
+                                   ctypes.POINTER(nn_grad_info), c_void_p)
+_SIGNATURES.update({
+    "nn_model_state_size": (c_int64, [ModelP, c_int], None),
+    "nn_model_get_state": (c_int, [ModelP, c_int, FloatP, c_int64], _S),
+    "nn_model_set_state": (c_int, [ModelP, c_int, FloatP, c_int64], _S),
+    "nn_model_set_grad_hook": (c_int, [ModelP, nn_grad_hook_fn, c_void_p],
+                               _S),
+    "nn_set_error": (c_int, [c_int, c_char_p], None),
 })
 
 missing = []

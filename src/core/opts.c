@@ -90,8 +90,10 @@ static const size_t fit_ends[] = {
     END(nn_fit_opts, val_y),            END(nn_fit_opts, progress),
     END(nn_fit_opts, user),             END(nn_fit_opts, record_grad_norm),
     END(nn_fit_opts, stop_on_nonfinite),
-    END(nn_fit_opts, segmentation_metrics)};
-COMPLETE(nn_fit_opts, segmentation_metrics);
+    END(nn_fit_opts, segmentation_metrics), END(nn_fit_opts, sync),
+    END(nn_fit_opts, sync_user),        END(nn_fit_opts, rank),
+    END(nn_fit_opts, world_size)};
+COMPLETE(nn_fit_opts, world_size);
 
 static const size_t diag_ends[] = {
     END(nn_diag_opts, record),          END(nn_diag_opts, check_finite),
