@@ -16,41 +16,18 @@
 
 #include "nn_internal.h"
 #include "train/train.h"
+#include "data_parallel.h"
 
-/* Input 6x6x2 - Conv2D(4, 3x3, relu) - [BatchNormalization] -
- * MaxPooling2D(2) - Flatten - Dense(3, softmax), Adam. */
 static nn_model *small_model(uint64_t seed, bool bn)
 {
-    nn_model *m = nn_model_create(seed);
-    int shape[3] = {6, 6, 2};
-    nn_conv2d_opts conv = NN_CONV2D_OPTS_INIT;
-    conv.activation = NN_ACT_RELU;
-    nn_dense_opts dense = NN_DENSE_OPTS_INIT;
-    dense.activation = NN_ACT_SOFTMAX;
-    nn_layer *x = nn_input(m, 3, shape, NULL);
-    x = nn_conv2d(m, x, 4, 3, 3, &conv);
-    if (bn) x = nn_batchnorm(m, x, NULL);
-    x = nn_maxpool2d(m, x, 2, 2, NULL);
-    x = nn_flatten(m, x, NULL);
-    x = nn_dense(m, x, 3, &dense);
-    assert_non_null(x);
-    assert_int_equal(nn_model_compile(m, nn_adam(NULL),
-                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
-                     NN_OK);
+    nn_model *m = dp_model(seed, bn, false);
+    assert_non_null(m);
     return m;
 }
 
 static void make_data(int64_t n, uint64_t seed, nn_tensor **x, nn_tensor **y)
 {
-    int64_t xs[4] = {n, 6, 6, 2}, ys[2] = {n, 3};
-    *x = nn_tensor_create(4, xs);
-    *y = nn_tensor_create(2, ys);
-    nn_rng r;
-    nn__rng_seed(&r, seed);
-    for (int64_t i = 0; i < (*x)->size; i++)
-        (*x)->data[i] = nn__rng_uniform(&r);
-    for (int64_t i = 0; i < n; i++)
-        (*y)->data[i * 3 + (int64_t)nn__rng_below(&r, 3)] = 1;
+    dp_data(n, seed, x, y);
 }
 
 static float *get_state(const nn_model *m, nn_state_part part, int64_t *n)
@@ -80,7 +57,7 @@ static void test_state_parts_and_order(void **state)
     assert_int_equal(all, nn_model_num_params(m));
     assert_int_equal(nn_model_state_size(m, NN_STATE_TRAINABLE),
                      nn_model_num_trainable_params(m));
-    assert_int_equal(nn_model_state_size(m, NN_STATE_STATISTICS), 8);
+    assert_int_equal(nn_model_state_size(m, NN_STATE_STATISTICS), 12);
     /* The documented order: layers, then each layer's weights. */
     int64_t n;
     float *b = get_state(m, NN_STATE_ALL, &n);
@@ -99,16 +76,16 @@ static void test_state_parts_and_order(void **state)
      * variance (ones). */
     int64_t ns;
     float *st = get_state(m, NN_STATE_STATISTICS, &ns);
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < 6; c++) {
         assert_true(st[c] == 0.0f);
-        assert_true(st[4 + c] == 1.0f);
+        assert_true(st[6 + c] == 1.0f);
     }
     /* Freezing a layer takes its weights out of the trainable part. */
     int64_t before = nn_model_state_size(m, NN_STATE_TRAINABLE);
     assert_int_equal(nn_layer_set_trainable(nn_model_layer(m, 1), 0), NN_OK);
     assert_int_equal(nn_model_state_size(m, NN_STATE_TRAINABLE),
                      before - nn_layer_num_params(nn_model_layer(m, 1)));
-    assert_int_equal(nn_model_state_size(m, NN_STATE_STATISTICS), 8);
+    assert_int_equal(nn_model_state_size(m, NN_STATE_STATISTICS), 12);
     free(st);
     free(b);
     nn_model_free(m);
@@ -127,12 +104,12 @@ static void test_state_round_trip_and_errors(void **state)
     assert_memory_equal(again, sa, (size_t)n * sizeof(float));
     /* Only the statistics part. */
     int64_t ns = nn_model_state_size(a, NN_STATE_STATISTICS);
-    float stats[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    assert_int_equal(ns, 8);
-    assert_int_equal(nn_model_set_state(a, NN_STATE_STATISTICS, stats, 8),
+    float stats[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    assert_int_equal(ns, 12);
+    assert_int_equal(nn_model_set_state(a, NN_STATE_STATISTICS, stats, 12),
                      NN_OK);
     nn_tensor *mv = nn_layer_weight(nn_model_layer(a, 2), 3);
-    assert_true(nn_tensor_data(mv)[3] == 8.0f);
+    assert_true(nn_tensor_data(mv)[5] == 12.0f);
     /* Wrong size, part or handle: refused, nothing written. */
     assert_int_equal(nn_model_set_state(b, NN_STATE_ALL, sb, n - 1),
                      NN_ERR_SHAPE);
@@ -430,7 +407,7 @@ static void *run_proc(void *arg)
 
 /* Runs `world` threads, each fitting its own copy of the model (seed 5)
  * on the data it is given. */
-static void run_world(proc *ps, int world, nn_tensor **xs, nn_tensor *y,
+static void run_world(proc *ps, int world, nn_tensor **xs, nn_tensor **ys,
                       int batch, int epochs)
 {
     comm c = {.world = world};
@@ -438,8 +415,8 @@ static void run_world(proc *ps, int world, nn_tensor **xs, nn_tensor *y,
     pthread_t t[MAX_WORLD];
     for (int r = 0; r < world; r++) {
         ps[r] = (proc){.c = &c, .rank = r, .m = small_model(5, false),
-                       .x = xs[r], .y = y, .batch = batch, .epochs = epochs,
-                       .shuffle = 1};
+                       .x = xs[r], .y = ys[r], .batch = batch,
+                       .epochs = epochs, .shuffle = 1};
         pthread_create(&t[r], NULL, run_proc, &ps[r]);
     }
     for (int r = 0; r < world; r++) pthread_join(t[r], NULL);
@@ -470,8 +447,8 @@ static void check_equivalence(int world, int batch, int64_t n)
     assert_int_equal(nn_model_fit(ref, x, y, &f, &rh), NN_OK);
 
     proc ps[MAX_WORLD];
-    nn_tensor *xs[MAX_WORLD] = {x, x, x, x};
-    run_world(ps, world, xs, y, batch, 2);
+    nn_tensor *xs[MAX_WORLD] = {x, x, x, x}, *ys[MAX_WORLD] = {y, y, y, y};
+    run_world(ps, world, xs, ys, batch, 2);
     int64_t n0;
     float *want = get_state(ref, NN_STATE_ALL, &n0);
     float *w0 = NULL;
@@ -522,24 +499,14 @@ static void test_sharded_fit_disagreement(void **state)
     nn_tensor *x, *y, *x2, *y2;
     make_data(20, 9, &x, &y);
     make_data(20, 9, &x2, &y2);
-    int64_t xs[4] = {19, 6, 6, 2};
+    int64_t xs[4] = {19, 8, 8, 2};
     nn_tensor *short_x = nn_tensor_wrap(4, xs, nn_tensor_data(x2));
-    int64_t ys[2] = {19, 3};
+    int64_t ys[2] = {19, DP_CLASSES};
     nn_tensor *short_y = nn_tensor_wrap(2, ys, nn_tensor_data(y2));
     /* Rank 1 with 19 samples (and labels) against rank 0's 20. */
-    comm c = {.world = 2};
-    pthread_barrier_init(&c.barrier, NULL, 2);
     proc ps[2];
     nn_tensor *data_x[2] = {x, short_x}, *data_y[2] = {y, short_y};
-    pthread_t t[2];
-    for (int r = 0; r < 2; r++) {
-        ps[r] = (proc){.c = &c, .rank = r, .m = small_model(5, false),
-                       .x = data_x[r], .y = data_y[r], .batch = 4,
-                       .epochs = 1, .shuffle = 1};
-        pthread_create(&t[r], NULL, run_proc, &ps[r]);
-    }
-    for (int r = 0; r < 2; r++) pthread_join(t[r], NULL);
-    pthread_barrier_destroy(&c.barrier);
+    run_world(ps, 2, data_x, data_y, 4, 1);
     for (int r = 0; r < 2; r++) {
         assert_int_equal(ps[r].status, NN_ERR_INVALID);
         assert_non_null(strstr(ps[r].error, "number of training samples"));

@@ -199,10 +199,11 @@ def _candidates():
     return found
 
 
-def _load():
+def load_library(candidates, what, hint):
+    """The first of the candidate paths or names that ctypes loads, and
+    its path; ImportError listing every attempt otherwise."""
     tried = []
-    env = os.environ.get("LIBNN_PATH")
-    for path in _candidates():
+    for path in candidates:
         if os.sep in path and not os.path.exists(path):
             tried.append(f"{path} (missing)")
             continue
@@ -210,10 +211,14 @@ def _load():
             return ctypes.CDLL(path), path
         except OSError as e:
             tried.append(f"{path} ({e})")
-    hint = ("LIBNN_PATH is set but unusable" if env else
-            "build it with `make lib` or set LIBNN_PATH to libnn.so")
-    raise ImportError("libnn: cannot load the shared library; tried "
+    raise ImportError(f"{what}: cannot load the shared library; tried "
                       + "; ".join(tried) + " - " + hint)
+
+
+def _load():
+    hint = ("LIBNN_PATH is set but unusable" if os.environ.get("LIBNN_PATH")
+            else "build it with `make lib` or set LIBNN_PATH to libnn.so")
+    return load_library(_candidates(), "libnn", hint)
 
 
 lib, path = _load()

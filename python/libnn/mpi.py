@@ -39,22 +39,10 @@ def _candidates():
     return found + ["libnn_mpi.so.0"]
 
 
-def _load():
-    tried = []
-    for path in _candidates():
-        if os.sep in path and not os.path.exists(path):
-            tried.append(f"{path} (missing)")
-            continue
-        try:
-            return ctypes.CDLL(path), path
-        except OSError as e:
-            tried.append(f"{path} ({e})")
-    raise ImportError("libnn.mpi: cannot load libnn_mpi; tried "
-                      + "; ".join(tried) + " - build it with `make lib` "
-                      "with Open MPI installed, or set LIBNN_MPI_PATH")
-
-
-lib, path = _load()
+lib, path = _lib.load_library(
+    _candidates(), "libnn.mpi",
+    "build it with `make lib` with Open MPI installed, or set "
+    "LIBNN_MPI_PATH to libnn_mpi.so")
 
 # MPI_Comm is a pointer in Open MPI, an int in MPICH: mpi4py knows which.
 _Comm = (ctypes.c_void_p if MPI._sizeof(MPI.Comm) == ctypes.sizeof(

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../data_parallel.h"
+
 static int rank, world;
 static bool case_ok;
 
@@ -30,48 +32,20 @@ static bool case_ok;
 
 /* ---------------- models and data ---------------- */
 
-/* Input 8x8x2 - Conv2D(6, 3x3, relu) - [BatchNormalization] -
- * MaxPooling2D(2) - Flatten - [Dropout(0.25)] - Dense(4, softmax), Adam. */
 static nn_model *model(uint64_t seed, bool bn, bool dropout)
 {
-    nn_model *m = nn_model_create(seed);
-    int shape[3] = {8, 8, 2};
-    nn_conv2d_opts conv = NN_CONV2D_OPTS_INIT;
-    conv.activation = NN_ACT_RELU;
-    nn_dense_opts dense = NN_DENSE_OPTS_INIT;
-    dense.activation = NN_ACT_SOFTMAX;
-    nn_layer *x = nn_input(m, 3, shape, NULL);
-    x = nn_conv2d(m, x, 6, 3, 3, &conv);
-    if (bn) x = nn_batchnorm(m, x, NULL);
-    x = nn_maxpool2d(m, x, 2, 2, NULL);
-    x = nn_flatten(m, x, NULL);
-    if (dropout) x = nn_dropout(m, x, 0.25f, NULL);
-    x = nn_dense(m, x, 4, &dense);
-    if (!x || nn_model_compile(m, nn_adam(NULL),
-                               NN_LOSS_CATEGORICAL_CROSSENTROPY,
-                               NULL) != NN_OK) {
+    nn_model *m = dp_model(seed, bn, dropout);
+    if (!m) {
         fprintf(stderr, "rank %d: model: %s\n", rank, nn_last_error());
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
     return m;
 }
 
-/* n samples, the same on every process (a fixed LCG). */
+/* n samples, the same on every process. */
 static void data(int64_t n, nn_tensor **x, nn_tensor **y)
 {
-    int64_t xs[4] = {n, 8, 8, 2}, ys[2] = {n, 4};
-    *x = nn_tensor_create(4, xs);
-    *y = nn_tensor_create(2, ys);
-    uint64_t s = 12345;
-    float *xd = nn_tensor_data(*x), *yd = nn_tensor_data(*y);
-    for (int64_t i = 0; i < nn_tensor_size(*x); i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        xd[i] = (float)(s >> 40) / (float)(1 << 24);
-    }
-    for (int64_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        yd[i * 4 + (int64_t)((s >> 33) % 4)] = 1;
-    }
+    dp_data(n, 12345, x, y);
 }
 
 static float *state_of(const nn_model *m, nn_state_part part, int64_t *n)
@@ -293,8 +267,8 @@ static void ghost_step(nn_model *r, ghost *k, const float *xd, const float *yd,
     int64_t xs[4] = {batch, 8, 8, 2}, ys[2] = {batch, 4};
     for (int q = 0; q < world; q++) {
         int64_t first = at + (int64_t)q * batch;
-        nn_tensor *xb = nn_tensor_wrap(4, xs, (float *)xd + first * 128);
-        nn_tensor *yb = nn_tensor_wrap(2, ys, (float *)yd + first * 4);
+        nn_tensor *xb = nn_tensor_wrap(4, xs, (float *)xd + first * DP_SAMPLE);
+        nn_tensor *yb = nn_tensor_wrap(2, ys, (float *)yd + first * DP_CLASSES);
         CHECK(nn_model_set_state(r, NN_STATE_ALL, s0, na) == NN_OK);
         k->inject = false;
         CHECK(nn_model_train_batch(r, xb, yb, NULL, NULL) ==
