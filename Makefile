@@ -45,7 +45,7 @@ MPI_EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/
 MPI_TESTS    := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.c))
 endif
 
-.PHONY: all lib examples tests check check-c check-python check-mpi asan demo deps install uninstall bench bench-mpi profile clean
+.PHONY: all lib examples tests check check-c check-python check-mpi asan demo deps install uninstall bench bench-mpi profile seg-kernels-bench clean
 all: lib examples
 
 lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a $(MPI_LIB)
@@ -94,15 +94,15 @@ examples: $(EXAMPLES) $(MPI_EXAMPLES)
 
 # MPI programs (examples/mpi_*.c, tests/mpi/) link libnn_mpi as well.
 MPI_LINK = -L$(LIBDIR) -lnn_mpi -lnn $(MPI_LDLIBS) $(RPATH) -lm
-$(BUILD)/examples/mpi_%: examples/mpi_%.c $(MPI_LIB) $(wildcard examples/*.h)
+$(BUILD)/examples/mpi_%: examples/mpi_%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
 
-$(BUILD)/tests/mpi/%: tests/mpi/%.c $(MPI_LIB)
+$(BUILD)/tests/mpi/%: tests/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
 
-$(BUILD)/bench/mpi/%: bench/mpi/%.c $(MPI_LIB) $(wildcard examples/*.h)
+$(BUILD)/bench/mpi/%: bench/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
 
@@ -125,6 +125,15 @@ $(BUILD)/bench/profile/layer_profile: bench/profile/layer_profile.c $(LIBDIR)/li
 profile: $(BUILD)/bench/profile/layer_profile
 	$(BUILD)/bench/profile/layer_profile --layers
 
+# Micro-benchmark of the depthwise and transposed convolution kernels
+# (internal, so libnn.a; not part of `make bench`).
+$(BUILD)/bench/kernels/seg_kernels_bench: bench/kernels/seg_kernels_bench.c $(LIBDIR)/libnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
+
+seg-kernels-bench: $(BUILD)/bench/kernels/seg_kernels_bench
+	$(BUILD)/bench/kernels/seg_kernels_bench
+
 # ---- set-up: install what is missing from Debian's archive ----
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
             libpng-dev dataset-fashion-mnist python3-torch python3-numpy \
@@ -138,11 +147,12 @@ check: deps
 	$(MAKE) all tests
 	$(MAKE) check-c check-python check-mpi asan
 
-check-c: tests lib
+check-c: tests lib examples
 	@scripts/run-tests.sh $(TESTS)
 	@scripts/check-abi.sh $(LIBDIR)/libnn.so
 	@scripts/check-deps.sh $(BUILD)
 	@scripts/check-install.sh
+	@scripts/check-examples.sh $(BUILD)/examples
 
 check-python: lib
 	@LIBDIR=$(LIBDIR) scripts/run-pytest.sh
@@ -165,13 +175,15 @@ asan:
 build-asan/tests-run: $(TESTS)
 	@ASAN_OPTIONS=detect_leaks=1 scripts/run-tests.sh $(TESTS)
 
+# Writes its history into the build directory: $(BUILD)/cifar_cnn_history.csv
 demo: deps
 	$(MAKE) all
-	$(BUILD)/examples/cifar_cnn --history cifar_cnn_history.csv
+	$(BUILD)/examples/cifar_cnn --history $(BUILD)/cifar_cnn_history.csv
 
 # Q1: plain-20/56 against ResNet-20/56 (examples/residual_vs_plain.c),
-# then its plots; longer runs: make residual-experiment RESIDUAL_ARGS="..."
-RESIDUAL_OUT ?= residual_out
+# then its plots, all into $(RESIDUAL_OUT); longer runs:
+# make residual-experiment RESIDUAL_ARGS="--train 12000 --epochs 8"
+RESIDUAL_OUT ?= $(BUILD)/residual_out
 RESIDUAL_ARGS ?=
 .PHONY: residual-experiment
 residual-experiment: lib $(BUILD)/examples/residual_vs_plain
@@ -189,17 +201,25 @@ bench-mpi: lib $(BUILD)/bench/mpi/mpi_bench
 # ---- Q3c: training curves with and without augmentation ----
 # Trains cifar_cnn (Q3a) and cifar_augment (Q3b) on the default data
 # (Fashion-MNIST; CIFAR-10 with CURVES_ARGS="--data DIR") and plots both
-# histories side by side. A shorter run: make curves EPOCHS=3
-# CURVES_ARGS="--train 10000".
+# histories side by side, into $(CURVES_DIR) (the CSVs and curves.png).
+# A shorter run: make curves EPOCHS=3 CURVES_ARGS="--train 10000".
+# make curves-docs runs it and copies the figure over the committed
+# docs/curves.png (the README's: the defaults, 10 epochs, seed 42).
 EPOCHS      ?= 10
 CURVES_ARGS ?=
-.PHONY: curves
+CURVES_DIR  ?= $(BUILD)/curves
+.PHONY: curves curves-docs
 curves: $(BUILD)/examples/cifar_cnn $(BUILD)/examples/cifar_augment
-	$(BUILD)/examples/cifar_cnn --epochs $(EPOCHS) $(CURVES_ARGS) --history docs/curves_cnn.csv
-	$(BUILD)/examples/cifar_augment --epochs $(EPOCHS) $(CURVES_ARGS) --history docs/curves_augment.csv
-	$(PYTHON) tools/plot_history.py docs/curves_cnn.csv docs/curves_augment.csv \
+	@mkdir -p $(CURVES_DIR)
+	$(BUILD)/examples/cifar_cnn --epochs $(EPOCHS) $(CURVES_ARGS) --history $(CURVES_DIR)/cnn.csv
+	$(BUILD)/examples/cifar_augment --epochs $(EPOCHS) $(CURVES_ARGS) --history $(CURVES_DIR)/augment.csv
+	$(PYTHON) tools/plot_history.py $(CURVES_DIR)/cnn.csv $(CURVES_DIR)/augment.csv \
 	  --labels "Q3a: no augmentation" "Q3b: RandomFlip + RandomRotation(0.2)" \
-	  --title "Q3c: train vs validation, $(EPOCHS) epochs" -o docs/curves.png
+	  --title "Q3c: train vs validation" -o $(CURVES_DIR)/curves.png
+
+curves-docs: curves
+	cp $(CURVES_DIR)/curves.png docs/curves.png
+	@echo "docs/curves.png refreshed from $(CURVES_DIR)/curves.png"
 
 # ---- install ----
 install: lib
@@ -218,6 +238,13 @@ ifeq ($(HAVE_MPI),1)
 	ln -sf libnn_mpi.so.$(VERSION_MAJOR) $(DESTDIR)$(PREFIX)/lib/libnn_mpi.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	  -e 's|@MPI_PC@|$(MPI_PC)|' mpi/nn_mpi.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc
+endif
+	@echo "libnn $(VERSION) installed in $(DESTDIR)$(PREFIX). Build a program with"
+	@echo "  cc prog.c \$$(PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig pkg-config --cflags --libs nn) -Wl,-rpath,$(PREFIX)/lib"
+	@echo "(the rpath lets it find libnn.so.$(VERSION_MAJOR) at run time; or set LD_LIBRARY_PATH=$(PREFIX)/lib,"
+	@echo "or run ldconfig once if $(PREFIX)/lib is listed in /etc/ld.so.conf.d)."
+ifeq ($(HAVE_MPI),1)
+	@echo "With MPI (libnn_mpi): pkg-config --cflags --libs nn_mpi, the same way."
 endif
 
 uninstall:

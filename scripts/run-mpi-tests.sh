@@ -55,7 +55,7 @@ with open(os.path.join(sys.argv[1], "bad", "data_batch_3.bin"), "r+b") as f:
 PY
 
 # 2. a data-parallel run of the example
-args="--epochs 1 --batch 16"
+args="--epochs 1 --batch-size 16 --threads 1"
 if timeout "$limit" $mpirun -np 2 "$build/examples/mpi_fit" --data "$tmp/good" $args \
         --history "$tmp/h.csv" >"$tmp/out" 2>&1 &&
     [ "$(head -n 1 "$tmp/h.csv")" = "epoch,loss,accuracy,val_loss,val_accuracy,seconds" ] &&

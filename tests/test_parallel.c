@@ -539,6 +539,13 @@ static void test_sharded_fit_needs_hooks(void **state)
     assert_int_equal(nn_model_fit(m, x, y, &f, NULL), NN_ERR_INVALID);
     assert_non_null(strstr(nn_last_error(), "rank 2"));
     f.rank = 0;
+    nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+    f.decision_metrics = &bo;
+    nn_model_set_grad_hook(m, average_hook, NULL);
+    assert_int_equal(nn_model_fit(m, x, y, &f, NULL), NN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(nn_last_error(), "decision_metrics"));
+    nn_model_set_grad_hook(m, NULL, NULL);
+    f.decision_metrics = NULL;
     f.world_size = -1;
     assert_int_equal(nn_model_fit(m, x, y, &f, NULL), NN_ERR_INVALID);
     /* world_size 0 or 1 is one process: rank must be 0, no hooks needed. */

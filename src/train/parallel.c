@@ -93,6 +93,12 @@ nn_status nn__fit_check_parallel(const nn_model *m, const nn_fit_opts *o)
              "nn_model_fit: the global batch, %d x %d, is too large",
              world, o->batch_size);
     if (world == 1) return NN_OK;
+    /* ROC AUC needs every score; the sums of a sync cannot carry them. */
+    NN_CHECK(!o->decision_metrics, NN_ERR_UNSUPPORTED,
+             "nn_model_fit: decision_metrics with world_size %d: the "
+             "processes' scores are not gathered; evaluate them after fit "
+             "(nn_model_evaluate_binary) instead",
+             world);
     NN_CHECK(o->sync, NN_ERR_INVALID,
              "nn_model_fit: world_size %d needs opts->sync to sum the "
              "processes' figures (libnn_mpi: nn_mpi_fit_opts)",
