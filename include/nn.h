@@ -27,7 +27,7 @@
  * models, layers, losses and optimizers, training, segmentation losses
  * and metrics, weighted losses and decision metrics, inference and
  * contexts, gradient diagnostics, files (models, weights, data sets),
- * images and segmentation data, model zoo.
+ * images and segmentation data, model zoo, data-parallel training.
  */
 #ifndef NN_H
 #define NN_H
