@@ -29,7 +29,7 @@ SRC      := $(sort $(wildcard src/*/*.c))
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 HDR      := include/nn.h src/nn_internal.h $(wildcard src/*/*.h)
 
-EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/mpi_%.c,$(wildcard examples/*.c)))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 # Each fuzz target's seeds and every input that ever crashed it, as cmocka
 # tests built with the normal compiler (tests/fuzz/driver.c).
@@ -38,10 +38,23 @@ FUZZ_REGRESS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_regress_%)
 TESTS    += $(FUZZ_REGRESS)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all lib examples tests check check-c check-python asan tsan fuzz demo deps install uninstall bench profile seg-kernels-bench clean
+# ---- libnn_mpi: data-parallel training over MPI (include/nn_mpi.h,
+# docs/mpi.md), a library of its own, built when Open MPI is installed
+# (MPI_PC=mpich for MPICH). It uses libnn's public API only.
+MPI_PC     ?= ompi-c
+HAVE_MPI   := $(shell pkg-config --exists $(MPI_PC) 2>/dev/null && echo 1)
+MPI_CFLAGS := $(shell pkg-config --cflags $(MPI_PC) 2>/dev/null)
+MPI_LDLIBS := $(shell pkg-config --libs $(MPI_PC) 2>/dev/null)
+ifeq ($(HAVE_MPI),1)
+MPI_LIB      := $(LIBDIR)/libnn_mpi.so
+MPI_EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/mpi_*.c))
+MPI_TESTS    := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.c))
+endif
+
+.PHONY: all lib examples tests check check-c check-python check-mpi asan tsan fuzz demo deps install uninstall bench bench-mpi profile seg-kernels-bench clean
 all: lib examples
 
-lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a
+lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a $(MPI_LIB)
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -60,13 +73,44 @@ $(LIBDIR)/libnn.a: $(OBJ)
 	@mkdir -p $(LIBDIR)
 	rm -f $@ && ar rcs $@ $(OBJ)
 
+# libnn_mpi (variables above).
+MPI_LIB_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANITIZE) $(MPI_CFLAGS) \
+                 -Iinclude -fPIC -fvisibility=hidden -DNN_MPI_BUILDING
+
+$(BUILD)/obj-mpi/nn_mpi.o: mpi/nn_mpi.c include/nn_mpi.h include/nn.h
+	@mkdir -p $(dir $@)
+	$(CC) $(MPI_LIB_CFLAGS) -c $< -o $@
+
+$(LIBDIR)/libnn_mpi.so.$(VERSION): $(BUILD)/obj-mpi/nn_mpi.o mpi/libnn_mpi.map $(LIBDIR)/libnn.so
+	$(CC) -shared -Wl,-soname,libnn_mpi.so.$(VERSION_MAJOR) \
+	  -Wl,--version-script=mpi/libnn_mpi.map -Wl,--no-undefined -Wl,-rpath,'$$ORIGIN' \
+	  $(SANITIZE) -o $@ $< -L$(LIBDIR) -lnn $(MPI_LDLIBS)
+
+$(LIBDIR)/libnn_mpi.so: $(LIBDIR)/libnn_mpi.so.$(VERSION)
+	ln -sf libnn_mpi.so.$(VERSION) $(LIBDIR)/libnn_mpi.so.$(VERSION_MAJOR)
+	ln -sf libnn_mpi.so.$(VERSION_MAJOR) $(LIBDIR)/libnn_mpi.so
+
 # Examples and tests link the shared library, as users do.
 RPATH := -Wl,-rpath,$(abspath $(LIBDIR))
 $(BUILD)/examples/%: examples/%.c $(LIBDIR)/libnn.so $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
 
-examples: $(EXAMPLES)
+examples: $(EXAMPLES) $(MPI_EXAMPLES)
+
+# MPI programs (examples/mpi_*.c, tests/mpi/) link libnn_mpi as well.
+MPI_LINK = -L$(LIBDIR) -lnn_mpi -lnn $(MPI_LDLIBS) $(RPATH) -lm
+$(BUILD)/examples/mpi_%: examples/mpi_%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
+
+$(BUILD)/tests/mpi/%: tests/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
+
+$(BUILD)/bench/mpi/%: bench/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
 
 # Tests link the static library so they can reach internal kernels too.
 $(BUILD)/tests/%: tests/%.c $(LIBDIR)/libnn.a $(wildcard tests/*.h)
@@ -118,7 +162,8 @@ seg-kernels-bench: $(BUILD)/bench/kernels/seg_kernels_bench
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
             libpng-dev dataset-fashion-mnist python3-torch python3-numpy \
             python3-pytest python3-matplotlib binutils clang \
-            libclang-rt-14-dev libomp-14-dev abigail-tools
+            libclang-rt-14-dev libomp-14-dev abigail-tools libopenmpi-dev \
+            openmpi-bin python3-mpi4py
 deps:
 	@scripts/deps.sh $(DEB_PKGS)
 
@@ -127,7 +172,7 @@ deps:
 JOBS ?= -j2
 check: deps
 	$(MAKE) $(JOBS) all tests
-	$(MAKE) check-c check-python asan tsan fuzz
+	$(MAKE) check-c check-python check-mpi asan tsan fuzz
 
 check-c: tests lib examples
 	@scripts/run-tests.sh $(TESTS)
@@ -139,6 +184,15 @@ check-c: tests lib examples
 
 check-python: lib
 	@LIBDIR=$(LIBDIR) scripts/run-pytest.sh
+
+# libnn_mpi: its ABI, then several processes under mpirun (scripts/run-mpi-tests.sh).
+check-mpi: lib $(MPI_TESTS) $(MPI_EXAMPLES)
+ifeq ($(HAVE_MPI),1)
+	@scripts/check-abi.sh $(MPI_LIB) tests/symbols_mpi.txt include/nn_mpi.h nn_mpi_
+	@BUILD=$(BUILD) scripts/run-mpi-tests.sh
+else
+	@echo "mpi: skipped, no MPI found (pkg-config $(MPI_PC)); make deps installs Open MPI"
+endif
 
 # Tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
@@ -203,6 +257,11 @@ residual-experiment: lib $(BUILD)/examples/residual_vs_plain
 bench: lib $(BENCHES)
 	@scripts/run-bench.sh
 
+# Q3a training over MPI: 1 process x 2 threads against 2 processes x 1
+# thread, the allreduce's share of a step and the scaling efficiency.
+bench-mpi: lib $(BUILD)/bench/mpi/mpi_bench
+	@BUILD=$(BUILD) scripts/run-bench-mpi.sh
+
 # ---- Q3c: training curves with and without augmentation ----
 # Trains cifar_cnn (Q3a) and cifar_augment (Q3b) on the default data
 # (Fashion-MNIST; CIFAR-10 with CURVES_ARGS="--data DIR") and plots both
@@ -236,14 +295,26 @@ install: lib
 	install -m 644 $(LIBDIR)/libnn.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	  -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+ifeq ($(HAVE_MPI),1)
+	install -m 644 include/nn_mpi.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(LIBDIR)/libnn_mpi.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libnn_mpi.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnn_mpi.so.$(VERSION_MAJOR)
+	ln -sf libnn_mpi.so.$(VERSION_MAJOR) $(DESTDIR)$(PREFIX)/lib/libnn_mpi.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  -e 's|@MPI_PC@|$(MPI_PC)|' mpi/nn_mpi.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc
+endif
 	@echo "libnn $(VERSION) installed in $(DESTDIR)$(PREFIX). Build a program with"
 	@echo "  cc prog.c \$$(PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig pkg-config --cflags --libs nn) -Wl,-rpath,$(PREFIX)/lib"
 	@echo "(the rpath lets it find libnn.so.$(VERSION_MAJOR) at run time; or set LD_LIBRARY_PATH=$(PREFIX)/lib,"
 	@echo "or run ldconfig once if $(PREFIX)/lib is listed in /etc/ld.so.conf.d)."
+ifeq ($(HAVE_MPI),1)
+	@echo "With MPI (libnn_mpi): pkg-config --cflags --libs nn_mpi, the same way."
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/nn.h $(DESTDIR)$(PREFIX)/lib/libnn.* \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc $(DESTDIR)$(PREFIX)/include/nn_mpi.h \
+	  $(DESTDIR)$(PREFIX)/lib/libnn_mpi.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib/libnn.*
+	rm -rf build build-asan build-tsan build-fuzz lib/libnn.* lib/libnn_mpi.*

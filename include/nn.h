@@ -49,7 +49,7 @@
  * models, layers, losses and optimizers, training, segmentation losses
  * and metrics, weighted losses and decision metrics, inference and
  * contexts, gradient diagnostics, files (models, weights, data sets),
- * images and segmentation data, model zoo.
+ * images and segmentation data, model zoo, data-parallel training.
  */
 #ifndef NN_H
 #define NN_H
@@ -664,10 +664,22 @@ typedef struct nn_fit_opts {
      * validation data (struct defined under "Weighted losses and
      * decision metrics"). */
     const struct nn_binary_opts *decision_metrics;
+    /* Data-parallel fit ("Data-parallel training" below, docs/mpi.md):
+     * world_size processes each call fit on the same data with the same
+     * options and models built from the same seed; process `rank` trains
+     * on its shard of every global batch of world_size x batch_size
+     * samples. sync (an nn_sync_fn: an nn_sync_point for `point`) sums
+     * values across the processes; libnn_mpi's nn_mpi_fit_opts fills
+     * these four members. world_size 0 or 1 (default): one process. */
+    nn_status (*sync)(nn_model *m, double *values, int n, int point,
+                      void *user);
+    void *sync_user; /* passed to sync */
+    int rank;        /* 0 .. world_size - 1; 0 */
+    int world_size;  /* 1 */
 } nn_fit_opts;
 #define NN_FIT_OPTS_INIT                                                       \
     {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0, 0,         \
-     NULL, 0, NULL, NULL}
+     NULL, 0, NULL, NULL, NULL, NULL, 0, 1}
 
 /* Trains for opts->epochs over (x, y). x: [N, ...input shape], y: labels as
  * the compiled loss expects. *history (if not NULL) receives a new history
@@ -1416,6 +1428,132 @@ NN_API float nn_optimizer_learning_rate(const nn_optimizer *opt);
  * written, the rest left as they are. */
 NN_API int nn_model_loss(const nn_model *m, nn_loss *losses, float *weights,
                          int cap, nn_loss_opts *opts);
+
+/* ------------------------------------------------------------------ */
+/* Data-parallel training (guide: docs/mpi.md)                        */
+/* ------------------------------------------------------------------ */
+
+/* What libnn needs for training one model on several processes (or
+ * machines) at once, as Horovod does: every process holds a copy of the
+ * model, trains on its shard of each batch, and the processes average
+ * their gradients before every optimizer step. libnn itself knows no
+ * transport; libnn_mpi (include/nn_mpi.h) builds the MPI one on these
+ * calls.
+ *
+ * The parameter order: every buffer below lists parameters in the order
+ * of the model's layers (nn_model_layer 0, 1, ...) and, within a layer,
+ * of its weights (nn_layer_weight 0, 1, ...), each parameter's values in
+ * its tensor's row-major order. A weight shared by several layers of the
+ * model (nn_model_apply) appears once per layer. */
+
+/* Parts of a model's state. */
+typedef enum nn_state_part {
+    /* every parameter: weights (trainable or frozen) and statistics */
+    NN_STATE_ALL = 0,
+    /* the parameters that train now (the parameter and its layer
+     * trainable): the layout of a gradient hook's buffer */
+    NN_STATE_TRAINABLE = 1,
+    /* statistics that no gradient trains: BatchNormalization's
+     * moving_mean and moving_variance (frozen layers' too) */
+    NN_STATE_STATISTICS = 2
+} nn_state_part;
+
+/* Number of floats in a part of the model's state; -1 (and an error) for
+ * a NULL model or an unknown part. */
+NN_API int64_t nn_model_state_size(const nn_model *m, nn_state_part part);
+/* Copies a part of the state into buf[0..n), n = nn_model_state_size
+ * (NN_ERR_SHAPE otherwise). */
+NN_API nn_status nn_model_get_state(const nn_model *m, nn_state_part part,
+                                    float *buf, int64_t n);
+/* Overwrites a part of the state from buf[0..n), n = nn_model_state_size
+ * (NN_ERR_SHAPE otherwise, and nothing changes). A shared weight takes
+ * the values of its last appearance. The optimizer's state is not part
+ * of it. */
+NN_API nn_status nn_model_set_state(nn_model *m, nn_state_part part,
+                                    const float *buf, int64_t n);
+
+/* What a gradient hook is told about the step. */
+typedef struct nn_grad_info {
+    size_t size;  /* sizeof(nn_grad_info) of the library that filled it */
+    int64_t step; /* the optimizer's iterations before this step */
+    /* samples whose mean gradient the buffer holds: the batch of the last
+     * backward pass; 0 when this process has no sample in a step of a
+     * data-parallel fit (a short last batch), the buffer then holds
+     * zeros */
+    int64_t samples;
+    /* in a data-parallel fit (nn_fit_opts.world_size > 1), the samples of
+     * the step over all processes, so the mean over all of them is the
+     * sum over the processes of grads * samples / total_samples; 0
+     * otherwise */
+    int64_t total_samples;
+} nn_grad_info;
+
+/* Called after each backward pass, right before the optimizer step
+ * (nn_model_train_batch, nn_model_apply_gradients, nn_model_fit), with the
+ * gradients of every parameter that trains gathered in one buffer
+ * grads[0..n) (n = nn_model_state_size(m, NN_STATE_TRAINABLE)). What the
+ * hook leaves in the buffer is what the optimizer applies (clipping
+ * included). A hook reports a failure by returning an error status (with
+ * nn_set_error for its message); the step then stops with the weights and
+ * the optimizer unchanged and the call returns that status. */
+typedef nn_status (*nn_grad_hook_fn)(float *grads, int64_t n,
+                                     const nn_grad_info *info, void *user);
+/* Sets the model's gradient hook; fn NULL removes it. Without a hook
+ * nothing is gathered or copied. */
+NN_API nn_status nn_model_set_grad_hook(nn_model *m, nn_grad_hook_fn fn,
+                                        void *user);
+
+/* Where a data-parallel fit calls nn_fit_opts.sync. */
+typedef enum nn_sync_point {
+    /* Before the first epoch, with values that must agree on every
+     * process (sample counts, batch size, epochs, shuffling, the seed's
+     * generator, the state's size) and the rank: fit checks the sums, so
+     * that processes that disagree stop with NN_ERR_INVALID rather than
+     * wait for each other. */
+    NN_SYNC_START = 0,
+    /* After each epoch's training steps, before validation, with the
+     * epoch's sums (loss x samples, correct predictions, predictions,
+     * samples, then with segmentation_metrics the confusion matrix's
+     * counts): every process then reports the same loss and accuracy.
+     * The hook may also make the model's statistics agree here (libnn_mpi
+     * averages BatchNormalization's moving statistics). */
+    NN_SYNC_EPOCH_END = 1
+} nn_sync_point;
+
+/* nn_fit_opts.sync: replaces values[0..n) by their sums over the
+ * processes (every process gets the same sums). The rules of a
+ * data-parallel fit (docs/mpi.md):
+ *  - Sharding: each epoch's order is drawn from the model's generator, so
+ *    it is the same on every process. Global step k covers positions
+ *    [k G, k G + T) of it, G = world_size x batch_size, T = min(G,
+ *    N - k G); process r takes positions [k G + floor(r T / world_size),
+ *    k G + floor((r + 1) T / world_size)). With N samples, world_size
+ *    processes at batch_size B therefore train on exactly the batches of
+ *    one process at batch size world_size x B; a process without a
+ *    sample in a step still reaches the gradient hook (samples 0).
+ *  - The model must have a gradient hook that combines the processes'
+ *    gradients (as nn_grad_info says) before every step.
+ *  - The history's loss and accuracy are the sums over all processes;
+ *    validation runs whole on every process; the progress callback sees
+ *    this process's running loss and accuracy and the global batch
+ *    count and samples. Gradient norms and seconds are this process's.
+ *  - Losses that are means over samples combine exactly (the
+ *    cross-entropies, with weights under NN_WEIGHT_NORM_SAMPLES; IoU and
+ *    Dice per image); a batch-pooled IoU or Dice, or a weighted mean
+ *    (NN_WEIGHT_NORM_SUM), is computed per shard. decision_metrics are
+ *    not supported (NN_ERR_UNSUPPORTED).
+ *  - Dropout and augmentation draw differently on each rank.
+ *  - A process whose call fails returns; the others would wait for it
+ *    in the next collective: the program must then stop them all (the
+ *    MPI program calls MPI_Abort). */
+typedef nn_status (*nn_sync_fn)(nn_model *m, double *values, int n,
+                                int point, void *user);
+
+/* Records status and message as the calling thread's last error (what
+ * nn_last_error and nn_last_status return) and returns status: hooks and
+ * libraries built on libnn (libnn_mpi) report failures this way. NULL
+ * message: the status's name. */
+NN_API nn_status nn_set_error(nn_status status, const char *message);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,7 @@ short_args() {
     t="--threads 1 --epochs 1"
     case $1 in
     cifar_cnn | cifar_augment) echo $t --train 256 --test 64 ;;
+    mpi_fit) echo $t --train 256 --test 64 ;; # one process, without mpirun
     exploding) echo $t --train 256 --test 64 --depth 3 --width 16 ;;
     residual_vs_plain) echo $t --train 16 --test 16 --batch-size 16 --models resnet20 ;;
     truncated_backbone) echo $t --train 64 --test 64 ;;

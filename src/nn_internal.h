@@ -490,6 +490,12 @@ bool nn__param_next(nn_param_iter *it);
 bool nn__param_next_slot(nn_param_iter *it);
 /* How many parameters of m train: its optimizer's slot count. */
 int nn__param_slots(const nn_model *m);
+/* Copies the parameters of a part of m's state (include/nn.h,
+ * nn_state_part), in the walk's order, into out or from in (either may be
+ * NULL); the values, or with grads their gradients (which must exist).
+ * Returns the part's float count (src/graph/state.c). */
+int64_t nn__state_copy(const nn_model *m, nn_state_part part, bool grads,
+                       float *out, const float *in);
 
 /* ---------------- optimizers (src/optim/) ---------------- */
 
@@ -624,6 +630,17 @@ struct nn_model {
      * two plans, so alternating train and predict re-plans nothing. */
     nn_context *infer_ctx;
     int64_t generation; /* bumped when the graph changes */
+    /* Data-parallel training (src/train/parallel.c): the gradient hook,
+     * the buffer the gradients are gathered into for it (grown on
+     * demand), the batch of the last backward pass, and what the step
+     * keys are salted with (the rank in a data-parallel fit, so dropout
+     * draws differently on each process; 0 otherwise). */
+    nn_grad_hook_fn grad_hook;
+    void *grad_hook_user;
+    float *grad_fused;
+    int64_t grad_fused_cap;
+    int64_t grad_samples;
+    uint64_t key_stream;
 };
 
 /* (Re)plans a context for a batch size; allocates only when it grows, the

@@ -54,7 +54,9 @@ static const member fit_members[] = {
     MEMBER(nn_fit_opts, shuffle),  MEMBER(nn_fit_opts, val_x),
     MEMBER(nn_fit_opts, val_y),    MEMBER(nn_fit_opts, progress),
     MEMBER(nn_fit_opts, user),     MEMBER(nn_fit_opts, record_grad_norm),
-    MEMBER(nn_fit_opts, stop_on_nonfinite)};
+    MEMBER(nn_fit_opts, stop_on_nonfinite), MEMBER(nn_fit_opts, sync),
+    MEMBER(nn_fit_opts, sync_user), MEMBER(nn_fit_opts, rank),
+    MEMBER(nn_fit_opts, world_size)};
 
 static const nn_adam_opts adam_defaults = NN_ADAM_OPTS_INIT;
 static const member adam_members[] = {

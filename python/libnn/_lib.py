@@ -154,6 +154,11 @@ class nn_binary_opts(ctypes.Structure):
                 ("threshold", c_float)]
 
 
+# nn_fit_opts.sync (an nn_sync_fn): data-parallel fit (docs/mpi.md).
+nn_sync_fn = ctypes.CFUNCTYPE(c_int, ModelP, ctypes.POINTER(c_double), c_int,
+                              c_int, c_void_p)
+
+
 class nn_fit_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
                 ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
@@ -162,7 +167,9 @@ class nn_fit_opts(ctypes.Structure):
                 ("segmentation_metrics", c_int),
                 ("class_weight", FloatP), ("num_class_weight", c_int),
                 ("sample_weight", TensorP),
-                ("decision_metrics", ctypes.POINTER(nn_binary_opts))]
+                ("decision_metrics", ctypes.POINTER(nn_binary_opts)),
+                ("sync", nn_sync_fn), ("sync_user", c_void_p),
+                ("rank", c_int), ("world_size", c_int)]
 
 
 # The NN_*_OPTS_INIT defaults of nn.h.
@@ -181,7 +188,7 @@ _DEFAULTS = {
     nn_adam_opts: dict(learning_rate=1e-3, beta1=0.9, beta2=0.999,
                        epsilon=1e-7, eps_mode=ADAM_EPS_KERAS),
     nn_sgd_opts: dict(learning_rate=0.01, momentum=0.0, nesterov=0),
-    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1),
+    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1, world_size=1),
 }
 
 
@@ -209,10 +216,11 @@ def _candidates():
     return found
 
 
-def _load():
+def load_library(candidates, what, hint):
+    """The first of the candidate paths or names that ctypes loads, and
+    its path; ImportError listing every attempt otherwise."""
     tried = []
-    env = os.environ.get("LIBNN_PATH")
-    for path in _candidates():
+    for path in candidates:
         if os.sep in path and not os.path.exists(path):
             tried.append(f"{path} (missing)")
             continue
@@ -220,10 +228,14 @@ def _load():
             return ctypes.CDLL(path), path
         except OSError as e:
             tried.append(f"{path} ({e})")
-    hint = ("LIBNN_PATH is set but unusable" if env else
-            "build it with `make lib` or set LIBNN_PATH to libnn.so")
-    raise ImportError("libnn: cannot load the shared library; tried "
+    raise ImportError(f"{what}: cannot load the shared library; tried "
                       + "; ".join(tried) + " - " + hint)
+
+
+def _load():
+    hint = ("LIBNN_PATH is set but unusable" if os.environ.get("LIBNN_PATH")
+            else "build it with `make lib` or set LIBNN_PATH to libnn.so")
+    return load_library(_candidates(), "libnn", hint)
 
 
 lib, path = _load()
@@ -664,6 +676,28 @@ _SIGNATURES.update({
     # the number of terms, or a negative status: the caller checks
     "nn_model_loss": (c_int, [ModelP, IntP, FloatP, c_int,
                               ctypes.POINTER(nn_loss_opts)], None),
+})
+
+
+# ------------------------------------------------ data-parallel training
+STATE_ALL, STATE_TRAINABLE, STATE_STATISTICS = 0, 1, 2
+SYNC_START, SYNC_EPOCH_END = 0, 1
+
+
+class nn_grad_info(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("step", c_int64), ("samples", c_int64),
+                ("total_samples", c_int64)]
+
+
+nn_grad_hook_fn = ctypes.CFUNCTYPE(c_int, FloatP, c_int64,
+                                   ctypes.POINTER(nn_grad_info), c_void_p)
+_SIGNATURES.update({
+    "nn_model_state_size": (c_int64, [ModelP, c_int], None),
+    "nn_model_get_state": (c_int, [ModelP, c_int, FloatP, c_int64], _S),
+    "nn_model_set_state": (c_int, [ModelP, c_int, FloatP, c_int64], _S),
+    "nn_model_set_grad_hook": (c_int, [ModelP, nn_grad_hook_fn, c_void_p],
+                               _S),
+    "nn_set_error": (c_int, [c_int, c_char_p], None),
 })
 
 missing = []

@@ -49,6 +49,8 @@ REDUCTIONS = {"batch": _lib.LOSS_REDUCE_BATCH,
               "image": _lib.LOSS_REDUCE_IMAGE}
 WEIGHT_NORMS = {"samples": _lib.WEIGHT_NORM_SAMPLES,
                 "sum": _lib.WEIGHT_NORM_SUM}
+STATE_PARTS = {"all": _lib.STATE_ALL, "trainable": _lib.STATE_TRAINABLE,
+               "statistics": _lib.STATE_STATISTICS}
 
 
 # ------------------------------------------------------------ argument checks
@@ -908,7 +910,7 @@ class Model:
             shuffle=True, callback=None, record_grad_norm=0,
             stop_on_nonfinite=False, segmentation_metrics=None,
             class_weight=None, sample_weight=None, decision_metrics=None,
-            verbose="auto", validation_split=0.0):
+            verbose="auto", validation_split=0.0, parallel=None):
         """Trains for `epochs` and returns a History (Keras'): its
         ``history`` dict holds per epoch loss, accuracy, (val_loss,
         val_accuracy,) seconds; the History also reads as that dict.
@@ -941,7 +943,10 @@ class Model:
         record_grad_norm 1 adds grad_norm, grad_norm_max and health (0-3)
         per epoch, 2 also step_loss, step_grad_norm and step_health per
         step; stop_on_nonfinite stops at the first NaN/Inf naming the
-        layer (docs/diagnostics.md)."""
+        layer (docs/diagnostics.md).
+
+        parallel: a libnn.mpi.Session of this model for a data-parallel
+        fit over MPI (docs/mpi.md): batch_size is then per process."""
         verbose = verbosity(verbose)
         if segmentation_metrics is None:
             segmentation_metrics = any(k in _SEG_NAMES for k in self._metrics)
@@ -972,6 +977,9 @@ class Model:
             bo = _binary_opts(**kw)
             o.decision_metrics = ctypes.pointer(bo)
             keep.append(bo)
+        if parallel is not None:
+            parallel._fit_opts(self, o)
+            keep.append(parallel)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or \
                     len(validation_data) != 2:
@@ -1028,6 +1036,31 @@ class Model:
     def context(self):
         """A new execution context for concurrent inference."""
         return Context(self)
+
+    # ---- the state as one buffer (data-parallel training, docs/mpi.md)
+    def state_size(self, part="all"):
+        """Floats in a part of the state: "all" parameters, the
+        "trainable" ones (the gradient hook's layout) or the "statistics"
+        (BatchNormalization's moving mean and variance)."""
+        return int(lib.nn_model_state_size(
+            self._ptr, _choice(STATE_PARTS, part, "part")))
+
+    def get_state(self, part="all"):
+        """A part of the state as a new float32 array, layers in order,
+        each layer's weights in order."""
+        n = self.state_size(part)
+        a = np.empty(n, dtype=np.float32)
+        lib.nn_model_get_state(self._ptr, STATE_PARTS[part.lower()],
+                               a.ctypes.data_as(_lib.FloatP), n)
+        return a
+
+    def set_state(self, values, part="all"):
+        """Overwrites a part of the state from a float32 array of
+        state_size(part) values (as get_state returns)."""
+        a = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        lib.nn_model_set_state(self._ptr,
+                               _choice(STATE_PARTS, part, "part"),
+                               a.ctypes.data_as(_lib.FloatP), a.size)
 
     # ---- gradient diagnostics (docs/diagnostics.md)
     def set_diagnostics(self, record=True, check_finite=False, **thresholds):

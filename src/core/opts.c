@@ -94,8 +94,10 @@ static const size_t fit_ends[] = {
     END(nn_fit_opts, stop_on_nonfinite),
     END(nn_fit_opts, segmentation_metrics), END(nn_fit_opts, class_weight),
     END(nn_fit_opts, num_class_weight),  END(nn_fit_opts, sample_weight),
-    END(nn_fit_opts, decision_metrics)};
-COMPLETE(nn_fit_opts, decision_metrics);
+    END(nn_fit_opts, decision_metrics),  END(nn_fit_opts, sync),
+    END(nn_fit_opts, sync_user),         END(nn_fit_opts, rank),
+    END(nn_fit_opts, world_size)};
+COMPLETE(nn_fit_opts, world_size);
 
 static const size_t diag_ends[] = {
     END(nn_diag_opts, record),          END(nn_diag_opts, check_finite),

@@ -89,6 +89,7 @@ void nn_model_free(nn_model *m)
     }
     nn__diag_free(m->diag);
     nn__loss_opts_release(&m->loss_opts);
+    nn__free(m->grad_fused);
     nn__free(m);
 }
 
@@ -317,18 +318,32 @@ static nn_status infer_context(nn_model *m, nn_context **out)
 
 static uint64_t step_key(nn_model *m)
 {
-    uint64_t z = m->seed + 0x9e3779b97f4a7c15ULL * (++m->step_counter);
+    uint64_t z = m->seed + 0x9e3779b97f4a7c15ULL * (++m->step_counter) +
+                 0xd1b54a32d192ed03ULL * m->key_stream;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     return z ^ (z >> 27);
 }
 
-/* The optimizer reports its updates to the diagnostics when they
- * recorded this step's gradients. */
-static nn_status optimizer_step(nn_model *m)
+/* The gradient hook (data-parallel training) sees the gradients first;
+ * the optimizer reports its updates to the diagnostics when they recorded
+ * this step's gradients. total: nn_grad_info.total_samples. */
+static nn_status optimizer_step(nn_model *m, int64_t total, bool diag)
 {
+    NN_TRY(nn__grad_hook_run(m, total));
     nn_step_hook hook;
-    bool listen = nn__diag_step_hook(m->diag, &hook);
+    bool listen = diag && nn__diag_step_hook(m->diag, &hook);
     return nn__optimizer_step(m->opt, m, listen ? &hook : NULL);
+}
+
+nn_status nn__train_step_empty(nn_model *m, int64_t total)
+{
+    NN_TRY(ensure_grads(m));
+    nn_param_iter it;
+    nn__param_iter_init(&it, m, NULL);
+    while (nn__param_next_slot(&it))
+        memset(it.p->grad.data, 0, (size_t)it.p->value.size * sizeof(float));
+    m->grad_samples = 0;
+    return optimizer_step(m, total, false);
 }
 
 nn_status nn__train_step(nn_model *m, const float *x, const float *y,
@@ -351,8 +366,9 @@ nn_status nn__train_step(nn_model *m, const float *x, const float *y,
     if (d) NN_TRY(nn__diag_after_forward(m, c, batch));
     NN_TRY(nn__loss_step(m, c, y, batch, true, st));
     NN_TRY(nn__backward(c, batch, st->preact, dx));
+    m->grad_samples = batch;
     if (d) NN_TRY(nn__diag_after_backward(m, c, batch, dx != NULL));
-    return update ? optimizer_step(m) : NN_OK;
+    return update ? optimizer_step(m, st->total_samples, true) : NN_OK;
 }
 
 /* NaN or Inf in the data would surface steps later as a diverged loss:
@@ -482,7 +498,7 @@ nn_status nn_model_apply_gradients(nn_model *m)
              "nn_model_apply_gradients: compile the model first");
     NN_CHECK(m->ctx && m->ctx->training_ready, NN_ERR_STATE,
              "nn_model_apply_gradients: no gradients computed yet");
-    return optimizer_step(m);
+    return optimizer_step(m, 0, true);
 }
 
 nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
