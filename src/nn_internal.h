@@ -84,6 +84,7 @@ typedef enum nn_opts_kind {
     NN_OPTS_IMAGE,
     NN_OPTS_PIXELS,
     NN_OPTS_DEFECTS,
+    NN_OPTS_BINARY,
     NN_OPTS_DEPTHWISE_CONV2D,
     NN_OPTS_CONV2D_TRANSPOSE,
     NN_OPTS_UPSAMPLING2D,
@@ -123,6 +124,7 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_image_opts *: NN_OPTS_IMAGE,                                   \
              nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
              nn_defects_opts *: NN_OPTS_DEFECTS,                               \
+             nn_binary_opts *: NN_OPTS_BINARY,                                 \
              nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
              nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
              nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _lib, errors, optimizers
 from ._lib import lib
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, Curve, report_dict
 from .tensor import Handle, view, tensor_shape, wrap
 
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
@@ -47,6 +47,8 @@ LOSSES = {"categorical_crossentropy": _lib.LOSS_CCE,
           "iou": _lib.LOSS_IOU, "dice": _lib.LOSS_DICE}
 REDUCTIONS = {"batch": _lib.LOSS_REDUCE_BATCH,
               "image": _lib.LOSS_REDUCE_IMAGE}
+WEIGHT_NORMS = {"samples": _lib.WEIGHT_NORM_SAMPLES,
+                "sum": _lib.WEIGHT_NORM_SUM}
 
 
 # ------------------------------------------------------------ argument checks
@@ -749,24 +751,39 @@ class Model:
     # ---- compile
     def compile(self, optimizer="adam", loss="categorical_crossentropy",
                 from_logits=False, loss_weights=None, smooth=1.0, eps=1e-7,
-                reduction="batch", sparse_labels=False):
+                reduction="batch", sparse_labels=False, class_weights=None,
+                pos_weight=1.0, weight_norm="samples"):
         """Attaches an optimizer (Adam(...), SGD(...) or a name) and a loss
         ("categorical_crossentropy", "sparse_categorical_crossentropy",
         "binary_crossentropy", "iou", "dice"), or a weighted sum of losses:
         a list of names with loss_weights (default 1 each) or a dict
         {name: weight}, e.g. {"binary_crossentropy": 1, "iou": 1}.
         smooth, eps, reduction ("batch" or "image") and sparse_labels
-        configure IoU and Dice (docs/losses.md)."""
+        configure IoU and Dice (docs/losses.md).
+
+        Weighted cross-entropy (docs/losses.md): class_weights, one weight
+        per class (a list, or a dict {class: weight} over every class), for
+        (sparse) categorical cross-entropy, as CrossEntropyLoss(weight=);
+        pos_weight for binary cross-entropy, as BCEWithLogitsLoss;
+        weight_norm "samples" (Keras: the weighted sum over the number of
+        samples) or "sum" (over the sum of the weights, PyTorch's mean)."""
         opt = optimizers.get(optimizer)
         terms = _loss_terms(loss, loss_weights)
         codes = [_choice(LOSSES, name, "loss") for name, _ in terms]
         m = self._ptr
+        cw = _weights_array(class_weights, "class_weights")
         o = _lib.make_opts(_lib.nn_loss_opts,
                            from_logits=int(bool(from_logits)),
                            smooth=float(smooth), eps=float(eps),
                            reduction=_choice(REDUCTIONS, reduction,
                                              "reduction"),
-                           sparse_labels=int(bool(sparse_labels)))
+                           sparse_labels=int(bool(sparse_labels)),
+                           pos_weight=float(pos_weight),
+                           weight_norm=_choice(WEIGHT_NORMS, weight_norm,
+                                               "weight_norm"))
+        if cw is not None:  # the library copies it
+            o.class_weights = cw.ctypes.data_as(_lib.FloatP)
+            o.num_class_weights = cw.size
         optp = opt._create()
         try:
             if len(terms) == 1 and terms[0][1] == 1.0:
@@ -897,6 +914,25 @@ class Model:
         cm.close()
         return out
 
+    def evaluate_binary(self, x, y, positive_class=None, negative_class=None,
+                        threshold=0.5, batch_size=32):
+        """The model as a binary decision (docs/metrics.md): positive is
+        class positive_class (default 1; the sigmoid's class for one
+        channel), or every class but negative_class (defective = not
+        class 0). Returns (report, curve): the decision at `threshold`
+        (score >= threshold) as a dict (tp, fp, tn, fn, precision, recall,
+        f1, accuracy, roc_auc, average_precision) and the Curve of the
+        scores, for threshold_for_recall / _precision."""
+        tx, ty = self._xy(x, y)
+        bo = _binary_opts(positive_class, negative_class, threshold)
+        r = _lib.make_opts(_lib.nn_binary_report)
+        c = _lib.CurveP()
+        lib.nn_model_evaluate_binary(self._ptr, tx._ptr, ty._ptr,
+                                     _int(batch_size, "batch_size"),
+                                     ctypes.byref(bo), ctypes.byref(r),
+                                     ctypes.byref(c))
+        return report_dict(r), Curve(_ptr=c)
+
     def predict(self, x, batch_size=32):
         """Inference on x [N, ...]; returns a new float32 array."""
         tx = self._x(x)
@@ -908,12 +944,20 @@ class Model:
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, callback=None, record_grad_norm=0,
-            stop_on_nonfinite=False, segmentation_metrics=False):
+            stop_on_nonfinite=False, segmentation_metrics=False,
+            class_weight=None, sample_weight=None, decision_metrics=None):
         """Trains for `epochs` and returns the history as a dict of lists:
         loss, accuracy, (val_loss, val_accuracy,) seconds.
 
         segmentation_metrics adds iou, mean_iou, dice and pixel_accuracy
         (and their val_ forms with validation data) per epoch.
+
+        class_weight ({class: weight} over every class, or a list) and
+        sample_weight ([N]) weigh each training sample's loss, as Keras
+        (normalised as compile's weight_norm says). decision_metrics (True,
+        or a dict of positive_class / negative_class / threshold, as
+        evaluate_binary) adds precision, recall, f1 and roc_auc (and val_)
+        per epoch (docs/metrics.md).
 
         callback(progress) is called after every batch and epoch with a
         Progress; a true return value stops training (the history of the
@@ -934,6 +978,21 @@ class Model:
                            segmentation_metrics=int(bool(
                                segmentation_metrics)))
         keep = []
+        cw = _weights_array(class_weight, "class_weight")
+        if cw is not None:
+            o.class_weight = cw.ctypes.data_as(_lib.FloatP)
+            o.num_class_weight = cw.size
+            keep.append(cw)
+        if sample_weight is not None:
+            sw = np.ascontiguousarray(sample_weight, dtype=np.float32)
+            tsw = wrap(sw, "sample_weight", shape=(x.shape[0],))
+            o.sample_weight = tsw._ptr
+            keep += [sw, tsw]
+        if decision_metrics:
+            kw = {} if decision_metrics is True else dict(decision_metrics)
+            bo = _binary_opts(**kw)
+            o.decision_metrics = ctypes.pointer(bo)
+            keep.append(bo)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or \
                     len(validation_data) != 2:
@@ -964,7 +1023,8 @@ class Model:
         try:
             history = _history_dict(hist, validation_data is not None,
                                     o.record_grad_norm,
-                                    o.segmentation_metrics)
+                                    o.segmentation_metrics,
+                                    bool(decision_metrics))
         finally:
             lib.nn_history_free(hist)
         if state["error"] is not None:
@@ -1141,9 +1201,40 @@ def _grad_report_dict(r):
 _SEG_METRICS = (("iou", _lib.METRIC_IOU), ("mean_iou", _lib.METRIC_MEAN_IOU),
                 ("dice", _lib.METRIC_DICE),
                 ("pixel_accuracy", _lib.METRIC_PIXEL_ACCURACY))
+_DEC_METRICS = (("precision", _lib.METRIC_PRECISION),
+                ("recall", _lib.METRIC_RECALL), ("f1", _lib.METRIC_F1),
+                ("roc_auc", _lib.METRIC_ROC_AUC))
 
 
-def _history_dict(hist, with_val, grad=0, seg=0):
+def _weights_array(w, what):
+    """Class weights as float32 values: a list, or a dict {class: weight}
+    whose keys are 0 .. C-1 (Keras' class_weight)."""
+    if w is None:
+        return None
+    if isinstance(w, dict):
+        keys = sorted(w)
+        if keys != list(range(len(keys))):
+            raise ValueError(f"{what}: give a weight for every class 0 .. "
+                             f"C-1, got the classes {keys}")
+        w = [w[k] for k in keys]
+    return np.ascontiguousarray(w, dtype=np.float32).ravel()
+
+
+def _binary_opts(positive_class=None, negative_class=None, threshold=0.5):
+    """nn_binary_opts: class positive_class, or every class but
+    negative_class (NN_ALL_BUT)."""
+    if positive_class is not None and negative_class is not None:
+        raise ValueError("give positive_class or negative_class, not both")
+    if negative_class is not None:
+        code = -1 - _int(negative_class, "negative_class", lo=0)
+    else:
+        code = _int(1 if positive_class is None else positive_class,
+                    "positive_class", lo=0)
+    return _lib.make_opts(_lib.nn_binary_opts, positive_class=code,
+                          threshold=float(threshold))
+
+
+def _history_dict(hist, with_val, grad=0, seg=0, dec=False):
     n = lib.nn_history_epochs(hist) if hist else 0
     metrics = [("loss", _lib.METRIC_LOSS), ("accuracy", _lib.METRIC_ACCURACY)]
     if with_val:
@@ -1158,6 +1249,10 @@ def _history_dict(hist, with_val, grad=0, seg=0):
         metrics += list(_SEG_METRICS)
         if with_val:  # each validation metric follows its training one
             metrics += [("val_" + k, code + 1) for k, code in _SEG_METRICS]
+    if dec:
+        metrics += list(_DEC_METRICS)
+        if with_val:
+            metrics += [("val_" + k, code + 1) for k, code in _DEC_METRICS]
     out = {k: [float(lib.nn_history_get(hist, code, e)) for e in range(n)]
            for k, code in metrics}
     if grad > 1:
