@@ -480,6 +480,36 @@ NN_API nn_layer *nn_conv2d_transpose(nn_model *m, nn_layer *input,
                                      int filters, int kh, int kw,
                                      const nn_conv2d_transpose_opts *opts);
 
+typedef struct nn_separable_conv2d_opts {
+    size_t size; /* sizeof(nn_separable_conv2d_opts) */
+    const char *name;
+    int stride_h, stride_w;        /* default 1, 1 */
+    nn_padding padding;            /* default VALID */
+    int depth_multiplier;          /* default 1 */
+    int use_bias;                  /* default 1 */
+    nn_activation activation;      /* default NONE */
+    nn_initializer depthwise_init; /* default GLOROT_UNIFORM */
+    nn_initializer pointwise_init; /* default GLOROT_UNIFORM */
+    nn_initializer bias_init;      /* default ZEROS */
+    float depthwise_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float pointwise_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float bias_init_stddev;        /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+} nn_separable_conv2d_opts;
+#define NN_SEPARABLE_CONV2D_OPTS_INIT                                          \
+    {sizeof(nn_separable_conv2d_opts), NULL, 1, 1, NN_PADDING_VALID, 1, 1,     \
+     NN_ACT_NONE, NN_INIT_DEFAULT, NN_INIT_DEFAULT, NN_INIT_DEFAULT, 0.0f,     \
+     0.0f, 0.0f}
+
+/* SeparableConv2D(filters, (kh, kw)): a DepthwiseConv2D (strides,
+ * padding and depth_multiplier as there, no bias) then a 1x1 convolution
+ * to `filters` channels with the bias and the activation. Weights in
+ * Keras order: "depthwise_kernel" [kh, kw, in_ch, depth_multiplier],
+ * "pointwise_kernel" [1, 1, in_ch * depth_multiplier, filters], "bias"
+ * [filters]; fans as Keras computes them for those shapes. */
+NN_API nn_layer *nn_separable_conv2d(nn_model *m, nn_layer *input,
+                                     int filters, int kh, int kw,
+                                     const nn_separable_conv2d_opts *opts);
+
 typedef struct nn_upsampling2d_opts {
     size_t size; /* sizeof(nn_upsampling2d_opts) */
     const char *name;

@@ -491,6 +491,17 @@ class nn_conv2d_transpose_opts(ctypes.Structure):
                 ("bias_init_stddev", c_float)]
 
 
+class nn_separable_conv2d_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("stride_h", c_int), ("stride_w", c_int),
+                ("padding", c_int), ("depth_multiplier", c_int),
+                ("use_bias", c_int), ("activation", c_int),
+                ("depthwise_init", c_int), ("pointwise_init", c_int),
+                ("bias_init", c_int), ("depthwise_init_stddev", c_float),
+                ("pointwise_init_stddev", c_float),
+                ("bias_init_stddev", c_float)]
+
+
 class nn_upsampling2d_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("name", c_char_p),
                 ("interpolation", c_int), ("reserved", c_int)]
@@ -505,10 +516,25 @@ _DEFAULTS[nn_conv2d_transpose_opts] = dict(
     output_padding_w=-1, use_bias=1, activation=ACT_NONE,
     kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT, reserved=0,
     kernel_init_stddev=0.0, bias_init_stddev=0.0)
+_DEFAULTS[nn_separable_conv2d_opts] = dict(
+    stride_h=1, stride_w=1, padding=PADDING_VALID, depth_multiplier=1,
+    use_bias=1, activation=ACT_NONE, depthwise_init=INIT_DEFAULT,
+    pointwise_init=INIT_DEFAULT, bias_init=INIT_DEFAULT,
+    depthwise_init_stddev=0.0, pointwise_init_stddev=0.0,
+    bias_init_stddev=0.0)
 _DEFAULTS[nn_upsampling2d_opts] = dict(interpolation=INTERP_NEAREST,
                                        reserved=0)
 _SIGNATURES.update({
     "nn_relu6": (LayerP, [ModelP, LayerP, _LAYER_OPTS_P], _N),
+    "nn_depthwise_conv2d": (LayerP, [ModelP, LayerP, c_int, c_int,
+                                     ctypes.POINTER(nn_depthwise_conv2d_opts)],
+                            _N),
+    "nn_conv2d_transpose": (LayerP, [ModelP, LayerP, c_int, c_int, c_int,
+                                     ctypes.POINTER(nn_conv2d_transpose_opts)],
+                            _N),
+    "nn_separable_conv2d": (LayerP, [ModelP, LayerP, c_int, c_int, c_int,
+                                     ctypes.POINTER(
+                                         nn_separable_conv2d_opts)], _N),
     "nn_upsampling2d": (LayerP, [ModelP, LayerP, c_int, c_int,
                                  ctypes.POINTER(nn_upsampling2d_opts)], _N),
     "nn_cropping2d": (LayerP, [ModelP, LayerP] + [c_int] * 4

@@ -106,7 +106,7 @@ def _factor(v, what):
 class RandomNormal:
     """Keras' RandomNormal(mean=0.0, stddev=0.05) initializer: N(0, stddev),
     not truncated. Layers whose options carry a stddev (depthwise_conv2d,
-    conv2d_transpose) take any stddev; the string "random_normal" means the
+    conv2d_transpose, separable_conv2d) take any stddev; the string "random_normal" means the
     default 0.05 everywhere."""
 
     def __init__(self, mean=0.0, stddev=0.05):
@@ -129,6 +129,19 @@ def _init_sd(value, what):
     if isinstance(value, RandomNormal):
         return _lib.INIT_RANDOM_NORMAL, value.stddev
     return _choice(INITIALIZERS, value, what), 0.0
+
+
+def _sides(v, what):
+    """Keras' ZeroPadding2D/Cropping2D argument: n, (h, w) or
+    ((top, bottom), (left, right)); returns [top, bottom, left, right]."""
+    if isinstance(v, (tuple, list)) and len(v) == 2 and \
+            isinstance(v[0], (tuple, list)):
+        (t, b), (le, r) = v
+    else:
+        h, w = v if isinstance(v, (tuple, list)) else (v, v)
+        t = b = h
+        le = r = w
+    return [_int(x, what, lo=0) for x in (t, b, le, r)]
 
 
 def _opts_name(name):
@@ -542,15 +555,7 @@ class Model:
         """ZeroPadding2D; padding as Keras: n, (h, w) or
         ((top, bottom), (left, right))."""
         p = self._layer(x, "zeropad2d")
-        if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
-                isinstance(padding[0], (tuple, list)):
-            (t, b), (le, r) = padding
-        else:
-            h, w = padding if isinstance(padding, (tuple, list)) \
-                else (padding, padding)
-            t = b = h
-            le = r = w
-        vals = [_int(v, "padding", lo=0) for v in (t, b, le, r)]
+        vals = _sides(padding, "padding")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         return self._added(lib.nn_zeropad2d(self._ptr, p, *vals, o))
 
@@ -621,6 +626,93 @@ class Model:
         """ReLU(max_value=6): min(max(x, 0), 6) (Keras type "ReLU")."""
         return self._simple(lib.nn_relu6, "relu6", x, name)
 
+    def depthwise_conv2d(self, x, kernel_size, strides=1, padding="valid",
+                         depth_multiplier=1, activation=None, use_bias=True,
+                         depthwise_initializer=None, bias_initializer=None,
+                         name=None):
+        """DepthwiseConv2D: kernel [kh, kw, in, depth_multiplier]; output
+        channel c * depth_multiplier + k reads input channel c. Initializers
+        take a name or a RandomNormal."""
+        p = self._layer(x, "depthwise_conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        ki, ks = _init_sd(depthwise_initializer, "depthwise_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_depthwise_conv2d_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            depth_multiplier=_int(depth_multiplier, "depth_multiplier"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=ki, bias_init=bi, kernel_init_stddev=ks,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_depthwise_conv2d(self._ptr, p, kh, kw, o))
+
+    def conv2d_transpose(self, x, filters, kernel_size, strides=1,
+                         padding="valid", output_padding=None,
+                         activation=None, use_bias=True,
+                         kernel_initializer=None, bias_initializer=None,
+                         name=None):
+        """Conv2DTranspose: kernel [kh, kw, filters, in]; output size as
+        Keras' (output_padding None, an int or a pair, each < its stride).
+        Initializers take a name or a RandomNormal."""
+        p = self._layer(x, "conv2d_transpose")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        if output_padding is None:
+            oph = opw = -1
+        elif isinstance(output_padding, (tuple, list)):
+            if len(output_padding) != 2:
+                raise ValueError("output_padding must be None, an int or a "
+                                 f"pair, got {output_padding!r}")
+            oph, opw = (_int(v, "output_padding", lo=0)
+                        for v in output_padding)
+        else:
+            oph = opw = _int(output_padding, "output_padding", lo=0)
+        ki, ks = _init_sd(kernel_initializer, "kernel_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_conv2d_transpose_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            output_padding_h=oph, output_padding_w=opw,
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=ki, bias_init=bi, kernel_init_stddev=ks,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_conv2d_transpose(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    def separable_conv2d(self, x, filters, kernel_size, strides=1,
+                         padding="valid", depth_multiplier=1,
+                         activation=None, use_bias=True,
+                         depthwise_initializer=None,
+                         pointwise_initializer=None, bias_initializer=None,
+                         name=None):
+        """SeparableConv2D: depthwise (no bias) then a 1x1 convolution to
+        `filters` with the bias and activation. Weights depthwise_kernel
+        [kh, kw, in, mult], pointwise_kernel [1, 1, in * mult, filters],
+        bias."""
+        p = self._layer(x, "separable_conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        di, ds = _init_sd(depthwise_initializer, "depthwise_initializer")
+        pi, ps = _init_sd(pointwise_initializer, "pointwise_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_separable_conv2d_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            depth_multiplier=_int(depth_multiplier, "depth_multiplier"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            depthwise_init=di, pointwise_init=pi, bias_init=bi,
+            depthwise_init_stddev=ds, pointwise_init_stddev=ps,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_separable_conv2d(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
     def upsampling2d(self, x, size=2, interpolation="nearest", name=None):
         """UpSampling2D(size): [H, W, C] -> [H * sh, W * sw, C]; nearest
         repeats pixels, bilinear has half-pixel centers (Keras, PyTorch's
@@ -637,15 +729,7 @@ class Model:
         """Cropping2D; cropping as Keras: n, (h, w) or
         ((top, bottom), (left, right))."""
         p = self._layer(x, "cropping2d")
-        if isinstance(cropping, (tuple, list)) and len(cropping) == 2 and \
-                isinstance(cropping[0], (tuple, list)):
-            (t, b), (le, r) = cropping
-        else:
-            h, w = cropping if isinstance(cropping, (tuple, list)) \
-                else (cropping, cropping)
-            t = b = h
-            le = r = w
-        vals = [_int(v, "cropping", lo=0) for v in (t, b, le, r)]
+        vals = _sides(cropping, "cropping")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         return self._added(lib.nn_cropping2d(self._ptr, p, *vals, o))
 

@@ -168,6 +168,22 @@ static const size_t upsampling2d_ends[] = {
     END(nn_upsampling2d_opts, reserved)};
 COMPLETE(nn_upsampling2d_opts, reserved);
 
+static const size_t separable_conv2d_ends[] = {
+    END(nn_separable_conv2d_opts, name),
+    END(nn_separable_conv2d_opts, stride_h),
+    END(nn_separable_conv2d_opts, stride_w),
+    END(nn_separable_conv2d_opts, padding),
+    END(nn_separable_conv2d_opts, depth_multiplier),
+    END(nn_separable_conv2d_opts, use_bias),
+    END(nn_separable_conv2d_opts, activation),
+    END(nn_separable_conv2d_opts, depthwise_init),
+    END(nn_separable_conv2d_opts, pointwise_init),
+    END(nn_separable_conv2d_opts, bias_init),
+    END(nn_separable_conv2d_opts, depthwise_init_stddev),
+    END(nn_separable_conv2d_opts, pointwise_init_stddev),
+    END(nn_separable_conv2d_opts, bias_init_stddev)};
+COMPLETE(nn_separable_conv2d_opts, bias_init_stddev);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -208,6 +224,9 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_UPSAMPLING2D] = ROW(nn_upsampling2d_opts,
                                  "NN_UPSAMPLING2D_OPTS_INIT",
                                  upsampling2d_ends),
+    [NN_OPTS_SEPARABLE_CONV2D] = ROW(nn_separable_conv2d_opts,
+                                     "NN_SEPARABLE_CONV2D_OPTS_INIT",
+                                     separable_conv2d_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */
