@@ -111,6 +111,15 @@ static nn_status dw_forward(const nn_layer *l, const nn_fwd *a)
         dw_fused_forward(l, a, &g);
         return NN_OK;
     }
+    /* Bias and ReLU or ReLU6 applied as the sums leave the registers. */
+    nn_activation act = l->activation;
+    if (act == NN_ACT_NONE || act == NN_ACT_RELU || act == NN_ACT_RELU6) {
+        nn_epilogue e = {.shift = dw_bias(l), .relu = act == NN_ACT_RELU,
+                         .relu6 = act == NN_ACT_RELU6};
+        nn__depthwise_forward_epi(&g, a->in[0], l->params[0].value.data, &e,
+                                  a->out);
+        return NN_OK;
+    }
     nn__depthwise_forward(&g, a->in[0], l->params[0].value.data, dw_bias(l),
                           a->out);
     nn__act_layer_forward(l, a);
