@@ -266,7 +266,8 @@ typedef enum nn_activation {
     NN_ACT_NONE = 0, /* "linear" */
     NN_ACT_RELU = 1,
     NN_ACT_SIGMOID = 2,
-    NN_ACT_SOFTMAX = 3 /* over the last axis */
+    NN_ACT_SOFTMAX = 3, /* over the last axis */
+    NN_ACT_RELU6 = 4    /* min(max(x, 0), 6): Keras' "relu6" */
 } nn_activation;
 
 typedef enum nn_initializer {
@@ -276,7 +277,12 @@ typedef enum nn_initializer {
     NN_INIT_GLOROT_UNIFORM = 3,
     NN_INIT_GLOROT_NORMAL = 4,
     NN_INIT_HE_UNIFORM = 5,
-    NN_INIT_HE_NORMAL = 6
+    NN_INIT_HE_NORMAL = 6,
+    /* N(0, stddev), not truncated (Keras' RandomNormal(0.0, stddev)). The
+     * stddev is the options' kernel_init_stddev or bias_init_stddev
+     * member where the struct has one; 0 there, and every struct without
+     * one, means Keras' default, 0.05. */
+    NN_INIT_RANDOM_NORMAL = 7
 } nn_initializer;
 
 typedef struct nn_conv2d_opts {
@@ -416,6 +422,145 @@ NN_API nn_layer *nn_repeat_channels(nn_model *m, nn_layer *input, int times,
 NN_API nn_layer *nn_locally_connected2d(nn_model *m, nn_layer *input,
                                         int filters, int kh, int kw,
                                         const nn_conv2d_opts *opts);
+
+/* --- segmentation layers --- */
+
+/* ReLU(max_value=6) (Keras' ReLU(6.0), MobileNetV2's activation):
+ * min(max(x, 0), 6). Its type name is "ReLU", as in Keras. */
+NN_API nn_layer *nn_relu6(nn_model *m, nn_layer *input,
+                          const nn_layer_opts *opts);
+
+typedef struct nn_depthwise_conv2d_opts {
+    size_t size; /* sizeof(nn_depthwise_conv2d_opts) */
+    const char *name;
+    int stride_h, stride_w;     /* default 1, 1 */
+    nn_padding padding;         /* default VALID */
+    int depth_multiplier;       /* default 1 */
+    int use_bias;               /* default 1 (Keras; MobileNetV2 sets 0) */
+    nn_activation activation;   /* default NONE */
+    nn_initializer kernel_init; /* Keras' depthwise_initializer; default
+                                   GLOROT_UNIFORM */
+    nn_initializer bias_init;   /* default ZEROS */
+    float kernel_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float bias_init_stddev;     /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+} nn_depthwise_conv2d_opts;
+#define NN_DEPTHWISE_CONV2D_OPTS_INIT                                          \
+    {sizeof(nn_depthwise_conv2d_opts), NULL, 1, 1, NN_PADDING_VALID, 1, 1,     \
+     NN_ACT_NONE, NN_INIT_DEFAULT, NN_INIT_DEFAULT, 0.0f, 0.0f}
+
+/* DepthwiseConv2D((kh, kw)): each input channel c is convolved with its
+ * own depth_multiplier kernels; output channel c * depth_multiplier + k
+ * comes from input channel c and kernel k, so the output has
+ * in_channels * depth_multiplier channels. Padding, output size and SAME's
+ * asymmetric split (the extra row/column at the bottom/right) are
+ * Conv2D's. Weights in Keras order: "depthwise_kernel" [kh, kw, in_ch,
+ * depth_multiplier] and "bias" [in_ch * depth_multiplier]. Initializer
+ * fans as Keras computes them for that kernel shape: fan_in = kh * kw *
+ * in_ch, fan_out = kh * kw * depth_multiplier. PyTorch's equivalent is
+ * conv2d(groups = in_ch) with weight[c * depth_multiplier + k, 0, i, j] =
+ * depthwise_kernel[i, j, c, k]. */
+NN_API nn_layer *nn_depthwise_conv2d(nn_model *m, nn_layer *input, int kh,
+                                     int kw,
+                                     const nn_depthwise_conv2d_opts *opts);
+
+typedef struct nn_conv2d_transpose_opts {
+    size_t size; /* sizeof(nn_conv2d_transpose_opts) */
+    const char *name;
+    int stride_h, stride_w; /* default 1, 1 */
+    nn_padding padding;     /* default VALID */
+    /* Keras' output_padding per axis; -1 (the default): None. Both -1,
+     * or both set, each in [0, stride) (Keras: None or a pair). */
+    int output_padding_h, output_padding_w;
+    int use_bias;               /* default 1 */
+    nn_activation activation;   /* default NONE */
+    nn_initializer kernel_init; /* default GLOROT_UNIFORM */
+    nn_initializer bias_init;   /* default ZEROS */
+    int reserved;               /* must be 0 */
+    float kernel_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float bias_init_stddev;     /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+} nn_conv2d_transpose_opts;
+#define NN_CONV2D_TRANSPOSE_OPTS_INIT                                          \
+    {sizeof(nn_conv2d_transpose_opts), NULL, 1, 1, NN_PADDING_VALID, -1, -1,   \
+     1, NN_ACT_NONE, NN_INIT_DEFAULT, NN_INIT_DEFAULT, 0, 0.0f, 0.0f}
+
+/* Conv2DTranspose(filters, (kh, kw)), the gradient of a convolution with
+ * respect to its input: input row i, kernel row t write output row
+ * o = i * stride + t - pad (likewise for columns). Output length per axis
+ * (Keras' conv_utils.deconv_output_length), for input length n:
+ *   output_padding None: VALID  n * s + max(k - s, 0);  SAME  n * s;
+ *   output_padding p:    (n - 1) * s + k - 2 * (SAME ? k / 2 : 0) + p.
+ * pad (the leading padding) is as TensorFlow derives it from that length
+ * L: VALID 0; SAME max((n - 1) * s + k - L, 0) / 2, the odd row, if any,
+ * trailing. As TensorFlow, the layer refuses an output_padding whose L
+ * does not give back n under the forward convolution (SAME with an even
+ * k and an output_padding too small, e.g. k 4, stride 2, output_padding
+ * 0). Weights in Keras order: "kernel" [kh, kw, filters, in_ch]
+ * (output channels before input channels, as Keras stores it) and "bias"
+ * [filters]. Initializer fans as Keras computes them for that shape:
+ * fan_in = kh * kw * filters, fan_out = kh * kw * in_ch.
+ * PyTorch: conv_transpose2d(x, weight, stride=s, padding=P,
+ * output_padding=A) with weight[c, f, i, j] = kernel[i, j, f, c],
+ * P = pad and A = L - ((n - 1) * s + k - 2 * P). A is -1 when SAME's
+ * total padding (n - 1) * s + k - L is odd (k - s odd, e.g. k 3 and
+ * stride 2): PyTorch cannot pad one side more, so take A = 0 and drop
+ * PyTorch's last row/column. (PyTorch's usual padding=1,
+ * output_padding=1 for k 3, stride 2 gives the same size but shifted by
+ * one position.) */
+NN_API nn_layer *nn_conv2d_transpose(nn_model *m, nn_layer *input,
+                                     int filters, int kh, int kw,
+                                     const nn_conv2d_transpose_opts *opts);
+
+typedef struct nn_separable_conv2d_opts {
+    size_t size; /* sizeof(nn_separable_conv2d_opts) */
+    const char *name;
+    int stride_h, stride_w;        /* default 1, 1 */
+    nn_padding padding;            /* default VALID */
+    int depth_multiplier;          /* default 1 */
+    int use_bias;                  /* default 1 */
+    nn_activation activation;      /* default NONE */
+    nn_initializer depthwise_init; /* default GLOROT_UNIFORM */
+    nn_initializer pointwise_init; /* default GLOROT_UNIFORM */
+    nn_initializer bias_init;      /* default ZEROS */
+    float depthwise_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float pointwise_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float bias_init_stddev;        /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+} nn_separable_conv2d_opts;
+#define NN_SEPARABLE_CONV2D_OPTS_INIT                                          \
+    {sizeof(nn_separable_conv2d_opts), NULL, 1, 1, NN_PADDING_VALID, 1, 1,     \
+     NN_ACT_NONE, NN_INIT_DEFAULT, NN_INIT_DEFAULT, NN_INIT_DEFAULT, 0.0f,     \
+     0.0f, 0.0f}
+
+/* SeparableConv2D(filters, (kh, kw)): a DepthwiseConv2D (strides,
+ * padding and depth_multiplier as there, no bias) then a 1x1 convolution
+ * to `filters` channels with the bias and the activation. Weights in
+ * Keras order: "depthwise_kernel" [kh, kw, in_ch, depth_multiplier],
+ * "pointwise_kernel" [1, 1, in_ch * depth_multiplier, filters], "bias"
+ * [filters]; fans as Keras computes them for those shapes. */
+NN_API nn_layer *nn_separable_conv2d(nn_model *m, nn_layer *input,
+                                     int filters, int kh, int kw,
+                                     const nn_separable_conv2d_opts *opts);
+
+typedef struct nn_upsampling2d_opts {
+    size_t size; /* sizeof(nn_upsampling2d_opts) */
+    const char *name;
+    nn_interpolation interpolation; /* default NEAREST (Keras' default) */
+    int reserved;                   /* must be 0 */
+} nn_upsampling2d_opts;
+#define NN_UPSAMPLING2D_OPTS_INIT                                              \
+    {sizeof(nn_upsampling2d_opts), NULL, NN_INTERP_NEAREST, 0}
+
+/* UpSampling2D(size=(size_h, size_w)): [H, W, C] -> [H * size_h,
+ * W * size_w, C]. NEAREST repeats each pixel; BILINEAR interpolates with
+ * half-pixel centers, as Keras (tf.image.resize) and PyTorch's
+ * interpolate(mode="bilinear", align_corners=False) do. */
+NN_API nn_layer *nn_upsampling2d(nn_model *m, nn_layer *input, int size_h,
+                                 int size_w, const nn_upsampling2d_opts *opts);
+
+/* Cropping2D(((top, bottom), (left, right))): removes rows and columns
+ * at the edges of an image; at least one row and column must remain. */
+NN_API nn_layer *nn_cropping2d(nn_model *m, nn_layer *input, int top,
+                               int bottom, int left, int right,
+                               const nn_layer_opts *opts);
 
 /* --- augmentation layers: active in training only, identity otherwise --- */
 

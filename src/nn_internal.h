@@ -96,6 +96,10 @@ typedef enum nn_opts_kind {
     NN_OPTS_BINARY,
     NN_OPTS_LIMITS,
     NN_OPTS_BINARY_REPORT,
+    NN_OPTS_DEPTHWISE_CONV2D,
+    NN_OPTS_CONV2D_TRANSPOSE,
+    NN_OPTS_UPSAMPLING2D,
+    NN_OPTS_SEPARABLE_CONV2D,
     NN_OPTS_KIND_COUNT
 } nn_opts_kind;
 
@@ -134,7 +138,11 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_defects_opts *: NN_OPTS_DEFECTS,                               \
              nn_binary_opts *: NN_OPTS_BINARY,                                 \
              nn_limits *: NN_OPTS_LIMITS,                                      \
-             nn_binary_report *: NN_OPTS_BINARY_REPORT)
+             nn_binary_report *: NN_OPTS_BINARY_REPORT,                        \
+             nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
+             nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
+             nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
+             nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D)
 
 /* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
  * conditional makes a src of another struct type a compile error. */
@@ -282,7 +290,14 @@ void nn__tensor_shape_str(const nn_tensor *t, char *out, size_t cap);
     X(NN_KIND_RANDOM_ROTATION, 19, nn__random_rotation_ops)                    \
     X(NN_KIND_RANDOM_TRANSLATION, 20, nn__random_translation_ops)              \
     X(NN_KIND_RANDOM_ZOOM, 21, nn__random_zoom_ops)                            \
-    X(NN_KIND_RANDOM_CONTRAST, 22, nn__random_contrast_ops)
+    X(NN_KIND_RANDOM_CONTRAST, 22, nn__random_contrast_ops)                   \
+    /* segmentation layers */                                                  \
+    X(NN_KIND_RELU6, 23, nn__relu6_ops)                                        \
+    X(NN_KIND_UPSAMPLING2D, 24, nn__upsampling2d_ops)                          \
+    X(NN_KIND_CROPPING2D, 25, nn__cropping2d_ops)                             \
+    X(NN_KIND_DEPTHWISE_CONV2D, 26, nn__depthwise_conv2d_ops)                  \
+    X(NN_KIND_CONV2D_TRANSPOSE, 27, nn__conv2d_transpose_ops)                  \
+    X(NN_KIND_SEPARABLE_CONV2D, 28, nn__separable_conv2d_ops)
 
 #define NN__KIND_ENUMERATOR(kind, number, ops) kind,
 typedef enum nn_layer_kind {
@@ -292,7 +307,7 @@ typedef enum nn_layer_kind {
 #undef NN__KIND_ENUMERATOR
 
 typedef struct nn_param {
-    char name[16];
+    char name[24]; /* Keras' names: "kernel", "depthwise_kernel", ... */
     nn_tensor value; /* shape as Keras stores it, e.g. [kh, kw, cin, cout] */
     nn_tensor grad;  /* same shape; data NULL until training needs it */
     bool trainable;  /* false for statistics such as moving means */
@@ -305,14 +320,15 @@ typedef struct nn_param {
 } nn_param;
 
 /* Layers an inference pass computes inside a convolution's epilogue
- * (src/graph/fuse.c): Conv2D -> BatchNormalization -> [Add] -> [ReLU].
- * The head convolution writes the last one's output; the others are
- * skipped. */
+ * (src/graph/fuse.c): Conv2D or DepthwiseConv2D -> BatchNormalization ->
+ * [Add] -> [ReLU or ReLU6]. The head convolution writes the last one's
+ * output; the others are skipped. */
 typedef struct nn_fuse {
     int tail;               /* last fused layer; -1: the layer fuses nothing */
     const struct nn_layer *bn; /* inference-mode BatchNormalization or NULL */
     int residual;           /* the fused Add's other input, or -1 */
     bool relu;
+    bool relu6;
 } nn_fuse;
 
 /* Arguments of a forward pass of one layer over a batch. */
@@ -450,6 +466,11 @@ nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
 /* Fills a parameter by initializer; fan_in/fan_out for glorot/he. */
 void nn__init_param(nn_param *p, nn_initializer init, int64_t fan_in,
                     int64_t fan_out, nn_rng *rng);
+/* The same with NN_INIT_RANDOM_NORMAL's stddev (<= 0: Keras' default,
+ * NN_INIT_STDDEV_DEFAULT), for options structs that carry one. */
+#define NN_INIT_STDDEV_DEFAULT 0.05f
+void nn__init_param_sd(nn_param *p, nn_initializer init, float stddev,
+                       int64_t fan_in, int64_t fan_out, nn_rng *rng);
 
 /* ---------------- parameters: what trains, which slot ----------------
  * One rule decides whether a parameter learns: it and its layer are both

@@ -23,7 +23,7 @@ from .errors import (Cancelled, Error, FileError, FormatError,
 from .tensor import Tensor
 from .optimizers import SGD, Adam, Optimizer
 from .history import History
-from .model import Context, Layer, Model, Progress
+from .model import Context, Layer, Model, Progress, RandomNormal
 from .metrics import (ConfusionMatrix, Curve, average_precision_score,
                       precision_recall_curve, roc_auc_score, roc_curve)
 from .data import (load_cifar10, load_idx, load_image, load_mask,
@@ -32,7 +32,7 @@ from .data import (load_cifar10, load_idx, load_image, load_mask,
 
 __all__ = [
     "Model", "Layer", "Context", "Progress", "History", "Optimizer",
-    "Tensor", "Adam", "SGD",
+    "Tensor", "Adam", "SGD", "RandomNormal",
     "ConfusionMatrix", "Curve", "roc_curve", "precision_recall_curve",
     "roc_auc_score", "average_precision_score",
     "load_idx", "load_cifar10", "one_hot", "load_image", "load_mask",

@@ -22,14 +22,16 @@ from .tensor import Handle, as_float32, view, tensor_shape, wrap
 
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
                "none": _lib.ACT_NONE, "relu": _lib.ACT_RELU,
-               "sigmoid": _lib.ACT_SIGMOID, "softmax": _lib.ACT_SOFTMAX}
+               "sigmoid": _lib.ACT_SIGMOID, "softmax": _lib.ACT_SOFTMAX,
+               "relu6": _lib.ACT_RELU6}
 PADDINGS = {"valid": _lib.PADDING_VALID, "same": _lib.PADDING_SAME}
 INITIALIZERS = {None: _lib.INIT_DEFAULT, "default": _lib.INIT_DEFAULT,
                 "zeros": _lib.INIT_ZEROS, "ones": _lib.INIT_ONES,
                 "glorot_uniform": _lib.INIT_GLOROT_UNIFORM,
                 "glorot_normal": _lib.INIT_GLOROT_NORMAL,
                 "he_uniform": _lib.INIT_HE_UNIFORM,
-                "he_normal": _lib.INIT_HE_NORMAL}
+                "he_normal": _lib.INIT_HE_NORMAL,
+                "random_normal": _lib.INIT_RANDOM_NORMAL}
 _FLAVORS = {"keras": _lib.RESNET_KERAS,
             "torchvision": _lib.RESNET_TORCHVISION}
 _WEIGHT_MAPS = {"libnn": _lib.WEIGHTS_LIBNN,
@@ -118,6 +120,47 @@ def _fraction(v, what):
     if not 0 <= v < 1:
         raise errors.invalid(f"{what} must lie in [0, 1), got {v}")
     return float(v)
+
+
+class RandomNormal:
+    """Keras' RandomNormal(mean=0.0, stddev=0.05) initializer: N(0, stddev),
+    not truncated. Layers whose options carry a stddev (depthwise_conv2d,
+    conv2d_transpose, separable_conv2d) take any stddev; the string "random_normal" means the
+    default 0.05 everywhere."""
+
+    def __init__(self, mean=0.0, stddev=0.05):
+        if mean != 0:
+            raise errors.invalid(f"RandomNormal: mean must be 0, got {mean!r}")
+        if isinstance(stddev, bool) or not isinstance(
+                stddev, (int, float, np.floating)) or not stddev > 0 or \
+                not np.isfinite(stddev):
+            raise errors.invalid(f"RandomNormal: stddev must be a positive "
+                                 f"number, got {stddev!r}")
+        self.stddev = float(stddev)
+
+    def __repr__(self):
+        return f"RandomNormal(stddev={self.stddev})"
+
+
+def _init_sd(value, what):
+    """An initializer as (nn_initializer, stddev): a name of INITIALIZERS
+    or a RandomNormal."""
+    if isinstance(value, RandomNormal):
+        return _lib.INIT_RANDOM_NORMAL, value.stddev
+    return _choice(INITIALIZERS, value, what), 0.0
+
+
+def _sides(v, what):
+    """Keras' ZeroPadding2D/Cropping2D argument: n, (h, w) or
+    ((top, bottom), (left, right)); returns [top, bottom, left, right]."""
+    if isinstance(v, (tuple, list)) and len(v) == 2 and \
+            isinstance(v[0], (tuple, list)):
+        (t, b), (le, r) = v
+    else:
+        h, w = v if isinstance(v, (tuple, list)) else (v, v)
+        t = b = h
+        le = r = w
+    return [_int(x, what, lo=0) for x in (t, b, le, r)]
 
 
 def _opts_name(name):
@@ -529,15 +572,7 @@ class Model:
         """ZeroPadding2D; padding as Keras: n, (h, w) or
         ((top, bottom), (left, right))."""
         p = self._layer(x, "zeropad2d")
-        if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
-                isinstance(padding[0], (tuple, list)):
-            (t, b), (le, r) = padding
-        else:
-            h, w = padding if isinstance(padding, (tuple, list)) \
-                else (padding, padding)
-            t = b = h
-            le = r = w
-        vals = [_int(v, "padding", lo=0) for v in (t, b, le, r)]
+        vals = _sides(padding, "padding")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         return self._added(lib.nn_zeropad2d(self._ptr, p, *vals, o))
 
@@ -603,6 +638,118 @@ class Model:
                               "bias_initializer"))
         return self._added(lib.nn_locally_connected2d(
             self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    # ---- segmentation layers
+    def relu6(self, x, name=None):
+        """ReLU(max_value=6): min(max(x, 0), 6) (Keras type "ReLU")."""
+        return self._simple(lib.nn_relu6, "relu6", x, name)
+
+    def depthwise_conv2d(self, x, kernel_size, strides=1, padding="valid",
+                         depth_multiplier=1, activation=None, use_bias=True,
+                         depthwise_initializer=None, bias_initializer=None,
+                         name=None):
+        """DepthwiseConv2D: kernel [kh, kw, in, depth_multiplier]; output
+        channel c * depth_multiplier + k reads input channel c. Initializers
+        take a name or a RandomNormal."""
+        p = self._layer(x, "depthwise_conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        ki, ks = _init_sd(depthwise_initializer, "depthwise_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_depthwise_conv2d_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            depth_multiplier=_int(depth_multiplier, "depth_multiplier"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=ki, bias_init=bi, kernel_init_stddev=ks,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_depthwise_conv2d(self._ptr, p, kh, kw, o))
+
+    def conv2d_transpose(self, x, filters, kernel_size, strides=1,
+                         padding="valid", output_padding=None,
+                         activation=None, use_bias=True,
+                         kernel_initializer=None, bias_initializer=None,
+                         name=None):
+        """Conv2DTranspose: kernel [kh, kw, filters, in]; output size as
+        Keras' (output_padding None, an int or a pair, each < its stride).
+        Initializers take a name or a RandomNormal."""
+        p = self._layer(x, "conv2d_transpose")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        if output_padding is None:
+            oph = opw = -1
+        elif isinstance(output_padding, (tuple, list)):
+            if len(output_padding) != 2:
+                raise ValueError("output_padding must be None, an int or a "
+                                 f"pair, got {output_padding!r}")
+            oph, opw = (_int(v, "output_padding", lo=0)
+                        for v in output_padding)
+        else:
+            oph = opw = _int(output_padding, "output_padding", lo=0)
+        ki, ks = _init_sd(kernel_initializer, "kernel_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_conv2d_transpose_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            output_padding_h=oph, output_padding_w=opw,
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=ki, bias_init=bi, kernel_init_stddev=ks,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_conv2d_transpose(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    def separable_conv2d(self, x, filters, kernel_size, strides=1,
+                         padding="valid", depth_multiplier=1,
+                         activation=None, use_bias=True,
+                         depthwise_initializer=None,
+                         pointwise_initializer=None, bias_initializer=None,
+                         name=None):
+        """SeparableConv2D: depthwise (no bias) then a 1x1 convolution to
+        `filters` with the bias and activation. Weights depthwise_kernel
+        [kh, kw, in, mult], pointwise_kernel [1, 1, in * mult, filters],
+        bias."""
+        p = self._layer(x, "separable_conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        di, ds = _init_sd(depthwise_initializer, "depthwise_initializer")
+        pi, ps = _init_sd(pointwise_initializer, "pointwise_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_separable_conv2d_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            depth_multiplier=_int(depth_multiplier, "depth_multiplier"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            depthwise_init=di, pointwise_init=pi, bias_init=bi,
+            depthwise_init_stddev=ds, pointwise_init_stddev=ps,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_separable_conv2d(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    def upsampling2d(self, x, size=2, interpolation="nearest", name=None):
+        """UpSampling2D(size): [H, W, C] -> [H * sh, W * sw, C]; nearest
+        repeats pixels, bilinear has half-pixel centers (Keras, PyTorch's
+        interpolate(align_corners=False))."""
+        p = self._layer(x, "upsampling2d")
+        sh, sw = _pair(size, "size")
+        o = _lib.make_opts(_lib.nn_upsampling2d_opts, name=_opts_name(name),
+                           interpolation=_choice(INTERPOLATIONS,
+                                                 interpolation,
+                                                 "interpolation"))
+        return self._added(lib.nn_upsampling2d(self._ptr, p, sh, sw, o))
+
+    def cropping2d(self, x, cropping=((0, 0), (0, 0)), name=None):
+        """Cropping2D; cropping as Keras: n, (h, w) or
+        ((top, bottom), (left, right))."""
+        p = self._layer(x, "cropping2d")
+        vals = _sides(cropping, "cropping")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_cropping2d(self._ptr, p, *vals, o))
 
     def set_trainable(self, trainable):
         """Freezes (False) or unfreezes (True) every layer."""

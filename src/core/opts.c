@@ -148,6 +148,57 @@ static const size_t report_ends[] = {
     END(nn_binary_report, average_precision)};
 COMPLETE(nn_binary_report, average_precision);
 
+static const size_t depthwise_conv2d_ends[] = {
+    END(nn_depthwise_conv2d_opts, name),
+    END(nn_depthwise_conv2d_opts, stride_h),
+    END(nn_depthwise_conv2d_opts, stride_w),
+    END(nn_depthwise_conv2d_opts, padding),
+    END(nn_depthwise_conv2d_opts, depth_multiplier),
+    END(nn_depthwise_conv2d_opts, use_bias),
+    END(nn_depthwise_conv2d_opts, activation),
+    END(nn_depthwise_conv2d_opts, kernel_init),
+    END(nn_depthwise_conv2d_opts, bias_init),
+    END(nn_depthwise_conv2d_opts, kernel_init_stddev),
+    END(nn_depthwise_conv2d_opts, bias_init_stddev)};
+COMPLETE(nn_depthwise_conv2d_opts, bias_init_stddev);
+
+static const size_t conv2d_transpose_ends[] = {
+    END(nn_conv2d_transpose_opts, name),
+    END(nn_conv2d_transpose_opts, stride_h),
+    END(nn_conv2d_transpose_opts, stride_w),
+    END(nn_conv2d_transpose_opts, padding),
+    END(nn_conv2d_transpose_opts, output_padding_h),
+    END(nn_conv2d_transpose_opts, output_padding_w),
+    END(nn_conv2d_transpose_opts, use_bias),
+    END(nn_conv2d_transpose_opts, activation),
+    END(nn_conv2d_transpose_opts, kernel_init),
+    END(nn_conv2d_transpose_opts, bias_init),
+    END(nn_conv2d_transpose_opts, reserved),
+    END(nn_conv2d_transpose_opts, kernel_init_stddev),
+    END(nn_conv2d_transpose_opts, bias_init_stddev)};
+COMPLETE(nn_conv2d_transpose_opts, bias_init_stddev);
+
+static const size_t upsampling2d_ends[] = {
+    END(nn_upsampling2d_opts, name), END(nn_upsampling2d_opts, interpolation),
+    END(nn_upsampling2d_opts, reserved)};
+COMPLETE(nn_upsampling2d_opts, reserved);
+
+static const size_t separable_conv2d_ends[] = {
+    END(nn_separable_conv2d_opts, name),
+    END(nn_separable_conv2d_opts, stride_h),
+    END(nn_separable_conv2d_opts, stride_w),
+    END(nn_separable_conv2d_opts, padding),
+    END(nn_separable_conv2d_opts, depth_multiplier),
+    END(nn_separable_conv2d_opts, use_bias),
+    END(nn_separable_conv2d_opts, activation),
+    END(nn_separable_conv2d_opts, depthwise_init),
+    END(nn_separable_conv2d_opts, pointwise_init),
+    END(nn_separable_conv2d_opts, bias_init),
+    END(nn_separable_conv2d_opts, depthwise_init_stddev),
+    END(nn_separable_conv2d_opts, pointwise_init_stddev),
+    END(nn_separable_conv2d_opts, bias_init_stddev)};
+COMPLETE(nn_separable_conv2d_opts, bias_init_stddev);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -182,6 +233,18 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_LIMITS] = ROW(nn_limits, "NN_LIMITS_INIT", limits_ends),
     [NN_OPTS_BINARY_REPORT] = ROW(nn_binary_report,
                                   "sizeof(nn_binary_report)", report_ends),
+    [NN_OPTS_DEPTHWISE_CONV2D] = ROW(nn_depthwise_conv2d_opts,
+                                     "NN_DEPTHWISE_CONV2D_OPTS_INIT",
+                                     depthwise_conv2d_ends),
+    [NN_OPTS_CONV2D_TRANSPOSE] = ROW(nn_conv2d_transpose_opts,
+                                     "NN_CONV2D_TRANSPOSE_OPTS_INIT",
+                                     conv2d_transpose_ends),
+    [NN_OPTS_UPSAMPLING2D] = ROW(nn_upsampling2d_opts,
+                                 "NN_UPSAMPLING2D_OPTS_INIT",
+                                 upsampling2d_ends),
+    [NN_OPTS_SEPARABLE_CONV2D] = ROW(nn_separable_conv2d_opts,
+                                     "NN_SEPARABLE_CONV2D_OPTS_INIT",
+                                     separable_conv2d_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */

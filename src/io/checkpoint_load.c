@@ -251,7 +251,7 @@ static nn_status read_param(cursor *c, const char *layer_where, int index,
     snprintf(c->where, sizeof c->where, "%.100s parameter %d", layer_where,
              index);
     NN_TRY(get_name(c, p->name, sizeof p->name, "parameter name"));
-    snprintf(c->where, sizeof c->where, "%.100s parameter '%.15s'", layer_where,
+    snprintf(c->where, sizeof c->where, "%.100s parameter '%.23s'", layer_where,
              p->name);
     uint32_t rank = 0;
     NN_TRY(get_u32(c, &rank));

@@ -352,9 +352,11 @@ void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
                             nn_activation act, float *logits, float *out,
                             float *scratch)
 {
-    /* Bias and ReLU applied as the product leaves the registers. */
-    if (!logits && (act == NN_ACT_NONE || act == NN_ACT_RELU)) {
-        nn_epilogue e = {.shift = bias, .relu = act == NN_ACT_RELU};
+    /* Bias and ReLU or ReLU6 applied as the product leaves the registers. */
+    if (!logits && (act == NN_ACT_NONE || act == NN_ACT_RELU ||
+                    act == NN_ACT_RELU6)) {
+        nn_epilogue e = {.shift = bias, .relu = act == NN_ACT_RELU,
+                         .relu6 = act == NN_ACT_RELU6};
         forward_run(g, x, w, &e, NULL, out, scratch);
         return;
     }
