@@ -26,8 +26,8 @@
  * Sections, in order: version and errors, threads, tensors, building
  * models, layers, losses and optimizers, training, segmentation losses
  * and metrics, weighted losses and decision metrics, inference and
- * contexts, gradient diagnostics, files (models, weights, data sets),
- * images and segmentation data, model zoo.
+ * contexts, inference for a product, gradient diagnostics, files
+ * (models, weights, data sets), images and segmentation data, model zoo.
  */
 #ifndef NN_H
 #define NN_H
@@ -933,6 +933,113 @@ NN_API nn_context *nn_context_create(const nn_model *m);
 NN_API void nn_context_free(nn_context *ctx);
 NN_API nn_status nn_context_predict(nn_context *ctx, const nn_tensor *x,
                                     nn_tensor *out, int batch_size);
+
+/* ------------------------------------------------------------------ */
+/* Inference for a product (guide: docs/inference.md)                 */
+/* ------------------------------------------------------------------ */
+
+/* Load the model once (nn_model_load), give each worker thread its own
+ * nn_context, and classify camera frames through it. After the first call
+ * at a given batch size (and, for frames that are resized, a given frame
+ * size) a call on a context allocates nothing: nn_context_predict and the
+ * calls below. The model file carries the preprocessing and the decision
+ * (nn_model_set_preprocess), so a model is never paired with another
+ * model's normalisation or threshold. */
+
+/* Where the colour channels of 8-bit frames sit, relative to the model's
+ * input channels. */
+typedef enum nn_channel_order {
+    NN_CHANNELS_AS_MODEL = 0, /* frame channel k is model channel k */
+    /* the first three channels come reversed: a BGR (or BGRA) camera
+     * feeding a model trained on RGB, or the other way round */
+    NN_CHANNELS_REVERSED = 1
+} nn_channel_order;
+
+/* What a classifier needs besides its weights: how an 8-bit frame becomes
+ * its input, and the decision on its output. */
+typedef struct nn_preprocess_opts {
+    size_t size; /* sizeof(nn_preprocess_opts) */
+    /* value = (pixel * scale - mean[c]) / std[c] for model channel c (as
+     * nn_pixels_opts): scale finite and > 0; all four means finite, all
+     * four stds finite and > 0 */
+    float scale;       /* 1/255 */
+    float mean[4];     /* 0 */
+    float std[4];      /* 1 */
+    int channel_order; /* an nn_channel_order: NN_CHANNELS_AS_MODEL */
+    /* 1: a frame of another height x width is resized to the model's
+     * input (bilinear, half-pixel centres, as nn_image_resize); 0: frames
+     * must have the input's size */
+    int resize; /* 0 */
+    /* The decision, with nn_binary_opts' meaning: the positive classes
+     * are class k, or every class but k (NN_ALL_BUT(k)); a part is
+     * defective where their probability (the score) >= threshold, which
+     * lies in [0, 1]. */
+    int positive_class; /* 1 */
+    float threshold;    /* 0.5 */
+    int reserved;       /* 0 */
+} nn_preprocess_opts;
+#define NN_PREPROCESS_OPTS_INIT                                                \
+    {sizeof(nn_preprocess_opts), 1.0f / 255.0f, {0, 0, 0, 0}, {1, 1, 1, 1},    \
+     NN_CHANNELS_AS_MODEL, 0, 1, 0.5f, 0}
+
+/* Stores the preprocessing and the decision in the model (NULL: the
+ * defaults); nn_model_save writes them into the file and nn_model_load
+ * restores them. The model must classify images: input [H, W, C] with 1
+ * to 4 channels (NN_CHANNELS_REVERSED: at least 3), output [classes];
+ * positive_class must name its classes (2 for one sigmoid channel). */
+NN_API nn_status nn_model_set_preprocess(nn_model *m,
+                                         const nn_preprocess_opts *opts);
+/* Copies the model's preprocessing into *out: the members that fit in
+ * out->size, which the caller sets. NN_ERR_STATE when the model carries
+ * none (never set, or loaded from a file without it). */
+NN_API nn_status nn_model_get_preprocess(const nn_model *m,
+                                         nn_preprocess_opts *out);
+
+/* The classification of one image. The caller sets size
+ * (sizeof(nn_verdict)) and, if it wants them, probs and num_probs; the
+ * library fills the members that fit in size, so members are only ever
+ * appended. */
+typedef struct nn_verdict {
+    size_t size;
+    /* NULL, or the caller's buffer of num_probs floats, at least the
+     * model's classes (the output's length; 2 for one sigmoid channel:
+     * 1 - p, p): receives the class probabilities (the output, through a
+     * softmax or sigmoid when the loss was compiled from_logits) */
+    float *probs;
+    int num_probs;
+    /* the argmax (first of ties); for one channel 1 where p > 0.5, as
+     * nn_confusion counts it */
+    int predicted_class;
+    /* the positive classes' probability, computed as
+     * nn_model_evaluate_binary computes its scores */
+    float score;
+    int defective; /* 1 where score >= the model's threshold, else 0 */
+} nn_verdict;
+#define NN_VERDICT_INIT {sizeof(nn_verdict), NULL, 0, 0, 0.0f, 0}
+
+/* Classifies one 8-bit frame, height x width x channels (interleaved,
+ * channels as the model's input; `stride` bytes from one row to the next,
+ * 0: width * channels), with the model's preprocessing and decision
+ * (NN_ERR_STATE when it carries none). A frame of another size is
+ * NN_ERR_SHAPE unless the preprocessing resizes; a NULL frame is
+ * NN_ERR_INVALID. Neither changes the context: the next frame is
+ * classified as usual. */
+NN_API nn_status nn_context_classify_u8(nn_context *ctx,
+                                        const uint8_t *pixels, int height,
+                                        int width, int channels,
+                                        size_t stride, nn_verdict *out);
+/* n frames of one size in one pass: frames[i] gives out[i]. A NULL frame
+ * is an error naming its index, and then nothing is classified. */
+NN_API nn_status nn_context_classify_u8_batch(nn_context *ctx,
+                                              const uint8_t *const *frames,
+                                              int n, int height, int width,
+                                              int channels, size_t stride,
+                                              nn_verdict *out);
+/* Classifies x [N, ...input shape], already preprocessed (floats as the
+ * model takes them), in one pass: row i gives out[i], with the model's
+ * decision (NN_ERR_STATE when it carries none). */
+NN_API nn_status nn_context_classify(nn_context *ctx, const nn_tensor *x,
+                                     nn_verdict *out);
 
 /* ------------------------------------------------------------------ */
 /* Gradient diagnostics (guide: docs/diagnostics.md)                  */

@@ -85,6 +85,7 @@ typedef enum nn_opts_kind {
     NN_OPTS_PIXELS,
     NN_OPTS_DEFECTS,
     NN_OPTS_BINARY,
+    NN_OPTS_PREPROCESS,
     NN_OPTS_KIND_COUNT
 } nn_opts_kind;
 
@@ -121,7 +122,8 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_image_opts *: NN_OPTS_IMAGE,                                   \
              nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
              nn_defects_opts *: NN_OPTS_DEFECTS,                               \
-             nn_binary_opts *: NN_OPTS_BINARY)
+             nn_binary_opts *: NN_OPTS_BINARY,                                 \
+             nn_preprocess_opts *: NN_OPTS_PREPROCESS)
 
 /* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
  * conditional makes a src of another struct type a compile error. */
@@ -549,6 +551,14 @@ struct nn_context {
      * else -1. NULL when nothing is fused. */
     nn_fuse *fuse;
     int *fused_into;
+    /* The classify calls (src/io/infer.c): the model input they build from
+     * 8-bit frames, and one frame in floats before it is resized. Sized by
+     * the largest call so far, apart from the plan, so that steady-state
+     * calls allocate nothing; freed with the context. */
+    float *frames;
+    size_t frames_floats;
+    float *frame;
+    size_t frame_floats;
 };
 
 /* Plans the fusion of a context (src/graph/fuse.c): only layers with
@@ -582,6 +592,10 @@ struct nn_model {
     uint64_t step_counter; /* feeds dropout keys */
     nn_context *ctx; /* the context of the simple calls */
     int64_t generation; /* bumped when the graph changes */
+    /* The product's preprocessing and decision (nn_model_set_preprocess,
+     * checkpoint section PREP); has_preprocess false: none. */
+    bool has_preprocess;
+    nn_preprocess_opts preprocess;
 };
 
 /* (Re)plans a context for a batch size; allocates only when it grows, the

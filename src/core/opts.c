@@ -133,6 +133,17 @@ static const size_t binary_ends[] = {END(nn_binary_opts, positive_class),
                                      END(nn_binary_opts, threshold)};
 COMPLETE(nn_binary_opts, threshold);
 
+static const size_t preprocess_ends[] = {
+    END(nn_preprocess_opts, scale),
+    END(nn_preprocess_opts, mean),
+    END(nn_preprocess_opts, std),
+    END(nn_preprocess_opts, channel_order),
+    END(nn_preprocess_opts, resize),
+    END(nn_preprocess_opts, positive_class),
+    END(nn_preprocess_opts, threshold),
+    END(nn_preprocess_opts, reserved)};
+COMPLETE(nn_preprocess_opts, reserved);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -164,6 +175,8 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_DEFECTS] = ROW(nn_defects_opts, "NN_DEFECTS_OPTS_INIT",
                             defects_ends),
     [NN_OPTS_BINARY] = ROW(nn_binary_opts, "NN_BINARY_OPTS_INIT", binary_ends),
+    [NN_OPTS_PREPROCESS] = ROW(nn_preprocess_opts, "NN_PREPROCESS_OPTS_INIT",
+                               preprocess_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */
