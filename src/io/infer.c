@@ -122,8 +122,9 @@ nn_status nn_model_get_preprocess(const nn_model *m, nn_preprocess_opts *out)
     memcpy((char *)out + sizeof(size_t), (const char *)&o + sizeof(size_t),
            n - sizeof(size_t));
     NN_CHECK(m->has_preprocess, NN_ERR_STATE,
-             "%s: the model carries no preprocessing (set it with "
-             "nn_model_set_preprocess); *out holds the defaults",
+             "%s: the model carries no preprocessing and decision (set them "
+             "with nn_model_set_preprocess before saving it); out holds the "
+             "defaults",
              what);
     return NN_OK;
 }
