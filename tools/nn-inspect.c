@@ -40,14 +40,15 @@ static const char USAGE[] =
     "prints one JSON line per image, in the order given:\n"
     "  {\"file\":\"a.png\",\"class\":2,\"probability\":0.91,\"score\":0.93,"
     "\"verdict\":\"defective\",\"ms\":0.41}\n"
-    "  {\"file\":\"b.png\",\"error\":\"png: 'b.png' is truncated ...\"}\n"
+    "  {\"file\":\"b.png\",\"error\":\"png: 'b.png' is truncated\"}\n"
     "class is the predicted class and probability its probability; score\n"
     "is the probability of the positive classes, verdict \"defective\" where\n"
     "score >= the model's threshold, else \"good\"; ms is the time of the\n"
-    "classification (decoding excluded). A DIR contributes its *.png files\n"
-    "(not its subdirectories), sorted by name. Images are decoded as 8-bit\n"
-    "frames (16-bit PNGs are rounded to 8 bits), gray or RGB as the model's\n"
-    "input, in the channel order its preprocessing declares.\n"
+    "classification after a warm-up (decoding excluded). A DIR contributes\n"
+    "its *.png files (not its subdirectories), sorted by name. Images are\n"
+    "decoded as 8-bit frames (16-bit PNGs are rounded to 8 bits), gray or\n"
+    "RGB as the model's input, in the channel order its preprocessing\n"
+    "declares.\n"
     "\n"
     "Options:\n"
     "  --threads N   N worker threads (1..256), each with its own context;\n"
@@ -282,6 +283,21 @@ static void classify_item(nn_context *ctx, const model_info *mi, item *it)
     free(px);
 }
 
+/* One blank frame of the model's input size: the first call plans the
+ * context's memory, so the times printed are those of the steady state. */
+static nn_status warm_up(nn_context *ctx, const model_info *mi)
+{
+    int in[NN_MAX_RANK];
+    nn_layer_output_shape(nn_model_input(mi->m), in, NN_MAX_RANK);
+    size_t n = (size_t)in[0] * in[1] * in[2];
+    uint8_t *px = xmalloc(n);
+    memset(px, 0, n);
+    nn_verdict v = NN_VERDICT_INIT;
+    nn_status s = nn_context_classify_u8(ctx, px, in[0], in[1], in[2], 0, &v);
+    free(px);
+    return s;
+}
+
 /* Workers take the next image; the main thread prints in order. */
 typedef struct shared {
     job *j;
@@ -430,7 +446,8 @@ int main(int argc, char **argv)
     pthread_t tid[THREADS_MAX];
     for (int t = 0; t < threads; t++) {
         w[t] = (worker){&sh, nn_context_create(mi.m)};
-        if (!w[t].ctx) bad_model(argv[optind], nn_last_error());
+        if (!w[t].ctx || warm_up(w[t].ctx, &mi) != NN_OK)
+            bad_model(argv[optind], nn_last_error());
         if (pthread_create(&tid[t], NULL, work, &w[t]) != 0) {
             fprintf(stderr, "nn-inspect: cannot start a thread\n");
             return EXIT_SOME_FAILED;
