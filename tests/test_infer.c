@@ -150,6 +150,15 @@ static nn_preprocess_opts test_prep(head h, int resize, int reversed)
     return p;
 }
 
+/* Stores test_prep's preprocessing in m and returns it. */
+static nn_preprocess_opts prepared(nn_model *m, head h, int resize,
+                                   int reversed)
+{
+    nn_preprocess_opts p = test_prep(h, resize, reversed);
+    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    return p;
+}
+
 /* Saved with its optimizer and loaded: compiled (evaluate_binary needs
  * it), and its own context planned for inference as a product's is. */
 static nn_model *reloaded(nn_model *m)
@@ -348,8 +357,7 @@ static float median_score(nn_context *c)
 static void check_against_evaluate(head h)
 {
     nn_model *m = reloaded(trained(h));
-    nn_preprocess_opts p = test_prep(h, 1, 1);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    nn_preprocess_opts p = prepared(m, h, 1, 1);
     nn_context *c = nn_context_create(m);
     p.threshold = median_score(c);
     assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
@@ -413,8 +421,7 @@ static void test_verdict_logits(void **state)
 static void test_classify_paths_agree(void **state)
 {
     nn_model *m = reloaded(trained(HEAD_SOFTMAX));
-    nn_preprocess_opts p = test_prep(HEAD_SOFTMAX, 1, 0);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    nn_preprocess_opts p = prepared(m, HEAD_SOFTMAX, 1, 0);
     nn_context *c = nn_context_create(m);
     result single[N_IMG];
     for (int i = 0; i < N_IMG; i++) single[i] = classify_frame(c, frames[i], FS, 0);
@@ -477,6 +484,13 @@ static void test_classify_paths_agree(void **state)
     p.resize = 0;
     assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
     r = classify_frame(c, px, MS, 0);
+    nn_tensor *xs = nn_tensor_create(4, (int64_t[]){1, MS, MS, 3});
+    for (int j = 0; j < MS * MS * 3; j++)
+        xs->data[j] = ((float)px[j] * p.scale - p.mean[j % 3]) / p.std[j % 3];
+    assert_error(nn_context_classify(c, xs, &fv), NN_OK, NULL);
+    assert_true(fv.score == r.score && fv.predicted_class == r.cls);
+    assert_memory_equal(probs, r.probs, sizeof probs);
+    nn_tensor_free(xs);
     assert_error(nn_context_classify_u8(c, frames[0], FS, FS, 3, 0, &fv),
                  NN_ERR_SHAPE, "does not resize");
     nn_context_free(c);
@@ -488,8 +502,7 @@ static void test_classify_paths_agree(void **state)
 static void test_verdict_versions(void **state)
 {
     nn_model *m = build(HEAD_SOFTMAX, MS);
-    nn_preprocess_opts p = test_prep(HEAD_SOFTMAX, 1, 0);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    prepared(m, HEAD_SOFTMAX, 1, 0);
     nn_context *c = nn_context_create(m);
     nn_verdict full[2] = {NN_VERDICT_INIT, NN_VERDICT_INIT};
     const uint8_t *two[2] = {frames[0], frames[1]};
@@ -530,8 +543,7 @@ static void test_classify_errors(void **state)
     nn_tensor *x = nn_tensor_create(4, shape);
     assert_error(nn_context_classify(c, x, &v), NN_ERR_STATE,
                  "nn_model_set_preprocess");
-    nn_preprocess_opts p = test_prep(HEAD_SOFTMAX, 1, 0);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    prepared(m, HEAD_SOFTMAX, 1, 0);
     assert_error(nn_context_classify_u8(NULL, frames[0], FS, FS, 3, 0, &v),
                  NN_ERR_INVALID, "context is NULL");
     assert_error(nn_context_classify_u8(c, NULL, FS, FS, 3, 0, &v),
@@ -607,8 +619,7 @@ static int64_t allocs_since(void) { return nn__debug_fail_alloc_after(0); }
 static void test_steady_state_allocations(void **state)
 {
     nn_model *m = reloaded(trained(HEAD_SOFTMAX));
-    nn_preprocess_opts p = test_prep(HEAD_SOFTMAX, 1, 1);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    nn_preprocess_opts p = prepared(m, HEAD_SOFTMAX, 1, 1);
     nn_context *c = nn_context_create(m);
     int64_t shape4[4] = {4, MS, MS, 3}, out4[2] = {4, 5};
     nn_tensor *x4 = nn_tensor_create(4, shape4), *y4 = nn_tensor_create(2, out4);
@@ -681,8 +692,7 @@ static void test_steady_state_allocations(void **state)
 static void test_classify_alloc_failures(void **state)
 {
     nn_model *m = build(HEAD_SOFTMAX, MS);
-    nn_preprocess_opts p = test_prep(HEAD_SOFTMAX, 1, 0);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    prepared(m, HEAD_SOFTMAX, 1, 0);
     nn_context *ref = nn_context_create(m);
     result want = classify_frame(ref, frames[2], FS, 0);
     nn_context_free(ref);
@@ -848,8 +858,7 @@ static void *work(void *arg)
 static void test_threads_agree(void **state)
 {
     nn_model *m = reloaded(trained(HEAD_SOFTMAX));
-    nn_preprocess_opts p = test_prep(HEAD_SOFTMAX, 1, 0);
-    assert_int_equal(nn_model_set_preprocess(m, &p), NN_OK);
+    prepared(m, HEAD_SOFTMAX, 1, 0);
     nn_tensor *small = training_images();
     for (int i = 0; i < N_IMG; i++)
         for (int j = 0; j < MS * MS * 3; j++)
