@@ -317,10 +317,12 @@ static nn_status put_clip(writer *w, const nn_model *m)
 static nn_status put_prep(writer *w, const nn_model *m)
 {
     const nn_preprocess_opts *p = &m->preprocess;
-    nn_status s = nn__preprocess_check(m, p, "nn_model_save");
-    if (s != NN_OK)
+    if (nn__preprocess_check(m, p, "nn_model_save") != NN_OK) {
+        char msg[400]; /* the message is rewritten from itself */
+        snprintf(msg, sizeof msg, "%s", nn_last_error());
         return nn__fail(NN_ERR_STATE, "%s; set the preprocessing again",
-                        nn_last_error());
+                        msg);
+    }
     put_f32(w, p->scale);
     for (int c = 0; c < 4; c++) put_f32(w, p->mean[c]);
     for (int c = 0; c < 4; c++) put_f32(w, p->std[c]);
