@@ -30,6 +30,7 @@ OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 HDR      := include/nn.h src/nn_internal.h $(wildcard src/*/*.h)
 
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/mpi_%.c,$(wildcard examples/*.c)))
+TOOLS    := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 # Each fuzz target's seeds and every input that ever crashed it, as cmocka
 # tests built with the normal compiler (tests/fuzz/driver.c).
@@ -51,8 +52,8 @@ MPI_EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/
 MPI_TESTS    := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.c))
 endif
 
-.PHONY: all lib examples tests check check-c check-python check-mpi asan tsan fuzz demo deps install uninstall bench bench-mpi profile seg-kernels-bench clean
-all: lib examples
+.PHONY: all lib examples tests check check-c check-python check-mpi asan tsan fuzz tools demo deps install uninstall bench bench-mpi profile seg-kernels-bench clean
+all: lib examples tools
 
 lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a $(MPI_LIB)
 
@@ -111,6 +112,22 @@ $(BUILD)/tests/mpi/%: tests/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard tests
 $(BUILD)/bench/mpi/%: bench/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
+
+# Tools installed with the library (nn-inspect) see only the public API:
+# no -Isrc, so an internal header cannot slip in.
+TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANITIZE) -Iinclude
+$(BUILD)/tools/%: tools/%.c $(LIBDIR)/libnn.so
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm -lpthread
+
+tools: $(TOOLS)
+
+# The model and images scripts/check-inspect.sh runs nn-inspect on,
+# made through the public API as a user would make them.
+INSPECT_FIXTURE := $(BUILD)/tests/inspect_fixture
+$(INSPECT_FIXTURE): tests/inspect_fixture.c $(LIBDIR)/libnn.so
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
 
 # Tests link the static library so they can reach internal kernels too.
 $(BUILD)/tests/%: tests/%.c $(LIBDIR)/libnn.a $(wildcard tests/*.h)
@@ -174,13 +191,14 @@ check: deps
 	$(MAKE) $(JOBS) all tests
 	$(MAKE) check-c check-python check-mpi asan tsan fuzz
 
-check-c: tests lib examples
+check-c: tests lib examples tools $(INSPECT_FIXTURE)
 	@scripts/run-tests.sh $(TESTS)
 	@scripts/check-abi.sh $(LIBDIR)/libnn.so
 	@scripts/check-deps.sh $(BUILD)
 	@scripts/check-abidiff.sh $(LIBDIR)/libnn.so
 	@scripts/check-install.sh
 	@scripts/check-examples.sh $(BUILD)/examples
+	@scripts/check-inspect.sh $(BUILD)
 
 check-python: lib
 	@LIBDIR=$(LIBDIR) scripts/run-pytest.sh
@@ -286,8 +304,17 @@ curves-docs: curves
 	@echo "docs/curves.png refreshed from $(CURVES_DIR)/curves.png"
 
 # ---- install ----
+# The tools are linked again for their place: their rpath is the
+# installed library's directory, not the build tree's.
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/bin
+	@mkdir -p $(BUILD)/install
+	for t in $(notdir $(basename $(wildcard tools/*.c))); do \
+	  $(CC) $(TOOL_CFLAGS) tools/$$t.c -o $(BUILD)/install/$$t -L$(LIBDIR) -lnn \
+	    -Wl,-rpath,$(PREFIX)/lib -lm -lpthread && \
+	  install -m 755 $(BUILD)/install/$$t $(DESTDIR)$(PREFIX)/bin/ || exit 1; \
+	done
 	install -m 644 include/nn.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(LIBDIR)/libnn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libnn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnn.so.$(VERSION_MAJOR)
@@ -314,7 +341,8 @@ endif
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/nn.h $(DESTDIR)$(PREFIX)/lib/libnn.* \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc $(DESTDIR)$(PREFIX)/include/nn_mpi.h \
-	  $(DESTDIR)$(PREFIX)/lib/libnn_mpi.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc
+	  $(DESTDIR)$(PREFIX)/lib/libnn_mpi.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc \
+	  $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(basename $(wildcard tools/*.c))))
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz lib/libnn.* lib/libnn_mpi.*

@@ -67,6 +67,7 @@ short_args() {
     truncated_backbone) echo $t --train 64 --test 64 ;;
     transfer_resnet50) echo $t --train 8 --test 8 --batch-size 8 ;;
     inception_block | local_vs_conv) echo --size 8 ;;
+    inspection_line) echo $t --train 32 --seconds 1 --fps 20 --corrupt 5 ;;
     *) return 1 ;;
     esac
 }

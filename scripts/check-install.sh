@@ -71,5 +71,18 @@ C
         echo "install check: the libnn_mpi program (pkg-config nn_mpi, 2 processes) printed '$mpi_out'"
     fi
 fi
+
+# The tools run from the prefix with no environment, on the installed
+# library (their rpath), which make uninstall removes with them.
+tool=$(env -u LD_LIBRARY_PATH "$prefix/bin/nn-inspect" --version 2>&1) || tool="(it did not run: $tool)"
+lib_used=$(env -u LD_LIBRARY_PATH ldd "$prefix/bin/nn-inspect" 2>/dev/null | sed -n 's/^[[:space:]]*libnn\.so\.[0-9]* => \([^ ]*\).*/\1/p')
+make -s uninstall PREFIX="$prefix"
+if [ "$tool" = "nn-inspect (libnn $version)" ] && [ "$lib_used" = "$prefix/lib/libnn.so.0" ] &&
+    [ ! -e "$prefix/bin/nn-inspect" ]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "install check: bin/nn-inspect printed '$tool', used libnn at '$lib_used', or survived uninstall"
+fi
 echo "install: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

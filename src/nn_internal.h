@@ -100,6 +100,7 @@ typedef enum nn_opts_kind {
     NN_OPTS_CONV2D_TRANSPOSE,
     NN_OPTS_UPSAMPLING2D,
     NN_OPTS_SEPARABLE_CONV2D,
+    NN_OPTS_PREPROCESS,
     NN_OPTS_KIND_COUNT
 } nn_opts_kind;
 
@@ -142,7 +143,8 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
              nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
              nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
-             nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D)
+             nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D,     \
+             nn_preprocess_opts *: NN_OPTS_PREPROCESS)
 
 /* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
  * conditional makes a src of another struct type a compile error. */
@@ -611,6 +613,14 @@ struct nn_context {
      * else -1. NULL when nothing is fused. */
     nn_fuse *fuse;
     int *fused_into;
+    /* The classify calls (src/io/infer.c): the model input they build from
+     * 8-bit frames, and one frame in floats before it is resized. Sized by
+     * the largest call so far, apart from the plan, so that steady-state
+     * calls allocate nothing; freed with the context. */
+    float *frames;
+    size_t frames_floats;
+    float *frame;
+    size_t frame_floats;
 };
 
 /* Plans the fusion of a context (src/graph/fuse.c): only layers with
@@ -662,6 +672,10 @@ struct nn_model {
     int64_t grad_fused_cap;
     int64_t grad_samples;
     uint64_t key_stream;
+    /* The product's preprocessing and decision (nn_model_set_preprocess,
+     * checkpoint section PREP); has_preprocess false: none. */
+    bool has_preprocess;
+    nn_preprocess_opts preprocess;
 };
 
 /* (Re)plans a context for a batch size; allocates only when it grows, the

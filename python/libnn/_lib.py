@@ -24,6 +24,7 @@ c_int, c_int64, c_uint64, c_float, c_double, c_size_t, c_char_p, c_void_p = (
 
 # ---------------------------------------------------------------- constants
 NN_OK = 0
+NN_ERR_STATE = -7
 NN_ERR_CANCELLED = -9
 
 PADDING_VALID, PADDING_SAME = 0, 1
@@ -770,6 +771,47 @@ _SIGNATURES.update({
     "nn_model_set_grad_hook": (c_int, [ModelP, nn_grad_hook_fn, c_void_p],
                                _S),
     "nn_set_error": (c_int, [c_int, c_char_p], None),
+})
+
+
+# ---- inference for a product (docs/inference.md)
+CHANNELS_AS_MODEL, CHANNELS_REVERSED = 0, 1
+
+
+class nn_preprocess_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("scale", c_float),
+                ("mean", c_float * 4), ("std", c_float * 4),
+                ("channel_order", c_int), ("resize", c_int),
+                ("positive_class", c_int), ("threshold", c_float),
+                ("reserved", c_int)]
+
+
+class nn_verdict(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("probs", FloatP),
+                ("num_probs", c_int), ("predicted_class", c_int),
+                ("score", c_float), ("defective", c_int)]
+
+
+_DEFAULTS[nn_preprocess_opts] = dict(scale=1.0 / 255.0,
+                                     mean=(c_float * 4)(0, 0, 0, 0),
+                                     std=(c_float * 4)(1, 1, 1, 1),
+                                     channel_order=CHANNELS_AS_MODEL,
+                                     resize=0, positive_class=1,
+                                     threshold=0.5, reserved=0)
+_PrepP = ctypes.POINTER(nn_preprocess_opts)
+_VerdictP = ctypes.POINTER(nn_verdict)
+_SIGNATURES.update({
+    "nn_model_set_preprocess": (c_int, [ModelP, _PrepP], _S),
+    # NN_ERR_STATE (none stored) is an answer, not a failure: the caller
+    # checks it.
+    "nn_model_get_preprocess": (c_int, [ModelP, _PrepP], None),
+    "nn_context_classify_u8": (c_int, [ContextP, c_void_p, c_int, c_int,
+                                       c_int, c_size_t, _VerdictP], _S),
+    "nn_context_classify_u8_batch": (c_int, [ContextP,
+                                             ctypes.POINTER(c_void_p), c_int,
+                                             c_int, c_int, c_int, c_size_t,
+                                             _VerdictP], _S),
+    "nn_context_classify": (c_int, [ContextP, TensorP, _VerdictP], _S),
 })
 
 missing = []

@@ -53,6 +53,8 @@ WEIGHT_NORMS = {"samples": _lib.WEIGHT_NORM_SAMPLES,
                 "sum": _lib.WEIGHT_NORM_SUM}
 STATE_PARTS = {"all": _lib.STATE_ALL, "trainable": _lib.STATE_TRAINABLE,
                "statistics": _lib.STATE_STATISTICS}
+_CHANNEL_ORDERS = {"as_model": _lib.CHANNELS_AS_MODEL,
+                   "reversed": _lib.CHANNELS_REVERSED}
 
 
 # ------------------------------------------------------------ argument checks
@@ -1209,6 +1211,55 @@ class Model:
                                _choice(STATE_PARTS, part, "part"),
                                a.ctypes.data_as(_lib.FloatP), a.size)
 
+    # ---- inference for a product (docs/inference.md)
+    def set_preprocess(self, scale=1.0 / 255.0, mean=(0, 0, 0, 0),
+                       std=(1, 1, 1, 1), channel_order="as_model",
+                       resize=False, positive_class=None,
+                       negative_class=None, threshold=0.5):
+        """Stores how 8-bit frames become the model's input, (pixel *
+        scale - mean[c]) / std[c] per model channel, and the decision:
+        defective where the probability of class positive_class (default
+        1), or of every class but negative_class, is >= threshold. save()
+        writes them into the file. channel_order "reversed": frames come
+        BGR for an RGB model (or the other way round); resize: frames of
+        another size are resized to the input (bilinear)."""
+        def four(v, what):
+            v = [float(x) for x in v]
+            if not 1 <= len(v) <= 4:
+                raise ValueError(f"{what}: give 1 to 4 values, one per "
+                                 f"channel")
+            return (ctypes.c_float * 4)(*(v + [0.0 if what == "mean" else
+                                               1.0] * (4 - len(v))))
+        bo = _binary_opts(positive_class, negative_class, threshold)
+        o = _lib.make_opts(
+            _lib.nn_preprocess_opts, scale=float(scale),
+            mean=four(mean, "mean"), std=four(std, "std"),
+            channel_order=_choice(_CHANNEL_ORDERS, channel_order,
+                                  "channel_order"),
+            resize=1 if resize else 0, positive_class=bo.positive_class,
+            threshold=bo.threshold)
+        lib.nn_model_set_preprocess(self._ptr, ctypes.byref(o))
+
+    @property
+    def preprocess(self):
+        """The stored preprocessing and decision as a dict, or None."""
+        o = _lib.make_opts(_lib.nn_preprocess_opts)
+        status = lib.nn_model_get_preprocess(self._ptr, ctypes.byref(o))
+        if status == _lib.NN_ERR_STATE:
+            return None
+        if status != _lib.NN_OK:
+            raise errors.from_status(status, _lib.last_error(),
+                                     "nn_model_get_preprocess")
+        order = {v: k for k, v in _CHANNEL_ORDERS.items()}
+        d = dict(scale=o.scale, mean=list(o.mean), std=list(o.std),
+                 channel_order=order[o.channel_order],
+                 resize=bool(o.resize), threshold=o.threshold)
+        if o.positive_class < 0:
+            d["negative_class"] = -1 - o.positive_class
+        else:
+            d["positive_class"] = o.positive_class
+        return d
+
     # ---- gradient diagnostics (docs/diagnostics.md)
     def set_diagnostics(self, record=True, check_finite=False, **thresholds):
         """Turns the gradient diagnostics on (thresholds: window,
@@ -1515,6 +1566,74 @@ class Context:
         lib.nn_context_predict(self._h.ptr, tx._ptr, tout._ptr,
                                _int(batch_size, "batch_size"))
         return out
+
+    def _live(self):
+        if not self._h:
+            raise errors.StateError("the context is closed")
+        return self._h.ptr
+
+    def _verdicts(self, n):
+        """n nn_verdict structs with room for every class's probability."""
+        k = 2 if self._out_shape == (1,) else int(np.prod(self._out_shape))
+        probs = np.zeros((n, k), np.float32)
+        vs = (_lib.nn_verdict * n)()
+        for i in range(n):
+            vs[i].size = ctypes.sizeof(_lib.nn_verdict)
+            vs[i].probs = probs[i].ctypes.data_as(_lib.FloatP)
+            vs[i].num_probs = k
+        return vs, probs
+
+    @staticmethod
+    def _results(vs, probs):
+        n = len(vs)
+        return {"probabilities": probs,
+                "predicted_class": np.array([vs[i].predicted_class
+                                             for i in range(n)], np.int64),
+                "score": np.array([vs[i].score for i in range(n)],
+                                  np.float32),
+                "defective": np.array([bool(vs[i].defective)
+                                       for i in range(n)])}
+
+    def classify(self, x):
+        """Verdicts on x [N, ...input shape], already preprocessed, with
+        the model's stored decision: a dict of arrays probabilities [N, K],
+        predicted_class [N], score [N], defective [N]."""
+        ptr = self._live()
+        tx = wrap(x, "x", shape=(None,) + self._in_shape)
+        vs, probs = self._verdicts(x.shape[0])
+        lib.nn_context_classify(ptr, tx._ptr, vs)
+        return self._results(vs, probs)
+
+    def classify_u8(self, frames):
+        """Verdicts on 8-bit frames, [H, W, C] or [N, H, W, C] (uint8,
+        rows may be strided), preprocessed as the model says: a dict of
+        arrays as classify(); of scalars (and probabilities [K]) for one
+        frame."""
+        ptr = self._live()
+        a = frames
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8:
+            raise TypeError("frames: expected a numpy.ndarray of uint8")
+        one = a.ndim == 3
+        if one:
+            a = a[None]
+        if a.ndim != 4 or a.size == 0:
+            raise ValueError(f"frames: shape {frames.shape}, expected "
+                             f"(H, W, C) or (N, H, W, C)")
+        n, h, w, c = a.shape
+        if a.strides[3] != 1 or a.strides[2] != c or a.strides[1] < w * c:
+            a = np.ascontiguousarray(a)
+        ptrs = (ctypes.c_void_p * n)(*[a.ctypes.data + i * a.strides[0]
+                                       for i in range(n)])
+        vs, probs = self._verdicts(n)
+        lib.nn_context_classify_u8_batch(ptr, ptrs, n, h, w, c,
+                                         a.strides[1], vs)
+        r = self._results(vs, probs)
+        if one:
+            return {"probabilities": probs[0],
+                    "predicted_class": int(r["predicted_class"][0]),
+                    "score": float(r["score"][0]),
+                    "defective": bool(r["defective"][0])}
+        return r
 
     def close(self):
         h, self._h = self._h, Handle(None, None)

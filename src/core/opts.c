@@ -199,6 +199,17 @@ static const size_t separable_conv2d_ends[] = {
     END(nn_separable_conv2d_opts, bias_init_stddev)};
 COMPLETE(nn_separable_conv2d_opts, bias_init_stddev);
 
+static const size_t preprocess_ends[] = {
+    END(nn_preprocess_opts, scale),
+    END(nn_preprocess_opts, mean),
+    END(nn_preprocess_opts, std),
+    END(nn_preprocess_opts, channel_order),
+    END(nn_preprocess_opts, resize),
+    END(nn_preprocess_opts, positive_class),
+    END(nn_preprocess_opts, threshold),
+    END(nn_preprocess_opts, reserved)};
+COMPLETE(nn_preprocess_opts, reserved);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -245,6 +256,8 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_SEPARABLE_CONV2D] = ROW(nn_separable_conv2d_opts,
                                      "NN_SEPARABLE_CONV2D_OPTS_INIT",
                                      separable_conv2d_ends),
+    [NN_OPTS_PREPROCESS] = ROW(nn_preprocess_opts, "NN_PREPROCESS_OPTS_INIT",
+                               preprocess_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */

@@ -59,6 +59,8 @@ void nn_context_free(nn_context *c)
 {
     if (!c) return;
     release_buffers(c, c->n_planned);
+    nn__free(c->frames);
+    nn__free(c->frame);
     nn__free(c);
 }
 
