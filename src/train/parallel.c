@@ -150,8 +150,8 @@ static const char *const agree_what[N_AGREE] = {
     "world_size",
     "the model's parameter count",
     "the model's trainable parameter count",
-    "the model's random generator (create the model with the same seed "
-    "on every process)"};
+    ("the model's random generator (create the model with the same seed "
+     "on every process)")};
 
 static double fold(uint64_t v)
 {
