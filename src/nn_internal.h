@@ -84,6 +84,8 @@ typedef enum nn_opts_kind {
     NN_OPTS_IMAGE,
     NN_OPTS_PIXELS,
     NN_OPTS_DEFECTS,
+    NN_OPTS_MOBILENET_V2,
+    NN_OPTS_UNET,
     NN_OPTS_KIND_COUNT
 } nn_opts_kind;
 
@@ -119,7 +121,9 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_resnet_opts *: NN_OPTS_RESNET,                                 \
              nn_image_opts *: NN_OPTS_IMAGE,                                   \
              nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
-             nn_defects_opts *: NN_OPTS_DEFECTS)
+             nn_defects_opts *: NN_OPTS_DEFECTS,                               \
+             nn_mobilenet_v2_opts *: NN_OPTS_MOBILENET_V2,                     \
+             nn_unet_opts *: NN_OPTS_UNET)
 
 /* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
  * conditional makes a src of another struct type a compile error. */

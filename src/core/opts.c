@@ -125,6 +125,20 @@ static const size_t defects_ends[] = {
     END(nn_defects_opts, seed)};
 COMPLETE(nn_defects_opts, seed);
 
+static const size_t mobilenet_v2_ends[] = {
+    END(nn_mobilenet_v2_opts, name), END(nn_mobilenet_v2_opts, flavor),
+    END(nn_mobilenet_v2_opts, include_top),
+    END(nn_mobilenet_v2_opts, classes),
+    END(nn_mobilenet_v2_opts, classifier_activation),
+    END(nn_mobilenet_v2_opts, alpha)};
+COMPLETE(nn_mobilenet_v2_opts, alpha);
+
+static const size_t unet_ends[] = {
+    END(nn_unet_opts, name), END(nn_unet_opts, encoder_name),
+    END(nn_unet_opts, freeze_encoder), END(nn_unet_opts, activation),
+    END(nn_unet_opts, dropout)};
+COMPLETE(nn_unet_opts, dropout);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -155,6 +169,10 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_PIXELS] = ROW(nn_pixels_opts, "NN_PIXELS_OPTS_INIT", pixels_ends),
     [NN_OPTS_DEFECTS] = ROW(nn_defects_opts, "NN_DEFECTS_OPTS_INIT",
                             defects_ends),
+    [NN_OPTS_MOBILENET_V2] = ROW(nn_mobilenet_v2_opts,
+                                 "NN_MOBILENET_V2_OPTS_INIT",
+                                 mobilenet_v2_ends),
+    [NN_OPTS_UNET] = ROW(nn_unet_opts, "NN_UNET_OPTS_INIT", unet_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */
