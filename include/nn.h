@@ -253,8 +253,8 @@ typedef enum nn_initializer {
     NN_INIT_HE_NORMAL = 6,
     /* N(0, stddev), not truncated (Keras' RandomNormal(0.0, stddev)). The
      * stddev is the options' kernel_init_stddev or bias_init_stddev
-     * member, whose 0 means Keras' default, 0.05; the options structs that
-     * have those members accept it. */
+     * member where the struct has one; 0 there, and every struct without
+     * one, means Keras' default, 0.05. */
     NN_INIT_RANDOM_NORMAL = 7
 } nn_initializer;
 
@@ -437,8 +437,8 @@ typedef struct nn_conv2d_transpose_opts {
     const char *name;
     int stride_h, stride_w; /* default 1, 1 */
     nn_padding padding;     /* default VALID */
-    /* Keras' output_padding per axis; -1 (the default): None. Each must
-     * be -1 or in [0, stride). */
+    /* Keras' output_padding per axis; -1 (the default): None. Both -1,
+     * or both set, each in [0, stride) (Keras: None or a pair). */
     int output_padding_h, output_padding_w;
     int use_bias;               /* default 1 */
     nn_activation activation;   /* default NONE */

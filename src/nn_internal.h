@@ -84,6 +84,9 @@ typedef enum nn_opts_kind {
     NN_OPTS_IMAGE,
     NN_OPTS_PIXELS,
     NN_OPTS_DEFECTS,
+    NN_OPTS_DEPTHWISE_CONV2D,
+    NN_OPTS_CONV2D_TRANSPOSE,
+    NN_OPTS_UPSAMPLING2D,
     NN_OPTS_MOBILENET_V2,
     NN_OPTS_UNET,
     NN_OPTS_KIND_COUNT
@@ -122,6 +125,9 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_image_opts *: NN_OPTS_IMAGE,                                   \
              nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
              nn_defects_opts *: NN_OPTS_DEFECTS,                               \
+             nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
+             nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
+             nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
              nn_mobilenet_v2_opts *: NN_OPTS_MOBILENET_V2,                     \
              nn_unet_opts *: NN_OPTS_UNET)
 
@@ -256,7 +262,11 @@ int64_t nn__shape_size(const nn_shape *s);
     X(NN_KIND_RANDOM_ROTATION, 19, nn__random_rotation_ops)                    \
     X(NN_KIND_RANDOM_TRANSLATION, 20, nn__random_translation_ops)              \
     X(NN_KIND_RANDOM_ZOOM, 21, nn__random_zoom_ops)                            \
-    X(NN_KIND_RANDOM_CONTRAST, 22, nn__random_contrast_ops)
+    X(NN_KIND_RANDOM_CONTRAST, 22, nn__random_contrast_ops)                   \
+    /* segmentation layers */                                                  \
+    X(NN_KIND_RELU6, 23, nn__relu6_ops)                                        \
+    X(NN_KIND_UPSAMPLING2D, 24, nn__upsampling2d_ops)                          \
+    X(NN_KIND_CROPPING2D, 25, nn__cropping2d_ops)
 
 #define NN__KIND_ENUMERATOR(kind, number, ops) kind,
 typedef enum nn_layer_kind {
@@ -417,6 +427,11 @@ nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
 /* Fills a parameter by initializer; fan_in/fan_out for glorot/he. */
 void nn__init_param(nn_param *p, nn_initializer init, int64_t fan_in,
                     int64_t fan_out, nn_rng *rng);
+/* The same with NN_INIT_RANDOM_NORMAL's stddev (<= 0: Keras' default,
+ * NN_INIT_STDDEV_DEFAULT), for options structs that carry one. */
+#define NN_INIT_STDDEV_DEFAULT 0.05f
+void nn__init_param_sd(nn_param *p, nn_initializer init, float stddev,
+                       int64_t fan_in, int64_t fan_out, nn_rng *rng);
 
 /* ---------------- parameters: what trains, which slot ----------------
  * One rule decides whether a parameter learns: it and its layer are both

@@ -29,9 +29,10 @@ typedef struct gc_opts {
     bool use_logits; /* check d(sum r * logits) with dout_is_preact */
     bool training;
     uint64_t key;   /* rng key of every forward */
+    double in_scale; /* inputs uniform in [-in_scale, in_scale); 0: 1 */
 } gc_opts;
 
-#define GC_OPTS_INIT {1e-3, 2e-3, 1e-2, false, true, 12345}
+#define GC_OPTS_INIT {1e-3, 2e-3, 1e-2, false, true, 12345, 1.0}
 
 typedef struct gc_result {
     int64_t checked; /* coordinates compared */
@@ -81,7 +82,7 @@ static inline gc_run *gc_setup(nn_layer *l, int batch, const gc_opts *o)
     for (int i = 0; i < l->n_inputs; i++) {
         r->in_n[i] = batch * nn__shape_size(&l->inputs[i]->out);
         r->in[i] = malloc((size_t)r->in_n[i] * sizeof(float));
-        gc_fill(r->in[i], r->in_n[i], 1.0);
+        gc_fill(r->in[i], r->in_n[i], o->in_scale > 0 ? o->in_scale : 1.0);
     }
     r->out_n = batch * nn__shape_size(&l->out);
     r->out = malloc((size_t)r->out_n * sizeof(float));

@@ -19,7 +19,7 @@ from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
                      UnsupportedError)
 from .tensor import Tensor
 from .optimizers import SGD, Adam
-from .model import Context, Layer, Model, Progress
+from .model import Context, Layer, Model, Progress, RandomNormal
 from .metrics import ConfusionMatrix
 from .data import (load_cifar10, load_idx, load_image, load_mask,
                    load_segmentation_manifest, one_hot, random_flip,
@@ -27,6 +27,7 @@ from .data import (load_cifar10, load_idx, load_image, load_mask,
 
 __all__ = [
     "Model", "Layer", "Context", "Progress", "Tensor", "Adam", "SGD",
+    "RandomNormal",
     "ConfusionMatrix",
     "load_idx", "load_cifar10", "one_hot", "load_image", "load_mask",
     "load_segmentation_manifest", "save_image", "save_mask", "random_flip",

@@ -27,9 +27,9 @@ NN_OK = 0
 NN_ERR_CANCELLED = -9
 
 PADDING_VALID, PADDING_SAME = 0, 1
-ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX = 0, 1, 2, 3
+ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_RELU6 = 0, 1, 2, 3, 4
 (INIT_DEFAULT, INIT_ZEROS, INIT_ONES, INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL,
- INIT_HE_UNIFORM, INIT_HE_NORMAL) = range(7)
+ INIT_HE_UNIFORM, INIT_HE_NORMAL, INIT_RANDOM_NORMAL) = range(8)
 LOSS_CCE, LOSS_SPARSE_CCE, LOSS_BCE, LOSS_IOU, LOSS_DICE = 1, 2, 3, 4, 5
 LOSS_REDUCE_BATCH, LOSS_REDUCE_IMAGE = 0, 1
 ADAM_EPS_KERAS, ADAM_EPS_TORCH = 0, 1
@@ -479,6 +479,52 @@ _SIGNATURES.update({
     "nn_model_set_trainable": (c_int, [ModelP, c_int], _S),
     "nn_layer_receptive_field": (c_int, [LayerP, IntP, IntP, IntP, IntP],
                                  _S),
+})
+
+# ---- segmentation layers
+class nn_depthwise_conv2d_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("stride_h", c_int), ("stride_w", c_int),
+                ("padding", c_int), ("depth_multiplier", c_int),
+                ("use_bias", c_int), ("activation", c_int),
+                ("kernel_init", c_int), ("bias_init", c_int),
+                ("kernel_init_stddev", c_float),
+                ("bias_init_stddev", c_float)]
+
+
+class nn_conv2d_transpose_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("stride_h", c_int), ("stride_w", c_int),
+                ("padding", c_int), ("output_padding_h", c_int),
+                ("output_padding_w", c_int), ("use_bias", c_int),
+                ("activation", c_int), ("kernel_init", c_int),
+                ("bias_init", c_int), ("reserved", c_int),
+                ("kernel_init_stddev", c_float),
+                ("bias_init_stddev", c_float)]
+
+
+class nn_upsampling2d_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("interpolation", c_int), ("reserved", c_int)]
+
+
+_DEFAULTS[nn_depthwise_conv2d_opts] = dict(
+    stride_h=1, stride_w=1, padding=PADDING_VALID, depth_multiplier=1,
+    use_bias=1, activation=ACT_NONE, kernel_init=INIT_DEFAULT,
+    bias_init=INIT_DEFAULT, kernel_init_stddev=0.0, bias_init_stddev=0.0)
+_DEFAULTS[nn_conv2d_transpose_opts] = dict(
+    stride_h=1, stride_w=1, padding=PADDING_VALID, output_padding_h=-1,
+    output_padding_w=-1, use_bias=1, activation=ACT_NONE,
+    kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT, reserved=0,
+    kernel_init_stddev=0.0, bias_init_stddev=0.0)
+_DEFAULTS[nn_upsampling2d_opts] = dict(interpolation=INTERP_NEAREST,
+                                       reserved=0)
+_SIGNATURES.update({
+    "nn_relu6": (LayerP, [ModelP, LayerP, _LAYER_OPTS_P], _N),
+    "nn_upsampling2d": (LayerP, [ModelP, LayerP, c_int, c_int,
+                                 ctypes.POINTER(nn_upsampling2d_opts)], _N),
+    "nn_cropping2d": (LayerP, [ModelP, LayerP] + [c_int] * 4
+                      + [_LAYER_OPTS_P], _N),
 })
 
 # ---- gradient diagnostics and clipping (docs/diagnostics.md)

@@ -20,14 +20,16 @@ from .tensor import Handle, view, tensor_shape, wrap
 
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
                "none": _lib.ACT_NONE, "relu": _lib.ACT_RELU,
-               "sigmoid": _lib.ACT_SIGMOID, "softmax": _lib.ACT_SOFTMAX}
+               "sigmoid": _lib.ACT_SIGMOID, "softmax": _lib.ACT_SOFTMAX,
+               "relu6": _lib.ACT_RELU6}
 PADDINGS = {"valid": _lib.PADDING_VALID, "same": _lib.PADDING_SAME}
 INITIALIZERS = {None: _lib.INIT_DEFAULT, "default": _lib.INIT_DEFAULT,
                 "zeros": _lib.INIT_ZEROS, "ones": _lib.INIT_ONES,
                 "glorot_uniform": _lib.INIT_GLOROT_UNIFORM,
                 "glorot_normal": _lib.INIT_GLOROT_NORMAL,
                 "he_uniform": _lib.INIT_HE_UNIFORM,
-                "he_normal": _lib.INIT_HE_NORMAL}
+                "he_normal": _lib.INIT_HE_NORMAL,
+                "random_normal": _lib.INIT_RANDOM_NORMAL}
 _FLAVORS = {"keras": _lib.RESNET_KERAS,
             "torchvision": _lib.RESNET_TORCHVISION}
 _WEIGHT_MAPS = {"libnn": _lib.WEIGHTS_LIBNN,
@@ -101,6 +103,34 @@ def _factor(v, what):
                                                      np.floating)):
             raise TypeError(f"{what} must hold numbers, got {v!r}")
     return float(lo), float(hi)
+
+
+class RandomNormal:
+    """Keras' RandomNormal(mean=0.0, stddev=0.05) initializer: N(0, stddev),
+    not truncated. Layers whose options carry a stddev (depthwise_conv2d,
+    conv2d_transpose) take any stddev; the string "random_normal" means the
+    default 0.05 everywhere."""
+
+    def __init__(self, mean=0.0, stddev=0.05):
+        if mean != 0:
+            raise ValueError(f"RandomNormal: mean must be 0, got {mean!r}")
+        if isinstance(stddev, bool) or not isinstance(
+                stddev, (int, float, np.floating)) or not stddev > 0 or \
+                not np.isfinite(stddev):
+            raise ValueError(f"RandomNormal: stddev must be a positive "
+                             f"number, got {stddev!r}")
+        self.stddev = float(stddev)
+
+    def __repr__(self):
+        return f"RandomNormal(stddev={self.stddev})"
+
+
+def _init_sd(value, what):
+    """An initializer as (nn_initializer, stddev): a name of INITIALIZERS
+    or a RandomNormal."""
+    if isinstance(value, RandomNormal):
+        return _lib.INIT_RANDOM_NORMAL, value.stddev
+    return _choice(INITIALIZERS, value, what), 0.0
 
 
 def _opts_name(name):
@@ -587,6 +617,39 @@ class Model:
                               "bias_initializer"))
         return self._added(lib.nn_locally_connected2d(
             self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    # ---- segmentation layers
+    def relu6(self, x, name=None):
+        """ReLU(max_value=6): min(max(x, 0), 6) (Keras type "ReLU")."""
+        return self._simple(lib.nn_relu6, "relu6", x, name)
+
+    def upsampling2d(self, x, size=2, interpolation="nearest", name=None):
+        """UpSampling2D(size): [H, W, C] -> [H * sh, W * sw, C]; nearest
+        repeats pixels, bilinear has half-pixel centers (Keras, PyTorch's
+        interpolate(align_corners=False))."""
+        p = self._layer(x, "upsampling2d")
+        sh, sw = _pair(size, "size")
+        o = _lib.make_opts(_lib.nn_upsampling2d_opts, name=_opts_name(name),
+                           interpolation=_choice(INTERPOLATIONS,
+                                                 interpolation,
+                                                 "interpolation"))
+        return self._added(lib.nn_upsampling2d(self._ptr, p, sh, sw, o))
+
+    def cropping2d(self, x, cropping=((0, 0), (0, 0)), name=None):
+        """Cropping2D; cropping as Keras: n, (h, w) or
+        ((top, bottom), (left, right))."""
+        p = self._layer(x, "cropping2d")
+        if isinstance(cropping, (tuple, list)) and len(cropping) == 2 and \
+                isinstance(cropping[0], (tuple, list)):
+            (t, b), (le, r) = cropping
+        else:
+            h, w = cropping if isinstance(cropping, (tuple, list)) \
+                else (cropping, cropping)
+            t = b = h
+            le = r = w
+        vals = [_int(v, "cropping", lo=0) for v in (t, b, le, r)]
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_cropping2d(self._ptr, p, *vals, o))
 
     def set_trainable(self, trainable):
         """Freezes (False) or unfreezes (True) every layer."""

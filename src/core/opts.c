@@ -125,6 +125,41 @@ static const size_t defects_ends[] = {
     END(nn_defects_opts, seed)};
 COMPLETE(nn_defects_opts, seed);
 
+static const size_t depthwise_conv2d_ends[] = {
+    END(nn_depthwise_conv2d_opts, name),
+    END(nn_depthwise_conv2d_opts, stride_h),
+    END(nn_depthwise_conv2d_opts, stride_w),
+    END(nn_depthwise_conv2d_opts, padding),
+    END(nn_depthwise_conv2d_opts, depth_multiplier),
+    END(nn_depthwise_conv2d_opts, use_bias),
+    END(nn_depthwise_conv2d_opts, activation),
+    END(nn_depthwise_conv2d_opts, kernel_init),
+    END(nn_depthwise_conv2d_opts, bias_init),
+    END(nn_depthwise_conv2d_opts, kernel_init_stddev),
+    END(nn_depthwise_conv2d_opts, bias_init_stddev)};
+COMPLETE(nn_depthwise_conv2d_opts, bias_init_stddev);
+
+static const size_t conv2d_transpose_ends[] = {
+    END(nn_conv2d_transpose_opts, name),
+    END(nn_conv2d_transpose_opts, stride_h),
+    END(nn_conv2d_transpose_opts, stride_w),
+    END(nn_conv2d_transpose_opts, padding),
+    END(nn_conv2d_transpose_opts, output_padding_h),
+    END(nn_conv2d_transpose_opts, output_padding_w),
+    END(nn_conv2d_transpose_opts, use_bias),
+    END(nn_conv2d_transpose_opts, activation),
+    END(nn_conv2d_transpose_opts, kernel_init),
+    END(nn_conv2d_transpose_opts, bias_init),
+    END(nn_conv2d_transpose_opts, reserved),
+    END(nn_conv2d_transpose_opts, kernel_init_stddev),
+    END(nn_conv2d_transpose_opts, bias_init_stddev)};
+COMPLETE(nn_conv2d_transpose_opts, bias_init_stddev);
+
+static const size_t upsampling2d_ends[] = {
+    END(nn_upsampling2d_opts, name), END(nn_upsampling2d_opts, interpolation),
+    END(nn_upsampling2d_opts, reserved)};
+COMPLETE(nn_upsampling2d_opts, reserved);
+
 static const size_t mobilenet_v2_ends[] = {
     END(nn_mobilenet_v2_opts, name), END(nn_mobilenet_v2_opts, flavor),
     END(nn_mobilenet_v2_opts, include_top),
@@ -169,6 +204,15 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_PIXELS] = ROW(nn_pixels_opts, "NN_PIXELS_OPTS_INIT", pixels_ends),
     [NN_OPTS_DEFECTS] = ROW(nn_defects_opts, "NN_DEFECTS_OPTS_INIT",
                             defects_ends),
+    [NN_OPTS_DEPTHWISE_CONV2D] = ROW(nn_depthwise_conv2d_opts,
+                                     "NN_DEPTHWISE_CONV2D_OPTS_INIT",
+                                     depthwise_conv2d_ends),
+    [NN_OPTS_CONV2D_TRANSPOSE] = ROW(nn_conv2d_transpose_opts,
+                                     "NN_CONV2D_TRANSPOSE_OPTS_INIT",
+                                     conv2d_transpose_ends),
+    [NN_OPTS_UPSAMPLING2D] = ROW(nn_upsampling2d_opts,
+                                 "NN_UPSAMPLING2D_OPTS_INIT",
+                                 upsampling2d_ends),
     [NN_OPTS_MOBILENET_V2] = ROW(nn_mobilenet_v2_opts,
                                  "NN_MOBILENET_V2_OPTS_INIT",
                                  mobilenet_v2_ends),

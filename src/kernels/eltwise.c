@@ -41,6 +41,36 @@ void nn__relu_backward(const float *y, const float *dy, float *dx, int64_t n,
     }
 }
 
+/* min(max(x, 0), 6); comparisons that let NaN through, as nn__relu. */
+void nn__relu6(const float *x, float *y, int64_t n)
+{
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] < 0.0f ? 0.0f : x[i];
+        y[i] = v > 6.0f ? 6.0f : v;
+    }
+}
+
+/* The gradient passes where the output lies strictly between the clamps,
+ * i.e. where 0 < x < 6 (TensorFlow's Relu6Grad, PyTorch's hardtanh). */
+void nn__relu6_backward(const float *y, const float *dy, float *dx, int64_t n,
+                        bool accum)
+{
+    if (accum) {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] += y[i] > 0.0f && y[i] < 6.0f ? d : 0.0f;
+        }
+    } else {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] = y[i] > 0.0f && y[i] < 6.0f ? d : 0.0f;
+        }
+    }
+}
+
 static float sigmoid1(float x)
 {
     /* exp of a non-positive number only: no overflow either way. */
@@ -201,6 +231,7 @@ void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols)
     int64_t n = rows * cols;
     switch (act) {
     case NN_ACT_RELU: nn__relu(y, y, n); break;
+    case NN_ACT_RELU6: nn__relu6(y, y, n); break;
     case NN_ACT_SIGMOID: nn__sigmoid(y, y, n); break;
     case NN_ACT_SOFTMAX: nn__softmax(y, y, rows, cols); break;
     case NN_ACT_NONE:
@@ -214,6 +245,7 @@ void nn__act_backward(nn_activation act, const float *y, float *dy,
     int64_t n = rows * cols;
     switch (act) {
     case NN_ACT_RELU: nn__relu_backward(y, dy, dy, n, false); break;
+    case NN_ACT_RELU6: nn__relu6_backward(y, dy, dy, n, false); break;
     case NN_ACT_SIGMOID: nn__sigmoid_backward(y, dy, dy, n, false); break;
     case NN_ACT_SOFTMAX: nn__softmax_backward(y, dy, dy, rows, cols, false); break;
     case NN_ACT_NONE:

@@ -102,6 +102,10 @@ void nn__avgpool_backward(const nn_conv_geom *g, const float *dout, float *dx,
 void nn__relu(const float *x, float *y, int64_t n);
 void nn__relu_backward(const float *y, const float *dy, float *dx, int64_t n,
                        bool accum);
+/* ReLU6: min(max(x, 0), 6); its backward reads the output y. */
+void nn__relu6(const float *x, float *y, int64_t n);
+void nn__relu6_backward(const float *y, const float *dy, float *dx, int64_t n,
+                        bool accum);
 void nn__sigmoid(const float *x, float *y, int64_t n);
 void nn__sigmoid_backward(const float *y, const float *dy, float *dx,
                           int64_t n, bool accum);

@@ -1,4 +1,4 @@
-/* Activation layers (ReLU, sigmoid, softmax); the fused activations of
+/* Activation layers (ReLU, ReLU6, sigmoid, softmax); the fused activations of
  * Conv2D and Dense are nn__act_forward/backward (src/kernels/eltwise.c).
  * Sigmoid and softmax keep a pointer to their input (the logits) in their
  * state so that cross-entropy can use the logits, as Keras does; the
@@ -37,6 +37,25 @@ static nn_status relu_backward(nn_layer *l, const nn_bwd *a)
         nn__copy_or_add(a->dout, a->din[0], n, a->accum[0]);
     else
         nn__relu_backward(a->out, a->dout, a->din[0], n, a->accum[0]);
+    return NN_OK;
+}
+
+/* ---- ReLU6 (Keras' ReLU(max_value=6)) ---- */
+
+static nn_status relu6_forward(const nn_layer *l, const nn_fwd *a)
+{
+    nn__relu6(a->in[0], a->out, samples(l, a->batch));
+    return NN_OK;
+}
+
+static nn_status relu6_backward(nn_layer *l, const nn_bwd *a)
+{
+    if (!a->din[0]) return NN_OK;
+    int64_t n = samples(l, a->batch);
+    if (a->dout_is_preact)
+        nn__copy_or_add(a->dout, a->din[0], n, a->accum[0]);
+    else
+        nn__relu6_backward(a->out, a->dout, a->din[0], n, a->accum[0]);
     return NN_OK;
 }
 
@@ -108,6 +127,18 @@ const nn_layer_ops nn__relu_ops = {
     .load_config = nn__load_no_config,
 };
 
+/* Keras' ReLU(6.0) is its ReLU class with max_value set: same type name
+ * and name stem as ReLU. */
+const nn_layer_ops nn__relu6_ops = {
+    .type_name = "ReLU",
+    .stem = "re_lu",
+    .build = act_build,
+    .forward = relu6_forward,
+    .backward = relu6_backward,
+    .save_config = nn__save_no_config,
+    .load_config = nn__load_no_config,
+};
+
 /* Keras has no Sigmoid layer class: Activation("sigmoid") is its
  * equivalent, hence the type name and the "activation" stem. */
 const nn_layer_ops nn__sigmoid_ops = {
@@ -155,6 +186,11 @@ static nn_layer *add_activation(nn_model *m, nn_layer_kind kind,
 nn_layer *nn_relu(nn_model *m, nn_layer *input, const nn_layer_opts *opts)
 {
     return add_activation(m, NN_KIND_RELU, input, opts, "nn_relu");
+}
+
+nn_layer *nn_relu6(nn_model *m, nn_layer *input, const nn_layer_opts *opts)
+{
+    return add_activation(m, NN_KIND_RELU6, input, opts, "nn_relu6");
 }
 
 nn_layer *nn_sigmoid(nn_model *m, nn_layer *input, const nn_layer_opts *opts)

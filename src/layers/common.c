@@ -7,7 +7,7 @@
 bool nn__activation_ok(nn_activation a)
 {
     return a == NN_ACT_NONE || a == NN_ACT_RELU || a == NN_ACT_SIGMOID ||
-           a == NN_ACT_SOFTMAX;
+           a == NN_ACT_SOFTMAX || a == NN_ACT_RELU6;
 }
 
 bool nn__padding_ok(nn_padding p)
@@ -17,7 +17,7 @@ bool nn__padding_ok(nn_padding p)
 
 bool nn__initializer_ok(nn_initializer i)
 {
-    return i >= NN_INIT_DEFAULT && i <= NN_INIT_HE_NORMAL;
+    return i >= NN_INIT_DEFAULT && i <= NN_INIT_RANDOM_NORMAL;
 }
 
 nn_status nn__check_act_inits(const nn_layer *l, nn_initializer kinit,

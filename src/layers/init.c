@@ -2,7 +2,7 @@
  * glorot = fan_avg with scale 1, he = fan_in with scale 2; the uniform
  * kind draws from [-sqrt(3 var), sqrt(3 var)], the normal kind from a
  * normal truncated at two standard deviations, rescaled so the variance
- * is still `var`. */
+ * is still `var`. RandomNormal is an untruncated N(0, stddev). */
 #include "nn_internal.h"
 
 #include <math.h>
@@ -29,8 +29,20 @@ static void fill_truncated_normal(float *d, int64_t n, double var, nn_rng *rng)
     }
 }
 
+static void fill_normal(float *d, int64_t n, double stddev, nn_rng *rng)
+{
+    float sd = (float)stddev;
+    for (int64_t i = 0; i < n; i++) d[i] = sd * nn__rng_normal(rng);
+}
+
 void nn__init_param(nn_param *p, nn_initializer init, int64_t fan_in,
                     int64_t fan_out, nn_rng *rng)
+{
+    nn__init_param_sd(p, init, 0.0f, fan_in, fan_out, rng);
+}
+
+void nn__init_param_sd(nn_param *p, nn_initializer init, float stddev,
+                       int64_t fan_in, int64_t fan_out, nn_rng *rng)
 {
     float *d = p->value.data;
     int64_t n = p->value.size;
@@ -51,6 +63,10 @@ void nn__init_param(nn_param *p, nn_initializer init, int64_t fan_in,
         break;
     case NN_INIT_HE_NORMAL:
         fill_truncated_normal(d, n, 2.0 / fi, rng);
+        break;
+    case NN_INIT_RANDOM_NORMAL:
+        fill_normal(d, n, stddev > 0.0f ? stddev : NN_INIT_STDDEV_DEFAULT,
+                    rng);
         break;
     case NN_INIT_DEFAULT: /* layers resolve DEFAULT; kernels' default */
     case NN_INIT_GLOROT_UNIFORM:
