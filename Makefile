@@ -93,11 +93,12 @@ check: deps
 	$(MAKE) all tests
 	$(MAKE) check-c check-python asan
 
-check-c: tests lib
+check-c: tests lib examples
 	@scripts/run-tests.sh $(TESTS)
 	@scripts/check-abi.sh $(LIBDIR)/libnn.so
 	@scripts/check-deps.sh $(BUILD)
 	@scripts/check-install.sh
+	@scripts/check-examples.sh $(BUILD)/examples
 
 check-python: lib
 	@LIBDIR=$(LIBDIR) scripts/run-pytest.sh
@@ -111,13 +112,15 @@ asan:
 build-asan/tests-run: $(TESTS)
 	@ASAN_OPTIONS=detect_leaks=1 scripts/run-tests.sh $(TESTS)
 
+# Writes its history into the build directory: $(BUILD)/cifar_cnn_history.csv
 demo: deps
 	$(MAKE) all
-	$(BUILD)/examples/cifar_cnn --history cifar_cnn_history.csv
+	$(BUILD)/examples/cifar_cnn --history $(BUILD)/cifar_cnn_history.csv
 
 # Q1: plain-20/56 against ResNet-20/56 (examples/residual_vs_plain.c),
-# then its plots; longer runs: make residual-experiment RESIDUAL_ARGS="..."
-RESIDUAL_OUT ?= residual_out
+# then its plots, all into $(RESIDUAL_OUT); longer runs:
+# make residual-experiment RESIDUAL_ARGS="--train 12000 --epochs 8"
+RESIDUAL_OUT ?= $(BUILD)/residual_out
 RESIDUAL_ARGS ?=
 .PHONY: residual-experiment
 residual-experiment: lib $(BUILD)/examples/residual_vs_plain
@@ -130,17 +133,25 @@ bench: lib $(BENCHES)
 # ---- Q3c: training curves with and without augmentation ----
 # Trains cifar_cnn (Q3a) and cifar_augment (Q3b) on the default data
 # (Fashion-MNIST; CIFAR-10 with CURVES_ARGS="--data DIR") and plots both
-# histories side by side. A shorter run: make curves EPOCHS=3
-# CURVES_ARGS="--train 10000".
+# histories side by side, into $(CURVES_DIR) (the CSVs and curves.png).
+# A shorter run: make curves EPOCHS=3 CURVES_ARGS="--train 10000".
+# make curves-docs runs it and copies the figure over the committed
+# docs/curves.png (the README's: the defaults, 10 epochs, seed 42).
 EPOCHS      ?= 10
 CURVES_ARGS ?=
-.PHONY: curves
+CURVES_DIR  ?= $(BUILD)/curves
+.PHONY: curves curves-docs
 curves: $(BUILD)/examples/cifar_cnn $(BUILD)/examples/cifar_augment
-	$(BUILD)/examples/cifar_cnn --epochs $(EPOCHS) $(CURVES_ARGS) --history docs/curves_cnn.csv
-	$(BUILD)/examples/cifar_augment --epochs $(EPOCHS) $(CURVES_ARGS) --history docs/curves_augment.csv
-	$(PYTHON) tools/plot_history.py docs/curves_cnn.csv docs/curves_augment.csv \
+	@mkdir -p $(CURVES_DIR)
+	$(BUILD)/examples/cifar_cnn --epochs $(EPOCHS) $(CURVES_ARGS) --history $(CURVES_DIR)/cnn.csv
+	$(BUILD)/examples/cifar_augment --epochs $(EPOCHS) $(CURVES_ARGS) --history $(CURVES_DIR)/augment.csv
+	$(PYTHON) tools/plot_history.py $(CURVES_DIR)/cnn.csv $(CURVES_DIR)/augment.csv \
 	  --labels "Q3a: no augmentation" "Q3b: RandomFlip + RandomRotation(0.2)" \
-	  --title "Q3c: train vs validation, $(EPOCHS) epochs" -o docs/curves.png
+	  --title "Q3c: train vs validation" -o $(CURVES_DIR)/curves.png
+
+curves-docs: curves
+	cp $(CURVES_DIR)/curves.png docs/curves.png
+	@echo "docs/curves.png refreshed from $(CURVES_DIR)/curves.png"
 
 # ---- install ----
 install: lib
@@ -152,6 +163,10 @@ install: lib
 	install -m 644 $(LIBDIR)/libnn.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	  -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+	@echo "libnn $(VERSION) installed in $(DESTDIR)$(PREFIX). Build a program with"
+	@echo "  cc prog.c \$$(PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig pkg-config --cflags --libs nn) -Wl,-rpath,$(PREFIX)/lib"
+	@echo "(the rpath lets it find libnn.so.$(VERSION_MAJOR) at run time; or set LD_LIBRARY_PATH=$(PREFIX)/lib,"
+	@echo "or run ldconfig once if $(PREFIX)/lib is listed in /etc/ld.so.conf.d)."
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/nn.h $(DESTDIR)$(PREFIX)/lib/libnn.* \

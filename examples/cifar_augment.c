@@ -8,10 +8,18 @@
  * The two layers transform each training image at random (a flip of each
  * axis with probability 1/2, an angle uniform in [-0.2, 0.2] * 2 pi,
  * reflect fill, bilinear sampling) and are the identity in evaluation.
- * Same recipe as cifar_cnn; the history CSV (default
- * cifar_augment_history.csv) goes with cifar_cnn's into
- * tools/plot_history.py for the Q3c comparison (`make curves`). */
+ * Same recipe and options as cifar_cnn; its --history CSV goes with
+ * cifar_cnn's into tools/plot_history.py for the Q3c comparison
+ * (`make curves`). */
 #include "common.h"
+
+static const ex_program PROGRAM = {
+    "cifar_augment",
+    "Q3b: the Q3a CNN of cifar_cnn behind RandomFlip(\"horizontal_and_\n"
+    "vertical\") and RandomRotation(0.2), which transform each training\n"
+    "image at random and pass evaluation images through unchanged.\n"
+    Q3_ABOUT_DATA
+    "`make curves` compares its history with cifar_cnn's (Q3c).\n"};
 
 static nn_layer *augmentation(nn_model *m, nn_layer *x)
 {
@@ -21,6 +29,5 @@ static nn_layer *augmentation(nn_model *m, nn_layer *x)
 
 int main(int argc, char **argv)
 {
-    return q3_main(argc, argv, "cifar_augment", "cifar_augment_history.csv",
-                   augmentation);
+    return q3_main(argc, argv, &PROGRAM, augmentation);
 }

@@ -1,28 +1,365 @@
-/* Helpers shared by the example programs: data loading and progress
- * output. Header-only so every example stays one short file. */
+/* Helpers shared by the example programs: the command line, data loading,
+ * progress output and the pieces several examples build on. Header-only so
+ * every example stays one short file. */
 #ifndef NN_EXAMPLES_COMMON_H
 #define NN_EXAMPLES_COMMON_H
 
 #include <nn.h>
 
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+/* A runtime failure: the library's message, exit status 1. */
+_Noreturn static inline void die(const char *what)
+{
+    fprintf(stderr, "error: %s: %s\n", what, nn_last_error());
+    exit(1);
+}
+
+static inline double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ---- command lines: one parser for every example ----
+ *
+ * An example lists its options in a table of ex_option rows and calls
+ * ex_parse() first thing in main(), so every program behaves alike:
+ *   - long options only, `--name VALUE` or `--name=VALUE`, and -h/--help;
+ *   - a number is read whole (`3x`, `abc`, `1e99` for an int: rejected)
+ *     and checked against its range before anything else runs, so a typo
+ *     never costs a data load or a training run;
+ *   - --help prints what the program does and every option with its range
+ *     and default, and exits 0;
+ *   - an unknown or ambiguous option, a missing value, a value out of
+ *     range or a stray argument stops the program with a message naming
+ *     the option, the value and the valid range ("cifar_cnn: invalid
+ *     --epochs '3x': expected an integer in [1, 100000]") and exit status
+ *     2 (EX_EXIT_USAGE); runtime failures exit 1 (die());
+ *   - an output path (EX_OUTPUT) whose directory is missing is refused
+ *     the same way, before training rather than after.
+ * The default of an option is the value its variable holds when ex_parse()
+ * is called. Use the EX_OPT_* rows for the options the examples share, so
+ * the same thing has the same name and the same range everywhere; write
+ * an EX_INT/EX_FLOAT/EX_SEED/EX_STRING/EX_OUTPUT row for the others. Files
+ * are written only when an option names them. A new example:
+ *
+ *   static const ex_program PROGRAM = {"my_example",
+ *       "What it does, in a few lines, and why its defaults are what they\n"
+ *       "are.\n"};
+ *   ...
+ *   train_args t = TRAIN_ARGS(5000, 1000, 3, 64, 42);  (its defaults)
+ *   int classes = 10;
+ *   const char *history = NULL;
+ *   const ex_option opts[] = {
+ *       EX_OPTS_TRAINING(&t),
+ *       EX_OPT_HISTORY(&history),
+ *       EX_INT("classes", &classes, 2, 1000, "N", "number of classes"),
+ *   };
+ *   ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
+ *   ... checks between options: ex_usage_error(&PROGRAM, "...") ...
+ *   dataset d;
+ *   load_training_data(&d, &t);         (also applies --threads)
+ *
+ * scripts/check-examples.sh (make check) runs every program in
+ * build/examples with --help, an unknown option and bad numbers, so a new
+ * example is checked as soon as it builds. */
+
+#define EX_EXIT_USAGE 2
+#define EX_MAX_OPTIONS 40
+#define EX_COUNT(table) ((int)(sizeof(table) / sizeof((table)[0])))
+
+typedef struct ex_program {
+    const char *name;  /* as in messages: "cifar_cnn" */
+    const char *about; /* what it does; printed by --help */
+} ex_program;
+
+typedef enum ex_kind { EX_KIND_INT, EX_KIND_SEED, EX_KIND_FLOAT,
+                       EX_KIND_STRING, EX_KIND_OUTPUT } ex_kind;
+
+typedef struct ex_option {
+    const char *name; /* without the dashes: "epochs" */
+    const char *arg;  /* the value's placeholder in --help: "N", "DIR" */
+    const char *help; /* one line */
+    ex_kind kind;
+    union {
+        int *i;
+        unsigned long long *u;
+        float *f;
+        const char **s;
+    } to;             /* the variable: holds the default, receives the value */
+    double min, max;  /* numbers: the valid range */
+    int open_min;     /* floats: min itself is excluded, as in (0, 10] */
+    const char *unset; /* strings: what the default NULL means */
+} ex_option;
+
+/* Rows; the typed union member makes the compiler check each pointer. */
+#define EX_INT(name, p, lo, hi, arg, help) \
+    {(name), (arg), (help), EX_KIND_INT, {.i = (p)}, (lo), (hi), 0, NULL}
+/* A float in [lo, hi], or in (lo, hi] with EX_FLOAT_ABOVE. */
+#define EX_FLOAT(name, p, lo, hi, arg, help) \
+    {(name), (arg), (help), EX_KIND_FLOAT, {.f = (p)}, (lo), (hi), 0, NULL}
+#define EX_FLOAT_ABOVE(name, p, lo, hi, arg, help) \
+    {(name), (arg), (help), EX_KIND_FLOAT, {.f = (p)}, (lo), (hi), 1, NULL}
+#define EX_SEED(name, p, help) \
+    {(name), "S", (help), EX_KIND_SEED, {.u = (p)}, 0, 0, 0, NULL}
+/* unset: what the program does when the option is not given. */
+#define EX_STRING(name, p, arg, help, unset) \
+    {(name), (arg), (help), EX_KIND_STRING, {.s = (p)}, 0, 0, 0, (unset)}
+/* A file or directory the program will create: its parent directory must
+ * exist and be writable, checked at once rather than after training. */
+#define EX_OUTPUT(name, p, arg, help, unset) \
+    {(name), (arg), (help), EX_KIND_OUTPUT, {.s = (p)}, 0, 0, 0, (unset)}
+
+/* ---- the options the examples share ---- */
+
+#define EX_OPT_DATA(p)                                                       \
+    EX_STRING("data", (p), "DIR",                                            \
+              "read CIFAR-10 from DIR (data_batch_1..5.bin, "                \
+              "test_batch.bin)",                                             \
+              "Fashion-MNIST from " FASHION_DIR)
+#define EX_OPT_TRAIN(p)                                                      \
+    EX_INT("train", (p), 0, 1000000000, "N",                                 \
+           "train on the first N training images (0: all)")
+#define EX_OPT_TEST(p)                                                       \
+    EX_INT("test", (p), 0, 1000000000, "N",                                  \
+           "evaluate on the first N test images (0: all)")
+#define EX_OPT_EPOCHS(p)                                                     \
+    EX_INT("epochs", (p), 1, 100000, "N", "passes over the training images")
+#define EX_OPT_BATCH_SIZE(p)                                                 \
+    EX_INT("batch-size", (p), 1, 65536, "N", "images per training step")
+#define EX_OPT_SEED(p)                                                       \
+    EX_SEED("seed", (p), "seed of the initial weights, dropout and shuffling")
+#define EX_OPT_THREADS(p)                                                    \
+    EX_INT("threads", (p), 0, 1024, "N",                                     \
+           "threads; 0 keeps libnn's default (docs/api.md, Threads)")
+#define EX_OPT_HISTORY(p)                                                    \
+    EX_OUTPUT("history", (p), "FILE",                                        \
+              "write the per-epoch history to FILE (CSV, see "               \
+              "tools/plot_history.py)",                                      \
+              "not written")
+#define EX_OPT_WEIGHTS(p)                                                    \
+    EX_STRING("weights", (p), "FILE",                                        \
+              "torchvision ResNet50 weights (scripts/export_torchvision_"    \
+              "resnet50.py)",                                                \
+              "random weights")
+
+/* The data and training options of every training example. */
+typedef struct train_args {
+    const char *data;
+    int train, test, epochs, batch_size, threads;
+    unsigned long long seed;
+} train_args;
+/* An example's defaults: --train, --test, --epochs, --batch-size, --seed
+ * (no --data: Fashion-MNIST; --threads 0: libnn's default). */
+#define TRAIN_ARGS(train_n, test_n, epochs_n, batch, seed_v) \
+    {NULL, (train_n), (test_n), (epochs_n), (batch), 0, (seed_v)}
+/* The assignment's Q3 recipe: every image, 10 epochs, batch 128, seed 42. */
+#define TRAIN_ARGS_INIT TRAIN_ARGS(0, 0, 10, 128, 42)
+#define EX_OPTS_TRAINING(t)                                                  \
+    EX_OPT_DATA(&(t)->data), EX_OPT_TRAIN(&(t)->train),                      \
+        EX_OPT_TEST(&(t)->test), EX_OPT_EPOCHS(&(t)->epochs),                \
+        EX_OPT_BATCH_SIZE(&(t)->batch_size), EX_OPT_SEED(&(t)->seed),       \
+        EX_OPT_THREADS(&(t)->threads)
+
+/* Prints "<program>: <message>" and a pointer to --help; exits 2. For
+ * checks that involve several options, after ex_parse(). */
+__attribute__((format(printf, 2, 3))) _Noreturn static inline void
+ex_usage_error(const ex_program *p, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", p->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for the options.\n", p->name);
+    exit(EX_EXIT_USAGE);
+}
+
+/* "[1, 100000]", "(0, 10]": the valid values of a number option. */
+static inline const char *ex_range(const ex_option *o, char *buf, size_t cap)
+{
+    if (o->kind == EX_KIND_SEED)
+        snprintf(buf, cap, "[0, %llu]", ULLONG_MAX);
+    else if (o->kind == EX_KIND_INT)
+        snprintf(buf, cap, "[%.0f, %.0f]", o->min, o->max);
+    else
+        snprintf(buf, cap, "%c%g, %g]", o->open_min ? '(' : '[', o->min,
+                 o->max);
+    return buf;
+}
+
+/* Stores v into o's variable; 0 if v is a valid value, -1 if not. */
+static inline int ex_store(const ex_option *o, const char *v)
+{
+    char *end;
+    errno = 0;
+    if (o->kind == EX_KIND_STRING || o->kind == EX_KIND_OUTPUT) {
+        *o->to.s = v;
+        return *v ? 0 : -1;
+    }
+    if (isspace((unsigned char)*v)) return -1; /* strto* would skip it */
+    if (o->kind == EX_KIND_SEED) {
+        unsigned long long u = strtoull(v, &end, 10);
+        if (!isdigit((unsigned char)*v) || *end || errno) return -1;
+        *o->to.u = u;
+        return 0;
+    }
+    if (o->kind == EX_KIND_INT) {
+        long long i = strtoll(v, &end, 10);
+        if (end == v || *end || errno || i < o->min || i > o->max) return -1;
+        *o->to.i = (int)i;
+        return 0;
+    }
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d <= o->max) ||
+        !(o->open_min ? d > o->min : d >= o->min))
+        return -1;
+    float f = (float)d; /* 1e-50 is above 0, its float is not */
+    if (o->open_min && !(f > o->min)) return -1;
+    *o->to.f = f;
+    return 0;
+}
+
+static inline void ex_bad_value(const ex_program *p, const ex_option *o,
+                                const char *v)
+{
+    char range[80];
+    if (o->kind == EX_KIND_STRING || o->kind == EX_KIND_OUTPUT)
+        ex_usage_error(p, "invalid --%s '%s': expected a non-empty %s",
+                       o->name, v, o->arg);
+    ex_usage_error(p, "invalid --%s '%s': expected %s in %s", o->name, v,
+                   o->kind == EX_KIND_FLOAT ? "a number" : "an integer",
+                   ex_range(o, range, sizeof range));
+}
+
+/* The second line of an option's help: its range and its default. */
+static inline void ex_print_default(const ex_option *o)
+{
+    char range[80];
+    printf("%23s", "");
+    switch (o->kind) {
+    case EX_KIND_INT:
+        printf("%s in %s; default %d\n", o->arg,
+               ex_range(o, range, sizeof range), *o->to.i);
+        break;
+    case EX_KIND_FLOAT:
+        printf("%s in %s; default %g\n", o->arg,
+               ex_range(o, range, sizeof range), (double)*o->to.f);
+        break;
+    case EX_KIND_SEED:
+        printf("default %llu\n", *o->to.u);
+        break;
+    case EX_KIND_STRING:
+    case EX_KIND_OUTPUT:
+        printf("default: %s\n", *o->to.s ? *o->to.s : o->unset);
+        break;
+    }
+}
+
+static inline void ex_help(const ex_program *p, const ex_option *opts, int n)
+{
+    printf("Usage: %s [OPTION]...\n\n%s\nOptions:\n", p->name, p->about);
+    for (int i = 0; i < n; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s %s", opts[i].name, opts[i].arg);
+        printf("  %-20s %s\n", left, opts[i].help);
+        ex_print_default(&opts[i]);
+    }
+    printf("  %-20s %s\n\n", "-h, --help", "print this help and exit");
+    printf("Exit status: 0 done, 1 runtime error, 2 usage error (unknown "
+           "option, bad value).\n");
+}
+
+/* Refuses an output path whose directory is missing or read-only. */
+static inline void ex_check_output(const ex_program *p, const ex_option *o,
+                                   const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') dir[--len] = 0; /* "out/" */
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else slash[slash == dir] = 0; /* "/x" -> "/", "a/b" -> "a" */
+    if (access(dir, W_OK) != 0)
+        ex_usage_error(p, "invalid --%s '%s': cannot write into directory "
+                       "'%s': %s", o->name, path, dir, strerror(errno));
+}
+
+/* How many options begin with what follows the dashes of arg ("--t"
+ * begins --train, --test and --threads: getopt_long refuses it). */
+static inline int ex_prefix_count(const ex_option *opts, int n,
+                                  const char *arg)
+{
+    size_t len = strcspn(arg + 2, "=");
+    int count = 0;
+    for (int i = 0; i < n; i++)
+        count += strncmp(opts[i].name, arg + 2, len) == 0;
+    return count;
+}
+
+/* Parses the command line into the table's variables (see the top of this
+ * section); returns only when every option given is valid. */
+static inline void ex_parse(int argc, char **argv, const ex_program *p,
+                            const ex_option *opts, int n)
+{
+    struct option lo[EX_MAX_OPTIONS + 2];
+    if (n > EX_MAX_OPTIONS) {
+        fprintf(stderr, "%s: %d options, EX_MAX_OPTIONS is %d\n", p->name, n,
+                EX_MAX_OPTIONS);
+        exit(1);
+    }
+    for (int i = 0; i < n; i++)
+        lo[i] = (struct option){opts[i].name, required_argument, NULL,
+                                256 + i};
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+    opterr = 0; /* our messages, not getopt's */
+    for (;;) {
+        int c = getopt_long(argc, argv, ":h", lo, NULL);
+        if (c == -1) break;
+        if (c == 'h') {
+            ex_help(p, opts, n);
+            exit(0);
+        }
+        if (c == ':')
+            ex_usage_error(p, "option '%s' needs a value", argv[optind - 1]);
+        if (c == '?') {
+            if (optopt)
+                ex_usage_error(p, "unknown option '-%c'", optopt);
+            const char *arg = argv[optind - 1];
+            ex_usage_error(p, "%s option '%s'",
+                           ex_prefix_count(opts, n, arg) > 1 ? "ambiguous"
+                                                             : "unknown",
+                           arg);
+        }
+        const ex_option *o = &opts[c - 256];
+        if (ex_store(o, optarg) != 0) ex_bad_value(p, o, optarg);
+        if (o->kind == EX_KIND_OUTPUT) ex_check_output(p, o, optarg);
+    }
+    if (optind < argc)
+        ex_usage_error(p, "unexpected argument '%s' (options are --name VALUE)",
+                       argv[optind]);
+}
 
 typedef struct dataset {
     nn_tensor *x_train, *y_train, *x_test, *y_test; /* y: one-hot */
     const char *name;
 } dataset;
-
-static inline void die(const char *what)
-{
-    fprintf(stderr, "error: %s: %s\n", what, nn_last_error());
-    exit(1);
-}
 
 static inline nn_tensor *one_hot_or_die(nn_tensor *labels, int classes)
 {
@@ -54,7 +391,9 @@ static inline nn_tensor *load_idx_or_die(const char *dir, const char *file,
     char path[1024];
     nn_tensor *t;
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    if (nn_load_idx(path, scale, &t) != NN_OK) die(path);
+    /* the library's message names the file */
+    if (nn_load_idx(path, scale, &t) != NN_OK)
+        die("Fashion-MNIST (Debian's dataset-fashion-mnist)");
     return t;
 }
 
@@ -81,10 +420,10 @@ static inline void load_cifar(dataset *d, const char *dir)
     snprintf(test, sizeof test, "%s/test_batch.bin", dir);
     test_p[0] = test;
     if (nn_load_cifar10(train_p, 5, &d->x_train, &lab) != NN_OK)
-        die("CIFAR-10 training batches");
+        die("--data");
     d->y_train = one_hot_or_die(lab, 10);
     if (nn_load_cifar10(test_p, 1, &d->x_test, &lab) != NN_OK)
-        die("CIFAR-10 test batch");
+        die("--data");
     d->y_test = one_hot_or_die(lab, 10);
     d->name = "CIFAR-10";
 }
@@ -111,10 +450,19 @@ static inline void dataset_free(dataset *d)
     nn_tensor_free(d->y_test);
 }
 
+/* Applies --threads, then loads --data (or Fashion-MNIST) cut to --train
+ * and --test images. */
+static inline void load_training_data(dataset *d, const train_args *t)
+{
+    if (t->threads > 0 && nn_set_num_threads(t->threads) != NN_OK)
+        die("--threads");
+    load_dataset(d, t->data, t->train, t->test);
+}
+
 static inline void print_summary(const nn_model *m)
 {
     size_t need;
-    nn_model_summary(m, NULL, 0, &need);
+    if (nn_model_summary(m, NULL, 0, &need) != NN_OK) die("summary");
     char *buf = malloc(need);
     if (!buf || nn_model_summary(m, buf, need, NULL) != NN_OK) die("summary");
     fputs(buf, stdout);
@@ -152,6 +500,99 @@ static inline int show_progress(const nn_progress *p, void *user)
     return 0;
 }
 
+/* The verdict of a gradient report in capitals, as the summary prints it. */
+static inline const char *health_name(nn_health h)
+{
+    static const char *const names[4] = {"OK", "VANISHING", "EXPLODING",
+                                         "NONFINITE"};
+    return h >= 0 && h < 4 ? names[h] : "?";
+}
+
+/* The recipe of the Q3 examples: Adam, categorical cross-entropy, --epochs
+ * and --batch-size, validation on the test images, progress per epoch.
+ * Returns fit's history. */
+static inline nn_history *fit_adam_validated(nn_model *m, const dataset *d,
+                                             const train_args *t)
+{
+    if (nn_model_compile(m, nn_adam(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY,
+                         NULL) != NN_OK)
+        die("compile");
+    nn_fit_opts fit = NN_FIT_OPTS_INIT;
+    fit.epochs = t->epochs;
+    fit.batch_size = t->batch_size;
+    fit.val_x = d->x_test;
+    fit.val_y = d->y_test;
+    fit.progress = show_progress;
+    nn_history *h = NULL;
+    if (nn_model_fit(m, d->x_train, d->y_train, &fit, &h) != NN_OK)
+        die("fit");
+    return h;
+}
+
+/* Writes the history when --history was given. */
+static inline void write_history(const nn_history *h, const char *path)
+{
+    if (!path) return;
+    if (nn_history_write_csv(h, path) != NN_OK) die("--history");
+    printf("History written to %s\n", path);
+}
+
+/* ResNet50 without its top at size x size x 3, frozen: Keras' flavour with
+ * random weights, or torchvision's with the weights in `path`. */
+static inline nn_model *frozen_resnet50(int size, const char *path,
+                                        unsigned long long seed)
+{
+    nn_resnet_opts o = NN_RESNET_OPTS_INIT;
+    o.include_top = 0;
+    o.flavor = path ? NN_RESNET_TORCHVISION : NN_RESNET_KERAS;
+    nn_model *base = nn_resnet50(size, size, 3, seed, &o);
+    if (!base) die("ResNet50");
+    if (path && nn_model_load_safetensors(base, path,
+                                          NN_WEIGHTS_TORCHVISION_RESNET) !=
+                    NN_OK)
+        die("--weights");
+    if (nn_model_set_trainable(base, 0) != NN_OK) die("freezing");
+    return base;
+}
+
+/* The command line of the ResNet50 examples (Q3d, Q3e): the training
+ * options with the given defaults, --weights and --history. */
+typedef struct backbone_args {
+    train_args t;
+    const char *weights, *history;
+} backbone_args;
+
+static inline backbone_args backbone_parse(int argc, char **argv,
+                                           const ex_program *prog,
+                                           train_args defaults)
+{
+    backbone_args a = {defaults, NULL, NULL};
+    const ex_option opts[] = {
+        EX_OPTS_TRAINING(&a.t),
+        EX_OPT_WEIGHTS(&a.weights),
+        EX_OPT_HISTORY(&a.history),
+    };
+    ex_parse(argc, argv, prog, opts, EX_COUNT(opts));
+    return a;
+}
+
+/* Conv2D(64, 3x3, relu) - MaxPooling2D(2) - Flatten - Dropout(0.5) -
+ * Dense(10, softmax) on x: the head of the Q3 models. */
+static inline nn_layer *q3_head(nn_model *m, nn_layer *x)
+{
+    nn_conv2d_opts conv = NN_CONV2D_OPTS_INIT;
+    conv.activation = NN_ACT_RELU;
+    nn_dense_opts dense = NN_DENSE_OPTS_INIT;
+    dense.activation = NN_ACT_SOFTMAX;
+    x = nn_conv2d(m, x, 64, 3, 3, &conv);
+    x = nn_maxpool2d(m, x, 2, 2, NULL);
+    x = nn_flatten(m, x, NULL);
+    x = nn_dropout(m, x, 0.5f, NULL);
+    x = nn_dense(m, x, 10, &dense);
+    if (!x) die("building the model");
+    return x;
+}
+
 /* ---- the Q3a CNN, shared by cifar_cnn (Q3a) and cifar_augment (Q3b) ----
  *
  *   [augmentation] - Conv2D(32, 3x3, relu) - MaxPooling2D(2) -
@@ -161,41 +602,12 @@ static inline int show_progress(const nn_progress *p, void *user)
  * Categorical cross-entropy, Adam, batch 128, validation on the test
  * split; CIFAR-10 with --data DIR, Fashion-MNIST otherwise. */
 
-typedef struct q3_args {
-    const char *data, *history, *save;
-    int epochs, batch;
-    long train_n, test_n;
-    unsigned long long seed;
-} q3_args;
-
-static inline void q3_usage(const char *prog)
-{
-    printf("usage: %s [--data CIFAR_DIR] [--epochs N] [--batch N]\n"
-           "       [--train N] [--test N] [--seed S]\n"
-           "       [--history FILE.csv] [--save FILE.nnm]\n", prog);
-    exit(2);
-}
-
-static inline q3_args q3_parse(int argc, char **argv, const char *prog,
-                               const char *history)
-{
-    q3_args a = {NULL, history, NULL, 10, 128, 0, 0, 42};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) q3_usage(prog);
-        if (!strcmp(k, "--data")) a.data = v;
-        else if (!strcmp(k, "--history")) a.history = v;
-        else if (!strcmp(k, "--save")) a.save = v;
-        else if (!strcmp(k, "--epochs")) a.epochs = atoi(v);
-        else if (!strcmp(k, "--batch")) a.batch = atoi(v);
-        else if (!strcmp(k, "--train")) a.train_n = atol(v);
-        else if (!strcmp(k, "--test")) a.test_n = atol(v);
-        else if (!strcmp(k, "--seed")) a.seed = strtoull(v, NULL, 10);
-        else q3_usage(prog);
-        i++;
-    }
-    return a;
-}
+#define Q3_ABOUT_DATA                                                         \
+    "Data: Fashion-MNIST (Debian's dataset-fashion-mnist) by default,\n"      \
+    "CIFAR-10 with --data DIR; all training images, validation on the\n"      \
+    "test images, Adam, categorical cross-entropy, batch 128, 10 epochs\n"    \
+    "(the assignment's recipe; seed 42 gives the figures in README.md).\n"    \
+    "Nothing is written unless --history or --save is given.\n"
 
 /* Adds layers right after the input (NULL: none); returns the last. */
 typedef nn_layer *(*q3_front_fn)(nn_model *m, nn_layer *x);
@@ -209,29 +621,33 @@ static inline nn_model *q3_build_cnn(int h, int w, int c,
     int shape[3] = {h, w, c};
     nn_conv2d_opts conv = NN_CONV2D_OPTS_INIT;
     conv.activation = NN_ACT_RELU;
-    nn_dense_opts dense = NN_DENSE_OPTS_INIT;
-    dense.activation = NN_ACT_SOFTMAX;
 
-    nn_layer *x = nn_input(m, 3, shape, NULL);
+    nn_layer *x = m ? nn_input(m, 3, shape, NULL) : NULL;
     if (front && x) x = front(m, x);
     x = nn_conv2d(m, x, 32, 3, 3, &conv);
     x = nn_maxpool2d(m, x, 2, 2, NULL);
-    x = nn_conv2d(m, x, 64, 3, 3, &conv);
-    x = nn_maxpool2d(m, x, 2, 2, NULL);
-    x = nn_flatten(m, x, NULL);
-    x = nn_dropout(m, x, 0.5f, NULL);
-    x = nn_dense(m, x, 10, &dense);
-    if (!x) die("building the model");
+    q3_head(m, x);
     return m;
 }
 
-/* Loads the data, trains, evaluates and writes the history. */
-static inline int q3_main(int argc, char **argv, const char *prog,
-                          const char *history, q3_front_fn front)
+/* Parses the command line, loads the data, trains, evaluates and writes
+ * what was asked for. */
+static inline int q3_main(int argc, char **argv, const ex_program *prog,
+                          q3_front_fn front)
 {
-    q3_args a = q3_parse(argc, argv, prog, history);
+    train_args t = TRAIN_ARGS_INIT;
+    const char *history = NULL, *save = NULL;
+    const ex_option opts[] = {
+        EX_OPTS_TRAINING(&t),
+        EX_OPT_HISTORY(&history),
+        EX_OUTPUT("save", &save, "FILE",
+                  "save the trained model (nn_model_save) to FILE",
+                  "not saved"),
+    };
+    ex_parse(argc, argv, prog, opts, EX_COUNT(opts));
+
     dataset d;
-    load_dataset(&d, a.data, a.train_n, a.test_n);
+    load_training_data(&d, &t);
     printf("libnn %s - %s: %lld training and %lld test images of "
            "%lldx%lldx%lld\n",
            nn_version(), d.name, (long long)nn_tensor_dim(d.x_train, 0),
@@ -242,31 +658,20 @@ static inline int q3_main(int argc, char **argv, const char *prog,
 
     nn_model *m = q3_build_cnn((int)nn_tensor_dim(d.x_train, 1),
                                (int)nn_tensor_dim(d.x_train, 2),
-                               (int)nn_tensor_dim(d.x_train, 3), a.seed,
+                               (int)nn_tensor_dim(d.x_train, 3), t.seed,
                                front);
     print_summary(m);
-    if (nn_model_compile(m, nn_adam(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY,
-                         NULL) != NN_OK)
-        die("compile");
-
-    nn_fit_opts fit = NN_FIT_OPTS_INIT;
-    fit.epochs = a.epochs;
-    fit.batch_size = a.batch;
-    fit.val_x = d.x_test;
-    fit.val_y = d.y_test;
-    fit.progress = show_progress;
-    nn_history *h = NULL;
-    if (nn_model_fit(m, d.x_train, d.y_train, &fit, &h) != NN_OK) die("fit");
+    nn_history *h = fit_adam_validated(m, &d, &t);
 
     float loss, acc;
     if (nn_model_evaluate(m, d.x_test, d.y_test, 256, &loss, &acc) != NN_OK)
         die("evaluate");
-    printf("Test loss: %.4f - test accuracy: %.4f\n", loss, acc);
-    if (a.history && nn_history_write_csv(h, a.history) == NN_OK)
-        printf("History written to %s\n", a.history);
-    if (a.save) {
-        if (nn_model_save(m, a.save, NN_SAVE_DEFAULT) != NN_OK) die("save");
-        printf("Model saved to %s\n", a.save);
+    printf("Test loss: %.4f - test accuracy: %.4f (%lld images)\n", loss, acc,
+           (long long)nn_tensor_dim(d.x_test, 0));
+    write_history(h, history);
+    if (save) {
+        if (nn_model_save(m, save, NN_SAVE_DEFAULT) != NN_OK) die("--save");
+        printf("Model saved to %s\n", save);
     }
     nn_history_free(h);
     nn_model_free(m);

@@ -15,49 +15,49 @@
  *   2. with the optimizer's global_clipnorm (--clipnorm, 1.0): the same
  *      run trains.
  *
- * Per-step values of both runs go to --csv FILE (default
- * exploding_steps.csv): run,step,loss,grad_norm,health. */
+ * With --csv FILE, the values of every step of both runs go to FILE:
+ * run,step,loss,grad_norm,health. `exploding --help` lists the options. */
 #include "common.h"
 
-typedef struct args {
-    const char *data, *csv;
-    long train_n;
-    int depth, width, epochs, batch;
-    float scale, lr, clipnorm;
-    unsigned long long seed;
-} args;
+static const ex_program PROGRAM = {
+    "exploding",
+    "Q1: exploding gradients, caught by the diagnostics and cured by\n"
+    "clipping. A deep plain network (Flatten - --depth x Dense(--width,\n"
+    "relu) - Dense(10, softmax)) whose He-normal weights are multiplied by\n"
+    "--scale trains twice from the same weights with SGD (momentum 0.9):\n"
+    "as is, where the diagnostics report EXPLODING steps and the finite\n"
+    "check stops fit naming the first layer with an Inf/NaN, and with the\n"
+    "optimizer's global_clipnorm, where the same run trains. Defaults: the\n"
+    "first 5000 training and 2000 test images, 3 epochs, batch 64, seed 3\n"
+    "(the run described in docs/diagnostics.md); a few seconds.\n"
+    "Nothing is written unless --csv is given.\n"};
 
-static void usage(void)
-{
-    printf("usage: exploding [--data CIFAR_DIR] [--train N] [--epochs N]\n"
-           "         [--batch N] [--depth N] [--width N] [--scale S]\n"
-           "         [--lr LR] [--clipnorm C] [--seed S] [--csv FILE]\n");
-    exit(2);
-}
+typedef struct args {
+    train_args t;
+    const char *csv;
+    int depth, width;
+    float scale, lr, clipnorm;
+} args;
 
 static args parse(int argc, char **argv)
 {
-    args a = {NULL, "exploding_steps.csv", 5000, 12, 256, 3, 64,
-              1.5f, 0.02f, 1.0f, 3};
-    for (int i = 1; i < argc; i += 2) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) usage();
-        if (!strcmp(k, "--data")) a.data = v;
-        else if (!strcmp(k, "--csv")) a.csv = v;
-        else if (!strcmp(k, "--train")) a.train_n = atol(v);
-        else if (!strcmp(k, "--epochs")) a.epochs = atoi(v);
-        else if (!strcmp(k, "--batch")) a.batch = atoi(v);
-        else if (!strcmp(k, "--depth")) a.depth = atoi(v);
-        else if (!strcmp(k, "--width")) a.width = atoi(v);
-        else if (!strcmp(k, "--scale")) a.scale = (float)atof(v);
-        else if (!strcmp(k, "--lr")) a.lr = (float)atof(v);
-        else if (!strcmp(k, "--clipnorm")) a.clipnorm = (float)atof(v);
-        else if (!strcmp(k, "--seed")) a.seed = strtoull(v, NULL, 10);
-        else usage();
-    }
-    if (a.depth < 1 || a.width < 1 || a.epochs < 1 || a.batch < 1 ||
-        !(a.scale > 0) || !(a.lr > 0) || !(a.clipnorm > 0))
-        usage();
+    args a = {TRAIN_ARGS(5000, 2000, 3, 64, 3), NULL, 12, 256, 1.5f, 0.02f,
+              1.0f};
+    const ex_option opts[] = {
+        EX_OPTS_TRAINING(&a.t),
+        EX_INT("depth", &a.depth, 1, 1000, "N", "hidden Dense layers"),
+        EX_INT("width", &a.width, 1, 100000, "N", "units per hidden layer"),
+        EX_FLOAT_ABOVE("scale", &a.scale, 0, 1000, "S",
+                       "factor on the He-normal initial weights"),
+        EX_FLOAT_ABOVE("lr", &a.lr, 0, 10, "LR", "SGD learning rate"),
+        EX_FLOAT_ABOVE("clipnorm", &a.clipnorm, 0, 1e6, "C",
+                       "global_clipnorm of the second run"),
+        EX_OUTPUT("csv", &a.csv, "FILE",
+                  "write every step of both runs to FILE (CSV: "
+                  "run,step,loss,grad_norm,health)",
+                  "not written"),
+    };
+    ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
     return a;
 }
 
@@ -67,7 +67,7 @@ static nn_model *build(const args *a, const dataset *d, float clipnorm)
     int rank = nn_tensor_rank(d->x_train);
     nn_tensor_shape(d->x_train, shape, 4);
     int in[3] = {(int)shape[1], (int)shape[2], rank > 3 ? (int)shape[3] : 1};
-    nn_model *m = nn_model_create(a->seed);
+    nn_model *m = nn_model_create(a->t.seed);
     nn_layer *x = m ? nn_input(m, rank - 1, in, NULL) : NULL;
     if (x) x = nn_flatten(m, x, NULL);
     for (int i = 0; x && i <= a->depth; i++) {
@@ -91,9 +91,6 @@ static nn_model *build(const args *a, const dataset *d, float clipnorm)
         die("compile");
     return m;
 }
-
-static const char *const HEALTH[4] = {"OK", "VANISHING", "EXPLODING",
-                                      "NONFINITE"};
 
 typedef struct watch {
     nn_model *m;
@@ -123,11 +120,12 @@ static int on_progress(const nn_progress *p, void *user)
     w->step++;
     w->count[h]++;
     if (g > w->max_norm) w->max_norm = g;
-    fprintf(w->csv, "%s,%lld,%.6g,%.6g,%d\n", w->run, (long long)w->step,
-            p->loss, g, (int)h);
+    if (w->csv)
+        fprintf(w->csv, "%s,%lld,%.6g,%.6g,%d\n", w->run,
+                (long long)w->step, p->loss, g, (int)h);
     if ((int)h != w->last || w->step <= 3) {
         printf("  step %3lld: loss %-10.4g %s - %s\n", (long long)w->step,
-               p->loss, HEALTH[h], why);
+               p->loss, health_name(h), why);
         w->last = (int)h;
     }
     nn_grad_report_free(r);
@@ -140,8 +138,8 @@ static void run(const args *a, const dataset *d, FILE *csv, const char *name,
     nn_model *m = build(a, d, clipnorm);
     watch w = {m, name, csv, 0, -1, {0}, 0};
     nn_fit_opts fo = NN_FIT_OPTS_INIT;
-    fo.epochs = a->epochs;
-    fo.batch_size = a->batch;
+    fo.epochs = a->t.epochs;
+    fo.batch_size = a->t.batch_size;
     fo.progress = on_progress;
     fo.user = &w;
     fo.record_grad_norm = 1;
@@ -152,13 +150,6 @@ static void run(const args *a, const dataset *d, FILE *csv, const char *name,
         w.count[NN_HEALTH_NONFINITE]++; /* the step the check stopped */
         printf("  fit stopped after %lld steps: %s\n", (long long)w.step,
                nn_last_error());
-        nn_grad_report *r;
-        const char *why;
-        nn_health h;
-        if (nn_model_grad_report(m, &r) == NN_OK &&
-            nn_grad_report_health(r, 1, &h, &why) == NN_OK)
-            printf("  window verdict: %s - %s\n", HEALTH[h], why);
-        nn_grad_report_free(r);
     } else if (s != NN_OK) {
         die("fit");
     } else {
@@ -169,8 +160,9 @@ static void run(const args *a, const dataset *d, FILE *csv, const char *name,
         printf("  trained: test loss %.4f, test accuracy %.4f\n", loss, acc);
     }
     printf("  steps: %d OK, %d vanishing, %d exploding, %d non-finite; "
-           "largest global gradient norm %.3g (before clipping)\n",
-           w.count[0], w.count[1], w.count[2], w.count[3], w.max_norm);
+           "largest global gradient norm %.3g%s\n",
+           w.count[0], w.count[1], w.count[2], w.count[3], w.max_norm,
+           clipnorm > 0 ? " (before clipping)" : "");
     nn_model_free(m);
 }
 
@@ -178,23 +170,32 @@ int main(int argc, char **argv)
 {
     args a = parse(argc, argv);
     dataset d;
-    load_dataset(&d, a.data, a.train_n, 2000);
+    load_training_data(&d, &a.t);
     printf("%s: %lld training images; %d x Dense(%d, relu), He-normal x %g, "
            "SGD lr %g momentum 0.9, batch %d\n",
            d.name, (long long)nn_tensor_dim(d.x_train, 0), a.depth, a.width,
-           (double)a.scale, (double)a.lr, a.batch);
-    FILE *csv = fopen(a.csv, "w");
-    if (!csv) {
-        fprintf(stderr, "error: cannot write %s\n", a.csv);
-        return 1;
+           (double)a.scale, (double)a.lr, a.t.batch_size);
+    FILE *csv = NULL;
+    if (a.csv) {
+        if (!(csv = fopen(a.csv, "w"))) {
+            fprintf(stderr, "error: cannot write %s: %s\n", a.csv,
+                    strerror(errno));
+            return 1;
+        }
+        fprintf(csv, "run,step,loss,grad_norm,health\n");
     }
-    fprintf(csv, "run,step,loss,grad_norm,health\n");
     run(&a, &d, csv, "no clipping", 0.0f);
     char name[64];
     snprintf(name, sizeof name, "global_clipnorm %g", (double)a.clipnorm);
     run(&a, &d, csv, name, a.clipnorm);
-    fclose(csv);
     dataset_free(&d);
-    printf("\nper-step values: %s\n", a.csv);
+    if (csv) {
+        if (fclose(csv) != 0) {
+            fprintf(stderr, "error: writing %s: %s\n", a.csv,
+                    strerror(errno));
+            return 1;
+        }
+        printf("\nPer-step values written to %s\n", a.csv);
+    }
     return 0;
 }

@@ -1,30 +1,25 @@
 /* Writes the synthetic surface-defect data set as PNG files and a manifest,
  * so it can be looked at, and replaced by a user's own data in the same
  * layout:
- *   DIR/images/00000.png   the surface (RGB, or gray with --gray)
+ *   DIR/images/00000.png   the surface (RGB, or gray with --channels 1)
  *   DIR/masks/00000.png    palette PNG: index = class id (0 none, 1 defect,
- *                          or the defect kind with --typed-masks)
+ *                          or the defect kind with --typed-masks 1)
  *   DIR/manifest.csv       id,image_path,mask_path,defect
  * nn_seg_load_manifest reads it back (the extra column is ignored).
  *
- *   make_defects --out DIR [--n 200] [--size 128] [--seed 0] [--gray]
- *                [--defect-fraction 0.5] [--typed-masks] */
-#include <nn.h>
+ *   make_defects --out DIR [--n 200] [--size 128] [--seed 0]
+ *                [--channels 3] [--defect-fraction 0.5] [--typed-masks 0] */
+#include "common.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: make_defects --out DIR [--n N] [--size PIXELS] "
-            "[--seed S] [--gray] [--defect-fraction F] [--typed-masks]\n");
-    exit(2);
-}
+static const ex_program PROGRAM = {
+    "make_defects",
+    "Writes the seeded synthetic surface-defect data set (textured metal,\n"
+    "fabric, painted and cast surfaces with scratches, pits, cracks and\n"
+    "stains) as PNG images, masks and a manifest.csv that\n"
+    "nn_seg_load_manifest and the segmentation example read."};
 
 static void fail(const char *what)
 {
@@ -41,42 +36,29 @@ static void make_dir(const char *path)
     }
 }
 
-static long number(const char *s, long lo, long hi)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) usage();
-    return v;
-}
-
 static void parse(int argc, char **argv, nn_defects_opts *o, const char **out)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--gray")) {
-            o->channels = 1;
-            continue;
-        }
-        if (!strcmp(a, "--typed-masks")) {
-            o->typed_masks = 1;
-            continue;
-        }
-        if (!v) usage();
-        i++;
-        if (!strcmp(a, "--out"))
-            *out = v;
-        else if (!strcmp(a, "--n"))
-            o->count = (int)number(v, 1, 1000000);
-        else if (!strcmp(a, "--size"))
-            o->height = o->width = (int)number(v, 16, 4096);
-        else if (!strcmp(a, "--seed"))
-            o->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--defect-fraction"))
-            o->defect_fraction = strtof(v, NULL);
-        else
-            usage();
-    }
-    if (!*out) usage();
+    int size = o->height, typed = o->typed_masks;
+    unsigned long long seed = o->seed;
+    const ex_option opts[] = {
+        EX_STRING("out", out, "DIR", "write the data set into DIR (created)",
+                  "required"),
+        EX_INT("n", &o->count, 1, 1000000, "N", "number of images"),
+        EX_INT("size", &size, 16, 4096, "PIXELS", "image height and width"),
+        EX_SEED("seed", &seed, "seed of the generator"),
+        EX_INT("channels", &o->channels, 1, 3, "C", "3 (RGB) or 1 (gray)"),
+        EX_FLOAT("defect-fraction", &o->defect_fraction, 0, 1, "F",
+                 "share of the images that carry a defect"),
+        EX_INT("typed-masks", &typed, 0, 1, "0|1",
+               "1: masks hold the defect kind instead of 1"),
+    };
+    ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
+    if (!*out) ex_usage_error(&PROGRAM, "--out DIR is required");
+    if (o->channels == 2)
+        ex_usage_error(&PROGRAM, "invalid --channels 2: expected 1 or 3");
+    o->height = o->width = size;
+    o->typed_masks = typed;
+    o->seed = seed;
 }
 
 /* The manifest, written beside its final name and renamed over it. */

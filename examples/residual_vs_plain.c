@@ -18,10 +18,10 @@
  *
  * The default budget is small so the four runs fit in a few minutes on two
  * cores: the first 6000 Fashion-MNIST training images, zero-padded from
- * 28x28 to 32x32 by the model's first layer, 4 epochs (376 steps). --data DIR trains
- * on CIFAR-10 instead; --train/--epochs give longer runs.
+ * 28x28 to 32x32 by the model's first layer, 4 epochs (376 steps). --data DIR
+ * trains on CIFAR-10 instead; --train/--epochs give longer runs.
  *
- * It writes into --out DIR (default residual_out):
+ * With --out DIR it writes into DIR (nothing without it):
  *   curves.csv   model,step,epoch,loss,train_error,grad_norm,health
  *                (per training step: the batch's loss and error)
  *   epochs.csv   model,epoch,loss,train_error,grad_norm,grad_norm_max,
@@ -35,49 +35,67 @@
  * builds, runs and plots. */
 #include "common.h"
 
-#include <errno.h>
 #include <sys/stat.h>
-#include <time.h>
+
+static const ex_program PROGRAM = {
+    "residual_vs_plain",
+    "Q1: the degradation problem and residual learning (He et al. 2016,\n"
+    "Fig. 6). Trains plain-20, ResNet-20, plain-56 and ResNet-56 (6n+2\n"
+    "weighted layers, BatchNorm, 16/32/64 filters) with one recipe: SGD\n"
+    "lr 0.1, momentum 0.9, batch 64, He-normal weights. Prints, per model,\n"
+    "the gradient verdict at initialisation, one line per epoch, and the\n"
+    "training and test errors. Defaults: the first 6000 Fashion-MNIST\n"
+    "images padded to 32x32, 1000 test images, 4 epochs, seed 1 (the run\n"
+    "in README.md): a few minutes on two cores. With --out DIR it writes\n"
+    "curves.csv, epochs.csv, profiles.csv and summary.csv into DIR for\n"
+    "tools/plot_residual.py (`make residual-experiment` does both);\n"
+    "without it nothing is written.\n"};
+
+#define ALL_MODELS "plain20,resnet20,plain56,resnet56"
 
 typedef struct args {
-    const char *data, *out;
-    long train_n, test_n;
-    int epochs, batch, threads;
+    train_args t;
+    const char *out, *models;
     float lr;
-    unsigned long long seed;
-    const char *models;
 } args;
 
-static void usage(void)
+static const char *const MODELS[4] = {"plain20", "resnet20", "plain56",
+                                      "resnet56"};
+
+/* 1 if the comma-separated list names at least one model, and only these. */
+static int known_models(const char *list)
 {
-    printf("usage: residual_vs_plain [--data CIFAR_DIR] [--out DIR]\n"
-           "         [--train N] [--test N] [--epochs N] [--batch N]\n"
-           "         [--lr LR] [--seed S] [--threads N]\n"
-           "         [--models plain20,resnet20,plain56,resnet56]\n");
-    exit(2);
+    char copy[256];
+    int n = 0;
+    if (snprintf(copy, sizeof copy, "%s", list) >= (int)sizeof copy) return 0;
+    for (char *save = NULL, *name = strtok_r(copy, ",", &save); name;
+         name = strtok_r(NULL, ",", &save), n++) {
+        int k = 0;
+        while (k < 4 && strcmp(name, MODELS[k])) k++;
+        if (k == 4) return 0;
+    }
+    return n > 0;
 }
 
 static args parse(int argc, char **argv)
 {
-    args a = {NULL, "residual_out", 6000, 1000, 4, 64, 0, 0.1f, 1,
-              "plain20,resnet20,plain56,resnet56"};
-    for (int i = 1; i < argc; i += 2) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) usage();
-        if (!strcmp(k, "--data")) a.data = v;
-        else if (!strcmp(k, "--out")) a.out = v;
-        else if (!strcmp(k, "--train")) a.train_n = atol(v);
-        else if (!strcmp(k, "--test")) a.test_n = atol(v);
-        else if (!strcmp(k, "--epochs")) a.epochs = atoi(v);
-        else if (!strcmp(k, "--batch")) a.batch = atoi(v);
-        else if (!strcmp(k, "--lr")) a.lr = (float)atof(v);
-        else if (!strcmp(k, "--seed")) a.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads")) a.threads = atoi(v);
-        else if (!strcmp(k, "--models")) a.models = v;
-        else usage();
-    }
-    if (a.epochs < 1 || a.batch < 1 || a.train_n < a.batch || !(a.lr > 0))
-        usage();
+    args a = {TRAIN_ARGS(6000, 1000, 4, 64, 1), NULL, ALL_MODELS, 0.1f};
+    const ex_option opts[] = {
+        EX_OPTS_TRAINING(&a.t),
+        EX_FLOAT_ABOVE("lr", &a.lr, 0, 10, "LR", "SGD learning rate"),
+        EX_STRING("models", &a.models, "LIST",
+                  "comma-separated models to train, from " ALL_MODELS, NULL),
+        EX_OUTPUT("out", &a.out, "DIR",
+                  "write the CSV files into DIR (created if missing)",
+                  "nothing written"),
+    };
+    ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
+    if (!known_models(a.models))
+        ex_usage_error(&PROGRAM, "invalid --models '%s': expected names from "
+                       ALL_MODELS ", separated by commas", a.models);
+    if (a.t.train != 0 && a.t.train < a.t.batch_size)
+        ex_usage_error(&PROGRAM, "--train %d is smaller than --batch-size %d",
+                       a.t.train, a.t.batch_size);
     return a;
 }
 
@@ -186,6 +204,7 @@ typedef struct run {
  * depth counts the Conv2D/Dense layers (the 6n+2 of the paper). */
 static void write_profile(run *r, const char *phase)
 {
+    if (!r->profiles) return; /* no --out */
     nn_grad_report *g;
     if (nn_model_grad_report(r->m, &g) != NN_OK) die("gradient report");
     int depth = 0;
@@ -210,6 +229,7 @@ static int on_progress(const nn_progress *p, void *user)
 {
     run *r = user;
     show_progress(p, NULL);
+    if (!r->curves) return 0; /* no --out: nothing to record */
     if (p->event == NN_PROGRESS_EPOCH_END) {
         char phase[32];
         snprintf(phase, sizeof phase, "epoch%d", p->epoch + 1);
@@ -240,20 +260,14 @@ static int on_progress(const nn_progress *p, void *user)
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static FILE *open_csv(const char *dir, const char *file, const char *header)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "w");
     if (!f) {
-        fprintf(stderr, "error: cannot write %s\n", path);
+        fprintf(stderr, "error: cannot write %s: %s\n", path,
+                strerror(errno));
         exit(1);
     }
     fprintf(f, "%s\n", header);
@@ -272,7 +286,7 @@ static void train_one(const args *a, const dataset *d, const char *name,
     int64_t shape[4];
     nn_tensor_shape(d->x_train, shape, 4);
     int in_shape[3] = {(int)shape[1], (int)shape[2], (int)shape[3]};
-    nn_model *m = build(n, residual, in_shape, 10, a->seed);
+    nn_model *m = build(n, residual, in_shape, 10, a->t.seed);
     nn_sgd_opts so = NN_SGD_OPTS_INIT;
     so.learning_rate = a->lr;
     so.momentum = 0.9f;
@@ -287,8 +301,8 @@ static void train_one(const args *a, const dataset *d, const char *name,
 
     /* the profile at initialisation: one batch, training mode, no step */
     run r = {name, m, f->curves, f->profiles, 0, 0, 0, 0, 0};
-    int64_t bshape[4] = {a->batch, shape[1], shape[2], shape[3]};
-    int64_t yshape[2] = {a->batch, 10};
+    int64_t bshape[4] = {a->t.batch_size, shape[1], shape[2], shape[3]};
+    int64_t yshape[2] = {a->t.batch_size, 10};
     nn_tensor *xb = nn_tensor_wrap(4, bshape, nn_tensor_data(d->x_train));
     nn_tensor *yb = nn_tensor_wrap(2, yshape, nn_tensor_data(d->y_train));
     if (!xb || !yb || nn_model_backward(m, xb, yb, 1, NULL, NULL) != NN_OK)
@@ -299,24 +313,23 @@ static void train_one(const args *a, const dataset *d, const char *name,
     nn_health h;
     nn_model_grad_report(m, &g);
     nn_grad_report_health(g, 0, &h, &why);
-    printf("at initialisation: global gradient norm %.3g - %s\n",
-           nn_grad_report_global_norm(g), why);
+    printf("gradients at initialisation: %s - %s\n", health_name(h), why);
     nn_grad_report_free(g);
     nn_tensor_free(xb);
     nn_tensor_free(yb);
 
     nn_fit_opts fo = NN_FIT_OPTS_INIT;
-    fo.epochs = a->epochs;
-    fo.batch_size = a->batch;
+    fo.epochs = a->t.epochs;
+    fo.batch_size = a->t.batch_size;
     fo.progress = on_progress;
     fo.user = &r;
     fo.record_grad_norm = 1;
     nn_history *hist;
-    double t0 = now();
+    double t0 = seconds_now();
     if (nn_model_fit(m, d->x_train, d->y_train, &fo, &hist) != NN_OK)
         die("fit");
-    double secs = now() - t0;
-    for (int e = 0; e < nn_history_epochs(hist); e++)
+    double secs = seconds_now() - t0;
+    for (int e = 0; f->epochs && e < nn_history_epochs(hist); e++)
         fprintf(f->epochs, "%s,%d,%.6g,%.6g,%.6g,%.6g,%.0f,%.2f\n", name, e + 1,
                 nn_history_get(hist, NN_METRIC_LOSS, e),
                 1 - nn_history_get(hist, NN_METRIC_ACCURACY, e),
@@ -331,40 +344,49 @@ static void train_one(const args *a, const dataset *d, const char *name,
     if (nn_model_evaluate(m, d->x_train, d->y_train, 256, &tl, &ta) != NN_OK ||
         nn_model_evaluate(m, d->x_test, d->y_test, 256, &vl, &va) != NN_OK)
         die("evaluate");
-    printf("%s: training error %.4f (last epoch, running) %.4f (evaluated), "
-           "test error %.4f, %.1f s\n",
+    printf("%s: training error %.4f during the last epoch, %.4f evaluated "
+           "after it; test error %.4f; %.1f s\n",
            name, last, 1 - ta, 1 - va, secs);
-    char *sum = NULL;
-    size_t need;
-    if (nn_model_grad_summary(m, NULL, 0, &need) == NN_OK &&
-        (sum = malloc(need)) && nn_model_grad_summary(m, sum, need, NULL) == NN_OK) {
-        /* the table is long for 56 layers: print its tail */
-        const char *tail = strstr(sum, "Global gradient norm");
-        fputs(tail ? tail : sum, stdout);
-    }
-    free(sum);
-    fprintf(f->summary, "%s,%d,%lld,%.6g,%.6g,%.6g,%.2f\n", name, 6 * n + 2,
-            (long long)nn_model_num_params(m), last, 1 - ta, 1 - va, secs);
+    /* the verdicts only: the gradient table is long for 56 layers */
+    if (nn_model_grad_report(m, &g) != NN_OK) die("gradient report");
+    nn_grad_report_health(g, 0, &h, &why);
+    printf("gradients at the last step: %s - %s\n", health_name(h), why);
+    nn_grad_report_health(g, 1, &h, &why);
+    printf("gradient window: %s\n", why);
+    nn_grad_report_free(g);
+    if (f->summary)
+        fprintf(f->summary, "%s,%d,%lld,%.6g,%.6g,%.6g,%.2f\n", name, 6 * n + 2,
+                (long long)nn_model_num_params(m), last, 1 - ta, 1 - va,
+                secs);
     fflush(NULL);
     nn_model_free(m);
+}
+
+static void close_csv(FILE *f, const char *dir)
+{
+    if (f && fclose(f) != 0) {
+        fprintf(stderr, "error: writing into %s: %s\n", dir, strerror(errno));
+        exit(1);
+    }
 }
 
 int main(int argc, char **argv)
 {
     args a = parse(argc, argv);
-    if (a.threads > 0) nn_set_num_threads(a.threads);
-    if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "error: cannot create %s\n", a.out);
+    dataset d;
+    load_training_data(&d, &a.t);
+    if (a.out && mkdir(a.out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "error: cannot create %s: %s\n", a.out,
+                strerror(errno));
         return 1;
     }
-    dataset d;
-    load_dataset(&d, a.data, a.train_n, a.test_n);
-    printf("%s: %lld training images, %lld test images; %d epochs, batch %d, "
-           "SGD lr %g momentum 0.9\n",
+    printf("%s: %lld training images, %lld test images; %d epoch%s of batch "
+           "%d, SGD lr %g momentum 0.9\n",
            d.name, (long long)nn_tensor_dim(d.x_train, 0),
-           (long long)nn_tensor_dim(d.x_test, 0), a.epochs, a.batch,
-           (double)a.lr);
-    files f = {
+           (long long)nn_tensor_dim(d.x_test, 0), a.t.epochs,
+           a.t.epochs == 1 ? "" : "s", a.t.batch_size, (double)a.lr);
+    files f = {NULL, NULL, NULL, NULL};
+    if (a.out) f = (files){
         open_csv(a.out, "curves.csv",
                  "model,step,epoch,loss,train_error,grad_norm,health"),
         open_csv(a.out, "epochs.csv",
@@ -380,18 +402,15 @@ int main(int argc, char **argv)
     char list[256];
     snprintf(list, sizeof list, "%s", a.models);
     for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
-         name = strtok_r(NULL, ",", &save)) {
-        if (strcmp(name, "plain20") && strcmp(name, "plain56") &&
-            strcmp(name, "resnet20") && strcmp(name, "resnet56"))
-            usage();
+         name = strtok_r(NULL, ",", &save))
         train_one(&a, &d, name, &f);
-    }
-    fclose(f.curves);
-    fclose(f.epochs);
-    fclose(f.profiles);
-    fclose(f.summary);
+    close_csv(f.curves, a.out);
+    close_csv(f.epochs, a.out);
+    close_csv(f.profiles, a.out);
+    close_csv(f.summary, a.out);
     dataset_free(&d);
-    printf("\nwrote %s/{curves,epochs,profiles,summary}.csv; plot with\n"
-           "  python3 tools/plot_residual.py %s\n", a.out, a.out);
+    if (a.out)
+        printf("\nWrote %s/{curves,epochs,profiles,summary}.csv; plot them "
+               "with\n  tools/plot_residual.py %s\n", a.out, a.out);
     return 0;
 }

@@ -17,6 +17,12 @@ standard safetensors layout), so the `safetensors` package is not needed.
 When torchvision is not importable, the architecture comes from the compact
 ResNet50 v1.5 below, whose state_dict keys and shapes are torchvision's.
 libnn itself never downloads anything.
+
+Offline (no network), the pretrained weights work only if torchvision
+already has them in its cache ($TORCH_HOME/hub/checkpoints, by default
+~/.cache/torch/hub/checkpoints, e.g. copied there from a machine with a
+network); otherwise the script says so in one line and exits 1. What works
+offline: --state-dict FILE and --random-seed S.
 """
 import argparse
 import json
@@ -24,8 +30,15 @@ import os
 import struct
 import sys
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError:
+    sys.exit("export_torchvision_resnet50: PyTorch is missing: "
+             "apt-get install python3-torch")
+
+PROG = "export_torchvision_resnet50"
+OFFLINE = "offline, use --state-dict FILE or --random-seed S"
 
 # ---------------------------------------------------------------- the model
 
@@ -196,38 +209,78 @@ def export(model, path, source):
     return len(sd)
 
 
+def fail(message):
+    """One line on stderr, exit status 1: no traceback for what a user can
+    fix."""
+    print(f"{PROG}: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load_state_dict_file(path, classes):
+    try:
+        sd = torch.load(path, map_location="cpu")
+    except Exception as e:  # a user's file: missing, truncated, not torch's
+        fail(f"cannot read --state-dict {path}: {e}")
+    model = resnet50(classes)
+    try:
+        model.load_state_dict(sd)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        # torch's text: a header line, then "Missing key(s) ...: ..."
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = lines[1] if len(lines) > 1 else lines[0] if lines else ""
+        fail(f"--state-dict {path} is not a ResNet50 state_dict with "
+             f"{classes} classes: {why[:160]}")
+    return model
+
+
+def download_pretrained(weights):
+    if not have_torchvision():
+        fail("pretrained weights need torchvision (apt-get install "
+             f"python3-torchvision); {OFFLINE}")
+    try:
+        return pretrained_resnet50(weights)
+    except OSError as e:  # URLError, no network, a full disk
+        fail(f"cannot get the {weights} weights through torchvision "
+             f"({getattr(e, 'reason', e)}); {OFFLINE}")
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog=PROG + ".py", description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[-1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("output", help="the .safetensors file to write")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--weights", default="DEFAULT",
-                     help="torchvision ResNet50_Weights name (DEFAULT, "
-                          "IMAGENET1K_V1, IMAGENET1K_V2)")
+                     choices=("DEFAULT", "IMAGENET1K_V1", "IMAGENET1K_V2"),
+                     help="torchvision's pretrained weights (default "
+                          "%(default)s; needs the network or its cache)")
     src.add_argument("--state-dict", metavar="FILE",
-                     help="a torch.save()d resnet50 state_dict instead")
+                     help="a torch.save()d resnet50 state_dict instead "
+                          "(works offline)")
     src.add_argument("--random-seed", type=int, metavar="S",
-                     help="seeded random weights instead (no download)")
+                     help="seeded random weights instead (works offline)")
     ap.add_argument("--randomize-bn", action="store_true",
                     help="with --random-seed: random BatchNorm gamma/beta "
                          "and calibrated running statistics")
     ap.add_argument("--classes", type=int, default=1000,
-                    help="with --random-seed or --state-dict: fc outputs")
+                    help="with --random-seed or --state-dict: fc outputs "
+                         "(default %(default)s)")
     a = ap.parse_args(argv)
     if a.random_seed is not None:
         model = random_resnet50(a.random_seed, a.classes, a.randomize_bn,
                                 4 if a.randomize_bn else 0)
         source = f"random seed {a.random_seed}"
     elif a.state_dict:
-        model = resnet50(a.classes)
-        model.load_state_dict(torch.load(a.state_dict, map_location="cpu"))
+        model = load_state_dict_file(a.state_dict, a.classes)
         source = os.path.basename(a.state_dict)
     else:
-        if not have_torchvision():
-            ap.error("pretrained weights need torchvision (python3-"
-                     "torchvision); use --state-dict or --random-seed")
-        model = pretrained_resnet50(a.weights)
+        model = download_pretrained(a.weights)
         source = f"torchvision ResNet50_Weights.{a.weights}"
-    n = export(model, a.output, source)
+    try:
+        n = export(model, a.output, source)
+    except OSError as e:
+        fail(f"cannot write {a.output}: {e.strerror or e}")
     print(f"wrote {a.output}: {n} tensors ({source})")
 
 
