@@ -14,7 +14,7 @@
  * metrics), then the IoU of the defect class on held-out test images.
  * Guide and measured figures: docs/segmentation.md.
  *
- *   segment_unet [--manifest FILE] [--weights FILE] [--freeze-encoder]
+ *   segment_unet [--manifest FILE] [--weights FILE] [--freeze-encoder 0|1]
  *                [--classes N] [--loss bce|iou|bce+iou] [--alpha A]
  *                [--epochs N] [--batch-size N] [--lr LR] [--seed S]
  *                [--train N] [--val N] [--test N] [--threads N]
@@ -22,138 +22,81 @@
  *                [--history FILE.csv] */
 #include "common.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #define SIZE 128 /* the tutorial's input */
+
+static const ex_program PROGRAM = {
+    "segment_unet",
+    "Q5: a U-Net with a MobileNetV2 encoder (the TensorFlow segmentation\n"
+    "tutorial's model, 128x128x3) trained with Adam on BCE + IoU and\n"
+    "evaluated by the IoU of the defect class on held-out images. Data: the\n"
+    "synthetic surface defects made in memory, or --manifest. Without\n"
+    "--weights the encoder trains from scratch; the defaults (alpha 0.35,\n"
+    "320 images, 12 epochs) take a few minutes on two cores.\n"
+    "Figures and recipes: docs/segmentation.md.\n"};
 
 typedef struct args {
     const char *manifest, *weights, *loss, *save, *save_encoder, *overlays,
         *history;
     int freeze, classes, epochs, batch, train, val, test, threads;
-    double alpha, lr;
+    float alpha, lr;
     unsigned long long seed;
 } args;
-
-static void usage(int status)
-{
-    fprintf(status ? stderr : stdout,
-            "usage: segment_unet [--manifest FILE] [--weights FILE] "
-            "[--freeze-encoder]\n"
-            "         [--classes N] [--loss bce|iou|bce+iou] [--alpha A]\n"
-            "         [--epochs N] [--batch-size N] [--lr LR] [--seed S]\n"
-            "         [--train N] [--val N] [--test N] [--threads N]\n"
-            "         [--save FILE] [--save-encoder FILE] [--overlays DIR]\n"
-            "         [--history FILE.csv]\n"
-            "Defaults: synthetic defects, --train 320 --val 48 --test 96,\n"
-            "--epochs 12 --batch-size 16 --lr 0.002 --alpha 0.35 "
-            "--classes 1\n"
-            "--loss bce+iou --seed 1. docs/segmentation.md explains each.\n");
-    exit(status);
-}
-
-static void usage_error(const char *fmt, const char *value)
-{
-    fprintf(stderr, "segment_unet: ");
-    fprintf(stderr, fmt, value);
-    fprintf(stderr, " (--help lists the options)\n");
-    exit(2);
-}
-
-static long int_arg(const char *name, const char *v, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "invalid --%s '%%s': expected an integer "
-                 "in [%ld, %ld]", name, lo, hi);
-        usage_error(msg, v);
-    }
-    return x;
-}
-
-static double real_arg(const char *name, const char *v, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (!*v || *end || errno || !(x > lo && x <= hi)) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "invalid --%s '%%s': expected a number "
-                 "in (%g, %g]", name, lo, hi);
-        usage_error(msg, v);
-    }
-    return x;
-}
 
 static args parse(int argc, char **argv)
 {
     args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL,
-              0, 1, 12, 16, 320, 48, 96, 0, 0.35, 0.002, 1};
-    enum { MANIFEST = 256, WEIGHTS, FREEZE, CLASSES, LOSS, ALPHA, EPOCHS,
-           BATCH, LR, SEED, TRAIN, VAL, TEST, THREADS, SAVE, SAVE_ENC,
-           OVERLAYS, HISTORY };
-    static const struct option opts[] = {
-        {"manifest", required_argument, NULL, MANIFEST},
-        {"weights", required_argument, NULL, WEIGHTS},
-        {"freeze-encoder", no_argument, NULL, FREEZE},
-        {"classes", required_argument, NULL, CLASSES},
-        {"loss", required_argument, NULL, LOSS},
-        {"alpha", required_argument, NULL, ALPHA},
-        {"epochs", required_argument, NULL, EPOCHS},
-        {"batch-size", required_argument, NULL, BATCH},
-        {"lr", required_argument, NULL, LR},
-        {"seed", required_argument, NULL, SEED},
-        {"train", required_argument, NULL, TRAIN},
-        {"val", required_argument, NULL, VAL},
-        {"test", required_argument, NULL, TEST},
-        {"threads", required_argument, NULL, THREADS},
-        {"save", required_argument, NULL, SAVE},
-        {"save-encoder", required_argument, NULL, SAVE_ENC},
-        {"overlays", required_argument, NULL, OVERLAYS},
-        {"history", required_argument, NULL, HISTORY},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case MANIFEST: a.manifest = optarg; break;
-        case WEIGHTS: a.weights = optarg; break;
-        case FREEZE: a.freeze = 1; break;
-        case CLASSES: a.classes = (int)int_arg("classes", optarg, 1, 255); break;
-        case LOSS: a.loss = optarg; break;
-        case ALPHA: a.alpha = real_arg("alpha", optarg, 0, 4); break;
-        case EPOCHS: a.epochs = (int)int_arg("epochs", optarg, 0, 100000); break;
-        case BATCH: a.batch = (int)int_arg("batch-size", optarg, 1, 4096); break;
-        case LR: a.lr = real_arg("lr", optarg, 0, 10); break;
-        case SEED:
-            a.seed = (unsigned long long)int_arg("seed", optarg, 0, 1L << 62);
-            break;
-        case TRAIN: a.train = (int)int_arg("train", optarg, 1, 1000000); break;
-        case VAL: a.val = (int)int_arg("val", optarg, 0, 1000000); break;
-        case TEST: a.test = (int)int_arg("test", optarg, 1, 1000000); break;
-        case THREADS: a.threads = (int)int_arg("threads", optarg, 0, 1024); break;
-        case SAVE: a.save = optarg; break;
-        case SAVE_ENC: a.save_encoder = optarg; break;
-        case OVERLAYS: a.overlays = optarg; break;
-        case HISTORY: a.history = optarg; break;
-        case 'h': usage(0); break;
-        default:
-            usage_error(optopt ? "unknown or incomplete option '%s'"
-                               : "unknown option '%s'",
-                        argv[optind - 1]);
-        }
-    }
-    if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+              0, 1, 12, 16, 320, 48, 96, 0, 0.35f, 0.002f, 1};
+    const ex_option opts[] = {
+        EX_STRING("manifest", &a.manifest, "FILE",
+                  "train on the images and masks of a manifest CSV "
+                  "(docs/data.md)",
+                  "synthetic surface defects"),
+        EX_STRING("weights", &a.weights, "FILE",
+                  "encoder weights (safetensors, libnn names, e.g. from "
+                  "--save-encoder); the encoder is then frozen",
+                  "the encoder trains from scratch"),
+        EX_INT("freeze-encoder", &a.freeze, 0, 1, "0|1",
+               "1: freeze the encoder even without --weights (for the "
+               "tutorial's summary)"),
+        EX_INT("classes", &a.classes, 1, 255, "N",
+               "output channels: 1 (binary masks, BCE) or the classes "
+               "(sparse CE)"),
+        EX_STRING("loss", &a.loss, "bce|iou|bce+iou",
+                  "the loss (the cross-entropy is sparse categorical with "
+                  "several classes)",
+                  "bce+iou"),
+        EX_FLOAT_ABOVE("alpha", &a.alpha, 0, 4, "A",
+                       "MobileNetV2 width multiplier"),
+        EX_OPT_EPOCHS(&a.epochs),
+        EX_OPT_BATCH_SIZE(&a.batch),
+        EX_FLOAT_ABOVE("lr", &a.lr, 0, 10, "LR", "Adam's learning rate"),
+        EX_OPT_SEED(&a.seed),
+        EX_INT("train", &a.train, 1, 1000000, "N",
+               "synthetic training images"),
+        EX_INT("val", &a.val, 0, 1000000, "N",
+               "synthetic validation images (0: no validation)"),
+        EX_INT("test", &a.test, 1, 1000000, "N",
+               "synthetic held-out test images"),
+        EX_OPT_THREADS(&a.threads),
+        EX_OUTPUT("save", &a.save, "FILE", "save the trained model (.nnm)",
+                  "not saved"),
+        EX_OUTPUT("save-encoder", &a.save_encoder, "FILE",
+                  "save the encoder's weights (safetensors) for --weights",
+                  "not saved"),
+        EX_OUTPUT("overlays", &a.overlays, "DIR",
+                  "write input | true mask | predicted mask PNGs of 6 test "
+                  "images into DIR (created)",
+                  "not written"),
+        EX_OPT_HISTORY(&a.history),
+    };
+    ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
     if (strcmp(a.loss, "bce") && strcmp(a.loss, "iou") &&
         strcmp(a.loss, "bce+iou"))
-        usage_error("invalid --loss '%s': expected bce, iou or bce+iou",
-                    a.loss);
+        ex_usage_error(&PROGRAM,
+                       "invalid --loss '%s': expected bce, iou or bce+iou",
+                       a.loss);
     return a;
 }
 
@@ -328,7 +271,7 @@ static const nn_metric columns[COLS] = {
     NN_METRIC_LOSS, NN_METRIC_IOU, NN_METRIC_VAL_LOSS, NN_METRIC_VAL_IOU,
     NN_METRIC_MEAN_IOU, NN_METRIC_EPOCH_SECONDS};
 
-static void write_history(const char *path, const float *h, int epochs)
+static void write_epochs_csv(const char *path, const float *h, int epochs)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -376,7 +319,7 @@ static void train(nn_model *m, const args *a, split *tr, const split *va)
             hist[ps.epoch * COLS + c] = nn_history_get(h, columns[c], 0);
         nn_history_free(h);
     }
-    if (a->history) write_history(a->history, hist, a->epochs);
+    if (a->history) write_epochs_csv(a->history, hist, a->epochs);
     free(hist);
 }
 
@@ -461,19 +404,10 @@ static void write_overlays(nn_model *m, const args *a, const split *te,
     nn_tensor_free(pic);
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) +
-           (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
-}
-
 int main(int argc, char **argv)
 {
     args a = parse(argc, argv);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = seconds_now();
     if (a.threads && nn_set_num_threads(a.threads) != NN_OK) die("threads");
     printf("libnn %s - Q5 U-Net with a MobileNetV2 encoder (alpha %.2f), "
            "%d thread(s), seed %llu\n",
@@ -497,7 +431,7 @@ int main(int argc, char **argv)
         printf("Encoder weights saved to %s (load them with --weights)\n",
                a.save_encoder);
     }
-    printf("Total time: %.1f s\n", seconds_since(&t0));
+    printf("Total time: %.1f s\n", seconds_now() - t0);
     nn_model_free(m);
     nn_model_free(enc);
     nn_tensor_free(tr.x);
