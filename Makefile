@@ -32,7 +32,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all lib examples tests check check-c check-python asan demo deps install uninstall bench profile clean
+.PHONY: all lib examples tests check check-c check-python asan demo deps install uninstall bench profile seg-kernels-bench clean
 all: lib examples
 
 lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a
@@ -80,6 +80,15 @@ $(BUILD)/bench/profile/layer_profile: bench/profile/layer_profile.c $(LIBDIR)/li
 
 profile: $(BUILD)/bench/profile/layer_profile
 	$(BUILD)/bench/profile/layer_profile --layers
+
+# Micro-benchmark of the depthwise and transposed convolution kernels
+# (internal, so libnn.a; not part of `make bench`).
+$(BUILD)/bench/kernels/seg_kernels_bench: bench/kernels/seg_kernels_bench.c $(LIBDIR)/libnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
+
+seg-kernels-bench: $(BUILD)/bench/kernels/seg_kernels_bench
+	$(BUILD)/bench/kernels/seg_kernels_bench
 
 # ---- set-up: install what is missing from Debian's archive ----
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \

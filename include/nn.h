@@ -25,8 +25,9 @@
  *
  * Sections, in order: version and errors, threads, tensors, building
  * models, layers, losses and optimizers, training, segmentation losses
- * and metrics, inference and contexts, gradient diagnostics, files
- * (models, weights, data sets), images and segmentation data, model zoo.
+ * and metrics, weighted losses and decision metrics, inference and
+ * contexts, gradient diagnostics, files (models, weights, data sets),
+ * images and segmentation data, model zoo.
  */
 #ifndef NN_H
 #define NN_H
@@ -479,6 +480,36 @@ NN_API nn_layer *nn_conv2d_transpose(nn_model *m, nn_layer *input,
                                      int filters, int kh, int kw,
                                      const nn_conv2d_transpose_opts *opts);
 
+typedef struct nn_separable_conv2d_opts {
+    size_t size; /* sizeof(nn_separable_conv2d_opts) */
+    const char *name;
+    int stride_h, stride_w;        /* default 1, 1 */
+    nn_padding padding;            /* default VALID */
+    int depth_multiplier;          /* default 1 */
+    int use_bias;                  /* default 1 */
+    nn_activation activation;      /* default NONE */
+    nn_initializer depthwise_init; /* default GLOROT_UNIFORM */
+    nn_initializer pointwise_init; /* default GLOROT_UNIFORM */
+    nn_initializer bias_init;      /* default ZEROS */
+    float depthwise_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float pointwise_init_stddev;   /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+    float bias_init_stddev;        /* for NN_INIT_RANDOM_NORMAL; 0: 0.05 */
+} nn_separable_conv2d_opts;
+#define NN_SEPARABLE_CONV2D_OPTS_INIT                                          \
+    {sizeof(nn_separable_conv2d_opts), NULL, 1, 1, NN_PADDING_VALID, 1, 1,     \
+     NN_ACT_NONE, NN_INIT_DEFAULT, NN_INIT_DEFAULT, NN_INIT_DEFAULT, 0.0f,     \
+     0.0f, 0.0f}
+
+/* SeparableConv2D(filters, (kh, kw)): a DepthwiseConv2D (strides,
+ * padding and depth_multiplier as there, no bias) then a 1x1 convolution
+ * to `filters` channels with the bias and the activation. Weights in
+ * Keras order: "depthwise_kernel" [kh, kw, in_ch, depth_multiplier],
+ * "pointwise_kernel" [1, 1, in_ch * depth_multiplier, filters], "bias"
+ * [filters]; fans as Keras computes them for those shapes. */
+NN_API nn_layer *nn_separable_conv2d(nn_model *m, nn_layer *input,
+                                     int filters, int kh, int kw,
+                                     const nn_separable_conv2d_opts *opts);
+
 typedef struct nn_upsampling2d_opts {
     size_t size; /* sizeof(nn_upsampling2d_opts) */
     const char *name;
@@ -588,8 +619,22 @@ typedef struct nn_loss_opts {
      * categorical cross-entropy does, which implies it), for outputs of
      * several classes. 0 (default): labels have the output's shape. */
     int sparse_labels;
+    /* Weighted cross-entropy (docs/losses.md). NULL (default), or one
+     * finite weight >= 0 per class of the output for (sparse) categorical
+     * cross-entropy, as torch.nn.CrossEntropyLoss(weight=): the loss at a
+     * position is -sum_c w_c y_c log q_c (w of its class for one-hot
+     * labels). The model keeps its own copy. */
+    const float *class_weights;
+    int num_class_weights; /* the output's classes, with class_weights */
+    /* Binary cross-entropy: -(pos_weight y log p + (1 - y) log(1 - p)),
+     * as BCEWithLogitsLoss(pos_weight=); 1 (default): unweighted. */
+    float pos_weight;
+    /* an nn_weight_norm: what the weighted sum of a batch's losses is
+     * divided by; NN_WEIGHT_NORM_SAMPLES (default, Keras) */
+    int weight_norm;
 } nn_loss_opts;
-#define NN_LOSS_OPTS_INIT {sizeof(nn_loss_opts), 0, 1.0, 1e-7, 0, 0}
+#define NN_LOSS_OPTS_INIT                                                      \
+    {sizeof(nn_loss_opts), 0, 1.0, 1e-7, 0, 0, NULL, 0, 1.0f, 0}
 
 /* Where epsilon enters Adam's update. Keras: lr_t * m / (sqrt(v) + eps)
  * with lr_t = lr * sqrt(1-b2^t)/(1-b1^t). PyTorch:
@@ -710,9 +755,29 @@ typedef struct nn_fit_opts {
      * validation set (the _VAL_ metrics); the progress callback sees IoU
      * and mean IoU. 0 (default): not computed. */
     int segmentation_metrics;
+    /* Keras fit(class_weight=): NULL (default), or one finite weight >= 0
+     * per class (the output's channels, 2 for one channel); each training
+     * sample's loss is multiplied by the weight of its label's class
+     * (the id, the argmax of a one-hot row, or mask > 0.5). Outputs of
+     * one position only (Keras); per-pixel weights are
+     * nn_loss_opts.class_weights. */
+    const float *class_weight;
+    int num_class_weight;
+    /* Keras fit(sample_weight=): NULL (default), or [N] finite weights
+     * >= 0 of the training samples; multiplied by class_weight's. The
+     * loss is normalised as nn_loss_opts.weight_norm says; accuracy and
+     * the validation loss are not weighted (Keras). */
+    const nn_tensor *sample_weight;
+    /* NULL (default), or the binary view whose precision, recall, F1
+     * and ROC AUC the history records per epoch (NN_METRIC_PRECISION ..
+     * NN_METRIC_VAL_ROC_AUC), from the training steps' outputs and the
+     * validation data (struct defined under "Weighted losses and
+     * decision metrics"). */
+    const struct nn_binary_opts *decision_metrics;
 } nn_fit_opts;
 #define NN_FIT_OPTS_INIT                                                       \
-    {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0, 0}
+    {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0, 0,         \
+     NULL, 0, NULL, NULL}
 
 /* Trains for opts->epochs over (x, y). x: [N, ...input shape], y: labels as
  * the compiled loss expects. *history (if not NULL) receives a new history
@@ -745,7 +810,17 @@ typedef enum nn_metric {
     NN_METRIC_DICE = 12, /* nn_confusion_mean_dice(cm, 1) */
     NN_METRIC_VAL_DICE = 13,
     NN_METRIC_PIXEL_ACCURACY = 14, /* nn_confusion_pixel_accuracy */
-    NN_METRIC_VAL_PIXEL_ACCURACY = 15
+    NN_METRIC_VAL_PIXEL_ACCURACY = 15,
+    /* with nn_fit_opts.decision_metrics (docs/metrics.md), from the
+     * epoch's scores of the positive class: */
+    NN_METRIC_PRECISION = 16, /* at the options' threshold */
+    NN_METRIC_VAL_PRECISION = 17,
+    NN_METRIC_RECALL = 18,
+    NN_METRIC_VAL_RECALL = 19,
+    NN_METRIC_F1 = 20,
+    NN_METRIC_VAL_F1 = 21,
+    NN_METRIC_ROC_AUC = 22, /* NaN while one class is missing */
+    NN_METRIC_VAL_ROC_AUC = 23
 } nn_metric;
 
 NN_API int nn_history_epochs(const nn_history *h);
@@ -754,8 +829,10 @@ NN_API float nn_history_get(const nn_history *h, nn_metric metric, int epoch);
 /* Writes "epoch,loss,accuracy,val_loss,val_accuracy,seconds" rows, plus
  * ",grad_norm,grad_norm_max,health" when fit recorded gradient norms, plus
  * ",iou,mean_iou,dice,pixel_accuracy,val_iou,val_mean_iou,val_dice,
- * val_pixel_accuracy" when it recorded segmentation metrics. The file is
- * replaced atomically, as nn_model_save replaces its file. */
+ * val_pixel_accuracy" when it recorded segmentation metrics, plus
+ * ",precision,recall,f1,roc_auc,val_precision,val_recall,val_f1,
+ * val_roc_auc" when it recorded decision metrics. The file is replaced
+ * atomically, as nn_model_save replaces its file. */
 NN_API nn_status nn_history_write_csv(const nn_history *h, const char *path);
 NN_API void nn_history_free(nn_history *h);
 
@@ -841,6 +918,148 @@ NN_API nn_status nn_model_evaluate_confusion(nn_model *m, const nn_tensor *x,
                                              const nn_tensor *y,
                                              int batch_size, nn_confusion *cm,
                                              float *loss);
+
+/* ------------------------------------------------------------------ */
+/* Weighted losses and decision metrics (guides: docs/losses.md,       */
+/* docs/metrics.md)                                                   */
+/* ------------------------------------------------------------------ */
+
+/* nn_loss_opts.weight_norm: what the weighted sum of a batch's losses
+ * (class weights, fit's class_weight and sample_weight) is divided by. */
+typedef enum nn_weight_norm {
+    /* the number of samples, as Keras (sum_over_batch_size): weights
+     * scale the loss and its gradient */
+    NN_WEIGHT_NORM_SAMPLES = 0,
+    /* the sum of the weights: a weighted mean, as
+     * torch.nn.CrossEntropyLoss(weight=) with class ids and Keras 3's
+     * mean_with_sample_weight (0 when every weight is 0) */
+    NN_WEIGHT_NORM_SUM = 1
+} nn_weight_norm;
+
+/* --- precision, recall and F1 from a confusion matrix --- */
+
+/* Of one class, as scikit-learn with zero_division=0: precision TP /
+ * (TP + FP), recall TP / (TP + FN), F1 2TP / (2TP + FP + FN); 0 where the
+ * denominator is 0. NaN with an error for bad arguments. */
+NN_API double nn_confusion_precision(const nn_confusion *cm, int cls);
+NN_API double nn_confusion_recall(const nn_confusion *cm, int cls);
+NN_API double nn_confusion_f1(const nn_confusion *cm, int cls);
+
+/* Averages over the classes (scikit-learn's average=, on the classes
+ * that occur in the truth or the prediction, as its default labels). */
+typedef enum nn_average {
+    NN_AVERAGE_MACRO = 0,   /* the plain mean of the per-class values */
+    NN_AVERAGE_MICRO = 1,   /* from the summed counts (= accuracy) */
+    NN_AVERAGE_WEIGHTED = 2 /* the mean weighted by each class's truth */
+} nn_average;
+
+/* 0 for an empty matrix; NaN with an error for bad arguments. */
+NN_API double nn_confusion_precision_avg(const nn_confusion *cm,
+                                         nn_average average);
+NN_API double nn_confusion_recall_avg(const nn_confusion *cm,
+                                      nn_average average);
+NN_API double nn_confusion_f1_avg(const nn_confusion *cm,
+                                  nn_average average);
+
+/* --- a binary decision: scores, curves, thresholds --- */
+
+/* Every class but k is positive (e.g. any defect against class 0, the
+ * good parts): a value of nn_binary_opts.positive_class. */
+#define NN_ALL_BUT(k) (-1 - (k))
+
+/* A binary view of a classifier's output. The classes are those of
+ * nn_confusion (a one-channel output has 2: class 1 is the sigmoid's).
+ * The score of a sample is the probability of the positive class: p_k;
+ * for NN_ALL_BUT(k) the sum of the other classes' probabilities (1 - p
+ * for one channel); softmax or sigmoid of the output when the loss was
+ * compiled from_logits. A sample is positive where score >= threshold. */
+typedef struct nn_binary_opts {
+    size_t size;        /* sizeof(nn_binary_opts) */
+    int positive_class; /* 1 */
+    float threshold;    /* 0.5 */
+} nn_binary_opts;
+#define NN_BINARY_OPTS_INIT {sizeof(nn_binary_opts), 1, 0.5f}
+
+/* Counts and metrics of a decision at one threshold. The caller sets
+ * size (sizeof(nn_binary_report)); the library fills the members that
+ * fit in it, so members are only ever appended. */
+typedef struct nn_binary_report {
+    size_t size;
+    float threshold;            /* positive where score >= threshold */
+    int64_t tp, fp, tn, fn;
+    /* nn_confusion_precision, _recall, _f1 of the positive class and
+     * the accuracy (zero_division 0) */
+    double precision, recall, f1, accuracy;
+    /* of all thresholds (nn_curve_roc_auc, _average_precision); NaN
+     * where undefined */
+    double roc_auc, average_precision;
+} nn_binary_report;
+
+/* The ROC and precision-recall curves of scores against binary labels
+ * (scikit-learn's roc_curve and precision_recall_curve): one point per
+ * distinct score, the thresholds in decreasing order; tied scores form
+ * one point. */
+typedef struct nn_curve nn_curve;
+
+/* scores: n finite values; labels: n values 0 or 1 (1: positive).
+ * Returns NULL with the reason (naming the index) on bad input. */
+NN_API nn_curve *nn_curve_create(const float *scores, const float *labels,
+                                 int64_t n);
+NN_API void nn_curve_free(nn_curve *c);
+/* Distinct thresholds K (>= 1); positives and negatives counted. -1 and
+ * an error for NULL. */
+NN_API int64_t nn_curve_size(const nn_curve *c);
+NN_API int64_t nn_curve_positives(const nn_curve *c);
+NN_API int64_t nn_curve_negatives(const nn_curve *c);
+/* The ROC curve: K + 1 points, first (0, 0) at threshold +inf, then the
+ * false and true positive rates with score >= thresholds[k]. A rate is
+ * NaN when its class is absent (as scikit-learn). Any output may be
+ * NULL; cap is the arrays' length, at least K + 1. */
+NN_API nn_status nn_curve_roc(const nn_curve *c, double *fpr, double *tpr,
+                              float *thresholds, int64_t cap);
+/* The precision-recall curve: K points, precision TP / (TP + FP) and
+ * recall TP / P with score >= thresholds[k] (recall NaN without
+ * positives). scikit-learn returns them reversed and appends (precision
+ * 1, recall 0) without a threshold. cap >= K. */
+NN_API nn_status nn_curve_pr(const nn_curve *c, double *precision,
+                             double *recall, float *thresholds,
+                             int64_t cap);
+/* ROC AUC by the trapezoid rule over the K + 1 points (roc_auc_score);
+ * NaN with an error unless both classes are present. */
+NN_API double nn_curve_roc_auc(const nn_curve *c);
+/* Average precision, sum over k of (R_k - R_{k-1}) P_k with R_{-1} = 0
+ * (average_precision_score: steps, not trapezoids); NaN with an error
+ * without positives. */
+NN_API double nn_curve_average_precision(const nn_curve *c);
+/* The decision at `threshold`. */
+NN_API nn_status nn_curve_report(const nn_curve *c, float threshold,
+                                 nn_binary_report *report);
+/* Choosing the threshold, always one of the scores. For a target recall
+ * (no defective part shipped): the largest threshold whose recall >=
+ * target. For a target precision (few good parts rejected): the
+ * smallest threshold whose precision >= target. target in (0, 1].
+ * report receives the decision there. An unreachable target (no
+ * positives; no threshold precise enough) is NN_ERR_INVALID with a
+ * message giving the best the scores reach. */
+NN_API nn_status nn_curve_threshold_for_recall(const nn_curve *c,
+                                               double target,
+                                               nn_binary_report *report);
+NN_API nn_status nn_curve_threshold_for_precision(const nn_curve *c,
+                                                  double target,
+                                                  nn_binary_report *report);
+
+/* Evaluates the model on (x, y) (inference mode, in batches of
+ * batch_size; labels as the compiled loss reads them) as the binary
+ * decision opts describes (NULL: defaults): report (may be NULL)
+ * receives the decision at opts->threshold with ROC AUC and average
+ * precision (NaN where undefined, without an error); *curve (may be
+ * NULL) a new curve of the scores, one per output position, that the
+ * caller frees. */
+NN_API nn_status nn_model_evaluate_binary(nn_model *m, const nn_tensor *x,
+                                          const nn_tensor *y, int batch_size,
+                                          const nn_binary_opts *opts,
+                                          nn_binary_report *report,
+                                          nn_curve **curve);
 
 /* ------------------------------------------------------------------ */
 /* Inference and contexts                                             */

@@ -84,9 +84,11 @@ typedef enum nn_opts_kind {
     NN_OPTS_IMAGE,
     NN_OPTS_PIXELS,
     NN_OPTS_DEFECTS,
+    NN_OPTS_BINARY,
     NN_OPTS_DEPTHWISE_CONV2D,
     NN_OPTS_CONV2D_TRANSPOSE,
     NN_OPTS_UPSAMPLING2D,
+    NN_OPTS_SEPARABLE_CONV2D,
     NN_OPTS_MOBILENET_V2,
     NN_OPTS_UNET,
     NN_OPTS_KIND_COUNT
@@ -125,9 +127,11 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_image_opts *: NN_OPTS_IMAGE,                                   \
              nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
              nn_defects_opts *: NN_OPTS_DEFECTS,                               \
+             nn_binary_opts *: NN_OPTS_BINARY,                                 \
              nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
              nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
              nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
+             nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D,             \
              nn_mobilenet_v2_opts *: NN_OPTS_MOBILENET_V2,                     \
              nn_unet_opts *: NN_OPTS_UNET)
 
@@ -266,7 +270,10 @@ int64_t nn__shape_size(const nn_shape *s);
     /* segmentation layers */                                                  \
     X(NN_KIND_RELU6, 23, nn__relu6_ops)                                        \
     X(NN_KIND_UPSAMPLING2D, 24, nn__upsampling2d_ops)                          \
-    X(NN_KIND_CROPPING2D, 25, nn__cropping2d_ops)
+    X(NN_KIND_CROPPING2D, 25, nn__cropping2d_ops)                             \
+    X(NN_KIND_DEPTHWISE_CONV2D, 26, nn__depthwise_conv2d_ops)                  \
+    X(NN_KIND_CONV2D_TRANSPOSE, 27, nn__conv2d_transpose_ops)                  \
+    X(NN_KIND_SEPARABLE_CONV2D, 28, nn__separable_conv2d_ops)
 
 #define NN__KIND_ENUMERATOR(kind, number, ops) kind,
 typedef enum nn_layer_kind {
@@ -276,7 +283,7 @@ typedef enum nn_layer_kind {
 #undef NN__KIND_ENUMERATOR
 
 typedef struct nn_param {
-    char name[16];
+    char name[24]; /* Keras' names: "kernel", "depthwise_kernel", ... */
     nn_tensor value; /* shape as Keras stores it, e.g. [kh, kw, cin, cout] */
     nn_tensor grad;  /* same shape; data NULL until training needs it */
     bool trainable;  /* false for statistics such as moving means */
@@ -286,14 +293,15 @@ typedef struct nn_param {
 } nn_param;
 
 /* Layers an inference pass computes inside a convolution's epilogue
- * (src/graph/fuse.c): Conv2D -> BatchNormalization -> [Add] -> [ReLU].
- * The head convolution writes the last one's output; the others are
- * skipped. */
+ * (src/graph/fuse.c): Conv2D or DepthwiseConv2D -> BatchNormalization ->
+ * [Add] -> [ReLU or ReLU6]. The head convolution writes the last one's
+ * output; the others are skipped. */
 typedef struct nn_fuse {
     int tail;               /* last fused layer; -1: the layer fuses nothing */
     const struct nn_layer *bn; /* inference-mode BatchNormalization or NULL */
     int residual;           /* the fused Add's other input, or -1 */
     bool relu;
+    bool relu6;
 } nn_fuse;
 
 /* Arguments of a forward pass of one layer over a batch. */

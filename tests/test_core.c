@@ -208,9 +208,11 @@ static void test_opts_every_struct(void **state)
         [NN_OPTS_IMAGE] = sizeof(nn_image_opts),
         [NN_OPTS_PIXELS] = sizeof(nn_pixels_opts),
         [NN_OPTS_DEFECTS] = sizeof(nn_defects_opts),
+        [NN_OPTS_BINARY] = sizeof(nn_binary_opts),
         [NN_OPTS_DEPTHWISE_CONV2D] = sizeof(nn_depthwise_conv2d_opts),
         [NN_OPTS_CONV2D_TRANSPOSE] = sizeof(nn_conv2d_transpose_opts),
         [NN_OPTS_UPSAMPLING2D] = sizeof(nn_upsampling2d_opts),
+        [NN_OPTS_SEPARABLE_CONV2D] = sizeof(nn_separable_conv2d_opts),
         [NN_OPTS_MOBILENET_V2] = sizeof(nn_mobilenet_v2_opts),
         [NN_OPTS_UNET] = sizeof(nn_unet_opts)};
     for (int k = 0; k < NN_OPTS_KIND_COUNT; k++) {

@@ -1143,6 +1143,28 @@ static void expect_close(const nn_tensor *a, const nn_tensor *b, double tol)
                     tol * (1 + fabs(b->data[i])));
 }
 
+/* m's predictions (fused, in its own context) into `fused`: those of an
+ * unfused context to float rounding, and the same bits at 1 and 3
+ * threads. */
+static void expect_fusion_exact(nn_model *m, const nn_tensor *x,
+                                nn_tensor *fused)
+{
+    nn_tensor *plain = nn_tensor_create(fused->rank, fused->shape);
+    nn_tensor *again = nn_tensor_create(fused->rank, fused->shape);
+    predict_ctx(m, x, plain, false);
+    assert_int_equal(nn_model_predict(m, x, fused, 2), NN_OK);
+    expect_close(fused, plain, 1e-5);
+    for (int t = 1; t <= 3; t += 2) {
+        nn_set_num_threads(t);
+        predict_ctx(m, x, again, true);
+        assert_memory_equal(again->data, fused->data,
+                            (size_t)fused->size * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    nn_tensor_free(plain);
+    nn_tensor_free(again);
+}
+
 static void test_inference_fusion(void **state)
 {
     (void)state;
@@ -1152,9 +1174,7 @@ static void test_inference_fusion(void **state)
     int64_t s[2] = {3, 4};
     nn_tensor *fused = nn_tensor_create(2, s), *plain = nn_tensor_create(2, s);
     nn_tensor *again = nn_tensor_create(2, s);
-    predict_ctx(f.m, x, plain, false);
-    assert_int_equal(nn_model_predict(f.m, x, fused, 2), NN_OK);
-    expect_close(fused, plain, 1e-5);
+    expect_fusion_exact(f.m, x, fused);
     /* What fused into what. */
     const nn_context *c = f.m->ctx;
     assert_non_null(c->fused_into);
@@ -1169,14 +1189,6 @@ static void test_inference_fusion(void **state)
     assert_int_equal(c->fuse[f.c[3]->index].tail, -1);
     assert_int_equal(c->fuse[f.c[1]->index].residual, f.relu1->index);
     assert_int_equal(c->fuse[f.c[4]->index].residual, f.bn[3]->index);
-    /* Same bits at every thread count. */
-    for (int t = 1; t <= 3; t += 2) {
-        nn_set_num_threads(t);
-        predict_ctx(f.m, x, again, true);
-        assert_memory_equal(again->data, fused->data,
-                            (size_t)fused->size * sizeof(float));
-    }
-    nn_set_num_threads(0);
     /* Nothing is cached: new statistics written through the weight's
      * tensor count at the next call. */
     float *var = nn_tensor_data(nn_layer_weight(f.bn[1], 3));
@@ -1190,6 +1202,102 @@ static void test_inference_fusion(void **state)
     nn_tensor_free(fused);
     nn_tensor_free(plain);
     nn_tensor_free(again);
+    nn_model_free(f.m);
+}
+
+/* MobileNetV2's inverted residual block and the segmentation layers:
+ * Conv2D -> BN -> ReLU6 and DepthwiseConv2D -> BN -> ReLU6 fuse (their
+ * normalizations scaled up so that ReLU6 clamps at 6 too), so does the
+ * projection's BN -> Add; a DepthwiseConv2D with its own activation, a
+ * Conv2DTranspose, UpSampling2D and Cropping2D do not fuse, and the whole
+ * predicts as it does unfused. */
+typedef struct seg_net {
+    nn_model *m;
+    nn_layer *expand, *expand_bn, *expand_relu, *dw, *dw_bn, *dw_relu;
+    nn_layer *project, *project_bn, *add, *dw2, *dw2_bn, *dw3, *dw3_bn;
+    nn_layer *dw3_relu, *ct, *ct_bn, *ct_relu;
+} seg_net;
+
+static nn_layer *bn_wide(nn_model *m, nn_layer *in)
+{
+    nn_layer *l = bn_random(m, in);
+    randomize(&l->params[0], 2.0, 8.0); /* gamma: outputs beyond 6 */
+    return l;
+}
+
+static seg_net seg_graph(void)
+{
+    seg_net f = {.m = nn_model_create(9)};
+    nn_model *m = f.m;
+    nn_conv2d_opts pw = NN_CONV2D_OPTS_INIT;
+    pw.use_bias = 0;
+    nn_depthwise_conv2d_opts dwo = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.padding = NN_PADDING_SAME;
+    dwo.use_bias = 0;
+    nn_layer *x = image_input(m, 9, 9, 6);
+    f.expand = nn_conv2d(m, x, 36, 1, 1, &pw);
+    f.expand_relu = nn_relu6(m, f.expand_bn = bn_wide(m, f.expand), NULL);
+    f.dw = nn_depthwise_conv2d(m, f.expand_relu, 3, 3, &dwo);
+    f.dw_relu = nn_relu6(m, f.dw_bn = bn_wide(m, f.dw), NULL);
+    f.project = nn_conv2d(m, f.dw_relu, 6, 1, 1, &pw);
+    f.project_bn = bn_random(m, f.project);
+    nn_layer *a[2] = {x, f.project_bn};
+    f.add = nn_add(m, 2, a, NULL);
+    dwo.stride_h = dwo.stride_w = 2; /* the block's stride-2 form */
+    dwo.depth_multiplier = 2;
+    dwo.use_bias = 1;
+    f.dw2 = nn_depthwise_conv2d(m, f.add, 3, 3, &dwo);
+    f.dw2_bn = bn_random(m, f.dw2); /* fuses without an activation */
+    dwo.stride_h = dwo.stride_w = 1;
+    dwo.depth_multiplier = 1;
+    dwo.activation = NN_ACT_RELU6; /* before the BN: cannot fuse */
+    f.dw3 = nn_depthwise_conv2d(m, f.dw2_bn, 3, 3, &dwo);
+    f.dw3_relu = nn_relu6(m, f.dw3_bn = bn_wide(m, f.dw3), NULL);
+    nn_conv2d_transpose_opts cto = NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    cto.stride_h = cto.stride_w = 2;
+    cto.padding = NN_PADDING_SAME;
+    cto.use_bias = 0;
+    f.ct = nn_conv2d_transpose(m, f.dw3_relu, 8, 3, 3, &cto);
+    f.ct_relu = nn_relu(m, f.ct_bn = bn_random(m, f.ct), NULL);
+    nn_layer *up = nn_upsampling2d(m, f.ct_relu, 2, 2, NULL);
+    nn_layer *crop = nn_cropping2d(m, up, 1, 2, 2, 1, NULL);
+    nn_dense(m, nn_global_avgpool2d(m, nn_relu6(m, crop, NULL), NULL), 4,
+             NULL);
+    randomize(&f.dw2->params[1], -0.2, 0.2); /* the bias */
+    return f;
+}
+
+static void test_seg_fusion(void **state)
+{
+    (void)state;
+    seg_net f = seg_graph();
+    nn_tensor *x = tensor4(3, 9, 9, 6);
+    gc_fill(x->data, x->size, 2.0);
+    int64_t s[2] = {3, 4};
+    nn_tensor *fused = nn_tensor_create(2, s);
+    expect_fusion_exact(f.m, x, fused);
+    const nn_context *c = f.m->ctx;
+    assert_non_null(c->fused_into);
+    const nn_layer *into[][2] = {
+        {f.expand_bn, f.expand}, {f.expand_relu, f.expand},
+        {f.dw_bn, f.dw},         {f.dw_relu, f.dw},
+        {f.project_bn, f.project}, {f.add, f.project},
+        {f.dw2_bn, f.dw2},
+    };
+    for (size_t i = 0; i < sizeof into / sizeof into[0]; i++)
+        assert_int_equal(c->fused_into[into[i][0]->index], into[i][1]->index);
+    assert_true(c->fuse[f.expand->index].relu6);
+    assert_false(c->fuse[f.expand->index].relu);
+    assert_true(c->fuse[f.dw->index].relu6);
+    assert_false(c->fuse[f.dw2->index].relu6);
+    const nn_layer *alone[] = {f.dw3, f.dw3_bn, f.dw3_relu, f.ct, f.ct_bn,
+                               f.ct_relu};
+    for (size_t i = 0; i < sizeof alone / sizeof alone[0]; i++) {
+        assert_int_equal(c->fused_into[alone[i]->index], -1);
+        assert_int_equal(c->fuse[alone[i]->index].tail, -1);
+    }
+    nn_tensor_free(x);
+    nn_tensor_free(fused);
     nn_model_free(f.m);
 }
 
@@ -1637,6 +1745,7 @@ int main(void)
         cmocka_unit_test(test_freeze_rekeys_optimizer),
         cmocka_unit_test(test_inference_is_read_only),
         cmocka_unit_test(test_inference_fusion),
+        cmocka_unit_test(test_seg_fusion),
         cmocka_unit_test(test_frozen_prefix_plan),
         cmocka_unit_test(test_random_graph_plans),
         cmocka_unit_test(test_checkpoint_round_trip),

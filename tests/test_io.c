@@ -784,6 +784,57 @@ static void test_ckpt_roundtrip_adam(void **state)
     nn_model_free(b);
 }
 
+/* The segmentation layers (their configs, the 16-byte parameter name
+ * "depthwise_kernel", ReLU6 as a fused activation) through a checkpoint:
+ * same layers, weights and predictions, and training resumes alike. */
+static void test_ckpt_roundtrip_seg_layers(void **state)
+{
+    nn_model *a = nn_model_create(11);
+    int shape[3] = {8, 8, 1};
+    nn_layer *x = nn_input(a, 3, shape, NULL);
+    nn_depthwise_conv2d_opts dw = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dw.depth_multiplier = 3;
+    dw.padding = NN_PADDING_SAME;
+    dw.stride_h = dw.stride_w = 2;
+    dw.activation = NN_ACT_RELU6;
+    x = nn_depthwise_conv2d(a, x, 3, 3, &dw);
+    nn_conv2d_transpose_opts ct = NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    ct.stride_h = ct.stride_w = 2;
+    ct.padding = NN_PADDING_SAME;
+    ct.output_padding_h = ct.output_padding_w = 1;
+    ct.kernel_init = NN_INIT_RANDOM_NORMAL;
+    ct.kernel_init_stddev = 0.02f;
+    x = nn_conv2d_transpose(a, x, 2, 3, 3, &ct);
+    nn_upsampling2d_opts up = NN_UPSAMPLING2D_OPTS_INIT;
+    up.interpolation = NN_INTERP_BILINEAR;
+    x = nn_relu6(a, nn_upsampling2d(a, x, 2, 2, &up), NULL);
+    x = nn_cropping2d(a, x, 2, 2, 1, 3, NULL);
+    x = nn_flatten(a, x, NULL);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    if (!nn_dense(a, x, 3, &d)) fail_msg("building: %s", nn_last_error());
+    assert_int_equal(nn_model_compile(a, nn_adam(NULL),
+                                      NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
+                                      NULL),
+                     NN_OK);
+    nn_tensor *xb = batch_x(3), *y = batch_y(false);
+    train_once(a, xb, y);
+    const char *path = tpath("seg.nnm");
+    assert_int_equal(nn_model_save(a, path, NN_SAVE_OPTIMIZER), NN_OK);
+    nn_model *b = load_ok(path);
+    assert_same_layers(a, b);
+    assert_same_optimizer(a, b);
+    assert_string_equal(b->layers[1]->params[0].name, "depthwise_kernel");
+    assert_same_predictions(a, b, xb);
+    train_once(a, xb, y);
+    train_once(b, xb, y);
+    assert_same_layers(a, b);
+    nn_tensor_free(xb);
+    nn_tensor_free(y);
+    nn_model_free(a);
+    nn_model_free(b);
+}
+
 /* SGD with momentum and a dropout layer: resuming must reproduce the
  * dropout masks (step counter, generator) and the velocity. */
 static void test_ckpt_roundtrip_sgd_dropout(void **state)
@@ -1612,6 +1663,7 @@ int main(void)
         cmocka_unit_test(test_one_hot),
         cmocka_unit_test(test_ckpt_roundtrip_adam),
         cmocka_unit_test(test_ckpt_roundtrip_sgd_dropout),
+        cmocka_unit_test(test_ckpt_roundtrip_seg_layers),
         cmocka_unit_test(test_ckpt_without_optimizer),
         cmocka_unit_test(test_ckpt_names),
         cmocka_unit_test(test_ckpt_save_errors),

@@ -1,7 +1,8 @@
 /* Numeric kernels against naive references: GEMM in every transpose
  * combination, convolution forward/backward on many random geometries,
  * pooling, element-wise maps and reductions; determinism of the parallel
- * splits. */
+ * splits; depthwise and transposed convolution against theirs, with
+ * finite-difference checks of their gradients. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/seg_kernels.h"
 #include "nn_internal.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
@@ -853,6 +855,689 @@ static void test_colsum_bias(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* ReLU6 in the products' epilogue                                     */
+/* ------------------------------------------------------------------ */
+
+/* relu6 clamps to [0, 6] after scale, shift and residual, lets NaN
+ * through, and overrides relu; on the AVX-512 path and its fallback. */
+static void test_gemm512_relu6(void **state)
+{
+    (void)state;
+    const int64_t m = 13, n = 37, k = 9;
+    float *a = rand_buf(m * k), *b = rand_buf(k * n), *scale = rand_buf(n);
+    float *shift = rand_buf(n), *res = rand_buf(m * n);
+    float *c = nan_buf(m * n);
+    double *ab = malloc((size_t)(m * n) * sizeof(double));
+    double *want = malloc((size_t)(m * n) * sizeof(double));
+    for (int64_t j = 0; j < n; j++) scale[j] *= 8.0f; /* reach past 6 */
+    a[2 * k + 1] = NAN;                               /* row 2 is NaN */
+    gemm_ref(false, false, m, n, k, a, k, b, n, 0.0f, NULL, n, ab);
+    for (int64_t i = 0; i < m * n; i++) {
+        double v = ab[i] * scale[i % n] + shift[i % n] + res[i];
+        want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
+    }
+    nn_epilogue e = {.scale = scale, .shift = shift, .residual = res,
+                     .ldr = n, .relu = true, .relu6 = true};
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        nn__gemm512_epi(m, n, k, a, k, b, n, &e, c, n);
+        int clamped = 0;
+        for (int64_t i = 0; i < m * n; i++) {
+            if (i / n == 2) {
+                assert_true(isnan(c[i]));
+                continue;
+            }
+            assert_true(fabs(c[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])));
+            clamped += c[i] == 6.0f;
+        }
+        assert_true(clamped > 0);
+    }
+    nn__gemm512_disable(false);
+    free(a);
+    free(b);
+    free(scale);
+    free(shift);
+    free(res);
+    free(c);
+    free(ab);
+    free(want);
+}
+
+/* ------------------------------------------------------------------ */
+/* Depthwise and transposed convolution                                */
+/* ------------------------------------------------------------------ */
+
+/* A kernel under test: its passes, its buffer sizes and its reference in
+ * double, built from the regular convolution's references above, as the
+ * kernel's definition says. */
+typedef struct kernel_kind {
+    const char *name;
+    int64_t (*x_count)(const nn_conv_geom *g), (*y_count)(const nn_conv_geom *g);
+    int64_t (*w_count)(const nn_conv_geom *g), (*b_count)(const nn_conv_geom *g);
+    size_t (*fwd_scratch)(const nn_conv_geom *g);
+    size_t (*bwd_scratch)(const nn_conv_geom *g);
+    void (*forward)(const nn_conv_geom *g, const float *x, const float *w,
+                    const float *b, float *y, float *scratch);
+    void (*backward)(const nn_conv_geom *g, const float *x, const float *w,
+                     const float *dy, float *dx, bool accum, float *dw,
+                     float *db, float *scratch);
+    void (*ref_forward)(const nn_conv_geom *g, const float *x, const float *w,
+                        const float *b, double *y);
+    void (*ref_backward)(const nn_conv_geom *g, const float *x,
+                         const float *w, const float *dy, double *dx,
+                         double *dw, double *db);
+    /* The forward pass gives the same bits at any thread count (else the
+     * same values within rounding); so does dkernel without AVX-512. */
+    bool fwd_bits, dw_bits_fallback;
+} kernel_kind;
+
+static void geom_name(char *buf, size_t cap, const char *what,
+                      const nn_conv_geom *g)
+{
+    snprintf(buf, cap,
+             "%s n%d %dx%dx%d k%dx%d s%dx%d pad%d,%d -> %dx%dx%d", what, g->n,
+             g->h, g->w, g->c, g->kh, g->kw, g->sh, g->sw, g->pad_top,
+             g->pad_left, g->oh, g->ow, g->f);
+}
+
+static void check_forward(const kernel_kind *k, const nn_conv_geom *g,
+                          bool bias)
+{
+    const int64_t ny = k->y_count(g);
+    float *x = rand_buf(k->x_count(g)), *w = rand_buf(k->w_count(g));
+    float *b = bias ? rand_buf(k->b_count(g)) : NULL, *y = nan_buf(ny);
+    float *scratch = scratch_for(k->fwd_scratch(g));
+    double *want = malloc((size_t)ny * sizeof(double));
+    k->ref_forward(g, x, w, b, want);
+    k->forward(g, x, w, b, y, scratch);
+    char what[160];
+    geom_name(what, sizeof what, k->name, g);
+    assert_true(close_enough(y, want, ny, 1e-5, what));
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(scratch);
+    free(want);
+}
+
+/* Every gradient against the reference; dx overwritten or accumulated. */
+static void check_backward(const kernel_kind *k, const nn_conv_geom *g,
+                           bool want_dx, bool accum)
+{
+    const int64_t nx = k->x_count(g), nw = k->w_count(g), nb = k->b_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(k->y_count(g));
+    float *dx = want_dx ? (accum ? rand_buf(nx) : nan_buf(nx)) : NULL;
+    float *dx0 = malloc((size_t)nx * sizeof(float));
+    if (dx) memcpy(dx0, dx, (size_t)nx * sizeof(float));
+    float *dw = nan_buf(nw), *db = nan_buf(nb);
+    float *scratch = scratch_for(k->bwd_scratch(g));
+    k->backward(g, x, w, dy, dx, accum, dw, db, scratch);
+    double *rdx = malloc((size_t)nx * sizeof(double));
+    double *rdw = malloc((size_t)nw * sizeof(double));
+    double *rdb = malloc((size_t)nb * sizeof(double));
+    k->ref_backward(g, x, w, dy, rdx, rdw, rdb);
+    if (dx && accum)
+        for (int64_t i = 0; i < nx; i++) rdx[i] += dx0[i];
+    char what[160];
+    geom_name(what, sizeof what, k->name, g);
+    double tol = 2e-5 * sqrt((double)k->y_count(g) / nb + 1.0);
+    if (dx) assert_true(close_enough(dx, rdx, nx, tol, what));
+    assert_true(close_enough(dw, rdw, nw, tol, what));
+    assert_true(close_enough(db, rdb, nb, tol, what));
+    free(x);
+    free(w);
+    free(dy);
+    free(dx);
+    free(dx0);
+    free(dw);
+    free(db);
+    free(scratch);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+}
+
+/* Random geometries, forward then backward (at 1 and 2 threads), on the
+ * AVX-512 path and on the fallback. */
+static void check_random(const kernel_kind *k, nn_conv_geom (*geom)(void),
+                         int cases)
+{
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (int i = 0; i < 2 * cases; i++) {
+            nn_conv_geom g = geom();
+            check_forward(k, &g, i % 3 != 0);
+        }
+        for (int threads = 1; threads <= 2; threads++) {
+            nn_set_num_threads(threads);
+            for (int i = 0; i < cases; i++) {
+                nn_conv_geom g = geom();
+                check_backward(k, &g, i % 5 != 4, i % 2 == 1);
+            }
+        }
+    }
+    nn__gemm512_disable(false);
+    nn_set_num_threads(0);
+}
+
+/* Both passes at 1, 2 and 3 threads on one input: the same bits for dx
+ * and the reductions (dkernel and dbias over fixed bands or chains), and
+ * for y where the kind says so; then y once more at 3 threads, the same
+ * bits. Each result is also checked against the reference. */
+static void check_threads(const kernel_kind *k, const nn_conv_geom *g)
+{
+    const int64_t nx = k->x_count(g), ny = k->y_count(g);
+    const int64_t nw = k->w_count(g), nb = k->b_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *dy = rand_buf(ny);
+    float *b = rand_buf(nb), *y[4], *dx[3], *dw[3], *db[3];
+    float *fs = scratch_for(k->fwd_scratch(g));
+    float *bs = scratch_for(k->bwd_scratch(g));
+    for (int t = 0; t < 3; t++) {
+        nn_set_num_threads(t + 1);
+        y[t] = nan_buf(ny);
+        dx[t] = nan_buf(nx);
+        dw[t] = nan_buf(nw);
+        db[t] = nan_buf(nb);
+        k->forward(g, x, w, b, y[t], fs);
+        k->backward(g, x, w, dy, dx[t], false, dw[t], db[t], bs);
+    }
+    y[3] = nan_buf(ny);
+    k->forward(g, x, w, b, y[3], fs);
+    assert_memory_equal(y[2], y[3], (size_t)ny * sizeof(float));
+    double *want = malloc((size_t)ny * sizeof(double));
+    for (int64_t i = 0; i < ny; i++) want[i] = y[0][i];
+    for (int t = 1; t < 3; t++) {
+        if (k->fwd_bits)
+            assert_memory_equal(y[0], y[t], (size_t)ny * sizeof(float));
+        assert_true(close_enough(y[t], want, ny, 1e-6, k->name));
+        assert_memory_equal(dx[0], dx[t], (size_t)nx * sizeof(float));
+        if (nn__gemm512_ok() || k->dw_bits_fallback)
+            assert_memory_equal(dw[0], dw[t], (size_t)nw * sizeof(float));
+        assert_memory_equal(db[0], db[t], (size_t)nb * sizeof(float));
+    }
+    nn_set_num_threads(1);
+    check_forward(k, g, true);
+    check_backward(k, g, true, true);
+    nn_set_num_threads(0);
+    for (int t = 0; t < 4; t++) free(y[t]);
+    for (int t = 0; t < 3; t++) {
+        free(dx[t]);
+        free(dw[t]);
+        free(db[t]);
+    }
+    free(x);
+    free(w);
+    free(dy);
+    free(b);
+    free(fs);
+    free(bs);
+    free(want);
+}
+
+/* Finite differences of dx, dkernel and dbias: L = sum r_i y_i, whose
+ * gradient is the backward pass with dy = r. L is linear in every
+ * coordinate, so the central difference errs by float rounding only. */
+static double fd_loss(const kernel_kind *k, const nn_conv_geom *g,
+                      const float *x, const float *w, const float *b,
+                      const float *r, float *y, float *scratch)
+{
+    k->forward(g, x, w, b, y, scratch);
+    double s = 0.0;
+    for (int64_t i = 0; i < k->y_count(g); i++) s += (double)r[i] * y[i];
+    return s;
+}
+
+static void check_fd(const kernel_kind *k, const nn_conv_geom *g)
+{
+    const int64_t nx = k->x_count(g), nw = k->w_count(g), nb = k->b_count(g);
+    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(nb);
+    float *r = rand_buf(k->y_count(g)), *y = nan_buf(k->y_count(g));
+    float *dx = nan_buf(nx), *dw = nan_buf(nw), *db = nan_buf(nb);
+    float *fs = scratch_for(k->fwd_scratch(g));
+    float *bs = scratch_for(k->bwd_scratch(g));
+    k->backward(g, x, w, r, dx, false, dw, db, bs);
+    float *params[3] = {x, w, b}, *grads[3] = {dx, dw, db};
+    const int64_t counts[3] = {nx, nw, nb};
+    const double eps = 1e-2;
+    int bad = 0;
+    for (int a = 0; a < 3; a++)
+        for (int64_t i = 0; i < counts[a]; i++) {
+            float *p = params[a] + i, v = *p;
+            *p = (float)(v + eps);
+            double hp = (double)*p - v, lp = fd_loss(k, g, x, w, b, r, y, fs);
+            *p = (float)(v - eps);
+            double hm = v - (double)*p, lm = fd_loss(k, g, x, w, b, r, y, fs);
+            *p = v;
+            double num = (lp - lm) / (hp + hm), an = grads[a][i];
+            double tol = 2e-3 + 1e-2 * fmax(fabs(num), fabs(an));
+            if (!(fabs(num - an) <= tol) && bad++ < 5)
+                fprintf(stderr, "fd %s d%s[%lld]: numeric %.6g analytic %.6g\n",
+                        k->name, a == 0 ? "x" : a == 1 ? "kernel" : "bias",
+                        (long long)i, num, an);
+        }
+    assert_int_equal(bad, 0);
+    free(x);
+    free(w);
+    free(b);
+    free(r);
+    free(y);
+    free(dx);
+    free(dw);
+    free(db);
+    free(fs);
+    free(bs);
+}
+
+/* ---- depthwise: the convolution whose kernel is zero except where the
+ * output channel reads the input channel ---- */
+
+static int64_t dw_w_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->kh * g->kw * g->f;
+}
+
+static int64_t filters(const nn_conv_geom *g) { return g->f; }
+
+static size_t no_scratch(const nn_conv_geom *g)
+{
+    (void)g;
+    return 0;
+}
+
+/* The [kh, kw, c, f] kernel of the same convolution. */
+static float *dw_full_kernel(const nn_conv_geom *g, const float *w)
+{
+    const int64_t taps = (int64_t)g->kh * g->kw, m = g->f / g->c;
+    float *full = calloc((size_t)(w_count(g) > 0 ? w_count(g) : 1),
+                         sizeof(float));
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t o = 0; o < g->f; o++)
+            full[(t * g->c + o / m) * g->f + o] = w[t * g->f + o];
+    return full;
+}
+
+static void dw_forward(const nn_conv_geom *g, const float *x, const float *w,
+                       const float *b, float *y, float *scratch)
+{
+    (void)scratch;
+    nn__depthwise_forward(g, x, w, b, y);
+}
+
+static void dw_ref_forward(const nn_conv_geom *g, const float *x,
+                           const float *w, const float *b, double *y)
+{
+    float *full = dw_full_kernel(g, w), *yf = nan_buf(out_count(g));
+    nn__conv2d_forward_ref(g, x, full, b, yf);
+    for (int64_t i = 0; i < out_count(g); i++) y[i] = yf[i];
+    free(full);
+    free(yf);
+}
+
+static void dw_ref_backward(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *dy, double *dx,
+                            double *dw, double *db)
+{
+    const int64_t taps = (int64_t)g->kh * g->kw, m = g->f / g->c;
+    float *full = dw_full_kernel(g, w);
+    double *dfull = malloc((size_t)w_count(g) * sizeof(double));
+    conv_backward_ref(g, x, full, dy, dx, dfull, db);
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t o = 0; o < g->f; o++)
+            dw[t * g->f + o] = dfull[(t * g->c + o / m) * g->f + o];
+    free(full);
+    free(dfull);
+}
+
+static size_t dw_bwd_scratch(const nn_conv_geom *g)
+{
+    return nn__depthwise_backward_scratch(g);
+}
+
+static const kernel_kind depthwise = {
+    "depthwise", in_count, out_count, dw_w_count, filters, no_scratch,
+    dw_bwd_scratch, dw_forward, nn__depthwise_backward, dw_ref_forward,
+    dw_ref_backward, true, true,
+};
+
+static nn_conv_geom make_dw_geom(int n, int h, int w, int c, int kh, int kw,
+                                 int sh, int sw, bool same, int mult)
+{
+    return make_geom(n, h, w, c, kh, kw, sh, sw, same, c * mult);
+}
+
+/* Square 3x3 and 5x5 windows half the time (the fast path's), depth
+ * multipliers 1 to 3, channel counts across the 16-lane blocks. */
+static nn_conv_geom random_dw_geom(void)
+{
+    for (;;) {
+        bool same = rand_int(0, 1);
+        int h = rand_int(1, 13), w = rand_int(1, 13);
+        int kh = rand_int(1, 5), kw = rand_int(1, 5);
+        if (rand_int(0, 1)) kh = kw = rand_int(0, 1) ? 3 : 5;
+        if (!same && (kh > h || kw > w)) continue;
+        int mult = rand_int(0, 3) ? 1 : rand_int(2, 3);
+        return make_dw_geom(rand_int(1, 3), h, w, rand_int(1, 40), kh, kw,
+                            rand_int(1, 3), rand_int(1, 3), same, mult);
+    }
+}
+
+static void test_depthwise_random(void **state)
+{
+    (void)state;
+    check_random(&depthwise, random_dw_geom, 120);
+}
+
+/* The fused epilogue (scale, shift, a residual, ReLU6) against the
+ * reference, the same bits at 1 and 2 threads. */
+static void check_dw_epilogue(const nn_conv_geom *g)
+{
+    const int64_t no = out_count(g), f = g->f;
+    float *x = rand_buf(in_count(g)), *w = rand_buf(dw_w_count(g));
+    float *scale = rand_buf(f), *shift = rand_buf(f), *res = rand_buf(no);
+    float *out = nan_buf(no), *o1 = nan_buf(no);
+    double *want = malloc((size_t)no * sizeof(double));
+    dw_ref_forward(g, x, w, NULL, want);
+    for (int64_t j = 0; j < f; j++) scale[j] *= 4.0f; /* reach past 6 */
+    for (int64_t i = 0; i < no; i++) {
+        double v = want[i] * scale[i % f] + shift[i % f] + res[i];
+        want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
+    }
+    nn_epilogue e = {.scale = scale, .shift = shift, .residual = res,
+                     .ldr = f, .relu6 = true};
+    char what[160];
+    geom_name(what, sizeof what, "depthwise epilogue", g);
+    for (int threads = 1; threads <= 2; threads++) {
+        nn_set_num_threads(threads);
+        nn__depthwise_forward_epi(g, x, w, &e, out);
+        assert_true(close_enough(out, want, no, 1e-5, what));
+        if (threads == 1) memcpy(o1, out, (size_t)no * sizeof(float));
+        assert_memory_equal(o1, out, (size_t)no * sizeof(float));
+    }
+    nn_set_num_threads(0);
+    free(x);
+    free(w);
+    free(scale);
+    free(shift);
+    free(res);
+    free(out);
+    free(o1);
+    free(want);
+}
+
+static void test_depthwise_special(void **state)
+{
+    (void)state;
+    /* MobileNetV2-like rows (odd and even, strides 1 and 2, asymmetric
+     * SAME), 64+ channels and a masked rest, 5x5, a window larger than the
+     * input, depth multiplier 2 with many channels, a 1-row image, enough
+     * rows for two threads. */
+    nn_conv_geom gs[] = {
+        make_dw_geom(1, 16, 16, 32, 3, 3, 1, 1, true, 1),
+        make_dw_geom(2, 15, 14, 96, 3, 3, 2, 2, true, 1),
+        make_dw_geom(1, 14, 14, 144, 3, 3, 2, 2, true, 1),
+        make_dw_geom(1, 9, 11, 70, 3, 3, 1, 1, true, 1),
+        make_dw_geom(1, 9, 11, 70, 3, 3, 3, 3, false, 1),
+        make_dw_geom(2, 12, 13, 21, 5, 5, 1, 1, true, 1),
+        make_dw_geom(2, 12, 13, 21, 5, 5, 2, 1, false, 1),
+        make_dw_geom(1, 3, 2, 5, 5, 5, 1, 1, true, 1),
+        make_dw_geom(2, 7, 7, 40, 3, 3, 1, 1, true, 2),
+        make_dw_geom(2, 1, 9, 17, 3, 3, 1, 1, true, 1),
+        make_dw_geom(3, 40, 40, 32, 3, 3, 1, 1, true, 1),
+    };
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+            check_forward(&depthwise, &gs[i], true);
+            check_forward(&depthwise, &gs[i], false);
+            check_dw_epilogue(&gs[i]);
+        }
+    }
+    nn__gemm512_disable(false);
+}
+
+/* ReLU without a scale: shift only, no residual; a NaN input reaches the
+ * outputs whose window holds it, in its channel only. */
+static void test_depthwise_epilogue_relu(void **state)
+{
+    (void)state;
+    nn_conv_geom g = make_dw_geom(1, 6, 6, 20, 3, 3, 1, 1, true, 1);
+    const int64_t no = out_count(&g), at = (2 * 6 + 2) * 20 + 3;
+    float *x = rand_buf(in_count(&g)), *w = rand_buf(dw_w_count(&g));
+    float *shift = rand_buf(g.f), *out = nan_buf(no);
+    double *ref = malloc((size_t)no * sizeof(double));
+    x[at] = 0.0f;
+    dw_ref_forward(&g, x, w, shift, ref);
+    x[at] = NAN; /* channel 3 of pixel (2, 2) */
+    nn_epilogue e = {.shift = shift, .relu = true};
+    for (int off = 0; off <= 1; off++) {
+        nn__gemm512_disable(off);
+        nn__depthwise_forward_epi(&g, x, w, &e, out);
+        int zeros = 0;
+        for (int64_t i = 0; i < no; i++) {
+            int64_t oy = i / (6 * 20), ox = i / 20 % 6, ch = i % 20;
+            if (ch == 3 && oy >= 1 && oy <= 3 && ox >= 1 && ox <= 3) {
+                assert_true(isnan(out[i]));
+                continue;
+            }
+            double want = ref[i] < 0 ? 0.0 : ref[i];
+            assert_true(fabs(out[i] - want) <= 1e-5 * (1 + fabs(want)));
+            zeros += out[i] == 0.0f;
+        }
+        assert_true(zeros > 0);
+    }
+    nn__gemm512_disable(false);
+    free(x);
+    free(w);
+    free(shift);
+    free(out);
+    free(ref);
+}
+
+static void test_depthwise_deterministic(void **state)
+{
+    (void)state;
+    /* Large enough for every pass to run on several threads: the
+     * stride-1 dx (flipped forward), the gathered dx (stride 2, depth
+     * multiplier 2), 5x5 valid. */
+    nn_conv_geom gs[] = {
+        make_dw_geom(4, 40, 40, 48, 3, 3, 1, 1, true, 1),
+        make_dw_geom(6, 41, 40, 24, 3, 3, 2, 2, true, 2),
+        make_dw_geom(30, 9, 9, 70, 5, 5, 1, 1, false, 1),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_threads(&depthwise, &gs[i]);
+}
+
+static void test_depthwise_gradcheck(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_dw_geom(2, 6, 5, 3, 3, 3, 1, 1, true, 1),
+        make_dw_geom(2, 7, 6, 3, 3, 3, 2, 2, true, 2),
+        make_dw_geom(1, 8, 7, 4, 5, 5, 3, 2, false, 1),
+        make_dw_geom(2, 5, 6, 2, 2, 3, 1, 2, true, 3),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_fd(&depthwise, &gs[i]);
+}
+
+/* ---- transposed: the input gradient of the convolution g ---- */
+
+static int64_t ct_x_count(const nn_conv_geom *g)
+{
+    return (int64_t)g->n * g->oh * g->ow * g->f;
+}
+
+static int64_t channels(const nn_conv_geom *g) { return g->c; }
+
+static size_t ct_fwd_scratch(const nn_conv_geom *g)
+{
+    return nn__conv_transpose_forward_scratch(g);
+}
+
+static size_t ct_bwd_scratch(const nn_conv_geom *g)
+{
+    return nn__conv_transpose_backward_scratch(g, true);
+}
+
+static void ct_ref_forward(const nn_conv_geom *g, const float *x,
+                           const float *w, const float *b, double *y)
+{
+    float *zeros = calloc((size_t)in_count(g) + 1, sizeof(float));
+    double *dw = malloc((size_t)w_count(g) * sizeof(double));
+    double *db = malloc((size_t)g->f * sizeof(double));
+    conv_backward_ref(g, zeros, w, x, y, dw, db);
+    if (b)
+        for (int64_t i = 0; i < in_count(g); i++) y[i] += b[i % g->c];
+    free(zeros);
+    free(dw);
+    free(db);
+}
+
+/* dx is the convolution g of dy, dW that convolution's weight gradient
+ * with dy as its input and x as its output gradient. */
+static void ct_ref_backward(const nn_conv_geom *g, const float *x,
+                            const float *w, const float *dy, double *dx,
+                            double *dw, double *db)
+{
+    const int64_t nx = ct_x_count(g), ny = in_count(g);
+    float *dxf = nan_buf(nx);
+    double *unused = malloc((size_t)(ny + g->f) * sizeof(double));
+    nn__conv2d_forward_ref(g, dy, w, NULL, dxf);
+    for (int64_t i = 0; i < nx; i++) dx[i] = dxf[i];
+    conv_backward_ref(g, dy, w, x, unused, dw, unused + ny);
+    for (int64_t j = 0; j < g->c; j++) db[j] = 0.0;
+    for (int64_t i = 0; i < ny; i++) db[i % g->c] += dy[i];
+    free(dxf);
+    free(unused);
+}
+
+static const kernel_kind transposed = {
+    "conv transpose", ct_x_count, in_count, w_count, channels,
+    ct_fwd_scratch, ct_bwd_scratch, nn__conv_transpose_forward,
+    nn__conv_transpose_backward, ct_ref_forward, ct_ref_backward, false,
+    false,
+};
+
+/* The convolution g of a transposed convolution from x [n, h, w, cin] to
+ * cout channels (op: output_padding, -1 for none). */
+static nn_conv_geom make_ct_geom(int n, int h, int w, int cin, int cout,
+                                 int kh, int kw, int sh, int sw, bool same,
+                                 int op)
+{
+    nn_conv_geom g = {.n = n, .oh = h, .ow = w, .f = cin, .c = cout,
+                      .kh = kh, .kw = kw, .sh = sh, .sw = sw};
+    assert_true(nn__conv_transpose_axis(h, kh, sh, same, op, &g.h,
+                                        &g.pad_top));
+    assert_true(nn__conv_transpose_axis(w, kw, sw, same, op, &g.w,
+                                        &g.pad_left));
+    return g;
+}
+
+/* Strides 1 to 3, odd and even sizes and kernels, both paddings, with
+ * and without output_padding (the same on both axes). */
+static nn_conv_geom random_ct_geom(void)
+{
+    for (;;) {
+        int kh = rand_int(1, 5), kw = rand_int(1, 5);
+        int sh = rand_int(1, 3), sw = rand_int(1, 3);
+        int h = rand_int(1, 7), w = rand_int(1, 7), out, pad;
+        bool same = rand_int(0, 1);
+        int op = rand_int(-1, (sh < sw ? sh : sw) - 1);
+        if (!nn__conv_transpose_axis(h, kh, sh, same, op, &out, &pad) ||
+            !nn__conv_transpose_axis(w, kw, sw, same, op, &out, &pad))
+            continue;
+        return make_ct_geom(rand_int(1, 3), h, w, rand_int(1, 9),
+                            rand_int(1, 9), kh, kw, sh, sw, same, op);
+    }
+}
+
+/* Keras' deconv_output_length and TensorFlow's pad, by hand. */
+static void test_conv_transpose_axis(void **state)
+{
+    (void)state;
+    static const struct {
+        int in, k, s, same, op, out, pad;
+    } cases[] = {
+        {4, 3, 2, 1, -1, 8, 0},   /* pix2pix upsample: odd total, pad after */
+        {4, 4, 2, 1, -1, 8, 1},   /* = PyTorch padding 1 */
+        {5, 3, 1, 1, -1, 5, 1},   /* stride 1 SAME keeps the size */
+        {4, 3, 2, 0, -1, 9, 0},   /* VALID: n s + k - s */
+        {4, 2, 3, 0, -1, 12, 0},  /* VALID, k < s: n s */
+        {4, 3, 2, 0, 1, 10, 0},   /* output_padding adds at the end */
+        {4, 3, 2, 1, 1, 8, 0},    /* SAME, op 1: (n-1) s + k - 2 + 1 */
+        {4, 3, 3, 1, 2, 12, 0},
+        {3, 5, 2, 1, 0, 5, 2},    /* (n-1) s + 1: pad 2 each side */
+        {1, 1, 1, 0, -1, 1, 0},
+        {7, 1, 2, 1, -1, 14, 0},  /* total < 0: no pad */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int out = -1, pad = -1;
+        assert_true(nn__conv_transpose_axis(cases[i].in, cases[i].k,
+                                            cases[i].s, cases[i].same,
+                                            cases[i].op, &out, &pad));
+        assert_int_equal(out, cases[i].out);
+        assert_int_equal(pad, cases[i].pad);
+    }
+    int out, pad;
+    /* output_padding must be below the stride */
+    assert_false(nn__conv_transpose_axis(4, 3, 2, true, 2, &out, &pad));
+    /* SAME with an even kernel and op 0: the convolution of 6 gives 3 */
+    assert_false(nn__conv_transpose_axis(4, 4, 2, true, 0, &out, &pad));
+    /* an empty output */
+    assert_false(nn__conv_transpose_axis(1, 2, 2, true, 0, &out, &pad));
+    assert_false(nn__conv_transpose_axis(0, 3, 1, true, -1, &out, &pad));
+}
+
+static void test_conv_transpose_random(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_ct_geom(3, 4, 4, 20, 33, 3, 3, 2, 2, true, -1),
+        make_ct_geom(2, 5, 3, 8, 6, 4, 4, 2, 2, true, -1),
+        make_ct_geom(2, 5, 6, 7, 5, 3, 3, 2, 2, false, 1),
+        make_ct_geom(1, 3, 4, 5, 70, 3, 2, 3, 1, true, -1),
+        make_ct_geom(2, 6, 5, 3, 4, 1, 1, 1, 1, false, -1), /* pointwise */
+        make_ct_geom(40, 2, 2, 4, 3, 3, 3, 2, 2, true, -1), /* many images */
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) {
+        check_forward(&transposed, &gs[i], true);
+        check_backward(&transposed, &gs[i], true, false);
+    }
+    check_random(&transposed, random_ct_geom, 80);
+}
+
+static void test_conv_transpose_deterministic(void **state)
+{
+    (void)state;
+    /* Above the serial threshold: a U-Net decoder step at small scale, the
+     * last layer (3 channels: a short dW), a 4x4 kernel, images whose
+     * columns fill a chunk each (three chunks). */
+    nn_conv_geom gs[] = {
+        make_ct_geom(6, 8, 8, 96, 64, 3, 3, 2, 2, true, -1),
+        make_ct_geom(4, 16, 16, 40, 3, 3, 3, 2, 2, true, -1),
+        make_ct_geom(8, 6, 5, 64, 16, 4, 4, 2, 2, true, -1),
+        make_ct_geom(3, 32, 32, 4, 128, 3, 3, 2, 2, true, -1),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_threads(&transposed, &gs[i]);
+}
+
+static void test_conv_transpose_gradcheck(void **state)
+{
+    (void)state;
+    nn_conv_geom gs[] = {
+        make_ct_geom(2, 3, 3, 3, 2, 3, 3, 2, 2, true, -1),
+        make_ct_geom(2, 3, 2, 2, 3, 3, 2, 3, 1, false, 0),
+        make_ct_geom(1, 3, 3, 2, 2, 4, 4, 2, 2, true, -1),
+        make_ct_geom(2, 2, 3, 3, 2, 2, 3, 2, 2, false, 1),
+    };
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+        check_fd(&transposed, &gs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,6 +1558,16 @@ int main(void)
         cmocka_unit_test(test_relu_sigmoid),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_colsum_bias),
+        cmocka_unit_test(test_gemm512_relu6),
+        cmocka_unit_test(test_depthwise_random),
+        cmocka_unit_test(test_depthwise_special),
+        cmocka_unit_test(test_depthwise_epilogue_relu),
+        cmocka_unit_test(test_depthwise_deterministic),
+        cmocka_unit_test(test_depthwise_gradcheck),
+        cmocka_unit_test(test_conv_transpose_axis),
+        cmocka_unit_test(test_conv_transpose_random),
+        cmocka_unit_test(test_conv_transpose_deterministic),
+        cmocka_unit_test(test_conv_transpose_gradcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -356,6 +356,155 @@ static int gc_upsampling2d(const kind_case *c)
     return n;
 }
 
+/* The gradient checks of a layer with a fused activation: ReLU6 on
+ * inputs that cross its clamps, softmax and sigmoid also through their
+ * logits. Returns how many ran. */
+static int expect_act_gradients(const kind_case *kc, nn_layer *l,
+                                nn_activation act)
+{
+    if (act == NN_ACT_RELU6) {
+        expect_gradients_scaled(kc, l, 5.0);
+        return 1;
+    }
+    expect_gradients(kc, l, 2, false, true);
+    if (!nn__act_keeps_logits(act)) return 1;
+    expect_gradients(kc, l, 2, true, true);
+    return 2;
+}
+
+static nn_depthwise_conv2d_opts dw_opts(int sh, int sw, nn_padding pad,
+                                        int mult, int bias, nn_activation act)
+{
+    nn_depthwise_conv2d_opts o = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    o.stride_h = sh;
+    o.stride_w = sw;
+    o.padding = pad;
+    o.depth_multiplier = mult;
+    o.use_bias = bias;
+    o.activation = act;
+    o.bias_init = bias ? NN_INIT_GLOROT_UNIFORM : NN_INIT_DEFAULT;
+    return o;
+}
+
+/* DepthwiseConv2D over strides, both paddings, multipliers, bias and the
+ * fused activations (ReLU6 on inputs that cross its clamps). */
+static int gc_depthwise_conv2d(const kind_case *kc)
+{
+    static const struct {
+        int h, w, c, kh, kw, sh, sw;
+        nn_padding pad;
+        int mult, bias;
+        nn_activation act;
+    } cases[] = {
+        {5, 6, 3, 3, 3, 1, 1, NN_PADDING_VALID, 1, 1, NN_ACT_NONE},
+        {5, 6, 3, 3, 3, 1, 1, NN_PADDING_SAME, 2, 0, NN_ACT_NONE},
+        {7, 6, 2, 3, 3, 2, 2, NN_PADDING_SAME, 1, 0, NN_ACT_RELU},
+        {6, 7, 4, 3, 3, 2, 2, NN_PADDING_SAME, 1, 1, NN_ACT_NONE},
+        {7, 7, 2, 3, 2, 3, 1, NN_PADDING_VALID, 3, 1, NN_ACT_SIGMOID},
+        {4, 5, 1, 4, 4, 1, 1, NN_PADDING_SAME, 2, 1, NN_ACT_SOFTMAX},
+        {6, 5, 17, 3, 3, 1, 2, NN_PADDING_SAME, 1, 1, NN_ACT_RELU6},
+        {8, 8, 3, 5, 5, 2, 2, NN_PADDING_SAME, 1, 0, NN_ACT_NONE},
+        {5, 5, 5, 1, 1, 1, 1, NN_PADDING_VALID, 2, 1, NN_ACT_NONE},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_model *m = nn_model_create(50 + i);
+        nn_layer *in = image_input(m, cases[i].h, cases[i].w, cases[i].c);
+        nn_depthwise_conv2d_opts o =
+            dw_opts(cases[i].sh, cases[i].sw, cases[i].pad, cases[i].mult,
+                    cases[i].bias, cases[i].act);
+        nn_layer *l = nn_depthwise_conv2d(m, in, cases[i].kh, cases[i].kw, &o);
+        n += expect_act_gradients(kc, l, cases[i].act);
+        nn_model_free(m);
+    }
+    return n;
+}
+
+static nn_conv2d_transpose_opts ct_opts(int sh, int sw, nn_padding pad,
+                                        int op_h, int op_w, int bias,
+                                        nn_activation act)
+{
+    nn_conv2d_transpose_opts o = NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    o.stride_h = sh;
+    o.stride_w = sw;
+    o.padding = pad;
+    o.output_padding_h = op_h;
+    o.output_padding_w = op_w;
+    o.use_bias = bias;
+    o.activation = act;
+    o.bias_init = bias ? NN_INIT_GLOROT_UNIFORM : NN_INIT_DEFAULT;
+    return o;
+}
+
+/* Conv2DTranspose over strides 1-3, both paddings, output_padding None
+ * and set, odd and even kernels, bias and the fused activations. */
+static int gc_conv2d_transpose(const kind_case *kc)
+{
+    static const struct {
+        int h, w, c, f, kh, kw, sh, sw;
+        nn_padding pad;
+        int op_h, op_w, bias;
+        nn_activation act;
+    } cases[] = {
+        {3, 4, 2, 3, 3, 3, 1, 1, NN_PADDING_VALID, -1, -1, 1, NN_ACT_NONE},
+        {3, 4, 2, 3, 3, 3, 2, 2, NN_PADDING_SAME, -1, -1, 0, NN_ACT_NONE},
+        {4, 3, 3, 2, 4, 4, 2, 2, NN_PADDING_SAME, -1, -1, 1, NN_ACT_RELU},
+        {3, 3, 2, 2, 3, 2, 3, 2, NN_PADDING_VALID, 2, 1, 1, NN_ACT_NONE},
+        {2, 3, 2, 3, 3, 3, 2, 3, NN_PADDING_SAME, 1, 2, 1, NN_ACT_SIGMOID},
+        {3, 2, 1, 4, 2, 2, 3, 3, NN_PADDING_VALID, -1, -1, 1, NN_ACT_SOFTMAX},
+        {4, 4, 3, 2, 1, 1, 2, 2, NN_PADDING_SAME, -1, -1, 1, NN_ACT_RELU6},
+        {3, 5, 2, 2, 5, 3, 1, 2, NN_PADDING_SAME, 0, 1, 0, NN_ACT_NONE},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_model *m = nn_model_create(60 + i);
+        nn_layer *in = image_input(m, cases[i].h, cases[i].w, cases[i].c);
+        nn_conv2d_transpose_opts o =
+            ct_opts(cases[i].sh, cases[i].sw, cases[i].pad, cases[i].op_h,
+                    cases[i].op_w, cases[i].bias, cases[i].act);
+        nn_layer *l = nn_conv2d_transpose(m, in, cases[i].f, cases[i].kh,
+                                          cases[i].kw, &o);
+        n += expect_act_gradients(kc, l, cases[i].act);
+        nn_model_free(m);
+    }
+    return n;
+}
+
+/* SeparableConv2D over strides, paddings, multipliers, bias and the fused
+ * activations. */
+static int gc_separable_conv2d(const kind_case *kc)
+{
+    static const struct {
+        int h, w, c, f, kh, kw, sh, sw;
+        nn_padding pad;
+        int mult, bias;
+        nn_activation act;
+    } cases[] = {
+        {5, 6, 3, 4, 3, 3, 1, 1, NN_PADDING_VALID, 1, 1, NN_ACT_NONE},
+        {6, 5, 2, 3, 3, 3, 2, 2, NN_PADDING_SAME, 2, 0, NN_ACT_RELU},
+        {5, 5, 3, 2, 2, 3, 1, 2, NN_PADDING_SAME, 1, 1, NN_ACT_SOFTMAX},
+        {7, 6, 4, 5, 3, 3, 3, 1, NN_PADDING_VALID, 3, 1, NN_ACT_SIGMOID},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_model *m = nn_model_create(70 + i);
+        nn_layer *in = image_input(m, cases[i].h, cases[i].w, cases[i].c);
+        nn_separable_conv2d_opts o = NN_SEPARABLE_CONV2D_OPTS_INIT;
+        o.stride_h = cases[i].sh;
+        o.stride_w = cases[i].sw;
+        o.padding = cases[i].pad;
+        o.depth_multiplier = cases[i].mult;
+        o.use_bias = cases[i].bias;
+        o.activation = cases[i].act;
+        o.bias_init = cases[i].bias ? NN_INIT_GLOROT_UNIFORM : NN_INIT_DEFAULT;
+        nn_layer *l = nn_separable_conv2d(m, in, cases[i].f, cases[i].kh,
+                                          cases[i].kw, &o);
+        n += expect_act_gradients(kc, l, cases[i].act);
+        nn_model_free(m);
+    }
+    return n;
+}
+
 /* ------------------------------------------------------------------ */
 /* samples: a representative, non-default layer of each kind           */
 /* ------------------------------------------------------------------ */
@@ -521,6 +670,38 @@ static nn_layer *sample_cropping2d(nn_model *m, nn_layer *in)
     return nn_cropping2d(m, in, 1, 3, 0, 2, NULL);
 }
 
+static nn_layer *sample_depthwise_conv2d(nn_model *m, nn_layer *in)
+{
+    nn_depthwise_conv2d_opts o =
+        dw_opts(2, 1, NN_PADDING_SAME, 2, 1, NN_ACT_SIGMOID);
+    o.kernel_init = NN_INIT_RANDOM_NORMAL;
+    o.kernel_init_stddev = 0.25f;
+    return nn_depthwise_conv2d(m, in, 3, 2, &o);
+}
+
+static nn_layer *sample_conv2d_transpose(nn_model *m, nn_layer *in)
+{
+    nn_conv2d_transpose_opts o =
+        ct_opts(2, 3, NN_PADDING_SAME, 1, 2, 1, NN_ACT_RELU6);
+    o.kernel_init = NN_INIT_RANDOM_NORMAL;
+    o.kernel_init_stddev = 0.02f;
+    o.bias_init_stddev = 0.5f;
+    return nn_conv2d_transpose(m, in, 4, 3, 2, &o);
+}
+
+static nn_layer *sample_separable_conv2d(nn_model *m, nn_layer *in)
+{
+    nn_separable_conv2d_opts o = NN_SEPARABLE_CONV2D_OPTS_INIT;
+    o.stride_h = 2;
+    o.padding = NN_PADDING_SAME;
+    o.depth_multiplier = 2;
+    o.activation = NN_ACT_RELU6;
+    o.pointwise_init = NN_INIT_RANDOM_NORMAL;
+    o.pointwise_init_stddev = 0.125f;
+    o.bias_init = NN_INIT_ONES;
+    return nn_separable_conv2d(m, in, 5, 3, 2, &o);
+}
+
 /* ------------------------------------------------------------------ */
 /* the table                                                           */
 /* ------------------------------------------------------------------ */
@@ -580,6 +761,13 @@ static const kind_case kind_cases[] = {
      sample_upsampling2d, .sweep = gc_upsampling2d},
     {NN_KIND_CROPPING2D, "Cropping2D", "cropping2d", sample_cropping2d,
      .sample_checks = BOTH},
+    {NN_KIND_DEPTHWISE_CONV2D, "DepthwiseConv2D", "depthwise_conv2d",
+     sample_depthwise_conv2d, .sweep = gc_depthwise_conv2d},
+    {NN_KIND_CONV2D_TRANSPOSE, "Conv2DTranspose", "conv2d_transpose",
+     sample_conv2d_transpose, .sweep = gc_conv2d_transpose},
+    {NN_KIND_SEPARABLE_CONV2D, "SeparableConv2D", "separable_conv2d",
+     sample_separable_conv2d, .sample_checks = GC_TRAIN,
+     .sweep = gc_separable_conv2d},
 };
 #undef BOTH
 
@@ -725,6 +913,16 @@ static void test_backward_accum_and_null(void **state)
     check_accum(nn_resizing(m, in, 9, 4, NULL));
     check_accum(nn_repeat_channels(m, in, 2, NULL));
     check_accum(nn_locally_connected2d(m, in, 2, 3, 3, NULL));
+    check_accum(nn_relu6(m, in, NULL));
+    check_accum(nn_upsampling2d(m, in, 2, 1, NULL));
+    check_accum(nn_cropping2d(m, in, 1, 2, 0, 1, NULL));
+    nn_depthwise_conv2d_opts dwo =
+        dw_opts(2, 2, NN_PADDING_SAME, 2, 1, NN_ACT_RELU);
+    check_accum(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
+    nn_conv2d_transpose_opts cto =
+        ct_opts(2, 2, NN_PADDING_SAME, -1, -1, 1, NN_ACT_NONE);
+    check_accum(nn_conv2d_transpose(m, in, 2, 3, 3, &cto));
+    check_accum(nn_separable_conv2d(m, in, 3, 3, 3, NULL));
     nn_model_free(m);
 }
 
@@ -1367,6 +1565,151 @@ static void test_initializers(void **state)
     nn_model_free(m);
 }
 
+/* Keras' fans for its kernel layouts: DepthwiseConv2D [kh, kw, in, mult]
+ * has fan_in kh * kw * in; Conv2DTranspose [kh, kw, filters, in] has
+ * fan_in kh * kw * filters. RandomNormal takes the options' stddev. */
+static void test_seg_initializers(void **state)
+{
+    (void)state;
+    nn_model *m = nn_model_create(3);
+    nn_layer *in = image_input(m, 6, 6, 100);
+    nn_depthwise_conv2d_opts dwo = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.depth_multiplier = 8;
+    dwo.kernel_init = NN_INIT_HE_UNIFORM;
+    nn_layer *dw = nn_depthwise_conv2d(m, in, 5, 5, &dwo);
+    assert_non_null(dw);
+    double mean, var, mx;
+    moments(dw->params[0].value.data, 20000, &mean, &var, &mx);
+    assert_true(fabs(var / (2.0 / 2500) - 1.0) < 0.05);
+    assert_true(mx <= sqrt(6.0 / 2500) * 1.0001);
+    nn_model *m8 = nn_model_create(4);
+    nn_layer *in8 = image_input(m8, 4, 4, 8);
+    nn_conv2d_transpose_opts cto = NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    cto.kernel_init = NN_INIT_HE_UNIFORM;
+    nn_layer *ct = nn_conv2d_transpose(m8, in8, 100, 5, 5, &cto);
+    assert_non_null(ct);
+    assert_int_equal(ct->params[0].value.shape[2], 100);
+    moments(ct->params[0].value.data, 20000, &mean, &var, &mx);
+    assert_true(fabs(var / (2.0 / 2500) - 1.0) < 0.05);
+    cto.kernel_init = NN_INIT_RANDOM_NORMAL;
+    cto.kernel_init_stddev = 0.02f;
+    cto.bias_init = NN_INIT_RANDOM_NORMAL;
+    cto.bias_init_stddev = 0.5f;
+    ct = nn_conv2d_transpose(m8, in8, 100, 5, 5, &cto);
+    moments(ct->params[0].value.data, 20000, &mean, &var, &mx);
+    assert_true(fabs(var / (0.02 * 0.02) - 1.0) < 0.05);
+    assert_true(mx > 3 * 0.02); /* not truncated */
+    moments(ct->params[1].value.data, 100, &mean, &var, &mx);
+    assert_true(var > 0.5 * 0.25 && var < 1.5 * 0.25);
+    dwo.kernel_init = NN_INIT_RANDOM_NORMAL; /* stddev 0: Keras' 0.05 */
+    dw = nn_depthwise_conv2d(m, in, 5, 5, &dwo);
+    moments(dw->params[0].value.data, 20000, &mean, &var, &mx);
+    assert_true(fabs(var / (0.05 * 0.05) - 1.0) < 0.05);
+    nn_model_free(m);
+    nn_model_free(m8);
+}
+
+/* Output sizes, parameters and the arguments each segmentation layer
+ * refuses. */
+static void test_seg_layer_shapes(void **state)
+{
+    (void)state;
+    nn_model *m = nn_model_create(1);
+    nn_layer *in = image_input(m, 4, 5, 8);
+    static const struct {
+        int k, s;
+        nn_padding pad;
+        int op, want; /* want 0: refused */
+    } ct_cases[] = {
+        {3, 2, NN_PADDING_SAME, -1, 8},  {3, 2, NN_PADDING_VALID, -1, 9},
+        {2, 3, NN_PADDING_VALID, -1, 12}, {4, 2, NN_PADDING_SAME, 1, 7},
+        {4, 2, NN_PADDING_SAME, 0, 0},   {3, 1, NN_PADDING_VALID, 0, 6},
+        {3, 2, NN_PADDING_SAME, 2, 0},   {1, 3, NN_PADDING_SAME, -1, 12},
+        {1, 3, NN_PADDING_VALID, 2, 12}, {5, 3, NN_PADDING_SAME, 1, 11},
+    };
+    for (size_t i = 0; i < sizeof ct_cases / sizeof ct_cases[0]; i++) {
+        nn_conv2d_transpose_opts o =
+            ct_opts(ct_cases[i].s, 1, ct_cases[i].pad, ct_cases[i].op,
+                    ct_cases[i].op < 0 ? -1 : 0, 1, NN_ACT_NONE);
+        nn_clear_error();
+        nn_layer *l = nn_conv2d_transpose(m, in, 3, ct_cases[i].k, 1, &o);
+        if (!ct_cases[i].want) {
+            assert_null(l);
+            assert_true(nn_last_error()[0] != '\0');
+            continue;
+        }
+        assert_non_null(l);
+        expect_shape(l, 3, ct_cases[i].want, 5, 3);
+    }
+    nn_layer *ct = nn_conv2d_transpose(m, in, 4, 3, 3, NULL);
+    expect_shape(ct, 3, 6, 7, 4);
+    assert_int_equal(nn_layer_num_params(ct), 3 * 3 * 4 * 8 + 4);
+    assert_string_equal(nn_layer_weight_name(ct, 0), "kernel");
+    assert_int_equal(nn_layer_weight(ct, 0)->shape[2], 4); /* [kh,kw,f,in] */
+    assert_int_equal(nn_layer_weight(ct, 0)->shape[3], 8);
+    nn_depthwise_conv2d_opts dwo =
+        dw_opts(2, 2, NN_PADDING_SAME, 2, 1, NN_ACT_NONE);
+    nn_layer *dw = nn_depthwise_conv2d(m, in, 3, 3, &dwo);
+    expect_shape(dw, 3, 2, 3, 16);
+    assert_int_equal(nn_layer_num_params(dw), 3 * 3 * 8 * 2 + 16);
+    assert_string_equal(nn_layer_weight_name(dw, 0), "depthwise_kernel");
+    assert_int_equal(nn_layer_weight(dw, 0)->shape[3], 2);
+    expect_shape(nn_upsampling2d(m, in, 2, 3, NULL), 3, 8, 15, 8);
+    expect_shape(nn_cropping2d(m, in, 1, 2, 0, 4, NULL), 3, 1, 1, 8);
+    expect_shape(nn_relu6(m, in, NULL), 3, 4, 5, 8);
+    nn_separable_conv2d_opts so = NN_SEPARABLE_CONV2D_OPTS_INIT;
+    so.depth_multiplier = 3;
+    so.padding = NN_PADDING_SAME;
+    nn_layer *sep = nn_separable_conv2d(m, in, 6, 3, 3, &so);
+    expect_shape(sep, 3, 4, 5, 6);
+    assert_int_equal(nn_layer_num_params(sep), 3 * 3 * 8 * 3 + 24 * 6 + 6);
+    assert_string_equal(nn_layer_weight_name(sep, 1), "pointwise_kernel");
+    assert_int_equal(nn_layer_weight(sep, 1)->shape[2], 24);
+    so.pointwise_init = (nn_initializer)-3;
+    EXPECT_NULL_WITH_MESSAGE(nn_separable_conv2d(m, in, 6, 3, 3, &so));
+    int before = nn_model_num_layers(m);
+
+    EXPECT_NULL_WITH_MESSAGE(nn_relu6(m, NULL, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_cropping2d(m, in, 2, 2, 0, 0, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_cropping2d(m, in, -1, 0, 0, 0, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_cropping2d(NULL, in, 0, 0, 0, 0, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_upsampling2d(m, in, 0, 2, NULL));
+    nn_upsampling2d_opts uo = NN_UPSAMPLING2D_OPTS_INIT;
+    uo.interpolation = (nn_interpolation)7;
+    EXPECT_NULL_WITH_MESSAGE(nn_upsampling2d(m, in, 2, 2, &uo));
+    uo = (nn_upsampling2d_opts)NN_UPSAMPLING2D_OPTS_INIT;
+    uo.reserved = 1;
+    EXPECT_NULL_WITH_MESSAGE(nn_upsampling2d(m, in, 2, 2, &uo));
+    EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 5, 3, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(NULL, in, 3, 3, NULL));
+    dwo = (nn_depthwise_conv2d_opts)NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.depth_multiplier = 0;
+    EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
+    dwo = (nn_depthwise_conv2d_opts)NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.kernel_init_stddev = -0.1f;
+    EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
+    dwo.kernel_init_stddev = NAN;
+    EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
+    dwo = (nn_depthwise_conv2d_opts)NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.activation = (nn_activation)(NN_ACT_RELU6 + 1);
+    EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
+    EXPECT_NULL_WITH_MESSAGE(nn_conv2d_transpose(m, in, 0, 3, 3, NULL));
+    nn_conv2d_transpose_opts cto = NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    cto.output_padding_h = 0; /* w stays None */
+    EXPECT_NULL_WITH_MESSAGE(nn_conv2d_transpose(m, in, 2, 3, 3, &cto));
+    cto = (nn_conv2d_transpose_opts)NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    cto.reserved = 3;
+    EXPECT_NULL_WITH_MESSAGE(nn_conv2d_transpose(m, in, 2, 3, 3, &cto));
+    cto = (nn_conv2d_transpose_opts)NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    cto.output_padding_h = cto.output_padding_w = -2;
+    EXPECT_NULL_WITH_MESSAGE(nn_conv2d_transpose(m, in, 2, 3, 3, &cto));
+    cto = (nn_conv2d_transpose_opts)NN_CONV2D_TRANSPOSE_OPTS_INIT;
+    cto.bias_init_stddev = INFINITY;
+    EXPECT_NULL_WITH_MESSAGE(nn_conv2d_transpose(m, in, 2, 3, 3, &cto));
+    assert_int_equal(nn_model_num_layers(m), before);
+    nn_model_free(m);
+}
+
 /* ------------------------------------------------------------------ */
 /* through the model: the loss's fused logits and the layers agree     */
 /* ------------------------------------------------------------------ */
@@ -1478,6 +1821,8 @@ int main(void)
         cmocka_unit_test(test_config_rejects_garbage),
         cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_relu6_activation),
+        cmocka_unit_test(test_seg_initializers),
+        cmocka_unit_test(test_seg_layer_shapes),
         cmocka_unit_test(test_model_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2014,6 +2014,1130 @@ static void test_seg_checkpoint(void **state)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* Weighted cross-entropy: class weights, pos_weight, sample weights    */
+/* ------------------------------------------------------------------ */
+
+/* One weighted evaluation: a cross-entropy (and optionally IoU) on
+ * [batch, p, c] values with the weights of docs/losses.md. */
+typedef struct wce_case {
+    nn_loss kind; /* CCE, SCCE or BCE */
+    bool iou;     /* + IoU (weight 1) */
+    int batch;
+    int64_t p, c;
+    bool logits;
+    nn_loss_opts o;
+    const float *sw; /* sample weights or NULL */
+} wce_case;
+
+static double sw_of(const wce_case *w, int n) { return w->sw ? w->sw[n] : 1; }
+
+/* The documented weighted cross-entropy, written from its definition:
+ * sum_n s_n L_n / D. y dense (one-hot rows or values). */
+static double ref_wce_ce(const wce_case *w, const double *x, const double *y)
+{
+    int64_t c = w->c, per = w->p * c;
+    double num = 0, den = 0;
+    for (int n = 0; n < w->batch; n++) {
+        double ln = 0, omega = 0;
+        for (int64_t q = 0; q < w->p; q++) {
+            const double *xr = x + n * per + q * c, *yr = y + n * per + q * c;
+            if (w->kind == BCE) {
+                for (int64_t j = 0; j < c; j++) {
+                    double s = w->logits ? 1 / (1 + exp(-xr[j])) : clipd(xr[j]);
+                    ln -= (w->o.pos_weight * yr[j] * log(s) +
+                           (1 - yr[j]) * log(1 - s)) / (double)per;
+                }
+                continue;
+            }
+            double mx = xr[0], sum = 0, rowsum = 0, wy = 0;
+            for (int64_t j = 0; j < c; j++) mx = fmax(mx, xr[j]);
+            for (int64_t j = 0; j < c; j++) sum += exp(xr[j] - mx);
+            for (int64_t j = 0; j < c; j++) rowsum += xr[j];
+            for (int64_t j = 0; j < c; j++) {
+                double cw = w->o.class_weights ? w->o.class_weights[j] : 1;
+                double lq = w->logits ? xr[j] - mx - log(sum)
+                                      : log(clipd(xr[j] / rowsum));
+                ln -= cw * yr[j] * lq / (double)w->p;
+                wy += cw * yr[j];
+            }
+            omega += (w->o.class_weights ? wy : 1) / (double)w->p;
+        }
+        num += sw_of(w, n) * ln;
+        den += sw_of(w, n) * (w->kind == BCE ? 1 : omega);
+    }
+    if (w->o.weight_norm != NN_WEIGHT_NORM_SUM) den = w->batch;
+    return den > 0 ? num / den : 0;
+}
+
+/* IoU weighted by samples: per image the images' losses, over the batch
+ * the batch's loss carried by every sample. */
+static double ref_wce_iou(const wce_case *w, const double *x, const double *y)
+{
+    seg_case sc = seg_new(w->batch, w->p, w->c, w->logits);
+    seg_add(&sc, IOU, 1);
+    sc.o.reduction = w->o.reduction;
+    int64_t per = w->p * w->c, n_all = w->batch * per;
+    double *p = malloc((size_t)n_all * sizeof *p), num = 0, den = 0;
+    sc.sigmoid = w->kind == BCE || w->c == 1;
+    ref_probs(&sc, x, p);
+    double whole = ref_overlap(IOU, &sc, p, y);
+    for (int n = 0; n < w->batch; n++) {
+        seg_case one = sc;
+        one.batch = 1;
+        double ln = w->o.reduction == NN_LOSS_REDUCE_IMAGE
+                        ? ref_overlap(IOU, &one, p + n * per, y + n * per)
+                        : whole;
+        num += sw_of(w, n) * ln;
+        den += sw_of(w, n);
+    }
+    free(p);
+    if (w->o.weight_norm != NN_WEIGHT_NORM_SUM) den = w->batch;
+    return den > 0 ? num / den : 0;
+}
+
+static double ref_wce(const wce_case *w, const double *x, const double *y)
+{
+    return ref_wce_ce(w, x, y) + (w->iou ? ref_wce_iou(w, x, y) : 0);
+}
+
+static double lib_wce(const wce_case *w, const float *x, const float *y,
+                      float *dout)
+{
+    nn_loss_terms t = {1, {w->kind}, {1}};
+    if (w->iou) {
+        t.kind[1] = IOU;
+        t.weight[1] = 1;
+        t.n = 2;
+    }
+    nn_loss_batch b = {.batch = w->batch, .positions = w->p,
+                       .classes = w->c, .out = x,
+                       .logits = w->logits ? x : NULL,
+                       .sigmoid = w->kind == BCE, .y = y,
+                       .sparse = w->kind == SCCE, .dout = dout,
+                       .sample_weight = w->sw};
+    nn_loss_sums s = {0};
+    assert_int_equal(nn__loss_eval(&t, &w->o, &b, &s), NN_OK);
+    return s.loss / w->batch;
+}
+
+/* Value and every gradient entry against the reference's central
+ * differences. y: labels as the library reads them; yd: dense. */
+static void check_wce(const wce_case *w, const float *x, const float *y,
+                      const double *yd)
+{
+    int n = (int)(w->batch * w->p * w->c);
+    float *d = calloc((size_t)n, sizeof *d);
+    double *xd = calloc((size_t)n, sizeof *xd);
+    for (int k = 0; k < n; k++) xd[k] = x[k];
+    double got = lib_wce(w, x, y, d), want = ref_wce(w, xd, yd);
+    if (fabs(got - want) > 1e-9 * fmax(1, fabs(want)))
+        fail_msg("weighted loss: library %.12g, reference %.12g", got, want);
+    for (int k = 0; k < n; k++) {
+        double x0 = xd[k], h = 1e-6 * fmax(1, fabs(x0));
+        xd[k] = x0 + h;
+        double lp = ref_wce(w, xd, yd);
+        xd[k] = x0 - h;
+        double lm = ref_wce(w, xd, yd);
+        xd[k] = x0;
+        double fd = (lp - lm) / (2 * h);
+        if (fabs(d[k] - fd) > 1e-6 + 1e-4 * fabs(fd))
+            fail_msg("weighted gradient %d: library %.9g, finite difference "
+                     "%.9g",
+                     k, (double)d[k], fd);
+    }
+    free(xd);
+    free(d);
+}
+
+static wce_case wce_new(nn_loss kind, int batch, int64_t p, int64_t c,
+                        bool logits)
+{
+    wce_case w = {.kind = kind, .batch = batch, .p = p, .c = c,
+                  .logits = logits, .o = NN_LOSS_OPTS_INIT};
+    return w;
+}
+
+/* Categorical with class weights: one-hot and soft labels, logits and
+ * probabilities, flat and per position, both normalisations, with and
+ * without sample weights (one of them 0). */
+static void test_weighted_cce_grads(void **state)
+{
+    (void)state;
+    const float cw[SC] = {0.5f, 2.0f, 3.0f}, sw[SN] = {1.5f, 0.0f};
+    float x[SN * SP * SC], ids[SN * SP], oh[SN * SP * SC], soft[SN * SP * SC];
+    double yd[SN * SP * SC], ysoft[SN * SP * SC];
+    seg_labels(SC, SC, 200, ids, oh, yd);
+    make_labels(SN * SP, SC, false, 201, soft, ysoft, NULL);
+    for (int lg = 0; lg < 2; lg++)
+        for (int norm = 0; norm < 2; norm++)
+            for (int wsw = 0; wsw < 2; wsw++)
+                for (int64_t p = 1; p <= SP; p += SP - 1) {
+                    int batch = p == 1 ? SN * SP / 2 : SN;
+                    float swb[SN * SP / 2];
+                    for (int n = 0; n < batch; n++)
+                        swb[n] = p == 1 ? 0.25f + 0.5f * (float)n : sw[n];
+                    if (lg)
+                        fill_uniform(x, SN * SP * SC, -3, 3, 202 + (uint64_t)p);
+                    else
+                        seg_probs(SC, 203 + (uint64_t)p, x);
+                    wce_case w = wce_new(SCCE, batch, p, SC, lg);
+                    w.o.class_weights = cw;
+                    w.o.num_class_weights = SC;
+                    w.o.weight_norm = norm;
+                    w.sw = wsw ? swb : NULL;
+                    check_wce(&w, x, ids, yd);
+                    w.kind = CCE;
+                    check_wce(&w, x, oh, yd);
+                    check_wce(&w, x, soft, ysoft); /* -sum_c w_c y_c log q_c */
+                }
+}
+
+/* Binary with pos_weight (logits and probabilities, one and several
+ * channels) and sample weights; IoU and Dice sums weigh per image. */
+static void test_weighted_bce_grads(void **state)
+{
+    (void)state;
+    const float sw[SN] = {0.5f, 2.0f};
+    float x[SN * SP * SC], m[SN * SP * SC];
+    double md[SN * SP * SC];
+    make_labels(SN * SP, SC, false, 210, m, md, NULL);
+    for (int k = 0; k < SN * SP * SC; k += 4) m[k] = (float)(md[k] = 1);
+    for (int lg = 0; lg < 2; lg++)
+        for (int norm = 0; norm < 2; norm++)
+            for (int64_t c = 1; c <= SC; c += SC - 1) {
+                if (lg)
+                    fill_uniform(x, SN * SP * SC, -4, 4, 211 + (uint64_t)c);
+                else
+                    fill_uniform(x, SN * SP * SC, 0.02f, 0.98f,
+                                 212 + (uint64_t)c);
+                wce_case w = wce_new(BCE, SN, SP, c, lg);
+                w.o.pos_weight = 3.5f;
+                w.o.weight_norm = norm;
+                check_wce(&w, x, m, md);
+                w.sw = sw;
+                check_wce(&w, x, m, md);
+                w.o.pos_weight = 0.25f;
+                check_wce(&w, x, m, md);
+                /* A sum with IoU: each term weighed, per image or batch. */
+                w.iou = true;
+                for (int red = 0; red < 2; red++) {
+                    w.o.reduction = red;
+                    check_wce(&w, x, m, md);
+                }
+            }
+}
+
+/* Hand-computed: class ids {0, 1} at q = 1/2 with weights {1, 3}; the
+ * Keras mean divides by 2 samples, the weighted mean by 1 + 3. */
+static void test_weighted_values(void **state)
+{
+    (void)state;
+    float z[4] = {0, 0, 0, 0}, ids[2] = {0, 1}, cw[2] = {1, 3}, d[4];
+    nn_loss_terms t = {1, {SCCE}, {1}};
+    nn_loss_opts o = NN_LOSS_OPTS_INIT;
+    o.class_weights = cw;
+    o.num_class_weights = 2;
+    nn_loss_batch b = {.batch = 2, .positions = 1, .classes = 2, .out = z,
+                       .logits = z, .y = ids, .sparse = true, .dout = d};
+    nn_loss_sums s = {0};
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss / 2 - 2 * log(2.0)) < 1e-12);
+    /* d/dz of (w_y (lse - z_y)) / 2: w_y (p - onehot) / 2 */
+    assert_true(fabs(d[0] + 0.25) < 1e-7 && fabs(d[1] - 0.25) < 1e-7);
+    assert_true(fabs(d[2] - 0.75) < 1e-7 && fabs(d[3] + 0.75) < 1e-7);
+    o.weight_norm = NN_WEIGHT_NORM_SUM;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    assert_true(fabs(s.loss / 2 - log(2.0)) < 1e-12);
+    /* Sample weights 0: no loss, no gradient. */
+    float zero[2] = {0, 0};
+    b.sample_weight = zero;
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&t, &o, &b, &s), NN_OK);
+    assert_true(s.loss == 0);
+    for (int k = 0; k < 4; k++) assert_true(d[k] == 0);
+    /* BCE at z = 0: pos_weight 2 doubles a positive's ln 2. */
+    nn_loss_terms tb = {1, {BCE}, {1}};
+    nn_loss_opts ob = NN_LOSS_OPTS_INIT;
+    ob.pos_weight = 2;
+    float y2[2] = {1, 0};
+    nn_loss_batch bb = {.batch = 2, .positions = 1, .classes = 1, .out = z,
+                        .logits = z, .sigmoid = true, .y = y2, .dout = d};
+    s.loss = 0;
+    assert_int_equal(nn__loss_eval(&tb, &ob, &bb, &s), NN_OK);
+    assert_true(fabs(s.loss - 3 * log(2.0)) < 1e-12);
+    /* gradient (c s - pw y) / 2: (2 * 0.5 - 2) / 2 and (0.5 - 0) / 2 */
+    assert_true(fabs(d[0] + 0.5) < 1e-7 && fabs(d[1] - 0.25) < 1e-7);
+    /* Unit weights change nothing, to the bit. */
+    float ones[2] = {1, 1}, d2[2];
+    ob.pos_weight = 1;
+    nn_loss_sums s1 = {0}, s2 = {0};
+    assert_int_equal(nn__loss_eval(&tb, &ob, &bb, &s1), NN_OK);
+    memcpy(d2, d, sizeof d2);
+    bb.sample_weight = ones;
+    assert_int_equal(nn__loss_eval(&tb, &ob, &bb, &s2), NN_OK);
+    assert_true(s1.loss == s2.loss);
+    assert_memory_equal(d, d2, sizeof d2);
+}
+
+/* A one-layer classifier: Dense(classes) on 4 inputs, softmax or
+ * sigmoid. */
+static nn_model *dense_model(uint64_t seed, int classes, nn_activation act)
+{
+    nn_model *m = nn_model_create(seed);
+    int shape[1] = {4};
+    nn_layer *x = nn_input(m, 1, shape, NULL);
+    nn_dense_opts o = NN_DENSE_OPTS_INIT;
+    o.activation = act;
+    assert_non_null(nn_dense(m, x, classes, &o));
+    return m;
+}
+
+static void test_weighted_loss_errors(void **state)
+{
+    (void)state;
+    nn_model *m = dense_model(1, 3, NN_ACT_SOFTMAX);
+    nn_optimizer *opt = nn_sgd(NULL);
+    float cw[3] = {1, 2, 3};
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.class_weights = cw;
+    lo.num_class_weights = 2;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_SHAPE);
+    assert_non_null(strstr(nn_last_error(), "2 class weights for an output "
+                                            "of 3 classes"));
+    lo.num_class_weights = 0;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    lo.num_class_weights = 3;
+    cw[1] = -1;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "class 1 is -1"));
+    cw[1] = NAN;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    cw[1] = 2;
+    assert_int_equal(nn_model_compile(m, opt, BCE, &lo), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "pos_weight"));
+    lo.class_weights = NULL;
+    assert_int_equal(nn_model_compile(m, opt, SCCE, &lo), NN_ERR_INVALID);
+    lo.num_class_weights = 0;
+    lo.pos_weight = 2;
+    assert_int_equal(nn_model_compile(m, opt, CCE, &lo), NN_ERR_INVALID);
+    lo.pos_weight = -1;
+    assert_int_equal(nn_model_compile(m, opt, BCE, &lo), NN_ERR_INVALID);
+    lo.pos_weight = 1;
+    lo.weight_norm = 2;
+    assert_int_equal(nn_model_compile(m, opt, BCE, &lo), NN_ERR_INVALID);
+    assert_false(m->compiled);
+    /* IoU before the cross-entropy the weights are for: a valid sum. */
+    lo.weight_norm = NN_WEIGHT_NORM_SUM;
+    lo.class_weights = cw;
+    lo.num_class_weights = 3;
+    nn_loss two[2] = {IOU, SCCE};
+    float w2[2] = {1, 1};
+    assert_int_equal(nn_model_compile_weighted(m, opt, 2, two, w2, &lo), NN_OK);
+    assert_int_equal(m->loss_opts.num_class_weights, 3);
+    /* The model keeps its own copy of the weights. */
+    assert_true(m->loss_opts.class_weights != cw);
+    cw[0] = 100;
+    assert_true(m->loss_opts.class_weights[0] == 1);
+    /* Recompiling replaces them (ASan sees any leak). */
+    lo.class_weights = NULL;
+    lo.num_class_weights = 0;
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL), SCCE, &lo), NN_OK);
+    assert_null(m->loss_opts.class_weights);
+    /* The copy's allocation failing leaves the model as it was. */
+    lo.class_weights = cw;
+    lo.num_class_weights = 3;
+    nn_optimizer *o2 = nn_sgd(NULL);
+    nn__debug_fail_alloc_after(1);
+    assert_int_equal(nn_model_compile(m, o2, SCCE, &lo), NN_ERR_NOMEM);
+    nn__debug_fail_alloc_after(0);
+    assert_null(m->loss_opts.class_weights);
+    nn_optimizer_free(o2);
+    /* An older program's struct ends before the weights: defaults. */
+    lo.size = offsetof(nn_loss_opts, class_weights);
+    lo.pos_weight = NAN;
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL), SCCE, &lo), NN_OK);
+    assert_null(m->loss_opts.class_weights);
+    assert_true(m->loss_opts.pos_weight == 1);
+    nn_model_free(m);
+}
+
+/* Inputs [n, 4] and class ids from a fixed linear rule. */
+static void cls_data(int n, int classes, uint64_t seed, nn_tensor **x,
+                     nn_tensor **y)
+{
+    int64_t sx[2] = {n, 4}, sy[1] = {n};
+    *x = nn_tensor_create(2, sx);
+    *y = nn_tensor_create(1, sy);
+    fill_uniform((*x)->data, n * 4, -1, 1, seed);
+    for (int i = 0; i < n; i++) {
+        const float *r = (*x)->data + i * 4;
+        float v = r[0] + 0.5f * r[1] - 0.25f * r[2];
+        (*y)->data[i] = classes == 1 ? (float)(v > 0.3f)
+                                     : (float)(v > 0.3f) + (float)(v > 0.8f);
+    }
+}
+
+static nn_status compile_sgd(nn_model *m, nn_loss kind, float lr,
+                             const nn_loss_opts *lo)
+{
+    nn_sgd_opts so = NN_SGD_OPTS_INIT;
+    so.learning_rate = lr;
+    nn_optimizer *opt = nn_sgd(&so);
+    nn_status s = nn_model_compile(m, opt, kind, lo);
+    if (s != NN_OK) nn_optimizer_free(opt);
+    return s;
+}
+
+/* Runs fit on a fresh model and returns its history and kernel. */
+static nn_history *fit_weighted(const nn_tensor *x, const nn_tensor *y,
+                                const nn_fit_opts *fo, int norm, float lr,
+                                float *kernel)
+{
+    nn_model *m = dense_model(3, 3, NN_ACT_SOFTMAX);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.weight_norm = norm;
+    assert_int_equal(compile_sgd(m, SCCE, lr, &lo), NN_OK);
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, fo, &h), NN_OK);
+    nn_tensor *k = nn_layer_weight(nn_model_output(m), 0);
+    memcpy(kernel, k->data, 12 * sizeof(float));
+    nn_model_free(m);
+    return h;
+}
+
+/* fit's class_weight is a per-sample weight from the label (Keras), the
+ * Keras mean divides by the samples, the weighted mean by the weights. */
+static void test_fit_class_weight(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(48, 3, 220, &x, &y);
+    float cw[3] = {0.5f, 2, 4}, k1[12], k2[12], k0[12];
+    int64_t sn[1] = {48};
+    nn_tensor *sw = nn_tensor_create(1, sn);
+    for (int i = 0; i < 48; i++) sw->data[i] = cw[(int)y->data[i]];
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 3;
+    fo.batch_size = 16;
+    fo.class_weight = cw;
+    fo.num_class_weight = 3;
+    nn_history *h1 = fit_weighted(x, y, &fo, 0, 0.1f, k1);
+    fo.class_weight = NULL;
+    fo.num_class_weight = 0;
+    fo.sample_weight = sw;
+    nn_history *h2 = fit_weighted(x, y, &fo, 0, 0.1f, k2);
+    assert_memory_equal(k1, k2, sizeof k1);
+    assert_true(nn_history_get(h1, NN_METRIC_LOSS, 2) ==
+                nn_history_get(h2, NN_METRIC_LOSS, 2));
+    fo.sample_weight = NULL;
+    nn_history *h0 = fit_weighted(x, y, &fo, 0, 0.1f, k0);
+    assert_memory_not_equal(k0, k1, sizeof k0);
+    nn_history_free(h0), nn_history_free(h1), nn_history_free(h2);
+    /* Weights 2 everywhere, one batch (its loss is taken before the
+     * update): the Keras loss doubles, the weighted mean does not move;
+     * accuracy is not weighted. */
+    for (int i = 0; i < 48; i++) sw->data[i] = 2;
+    fo.epochs = 1;
+    fo.batch_size = 48;
+    h0 = fit_weighted(x, y, &fo, 0, 0.1f, k0);
+    fo.sample_weight = sw;
+    h1 = fit_weighted(x, y, &fo, 0, 0.1f, k1);
+    h2 = fit_weighted(x, y, &fo, NN_WEIGHT_NORM_SUM, 0.1f, k2);
+    float l0 = nn_history_get(h0, NN_METRIC_LOSS, 0);
+    assert_true(fabs(nn_history_get(h1, NN_METRIC_LOSS, 0) - 2 * l0) <
+                1e-6 * l0);
+    assert_true(fabs(nn_history_get(h2, NN_METRIC_LOSS, 0) - l0) < 1e-6 * l0);
+    assert_true(nn_history_get(h1, NN_METRIC_ACCURACY, 0) ==
+                nn_history_get(h0, NN_METRIC_ACCURACY, 0));
+    nn_history_free(h0), nn_history_free(h1), nn_history_free(h2);
+    /* Every weight 0: no loss and no update. */
+    memset(sw->data, 0, 48 * sizeof(float));
+    fo.epochs = 2;
+    h1 = fit_weighted(x, y, &fo, 0, 0.5f, k1);
+    nn_model *fresh = dense_model(3, 3, NN_ACT_SOFTMAX);
+    assert_memory_equal(nn_layer_weight(nn_model_output(fresh), 0)->data, k1,
+                        sizeof k1);
+    assert_true(nn_history_get(h1, NN_METRIC_LOSS, 1) == 0);
+    nn_model_free(fresh);
+    nn_history_free(h1);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(sw);
+}
+
+static void test_fit_weight_errors(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(8, 3, 230, &x, &y);
+    nn_model *m = dense_model(4, 3, NN_ACT_SOFTMAX);
+    assert_int_equal(compile_sgd(m, SCCE, 0.1f, NULL), NN_OK);
+    float cw[3] = {1, 1, 1};
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.class_weight = cw;
+    fo.num_class_weight = 2;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "2 class weights"));
+    fo.num_class_weight = 3;
+    cw[2] = -0.5f;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "class weight 2 is -0.5"));
+    cw[2] = 1;
+    y->data[5] = 7;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "row 5"));
+    y->data[5] = 1;
+    fo.class_weight = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    fo.num_class_weight = 0;
+    int64_t s7[1] = {7}, s8[1] = {8};
+    nn_tensor *sw7 = nn_tensor_create(1, s7), *sw8 = nn_tensor_create(1, s8);
+    fo.sample_weight = sw7;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_SHAPE);
+    fo.sample_weight = sw8;
+    sw8->data[3] = INFINITY;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "sample weight 3 is inf"));
+    sw8->data[3] = 1;
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    nn_history_free(h);
+    nn_model_free(m);
+    /* Whole-sample class weights do not fit a segmentation output. */
+    nn_tensor *sx, *sy;
+    seg_data(4, 231, &sx, &sy);
+    nn_model *s = seg_model(5);
+    assert_int_equal(compile_sgd(s, BCE, 0.1f, NULL), NN_OK);
+    float cw2[2] = {1, 3};
+    fo = (nn_fit_opts)NN_FIT_OPTS_INIT;
+    fo.class_weight = cw2;
+    fo.num_class_weight = 2;
+    assert_int_equal(nn_model_fit(s, sx, sy, &fo, NULL), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "nn_loss_opts.class_weights"));
+    /* Sample weights do: each image's loss is weighed. */
+    fo.class_weight = NULL;
+    fo.num_class_weight = 0;
+    int64_t s4[1] = {4};
+    nn_tensor *sw4 = nn_tensor_create(1, s4);
+    for (int i = 0; i < 4; i++) sw4->data[i] = (float)i;
+    fo.sample_weight = sw4;
+    assert_int_equal(nn_model_fit(s, sx, sy, &fo, NULL), NN_OK);
+    nn_model_free(s);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(sw7);
+    nn_tensor_free(sw8), nn_tensor_free(sx), nn_tensor_free(sy);
+    nn_tensor_free(sw4);
+}
+
+/* The LOSS section carries the weights; without them it keeps its first
+ * layout (older files), and damaged values are refused. */
+static void test_weighted_checkpoint(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nn_wck_XXXXXX", path[64], bad[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.nnm", dir);
+    snprintf(bad, sizeof bad, "%s/bad.nnm", dir);
+    nn_tensor *x, *y;
+    cls_data(16, 3, 240, &x, &y);
+    nn_model *m = dense_model(6, 3, NN_ACT_SOFTMAX);
+    float cw[3] = {0.25f, 1, 3};
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.class_weights = cw;
+    lo.num_class_weights = 3;
+    lo.weight_norm = NN_WEIGHT_NORM_SUM;
+    assert_int_equal(compile_sgd(m, SCCE, 0.1f, &lo), NN_OK);
+    assert_int_equal(nn_model_train_batch(m, x, y, NULL, NULL), NN_OK);
+    assert_int_equal(nn_model_save(m, path, NN_SAVE_OPTIMIZER), NN_OK);
+    size_t n;
+    uint8_t *file = slurp(path, &n);
+    assert_int_equal(file[12], 1 | 8);
+    nn_model *b = nn_model_load(path);
+    assert_non_null(b);
+    assert_int_equal(b->loss_opts.num_class_weights, 3);
+    assert_memory_equal(b->loss_opts.class_weights, cw, sizeof cw);
+    assert_int_equal(b->loss_opts.weight_norm, NN_WEIGHT_NORM_SUM);
+    float l1, l2;
+    assert_int_equal(nn_model_train_batch(m, x, y, &l1, NULL), NN_OK);
+    assert_int_equal(nn_model_train_batch(b, x, y, &l2, NULL), NN_OK);
+    assert_true(l1 == l2);
+    nn_model_free(b);
+    /* Payload: n, (kind, weight), smooth, eps, reduction, sparse_labels
+     * (36 bytes), then pos_weight, weight_norm, K, K weights. */
+    uint8_t *tag = memmem(file, n, "LOSS", 4);
+    size_t payload = (size_t)(tag - file) + 12;
+    assert_int_equal(load_patched(bad, file, n, payload, 40, 2),
+                     NN_ERR_FORMAT); /* weight_norm */
+    assert_int_equal(load_patched(bad, file, n, payload, 44, 2),
+                     NN_ERR_FORMAT); /* 2 weights for 3 classes */
+    assert_int_equal(load_patched(bad, file, n, payload, 44, 1000),
+                     NN_ERR_FORMAT); /* more than the section holds */
+    assert_non_null(strstr(nn_last_error(), "truncated"));
+    assert_int_equal(load_patched(bad, file, n, payload, 52, 0xbf800000u),
+                     NN_ERR_FORMAT); /* a class weight of -1 */
+    assert_int_equal(load_patched(bad, file, n, payload, 36, 0x40000000u),
+                     NN_ERR_FORMAT); /* pos_weight 2 without BCE */
+    free(file);
+    /* Saved without the optimizer: remembered by the uncompiled model. */
+    assert_int_equal(nn_model_save(m, path, 0), NN_OK);
+    b = nn_model_load(path);
+    assert_non_null(b);
+    assert_false(b->compiled);
+    assert_memory_equal(b->loss_opts.class_weights, cw, sizeof cw);
+    nn_model_free(b);
+    /* pos_weight alone makes the section too; unweighted BCE does not. */
+    nn_model *p = dense_model(7, 1, NN_ACT_SIGMOID);
+    nn_loss_opts lb = NN_LOSS_OPTS_INIT;
+    lb.pos_weight = 9;
+    assert_int_equal(compile_sgd(p, BCE, 0.1f, &lb), NN_OK);
+    assert_int_equal(nn_model_save(p, path, NN_SAVE_OPTIMIZER), NN_OK);
+    b = nn_model_load(path);
+    assert_non_null(b);
+    assert_true(b->loss_opts.pos_weight == 9);
+    nn_model_free(b);
+    assert_int_equal(compile_sgd(p, BCE, 0.1f, NULL), NN_OK);
+    assert_int_equal(nn_model_save(p, path, NN_SAVE_OPTIMIZER), NN_OK);
+    file = slurp(path, &n);
+    assert_null(memmem(file, n, "LOSS", 4));
+    free(file);
+    nn_model_free(p);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y);
+    remove(path);
+    remove(bad);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* Decision metrics: precision/recall/F1, curves, thresholds            */
+/* ------------------------------------------------------------------ */
+
+static bool near(double a, double b) { return fabs(a - b) <= 1e-12; }
+
+/* A matrix from counts [truth][predicted]. */
+static nn_confusion *confusion_of(int k, const int64_t *counts)
+{
+    nn_confusion *cm = nn_confusion_create(k);
+    memcpy(cm->counts, counts, (size_t)(k * k) * sizeof(int64_t));
+    return cm;
+}
+
+/* scikit-learn's precision_recall_fscore_support, zero_division=0, on
+ * the labels in truth or prediction, from the same counts. */
+static void test_confusion_prf(void **state)
+{
+    (void)state;
+    /* truth\pred: 0: {2, 1, 0}, 1: {1, 2, 0}, 2: {0, 1, 1}; class 3 in
+     * neither (left out of the averages), class 4 only predicted. */
+    const int64_t c[25] = {2, 1, 0, 0, 1, 1, 2, 0, 0, 0, 0, 1, 1,
+                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    nn_confusion *cm = confusion_of(5, c);
+    /* columns 3, 4, 1, 0, 1; rows 4, 3, 2, 0, 0; TP 2, 2, 1, 0, 0 */
+    const double p[5] = {2.0 / 3, 0.5, 1, 0, 0}, r[5] = {0.5, 2.0 / 3, 0.5, 0, 0};
+    const double f[5] = {4.0 / 7, 4.0 / 7, 2.0 / 3, 0, 0};
+    for (int k = 0; k < 5; k++) {
+        assert_true(near(nn_confusion_precision(cm, k), p[k]));
+        assert_true(near(nn_confusion_recall(cm, k), r[k]));
+        assert_true(near(nn_confusion_f1(cm, k), f[k]));
+    }
+    /* macro over classes 0, 1, 2, 4 */
+    assert_true(near(nn_confusion_precision_avg(cm, NN_AVERAGE_MACRO),
+                     (2.0 / 3 + 0.5 + 1 + 0) / 4));
+    assert_true(near(nn_confusion_recall_avg(cm, NN_AVERAGE_MACRO),
+                     (0.5 + 2.0 / 3 + 0.5 + 0) / 4));
+    assert_true(near(nn_confusion_f1_avg(cm, NN_AVERAGE_MACRO),
+                     (4.0 / 7 + 4.0 / 7 + 2.0 / 3) / 4));
+    /* micro: TP 5 of 9 positions, all three */
+    assert_true(near(nn_confusion_precision_avg(cm, NN_AVERAGE_MICRO), 5.0 / 9));
+    assert_true(near(nn_confusion_recall_avg(cm, NN_AVERAGE_MICRO), 5.0 / 9));
+    assert_true(near(nn_confusion_f1_avg(cm, NN_AVERAGE_MICRO), 5.0 / 9));
+    /* weighted by the truth 4, 3, 2 (0 for class 4) */
+    assert_true(near(nn_confusion_precision_avg(cm, NN_AVERAGE_WEIGHTED),
+                     (4 * 2.0 / 3 + 3 * 0.5 + 2 * 1.0) / 9));
+    assert_true(near(nn_confusion_recall_avg(cm, NN_AVERAGE_WEIGHTED),
+                     5.0 / 9)); /* weighted recall is the accuracy */
+    assert_true(near(nn_confusion_f1_avg(cm, NN_AVERAGE_WEIGHTED),
+                     (4 * 4.0 / 7 + 3 * 4.0 / 7 + 2 * 2.0 / 3) / 9));
+    /* F1 is the Dice of the class, but 0 where Dice is 0/0. */
+    assert_true(near(nn_confusion_f1(cm, 1), nn_confusion_dice(cm, 1)));
+    assert_true(isnan(nn_confusion_dice(cm, 3)) && nn_confusion_f1(cm, 3) == 0);
+    /* Empty: 0 everywhere. */
+    assert_int_equal(nn_confusion_reset(cm), NN_OK);
+    assert_true(nn_confusion_precision(cm, 0) == 0);
+    assert_true(nn_confusion_f1_avg(cm, NN_AVERAGE_MACRO) == 0);
+    assert_true(nn_confusion_recall_avg(cm, NN_AVERAGE_WEIGHTED) == 0);
+    assert_true(nn_confusion_precision_avg(cm, NN_AVERAGE_MICRO) == 0);
+    /* Errors. */
+    assert_true(isnan(nn_confusion_recall(cm, 5)));
+    assert_non_null(strstr(nn_last_error(), "nn_confusion_recall: no class 5"));
+    assert_true(isnan(nn_confusion_f1(NULL, 0)));
+    assert_true(isnan(nn_confusion_precision_avg(cm, (nn_average)3)));
+    assert_non_null(strstr(nn_last_error(), "average 3"));
+    assert_true(isnan(nn_confusion_f1_avg(NULL, NN_AVERAGE_MACRO)));
+    nn_confusion_free(cm);
+}
+
+static nn_binary_report report_init(void)
+{
+    nn_binary_report r;
+    memset(&r, 0xff, sizeof r);
+    r.size = sizeof r;
+    return r;
+}
+
+/* scikit-learn's documented example: y (0, 0, 1, 1), scores (0.1, 0.4,
+ * 0.35, 0.8): ROC fpr (0, 0, .5, .5, 1), tpr (0, .5, .5, 1, 1) at
+ * thresholds (inf, .8, .4, .35, .1), AUC 0.75; precision (1, .5, 2/3,
+ * .5) and recall (.5, .5, 1, 1) at (.8, .4, .35, .1), AP 5/6. */
+static void test_curve_hand_computed(void **state)
+{
+    (void)state;
+    const float s[4] = {0.1f, 0.4f, 0.35f, 0.8f}, y[4] = {0, 0, 1, 1};
+    nn_curve *c = nn_curve_create(s, y, 4);
+    assert_non_null(c);
+    assert_int_equal(nn_curve_size(c), 4);
+    assert_int_equal(nn_curve_positives(c), 2);
+    assert_int_equal(nn_curve_negatives(c), 2);
+    double fpr[5], tpr[5], pr[4], rc[4];
+    float th[5];
+    assert_int_equal(nn_curve_roc(c, fpr, tpr, th, 5), NN_OK);
+    const double wf[5] = {0, 0, 0.5, 0.5, 1}, wt[5] = {0, 0.5, 0.5, 1, 1};
+    const float wth[5] = {INFINITY, 0.8f, 0.4f, 0.35f, 0.1f};
+    for (int k = 0; k < 5; k++)
+        assert_true(fpr[k] == wf[k] && tpr[k] == wt[k] && th[k] == wth[k]);
+    assert_true(nn_curve_roc_auc(c) == 0.75);
+    assert_int_equal(nn_curve_pr(c, pr, rc, th, 4), NN_OK);
+    const double wp[4] = {1, 0.5, 2.0 / 3, 0.5}, wr[4] = {0.5, 0.5, 1, 1};
+    for (int k = 0; k < 4; k++)
+        assert_true(near(pr[k], wp[k]) && rc[k] == wr[k] && th[k] == wth[k + 1]);
+    assert_true(near(nn_curve_average_precision(c), 0.5 + 0.5 * 2.0 / 3));
+    /* Outputs may be NULL; too little room is an error. */
+    assert_int_equal(nn_curve_roc(c, NULL, tpr, NULL, 5), NN_OK);
+    assert_int_equal(nn_curve_roc(c, fpr, tpr, th, 4), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_pr(c, pr, NULL, NULL, 3), NN_ERR_INVALID);
+    /* The decision at a threshold between scores, above and below all. */
+    nn_binary_report r = report_init();
+    assert_int_equal(nn_curve_report(c, 0.37f, &r), NN_OK);
+    assert_true(r.threshold == 0.37f);
+    assert_true(r.tp == 1 && r.fp == 1 && r.tn == 1 && r.fn == 1);
+    assert_true(r.precision == 0.5 && r.recall == 0.5 && r.f1 == 0.5 &&
+                r.accuracy == 0.5);
+    assert_true(r.roc_auc == 0.75 && near(r.average_precision, 5.0 / 6));
+    assert_int_equal(nn_curve_report(c, 0.35f, &r), NN_OK); /* >= */
+    assert_true(r.tp == 2 && r.fp == 1);
+    assert_int_equal(nn_curve_report(c, 0.9f, &r), NN_OK);
+    assert_true(r.tp == 0 && r.fp == 0 && r.precision == 0 && r.f1 == 0);
+    assert_int_equal(nn_curve_report(c, -1, &r), NN_OK);
+    assert_true(r.tp == 2 && r.fp == 2 && r.recall == 1);
+    /* An older, shorter report gets the members that fit. */
+    r = report_init();
+    r.size = offsetof(nn_binary_report, roc_auc);
+    assert_int_equal(nn_curve_report(c, 0.37f, &r), NN_OK);
+    assert_true(r.f1 == 0.5 && r.accuracy == 0.5);
+    uint64_t bits;
+    memcpy(&bits, &r.roc_auc, sizeof bits);
+    assert_true(bits == UINT64_MAX); /* untouched */
+    r.size = 4;
+    assert_int_equal(nn_curve_report(c, 0.37f, &r), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_report(c, NAN, &r), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_report(c, 0.5f, NULL), NN_ERR_INVALID);
+    nn_curve_free(c);
+}
+
+/* Ties make one point: a diagonal step of the ROC (half credit, as
+ * scikit-learn's trapezoids), one step of the precision-recall curve. */
+static void test_curve_ties_and_extremes(void **state)
+{
+    (void)state;
+    const float s[4] = {0.5f, 0.5f, 0.5f, 0.2f}, y[4] = {1, 0, 1, 0};
+    nn_curve *c = nn_curve_create(s, y, 4);
+    assert_int_equal(nn_curve_size(c), 2);
+    /* (0, 0) -> (1/2, 1) -> (1, 1): 1/4 + 1/2 */
+    assert_true(nn_curve_roc_auc(c) == 0.75);
+    assert_true(near(nn_curve_average_precision(c), 2.0 / 3));
+    nn_curve_free(c);
+    /* Perfect, inverted and constant scores. */
+    const float up[6] = {0.1f, 0.2f, 0.3f, 0.7f, 0.8f, 0.9f};
+    const float yl[6] = {0, 0, 0, 1, 1, 1}, flat[6] = {0, 0, 0, 0, 0, 0};
+    float down[6];
+    for (int k = 0; k < 6; k++) down[k] = -up[k];
+    c = nn_curve_create(up, yl, 6);
+    assert_true(nn_curve_roc_auc(c) == 1 && nn_curve_average_precision(c) == 1);
+    nn_curve_free(c);
+    c = nn_curve_create(down, yl, 6);
+    assert_true(nn_curve_roc_auc(c) == 0);
+    /* AP of the worst ranking: the positives come last, 1/4, 2/5, 3/6 */
+    assert_true(near(nn_curve_average_precision(c),
+                     (1.0 / 4 + 2.0 / 5 + 3.0 / 6) / 3));
+    nn_curve_free(c);
+    c = nn_curve_create(flat, yl, 6);
+    assert_true(nn_curve_roc_auc(c) == 0.5);
+    assert_true(nn_curve_average_precision(c) == 0.5); /* the prevalence */
+    nn_curve_free(c);
+    /* A random classifier: AUC near 1/2 (n = 20000: sd about 0.004). */
+    enum { NR = 20000 };
+    float *rs = malloc(NR * sizeof *rs), *ry = malloc(NR * sizeof *ry);
+    fill_uniform(rs, NR, 0, 1, 300);
+    fill_uniform(ry, NR, 0, 1, 301);
+    for (int k = 0; k < NR; k++) ry[k] = ry[k] < 0.3f;
+    c = nn_curve_create(rs, ry, NR);
+    double auc = nn_curve_roc_auc(c);
+    print_message("random scores: ROC AUC %.4f, AP %.4f\n", auc,
+                  nn_curve_average_precision(c));
+    assert_true(fabs(auc - 0.5) < 0.02);
+    assert_true(fabs(nn_curve_average_precision(c) - 0.3) < 0.02);
+    nn_curve_free(c);
+    free(rs), free(ry);
+    /* One class only: ROC AUC undefined, with the reason. */
+    const float ones[3] = {1, 1, 1}, zeros[3] = {0, 0, 0}, s3[3] = {0.2f, 0.6f, 0.4f};
+    c = nn_curve_create(s3, ones, 3);
+    assert_true(isnan(nn_curve_roc_auc(c)));
+    assert_non_null(strstr(nn_last_error(), "3 positive and 0 negative"));
+    assert_true(nn_curve_average_precision(c) == 1);
+    double fpr[4], tpr[4];
+    assert_int_equal(nn_curve_roc(c, fpr, tpr, NULL, 4), NN_OK);
+    assert_true(isnan(fpr[2]) && tpr[2] == 2.0 / 3);
+    nn_curve_free(c);
+    c = nn_curve_create(s3, zeros, 3);
+    assert_true(isnan(nn_curve_average_precision(c)));
+    assert_non_null(strstr(nn_last_error(), "without positive"));
+    nn_curve_free(c);
+    /* Bad input names the index. */
+    float bad_s[3] = {0.2f, NAN, 0.1f}, bad_y[3] = {0, 1, 0.5f};
+    assert_null(nn_curve_create(bad_s, ones, 3));
+    assert_int_equal(nn_last_status(), NN_ERR_NUMERIC);
+    assert_non_null(strstr(nn_last_error(), "score 1 is nan"));
+    assert_null(nn_curve_create(s3, bad_y, 3));
+    assert_non_null(strstr(nn_last_error(), "label 2 is 0.5"));
+    assert_null(nn_curve_create(s3, ones, 0));
+    assert_null(nn_curve_create(NULL, ones, 3));
+    assert_int_equal(nn_curve_size(NULL), -1);
+    assert_true(isnan(nn_curve_roc_auc(NULL)));
+    nn_curve_free(NULL);
+    for (int k = 1; k <= 4; k++) {
+        nn__debug_fail_alloc_after(k);
+        assert_null(nn_curve_create(s3, ones, 3));
+        nn__debug_fail_alloc_after(0);
+    }
+}
+
+/* Six parts, four defective: recall at .9 .8 .7 .6 .5 .4 is 1/4, 1/4,
+ * 2/4, 3/4, 3/4, 1; precision 1, 1/2, 2/3, 3/4, 3/5, 4/6. */
+static void test_threshold_selection(void **state)
+{
+    (void)state;
+    const float s[6] = {0.9f, 0.8f, 0.7f, 0.6f, 0.5f, 0.4f};
+    const float y[6] = {1, 0, 1, 1, 0, 1};
+    nn_curve *c = nn_curve_create(s, y, 6);
+    nn_binary_report r = report_init();
+    /* The largest threshold that keeps the recall. */
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.75, &r), NN_OK);
+    assert_true(r.threshold == 0.6f && r.recall == 0.75 && r.precision == 0.75);
+    assert_true(r.tp == 3 && r.fp == 1 && r.fn == 1 && r.tn == 1);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.5, &r), NN_OK);
+    assert_true(r.threshold == 0.7f && near(r.precision, 2.0 / 3));
+    assert_int_equal(nn_curve_threshold_for_recall(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.4f && r.fn == 0); /* no defect shipped */
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.2, &r), NN_OK);
+    assert_true(r.threshold == 0.9f);
+    /* The smallest threshold that keeps the precision (precision falls
+     * and rises again: 2/3 is met at .7 and again at .4). */
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.75, &r), NN_OK);
+    assert_true(r.threshold == 0.6f && r.recall == 0.75);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.66, &r), NN_OK);
+    assert_true(r.threshold == 0.4f && r.recall == 1);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.8, &r), NN_OK);
+    assert_true(r.threshold == 0.9f && r.recall == 0.25);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.9f);
+    /* Targets outside (0, 1]. */
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0, &r), NN_ERR_INVALID);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 1.5, &r),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_curve_threshold_for_precision(c, NAN, &r),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_curve_threshold_for_recall(NULL, 0.5, &r),
+                     NN_ERR_INVALID);
+    nn_curve_free(c);
+    /* Ties: the tied defective and good part are flagged together. */
+    const float st[3] = {0.9f, 0.9f, 0.5f}, yt[3] = {1, 0, 1};
+    c = nn_curve_create(st, yt, 3);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.5, &r), NN_OK);
+    assert_true(r.threshold == 0.9f && r.tp == 1 && r.fp == 1);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.6, &r), NN_OK);
+    assert_true(r.threshold == 0.5f && near(r.precision, 2.0 / 3));
+    /* Unreachable: the message gives the best the scores reach. */
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.9, &r),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "the best these scores reach is "
+                                            "0.666667 (recall 1, threshold "
+                                            "0.5)"));
+    nn_curve_free(c);
+    /* Every part defective: any threshold is precise; the smallest. */
+    const float all[3] = {1, 1, 1};
+    c = nn_curve_create(s, all, 3);
+    assert_int_equal(nn_curve_threshold_for_precision(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.7f && r.recall == 1);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 1, &r), NN_OK);
+    assert_true(r.threshold == 0.7f);
+    nn_curve_free(c);
+    /* No defective part: nothing to find. */
+    const float none[3] = {0, 0, 0};
+    c = nn_curve_create(s, none, 3);
+    assert_int_equal(nn_curve_threshold_for_recall(c, 0.9, &r),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "no positive sample"));
+    assert_int_equal(nn_curve_threshold_for_precision(c, 0.5, &r),
+                     NN_ERR_INVALID);
+    nn_curve_free(c);
+}
+
+/* The scores nn_model_evaluate_binary uses, computed here from predict's
+ * output: p_k, or the sum of the others for NN_ALL_BUT(k). */
+static void expected_scores(const nn_tensor *out, const nn_tensor *y,
+                            int positive, float *s, float *lab)
+{
+    int64_t n = out->shape[0], c = out->shape[1];
+    for (int64_t i = 0; i < n; i++) {
+        const float *o = out->data + i * c;
+        int k = positive < 0 ? -1 - positive : positive;
+        double sum = 0;
+        for (int64_t j = 0; j < c; j++) sum += j == k ? 0 : (double)o[j];
+        s[i] = positive < 0 ? (float)sum : o[k];
+        int cls = (int)y->data[i];
+        lab[i] = (float)(positive < 0 ? cls != k : cls == k);
+    }
+}
+
+static void same_report(const nn_binary_report *a, const nn_binary_report *b)
+{
+    assert_true(a->threshold == b->threshold && a->tp == b->tp &&
+                a->fp == b->fp && a->tn == b->tn && a->fn == b->fn);
+    assert_true(a->precision == b->precision && a->recall == b->recall &&
+                a->f1 == b->f1 && a->accuracy == b->accuracy);
+    assert_true(a->roc_auc == b->roc_auc &&
+                a->average_precision == b->average_precision);
+}
+
+static void same_curves(const nn_curve *a, const nn_curve *b)
+{
+    int64_t k = nn_curve_size(a);
+    assert_int_equal(nn_curve_size(b), k);
+    double *v = malloc((size_t)(4 * (k + 1)) * sizeof *v);
+    assert_int_equal(nn_curve_roc(a, v, v + k + 1, NULL, k + 1), NN_OK);
+    assert_int_equal(nn_curve_roc(b, v + 2 * (k + 1), v + 3 * (k + 1), NULL,
+                                  k + 1), NN_OK);
+    assert_memory_equal(v, v + 2 * (k + 1), 2 * (size_t)(k + 1) * sizeof *v);
+    free(v);
+}
+
+static void test_evaluate_binary(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(40, 3, 310, &x, &y);
+    nn_model *m = dense_model(8, 3, NN_ACT_SOFTMAX);
+    assert_int_equal(compile_sgd(m, SCCE, 0.5f, NULL), NN_OK);
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 5;
+    fo.batch_size = 8;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_OK);
+    int64_t so[2] = {40, 3};
+    nn_tensor *out = nn_tensor_create(2, so);
+    assert_int_equal(nn_model_predict(m, x, out, 16), NN_OK);
+    float s[40], lab[40];
+    const int views[3] = {2, 0, NN_ALL_BUT(0)};
+    for (int v = 0; v < 3; v++) {
+        expected_scores(out, y, views[v], s, lab);
+        nn_curve *want = nn_curve_create(s, lab, 40), *got = NULL;
+        nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+        bo.positive_class = views[v];
+        bo.threshold = 0.3f;
+        nn_binary_report r = report_init(), rw = report_init();
+        assert_int_equal(nn_model_evaluate_binary(m, x, y, 7, &bo, &r, &got),
+                         NN_OK);
+        same_curves(want, got);
+        assert_int_equal(nn_curve_report(want, 0.3f, &rw), NN_OK);
+        same_report(&r, &rw);
+        assert_true(r.roc_auc > 0.8); /* it learned something */
+        nn_curve_free(want);
+        nn_curve_free(got);
+    }
+    /* The report alone, defaults (class 1 at 0.5). */
+    nn_binary_report r = report_init();
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 40, NULL, &r, NULL),
+                     NN_OK);
+    assert_true(r.threshold == 0.5f && r.tp + r.fn + r.fp + r.tn == 40);
+    /* Errors. */
+    nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+    bo.positive_class = 3;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, &bo, &r, NULL),
+                     NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "positive_class 3"));
+    bo.positive_class = NN_ALL_BUT(3);
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, &bo, &r, NULL),
+                     NN_ERR_INVALID);
+    bo.positive_class = 1;
+    bo.threshold = NAN;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, &bo, &r, NULL),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, NULL, NULL, NULL),
+                     NN_ERR_INVALID);
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 0, NULL, &r, NULL),
+                     NN_ERR_INVALID);
+    r.size = 0;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, NULL, &r, NULL),
+                     NN_ERR_INVALID);
+    y->data[3] = 5;
+    nn_curve *cv = (nn_curve *)1;
+    assert_int_equal(nn_model_evaluate_binary(m, x, y, 8, NULL, NULL, &cv),
+                     NN_ERR_INVALID);
+    assert_null(cv);
+    nn_model_free(m);
+    nn_tensor_free(out), nn_tensor_free(x), nn_tensor_free(y);
+}
+
+/* One sigmoid channel compiled from logits: the scores are sigmoid(z),
+ * and class 0 as the positive one scores 1 - p. */
+static void test_evaluate_binary_logits(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y;
+    cls_data(30, 1, 320, &x, &y);
+    nn_model *m = dense_model(9, 1, NN_ACT_NONE);
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = 1;
+    assert_int_equal(compile_sgd(m, BCE, 0.5f, &lo), NN_OK);
+    int64_t sy[2] = {30, 1};
+    nn_tensor_reshape(y, 2, sy);
+    int64_t so[2] = {30, 1};
+    nn_tensor *z = nn_tensor_create(2, so);
+    assert_int_equal(nn_model_predict(m, x, z, 30), NN_OK);
+    float s[30], lab[30];
+    for (int pos = 0; pos < 2; pos++) {
+        for (int i = 0; i < 30; i++) {
+            double p = 1 / (1 + exp(-(double)z->data[i]));
+            s[i] = (float)(pos ? p : 1 - p);
+            lab[i] = (float)(pos ? y->data[i] : 1 - y->data[i]);
+        }
+        nn_curve *want = nn_curve_create(s, lab, 30), *got = NULL;
+        nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+        bo.positive_class = pos;
+        assert_int_equal(nn_model_evaluate_binary(m, x, y, 30, &bo, NULL,
+                                                  &got),
+                         NN_OK);
+        same_curves(want, got);
+        nn_curve_free(want);
+        nn_curve_free(got);
+    }
+    nn_model_free(m);
+    nn_tensor_free(z), nn_tensor_free(x), nn_tensor_free(y);
+}
+
+/* The score of NN_ALL_BUT(k) sums the other classes' probabilities, so
+ * a confident good part keeps a small score instead of 1 - p_k's
+ * rounding; labels follow the view. */
+static void test_binary_scores(void **state)
+{
+    (void)state;
+    const float out[6] = {0.99999994f, 3e-8f, 2e-8f, 0.2f, 0.5f, 0.3f};
+    const float ids[2] = {0, 2}, z[2] = {30, -2}, m[2] = {1, 0};
+    nn_loss_batch b = {.batch = 2, .positions = 1, .classes = 3, .out = out,
+                       .y = ids, .sparse = true};
+    nn_scores *sc = nn__scores_new(NN_ALL_BUT(0), 4);
+    assert_int_equal(nn__scores_add(sc, &b, false), NN_OK);
+    assert_true(sc->score[0] == (float)((double)3e-8f + (double)2e-8f) && sc->score[1] == 0.8f);
+    assert_true(sc->label[0] == 0 && sc->label[1] == 1);
+    /* Too many rows for the room planned: refused, nothing written. */
+    b.batch = 2;
+    assert_int_equal(nn__scores_add(sc, &b, false), NN_OK);
+    assert_int_equal(nn__scores_add(sc, &b, false), NN_ERR_STATE);
+    assert_int_equal(sc->n, 4);
+    nn__scores_free(sc);
+    /* One channel from logits: class 0 scores 1 - sigmoid(z) = sigmoid(-z)
+     * without cancellation. */
+    nn_loss_batch b1 = {.batch = 2, .positions = 1, .classes = 1, .out = z,
+                        .y = m};
+    sc = nn__scores_new(0, 2);
+    assert_int_equal(nn__scores_add(sc, &b1, true), NN_OK);
+    assert_true(sc->score[0] == (float)(1 / (1 + exp(30.0))));
+    assert_true(sc->label[0] == 0 && sc->label[1] == 1);
+    nn__scores_free(sc);
+    nn__debug_fail_alloc_after(2);
+    assert_null(nn__scores_new(1, 8));
+    nn__debug_fail_alloc_after(0);
+}
+
+/* fit records precision, recall, F1 and ROC AUC per epoch; the last
+ * epoch's validation values are evaluate_binary's on the same data. */
+static void test_fit_decision_metrics(void **state)
+{
+    (void)state;
+    nn_tensor *x, *y, *vx, *vy;
+    cls_data(64, 3, 330, &x, &y);
+    cls_data(32, 3, 331, &vx, &vy);
+    nn_model *m = dense_model(10, 3, NN_ACT_SOFTMAX);
+    assert_int_equal(compile_sgd(m, SCCE, 0.5f, NULL), NN_OK);
+    nn_binary_opts bo = NN_BINARY_OPTS_INIT;
+    bo.positive_class = NN_ALL_BUT(0);
+    bo.threshold = 0.4f;
+    nn_fit_opts fo = NN_FIT_OPTS_INIT;
+    fo.epochs = 4;
+    fo.batch_size = 16;
+    fo.val_x = vx;
+    fo.val_y = vy;
+    fo.decision_metrics = &bo;
+    nn_history *h = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    nn_binary_report r = report_init();
+    assert_int_equal(nn_model_evaluate_binary(m, vx, vy, 16, &bo, &r, NULL),
+                     NN_OK);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_PRECISION, 3) ==
+                (float)r.precision);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_RECALL, 3) == (float)r.recall);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_F1, 3) == (float)r.f1);
+    assert_true(nn_history_get(h, NN_METRIC_VAL_ROC_AUC, 3) ==
+                (float)r.roc_auc);
+    for (int k = NN_METRIC_PRECISION; k <= NN_METRIC_VAL_ROC_AUC; k++) {
+        float v = nn_history_get(h, (nn_metric)k, 3);
+        assert_true(v >= 0 && v <= 1);
+    }
+    assert_true(nn_history_get(h, NN_METRIC_ROC_AUC, 3) > 0.8);
+    char dir[] = "/tmp/nn_dec_XXXXXX", path[64], line[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/h.csv", dir);
+    assert_int_equal(nn_history_write_csv(h, path), NN_OK);
+    FILE *f = fopen(path, "r");
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_string_equal(line, "epoch,loss,accuracy,val_loss,val_accuracy,"
+                              "seconds,precision,recall,f1,roc_auc,"
+                              "val_precision,val_recall,val_f1,"
+                              "val_roc_auc\n");
+    remove(path);
+    rmdir(dir);
+    nn_history_free(h);
+    /* Without validation data the val_ values are NaN; without the option
+     * nothing is recorded; a bad view is refused before training. */
+    fo.val_x = fo.val_y = NULL;
+    fo.epochs = 1;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    assert_true(isnan(nn_history_get(h, NN_METRIC_VAL_F1, 0)));
+    assert_true(isfinite(nn_history_get(h, NN_METRIC_F1, 0)));
+    nn_history_free(h);
+    fo.decision_metrics = NULL;
+    assert_int_equal(nn_model_fit(m, x, y, &fo, &h), NN_OK);
+    assert_true(isnan(nn_history_get(h, NN_METRIC_ROC_AUC, 0)));
+    nn_history_free(h);
+    bo.positive_class = 7;
+    fo.decision_metrics = &bo;
+    int64_t before = nn_optimizer_iterations(m->opt);
+    assert_int_equal(nn_model_fit(m, x, y, &fo, NULL), NN_ERR_INVALID);
+    assert_int_equal(nn_optimizer_iterations(m->opt), before);
+    nn_model_free(m);
+    nn_tensor_free(x), nn_tensor_free(y), nn_tensor_free(vx);
+    nn_tensor_free(vy);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2050,6 +3174,21 @@ int main(void)
         cmocka_unit_test(test_seg_model_errors),
         cmocka_unit_test(test_seg_sparse_model),
         cmocka_unit_test(test_seg_checkpoint),
+        cmocka_unit_test(test_weighted_cce_grads),
+        cmocka_unit_test(test_weighted_bce_grads),
+        cmocka_unit_test(test_weighted_values),
+        cmocka_unit_test(test_weighted_loss_errors),
+        cmocka_unit_test(test_fit_class_weight),
+        cmocka_unit_test(test_fit_weight_errors),
+        cmocka_unit_test(test_weighted_checkpoint),
+        cmocka_unit_test(test_confusion_prf),
+        cmocka_unit_test(test_curve_hand_computed),
+        cmocka_unit_test(test_curve_ties_and_extremes),
+        cmocka_unit_test(test_threshold_selection),
+        cmocka_unit_test(test_binary_scores),
+        cmocka_unit_test(test_evaluate_binary),
+        cmocka_unit_test(test_evaluate_binary_logits),
+        cmocka_unit_test(test_fit_decision_metrics),
     };
     return cmocka_run_group_tests_name("loss_optim", tests, NULL, NULL);
 }

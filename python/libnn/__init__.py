@@ -20,15 +20,16 @@ from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
 from .tensor import Tensor
 from .optimizers import SGD, Adam
 from .model import Context, Layer, Model, Progress, RandomNormal
-from .metrics import ConfusionMatrix
+from .metrics import (ConfusionMatrix, Curve, average_precision_score,
+                      precision_recall_curve, roc_auc_score, roc_curve)
 from .data import (load_cifar10, load_idx, load_image, load_mask,
                    load_segmentation_manifest, one_hot, random_flip,
                    save_image, save_mask, synthetic_defects)
 
 __all__ = [
     "Model", "Layer", "Context", "Progress", "Tensor", "Adam", "SGD",
-    "RandomNormal",
-    "ConfusionMatrix",
+    "RandomNormal", "ConfusionMatrix", "Curve", "roc_curve",
+    "precision_recall_curve", "roc_auc_score", "average_precision_score",
     "load_idx", "load_cifar10", "one_hot", "load_image", "load_mask",
     "load_segmentation_manifest", "save_image", "save_mask", "random_flip",
     "synthetic_defects", "version", "version_number",

@@ -40,6 +40,11 @@ METRIC_GRAD_NORM, METRIC_GRAD_NORM_MAX, METRIC_HEALTH = 5, 6, 7
 (METRIC_IOU, METRIC_VAL_IOU, METRIC_MEAN_IOU, METRIC_VAL_MEAN_IOU,
  METRIC_DICE, METRIC_VAL_DICE, METRIC_PIXEL_ACCURACY,
  METRIC_VAL_PIXEL_ACCURACY) = range(8, 16)
+(METRIC_PRECISION, METRIC_VAL_PRECISION, METRIC_RECALL, METRIC_VAL_RECALL,
+ METRIC_F1, METRIC_VAL_F1, METRIC_ROC_AUC,
+ METRIC_VAL_ROC_AUC) = range(16, 24)
+WEIGHT_NORM_SAMPLES, WEIGHT_NORM_SUM = 0, 1
+AVERAGE_MACRO, AVERAGE_MICRO, AVERAGE_WEIGHTED = 0, 1, 2
 SAVE_DEFAULT, SAVE_OPTIMIZER = 0, 1
 MAX_RANK = 8
 
@@ -113,7 +118,9 @@ class nn_dense_opts(ctypes.Structure):
 class nn_loss_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("from_logits", c_int),
                 ("smooth", c_double), ("eps", c_double),
-                ("reduction", c_int), ("sparse_labels", c_int)]
+                ("reduction", c_int), ("sparse_labels", c_int),
+                ("class_weights", FloatP), ("num_class_weights", c_int),
+                ("pos_weight", c_float), ("weight_norm", c_int)]
 
 
 class nn_adam_opts(ctypes.Structure):
@@ -142,12 +149,20 @@ class nn_progress(ctypes.Structure):
 nn_progress_fn = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(nn_progress), c_void_p)
 
 
+class nn_binary_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("positive_class", c_int),
+                ("threshold", c_float)]
+
+
 class nn_fit_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
                 ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
                 ("progress", nn_progress_fn), ("user", c_void_p),
                 ("record_grad_norm", c_int), ("stop_on_nonfinite", c_int),
-                ("segmentation_metrics", c_int)]
+                ("segmentation_metrics", c_int),
+                ("class_weight", FloatP), ("num_class_weight", c_int),
+                ("sample_weight", TensorP),
+                ("decision_metrics", ctypes.POINTER(nn_binary_opts))]
 
 
 # The NN_*_OPTS_INIT defaults of nn.h.
@@ -160,7 +175,9 @@ _DEFAULTS = {
     nn_dense_opts: dict(use_bias=1, activation=ACT_NONE,
                         kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT),
     nn_loss_opts: dict(from_logits=0, smooth=1.0, eps=1e-7,
-                       reduction=LOSS_REDUCE_BATCH, sparse_labels=0),
+                       reduction=LOSS_REDUCE_BATCH, sparse_labels=0,
+                       pos_weight=1.0, weight_norm=WEIGHT_NORM_SAMPLES),
+    nn_binary_opts: dict(positive_class=1, threshold=0.5),
     nn_adam_opts: dict(learning_rate=1e-3, beta1=0.9, beta2=0.999,
                        epsilon=1e-7, eps_mode=ADAM_EPS_KERAS),
     nn_sgd_opts: dict(learning_rate=0.01, momentum=0.0, nesterov=0),
@@ -503,6 +520,17 @@ class nn_conv2d_transpose_opts(ctypes.Structure):
                 ("bias_init_stddev", c_float)]
 
 
+class nn_separable_conv2d_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("stride_h", c_int), ("stride_w", c_int),
+                ("padding", c_int), ("depth_multiplier", c_int),
+                ("use_bias", c_int), ("activation", c_int),
+                ("depthwise_init", c_int), ("pointwise_init", c_int),
+                ("bias_init", c_int), ("depthwise_init_stddev", c_float),
+                ("pointwise_init_stddev", c_float),
+                ("bias_init_stddev", c_float)]
+
+
 class nn_upsampling2d_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("name", c_char_p),
                 ("interpolation", c_int), ("reserved", c_int)]
@@ -517,10 +545,25 @@ _DEFAULTS[nn_conv2d_transpose_opts] = dict(
     output_padding_w=-1, use_bias=1, activation=ACT_NONE,
     kernel_init=INIT_DEFAULT, bias_init=INIT_DEFAULT, reserved=0,
     kernel_init_stddev=0.0, bias_init_stddev=0.0)
+_DEFAULTS[nn_separable_conv2d_opts] = dict(
+    stride_h=1, stride_w=1, padding=PADDING_VALID, depth_multiplier=1,
+    use_bias=1, activation=ACT_NONE, depthwise_init=INIT_DEFAULT,
+    pointwise_init=INIT_DEFAULT, bias_init=INIT_DEFAULT,
+    depthwise_init_stddev=0.0, pointwise_init_stddev=0.0,
+    bias_init_stddev=0.0)
 _DEFAULTS[nn_upsampling2d_opts] = dict(interpolation=INTERP_NEAREST,
                                        reserved=0)
 _SIGNATURES.update({
     "nn_relu6": (LayerP, [ModelP, LayerP, _LAYER_OPTS_P], _N),
+    "nn_depthwise_conv2d": (LayerP, [ModelP, LayerP, c_int, c_int,
+                                     ctypes.POINTER(nn_depthwise_conv2d_opts)],
+                            _N),
+    "nn_conv2d_transpose": (LayerP, [ModelP, LayerP, c_int, c_int, c_int,
+                                     ctypes.POINTER(nn_conv2d_transpose_opts)],
+                            _N),
+    "nn_separable_conv2d": (LayerP, [ModelP, LayerP, c_int, c_int, c_int,
+                                     ctypes.POINTER(
+                                         nn_separable_conv2d_opts)], _N),
     "nn_upsampling2d": (LayerP, [ModelP, LayerP, c_int, c_int,
                                  ctypes.POINTER(nn_upsampling2d_opts)], _N),
     "nn_cropping2d": (LayerP, [ModelP, LayerP] + [c_int] * 4
@@ -653,6 +696,50 @@ _SIGNATURES.update({
     "nn_confusion_pixel_accuracy": (c_double, [ConfusionP], None),
     "nn_model_evaluate_confusion": (c_int, [ModelP, TensorP, TensorP, c_int,
                                             ConfusionP, FloatP], _S),
+})
+
+# ---- weighted losses and decision metrics (docs/metrics.md)
+class nn_curve(_Opaque):
+    pass
+
+
+class nn_binary_report(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("threshold", c_float),
+                ("tp", c_int64), ("fp", c_int64), ("tn", c_int64),
+                ("fn", c_int64), ("precision", c_double),
+                ("recall", c_double), ("f1", c_double),
+                ("accuracy", c_double), ("roc_auc", c_double),
+                ("average_precision", c_double)]
+
+
+CurveP = ctypes.POINTER(nn_curve)
+DoubleP = ctypes.POINTER(c_double)
+_ReportP = ctypes.POINTER(nn_binary_report)
+_SIGNATURES.update({
+    "nn_confusion_precision": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_recall": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_f1": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_precision_avg": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_recall_avg": (c_double, [ConfusionP, c_int], None),
+    "nn_confusion_f1_avg": (c_double, [ConfusionP, c_int], None),
+    "nn_curve_create": (CurveP, [FloatP, FloatP, c_int64], _N),
+    "nn_curve_free": (None, [CurveP], None),
+    "nn_curve_size": (c_int64, [CurveP], None),
+    "nn_curve_positives": (c_int64, [CurveP], None),
+    "nn_curve_negatives": (c_int64, [CurveP], None),
+    "nn_curve_roc": (c_int, [CurveP, DoubleP, DoubleP, FloatP, c_int64], _S),
+    "nn_curve_pr": (c_int, [CurveP, DoubleP, DoubleP, FloatP, c_int64], _S),
+    "nn_curve_roc_auc": (c_double, [CurveP], None),
+    "nn_curve_average_precision": (c_double, [CurveP], None),
+    "nn_curve_report": (c_int, [CurveP, c_float, _ReportP], _S),
+    "nn_curve_threshold_for_recall": (c_int, [CurveP, c_double, _ReportP],
+                                      _S),
+    "nn_curve_threshold_for_precision": (c_int, [CurveP, c_double,
+                                                 _ReportP], _S),
+    "nn_model_evaluate_binary": (c_int, [ModelP, TensorP, TensorP, c_int,
+                                         ctypes.POINTER(nn_binary_opts),
+                                         _ReportP, ctypes.POINTER(CurveP)],
+                                 _S),
 })
 
 missing = []

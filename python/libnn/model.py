@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _lib, errors, optimizers
 from ._lib import lib
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, Curve, report_dict
 from .tensor import Handle, view, tensor_shape, wrap
 
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
@@ -51,6 +51,8 @@ LOSSES = {"categorical_crossentropy": _lib.LOSS_CCE,
           "iou": _lib.LOSS_IOU, "dice": _lib.LOSS_DICE}
 REDUCTIONS = {"batch": _lib.LOSS_REDUCE_BATCH,
               "image": _lib.LOSS_REDUCE_IMAGE}
+WEIGHT_NORMS = {"samples": _lib.WEIGHT_NORM_SAMPLES,
+                "sum": _lib.WEIGHT_NORM_SUM}
 
 
 # ------------------------------------------------------------ argument checks
@@ -108,7 +110,7 @@ def _factor(v, what):
 class RandomNormal:
     """Keras' RandomNormal(mean=0.0, stddev=0.05) initializer: N(0, stddev),
     not truncated. Layers whose options carry a stddev (depthwise_conv2d,
-    conv2d_transpose) take any stddev; the string "random_normal" means the
+    conv2d_transpose, separable_conv2d) take any stddev; the string "random_normal" means the
     default 0.05 everywhere."""
 
     def __init__(self, mean=0.0, stddev=0.05):
@@ -131,6 +133,19 @@ def _init_sd(value, what):
     if isinstance(value, RandomNormal):
         return _lib.INIT_RANDOM_NORMAL, value.stddev
     return _choice(INITIALIZERS, value, what), 0.0
+
+
+def _sides(v, what):
+    """Keras' ZeroPadding2D/Cropping2D argument: n, (h, w) or
+    ((top, bottom), (left, right)); returns [top, bottom, left, right]."""
+    if isinstance(v, (tuple, list)) and len(v) == 2 and \
+            isinstance(v[0], (tuple, list)):
+        (t, b), (le, r) = v
+    else:
+        h, w = v if isinstance(v, (tuple, list)) else (v, v)
+        t = b = h
+        le = r = w
+    return [_int(x, what, lo=0) for x in (t, b, le, r)]
 
 
 def _opts_name(name):
@@ -544,15 +559,7 @@ class Model:
         """ZeroPadding2D; padding as Keras: n, (h, w) or
         ((top, bottom), (left, right))."""
         p = self._layer(x, "zeropad2d")
-        if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
-                isinstance(padding[0], (tuple, list)):
-            (t, b), (le, r) = padding
-        else:
-            h, w = padding if isinstance(padding, (tuple, list)) \
-                else (padding, padding)
-            t = b = h
-            le = r = w
-        vals = [_int(v, "padding", lo=0) for v in (t, b, le, r)]
+        vals = _sides(padding, "padding")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         return self._added(lib.nn_zeropad2d(self._ptr, p, *vals, o))
 
@@ -623,6 +630,93 @@ class Model:
         """ReLU(max_value=6): min(max(x, 0), 6) (Keras type "ReLU")."""
         return self._simple(lib.nn_relu6, "relu6", x, name)
 
+    def depthwise_conv2d(self, x, kernel_size, strides=1, padding="valid",
+                         depth_multiplier=1, activation=None, use_bias=True,
+                         depthwise_initializer=None, bias_initializer=None,
+                         name=None):
+        """DepthwiseConv2D: kernel [kh, kw, in, depth_multiplier]; output
+        channel c * depth_multiplier + k reads input channel c. Initializers
+        take a name or a RandomNormal."""
+        p = self._layer(x, "depthwise_conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        ki, ks = _init_sd(depthwise_initializer, "depthwise_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_depthwise_conv2d_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            depth_multiplier=_int(depth_multiplier, "depth_multiplier"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=ki, bias_init=bi, kernel_init_stddev=ks,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_depthwise_conv2d(self._ptr, p, kh, kw, o))
+
+    def conv2d_transpose(self, x, filters, kernel_size, strides=1,
+                         padding="valid", output_padding=None,
+                         activation=None, use_bias=True,
+                         kernel_initializer=None, bias_initializer=None,
+                         name=None):
+        """Conv2DTranspose: kernel [kh, kw, filters, in]; output size as
+        Keras' (output_padding None, an int or a pair, each < its stride).
+        Initializers take a name or a RandomNormal."""
+        p = self._layer(x, "conv2d_transpose")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        if output_padding is None:
+            oph = opw = -1
+        elif isinstance(output_padding, (tuple, list)):
+            if len(output_padding) != 2:
+                raise ValueError("output_padding must be None, an int or a "
+                                 f"pair, got {output_padding!r}")
+            oph, opw = (_int(v, "output_padding", lo=0)
+                        for v in output_padding)
+        else:
+            oph = opw = _int(output_padding, "output_padding", lo=0)
+        ki, ks = _init_sd(kernel_initializer, "kernel_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_conv2d_transpose_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            output_padding_h=oph, output_padding_w=opw,
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            kernel_init=ki, bias_init=bi, kernel_init_stddev=ks,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_conv2d_transpose(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    def separable_conv2d(self, x, filters, kernel_size, strides=1,
+                         padding="valid", depth_multiplier=1,
+                         activation=None, use_bias=True,
+                         depthwise_initializer=None,
+                         pointwise_initializer=None, bias_initializer=None,
+                         name=None):
+        """SeparableConv2D: depthwise (no bias) then a 1x1 convolution to
+        `filters` with the bias and activation. Weights depthwise_kernel
+        [kh, kw, in, mult], pointwise_kernel [1, 1, in * mult, filters],
+        bias."""
+        p = self._layer(x, "separable_conv2d")
+        kh, kw = _pair(kernel_size, "kernel_size")
+        sh, sw = _pair(strides, "strides")
+        di, ds = _init_sd(depthwise_initializer, "depthwise_initializer")
+        pi, ps = _init_sd(pointwise_initializer, "pointwise_initializer")
+        bi, bs = _init_sd(bias_initializer, "bias_initializer")
+        o = _lib.make_opts(
+            _lib.nn_separable_conv2d_opts, name=_opts_name(name),
+            stride_h=sh, stride_w=sw,
+            padding=_choice(PADDINGS, padding, "padding"),
+            depth_multiplier=_int(depth_multiplier, "depth_multiplier"),
+            use_bias=int(bool(use_bias)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            depthwise_init=di, pointwise_init=pi, bias_init=bi,
+            depthwise_init_stddev=ds, pointwise_init_stddev=ps,
+            bias_init_stddev=bs)
+        return self._added(lib.nn_separable_conv2d(
+            self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
     def upsampling2d(self, x, size=2, interpolation="nearest", name=None):
         """UpSampling2D(size): [H, W, C] -> [H * sh, W * sw, C]; nearest
         repeats pixels, bilinear has half-pixel centers (Keras, PyTorch's
@@ -639,15 +733,7 @@ class Model:
         """Cropping2D; cropping as Keras: n, (h, w) or
         ((top, bottom), (left, right))."""
         p = self._layer(x, "cropping2d")
-        if isinstance(cropping, (tuple, list)) and len(cropping) == 2 and \
-                isinstance(cropping[0], (tuple, list)):
-            (t, b), (le, r) = cropping
-        else:
-            h, w = cropping if isinstance(cropping, (tuple, list)) \
-                else (cropping, cropping)
-            t = b = h
-            le = r = w
-        vals = [_int(v, "cropping", lo=0) for v in (t, b, le, r)]
+        vals = _sides(cropping, "cropping")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         return self._added(lib.nn_cropping2d(self._ptr, p, *vals, o))
 
@@ -753,24 +839,39 @@ class Model:
     # ---- compile
     def compile(self, optimizer="adam", loss="categorical_crossentropy",
                 from_logits=False, loss_weights=None, smooth=1.0, eps=1e-7,
-                reduction="batch", sparse_labels=False):
+                reduction="batch", sparse_labels=False, class_weights=None,
+                pos_weight=1.0, weight_norm="samples"):
         """Attaches an optimizer (Adam(...), SGD(...) or a name) and a loss
         ("categorical_crossentropy", "sparse_categorical_crossentropy",
         "binary_crossentropy", "iou", "dice"), or a weighted sum of losses:
         a list of names with loss_weights (default 1 each) or a dict
         {name: weight}, e.g. {"binary_crossentropy": 1, "iou": 1}.
         smooth, eps, reduction ("batch" or "image") and sparse_labels
-        configure IoU and Dice (docs/losses.md)."""
+        configure IoU and Dice (docs/losses.md).
+
+        Weighted cross-entropy (docs/losses.md): class_weights, one weight
+        per class (a list, or a dict {class: weight} over every class), for
+        (sparse) categorical cross-entropy, as CrossEntropyLoss(weight=);
+        pos_weight for binary cross-entropy, as BCEWithLogitsLoss;
+        weight_norm "samples" (Keras: the weighted sum over the number of
+        samples) or "sum" (over the sum of the weights, PyTorch's mean)."""
         opt = optimizers.get(optimizer)
         terms = _loss_terms(loss, loss_weights)
         codes = [_choice(LOSSES, name, "loss") for name, _ in terms]
         m = self._ptr
+        cw = _weights_array(class_weights, "class_weights")
         o = _lib.make_opts(_lib.nn_loss_opts,
                            from_logits=int(bool(from_logits)),
                            smooth=float(smooth), eps=float(eps),
                            reduction=_choice(REDUCTIONS, reduction,
                                              "reduction"),
-                           sparse_labels=int(bool(sparse_labels)))
+                           sparse_labels=int(bool(sparse_labels)),
+                           pos_weight=float(pos_weight),
+                           weight_norm=_choice(WEIGHT_NORMS, weight_norm,
+                                               "weight_norm"))
+        if cw is not None:  # the library copies it
+            o.class_weights = cw.ctypes.data_as(_lib.FloatP)
+            o.num_class_weights = cw.size
         optp = opt._create()
         try:
             if len(terms) == 1 and terms[0][1] == 1.0:
@@ -901,6 +1002,25 @@ class Model:
         cm.close()
         return out
 
+    def evaluate_binary(self, x, y, positive_class=None, negative_class=None,
+                        threshold=0.5, batch_size=32):
+        """The model as a binary decision (docs/metrics.md): positive is
+        class positive_class (default 1; the sigmoid's class for one
+        channel), or every class but negative_class (defective = not
+        class 0). Returns (report, curve): the decision at `threshold`
+        (score >= threshold) as a dict (tp, fp, tn, fn, precision, recall,
+        f1, accuracy, roc_auc, average_precision) and the Curve of the
+        scores, for threshold_for_recall / _precision."""
+        tx, ty = self._xy(x, y)
+        bo = _binary_opts(positive_class, negative_class, threshold)
+        r = _lib.make_opts(_lib.nn_binary_report)
+        c = _lib.CurveP()
+        lib.nn_model_evaluate_binary(self._ptr, tx._ptr, ty._ptr,
+                                     _int(batch_size, "batch_size"),
+                                     ctypes.byref(bo), ctypes.byref(r),
+                                     ctypes.byref(c))
+        return report_dict(r), Curve(_ptr=c)
+
     def predict(self, x, batch_size=32):
         """Inference on x [N, ...]; returns a new float32 array."""
         tx = self._x(x)
@@ -912,12 +1032,20 @@ class Model:
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, callback=None, record_grad_norm=0,
-            stop_on_nonfinite=False, segmentation_metrics=False):
+            stop_on_nonfinite=False, segmentation_metrics=False,
+            class_weight=None, sample_weight=None, decision_metrics=None):
         """Trains for `epochs` and returns the history as a dict of lists:
         loss, accuracy, (val_loss, val_accuracy,) seconds.
 
         segmentation_metrics adds iou, mean_iou, dice and pixel_accuracy
         (and their val_ forms with validation data) per epoch.
+
+        class_weight ({class: weight} over every class, or a list) and
+        sample_weight ([N]) weigh each training sample's loss, as Keras
+        (normalised as compile's weight_norm says). decision_metrics (True,
+        or a dict of positive_class / negative_class / threshold, as
+        evaluate_binary) adds precision, recall, f1 and roc_auc (and val_)
+        per epoch (docs/metrics.md).
 
         callback(progress) is called after every batch and epoch with a
         Progress; a true return value stops training (the history of the
@@ -938,6 +1066,21 @@ class Model:
                            segmentation_metrics=int(bool(
                                segmentation_metrics)))
         keep = []
+        cw = _weights_array(class_weight, "class_weight")
+        if cw is not None:
+            o.class_weight = cw.ctypes.data_as(_lib.FloatP)
+            o.num_class_weight = cw.size
+            keep.append(cw)
+        if sample_weight is not None:
+            sw = np.ascontiguousarray(sample_weight, dtype=np.float32)
+            tsw = wrap(sw, "sample_weight", shape=(x.shape[0],))
+            o.sample_weight = tsw._ptr
+            keep += [sw, tsw]
+        if decision_metrics:
+            kw = {} if decision_metrics is True else dict(decision_metrics)
+            bo = _binary_opts(**kw)
+            o.decision_metrics = ctypes.pointer(bo)
+            keep.append(bo)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or \
                     len(validation_data) != 2:
@@ -968,7 +1111,8 @@ class Model:
         try:
             history = _history_dict(hist, validation_data is not None,
                                     o.record_grad_norm,
-                                    o.segmentation_metrics)
+                                    o.segmentation_metrics,
+                                    bool(decision_metrics))
         finally:
             lib.nn_history_free(hist)
         if state["error"] is not None:
@@ -1190,9 +1334,40 @@ def _grad_report_dict(r):
 _SEG_METRICS = (("iou", _lib.METRIC_IOU), ("mean_iou", _lib.METRIC_MEAN_IOU),
                 ("dice", _lib.METRIC_DICE),
                 ("pixel_accuracy", _lib.METRIC_PIXEL_ACCURACY))
+_DEC_METRICS = (("precision", _lib.METRIC_PRECISION),
+                ("recall", _lib.METRIC_RECALL), ("f1", _lib.METRIC_F1),
+                ("roc_auc", _lib.METRIC_ROC_AUC))
 
 
-def _history_dict(hist, with_val, grad=0, seg=0):
+def _weights_array(w, what):
+    """Class weights as float32 values: a list, or a dict {class: weight}
+    whose keys are 0 .. C-1 (Keras' class_weight)."""
+    if w is None:
+        return None
+    if isinstance(w, dict):
+        keys = sorted(w)
+        if keys != list(range(len(keys))):
+            raise ValueError(f"{what}: give a weight for every class 0 .. "
+                             f"C-1, got the classes {keys}")
+        w = [w[k] for k in keys]
+    return np.ascontiguousarray(w, dtype=np.float32).ravel()
+
+
+def _binary_opts(positive_class=None, negative_class=None, threshold=0.5):
+    """nn_binary_opts: class positive_class, or every class but
+    negative_class (NN_ALL_BUT)."""
+    if positive_class is not None and negative_class is not None:
+        raise ValueError("give positive_class or negative_class, not both")
+    if negative_class is not None:
+        code = -1 - _int(negative_class, "negative_class", lo=0)
+    else:
+        code = _int(1 if positive_class is None else positive_class,
+                    "positive_class", lo=0)
+    return _lib.make_opts(_lib.nn_binary_opts, positive_class=code,
+                          threshold=float(threshold))
+
+
+def _history_dict(hist, with_val, grad=0, seg=0, dec=False):
     n = lib.nn_history_epochs(hist) if hist else 0
     metrics = [("loss", _lib.METRIC_LOSS), ("accuracy", _lib.METRIC_ACCURACY)]
     if with_val:
@@ -1207,6 +1382,10 @@ def _history_dict(hist, with_val, grad=0, seg=0):
         metrics += list(_SEG_METRICS)
         if with_val:  # each validation metric follows its training one
             metrics += [("val_" + k, code + 1) for k, code in _SEG_METRICS]
+    if dec:
+        metrics += list(_DEC_METRICS)
+        if with_val:
+            metrics += [("val_" + k, code + 1) for k, code in _DEC_METRICS]
     out = {k: [float(lib.nn_history_get(hist, code, e)) for e in range(n)]
            for k, code in metrics}
     if grad > 1:

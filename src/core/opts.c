@@ -70,8 +70,10 @@ COMPLETE(nn_augment_opts, fill_value);
 static const size_t loss_ends[] = {
     END(nn_loss_opts, from_logits), END(nn_loss_opts, smooth),
     END(nn_loss_opts, eps), END(nn_loss_opts, reduction),
-    END(nn_loss_opts, sparse_labels)};
-COMPLETE(nn_loss_opts, sparse_labels);
+    END(nn_loss_opts, sparse_labels), END(nn_loss_opts, class_weights),
+    END(nn_loss_opts, num_class_weights), END(nn_loss_opts, pos_weight),
+    END(nn_loss_opts, weight_norm)};
+COMPLETE(nn_loss_opts, weight_norm);
 
 static const size_t adam_ends[] = {
     END(nn_adam_opts, learning_rate), END(nn_adam_opts, beta1),
@@ -90,8 +92,10 @@ static const size_t fit_ends[] = {
     END(nn_fit_opts, val_y),            END(nn_fit_opts, progress),
     END(nn_fit_opts, user),             END(nn_fit_opts, record_grad_norm),
     END(nn_fit_opts, stop_on_nonfinite),
-    END(nn_fit_opts, segmentation_metrics)};
-COMPLETE(nn_fit_opts, segmentation_metrics);
+    END(nn_fit_opts, segmentation_metrics), END(nn_fit_opts, class_weight),
+    END(nn_fit_opts, num_class_weight),  END(nn_fit_opts, sample_weight),
+    END(nn_fit_opts, decision_metrics)};
+COMPLETE(nn_fit_opts, decision_metrics);
 
 static const size_t diag_ends[] = {
     END(nn_diag_opts, record),          END(nn_diag_opts, check_finite),
@@ -124,6 +128,10 @@ static const size_t defects_ends[] = {
     END(nn_defects_opts, defect_fraction), END(nn_defects_opts, typed_masks),
     END(nn_defects_opts, seed)};
 COMPLETE(nn_defects_opts, seed);
+
+static const size_t binary_ends[] = {END(nn_binary_opts, positive_class),
+                                     END(nn_binary_opts, threshold)};
+COMPLETE(nn_binary_opts, threshold);
 
 static const size_t depthwise_conv2d_ends[] = {
     END(nn_depthwise_conv2d_opts, name),
@@ -159,6 +167,22 @@ static const size_t upsampling2d_ends[] = {
     END(nn_upsampling2d_opts, name), END(nn_upsampling2d_opts, interpolation),
     END(nn_upsampling2d_opts, reserved)};
 COMPLETE(nn_upsampling2d_opts, reserved);
+
+static const size_t separable_conv2d_ends[] = {
+    END(nn_separable_conv2d_opts, name),
+    END(nn_separable_conv2d_opts, stride_h),
+    END(nn_separable_conv2d_opts, stride_w),
+    END(nn_separable_conv2d_opts, padding),
+    END(nn_separable_conv2d_opts, depth_multiplier),
+    END(nn_separable_conv2d_opts, use_bias),
+    END(nn_separable_conv2d_opts, activation),
+    END(nn_separable_conv2d_opts, depthwise_init),
+    END(nn_separable_conv2d_opts, pointwise_init),
+    END(nn_separable_conv2d_opts, bias_init),
+    END(nn_separable_conv2d_opts, depthwise_init_stddev),
+    END(nn_separable_conv2d_opts, pointwise_init_stddev),
+    END(nn_separable_conv2d_opts, bias_init_stddev)};
+COMPLETE(nn_separable_conv2d_opts, bias_init_stddev);
 
 static const size_t mobilenet_v2_ends[] = {
     END(nn_mobilenet_v2_opts, name), END(nn_mobilenet_v2_opts, flavor),
@@ -204,6 +228,7 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_PIXELS] = ROW(nn_pixels_opts, "NN_PIXELS_OPTS_INIT", pixels_ends),
     [NN_OPTS_DEFECTS] = ROW(nn_defects_opts, "NN_DEFECTS_OPTS_INIT",
                             defects_ends),
+    [NN_OPTS_BINARY] = ROW(nn_binary_opts, "NN_BINARY_OPTS_INIT", binary_ends),
     [NN_OPTS_DEPTHWISE_CONV2D] = ROW(nn_depthwise_conv2d_opts,
                                      "NN_DEPTHWISE_CONV2D_OPTS_INIT",
                                      depthwise_conv2d_ends),
@@ -213,6 +238,9 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_UPSAMPLING2D] = ROW(nn_upsampling2d_opts,
                                  "NN_UPSAMPLING2D_OPTS_INIT",
                                  upsampling2d_ends),
+    [NN_OPTS_SEPARABLE_CONV2D] = ROW(nn_separable_conv2d_opts,
+                                     "NN_SEPARABLE_CONV2D_OPTS_INIT",
+                                     separable_conv2d_ends),
     [NN_OPTS_MOBILENET_V2] = ROW(nn_mobilenet_v2_opts,
                                  "NN_MOBILENET_V2_OPTS_INIT",
                                  mobilenet_v2_ends),

@@ -1,10 +1,12 @@
-/* Fusion of inference passes: a Conv2D whose output only feeds an
- * inference-mode BatchNormalization, optionally followed by an Add (with
- * an input computed before the convolution) and/or a ReLU, computes all of
- * them while its product is still in registers: the normalization becomes
- * a per-filter scale and shift, the Add a residual read, the ReLU a max.
- * That saves a pass over memory per fused layer (ResNet50: 3 of its 5
- * layers per convolution).
+/* Fusion of inference passes: a Conv2D or DepthwiseConv2D whose output
+ * only feeds an inference-mode BatchNormalization, optionally followed by
+ * an Add (with an input computed before the convolution) and/or a ReLU or
+ * ReLU6, computes all of them while its product is still in registers:
+ * the normalization becomes a per-filter scale and shift, the Add a
+ * residual read, the ReLU a max (ReLU6 a max and a min). That saves a
+ * pass over memory per fused layer (ResNet50: 3 of its 5 layers per
+ * convolution; MobileNetV2: 2 of 3 after each expansion and depthwise
+ * convolution).
  *
  * Only layers no gradient reaches fuse: every layer of an inference
  * plan, a frozen backbone in a training plan (whose BatchNormalization
@@ -53,6 +55,12 @@ static nn_layer *fusable_reader(nn_layer *const *reader, const nn_layer *l,
     return r && !needs[r->index] ? r : NULL;
 }
 
+/* The kinds whose forward pass takes a fused epilogue (nn_fwd.fuse). */
+static bool is_head(const nn_layer *l)
+{
+    return l->kind == NN_KIND_CONV2D || l->kind == NN_KIND_DEPTHWISE_CONV2D;
+}
+
 /* Grows head's chain into f; members[] receives the fused layers in
  * order. Returns their count (0: nothing fuses). */
 static int chain(nn_layer *const *reader, nn_layer *head, const bool *needs,
@@ -69,8 +77,9 @@ static int chain(nn_layer *const *reader, nn_layer *head, const bool *needs,
         members[n++] = next;
         next = fusable_reader(reader, next, needs);
     }
-    if (next && next->kind == NN_KIND_RELU) {
-        f->relu = true;
+    if (next && (next->kind == NN_KIND_RELU || next->kind == NN_KIND_RELU6)) {
+        f->relu = next->kind == NN_KIND_RELU;
+        f->relu6 = next->kind == NN_KIND_RELU6;
         members[n++] = next;
     }
     f->tail = members[n - 1]->index;
@@ -100,8 +109,7 @@ nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
         nn_layer *l = m->layers[i], *members[3];
         /* An activation inside the convolution would come before the
          * normalization, which the epilogue cannot do. */
-        if (l->kind != NN_KIND_CONV2D || l->activation != NN_ACT_NONE ||
-            needs[i])
+        if (!is_head(l) || l->activation != NN_ACT_NONE || needs[i])
             continue;
         nn_fuse f = {.tail = -1, .residual = -1};
         int count = chain(reader, l, needs, training, &f, members);

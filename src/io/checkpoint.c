@@ -255,7 +255,16 @@ static bool has_loss(const nn_model *m)
     return t->n != 1 || t->weight[0] != 1.0f ||
            t->kind[0] > NN_LOSS_BINARY_CROSSENTROPY || o->smooth != d.smooth ||
            o->eps != d.eps || o->reduction != d.reduction ||
-           o->sparse_labels != d.sparse_labels;
+           o->sparse_labels != d.sparse_labels || o->class_weights ||
+           o->pos_weight != d.pos_weight || o->weight_norm != d.weight_norm;
+}
+
+/* The weighted cross-entropy's options, appended to LOSS only when set:
+ * files without them keep the section's first layout. */
+static bool has_loss_weights(const nn_loss_opts *o)
+{
+    return o->class_weights || o->pos_weight != 1.0f ||
+           o->weight_norm != NN_WEIGHT_NORM_SAMPLES;
 }
 
 static void put_f64(writer *w, double v)
@@ -277,6 +286,13 @@ static nn_status put_loss(writer *w, const nn_model *m)
     put_f64(w, m->loss_opts.eps);
     put_u32(w, (uint32_t)m->loss_opts.reduction);
     put_u32(w, m->loss_opts.sparse_labels ? 1 : 0);
+    const nn_loss_opts *o = &m->loss_opts;
+    if (!has_loss_weights(o)) return NN_OK;
+    put_f32(w, o->pos_weight);
+    put_u32(w, (uint32_t)o->weight_norm);
+    put_u32(w, o->class_weights ? (uint32_t)o->num_class_weights : 0);
+    if (o->class_weights)
+        put_f32s(w, o->class_weights, (size_t)o->num_class_weights);
     return NN_OK;
 }
 

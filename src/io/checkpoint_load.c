@@ -176,6 +176,7 @@ typedef struct model_info {
     /* the compiled loss: MODL's one kind, or the LOSS section's */
     nn_loss_terms terms;
     nn_loss_opts loss_opts;
+    float *class_weights; /* loss_opts.class_weights' buffer, or NULL */
     uint32_t n_counts;
     uint32_t counts[NN_KIND_COUNT];
 } model_info;
@@ -248,7 +249,7 @@ static nn_status read_param(cursor *c, const char *layer_where, int index,
     snprintf(c->where, sizeof c->where, "%.100s parameter %d", layer_where,
              index);
     NN_TRY(get_name(c, p->name, sizeof p->name, "parameter name"));
-    snprintf(c->where, sizeof c->where, "%.100s parameter '%.15s'", layer_where,
+    snprintf(c->where, sizeof c->where, "%.100s parameter '%.23s'", layer_where,
              p->name);
     uint32_t rank = 0;
     NN_TRY(get_u32(c, &rank));
@@ -604,35 +605,84 @@ static nn_status get_terms(cursor *c, nn_loss_terms *t)
     return NN_OK;
 }
 
+/* The weighted cross-entropy's options, after the first layout's fields
+ * when present: pos_weight, weight_norm, class weight count and values.
+ * The values are copied into *cw (aligned, the caller frees it). */
+static nn_status get_loss_weights(cursor *c, nn_loss_opts *o, float **cw)
+{
+    uint32_t norm = 0, k = 0;
+    const uint8_t *p = NULL;
+    NN_TRY(get_f32(c, &o->pos_weight));
+    NN_TRY(get_u32(c, &norm));
+    if (norm > NN_WEIGHT_NORM_SUM) return bad(c, "unknown weight_norm %u", norm);
+    o->weight_norm = (int)norm;
+    NN_TRY(get_u32(c, &k));
+    if (k > INT32_MAX) return bad(c, "%u class weights", k);
+    NN_TRY(take_f32s(c, k, &p));
+    if (k == 0) return NN_OK;
+    *cw = nn__alloc((size_t)k * sizeof(float));
+    if (!*cw) return NN_ERR_NOMEM;
+    copy_f32s(*cw, p, k);
+    o->class_weights = *cw;
+    o->num_class_weights = (int)k;
+    return NN_OK;
+}
+
+static nn_status read_loss_fields(cursor *s, nn_loss_terms *t, nn_loss_opts *o,
+                                  float **cw)
+{
+    uint32_t reduction = 0;
+    bool sparse = false;
+    NN_TRY(get_terms(s, t));
+    NN_TRY(get_f64(s, &o->smooth));
+    NN_TRY(get_f64(s, &o->eps));
+    NN_TRY(get_u32(s, &reduction));
+    NN_TRY(get_flag(s, &sparse, "sparse_labels"));
+    if (s->left) NN_TRY(get_loss_weights(s, o, cw));
+    NN_TRY(close_section(s));
+    if (reduction > NN_LOSS_REDUCE_IMAGE)
+        return bad(s, "unknown reduction %u", reduction);
+    o->reduction = (int)reduction;
+    o->sparse_labels = sparse;
+    return NN_OK;
+}
+
+/* Checked as nn_model_compile_weighted checks it, against the output. */
+static nn_status check_loaded_loss(cursor *s, const nn_model *m,
+                                   const model_info *mi,
+                                   const nn_loss_terms *t,
+                                   const nn_loss_opts *o)
+{
+    const nn_layer *out = m->output;
+    if (nn__loss_check(t, o, "loss") != NN_OK ||
+        nn__loss_check_output(t, o, out->out.d[out->out.rank - 1], "loss") !=
+            NN_OK)
+        return wrap(s, NN_ERR_FORMAT);
+    if (mi->loss != (uint32_t)t->kind[0])
+        return bad(s, "first loss %d, but section MODL says %u",
+                   (int)t->kind[0], mi->loss);
+    return NN_OK;
+}
+
 /* The compiled loss beyond MODL's one kind (before OPTM, which compiles
- * with it). Checked as nn_model_compile_weighted checks it. */
+ * with it). mi keeps the class weights (mi->class_weights) until the end
+ * of the parse; a model left uncompiled gets its own copy. */
 static nn_status read_loss(cursor *c, nn_model *m, model_info *mi)
 {
     cursor s = {0};
     NN_TRY(open_section(c, "LOSS", &s));
     nn_loss_terms t = {0};
     nn_loss_opts o = mi->loss_opts;
-    uint32_t reduction = 0;
-    bool sparse = false;
-    NN_TRY(get_terms(&s, &t));
-    NN_TRY(get_f64(&s, &o.smooth));
-    NN_TRY(get_f64(&s, &o.eps));
-    NN_TRY(get_u32(&s, &reduction));
-    NN_TRY(get_flag(&s, &sparse, "sparse_labels"));
-    NN_TRY(close_section(&s));
-    if (reduction > NN_LOSS_REDUCE_IMAGE)
-        return bad(&s, "unknown reduction %u", reduction);
-    o.reduction = (int)reduction;
-    o.sparse_labels = sparse;
-    if (nn__loss_check(&t, &o, "loss") != NN_OK) return wrap(&s, NN_ERR_FORMAT);
-    if (mi->loss != (uint32_t)t.kind[0])
-        return bad(&s, "first loss %d, but section MODL says %u",
-                   (int)t.kind[0], mi->loss);
+    NN_TRY(read_loss_fields(&s, &t, &o, &mi->class_weights));
+    NN_TRY(check_loaded_loss(&s, m, mi, &t, &o));
     mi->terms = t;
     mi->loss_opts = o;
     if (!m->compiled) {
+        nn_loss_opts own = o;
+        NN_TRY(nn__loss_opts_own(&own));
+        nn__loss_opts_release(&m->loss_opts);
         m->loss_terms = t;
-        m->loss_opts = o;
+        m->loss_opts = own;
     }
     return NN_OK;
 }
@@ -701,6 +751,7 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     if (s == NN_OK && (flags & NN_CKPT_FLAG_CLIP)) s = read_clip(&c, m);
     if (s == NN_OK && c.left)
         s = bad(&c, "%zu unexpected bytes after the last section", c.left);
+    nn__free(mi.class_weights);
     if (s != NN_OK) {
         nn_model_free(m);
         return s;

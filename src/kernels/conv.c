@@ -110,8 +110,8 @@ static void im2col_inside(const nn_conv_geom *g, const float *x, int64_t r0,
 
 /* Columns of output pixels [r0, r1) of one image. The pixel's (oy, ox)
  * advance with r: no division per pixel. */
-static void im2col(const nn_conv_geom *g, const float *x, int64_t r0,
-                   int64_t r1, float *col)
+void nn__im2col(const nn_conv_geom *g, const float *x, int64_t r0, int64_t r1,
+                float *col)
 {
     if (windows_inside(g)) {
         im2col_inside(g, x, r0, r1, col);
@@ -168,6 +168,11 @@ static void col2im_add(const nn_conv_geom *g, const float *restrict col,
         }
         if (++ox == g->ow) ox = 0, oy++;
     }
+}
+
+void nn__col2im_add(const nn_conv_geom *g, const float *col, float *dx)
+{
+    col2im_add(g, col, dx);
 }
 
 /* acc[j] += sum over rows of y[r, j] (the bias gradient of one image). */
@@ -296,7 +301,7 @@ static void forward_item(const nn_conv_geom *g, const fwd_plan *p,
     const int64_t k = col_width(g), f = g->f, at = (i * p->m + r0) * f;
     const float *a = x + (i * p->m + r0) * k; /* pointwise: x is im2col */
     if (!pointwise(g)) {
-        im2col(g, x + i * in_size(g), r0, r1, col);
+        nn__im2col(g, x + i * in_size(g), r0, r1, col);
         a = col;
     }
     nn_epilogue ej = *e;
@@ -347,9 +352,11 @@ void nn__conv2d_forward_act(const nn_conv_geom *g, const float *x,
                             nn_activation act, float *logits, float *out,
                             float *scratch)
 {
-    /* Bias and ReLU applied as the product leaves the registers. */
-    if (!logits && (act == NN_ACT_NONE || act == NN_ACT_RELU)) {
-        nn_epilogue e = {.shift = bias, .relu = act == NN_ACT_RELU};
+    /* Bias and ReLU or ReLU6 applied as the product leaves the registers. */
+    if (!logits && (act == NN_ACT_NONE || act == NN_ACT_RELU ||
+                    act == NN_ACT_RELU6)) {
+        nn_epilogue e = {.shift = bias, .relu = act == NN_ACT_RELU,
+                         .relu6 = act == NN_ACT_RELU6};
         forward_run(g, x, w, &e, NULL, out, scratch);
         return;
     }
@@ -415,7 +422,7 @@ static void backward_image(const nn_conv_geom *g, nn_activation act,
     const int64_t m = out_pixels(g), k = col_width(g), f = g->f;
     nn__act_backward(act, y, dy, m, f);
     if (pdw) {
-        im2col(g, x, 0, m, col);
+        nn__im2col(g, x, 0, m, col);
         nn__gemm512(true, k, f, m, col, k, dy, f, 1.0f, pdw, f);
     }
     if (pdb) add_col_sums(dy, m, f, pdb);

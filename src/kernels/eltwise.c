@@ -197,6 +197,17 @@ static void colsum_serial(const float *x, int64_t rows, int64_t cols,
     }
 }
 
+/* out[j] = the sum of the np partials' column j, in partial order. */
+static void sum_partials(const double *part, int np, int64_t cols,
+                         float *out)
+{
+    for (int64_t j = 0; j < cols; j++) {
+        double s = 0.0;
+        for (int t = 0; t < np; t++) s += part[(size_t)t * cols + j];
+        out[j] = (float)s;
+    }
+}
+
 /* Tall inputs: each thread sums a band of rows into its own partial; the
  * partials are added in band order, so the result depends only on the
  * thread count. Falls back to one thread if the partials cannot be had. */
@@ -218,11 +229,7 @@ void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out)
     for (int t = 0; t < p; t++)
         colsum_rows(x, rows * t / p, rows * (t + 1) / p, cols,
                     part + (size_t)t * cols);
-    for (int64_t j = 0; j < cols; j++) {
-        double s = 0.0;
-        for (int t = 0; t < p; t++) s += part[(size_t)t * cols + j];
-        out[j] = (float)s;
-    }
+    sum_partials(part, p, cols, out);
     nn__free(part);
 }
 
@@ -251,4 +258,29 @@ void nn__act_backward(nn_activation act, const float *y, float *dy,
     case NN_ACT_NONE:
     default: break;
     }
+}
+
+/* Row bands of nn__colsum_bands: fixed, so the sums do not depend on the
+ * thread count. */
+#define COLSUM_BANDS 16
+
+size_t nn__colsum_bands_scratch(int64_t cols)
+{
+    return (size_t)COLSUM_BANDS * (size_t)cols *
+           (sizeof(double) / sizeof(float));
+}
+
+void nn__colsum_bands(const float *x, int64_t rows, int64_t cols, float *out,
+                      float *scratch)
+{
+    if (cols <= 0) return;
+    int nb = rows < COLSUM_BANDS ? (int)rows : COLSUM_BANDS;
+    double *part = (double *)(void *)scratch;
+    int64_t n = rows * cols;
+#pragma omp parallel for num_threads(nn__threads()) if (n >= 4 * PAR_MIN) \
+    schedule(static)
+    for (int b = 0; b < nb; b++)
+        colsum_rows(x, rows * b / nb, rows * (b + 1) / nb, cols,
+                    part + (size_t)b * cols);
+    sum_partials(part, nb, cols, out);
 }

@@ -14,10 +14,7 @@
 
 #include <math.h>
 
-/* -DNN_NO_AVX512 builds without it (to test the fallback, for one). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
-    !defined(NN_NO_AVX512)
-#define HAVE_GEMM512 1
+#if NN_AVX512_CODE
 #include <immintrin.h>
 #endif
 
@@ -25,19 +22,32 @@ static bool disabled; /* nn__gemm512_disable (tests, benchmarks) */
 
 void nn__gemm512_disable(bool off) { disabled = off; }
 
-/* The epilogue of one row of C after the product is in it. */
+/* The epilogue of one row of C after the product is in it: one pass per
+ * step (each vectorises), the steps in the order of nn_epilogue's. */
+NN_TARGET_CLONES
 static void epilogue_row(const nn_epilogue *e, int64_t n, const float *res,
-                         float *row)
+                         float *restrict row)
 {
-    for (int64_t j = 0; j < n; j++) {
-        float x = row[j];
-        if (e->scale)
-            x = fmaf(x, e->scale[j], e->shift ? e->shift[j] : 0.0f);
-        else if (e->shift)
-            x += e->shift[j];
-        if (res) x += res[j];
-        row[j] = e->relu && x < 0.0f ? 0.0f : x;
-    }
+    const float *restrict scale = e->scale, *restrict shift = e->shift;
+    if (scale && shift)
+        for (int64_t j = 0; j < n; j++)
+            row[j] = fmaf(row[j], scale[j], shift[j]);
+    else if (scale)
+        for (int64_t j = 0; j < n; j++) row[j] = fmaf(row[j], scale[j], 0.0f);
+    else if (shift)
+        for (int64_t j = 0; j < n; j++) row[j] += shift[j];
+    if (res)
+        for (int64_t j = 0; j < n; j++) row[j] += res[j];
+    if (e->relu || e->relu6)
+        for (int64_t j = 0; j < n; j++) row[j] = row[j] < 0.0f ? 0.0f : row[j];
+    if (e->relu6)
+        for (int64_t j = 0; j < n; j++) row[j] = row[j] > 6.0f ? 6.0f : row[j];
+}
+
+void nn__epilogue_row(const nn_epilogue *e, int64_t n, const float *res,
+                      float *row)
+{
+    epilogue_row(e, n, res, row);
 }
 
 /* nn__gemm512_epi through OpenBLAS: the product, then the epilogue. */
@@ -51,7 +61,7 @@ static void epilogue_fallback(int64_t m, int64_t n, int64_t k, const float *a,
                      c + i * ldc);
 }
 
-#if HAVE_GEMM512
+#if NN_AVX512_CODE
 
 #define T512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline)) T512
@@ -96,7 +106,7 @@ typedef struct tile_args {
     const float *scale, *shift; /* at column j0, or NULL */
     const float *res;           /* residual at (i0, j0), or NULL */
     int64_t ldr;
-    bool relu;
+    bool relu, relu6;
 } tile_args;
 
 /* A prefetch of p + off, which may lie past the end of p's array (a
@@ -111,9 +121,10 @@ typedef struct tile_args {
  * shift is one fused multiply-add, with scale 1 and shift -0 where there
  * is none (x * 1 + -0 is x, -0 included, and x * 1 + s is x + s rounded
  * once, as an addition); the ReLU is max(floor, x) with floor 0, or -inf
- * where there is none (max returns x when x is NaN, and -0 against 0). */
+ * where there is none (max returns x when x is NaN, and -0 against 0),
+ * then min(ceil, x) with ceil 6 for ReLU6, else +inf (NaN passes again). */
 typedef struct epi_vecs {
-    __m512 scale[4], shift[4], floor;
+    __m512 scale[4], shift[4], floor, ceil;
 } epi_vecs;
 
 INLINE void epi_load(const tile_args *t, const int NV, epi_vecs *e)
@@ -126,7 +137,9 @@ INLINE void epi_load(const tile_args *t, const int NV, epi_vecs *e)
         e->shift[v] = t->shift ? _mm512_maskz_loadu_ps(m, t->shift + 16 * v)
                                : _mm512_set1_ps(-0.0f);
     }
-    e->floor = t->relu ? _mm512_setzero_ps() : _mm512_set1_ps(-INFINITY);
+    e->floor = t->relu || t->relu6 ? _mm512_setzero_ps()
+                                   : _mm512_set1_ps(-INFINITY);
+    e->ceil = _mm512_set1_ps(t->relu6 ? 6.0f : INFINITY);
 }
 
 /* One MR x (16 NV) tile of C over one block of k. MR, NV and TA are
@@ -201,7 +214,8 @@ INLINE void tile(const tile_args *t, const int MR, const int NV, bool ta,
         for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
-                acc[r][v] = _mm512_max_ps(e.floor, acc[r][v]);
+                acc[r][v] = _mm512_min_ps(e.ceil,
+                                          _mm512_max_ps(e.floor, acc[r][v]));
     }
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++, c += ldc)
@@ -298,6 +312,7 @@ static void run_tiles(bool ta, int64_t m, int64_t n, int64_t k,
             .scale = e && e->scale ? e->scale + j0 : NULL,
             .shift = e && e->shift ? e->shift + j0 : NULL,
             .ldr = e ? e->ldr : 0, .relu = e && e->relu,
+            .relu6 = e && e->relu6,
         };
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             t.k = k - k0 < KC ? k - k0 : KC;

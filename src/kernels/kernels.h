@@ -15,6 +15,14 @@
 #define NN_TARGET_CLONES
 #endif
 
+/* Hand-written AVX-512 code is compiled in (and then used where the CPU
+ * has it, see nn__gemm512_ok) by GCC on x86-64; -DNN_NO_AVX512 builds
+ * without it (to test the fallbacks, for one). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
+    !defined(NN_NO_AVX512)
+#define NN_AVX512_CODE 1
+#endif
+
 /* Single-threaded row-major GEMM for callers that already run inside their
  * own parallel loop: C[m,n] = op(A)*op(B) + beta*C. */
 void nn__gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
@@ -25,7 +33,8 @@ void nn__gemm1(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
  * C[m,n] = op(A)[m,k] * B[k,n] (+ C when beta is 1), one thread, B
  * row-major; meant for the narrow products of convolutions. Falls back to
  * nn__gemm1 where the CPU lacks AVX-512. nn__gemm512_ok tells which runs;
- * nn__gemm512_disable(true) forces the fallback (tests, benchmarks). */
+ * nn__gemm512_disable(true) forces the fallback (tests, benchmarks). The
+ * other AVX-512 kernels (depthwise.c) follow the same switch. */
 bool nn__gemm512_ok(void);
 void nn__gemm512_disable(bool off);
 void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
@@ -34,14 +43,23 @@ void nn__gemm512(bool ta, int64_t m, int64_t n, int64_t k, const float *a,
 /* What happens to each element of C = A * B before it is stored, in this
  * order: x * scale[j] + shift[j] (one fused multiply-add) when scale is
  * set, else x + shift[j] when shift is set; + residual[i * ldr + j] when
- * residual is set; max(0, x) when relu (NaN and -0 pass, as nn__relu).
+ * residual is set; max(0, x) when relu (NaN and -0 pass, as nn__relu);
+ * min(max(0, x), 6) when relu6 (ReLU6, MobileNetV2's activation; NaN
+ * passes), whether relu is set or not.
  * A convolution followed by an inference-mode BatchNormalization, an Add
  * and a ReLU is one product with this epilogue. */
 typedef struct nn_epilogue {
     const float *scale, *shift, *residual;
     int64_t ldr;
     bool relu;
+    bool relu6;
 } nn_epilogue;
+/* The epilogue on one row of n values in place, column j of the row being
+ * column j of e's vectors; res is the row's residual or NULL (e->residual
+ * and e->ldr are not read). The scalar form, for the remainders of
+ * vectorised kernels and their fallbacks. */
+void nn__epilogue_row(const nn_epilogue *e, int64_t n, const float *res,
+                      float *row);
 void nn__gemm512_epi(int64_t m, int64_t n, int64_t k, const float *a,
                      int64_t lda, const float *b, int64_t ldb,
                      const nn_epilogue *e, float *c, int64_t ldc);
@@ -70,6 +88,15 @@ void nn__conv2d_backward_act(const nn_conv_geom *g, nn_activation act,
                              const float *y, const float *x, const float *w,
                              float *dout, float *dx, bool accum, float *dw,
                              float *db, float *scratch);
+
+/* The columns of the im2col matrix of output pixels [r0, r1) of one image
+ * (x is that image): row r holds the window of output pixel r in (ky, kx,
+ * c) order, zeros where it lies in the padding. */
+void nn__im2col(const nn_conv_geom *g, const float *x, int64_t r0,
+                int64_t r1, float *col);
+/* The adjoint: adds every row of a whole image's col back onto the input
+ * positions it was read from (padding dropped). */
+void nn__col2im_add(const nn_conv_geom *g, const float *col, float *dx);
 
 /* ---- pooling (src/kernels/pool.c) ----
  * The geometry is nn_conv_geom with kh/kw the pool size; f is unused.
@@ -123,6 +150,12 @@ void nn__act_backward(nn_activation act, const float *y, float *dy,
 void nn__bias_add(float *y, const float *b, int64_t rows, int64_t cols);
 /* out[j] = sum over rows of x[r, j] (overwrites out). */
 void nn__colsum(const float *x, int64_t rows, int64_t cols, float *out);
+/* The same sums from a fixed number of row bands added in band order, so
+ * the result does not depend on the thread count (bias gradients);
+ * scratch holds nn__colsum_bands_scratch(cols) floats. */
+size_t nn__colsum_bands_scratch(int64_t cols);
+void nn__colsum_bands(const float *x, int64_t rows, int64_t cols, float *out,
+                      float *scratch);
 /* y = x, or y += x when accum. */
 void nn__copy_or_add(const float *x, float *y, int64_t n, bool accum);
 

@@ -1,7 +1,9 @@
 /* Helpers shared by the layer kinds: enums, window geometry and config
  * serialization. */
+#include "kernels/kernels.h"
 #include "layers/layers.h"
 
+#include <math.h>
 #include <string.h>
 
 bool nn__activation_ok(nn_activation a)
@@ -34,6 +36,115 @@ nn_status nn__check_act_inits(const nn_layer *l, nn_initializer kinit,
 bool nn__act_keeps_logits(nn_activation a)
 {
     return a == NN_ACT_SOFTMAX || a == NN_ACT_SIGMOID;
+}
+
+static int64_t act_rows(const nn_layer *l, int batch)
+{
+    return (int64_t)batch * (nn__shape_size(&l->out) /
+                             l->out.d[l->out.rank - 1]);
+}
+
+size_t nn__act_state_bytes(const nn_layer *l, int batch)
+{
+    if (!nn__act_keeps_logits(l->activation)) return 0;
+    return (size_t)batch * (size_t)nn__shape_size(&l->out) * sizeof(float);
+}
+
+const float *nn__act_logits(const nn_layer *l, const void *state)
+{
+    return nn__act_keeps_logits(l->activation) ? state : NULL;
+}
+
+void nn__act_layer_forward(const nn_layer *l, const nn_fwd *a)
+{
+    int64_t rows = act_rows(l, a->batch), cols = l->out.d[l->out.rank - 1];
+    if (a->state && nn__act_keeps_logits(l->activation))
+        memcpy(a->state, a->out, (size_t)(rows * cols) * sizeof(float));
+    nn__act_forward(l->activation, a->out, rows, cols);
+}
+
+void nn__act_layer_backward(const nn_layer *l, const nn_bwd *a)
+{
+    if (a->dout_is_preact) return;
+    nn__act_backward(l->activation, a->out, a->dout, act_rows(l, a->batch),
+                     l->out.d[l->out.rank - 1]);
+}
+
+nn_status nn__stddev_check(const float *sd, int n, nn_status err,
+                           const char *who)
+{
+    for (int i = 0; i < n; i++)
+        NN_CHECK(isfinite(sd[i]) && !signbit(sd[i]), err,
+                 "%s: initializer stddev %g; it must be finite and not "
+                 "negative (0: the default 0.05)",
+                 who, (double)sd[i]);
+    return NN_OK;
+}
+
+/* ---- the segmentation convolutions' window ---- */
+
+static bool dim_ok(int v) { return v > 0 && v <= NN_LAYER_DIM_MAX; }
+
+nn_status nn__window_check(const nn_window *w, int use_bias, nn_status err,
+                           const char *who)
+{
+    NN_CHECK(dim_ok(w->kh) && dim_ok(w->kw), err, "%s: kernel size %dx%d",
+             who, w->kh, w->kw);
+    NN_CHECK(dim_ok(w->sh) && dim_ok(w->sw), err, "%s: strides %dx%d", who,
+             w->sh, w->sw);
+    NN_CHECK(nn__padding_ok(w->padding), err, "%s: unknown padding %d", who,
+             (int)w->padding);
+    NN_CHECK(use_bias == 0 || use_bias == 1, err, "%s: use_bias %d", who,
+             use_bias);
+    return NN_OK;
+}
+
+nn_status nn__window_build(const nn_layer *l, nn_window *w, int *oh, int *ow)
+{
+    const nn_shape *in = &l->inputs[0]->out;
+    NN_TRY(nn__window_axis(l, "height", in->d[0], w->kh, w->sh, w->padding,
+                           oh, &w->pad_top));
+    return nn__window_axis(l, "width", in->d[1], w->kw, w->sw, w->padding,
+                           ow, &w->pad_left);
+}
+
+nn_conv_geom nn__window_geom(const nn_window *w, const nn_layer *l, int batch,
+                             int f)
+{
+    const nn_shape *in = &l->inputs[0]->out;
+    return (nn_conv_geom){
+        .n = batch, .h = in->d[0], .w = in->d[1], .c = in->d[2],
+        .kh = w->kh, .kw = w->kw, .sh = w->sh, .sw = w->sw,
+        .pad_top = w->pad_top, .pad_left = w->pad_left,
+        .oh = l->out.d[0], .ow = l->out.d[1], .f = f,
+    };
+}
+
+void nn__window_receptive(const nn_window *w, nn_receptive *r)
+{
+    *r = (nn_receptive){false, {w->kh, w->kw}, {w->sh, w->sw}, {1, 1}};
+}
+
+void nn__window_save(nn_cfg_writer *wr, const nn_window *w)
+{
+    int32_t v[] = {w->kh, w->kw, w->sh, w->sw, (int32_t)w->padding};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        nn__cfg_put_i32(wr, v[i]);
+}
+
+void nn__window_load(nn_cfg_reader *r, nn_window *w)
+{
+    w->kh = nn__cfg_get_i32(r);
+    w->kw = nn__cfg_get_i32(r);
+    w->sh = nn__cfg_get_i32(r);
+    w->sw = nn__cfg_get_i32(r);
+    w->padding = (nn_padding)nn__cfg_get_i32(r);
+}
+
+void nn__init_bias(nn_param *p, nn_initializer init, float stddev,
+                   nn_rng *rng)
+{
+    nn__init_param_sd(p, init, stddev, p->value.size, p->value.size, rng);
 }
 
 bool nn__param_trains(bool layer_trainable, const nn_param *p)

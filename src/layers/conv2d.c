@@ -90,7 +90,7 @@ static nn_status fused_forward(const nn_layer *l, const nn_fwd *a,
         for (int j = 0; j < g->f; j++)
             shift[j] = fmaf(bias[j], scale[j], shift[j]);
     nn_epilogue e = {.scale = scale, .shift = shift, .residual = a->residual,
-                     .ldr = g->f, .relu = fu->relu};
+                     .ldr = g->f, .relu = fu->relu, .relu6 = fu->relu6};
     nn__conv2d_forward_epi(g, a->in[0], l->params[0].value.data, &e, a->out,
                            a->scratch);
     return NN_OK;

@@ -95,6 +95,51 @@ nn_status nn__check_act_inits(const nn_layer *l, nn_initializer kinit,
 /* Whether a fused activation keeps its logits for the loss. */
 bool nn__act_keeps_logits(nn_activation a);
 
+/* The fused activation of a layer whose output's last axis is the one a
+ * softmax runs over (DepthwiseConv2D, Conv2DTranspose): the state that
+ * keeps its logits (softmax, sigmoid) for the loss, those logits, the
+ * activation applied in place on a forward's output (after keeping the
+ * logits), and its backward on a backward's dout (unless dout already is
+ * the pre-activation gradient). */
+size_t nn__act_state_bytes(const nn_layer *l, int batch);
+const float *nn__act_logits(const nn_layer *l, const void *state);
+void nn__act_layer_forward(const nn_layer *l, const nn_fwd *a);
+void nn__act_layer_backward(const nn_layer *l, const nn_bwd *a);
+
+/* A bias [n] initialized as Keras initializes a 1-D weight: fan_in =
+ * fan_out = n (matters only for a glorot or he bias initializer). */
+void nn__init_bias(nn_param *p, nn_initializer init, float stddev,
+                   nn_rng *rng);
+
+/* Initializer stddev options (NN_INIT_RANDOM_NORMAL): each finite and
+ * not negative, -0 included (0 means the default). */
+nn_status nn__stddev_check(const float *sd, int n, nn_status err,
+                           const char *who);
+
+/* The sliding window of the segmentation convolutions (DepthwiseConv2D,
+ * SeparableConv2D, and Conv2DTranspose's kernel and strides). */
+typedef struct nn_window {
+    int kh, kw, sh, sw;
+    nn_padding padding;
+    int pad_top, pad_left; /* derived by nn__window_build */
+} nn_window;
+/* Kernel and strides in 1..NN_LAYER_DIM_MAX, a known padding, use_bias 0
+ * or 1. */
+nn_status nn__window_check(const nn_window *w, int use_bias, nn_status err,
+                           const char *who);
+/* The output size over l's image input and the leading pads, Conv2D's
+ * rules (nn__window_axis); l->out is left to the caller. */
+nn_status nn__window_build(const nn_layer *l, nn_window *w, int *oh,
+                           int *ow);
+/* The window from l's input [h, w, c] to l's output [oh, ow] with f
+ * channels, over a batch. */
+nn_conv_geom nn__window_geom(const nn_window *w, const nn_layer *l, int batch,
+                             int f);
+void nn__window_receptive(const nn_window *w, nn_receptive *r);
+/* Writes the window's kh, kw, sh, sw, padding; reads them back. */
+void nn__window_save(nn_cfg_writer *wr, const nn_window *w);
+void nn__window_load(nn_cfg_reader *r, nn_window *w);
+
 /* The config Conv2D and LocallyConnected2D share (same layout, same
  * serialization). */
 typedef struct nn_conv_cfg {

@@ -1,10 +1,12 @@
 /* Confusion matrix over batches, and the thresholded metrics read from it
- * (Keras MeanIoU semantics; docs/losses.md). Integer counts, so the
- * metrics are exact and do not depend on how the data were batched. */
+ * (Keras MeanIoU semantics, docs/losses.md; precision, recall and F1 as
+ * scikit-learn, docs/metrics.md). Integer counts, so the metrics are
+ * exact and do not depend on how the data were batched. */
 #include "nn_internal.h"
 #include "loss/loss.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define MAX_CLASSES 1024
@@ -67,7 +69,7 @@ static int64_t predicted(const nn_loss_batch *b, int64_t row,
     return out_is_logits ? o[0] > 0 : o[0] > 0.5f;
 }
 
-static int64_t truth(const nn_loss_batch *b, int64_t row)
+int64_t nn__label_class(const nn_loss_batch *b, int64_t row)
 {
     if (b->sparse) return (int64_t)b->y[row];
     const float *y = b->y + row * b->classes;
@@ -80,7 +82,7 @@ void nn__confusion_add(nn_confusion *cm, const nn_loss_batch *b,
 {
     int64_t rows = (int64_t)b->batch * b->positions;
     for (int64_t r = 0; r < rows; r++)
-        cm->counts[truth(b, r) * cm->classes +
+        cm->counts[nn__label_class(b, r) * cm->classes +
                    predicted(b, r, out_is_logits)]++;
 }
 
@@ -236,4 +238,96 @@ double nn_confusion_pixel_accuracy(const nn_confusion *cm)
     for (int64_t i = 0; i < k * k; i++) total += cm->counts[i];
     for (int64_t c = 0; c < k; c++) correct += cm->counts[c * k + c];
     return total ? (double)correct / (double)total : 0.0;
+}
+
+/* ---------------- precision, recall, F1 ---------------- */
+
+typedef enum prf { PRECISION, RECALL, F1 } prf;
+
+static const char *prf_name(prf which)
+{
+    return which == PRECISION ? "precision" : which == RECALL ? "recall"
+                                                              : "f1";
+}
+
+/* scikit-learn with zero_division=0: 0 where the denominator is 0. F1 is
+ * 2TP / (2TP + FP + FN), the Dice of the class. */
+static double prf_of(const class_counts *k, prf which)
+{
+    int64_t den = which == PRECISION ? k->pred
+                  : which == RECALL  ? k->truth
+                                     : k->truth + k->pred;
+    int64_t num = which == F1 ? 2 * k->tp : k->tp;
+    return den ? (double)num / (double)den : 0.0;
+}
+
+static double prf_class(const nn_confusion *cm, int cls, prf which)
+{
+    char what[40];
+    snprintf(what, sizeof what, "nn_confusion_%s", prf_name(which));
+    if (bad_class(cm, cls, what)) return NAN;
+    class_counts k = counts_of(cm, cls);
+    return prf_of(&k, which);
+}
+
+double nn_confusion_precision(const nn_confusion *cm, int cls)
+{
+    return prf_class(cm, cls, PRECISION);
+}
+
+double nn_confusion_recall(const nn_confusion *cm, int cls)
+{
+    return prf_class(cm, cls, RECALL);
+}
+
+double nn_confusion_f1(const nn_confusion *cm, int cls)
+{
+    return prf_class(cm, cls, F1);
+}
+
+/* Over the classes in the truth or the prediction (scikit-learn's default
+ * labels): the plain mean, or weighted by the true counts; micro from the
+ * summed counts. */
+static double prf_average(const nn_confusion *cm, nn_average average,
+                          prf which)
+{
+    char what[48];
+    snprintf(what, sizeof what, "nn_confusion_%s_avg", prf_name(which));
+    if (!cm || (average != NN_AVERAGE_MACRO && average != NN_AVERAGE_MICRO &&
+                average != NN_AVERAGE_WEIGHTED)) {
+        nn__fail(NN_ERR_INVALID,
+                 "%s: %s matrix, average %d (NN_AVERAGE_MACRO, _MICRO or "
+                 "_WEIGHTED)",
+                 what, cm ? "a" : "a NULL", (int)average);
+        return NAN;
+    }
+    class_counts sum = {0, 0, 0};
+    double acc = 0, weights = 0;
+    for (int c = 0; c < cm->classes; c++) {
+        class_counts k = counts_of(cm, c);
+        if (k.truth == 0 && k.pred == 0) continue;
+        double w = average == NN_AVERAGE_WEIGHTED ? (double)k.truth : 1.0;
+        acc += w * prf_of(&k, which);
+        weights += w;
+        sum.tp += k.tp;
+        sum.truth += k.truth;
+        sum.pred += k.pred;
+    }
+    if (average == NN_AVERAGE_MICRO) return prf_of(&sum, which);
+    return weights > 0 ? acc / weights : 0.0;
+}
+
+double nn_confusion_precision_avg(const nn_confusion *cm, nn_average average)
+{
+    return prf_average(cm, average, PRECISION);
+}
+
+double nn_confusion_recall_avg(const nn_confusion *cm, nn_average average)
+{
+    return prf_average(cm, average, RECALL);
+}
+
+double nn_confusion_f1_avg(const nn_confusion *cm, nn_average average)
+{
+    return prf_average(cm, average, F1);
 }

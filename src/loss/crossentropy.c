@@ -2,19 +2,28 @@
  * is in src/loss/loss.c; definitions in docs/losses.md).
  *
  * Categorical (one-hot or class-id labels): each position's `classes`
- * values are one row; the row loss is -sum_j y_j log q_j; a sample's loss
- * is the mean of its rows (Keras reduces the last axis, then averages over
- * positions), so for a flat output [N, C] it is the row itself. Binary:
- * a sample's loss is the mean over all its values.
+ * values are one row; the row loss is -sum_j w_j y_j log q_j (w_j the
+ * class weights, 1 without); a sample's loss is the mean of its rows
+ * (Keras reduces the last axis, then averages over positions), so for a
+ * flat output [N, C] it is the row itself. Binary: a sample's loss is the
+ * mean over all its values of -(pw y log p + (1 - y) log(1 - p)).
+ *
+ * Weights: sample n's loss is multiplied by its sample weight s_n, and
+ * the batch's sum is divided by D: the number of samples (Keras), or the
+ * sum of the weights, sum_n s_n times the mean over its rows of
+ * sum_j w_j y_j (PyTorch's weight= mean; 1 per row without class
+ * weights). The term returns N / D times that weighted sum, so that the
+ * caller's division by N gives the batch's loss.
  *
  * Probabilities (logits NULL) follow Keras: categorical rows are divided
  * by their sum, then clipped to [1e-7, 1 - 1e-7]; binary values are
  * clipped. Clipped values get zero gradient. The categorical gradient
- * includes the row normalisation: dL/dp_k = (g_k + sum of y_j over
- * unclipped j) / S with g_k = -y_k/q_k; after a softmax the added
- * per-row constant cancels, so it equals the plain -y/p there.
- * With logits the categorical gradient is softmax(z) * sum(y) - y, which is
- * softmax(z) - y for labels that sum to one; binary: sigmoid(z) - y. */
+ * includes the row normalisation: dL/dp_k = (g_k + sum of w_j y_j over
+ * unclipped j) / S with g_k = -w_k y_k/q_k; after a softmax the added
+ * per-row constant cancels, so it equals the plain -w y/p there.
+ * With logits the categorical gradient is softmax(z) * sum(w y) - w y,
+ * which is softmax(z) - y for unweighted labels that sum to one; binary:
+ * sigmoid(z) - y - (pw - 1) y (1 - sigmoid(z)). */
 #include "nn_internal.h"
 #include "loss/loss.h"
 
@@ -26,15 +35,54 @@
 
 /* ---------------- categorical ---------------- */
 
-/* One row's labels: a one-hot/probability row, or a class id (row NULL). */
+/* One row's labels: a one-hot/probability row, or a class id (row NULL),
+ * with the class weights (NULL: 1). label_at is w_j y_j. */
 typedef struct label_row {
     const float *y;
     int64_t id;
+    const float *w;
 } label_row;
 
 static inline double label_at(const label_row *l, int64_t j)
 {
-    return l->y ? (double)l->y[j] : (double)(j == l->id);
+    double y = l->y ? (double)l->y[j] : (double)(j == l->id);
+    return l->w && y != 0 ? y * (double)l->w[j] : y;
+}
+
+static label_row row_labels(const nn_loss_batch *b, const nn_loss_opts *o,
+                            int64_t r)
+{
+    label_row l = {NULL, -1, o->class_weights};
+    if (b->sparse)
+        l.id = (int64_t)b->y[r];
+    else
+        l.y = b->y + r * b->classes;
+    return l;
+}
+
+/* The row's weight in a weighted mean: sum_j w_j y_j, 1 without class
+ * weights. */
+static double row_weight(const label_row *l, int64_t c)
+{
+    if (!l->w) return 1;
+    if (!l->y) return (double)l->w[l->id];
+    double s = 0;
+    for (int64_t j = 0; j < c; j++) s += label_at(l, j);
+    return s;
+}
+
+/* D of the file comment. */
+static double cce_denominator(const nn_loss_batch *b, const nn_loss_opts *o)
+{
+    if (o->weight_norm != NN_WEIGHT_NORM_SUM || !o->class_weights)
+        return nn__loss_denominator(o, b);
+    int64_t rows = (int64_t)b->batch * b->positions;
+    double d = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        label_row l = row_labels(b, o, r);
+        d += nn__sample_weight(b, r / b->positions) * row_weight(&l, b->classes);
+    }
+    return d / (double)b->positions;
 }
 
 /* Stable log-softmax in double: exact for logits such as +-1000. */
@@ -83,53 +131,68 @@ static double cce_probs_row(const float *p, const label_row *l, int64_t c,
     return loss;
 }
 
-double nn__cce_term(const nn_loss_batch *b, double weight)
+double nn__cce_term(const nn_loss_batch *b, const nn_loss_opts *o,
+                    double weight)
 {
     int64_t c = b->classes, rows = (int64_t)b->batch * b->positions;
-    double scale = weight / (double)rows, sum = 0;
+    double den = cce_denominator(b, o), sum = 0;
+    if (den <= 0) return 0; /* every weight 0: no loss, no gradient */
+    double scale = weight / (den * (double)b->positions);
     for (int64_t r = 0; r < rows; r++) {
         int64_t off = r * c;
-        label_row l = {NULL, -1};
-        if (b->sparse)
-            l.id = (int64_t)b->y[r];
-        else
-            l.y = b->y + off;
+        label_row l = row_labels(b, o, r);
+        double s = nn__sample_weight(b, r / b->positions);
+        if (s == 0) continue;
         float *d = b->dout ? b->dout + off : NULL;
-        sum += b->logits ? cce_logits_row(b->logits + off, &l, c, d, scale)
-                         : cce_probs_row(b->out + off, &l, c, d, scale);
+        sum += s * (b->logits
+                        ? cce_logits_row(b->logits + off, &l, c, d, s * scale)
+                        : cce_probs_row(b->out + off, &l, c, d, s * scale));
     }
-    /* A sample's loss is the mean over its positions. */
-    return sum / (double)b->positions;
+    /* A sample's loss is the mean over its positions; N / D makes the
+     * caller's mean the weighted one. */
+    return sum / (double)b->positions * (double)b->batch / den;
 }
 
 /* ---------------- binary ---------------- */
 
-/* max(z,0) - z*y + log1p(exp(-|z|)): no overflow for any finite z. */
-static inline double bce_logit(double z, double y, double *grad)
+/* -(pw y log s + (1 - y) log(1 - s)) with s = sigmoid(z) is
+ * max(z, 0) - z y + log1p(exp(-|z|)) + (pw - 1) y softplus(-z), with
+ * softplus(-z) = max(-z, 0) + log1p(exp(-|z|)): no overflow for any
+ * finite z, and exactly the unweighted form for pw = 1. The gradient is
+ * s - y - (pw - 1) y (1 - s). */
+static inline double bce_logit(double z, double y, double pw, double *grad)
 {
-    double e = exp(-fabs(z));
-    *grad = (z >= 0 ? 1 / (1 + e) : e / (1 + e)) - y;
-    return (z > 0 ? z : 0) - z * y + log1p(e);
+    double e = exp(-fabs(z)), l1p = log1p(e);
+    double sig = z >= 0 ? 1 / (1 + e) : e / (1 + e);
+    double one_minus = z >= 0 ? e / (1 + e) : 1 / (1 + e);
+    double extra = (pw - 1) * y;
+    *grad = sig - y - extra * one_minus;
+    return (z > 0 ? z : 0) - z * y + l1p +
+           extra * ((z < 0 ? -z : 0) + l1p);
 }
 
-static inline double bce_prob(double p, double y, double *grad)
+static inline double bce_prob(double p, double y, double pw, double *grad)
 {
     bool clipped;
     double q = clip_p(p, &clipped);
-    *grad = clipped ? 0 : -y / q + (1 - y) / (1 - q);
-    return -(y * log(q) + (1 - y) * log(1 - q));
+    *grad = clipped ? 0 : -pw * y / q + (1 - y) / (1 - q);
+    return -(pw * y * log(q) + (1 - y) * log(1 - q));
 }
 
-double nn__bce_term(const nn_loss_batch *b, double weight)
+double nn__bce_term(const nn_loss_batch *b, const nn_loss_opts *o,
+                    double weight)
 {
     int64_t per = b->positions * b->classes, n = (int64_t)b->batch * per;
-    double scale = weight / (double)n, sum = 0;
+    double den = nn__loss_denominator(o, b), pw = o->pos_weight, sum = 0;
+    if (den <= 0) return 0;
+    double scale = weight / (den * (double)per);
     for (int64_t k = 0; k < n; k++) {
-        double g;
-        sum += b->logits ? bce_logit(b->logits[k], b->y[k], &g)
-                         : bce_prob(b->out[k], b->y[k], &g);
-        if (b->dout) b->dout[k] += (float)(g * scale);
+        double g, s = nn__sample_weight(b, k / per);
+        if (s == 0) continue;
+        sum += s * (b->logits ? bce_logit(b->logits[k], b->y[k], pw, &g)
+                              : bce_prob(b->out[k], b->y[k], pw, &g));
+        if (b->dout) b->dout[k] += (float)(g * s * scale);
     }
     /* A sample's loss is the mean over its values. */
-    return sum / (double)per;
+    return sum / (double)per * (double)b->batch / den;
 }

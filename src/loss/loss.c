@@ -21,6 +21,10 @@
  *    categorical losses, the MEAN over the sample's values for binary
  *    cross-entropy (Keras), and for IoU and Dice the batch's loss (each
  *    sample is given the batch's mean) or, per image, the image's.
+ *    With sample weights (b->sample_weight) or class weights, each term's
+ *    sum is sum_n s_n L_n times N / D, D the number of samples or, with
+ *    NN_WEIGHT_NORM_SUM, the sum of the weights: the caller's division
+ *    by N then gives the weighted mean the options ask for.
  *  - dout (may be NULL) is overwritten with the gradient of the batch's
  *    mean loss: the weighted sum of the terms' gradients.
  *  - Accuracy: s->correct += correct predictions, s->predictions += their
@@ -154,11 +158,99 @@ static nn_status check_opts(const nn_loss_terms *t, const nn_loss_opts *o,
     return NN_OK;
 }
 
+static bool has_categorical(const nn_loss_terms *t)
+{
+    return has(t, NN_LOSS_CATEGORICAL_CROSSENTROPY) ||
+           has(t, NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+}
+
+/* Class weights, pos_weight and the normalisation (weighted
+ * cross-entropy): each must have the term it weighs. */
+static nn_status check_weights(const nn_loss_terms *t, const nn_loss_opts *o,
+                               const char *what)
+{
+    NN_CHECK(o->weight_norm == NN_WEIGHT_NORM_SAMPLES ||
+                 o->weight_norm == NN_WEIGHT_NORM_SUM,
+             NN_ERR_INVALID,
+             "%s: weight_norm %d is neither NN_WEIGHT_NORM_SAMPLES nor "
+             "NN_WEIGHT_NORM_SUM",
+             what, o->weight_norm);
+    NN_CHECK(isfinite(o->pos_weight) && o->pos_weight >= 0, NN_ERR_INVALID,
+             "%s: pos_weight is %g; it must be finite and >= 0", what,
+             (double)o->pos_weight);
+    NN_CHECK(o->pos_weight == 1.0f || has(t, NN_LOSS_BINARY_CROSSENTROPY),
+             NN_ERR_INVALID,
+             "%s: pos_weight %g weighs binary cross-entropy, which this loss "
+             "does not hold (class_weights weigh categorical ones)",
+             what, (double)o->pos_weight);
+    if (!o->class_weights) {
+        NN_CHECK(o->num_class_weights == 0, NN_ERR_INVALID,
+                 "%s: num_class_weights is %d but class_weights is NULL",
+                 what, o->num_class_weights);
+        return NN_OK;
+    }
+    NN_CHECK(o->num_class_weights > 0, NN_ERR_INVALID,
+             "%s: class_weights given with num_class_weights %d", what,
+             o->num_class_weights);
+    NN_CHECK(has_categorical(t), NN_ERR_INVALID,
+             "%s: class_weights weigh (sparse) categorical cross-entropy, "
+             "which this loss does not hold (binary cross-entropy takes "
+             "pos_weight, fit takes class_weight)",
+             what);
+    for (int k = 0; k < o->num_class_weights; k++)
+        NN_CHECK(isfinite(o->class_weights[k]) && o->class_weights[k] >= 0,
+                 NN_ERR_INVALID,
+                 "%s: the weight of class %d is %g; class weights must be "
+                 "finite and >= 0",
+                 what, k, (double)o->class_weights[k]);
+    return NN_OK;
+}
+
 nn_status nn__loss_check(const nn_loss_terms *t, const nn_loss_opts *o,
                          const char *what)
 {
     NN_TRY(check_terms(t, what));
-    return check_opts(t, o, what);
+    NN_TRY(check_opts(t, o, what));
+    return check_weights(t, o, what);
+}
+
+nn_status nn__loss_check_output(const nn_loss_terms *t, const nn_loss_opts *o,
+                                int64_t classes, const char *what)
+{
+    (void)t;
+    NN_CHECK(!o->class_weights || o->num_class_weights == classes,
+             NN_ERR_SHAPE,
+             "%s: %d class weights for an output of %lld classes; give one "
+             "per class",
+             what, o->num_class_weights, (long long)classes);
+    return NN_OK;
+}
+
+double nn__loss_denominator(const nn_loss_opts *o, const nn_loss_batch *b)
+{
+    if (o->weight_norm != NN_WEIGHT_NORM_SUM) return (double)b->batch;
+    double d = 0;
+    for (int n = 0; n < b->batch; n++) d += nn__sample_weight(b, n);
+    return d;
+}
+
+nn_status nn__loss_opts_own(nn_loss_opts *o)
+{
+    if (!o->class_weights) return NN_OK;
+    size_t bytes = (size_t)o->num_class_weights * sizeof(float);
+    float *copy = nn__alloc(bytes);
+    NN_CHECK(copy, NN_ERR_NOMEM, "loss: out of memory for %d class weights",
+             o->num_class_weights);
+    memcpy(copy, o->class_weights, bytes);
+    o->class_weights = copy;
+    return NN_OK;
+}
+
+void nn__loss_opts_release(nn_loss_opts *o)
+{
+    nn__free((float *)o->class_weights);
+    o->class_weights = NULL;
+    o->num_class_weights = 0;
 }
 
 /* ---------------- validation ---------------- */
@@ -275,9 +367,7 @@ static nn_status validate(const nn_loss_terms *t, const nn_loss_batch *b)
                                        b->classes, "loss", "logits");
     NN_TRY(nn__check_finite_values(b->out, b->batch, b->positions,
                                    b->classes, "loss", "output"));
-    if (has(t, NN_LOSS_CATEGORICAL_CROSSENTROPY) ||
-        has(t, NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY))
-        NN_TRY(check_row_sums(b));
+    if (has_categorical(t)) NN_TRY(check_row_sums(b));
     if (has(t, NN_LOSS_IOU) || has(t, NN_LOSS_DICE))
         NN_TRY(check_unit_probs(b));
     return NN_OK;
@@ -337,6 +427,7 @@ nn_status nn__loss_eval(const nn_loss_terms *t, const nn_loss_opts *o,
 {
     NN_TRY(nn__loss_check(t, o, "loss"));
     NN_TRY(check_batch(b));
+    NN_TRY(nn__loss_check_output(t, o, b->classes, "loss"));
     NN_TRY(validate(t, b));
     double stack[WS_STACK], *ws;
     NN_TRY(overlap_workspace(t, o, b, stack, &ws));
@@ -346,9 +437,9 @@ nn_status nn__loss_eval(const nn_loss_terms *t, const nn_loss_opts *o,
     double sum = 0;
     for (int k = 0; k < t->n; k++) {
         if (is_categorical(t->kind[k]))
-            sum += t->weight[k] * nn__cce_term(b, t->weight[k]);
+            sum += t->weight[k] * nn__cce_term(b, o, t->weight[k]);
         else if (t->kind[k] == NN_LOSS_BINARY_CROSSENTROPY)
-            sum += t->weight[k] * nn__bce_term(b, t->weight[k]);
+            sum += t->weight[k] * nn__bce_term(b, o, t->weight[k]);
     }
     if (ws) sum += nn__overlap_terms(t, o, b, ws);
     if (ws != stack) nn__free(ws);

@@ -96,6 +96,21 @@ static double group_loss(nn_loss kind, const nn_loss_opts *o, double i,
     return 1 - num / den;
 }
 
+/* Sample weights: the batch's loss is sum_n s_n L_n / D (loss.c). Per
+ * image a group counts s_n N / D times; over the batch every sample
+ * carries the same L, so each group counts (sum_n s_n) / D times. 1
+ * without weights. */
+static double group_factor(const nn_loss_opts *o, const nn_loss_batch *b,
+                           int64_t g, double den)
+{
+    if (!b->sample_weight) return 1;
+    if (o->reduction == NN_LOSS_REDUCE_IMAGE)
+        return nn__sample_weight(b, g / b->classes) * (double)b->batch / den;
+    double s = 0;
+    for (int n = 0; n < b->batch; n++) s += nn__sample_weight(b, n);
+    return s / den;
+}
+
 /* Adds weight * the term's a and b, scaled to the mean over groups, into
  * A and B; returns the term's weighted sum of per-sample losses. */
 static double add_term(nn_loss kind, double weight, const nn_loss_opts *o,
@@ -104,11 +119,13 @@ static double add_term(nn_loss kind, double weight, const nn_loss_opts *o,
     double *in = ws + WS_I * ng, *sp = ws + WS_SP * ng, *sy = ws + WS_SY * ng;
     double *ga = ws + WS_A * ng, *gb = ws + WS_B * ng;
     double scale = weight / (double)ng, sum = 0;
+    double den = nn__loss_denominator(o, b);
+    if (den <= 0) return 0; /* every weight 0: no loss, no gradient */
     for (int64_t g = 0; g < ng; g++) {
-        double a, c;
-        sum += group_loss(kind, o, in[g], sp[g], sy[g], &a, &c);
-        ga[g] += a * scale;
-        gb[g] += c * scale;
+        double a, c, f = group_factor(o, b, g, den);
+        sum += f * group_loss(kind, o, in[g], sp[g], sy[g], &a, &c);
+        ga[g] += f * a * scale;
+        gb[g] += f * c * scale;
     }
     /* The mean over the groups is the batch's loss: batch per-sample
      * losses of that mean. */

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#define N_METRICS 16
+#define N_METRICS 24
 
 /* Per-step series of a fit with record_grad_norm = 2 (docs/diagnostics.md):
  * the batch loss, the global gradient norm and the step's verdict. */
@@ -20,6 +20,7 @@ struct nn_history {
     float *v[N_METRICS]; /* indexed by nn_metric */
     bool grad;           /* the gradient metrics were recorded */
     bool seg;            /* the segmentation metrics were recorded */
+    bool dec;            /* the decision metrics were recorded */
     int64_t steps, step_cap;
     float *step_v[N_STEP_SERIES];
 };
@@ -40,6 +41,15 @@ static const nn_metric seg_csv_order[8] = {
     NN_METRIC_DICE,         NN_METRIC_PIXEL_ACCURACY,
     NN_METRIC_VAL_IOU,      NN_METRIC_VAL_MEAN_IOU,
     NN_METRIC_VAL_DICE,     NN_METRIC_VAL_PIXEL_ACCURACY};
+
+/* The decision metrics' CSV columns, in the same way. */
+#define DEC_CSV_COLUMNS                                                        \
+    ",precision,recall,f1,roc_auc,val_precision,val_recall,val_f1,"          \
+    "val_roc_auc"
+static const nn_metric dec_csv_order[8] = {
+    NN_METRIC_PRECISION,     NN_METRIC_RECALL,     NN_METRIC_F1,
+    NN_METRIC_ROC_AUC,       NN_METRIC_VAL_PRECISION, NN_METRIC_VAL_RECALL,
+    NN_METRIC_VAL_F1,        NN_METRIC_VAL_ROC_AUC};
 
 static nn_history *history_new(int epochs)
 {
@@ -86,9 +96,9 @@ float nn_history_get(const nn_history *h, nn_metric metric, int epoch)
 static nn_status write_csv(FILE *f, void *ctx)
 {
     const nn_history *h = ctx;
-    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s%s\n",
+    fprintf(f, "epoch,loss,accuracy,val_loss,val_accuracy,seconds%s%s%s\n",
             h->grad ? ",grad_norm,grad_norm_max,health" : "",
-            h->seg ? SEG_CSV_COLUMNS : "");
+            h->seg ? SEG_CSV_COLUMNS : "", h->dec ? DEC_CSV_COLUMNS : "");
     for (int e = 0; e < h->epochs; e++) {
         fprintf(f, "%d,%.6g,%.6g,%.6g,%.6g,%.3f", e + 1, h->v[0][e],
                 h->v[1][e], h->v[2][e], h->v[3][e], h->v[4][e]);
@@ -96,6 +106,8 @@ static nn_status write_csv(FILE *f, void *ctx)
             fprintf(f, ",%.6g,%.6g,%.0f", h->v[5][e], h->v[6][e], h->v[7][e]);
         for (int k = 0; h->seg && k < 8; k++)
             fprintf(f, ",%.6g", h->v[seg_csv_order[k]][e]);
+        for (int k = 0; h->dec && k < 8; k++)
+            fprintf(f, ",%.6g", h->v[dec_csv_order[k]][e]);
         fprintf(f, "\n");
     }
     return NN_OK;
@@ -154,6 +166,9 @@ static nn_status history_add_step(nn_history *h, const float v[N_STEP_SERIES])
 typedef struct fit_buffers {
     float *xb, *yb;
     int64_t *perm;
+    /* per-sample weights (class_weight, sample_weight): NULL, or all N
+     * and the batch's */
+    float *w, *wb;
 } fit_buffers;
 
 static void buffers_free(fit_buffers *b)
@@ -161,6 +176,8 @@ static void buffers_free(fit_buffers *b)
     nn__free(b->xb);
     nn__free(b->yb);
     nn__free(b->perm);
+    nn__free(b->w);
+    nn__free(b->wb);
 }
 
 static nn_status buffers_alloc(fit_buffers *b, int64_t n, int batch,
@@ -213,6 +230,9 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
              NN_ERR_INVALID,
              "nn_model_fit: segmentation_metrics must be 0 or 1, got %d",
              o->segmentation_metrics);
+    nn_binary_opts bo;
+    if (o->decision_metrics)
+        NN_TRY(nn__binary_opts(m, o->decision_metrics, &bo, "nn_model_fit"));
     return NN_OK;
 }
 
@@ -231,6 +251,8 @@ typedef struct epoch_ctx {
     /* segmentation metrics (segmentation_metrics): the epoch's training
      * steps and the validation set */
     nn_confusion *cm, *val_cm;
+    /* decision metrics (decision_metrics): their scores, likewise */
+    nn_scores *scores, *val_scores;
 } epoch_ctx;
 
 /* Reads the diagnostics of the step just run, including one the finite
@@ -300,6 +322,30 @@ static void seg_history(const epoch_ctx *e, nn_history *h, int epoch)
                0);
 }
 
+/* Precision, recall, F1 (at the options' threshold) and ROC AUC of the
+ * training scores (metric k) and of the validation scores (k + 1). */
+static nn_status dec_record(nn_history *h, int epoch, const nn_scores *s,
+                            float threshold, int val)
+{
+    nn_binary_report r = {.precision = NAN, .recall = NAN, .f1 = NAN,
+                          .roc_auc = NAN};
+    if (s) NN_TRY(nn__scores_report(s, threshold, &r));
+    h->v[NN_METRIC_PRECISION + val][epoch] = (float)r.precision;
+    h->v[NN_METRIC_RECALL + val][epoch] = (float)r.recall;
+    h->v[NN_METRIC_F1 + val][epoch] = (float)r.f1;
+    h->v[NN_METRIC_ROC_AUC + val][epoch] = (float)r.roc_auc;
+    return NN_OK;
+}
+
+static nn_status dec_history(const epoch_ctx *e, nn_history *h, int epoch)
+{
+    if (!e->scores) return NN_OK;
+    h->dec = true;
+    float t = e->o->decision_metrics->threshold;
+    NN_TRY(dec_record(h, epoch, e->scores, t, 0));
+    return dec_record(h, epoch, e->val_scores, t, 1);
+}
+
 static nn_status run_epoch(epoch_ctx *e)
 {
     nn_model *m = e->m;
@@ -312,7 +358,9 @@ static nn_status run_epoch(epoch_ctx *e)
         int cur = (int)(n - i < e->o->batch_size ? n - i : e->o->batch_size);
         gather(e->x->data, in_sz, e->b->perm + i, cur, e->b->xb);
         gather(e->y->data, y_sz, e->b->perm + i, cur, e->b->yb);
-        nn_step_stats st = {.cm = e->cm};
+        if (e->b->w) gather(e->b->w, 1, e->b->perm + i, cur, e->b->wb);
+        nn_step_stats st = {.cm = e->cm, .scores = e->scores,
+                            .sample_weight = e->b->wb};
         nn_status s = nn__train_step(m, e->b->xb, e->b->yb, cur, true, true,
                                      NULL, &st);
         if (e->o->record_grad_norm)
@@ -338,8 +386,9 @@ static nn_status finish_epoch(epoch_ctx *e, nn_history *h, int epoch)
     e->p.val_loss = e->p.val_accuracy = NAN;
     if (e->o->val_x) {
         double vl, va;
-        NN_TRY(nn__evaluate(e->m, e->o->val_x, e->o->val_y, e->o->batch_size,
-                            e->val_cm, &vl, &va));
+        nn_step_stats sinks = {.cm = e->val_cm, .scores = e->val_scores};
+        NN_TRY(nn__evaluate_into(e->m, e->o->val_x, e->o->val_y,
+                                 e->o->batch_size, &sinks, &vl, &va));
         e->p.val_loss = (float)vl;
         e->p.val_accuracy = (float)va;
         if (e->val_cm)
@@ -358,6 +407,7 @@ static nn_status finish_epoch(epoch_ctx *e, nn_history *h, int epoch)
             h->v[NN_METRIC_HEALTH][epoch] = (float)e->worst;
         }
         seg_history(e, h, epoch);
+        NN_TRY(dec_history(e, h, epoch));
         h->epochs = epoch + 1;
     }
     e->p.event = NN_PROGRESS_EPOCH_END;
@@ -374,6 +424,29 @@ static nn_status seg_alloc(epoch_ctx *e)
     return NN_OK;
 }
 
+/* Room for the scores of every output position of the training and
+ * validation data. */
+static nn_status dec_alloc(epoch_ctx *e)
+{
+    nn_loss_batch b = nn__label_batch(e->m, NULL, 1);
+    int pc = e->o->decision_metrics->positive_class;
+    e->scores = nn__scores_new(pc, e->x->shape[0] * b.positions);
+    if (e->scores && e->o->val_x)
+        e->val_scores = nn__scores_new(pc, e->o->val_x->shape[0] * b.positions);
+    if (!e->scores || (e->o->val_x && !e->val_scores)) return NN_ERR_NOMEM;
+    return NN_OK;
+}
+
+static nn_status weights_alloc(const nn_model *m, const nn_tensor *y,
+                               const nn_fit_opts *o, int batch,
+                               fit_buffers *b)
+{
+    NN_TRY(nn__fit_sample_weights(m, y, o, &b->w));
+    if (!b->w) return NN_OK;
+    b->wb = nn__calloc((size_t)batch, sizeof(float));
+    return b->wb ? NN_OK : NN_ERR_NOMEM;
+}
+
 static nn_status fit_epochs(epoch_ctx *e, nn_history *h)
 {
     int64_t n = e->x->shape[0];
@@ -386,6 +459,8 @@ static nn_status fit_epochs(epoch_ctx *e, nn_history *h)
         e->p.iou = e->p.mean_iou = e->p.val_iou = e->p.val_mean_iou = NAN;
         if (e->cm) nn_confusion_reset(e->cm);
         if (e->val_cm) nn_confusion_reset(e->val_cm);
+        if (e->scores) e->scores->n = 0;
+        if (e->val_scores) e->val_scores->n = 0;
         e->t0 = now_s();
         e->gsum = e->gmax = 0;
         e->gcount = 0;
@@ -410,8 +485,10 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     if (s == NN_OK)
         s = buffers_alloc(&b, x->shape[0], batch, nn__shape_size(&m->input->out),
                           nn__label_size(m));
+    if (s == NN_OK) s = weights_alloc(m, y, &o, batch, &b);
     epoch_ctx e = {.m = m, .x = x, .y = y, .o = &o, .b = &b, .h = h};
     if (s == NN_OK && o.segmentation_metrics) s = seg_alloc(&e);
+    if (s == NN_OK && o.decision_metrics) s = dec_alloc(&e);
     /* Diagnostics the options ask for are on for this run only. */
     nn_diag_saved saved;
     if (s == NN_OK)
@@ -423,6 +500,8 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     }
     nn_confusion_free(e.cm);
     nn_confusion_free(e.val_cm);
+    nn__scores_free(e.scores);
+    nn__scores_free(e.val_scores);
     buffers_free(&b);
     /* A history of the epochs (or steps) that ran is useful even after a
      * failure. */

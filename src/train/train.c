@@ -9,6 +9,8 @@
 #include <math.h>
 #include <string.h>
 
+static int64_t out_classes(const nn_model *m);
+
 nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
                            const nn_loss_opts *opts)
 {
@@ -20,6 +22,9 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
     NN_TRY(nn__read_opts(&lo, opts, "nn_model_compile"));
     nn_loss_terms terms = {1, {loss}, {1.0f}};
     NN_TRY(nn__loss_check(&terms, &lo, "nn_model_compile"));
+    NN_TRY(nn__loss_check_output(&terms, &lo, out_classes(m),
+                                 "nn_model_compile"));
+    NN_TRY(nn__loss_opts_own(&lo)); /* the caller's class weights */
     if (m->opt && m->opt != opt) {
         m->opt->owned_by_model = false;
         nn_optimizer_free(m->opt);
@@ -27,6 +32,7 @@ nn_status nn_model_compile(nn_model *m, nn_optimizer *opt, nn_loss loss,
     opt->owned_by_model = true;
     m->opt = opt;
     m->loss = loss;
+    nn__loss_opts_release(&m->loss_opts);
     m->loss_opts = lo;
     m->loss_terms = terms;
     m->compiled = true;
@@ -46,6 +52,7 @@ void nn_model_free(nn_model *m)
         nn_optimizer_free(m->opt);
     }
     nn__diag_free(m->diag);
+    nn__loss_opts_release(&m->loss_opts);
     nn__free(m);
 }
 
@@ -67,8 +74,23 @@ nn_status nn_model_compile_weighted(nn_model *m, nn_optimizer *opt, int n,
     nn_loss_opts lo = NN_LOSS_OPTS_INIT;
     NN_TRY(nn__read_opts(&lo, opts, what));
     NN_TRY(nn__loss_check(&terms, &lo, what));
-    /* The first term alone is a valid compile; the sum replaces it. */
-    NN_TRY(nn_model_compile(m, opt, terms.kind[0], opts));
+    NN_TRY(nn__loss_check_output(&terms, &lo, out_classes(m), what));
+    /* The first term alone is a valid compile without the weights (IoU
+     * may come before the cross-entropy they weigh); the sum replaces it,
+     * with the weights copied beforehand so nothing fails after it. */
+    nn_loss_opts first = lo;
+    first.size = sizeof first;
+    first.class_weights = NULL;
+    first.num_class_weights = 0;
+    first.pos_weight = 1.0f;
+    NN_TRY(nn__loss_opts_own(&lo));
+    nn_status s = nn_model_compile(m, opt, terms.kind[0], &first);
+    if (s != NN_OK) {
+        nn__loss_opts_release(&lo);
+        return s;
+    }
+    lo.size = sizeof lo;
+    m->loss_opts = lo;
     m->loss_terms = terms;
     return NN_OK;
 }
@@ -132,15 +154,23 @@ static const float *fused_logits(const nn_model *m, const nn_context *c)
     return l->ops->logits(l, c->state[l->index]);
 }
 
+nn_loss_batch nn__label_batch(const nn_model *m, const float *y, int batch)
+{
+    nn_loss_batch b = {.batch = batch, .positions = out_positions(m),
+                       .classes = out_classes(m), .y = y,
+                       .sparse = sparse_labels(m)};
+    b.sigmoid = nn__loss_sigmoid(&m->loss_terms, b.classes);
+    return b;
+}
+
 nn_status nn__loss_step(nn_model *m, nn_context *c, const float *y, int batch,
                         bool want_grad, nn_step_stats *st)
 {
     const nn_layer *o = m->output;
-    nn_loss_batch b = {.batch = batch, .positions = out_positions(m),
-                       .classes = out_classes(m), .out = c->act[o->index],
-                       .y = y, .sparse = sparse_labels(m),
-                       .dout = want_grad ? c->dact[o->index] : NULL};
-    b.sigmoid = nn__loss_sigmoid(&m->loss_terms, b.classes);
+    nn_loss_batch b = nn__label_batch(m, y, batch);
+    b.out = c->act[o->index];
+    b.dout = want_grad ? c->dact[o->index] : NULL;
+    b.sample_weight = st->sample_weight;
     st->preact = false;
     if (m->loss_opts.from_logits) {
         b.logits = b.out;
@@ -153,6 +183,8 @@ nn_status nn__loss_step(nn_model *m, nn_context *c, const float *y, int batch,
     st->correct += sums.correct;
     st->predictions += sums.predictions;
     if (st->cm) nn__confusion_add(st->cm, &b, m->loss_opts.from_logits);
+    if (st->scores)
+        NN_TRY(nn__scores_add(st->scores, &b, m->loss_opts.from_logits));
     return NN_OK;
 }
 
@@ -280,6 +312,15 @@ nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
                        int batch_size, nn_confusion *cm, double *loss,
                        double *accuracy)
 {
+    nn_step_stats sinks = {.cm = cm};
+    return nn__evaluate_into(m, x, y, batch_size, &sinks, loss, accuracy);
+}
+
+nn_status nn__evaluate_into(nn_model *m, const nn_tensor *x,
+                            const nn_tensor *y, int batch_size,
+                            const nn_step_stats *sinks, double *loss,
+                            double *accuracy)
+{
     nn_context *c;
     NN_TRY(nn__model_context(m, &c));
     int64_t n = x->shape[0];
@@ -290,7 +331,7 @@ nn_status nn__evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     nn_step_stats total = {0};
     for (int64_t i = 0; i < n; i += b) {
         int cur = (int)(n - i < b ? n - i : b);
-        nn_step_stats st = {.cm = cm};
+        nn_step_stats st = {.cm = sinks->cm, .scores = sinks->scores};
         NN_TRY(nn__forward(c, x->data + i * in_sz, cur, false, 0));
         NN_TRY(nn__loss_step(m, c, y->data + i * y_sz, cur, false, &st));
         total.loss_sum += st.loss_sum;

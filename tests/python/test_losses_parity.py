@@ -540,3 +540,211 @@ def test_evaluate_segmentation_and_fit_history(rng):
         hist["val_accuracy"][-1], rel=1e-6)
     loss, _ = m.evaluate(x, y, batch_size=5)
     assert got["loss"] == pytest.approx(loss, rel=1e-6)
+
+
+# ================================================== weighted cross-entropy
+"""Weighted cross-entropy (docs/losses.md) against PyTorch in float64.
+
+  * class weights: the loss at a position is -sum_c w_c y_c log q_c
+    (w of the class for ids), torch.nn.CrossEntropyLoss(weight=w);
+  * pos_weight: -(pw y log p + (1 - y) log(1 - p)),
+    BCEWithLogitsLoss(pos_weight=pw);
+  * normalisation: weight_norm="sum" divides the weighted sum by the sum
+    of the weights, which is PyTorch's mean with class ids; "samples"
+    (the default, Keras' sum_over_batch_size) divides by the number of
+    samples (positions), so the references there are
+    (F.cross_entropy(..., reduction="none") * ...).sum() / N. With soft
+    labels PyTorch divides by N whatever the weights: that is libnn's
+    "samples"; libnn's "sum" divides by sum_n sum_c w_c y_nc instead.
+  * per-sample weights go through fit (Keras' sample_weight /
+    class_weight): one SGD step of learning rate 1 on a Dense layer gives
+    the kernel's gradient, compared with autograd of the weighted loss;
+    the reported loss is the batch's before the step.
+"""
+
+CW = np.array([0.5, 2.0, 1.0, 3.0, 0.25])
+
+
+def weighted_run(x, y, loss, last=None, **kw):
+    return run(x, y, loss, last=last, class_weights=list(CW), **kw)
+
+
+@pytest.mark.parametrize("last", ["softmax", "logits"])
+@pytest.mark.parametrize("norm", ["sum", "samples"])
+def test_weighted_sparse_cce(parity, rng, last, norm):
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    ids = rng.integers(0, C, N)
+    _, loss, dx = weighted_run(
+        x, ids.astype(np.float32), "sparse_categorical_crossentropy",
+        last="softmax" if last == "softmax" else None,
+        from_logits=last == "logits", weight_norm=norm)
+    x_t = t(x, grad=True)
+    w = t(CW)
+    if norm == "sum":
+        ref = torch.nn.CrossEntropyLoss(weight=w)(x_t, torch.tensor(ids))
+    else:  # Keras: the weighted sum over the number of samples
+        ref = F.cross_entropy(x_t, torch.tensor(ids), weight=w,
+                              reduction="none").sum() / N
+    check(parity, loss, dx, ref, x_t)
+
+
+@pytest.mark.parametrize("labels", ["onehot", "soft"])
+def test_weighted_cce_probability_targets(parity, rng, labels):
+    """Probability targets: PyTorch's mean divides by N (libnn's
+    "samples"); "sum" divides by sum_n sum_c w_c y_nc."""
+    x = (rng.standard_normal((N, C)) * 2).astype(np.float32)
+    y = one_hot(rng) if labels == "onehot" else soft_labels(rng)
+    x_t = t(x, grad=True)
+    ce = torch.nn.CrossEntropyLoss(weight=t(CW), reduction="none")
+    per = ce(x_t, t(y))
+    _, loss, dx = weighted_run(x, y, "categorical_crossentropy",
+                               last="softmax")
+    check(parity, loss, dx, per.sum() / N, x_t)
+    x_t = t(x, grad=True)
+    per = ce(x_t, t(y))
+    _, loss, dx = weighted_run(x, y, "categorical_crossentropy",
+                               last="softmax", weight_norm="sum")
+    check(parity, loss, dx, per.sum() / (t(y) @ t(CW)).sum(), x_t)
+
+
+def test_weighted_cce_probabilities_keras(parity, rng):
+    """Weights on probabilities (no activation to fuse): Keras' row
+    normalisation and clipping, then -sum_c w_c y_c log q_c."""
+    x = rng.uniform(0.05, 1.0, (N, C)).astype(np.float32)
+    y = soft_labels(rng)
+    _, loss, dx = weighted_run(x, y, "categorical_crossentropy")
+    x_t = t(x, grad=True)
+    q = torch.clamp(x_t / x_t.sum(-1, keepdim=True), P_LO, P_HI)
+    ref = -(t(CW) * t(y) * torch.log(q)).sum(-1).mean()
+    check(parity, loss, dx, ref, x_t)
+
+
+def test_weighted_segmentation_cce(parity, rng):
+    """Per-pixel class weights on integer masks: PyTorch's weighted mean
+    over every pixel is libnn's "sum"."""
+    c = 3
+    x = (rng.standard_normal((N, H, W, c)) * 2).astype(np.float32)
+    ids = seg_ids(rng, c)
+    w = [0.2, 1.0, 5.0]
+    _, loss, dx = run(x, ids.astype(np.float32),
+                      "sparse_categorical_crossentropy", last="softmax",
+                      class_weights=w, weight_norm="sum")
+    x_t = t(x, grad=True)
+    ref = F.cross_entropy(x_t.permute(0, 3, 1, 2), torch.tensor(ids),
+                          weight=t(w))
+    check(parity, loss, dx, ref, x_t)
+
+
+@pytest.mark.parametrize("mode", ["sigmoid", "from_logits", "probabilities"])
+@pytest.mark.parametrize("channels", [1, C])
+def test_bce_pos_weight(parity, rng, mode, channels):
+    """BCEWithLogitsLoss(pos_weight): the mean over every value (libnn:
+    over a sample's values, then the batch); on probabilities Keras'
+    clipping applies."""
+    x = (rng.standard_normal((N, channels)) * 3).astype(np.float32)
+    if mode == "probabilities":
+        x = rng.uniform(0.02, 0.98, (N, channels)).astype(np.float32)
+    y = (rng.uniform(0, 1, (N, channels)) > 0.7).astype(np.float32)
+    pw = 4.0
+    _, loss, dx = run(x, y, "binary_crossentropy",
+                      last="sigmoid" if mode == "sigmoid" else None,
+                      from_logits=mode == "from_logits", pos_weight=pw)
+    x_t = t(x, grad=True)
+    if mode == "probabilities":
+        q = torch.clamp(x_t, P_LO, P_HI)
+        ref = -(pw * t(y) * torch.log(q)
+                + (1 - t(y)) * torch.log(1 - q)).mean()
+    else:
+        ref = torch.nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(pw, dtype=torch.float64))(x_t, t(y))
+    check(parity, loss, dx, ref, x_t)
+
+
+def fit_one_step(x, y, loss, units, act, **fit_kw):
+    """A Dense(units, act) model, one SGD step of rate 1 over the whole
+    batch: (reported loss, kernel gradient, kernel, bias)."""
+    m = libnn.Model(5)
+    d = m.dense(m.input(x.shape[1:]), units, activation=act)
+    m.compile(libnn.SGD(learning_rate=1.0), loss,
+              weight_norm=fit_kw.pop("weight_norm", "samples"))
+    k0, b0 = (w.copy() for w in d.weights)
+    hist = m.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, **fit_kw)
+    return hist["loss"][0], k0 - d.weights[0], k0, b0
+
+
+def torch_dense(x, k, b, act):
+    kt = t(k, grad=True)
+    z = t(x) @ kt + t(b)
+    return kt, (torch.sigmoid(z) if act == "sigmoid" else z)
+
+
+@pytest.mark.parametrize("norm", ["samples", "sum"])
+def test_fit_sample_weight_bce(parity, rng, norm):
+    """Keras' sample weights: F.binary_cross_entropy(weight=s) is the
+    weighted sum over the number of values (libnn's "samples"); "sum"
+    divides by the sum of the weights (Keras 3's
+    mean_with_sample_weight)."""
+    n = 12
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    y = (rng.uniform(0, 1, (n, 1)) > 0.5).astype(np.float32)
+    s = rng.uniform(0, 3, n).astype(np.float32)
+    loss, grad, k, b = fit_one_step(x, y, "binary_crossentropy", 1,
+                                    "sigmoid", sample_weight=s,
+                                    weight_norm=norm)
+    kt, z = torch_dense(x, k, b, None)
+    per = F.binary_cross_entropy_with_logits(z, t(y), reduction="none")[:, 0]
+    ref = (t(s) * per).sum() / (n if norm == "samples" else s.sum())
+    if norm == "samples":  # the same as PyTorch's weight= mean
+        same = F.binary_cross_entropy(torch.sigmoid(z), t(y),
+                                      weight=t(s)[:, None])
+        assert float(same) == pytest.approx(float(ref), rel=1e-12)
+    ref.backward()
+    parity.compare(loss=(loss, ref, FWD_TOL), kernel_grad=(grad, kt.grad,
+                                                           BWD_TOL))
+
+
+def test_fit_class_weight_is_keras(parity, rng):
+    """fit(class_weight=): each sample's loss times the weight of its
+    class, over the number of samples (Keras). With weight_norm "sum" the
+    same run is PyTorch's CrossEntropyLoss(weight=)."""
+    n = 15
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    ids = rng.integers(0, 3, n)
+    cw = {0: 1.0, 1: 4.0, 2: 0.5}
+    w = t([cw[0], cw[1], cw[2]])
+    for norm in ("samples", "sum"):
+        loss, grad, k, b = fit_one_step(
+            x, ids.astype(np.float32), "sparse_categorical_crossentropy", 3,
+            "softmax", class_weight=cw, weight_norm=norm)
+        kt, z = torch_dense(x, k, b, None)
+        if norm == "sum":
+            ref = torch.nn.CrossEntropyLoss(weight=w)(z, torch.tensor(ids))
+        else:
+            ref = F.cross_entropy(z, torch.tensor(ids), weight=w,
+                                  reduction="none").sum() / n
+        ref.backward()
+        parity.compare(**{f"loss_{norm}": (loss, ref, FWD_TOL),
+                          f"kernel_grad_{norm}": (grad, kt.grad, BWD_TOL)})
+
+
+def test_weighted_loss_arguments(rng):
+    m = libnn.Model(1)
+    m.softmax(m.input((3,)))
+    with pytest.raises(libnn.ShapeError, match="2 class weights"):
+        m.compile(libnn.SGD(), "sparse_categorical_crossentropy",
+                  class_weights=[1, 2])
+    with pytest.raises(ValueError, match="every class"):
+        m.compile(libnn.SGD(), "sparse_categorical_crossentropy",
+                  class_weights={0: 1, 2: 3})
+    with pytest.raises(libnn.InvalidArgument, match="pos_weight"):
+        m.compile(libnn.SGD(), "categorical_crossentropy", pos_weight=2)
+    with pytest.raises(ValueError, match="weight_norm"):
+        m.compile(libnn.SGD(), "categorical_crossentropy", weight_norm="max")
+    m.compile(libnn.SGD(), "sparse_categorical_crossentropy",
+              class_weights={0: 1, 1: 2, 2: 3})
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 1], np.float32)
+    with pytest.raises(libnn.InvalidArgument, match="class weight 1 is -1"):
+        m.fit(x, y, class_weight=[1, -1, 1])
+    with pytest.raises(ValueError):
+        m.fit(x, y, sample_weight=np.ones(3, np.float32))
