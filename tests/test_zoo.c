@@ -1552,7 +1552,7 @@ static void test_unet_errors(void **state)
     assert_null(nn_unet(enc, 2, reversed, 1, f, 1, 1, NULL));
     assert_int_equal(nn_last_status(), NN_ERR_SHAPE);
     assert_non_null(strstr(nn_last_error(), "shallowest"));
-    const char *same[2] = {"block_1_expand_relu", "block_2_add"};
+    const char *same[2] = {"block_1_expand_relu", "block_1_expand"};
     assert_null(nn_unet(enc, 2, same, 1, f, 1, 1, NULL));
     nn_unet_opts o = NN_UNET_OPTS_INIT;
     o.dropout = 1.0;
