@@ -39,15 +39,16 @@ static const ex_program PROGRAM = {
 typedef struct args {
     const char *manifest, *weights, *loss, *save, *save_encoder, *overlays,
         *history;
+    const char *flavor;
     int freeze, classes, epochs, batch, train, val, test, threads;
-    float alpha, lr;
+    float alpha, lr, defect_fraction;
     unsigned long long seed;
 } args;
 
 static args parse(int argc, char **argv)
 {
-    args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL,
-              0, 1, 12, 16, 320, 48, 96, 0, 0.35f, 0.002f, 1};
+    args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL, "torchvision",
+              0, 1, 12, 16, 320, 48, 96, 0, 0.35f, 0.002f, 0.5f, 1};
     const ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
                   "train on the images and masks of a manifest CSV "
@@ -69,12 +70,18 @@ static args parse(int argc, char **argv)
                   "bce+iou"),
         EX_FLOAT_ABOVE("alpha", &a.alpha, 0, 4, "A",
                        "MobileNetV2 width multiplier"),
+        EX_STRING("flavor", &a.flavor, "keras|torchvision",
+                  "MobileNetV2 flavour (docs/zoo.md); torchvision's BN "
+                  "momentum suits training from scratch",
+                  "torchvision"),
         EX_OPT_EPOCHS(&a.epochs),
         EX_OPT_BATCH_SIZE(&a.batch),
         EX_FLOAT_ABOVE("lr", &a.lr, 0, 10, "LR", "Adam's learning rate"),
         EX_OPT_SEED(&a.seed),
         EX_INT("train", &a.train, 1, 1000000, "N",
                "synthetic training images"),
+        EX_FLOAT("defect-fraction", &a.defect_fraction, 0, 1, "F",
+                 "share of the synthetic training images with a defect"),
         EX_INT("val", &a.val, 0, 1000000, "N",
                "synthetic validation images (0: no validation)"),
         EX_INT("test", &a.test, 1, 1000000, "N",
@@ -92,6 +99,10 @@ static args parse(int argc, char **argv)
         EX_OPT_HISTORY(&a.history),
     };
     ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
+    if (strcmp(a.flavor, "keras") && strcmp(a.flavor, "torchvision"))
+        ex_usage_error(&PROGRAM,
+                       "invalid --flavor '%s': expected keras or torchvision",
+                       a.flavor);
     if (strcmp(a.loss, "bce") && strcmp(a.loss, "iou") &&
         strcmp(a.loss, "bce+iou"))
         ex_usage_error(&PROGRAM,
@@ -121,53 +132,70 @@ static nn_tensor *rows(const nn_tensor *t, int64_t start, int64_t n)
     return r;
 }
 
-/* Training, validation and test images: the manifest's rows in that order
- * (the last 15% test, the 15% before them validation), or synthetic
- * defects, each image from its own seeded generator. */
-static void load_data(const args *a, split *tr, split *va, split *te)
+/* Splits rows of (x, y): the first n_train, the next n_val, the rest. */
+static void split_rows(nn_tensor *x, nn_tensor *y, int64_t n_train,
+                       int64_t n_val, split *tr, split *va, split *te)
 {
-    nn_tensor *x, *y, *labels = NULL;
-    int64_t n_val, n_test;
-    if (a->manifest) {
-        nn_image_opts o = NN_IMAGE_OPTS_INIT;
-        o.height = o.width = SIZE;
-        o.num_classes = a->classes < 2 ? 2 : a->classes;
-        if (nn_seg_load_manifest(a->manifest, 3, &o, &x, &y) != NN_OK)
-            die(a->manifest);
-        int64_t n = nn_tensor_dim(x, 0);
-        n_test = n * 15 / 100;
-        n_val = n * 15 / 100;
-        if (n_test < 1 || n - n_test - n_val < 1) {
-            fprintf(stderr, "segment_unet: %s: %lld rows are too few; give "
-                    "at least 7\n", a->manifest, (long long)n);
-            exit(1);
-        }
-        printf("Data: %s, %lld images resized to %dx%d\n", a->manifest,
-               (long long)n, SIZE, SIZE);
-    } else {
-        nn_defects_opts o = NN_DEFECTS_OPTS_INIT;
-        o.count = a->train + a->val + a->test;
-        o.seed = 1000 + a->seed;
-        if (nn_synthetic_defects(&o, &x, &y, &labels) != NN_OK)
-            die("synthetic defects");
-        n_val = a->val;
-        n_test = a->test;
-        printf("Data: synthetic surface defects (seed %llu), %d images "
-               "of %dx%d, half of them with a defect\n",
-               (unsigned long long)o.seed, o.count, SIZE, SIZE);
+    int64_t n = nn_tensor_dim(x, 0), n_test = n - n_train - n_val;
+    if (tr) {
+        tr->x = rows(x, 0, n_train);
+        tr->y = rows(y, 0, n_train);
     }
-    int64_t n = nn_tensor_dim(x, 0), n_train = n - n_val - n_test;
-    tr->x = rows(x, 0, n_train);
-    tr->y = rows(y, 0, n_train);
     va->x = n_val ? rows(x, n_train, n_val) : NULL;
     va->y = n_val ? rows(y, n_train, n_val) : NULL;
     te->x = rows(x, n_train + n_val, n_test);
     te->y = rows(y, n_train + n_val, n_test);
-    printf("      %lld training, %lld validation, %lld test images\n",
-           (long long)n_train, (long long)n_val, (long long)n_test);
     nn_tensor_free(x);
     nn_tensor_free(y);
+}
+
+/* The manifest's rows in order: the last 15% test, the 15% before them
+ * validation, the rest training. */
+static void load_manifest(const args *a, split *tr, split *va, split *te)
+{
+    nn_tensor *x, *y;
+    nn_image_opts o = NN_IMAGE_OPTS_INIT;
+    o.height = o.width = SIZE;
+    o.num_classes = a->classes < 2 ? 2 : a->classes;
+    if (nn_seg_load_manifest(a->manifest, 3, &o, &x, &y) != NN_OK)
+        die(a->manifest);
+    int64_t n = nn_tensor_dim(x, 0), n_held = n * 15 / 100;
+    if (n_held < 1 || n - 2 * n_held < 1) {
+        fprintf(stderr, "segment_unet: %s: %lld rows are too few; give at "
+                "least 7\n", a->manifest, (long long)n);
+        exit(1);
+    }
+    printf("Data: %s, %lld images resized to %dx%d: %lld training, %lld "
+           "validation, %lld test\n", a->manifest, (long long)n, SIZE, SIZE,
+           (long long)(n - 2 * n_held), (long long)n_held, (long long)n_held);
+    split_rows(x, y, n - 2 * n_held, n_held, tr, va, te);
+}
+
+/* Synthetic defects: the training images and the held-out ones come from
+ * two seeds, so no image is in both; --defect-fraction applies to the
+ * training images only, the held-out ones have a defect in half of them. */
+static void make_synthetic(const args *a, split *tr, split *va, split *te)
+{
+    nn_tensor *x, *y, *labels;
+    nn_defects_opts o = NN_DEFECTS_OPTS_INIT;
+    o.count = a->train;
+    o.seed = 2 * a->seed;
+    o.defect_fraction = a->defect_fraction;
+    if (nn_synthetic_defects(&o, &tr->x, &tr->y, &labels) != NN_OK)
+        die("synthetic defects");
     nn_tensor_free(labels);
+    nn_defects_opts h = NN_DEFECTS_OPTS_INIT;
+    h.count = a->val + a->test;
+    h.seed = 2 * a->seed + 1;
+    if (nn_synthetic_defects(&h, &x, &y, &labels) != NN_OK)
+        die("synthetic defects");
+    nn_tensor_free(labels);
+    printf("Data: synthetic surface defects, %dx%d: %d training images "
+           "(seed %llu, %.0f%% with a defect), %d validation and %d test "
+           "(seed %llu, 50%%)\n", SIZE, SIZE, a->train,
+           (unsigned long long)o.seed, 100.0 * a->defect_fraction, a->val,
+           a->test, (unsigned long long)h.seed);
+    split_rows(x, y, 0, a->val, NULL, va, te);
 }
 
 /* ---------------- model ---------------- */
@@ -185,6 +213,8 @@ static nn_model *build(const args *a, nn_model **encoder)
     nn_mobilenet_v2_opts mo = NN_MOBILENET_V2_OPTS_INIT;
     mo.include_top = 0;
     mo.alpha = a->alpha;
+    mo.flavor = strcmp(a->flavor, "keras") ? NN_MOBILENET_TORCHVISION
+                                           : NN_MOBILENET_KERAS;
     nn_model *enc = nn_mobilenet_v2(SIZE, SIZE, 3, a->seed, &mo);
     if (!enc) die("MobileNetV2");
     if (a->weights) {
@@ -409,11 +439,14 @@ int main(int argc, char **argv)
     args a = parse(argc, argv);
     double t0 = seconds_now();
     if (a.threads && nn_set_num_threads(a.threads) != NN_OK) die("threads");
-    printf("libnn %s - Q5 U-Net with a MobileNetV2 encoder (alpha %.2f), "
-           "%d thread(s), seed %llu\n",
-           nn_version(), a.alpha, nn_get_num_threads(), a.seed);
+    printf("libnn %s - Q5 U-Net with a MobileNetV2 encoder (%s flavour, "
+           "alpha %.2f), %d thread(s), seed %llu\n",
+           nn_version(), a.flavor, a.alpha, nn_get_num_threads(), a.seed);
     split tr, va, te;
-    load_data(&a, &tr, &va, &te);
+    if (a.manifest)
+        load_manifest(&a, &tr, &va, &te);
+    else
+        make_synthetic(&a, &tr, &va, &te);
     nn_model *enc;
     nn_model *m = build(&a, &enc);
     print_summary(m);
