@@ -39,16 +39,16 @@ static const ex_program PROGRAM = {
 typedef struct args {
     const char *manifest, *weights, *loss, *save, *save_encoder, *overlays,
         *history;
-    const char *flavor;
-    int freeze, classes, epochs, batch, train, val, test, threads;
-    float alpha, lr, defect_fraction;
+    const char *flavor, *filters;
+    int fresh, freeze, classes, epochs, batch, train, val, test, threads;
+    float alpha, lr, defect_fraction, pos_weight;
     unsigned long long seed;
 } args;
 
 static args parse(int argc, char **argv)
 {
     args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL, "torchvision",
-              0, 1, 12, 16, 320, 48, 96, 0, 0.35f, 0.002f, 0.5f, 1};
+              "512,256,128,64", 0, 0, 1, 12, 16, 320, 48, 96, 0, 0.35f, 0.002f, 0.5f, 1.0f, 1};
     const ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
                   "train on the images and masks of a manifest CSV "
@@ -58,6 +58,11 @@ static args parse(int argc, char **argv)
                   "encoder weights (safetensors, libnn names, e.g. from "
                   "--save-encoder); the encoder is then frozen",
                   "the encoder trains from scratch"),
+        EX_STRING("filters", &a.filters, "F1,F2,F3,F4",
+                  "the decoder's filters, deepest first",
+                  "512,256,128,64 (the tutorial's)"),
+        EX_INT("fresh", &a.fresh, 0, 1, "0|1",
+               "1: new synthetic training images every epoch"),
         EX_INT("freeze-encoder", &a.freeze, 0, 1, "0|1",
                "1: freeze the encoder even without --weights (for the "
                "tutorial's summary)"),
@@ -77,6 +82,9 @@ static args parse(int argc, char **argv)
         EX_OPT_EPOCHS(&a.epochs),
         EX_OPT_BATCH_SIZE(&a.batch),
         EX_FLOAT_ABOVE("lr", &a.lr, 0, 10, "LR", "Adam's learning rate"),
+        EX_FLOAT("pos-weight", &a.pos_weight, 0, 1000, "W",
+                 "weight of the defect pixels in binary cross-entropy "
+                 "(BCEWithLogitsLoss' pos_weight)"),
         EX_OPT_SEED(&a.seed),
         EX_INT("train", &a.train, 1, 1000000, "N",
                "synthetic training images"),
@@ -99,6 +107,16 @@ static args parse(int argc, char **argv)
         EX_OPT_HISTORY(&a.history),
     };
     ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
+    int f[4];
+    char tail;
+    if (sscanf(a.filters, "%d,%d,%d,%d%c", &f[0], &f[1], &f[2], &f[3],
+               &tail) != 4 ||
+        f[0] < 1 || f[1] < 1 || f[2] < 1 || f[3] < 1 || f[0] > 4096 ||
+        f[1] > 4096 || f[2] > 4096 || f[3] > 4096)
+        ex_usage_error(&PROGRAM,
+                       "invalid --filters '%s': expected four counts in "
+                       "[1, 4096], e.g. 512,256,128,64",
+                       a.filters);
     if (strcmp(a.flavor, "keras") && strcmp(a.flavor, "torchvision"))
         ex_usage_error(&PROGRAM,
                        "invalid --flavor '%s': expected keras or torchvision",
@@ -174,16 +192,23 @@ static void load_manifest(const args *a, split *tr, split *va, split *te)
 /* Synthetic defects: the training images and the held-out ones come from
  * two seeds, so no image is in both; --defect-fraction applies to the
  * training images only, the held-out ones have a defect in half of them. */
-static void make_synthetic(const args *a, split *tr, split *va, split *te)
+static void training_images(const args *a, unsigned long long seed,
+                            split *tr)
 {
-    nn_tensor *x, *y, *labels;
+    nn_tensor *labels;
     nn_defects_opts o = NN_DEFECTS_OPTS_INIT;
     o.count = a->train;
-    o.seed = 2 * a->seed;
+    o.seed = seed;
     o.defect_fraction = a->defect_fraction;
     if (nn_synthetic_defects(&o, &tr->x, &tr->y, &labels) != NN_OK)
         die("synthetic defects");
     nn_tensor_free(labels);
+}
+
+static void make_synthetic(const args *a, split *tr, split *va, split *te)
+{
+    nn_tensor *x, *y, *labels;
+    training_images(a, 2 * a->seed, tr);
     nn_defects_opts h = NN_DEFECTS_OPTS_INIT;
     h.count = a->val + a->test;
     h.seed = 2 * a->seed + 1;
@@ -191,10 +216,11 @@ static void make_synthetic(const args *a, split *tr, split *va, split *te)
         die("synthetic defects");
     nn_tensor_free(labels);
     printf("Data: synthetic surface defects, %dx%d: %d training images "
-           "(seed %llu, %.0f%% with a defect), %d validation and %d test "
-           "(seed %llu, 50%%)\n", SIZE, SIZE, a->train,
-           (unsigned long long)o.seed, 100.0 * a->defect_fraction, a->val,
-           a->test, (unsigned long long)h.seed);
+           "(%s, %.0f%% with a defect), %d validation and %d test (seed "
+           "%llu, 50%%)\n", SIZE, SIZE, a->train,
+           a->fresh ? "new ones every epoch" : "the same every epoch",
+           100.0 * a->defect_fraction, a->val, a->test,
+           (unsigned long long)h.seed);
     split_rows(x, y, 0, a->val, NULL, va, te);
 }
 
@@ -206,8 +232,6 @@ static const char *const skips[5] = {
     "block_6_expand_relu",  /* 16x16 */
     "block_13_expand_relu", /* 8x8 */
     "block_16_project"};    /* 4x4 */
-static const int filters[4] = {512, 256, 128, 64};
-
 static nn_model *build(const args *a, nn_model **encoder)
 {
     nn_mobilenet_v2_opts mo = NN_MOBILENET_V2_OPTS_INIT;
@@ -231,6 +255,12 @@ static nn_model *build(const args *a, nn_model **encoder)
     }
     nn_unet_opts uo = NN_UNET_OPTS_INIT;
     uo.freeze_encoder = a->weights || a->freeze;
+    /* PyTorch's BN momentum: with Keras' 0.99 the moving statistics that
+     * inference uses trail a short training by a few hundred steps */
+    uo.bn_momentum = 0.9;
+    int filters[4];
+    sscanf(a->filters, "%d,%d,%d,%d", &filters[0], &filters[1], &filters[2],
+           &filters[3]); /* checked by parse() */
     nn_model *m = nn_unet(enc, 5, skips, 4, filters, a->classes,
                           a->seed + 1, &uo);
     if (!m) die("U-Net");
@@ -238,13 +268,32 @@ static nn_model *build(const args *a, nn_model **encoder)
     return m;
 }
 
-static void compile(nn_model *m, const args *a)
+/* The output's bias starts at the logit of the share of defect pixels in
+ * the training masks (one channel), as detectors initialise theirs for a
+ * rare class: the first steps then do not spend themselves pushing every
+ * pixel towards "no defect". */
+static void prior_bias(nn_model *m, const args *a, const nn_tensor *masks)
+{
+    if (a->classes != 1) return;
+    double pos = 0;
+    const float *y = nn_tensor_data_const(masks);
+    for (int64_t i = 0; i < nn_tensor_size(masks); i++) pos += y[i] > 0.5f;
+    double share = (pos + 1) / ((double)nn_tensor_size(masks) + 2);
+    nn_tensor *bias = nn_layer_weight(nn_model_output(m), 1);
+    if (!bias) die("output bias");
+    nn_tensor_data(bias)[0] = (float)log(share / (1 - share));
+    printf("Output bias: %.2f, the logit of the training masks' %.2f%% "
+           "defect pixels\n", log(share / (1 - share)), 100 * share);
+}
+
+static nn_optimizer *compile(nn_model *m, const args *a)
 {
     nn_adam_opts ao = NN_ADAM_OPTS_INIT;
     ao.learning_rate = (float)a->lr;
     nn_loss_opts lo = NN_LOSS_OPTS_INIT;
     lo.from_logits = 1;
     lo.sparse_labels = a->classes > 1;
+    lo.pos_weight = a->pos_weight;
     nn_loss ce = a->classes > 1 ? NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
                                 : NN_LOSS_BINARY_CROSSENTROPY;
     nn_loss losses[2];
@@ -256,11 +305,13 @@ static void compile(nn_model *m, const args *a)
     if (!opt || nn_model_compile_weighted(m, opt, n, losses, weights, &lo) !=
                     NN_OK)
         die("compile");
-    printf("Loss: %s%s, Adam (learning rate %g)\n", a->loss,
+    printf("Loss: %s%s, Adam (learning rate %g, cosine decay over the "
+           "epochs)\n", a->loss,
            a->classes > 1 && strcmp(a->loss, "iou")
                ? " (the cross-entropy is sparse categorical: several classes)"
                : "",
-           a->lr);
+           (double)a->lr);
+    return opt; /* owned by the model */
 }
 
 /* ---------------- training ---------------- */
@@ -324,13 +375,24 @@ static void write_epochs_csv(const char *path, const float *h, int epochs)
 
 /* One fit call per epoch, so that every epoch sees its own paired flip
  * of the training images and masks. */
-static void train(nn_model *m, const args *a, split *tr, const split *va)
+static void train(nn_model *m, nn_optimizer *opt, const args *a, split *tr,
+                  const split *va)
 {
     progress_state ps = {0, a->epochs};
     float *hist = calloc((size_t)(a->epochs ? a->epochs : 1) * COLS,
                          sizeof *hist);
     if (!hist) die("history");
     for (ps.epoch = 0; ps.epoch < a->epochs; ps.epoch++) {
+        /* cosine decay: small steps at the end also let the moving
+         * statistics of the normalizations settle on the final weights */
+        double lr = 0.5 * a->lr * (1 + cos(M_PI * ps.epoch / a->epochs));
+        if (nn_optimizer_set_learning_rate(opt, (float)lr) != NN_OK)
+            die("learning rate");
+        if (a->fresh && !a->manifest && ps.epoch > 0) {
+            nn_tensor_free(tr->x);
+            nn_tensor_free(tr->y);
+            training_images(a, 2 * a->seed + 2 * (unsigned)ps.epoch, tr);
+        }
         if (nn_seg_random_flip(tr->x, tr->y, NN_FLIP_HORIZONTAL,
                                a->seed * 1000003ull + (unsigned)ps.epoch) !=
             NN_OK)
@@ -450,8 +512,9 @@ int main(int argc, char **argv)
     nn_model *enc;
     nn_model *m = build(&a, &enc);
     print_summary(m);
-    compile(m, &a);
-    train(m, &a, &tr, &va);
+    prior_bias(m, &a, tr.y);
+    nn_optimizer *opt = compile(m, &a);
+    train(m, opt, &a, &tr, &va);
     evaluate(m, &a, &te);
     if (a.overlays) write_overlays(m, &a, &te, 6);
     if (a.save) {

@@ -1521,9 +1521,14 @@ typedef struct nn_unet_opts {
     /* > 0: Dropout(rate) in every upsample block, after the normalization
      * (pix2pix's apply_dropout uses 0.5); 0 (default): none. */
     double dropout;
+    /* Momentum of the decoder's BatchNormalization (Keras convention):
+     * 0.99, Keras' default, as the tutorial. A short training from
+     * scratch wants 0.9 (PyTorch's 0.1): with 0.99 the moving statistics
+     * that inference uses lag a few hundred steps behind the weights. */
+    double bn_momentum;
 } nn_unet_opts;
 #define NN_UNET_OPTS_INIT                                                      \
-    {sizeof(nn_unet_opts), NULL, NULL, 0, NN_ACT_NONE, 0.0}
+    {sizeof(nn_unet_opts), NULL, NULL, 0, NN_ACT_NONE, 0.0, 0.99}
 
 /* A U-Net on an encoder model (e.g. nn_mobilenet_v2 without top), as the
  * TensorFlow segmentation tutorial builds it. skip_names lists n_skips

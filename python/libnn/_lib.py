@@ -409,10 +409,11 @@ _DEFAULTS[nn_mobilenet_v2_opts] = dict(flavor=MOBILENET_KERAS, include_top=1,
 class nn_unet_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("name", c_char_p),
                 ("encoder_name", c_char_p), ("freeze_encoder", c_int),
-                ("activation", c_int), ("dropout", c_double)]
+                ("activation", c_int), ("dropout", c_double),
+                ("bn_momentum", c_double)]
 
 
-_DEFAULTS[nn_unet_opts] = dict(activation=ACT_NONE)
+_DEFAULTS[nn_unet_opts] = dict(activation=ACT_NONE, bn_momentum=0.99)
 
 _SIGNATURES.update({
     "nn_mobilenet_v2": (ModelP, [c_int, c_int, c_int, c_uint64,

@@ -1201,7 +1201,7 @@ class Model:
     @classmethod
     def unet(cls, encoder, skips, filters, classes, seed=0, name=None,
              encoder_name=None, freeze_encoder=False, activation=None,
-             dropout=0.0):
+             dropout=0.0, bn_momentum=0.99):
         """A U-Net on `encoder` (a Model): skips are encoder layer names
         from the shallowest to the deepest, filters the decoder's counts
         (one fewer than the skips). Weights are shared with `encoder`."""
@@ -1216,7 +1216,7 @@ class Model:
             encoder_name=_opts_name(encoder_name),
             freeze_encoder=int(bool(freeze_encoder)),
             activation=_choice(ACTIVATIONS, activation, "activation"),
-            dropout=float(dropout))
+            dropout=float(dropout), bn_momentum=float(bn_momentum))
         m = cls.__new__(cls)
         m._init(lib.nn_unet(encoder._ptr, len(skips), names, len(filters),
                             fs, _int(classes, "classes"), int(seed), o))

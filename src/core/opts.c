@@ -195,8 +195,8 @@ COMPLETE(nn_mobilenet_v2_opts, alpha);
 static const size_t unet_ends[] = {
     END(nn_unet_opts, name), END(nn_unet_opts, encoder_name),
     END(nn_unet_opts, freeze_encoder), END(nn_unet_opts, activation),
-    END(nn_unet_opts, dropout)};
-COMPLETE(nn_unet_opts, dropout);
+    END(nn_unet_opts, dropout), END(nn_unet_opts, bn_momentum)};
+COMPLETE(nn_unet_opts, bn_momentum);
 
 typedef struct layout {
     const char *type, *init; /* for messages */

@@ -71,6 +71,8 @@ static nn_status check_args(nn_model *enc, int n_skips,
              who, (int)o->activation);
     NN_CHECK(o->dropout >= 0.0 && o->dropout < 1.0, NN_ERR_INVALID,
              "%s: dropout %g must lie in [0, 1)", who, o->dropout);
+    NN_CHECK(o->bn_momentum >= 0.0 && o->bn_momentum < 1.0, NN_ERR_INVALID,
+             "%s: bn_momentum %g must lie in [0, 1)", who, o->bn_momentum);
     return check_skips(enc, n_skips, names, skips);
 }
 
@@ -89,7 +91,7 @@ static nn_layer *copy_of(const nn_model *m, const char *block,
 /* pix2pix's upsample: Conv2DTranspose(f, 3, 2, same, no bias, N(0, 0.02))
  * - BatchNormalization - [Dropout] - ReLU. */
 static nn_layer *upsample(nn_model *m, nn_layer *x, int filters,
-                          double dropout)
+                          const nn_unet_opts *o)
 {
     if (!x) return NULL;
     nn_conv2d_transpose_opts t = NN_CONV2D_TRANSPOSE_OPTS_INIT;
@@ -99,8 +101,10 @@ static nn_layer *upsample(nn_model *m, nn_layer *x, int filters,
     t.kernel_init = NN_INIT_RANDOM_NORMAL;
     t.kernel_init_stddev = 0.02f;
     x = nn_conv2d_transpose(m, x, filters, 3, 3, &t);
-    if (x) x = nn_batchnorm(m, x, NULL);
-    if (x && dropout > 0.0) x = nn_dropout(m, x, (float)dropout, NULL);
+    nn_batchnorm_opts bn = NN_BATCHNORM_OPTS_INIT;
+    bn.momentum = (float)o->bn_momentum;
+    if (x) x = nn_batchnorm(m, x, &bn);
+    if (x && o->dropout > 0.0) x = nn_dropout(m, x, (float)o->dropout, NULL);
     return x ? nn_relu(m, x, NULL) : NULL;
 }
 
@@ -130,7 +134,7 @@ static nn_layer *unet_layers(nn_model *m, nn_model *enc, int n_skips,
                      "contain it", skips[i]->name, skips[n_skips - 1]->name);
             return NULL;
         }
-        x = upsample(m, x, filters[n_skips - 2 - i], o->dropout);
+        x = upsample(m, x, filters[n_skips - 2 - i], o);
         nn_layer *both[2] = {x, skip};
         if (x) x = nn_concatenate(m, 2, both, NULL);
     }
