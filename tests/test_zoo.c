@@ -1442,6 +1442,8 @@ static void test_unet_tutorial_counts(void **state)
     assert_shape(nn_model_output(u), 128, 128, 3);
     assert_string_equal(nn_layer_type(nn_model_output(u)), "Conv2DTranspose");
     assert_string_equal(nn_model_name(u), "unet");
+    nn_layer *dbn = nn_model_find_layer(u, "batch_normalization");
+    assert_float_equal(stored_config_f32(dbn, BN_MOMENTUM), 0.99f, 1e-7);
     /* concatenations in the tutorial's order: upsampled first, then skip */
     static const int concat_ch[4][2] = {
         {8, 1088}, {16, 448}, {32, 272}, {64, 160}};
@@ -1495,6 +1497,7 @@ static void test_unet_decoder_init(void **state)
     o.activation = NN_ACT_SIGMOID;
     o.name = "small";
     o.encoder_name = "down_stack";
+    o.bn_momentum = 0.9;
     nn_model *u = nn_unet(enc, 3, skips, 2, filters, 2, 3, &o);
     assert_non_null(u);
     assert_shape(nn_model_output(u), 64, 64, 2);
@@ -1503,10 +1506,14 @@ static void test_unet_decoder_init(void **state)
     assert_non_null(strstr(s, "down_stack (Functional)"));
     assert_non_null(strstr(s, "Model: \"small\""));
     free(s);
-    int dropouts = 0, checked = 0;
+    int dropouts = 0, checked = 0, bns = 0;
     for (int i = 0; i < nn_model_num_layers(u); i++) {
         nn_layer *l = nn_model_layer(u, i);
         dropouts += !strcmp(nn_layer_type(l), "Dropout");
+        if (!strcmp(nn_layer_type(l), "BatchNormalization") && !l->group[0]) {
+            assert_float_equal(stored_config_f32(l, BN_MOMENTUM), 0.9f, 1e-7);
+            bns++;
+        }
         if (strcmp(nn_layer_type(l), "Conv2DTranspose") ||
             l == nn_model_output(u))
             continue;
@@ -1526,6 +1533,7 @@ static void test_unet_decoder_init(void **state)
     }
     assert_int_equal(checked, 2);
     assert_int_equal(dropouts, 2);
+    assert_int_equal(bns, 2);
     assert_int_equal(nn_layer_num_weights(nn_model_output(u)), 2);
     nn_model_free(u);
     nn_model_free(enc);
@@ -1560,6 +1568,10 @@ static void test_unet_errors(void **state)
     o = (nn_unet_opts)NN_UNET_OPTS_INIT;
     o.activation = NN_ACT_RELU;
     assert_null(nn_unet(enc, 5, tutorial_skips, 4, f, 1, 1, &o));
+    o = (nn_unet_opts)NN_UNET_OPTS_INIT;
+    o.bn_momentum = 1.0;
+    assert_null(nn_unet(enc, 5, tutorial_skips, 4, f, 1, 1, &o));
+    assert_non_null(strstr(nn_last_error(), "bn_momentum"));
     nn_model *empty = nn_model_create(1);
     assert_null(nn_unet(empty, 5, tutorial_skips, 4, f, 1, 1, NULL));
     nn_model_free(empty);
