@@ -1543,7 +1543,12 @@ typedef enum nn_weight_map {
      * PyTorch layouts, into a model built by nn_resnet50 (torchvision
      * flavour); "num_batches_tracked" counters are skipped, and so is the
      * classifier ("fc.*") when the model has no top. */
-    NN_WEIGHTS_TORCHVISION_RESNET = 1
+    NN_WEIGHTS_TORCHVISION_RESNET = 1,
+    /* torchvision MobileNetV2 state_dict keys ("features.2.conv.0.0.weight";
+     * depthwise kernels [C, 1, 3, 3] -> [3, 3, C, 1]) into a model built
+     * by nn_mobilenet_v2 (torchvision flavour); "num_batches_tracked" and,
+     * without a top, the classifier ("classifier.*") are skipped. */
+    NN_WEIGHTS_TORCHVISION_MOBILENET_V2 = 2
 } nn_weight_map;
 
 /* Loads every weight of m from a safetensors file (float32 tensors).
@@ -1790,6 +1795,98 @@ typedef struct nn_resnet_opts {
  * Keras flavour, no top, 224x224x3: 23,587,712 parameters. */
 NN_API nn_model *nn_resnet50(int height, int width, int channels,
                              uint64_t seed, const nn_resnet_opts *opts);
+
+typedef enum nn_mobilenet_flavor {
+    /* keras.applications.MobileNetV2: Conv1 3x3/2 "same" (bottom/right
+     * padding on even sizes), ZeroPadding2D "block_N_pad" with Keras'
+     * correct_pad before each stride-2 depthwise conv, BatchNormalization
+     * eps 1e-3, momentum 0.999. */
+    NN_MOBILENET_KERAS = 0,
+    /* torchvision.models.mobilenet_v2: every 3x3 conv padded 1 on each
+     * side ("Conv1_pad", "block_N_pad"), eps 1e-5, momentum 0.9 (PyTorch's
+     * 0.1), the top's Dropout(0.2): loads torchvision's weights. */
+    NN_MOBILENET_TORCHVISION = 1
+} nn_mobilenet_flavor;
+
+typedef struct nn_mobilenet_v2_opts {
+    size_t size;      /* sizeof(nn_mobilenet_v2_opts) */
+    const char *name; /* model name; NULL: Keras' "mobilenetv2_1.00_224"
+                         (alpha, then the input height) */
+    nn_mobilenet_flavor flavor; /* KERAS */
+    /* 1: GlobalAveragePooling2D "global_average_pooling2d" (+ Dropout(0.2)
+     * "dropout" in the torchvision flavour) + Dense(classes)
+     * "predictions"; 0: ends at "out_relu". */
+    int include_top; /* 1 */
+    int classes;     /* 1000 */
+    nn_activation classifier_activation; /* SOFTMAX; NONE gives logits */
+    /* Width multiplier (torchvision's width_mult), in (0, 4]: every
+     * layer's filters scaled and rounded to a multiple of 8 as Keras'
+     * _make_divisible does; the last 1x1 conv keeps 1280 for alpha <= 1.
+     * Keras' ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4. */
+    double alpha; /* 1.0 */
+} nn_mobilenet_v2_opts;
+#define NN_MOBILENET_V2_OPTS_INIT                                              \
+    {sizeof(nn_mobilenet_v2_opts), NULL, NN_MOBILENET_KERAS, 1, 1000,          \
+     NN_ACT_SOFTMAX, 1.0}
+
+/* MobileNetV2 (Sandler et al. 2018) on height x width x channels images
+ * (at least 32 x 32), initialised from `seed` (Keras' defaults), with
+ * Keras' layer names: "input_1", "Conv1", "bn_Conv1", "Conv1_relu",
+ * "expanded_conv_depthwise", "..._BN", "..._relu",
+ * "expanded_conv_project", "..._BN", then for N = 1..16 "block_N_expand",
+ * "block_N_expand_BN", "block_N_expand_relu", ["block_N_pad"],
+ * "block_N_depthwise", "block_N_depthwise_BN", "block_N_depthwise_relu",
+ * "block_N_project", "block_N_project_BN", ["block_N_add"], then "Conv_1",
+ * "Conv_1_bn", "out_relu". Activations are ReLU6, no conv has a bias.
+ * alpha 1.0 without top: 2,257,984 parameters (34,112 non-trainable) at
+ * any input size; with the top at 224x224x3: 3,538,984. */
+NN_API nn_model *nn_mobilenet_v2(int height, int width, int channels,
+                                 uint64_t seed,
+                                 const nn_mobilenet_v2_opts *opts);
+
+typedef struct nn_unet_opts {
+    size_t size;      /* sizeof(nn_unet_opts) */
+    const char *name; /* model name; NULL: "unet" */
+    /* The encoder's row in the summary (nn_model_apply's block name);
+     * NULL: the encoder's model name. */
+    const char *encoder_name;
+    /* 1: the encoder's layers in the U-Net are frozen (not trained, their
+     * BatchNormalization in inference mode), as the TensorFlow tutorial
+     * freezes its pretrained MobileNetV2. 0 (default): they keep the
+     * encoder's trainable flags. */
+    int freeze_encoder;
+    /* of the last Conv2DTranspose: NONE (logits, for losses with
+     * from_logits), SIGMOID, SOFTMAX */
+    nn_activation activation;
+    /* > 0: Dropout(rate) in every upsample block, after the normalization
+     * (pix2pix's apply_dropout uses 0.5); 0 (default): none. */
+    double dropout;
+    /* Momentum of the decoder's BatchNormalization (Keras convention):
+     * 0.99, Keras' default, as the tutorial. A short training from
+     * scratch wants 0.9 (PyTorch's 0.1): with 0.99 the moving statistics
+     * that inference uses lag a few hundred steps behind the weights. */
+    double bn_momentum;
+} nn_unet_opts;
+#define NN_UNET_OPTS_INIT                                                      \
+    {sizeof(nn_unet_opts), NULL, NULL, 0, NN_ACT_NONE, 0.0, 0.99}
+
+/* A U-Net on an encoder model (e.g. nn_mobilenet_v2 without top), as the
+ * TensorFlow segmentation tutorial builds it. skip_names lists n_skips
+ * layers of the encoder from the shallowest to the deepest; each must
+ * have half the height and width of the one before, the first half the
+ * input's. The encoder enters through nn_model_apply (weights shared with
+ * `encoder`, one summary row), up to the deepest skip. The decoder has
+ * n_filters = n_skips - 1 upsample blocks (pix2pix's upsample):
+ *   Conv2DTranspose(filters[i], 3, strides 2, "same", no bias, kernel
+ *   N(0, 0.02)) - BatchNormalization - [Dropout] - ReLU,
+ * filters[0] on the deepest skip, each followed by a Concatenate with the
+ * next shallower skip; then Conv2DTranspose(classes, 3, strides 2,
+ * "same", with bias) gives the output at the input's resolution. The
+ * decoder's weights come from `seed`. The encoder may be freed first. */
+NN_API nn_model *nn_unet(nn_model *encoder, int n_skips,
+                         const char *const *skip_names, int n_filters,
+                         const int *filters, int classes, uint64_t seed,
+                         const nn_unet_opts *opts);
 
 typedef enum nn_preprocess_mode {
     /* RGB -> BGR, then minus [103.939, 116.779, 123.68]; no scaling

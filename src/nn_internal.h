@@ -101,6 +101,8 @@ typedef enum nn_opts_kind {
     NN_OPTS_UPSAMPLING2D,
     NN_OPTS_SEPARABLE_CONV2D,
     NN_OPTS_PREPROCESS,
+    NN_OPTS_MOBILENET_V2,
+    NN_OPTS_UNET,
     NN_OPTS_KIND_COUNT
 } nn_opts_kind;
 
@@ -143,8 +145,10 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
              nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
              nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
-             nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D,     \
-             nn_preprocess_opts *: NN_OPTS_PREPROCESS)
+             nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D,             \
+             nn_preprocess_opts *: NN_OPTS_PREPROCESS,                         \
+             nn_mobilenet_v2_opts *: NN_OPTS_MOBILENET_V2,                     \
+             nn_unet_opts *: NN_OPTS_UNET)
 
 /* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
  * conditional makes a src of another struct type a compile error. */

@@ -220,7 +220,9 @@ static void test_opts_every_struct(void **state)
         [NN_OPTS_CONV2D_TRANSPOSE] = sizeof(nn_conv2d_transpose_opts),
         [NN_OPTS_UPSAMPLING2D] = sizeof(nn_upsampling2d_opts),
         [NN_OPTS_SEPARABLE_CONV2D] = sizeof(nn_separable_conv2d_opts),
-        [NN_OPTS_PREPROCESS] = sizeof(nn_preprocess_opts)};
+        [NN_OPTS_PREPROCESS] = sizeof(nn_preprocess_opts),
+        [NN_OPTS_MOBILENET_V2] = sizeof(nn_mobilenet_v2_opts),
+        [NN_OPTS_UNET] = sizeof(nn_unet_opts)};
     for (int k = 0; k < NN_OPTS_KIND_COUNT; k++) {
         uint8_t src[BUF], dst[BUF];
         size_t n = sizes[k], got;

@@ -1,4 +1,5 @@
 /* Model zoo and weight import: ResNet50 in both flavours and its blocks,
+ * MobileNetV2 in both flavours, the U-Net builder,
  * the Q3d / Q3e transfer models, safetensors import (every error names
  * its tensor; hostile files never crash) and export, preprocessing. */
 #include <stdarg.h>
@@ -1078,6 +1079,519 @@ static void test_preprocess_input(void **state)
     nn_tensor_free(t);
 }
 
+/* ------------------------------------------------------------------ */
+/* MobileNetV2                                                         */
+/* ------------------------------------------------------------------ */
+
+static nn_model *mobilenet(int hw, nn_mobilenet_flavor flavor, int top,
+                           double alpha)
+{
+    nn_mobilenet_v2_opts o = NN_MOBILENET_V2_OPTS_INIT;
+    o.flavor = flavor;
+    o.include_top = top;
+    o.alpha = alpha;
+    nn_model *m = nn_mobilenet_v2(hw, hw, 3, 1, &o);
+    if (!m) fail_msg("nn_mobilenet_v2: %s", nn_last_error());
+    return m;
+}
+
+/* Keras' layer list of MobileNetV2 (include_top=False): 154 layers. */
+static void expect_keras_layers(nn_model *m)
+{
+    static const char *const head[] = {
+        "input_1", "Conv1", "bn_Conv1", "Conv1_relu",
+        "expanded_conv_depthwise", "expanded_conv_depthwise_BN",
+        "expanded_conv_depthwise_relu", "expanded_conv_project",
+        "expanded_conv_project_BN", "block_1_expand", "block_1_expand_BN",
+        "block_1_expand_relu", "block_1_pad", "block_1_depthwise",
+        "block_1_depthwise_BN", "block_1_depthwise_relu", "block_1_project",
+        "block_1_project_BN", "block_2_expand"};
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        assert_string_equal(nn_layer_name(nn_model_layer(m, (int)i)),
+                            head[i]);
+    static const char *const some[] = {
+        "block_2_add",  "block_3_pad",  "block_5_add",  "block_6_pad",
+        "block_9_add",  "block_12_add", "block_13_pad", "block_15_add",
+        "block_16_project_BN", "Conv_1", "Conv_1_bn", "out_relu"};
+    for (size_t i = 0; i < sizeof some / sizeof some[0]; i++)
+        assert_non_null(nn_model_find_layer(m, some[i]));
+    static const char *const absent[] = {"block_0_expand", "block_1_add",
+                                         "block_3_add", "block_16_add",
+                                         "block_10_add", "block_2_pad"};
+    for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++)
+        assert_null(nn_model_find_layer(m, absent[i]));
+    assert_string_equal(
+        nn_layer_type(nn_model_find_layer(m, "block_1_depthwise")),
+        "DepthwiseConv2D");
+    assert_string_equal(nn_layer_type(nn_model_find_layer(m, "out_relu")),
+                        "ReLU");
+    assert_string_equal(nn_layer_type(nn_model_find_layer(m, "block_1_pad")),
+                        "ZeroPadding2D");
+}
+
+static void test_mobilenet_v2_keras_counts(void **state)
+{
+    static const int sizes[] = {224, 128, 96};
+    for (size_t i = 0; i < 3; i++) {
+        int hw = sizes[i];
+        nn_model *m = mobilenet(hw, NN_MOBILENET_KERAS, 0, 1.0);
+        assert_int_equal(nn_model_num_params(m), 2257984);
+        assert_int_equal(nn_model_num_params(m) -
+                             nn_model_num_trainable_params(m),
+                         34112);
+        assert_int_equal(nn_model_num_layers(m), 154); /* as Keras' */
+        expect_keras_layers(m);
+        assert_string_equal(nn_layer_name(nn_model_output(m)), "out_relu");
+        assert_shape(nn_model_output(m), hw / 32, hw / 32, 1280);
+        char name[32];
+        snprintf(name, sizeof name, "mobilenetv2_1.00_%d", hw);
+        assert_string_equal(nn_model_name(m), name);
+        /* correct_pad on an even size: one row and column, bottom/right */
+        assert_shape(nn_model_find_layer(m, "Conv1"), hw / 2, hw / 2, 32);
+        assert_shape(nn_model_find_layer(m, "block_1_pad"), hw / 2 + 1,
+                     hw / 2 + 1, 96);
+        assert_shape(nn_model_find_layer(m, "block_1_depthwise"), hw / 4,
+                     hw / 4, 96);
+        assert_shape(nn_model_find_layer(m, "block_13_expand_relu"),
+                     hw / 16, hw / 16, 576);
+        assert_shape(nn_model_find_layer(m, "block_16_project"), hw / 32,
+                     hw / 32, 320);
+        nn_layer *bn = nn_model_find_layer(m, "block_5_depthwise_BN");
+        assert_float_equal(stored_config_f32(bn, BN_EPSILON), 1e-3f, 1e-12);
+        assert_float_equal(stored_config_f32(bn, BN_MOMENTUM), 0.999f, 1e-7);
+        assert_int_equal(stride_h(m, "Conv1"), 2);
+        assert_int_equal(stored_config_i32(nn_model_find_layer(m, "Conv1"),
+                                           CONV_PADDING),
+                         NN_PADDING_SAME);
+        assert_int_equal(nn_layer_num_weights(
+                             nn_model_find_layer(m, "block_3_depthwise")),
+                         1); /* no bias */
+        nn_model_free(m);
+    }
+    nn_model *m = mobilenet(224, NN_MOBILENET_KERAS, 1, 1.0);
+    assert_int_equal(nn_model_num_params(m), 3538984);
+    assert_int_equal(nn_model_num_layers(m), 156);
+    assert_string_equal(nn_layer_name(nn_model_output(m)), "predictions");
+    assert_string_equal(
+        nn_layer_type(nn_model_find_layer(m, "global_average_pooling2d")),
+        "GlobalAveragePooling2D");
+    assert_int_equal(nn_model_output(m)->activation, NN_ACT_SOFTMAX);
+    nn_model_free(m);
+}
+
+/* correct_pad on odd sizes pads one row on each side, as SAME does. */
+static void test_mobilenet_v2_odd_sizes_and_alpha(void **state)
+{
+    nn_model *m = mobilenet(99, NN_MOBILENET_KERAS, 0, 1.0);
+    assert_shape(nn_model_find_layer(m, "Conv1"), 50, 50, 32);
+    assert_shape(nn_model_find_layer(m, "block_1_pad"), 51, 51, 96);
+    assert_shape(nn_model_find_layer(m, "block_1_depthwise"), 25, 25, 96);
+    assert_shape(nn_model_find_layer(m, "block_3_pad"), 27, 27, 144);
+    assert_shape(nn_model_output(m), 4, 4, 1280);
+    assert_int_equal(nn_model_num_params(m), 2257984);
+    nn_model_free(m);
+    /* Keras' counts for the other ImageNet widths (include_top=False) */
+    static const struct {
+        double alpha;
+        int64_t total, non_trainable;
+    } widths[] = {{0.35, 410208, 14080},
+                  {0.5, 706224, 18544},
+                  {0.75, 1382064, 26640}};
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        m = mobilenet(96, NN_MOBILENET_KERAS, 0, widths[i].alpha);
+        if (nn_model_num_params(m) != widths[i].total ||
+            nn_model_num_params(m) - nn_model_num_trainable_params(m) !=
+                widths[i].non_trainable)
+            fail_msg("alpha %.2f: %lld params, %lld non-trainable",
+                     widths[i].alpha, (long long)nn_model_num_params(m),
+                     (long long)(nn_model_num_params(m) -
+                                 nn_model_num_trainable_params(m)));
+        nn_model_free(m);
+    }
+    m = mobilenet(96, NN_MOBILENET_KERAS, 0, 0.35);
+    assert_string_equal(nn_model_name(m), "mobilenetv2_0.35_96");
+    assert_shape(nn_model_find_layer(m, "Conv1"), 48, 48, 16);
+    assert_shape(nn_model_find_layer(m, "block_16_project"), 3, 3, 112);
+    assert_shape(nn_model_output(m), 3, 3, 1280);
+    nn_model_free(m);
+    /* above 1, the last 1x1 conv widens too */
+    m = mobilenet(64, NN_MOBILENET_KERAS, 0, 1.4);
+    assert_shape(nn_model_output(m), 2, 2, 1792);
+    assert_shape(nn_model_find_layer(m, "Conv1"), 32, 32, 48);
+    nn_model_free(m);
+}
+
+static void test_mobilenet_v2_torchvision(void **state)
+{
+    nn_model *m = mobilenet(224, NN_MOBILENET_TORCHVISION, 1, 1.0);
+    /* torchvision's 3,504,872 plus the BN running statistics */
+    assert_int_equal(nn_model_num_trainable_params(m), 3504872);
+    assert_int_equal(nn_model_num_params(m), 3504872 + 34112);
+    assert_int_equal(nn_model_num_layers(m), 158); /* + Conv1_pad, dropout */
+    assert_shape(nn_model_find_layer(m, "Conv1_pad"), 226, 226, 3);
+    nn_layer *c = nn_model_find_layer(m, "Conv1");
+    assert_int_equal(stored_config_i32(c, CONV_PADDING), NN_PADDING_VALID);
+    assert_shape(c, 112, 112, 32);
+    assert_shape(nn_model_find_layer(m, "block_1_pad"), 114, 114, 96);
+    assert_shape(nn_model_find_layer(m, "block_1_depthwise"), 56, 56, 96);
+    assert_string_equal(nn_layer_type(nn_model_find_layer(m, "dropout")),
+                        "Dropout");
+    nn_layer *bn = nn_model_find_layer(m, "Conv_1_bn");
+    assert_float_equal(stored_config_f32(bn, BN_EPSILON), 1e-5f, 1e-12);
+    assert_float_equal(stored_config_f32(bn, BN_MOMENTUM), 0.9f, 1e-7);
+    nn_model_free(m);
+    m = mobilenet(64, NN_MOBILENET_TORCHVISION, 0, 1.0);
+    assert_int_equal(nn_model_num_params(m), 2257984);
+    assert_shape(nn_model_output(m), 2, 2, 1280);
+    nn_model_free(m);
+}
+
+static void test_mobilenet_v2_errors(void **state)
+{
+    nn_mobilenet_v2_opts o = NN_MOBILENET_V2_OPTS_INIT;
+    assert_null(nn_mobilenet_v2(31, 32, 3, 1, &o));
+    assert_int_equal(nn_last_status(), NN_ERR_INVALID);
+    assert_non_null(strstr(nn_last_error(), "at least 32"));
+    assert_null(nn_mobilenet_v2(32, 32, 0, 1, &o));
+    static const double bad_alpha[] = {0.0, -1.0, 4.5, NAN};
+    for (size_t i = 0; i < 4; i++) {
+        o.alpha = bad_alpha[i];
+        assert_null(nn_mobilenet_v2(32, 32, 3, 1, &o));
+        assert_non_null(strstr(nn_last_error(), "alpha"));
+    }
+    o = (nn_mobilenet_v2_opts)NN_MOBILENET_V2_OPTS_INIT;
+    o.flavor = (nn_mobilenet_flavor)2;
+    assert_null(nn_mobilenet_v2(32, 32, 3, 1, &o));
+    assert_non_null(strstr(nn_last_error(), "flavour"));
+    o = (nn_mobilenet_v2_opts)NN_MOBILENET_V2_OPTS_INIT;
+    o.classes = 0;
+    assert_null(nn_mobilenet_v2(32, 32, 3, 1, &o));
+    o.include_top = 0; /* classes do not matter without a top */
+    nn_model *m = nn_mobilenet_v2(32, 32, 3, 1, &o);
+    assert_non_null(m);
+    nn_model_free(m);
+    /* an older options struct: the members it lacks keep their defaults */
+    o = (nn_mobilenet_v2_opts)NN_MOBILENET_V2_OPTS_INIT;
+    o.size = offsetof(nn_mobilenet_v2_opts, alpha);
+    o.alpha = 0.5;
+    o.name = "short";
+    o.classifier_activation = NN_ACT_NONE;
+    o.classes = 3;
+    m = nn_mobilenet_v2(32, 32, 3, 1, &o);
+    assert_string_equal(nn_model_name(m), "short");
+    assert_int_equal(nn_model_output(m)->out.d[0], 3);
+    assert_int_equal(nn_model_output(m)->activation, NN_ACT_NONE);
+    assert_int_equal(nn_model_num_params(m), 2257984 + 1280 * 3 + 3);
+    nn_model_free(m);
+    static const int at[] = {1, 2, 5, 50, 300};
+    o = (nn_mobilenet_v2_opts)NN_MOBILENET_V2_OPTS_INIT;
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        nn__debug_fail_alloc_after(at[i]);
+        m = nn_mobilenet_v2(32, 32, 3, 1, &o);
+        nn__debug_fail_alloc_after(0);
+        assert_null(m);
+        assert_int_equal(nn_last_status(), NN_ERR_NOMEM);
+    }
+}
+
+static void expect_mb_key(nn_layer_kind kind, const char *layer,
+                          const char *param, const char *want,
+                          nn_torch_layout want_layout)
+{
+    nn_layer l;
+    nn_param p;
+    memset(&l, 0, sizeof l);
+    memset(&p, 0, sizeof p);
+    l.kind = kind;
+    snprintf(l.name, sizeof l.name, "%s", layer);
+    snprintf(p.name, sizeof p.name, "%s", param);
+    char key[128];
+    nn_torch_layout layout = NN_TORCH_SAME;
+    bool ok = nn__mobilenet_v2_torch_key(&l, &p, key, sizeof key, &layout);
+    if (!want) {
+        if (ok) fail_msg("%s/%s mapped to '%s'", layer, param, key);
+        return;
+    }
+    if (!ok) fail_msg("%s/%s has no key", layer, param);
+    assert_string_equal(key, want);
+    assert_int_equal(layout, want_layout);
+}
+
+static void test_mobilenet_v2_key_map(void **state)
+{
+    const nn_layer_kind C = NN_KIND_CONV2D, B = NN_KIND_BATCHNORM,
+                        D = NN_KIND_DENSE, W = NN_KIND_DEPTHWISE_CONV2D;
+    const nn_torch_layout S = NN_TORCH_SAME;
+    expect_mb_key(C, "Conv1", "kernel", "features.0.0.weight", NN_TORCH_CONV);
+    expect_mb_key(B, "bn_Conv1", "moving_variance",
+                  "features.0.1.running_var", S);
+    expect_mb_key(W, "expanded_conv_depthwise", "depthwise_kernel",
+                  "features.1.conv.0.0.weight", NN_TORCH_DEPTHWISE);
+    expect_mb_key(B, "expanded_conv_depthwise_BN", "gamma",
+                  "features.1.conv.0.1.weight", S);
+    expect_mb_key(C, "expanded_conv_project", "kernel",
+                  "features.1.conv.1.weight", NN_TORCH_CONV);
+    expect_mb_key(B, "expanded_conv_project_BN", "beta",
+                  "features.1.conv.2.bias", S);
+    expect_mb_key(C, "block_1_expand", "kernel",
+                  "features.2.conv.0.0.weight", NN_TORCH_CONV);
+    expect_mb_key(B, "block_1_expand_BN", "moving_mean",
+                  "features.2.conv.0.1.running_mean", S);
+    expect_mb_key(W, "block_7_depthwise", "depthwise_kernel",
+                  "features.8.conv.1.0.weight", NN_TORCH_DEPTHWISE);
+    expect_mb_key(B, "block_7_depthwise_BN", "gamma",
+                  "features.8.conv.1.1.weight", S);
+    expect_mb_key(C, "block_16_project", "kernel",
+                  "features.17.conv.2.weight", NN_TORCH_CONV);
+    expect_mb_key(B, "block_16_project_BN", "beta",
+                  "features.17.conv.3.bias", S);
+    expect_mb_key(C, "Conv_1", "kernel", "features.18.0.weight",
+                  NN_TORCH_CONV);
+    expect_mb_key(B, "Conv_1_bn", "gamma", "features.18.1.weight", S);
+    expect_mb_key(D, "predictions", "kernel", "classifier.1.weight",
+                  NN_TORCH_LINEAR);
+    expect_mb_key(D, "predictions", "bias", "classifier.1.bias", S);
+    expect_mb_key(C, "expanded_conv_expand", "kernel", NULL, S);
+    expect_mb_key(C, "block_0_expand", "kernel", NULL, S);
+    expect_mb_key(C, "block_17_expand", "kernel", NULL, S);
+    expect_mb_key(C, "block_1_expandx", "kernel", NULL, S);
+    expect_mb_key(C, "block_1", "kernel", NULL, S);
+    expect_mb_key(C, "block_x_expand", "kernel", NULL, S);
+    expect_mb_key(C, "conv1_conv", "kernel", NULL, S);
+    expect_mb_key(W, "block_1_depthwise", "kernel", NULL, S);
+}
+
+/* Depthwise kernels: torch [C * mult, 1, kh, kw] -> [kh, kw, C, mult]. */
+static void test_mobilenet_v2_depthwise_layout(void **state)
+{
+    const char *json =
+        "{\"features.1.conv.0.0.weight\":{\"dtype\":\"F32\","
+        "\"shape\":[6,1,3,2],\"data_offsets\":[0,144]},"
+        "\"features.1.conv.0.0.bias\":{\"dtype\":\"F32\","
+        "\"shape\":[6],\"data_offsets\":[144,168]}}";
+    uint8_t data[168];
+    for (int i = 0; i < 42; i++) {
+        float v = (float)i;
+        memcpy(data + 4 * i, &v, 4);
+    }
+    write_st(tpath("dw.st"), json, data, sizeof data);
+    nn_model *m = nn_model_create(1);
+    int shape[3] = {5, 5, 3};
+    nn_depthwise_conv2d_opts o = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    o.name = "expanded_conv_depthwise";
+    o.depth_multiplier = 2;
+    assert_non_null(
+        nn_depthwise_conv2d(m, nn_input(m, 3, shape, NULL), 3, 2, &o));
+    assert_ok(nn_model_load_safetensors(m, tpath("dw.st"),
+                                        NN_WEIGHTS_TORCHVISION_MOBILENET_V2));
+    const float *k = weight(m, "expanded_conv_depthwise", 0);
+    for (int y = 0; y < 3; y++)
+        for (int x = 0; x < 2; x++)
+            for (int c = 0; c < 3; c++)
+                for (int j = 0; j < 2; j++)
+                    assert_float_equal(
+                        k[((y * 2 + x) * 3 + c) * 2 + j],
+                        (float)(((c * 2 + j) * 3 + y) * 2 + x), 0);
+    assert_float_equal(weight(m, "expanded_conv_depthwise", 1)[5], 41.0f, 0);
+    /* under the ResNet map the layer has no name */
+    assert_error(nn_model_load_safetensors(m, tpath("dw.st"),
+                                           NN_WEIGHTS_TORCHVISION_RESNET),
+                 NN_ERR_UNSUPPORTED, "nn_resnet50");
+    assert_error(nn_model_load_safetensors(m, tpath("dw.st"),
+                                           (nn_weight_map)3),
+                 NN_ERR_INVALID, "map");
+    nn_model_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* U-Net                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *const tutorial_skips[5] = {
+    "block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
+    "block_13_expand_relu", "block_16_project"};
+static const int tutorial_filters[4] = {512, 256, 128, 64};
+
+static nn_model *tutorial_unet(nn_model *enc, int classes, int freeze)
+{
+    nn_unet_opts o = NN_UNET_OPTS_INIT;
+    o.freeze_encoder = freeze;
+    nn_model *u = nn_unet(enc, 5, tutorial_skips, 4, tutorial_filters,
+                          classes, 7, &o);
+    if (!u) fail_msg("nn_unet: %s", nn_last_error());
+    return u;
+}
+
+/* The TensorFlow segmentation tutorial's model and its summary figures. */
+static void test_unet_tutorial_counts(void **state)
+{
+    nn_model *enc = mobilenet(128, NN_MOBILENET_KERAS, 0, 1.0);
+    nn_model *u = tutorial_unet(enc, 3, 1);
+    char *s = summary_of(u);
+    assert_non_null(strstr(s, "Total params: 6,504,227\n"));
+    assert_non_null(strstr(s, "Trainable params: 4,660,323\n"));
+    assert_non_null(strstr(s, "Non-trainable params: 1,843,904\n"));
+    /* the encoder is one row, cut after block_16_project */
+    const char *row = strstr(s, "mobilenetv2_1.00_128 (Functional)");
+    assert_non_null(row);
+    assert_null(strstr(row + 1, "mobilenetv2_1.00_128 (Functional)"));
+    assert_non_null(strstr(row, "(None, 4, 4, 320)"));
+    assert_non_null(strstr(row, "1,841,984"));
+    assert_null(strstr(s, "Conv_1"));
+    free(s);
+    assert_shape(nn_model_output(u), 128, 128, 3);
+    assert_string_equal(nn_layer_type(nn_model_output(u)), "Conv2DTranspose");
+    assert_string_equal(nn_model_name(u), "unet");
+    nn_layer *dbn = nn_model_find_layer(u, "batch_normalization");
+    assert_float_equal(stored_config_f32(dbn, BN_MOMENTUM), 0.99f, 1e-7);
+    /* concatenations in the tutorial's order: upsampled first, then skip */
+    static const int concat_ch[4][2] = {
+        {8, 1088}, {16, 448}, {32, 272}, {64, 160}};
+    int k = 0;
+    for (int i = 0; i < nn_model_num_layers(u); i++) {
+        nn_layer *l = nn_model_layer(u, i);
+        if (strcmp(nn_layer_type(l), "Concatenate")) continue;
+        assert_true(k < 4);
+        assert_shape(l, concat_ch[k][0], concat_ch[k][0], concat_ch[k][1]);
+        assert_string_equal(nn_layer_type(nn_layer_input(l, 0)), "ReLU");
+        assert_string_equal(nn_layer_name(nn_layer_input(l, 1)),
+                            tutorial_skips[3 - k]);
+        k++;
+    }
+    assert_int_equal(k, 4);
+    /* the weights are the encoder's own */
+    nn_layer *a = nn_model_find_layer(enc, "block_3_depthwise");
+    nn_layer *b = nn_model_find_layer(u, "block_3_depthwise");
+    assert_ptr_equal(nn_tensor_data(nn_layer_weight(a, 0)),
+                     nn_tensor_data(nn_layer_weight(b, 0)));
+    assert_false(nn_layer_trainable(b));
+    assert_true(nn_layer_trainable(a)); /* only the U-Net's copy froze */
+    nn_model_free(enc); /* either may be freed first */
+    assert_int_equal(nn_model_num_params(u), 6504227);
+    nn_model_free(u);
+
+    /* one output channel: only the last layer differs (9 * 160 + 1) */
+    enc = mobilenet(128, NN_MOBILENET_KERAS, 0, 1.0);
+    u = tutorial_unet(enc, 1, 1);
+    assert_int_equal(nn_model_num_params(u), 6504227 - 4323 + 1441);
+    assert_int_equal(nn_model_num_trainable_params(u), 4660323 - 4323 + 1441);
+    nn_model_free(u);
+    /* not frozen: only the BN statistics stay non-trainable */
+    u = tutorial_unet(enc, 1, 0);
+    assert_true(nn_layer_trainable(nn_model_find_layer(u, "Conv1")));
+    assert_int_equal(nn_model_num_params(u) - nn_model_num_trainable_params(u),
+                     1920 + 34112 - 2 * 320 - 2 * 1280);
+    nn_model_free(u);
+    nn_model_free(enc);
+}
+
+/* The decoder's transposed convolutions start from N(0, 0.02). */
+static void test_unet_decoder_init(void **state)
+{
+    nn_model *enc = mobilenet(64, NN_MOBILENET_KERAS, 0, 0.35);
+    static const char *const skips[3] = {
+        "block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu"};
+    static const int filters[2] = {64, 32};
+    nn_unet_opts o = NN_UNET_OPTS_INIT;
+    o.dropout = 0.5;
+    o.activation = NN_ACT_SIGMOID;
+    o.name = "small";
+    o.encoder_name = "down_stack";
+    o.bn_momentum = 0.9;
+    nn_model *u = nn_unet(enc, 3, skips, 2, filters, 2, 3, &o);
+    assert_non_null(u);
+    assert_shape(nn_model_output(u), 64, 64, 2);
+    assert_int_equal(nn_model_output(u)->activation, NN_ACT_SIGMOID);
+    char *s = summary_of(u);
+    assert_non_null(strstr(s, "down_stack (Functional)"));
+    assert_non_null(strstr(s, "Model: \"small\""));
+    free(s);
+    int dropouts = 0, checked = 0, bns = 0;
+    for (int i = 0; i < nn_model_num_layers(u); i++) {
+        nn_layer *l = nn_model_layer(u, i);
+        dropouts += !strcmp(nn_layer_type(l), "Dropout");
+        if (!strcmp(nn_layer_type(l), "BatchNormalization") && !l->group[0]) {
+            assert_float_equal(stored_config_f32(l, BN_MOMENTUM), 0.9f, 1e-7);
+            bns++;
+        }
+        if (strcmp(nn_layer_type(l), "Conv2DTranspose") ||
+            l == nn_model_output(u))
+            continue;
+        assert_int_equal(nn_layer_num_weights(l), 1); /* no bias */
+        nn_tensor *w = nn_layer_weight(l, 0);
+        const float *d = nn_tensor_data(w);
+        double sum = 0, sq = 0;
+        int64_t n = nn_tensor_size(w);
+        for (int64_t j = 0; j < n; j++) {
+            sum += d[j];
+            sq += (double)d[j] * d[j];
+        }
+        double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+        assert_true(fabs(mean) < 0.002);
+        assert_true(sd > 0.0185 && sd < 0.0215);
+        checked++;
+    }
+    assert_int_equal(checked, 2);
+    assert_int_equal(dropouts, 2);
+    assert_int_equal(bns, 2);
+    assert_int_equal(nn_layer_num_weights(nn_model_output(u)), 2);
+    nn_model_free(u);
+    nn_model_free(enc);
+}
+
+static void test_unet_errors(void **state)
+{
+    nn_model *enc = mobilenet(64, NN_MOBILENET_KERAS, 0, 0.35);
+    const int f[4] = {8, 8, 8, 8};
+    assert_null(nn_unet(NULL, 5, tutorial_skips, 4, f, 1, 1, NULL));
+    assert_int_equal(nn_last_status(), NN_ERR_INVALID);
+    assert_null(nn_unet(enc, 5, NULL, 4, f, 1, 1, NULL));
+    assert_null(nn_unet(enc, 5, tutorial_skips, 3, f, 1, 1, NULL));
+    assert_non_null(strstr(nn_last_error(), "give 4"));
+    assert_null(nn_unet(enc, 0, tutorial_skips, 0, f, 1, 1, NULL));
+    assert_null(nn_unet(enc, 5, tutorial_skips, 4, f, 0, 1, NULL));
+    const int f0[4] = {8, 0, 8, 8};
+    assert_null(nn_unet(enc, 5, tutorial_skips, 4, f0, 1, 1, NULL));
+    assert_non_null(strstr(nn_last_error(), "filters[1]"));
+    const char *missing[2] = {"block_1_expand_relu", "block_99"};
+    assert_null(nn_unet(enc, 2, missing, 1, f, 1, 1, NULL));
+    assert_non_null(strstr(nn_last_error(), "'block_99'"));
+    const char *reversed[2] = {"block_3_expand_relu", "block_1_expand_relu"};
+    assert_null(nn_unet(enc, 2, reversed, 1, f, 1, 1, NULL));
+    assert_int_equal(nn_last_status(), NN_ERR_SHAPE);
+    assert_non_null(strstr(nn_last_error(), "shallowest"));
+    const char *same[2] = {"block_1_expand_relu", "block_1_expand"};
+    assert_null(nn_unet(enc, 2, same, 1, f, 1, 1, NULL));
+    nn_unet_opts o = NN_UNET_OPTS_INIT;
+    o.dropout = 1.0;
+    assert_null(nn_unet(enc, 5, tutorial_skips, 4, f, 1, 1, &o));
+    o = (nn_unet_opts)NN_UNET_OPTS_INIT;
+    o.activation = NN_ACT_RELU;
+    assert_null(nn_unet(enc, 5, tutorial_skips, 4, f, 1, 1, &o));
+    o = (nn_unet_opts)NN_UNET_OPTS_INIT;
+    o.bn_momentum = 1.0;
+    assert_null(nn_unet(enc, 5, tutorial_skips, 4, f, 1, 1, &o));
+    assert_non_null(strstr(nn_last_error(), "bn_momentum"));
+    nn_model *empty = nn_model_create(1);
+    assert_null(nn_unet(empty, 5, tutorial_skips, 4, f, 1, 1, NULL));
+    nn_model_free(empty);
+    /* allocation failures at every step: NULL, NN_ERR_NOMEM, no leak */
+    int k;
+    const char *two[2] = {"block_1_expand_relu", "block_3_expand_relu"};
+    for (k = 1; k < 400; k++) {
+        nn__debug_fail_alloc_after(k);
+        nn_model *u = nn_unet(enc, 2, two, 1, f, 1, 1, NULL);
+        nn__debug_fail_alloc_after(0);
+        if (u) {
+            nn_model_free(u);
+            break;
+        }
+        assert_int_equal(nn_last_status(), NN_ERR_NOMEM);
+    }
+    assert_true(k > 1 && k < 400);
+    nn_model_free(enc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1098,6 +1612,15 @@ int main(void)
         cmocka_unit_test(test_torchvision_key_map),
         cmocka_unit_test(test_torchvision_layouts),
         cmocka_unit_test(test_preprocess_input),
+        cmocka_unit_test(test_mobilenet_v2_keras_counts),
+        cmocka_unit_test(test_mobilenet_v2_odd_sizes_and_alpha),
+        cmocka_unit_test(test_mobilenet_v2_torchvision),
+        cmocka_unit_test(test_mobilenet_v2_errors),
+        cmocka_unit_test(test_mobilenet_v2_key_map),
+        cmocka_unit_test(test_mobilenet_v2_depthwise_layout),
+        cmocka_unit_test(test_unet_tutorial_counts),
+        cmocka_unit_test(test_unet_decoder_init),
+        cmocka_unit_test(test_unet_errors),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -391,6 +391,8 @@ _SIGNATURES = {
 # ---- model zoo and weight import (src/zoo/, src/io/safetensors.c)
 RESNET_KERAS, RESNET_TORCHVISION = 0, 1
 WEIGHTS_LIBNN, WEIGHTS_TORCHVISION_RESNET = 0, 1
+WEIGHTS_TORCHVISION_MOBILENET_V2 = 2
+MOBILENET_KERAS, MOBILENET_TORCHVISION = 0, 1
 PREPROCESS_CAFFE, PREPROCESS_TF, PREPROCESS_TORCH = 0, 1, 2
 
 
@@ -403,7 +405,35 @@ class nn_resnet_opts(ctypes.Structure):
 _DEFAULTS[nn_resnet_opts] = dict(flavor=RESNET_KERAS, include_top=1,
                                  classes=1000,
                                  classifier_activation=ACT_SOFTMAX)
+
+
+class nn_mobilenet_v2_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p), ("flavor", c_int),
+                ("include_top", c_int), ("classes", c_int),
+                ("classifier_activation", c_int), ("alpha", c_double)]
+
+
+_DEFAULTS[nn_mobilenet_v2_opts] = dict(flavor=MOBILENET_KERAS, include_top=1,
+                                       classes=1000,
+                                       classifier_activation=ACT_SOFTMAX,
+                                       alpha=1.0)
+
+
+class nn_unet_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("encoder_name", c_char_p), ("freeze_encoder", c_int),
+                ("activation", c_int), ("dropout", c_double),
+                ("bn_momentum", c_double)]
+
+
+_DEFAULTS[nn_unet_opts] = dict(activation=ACT_NONE, bn_momentum=0.99)
+
 _SIGNATURES.update({
+    "nn_mobilenet_v2": (ModelP, [c_int, c_int, c_int, c_uint64,
+                                 ctypes.POINTER(nn_mobilenet_v2_opts)], _N),
+    "nn_unet": (ModelP, [ModelP, c_int, ctypes.POINTER(c_char_p), c_int,
+                         ctypes.POINTER(c_int), c_int, c_uint64,
+                         ctypes.POINTER(nn_unet_opts)], _N),
     "nn_resnet_identity_block": (LayerP, [ModelP, LayerP] + [c_int] * 5
                                  + [c_char_p], _N),
     "nn_resnet_conv_block": (LayerP, [ModelP, LayerP] + [c_int] * 6

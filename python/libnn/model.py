@@ -35,7 +35,11 @@ INITIALIZERS = {None: _lib.INIT_DEFAULT, "default": _lib.INIT_DEFAULT,
 _FLAVORS = {"keras": _lib.RESNET_KERAS,
             "torchvision": _lib.RESNET_TORCHVISION}
 _WEIGHT_MAPS = {"libnn": _lib.WEIGHTS_LIBNN,
-                "torchvision_resnet": _lib.WEIGHTS_TORCHVISION_RESNET}
+                "torchvision_resnet": _lib.WEIGHTS_TORCHVISION_RESNET,
+                "torchvision_mobilenet_v2":
+                    _lib.WEIGHTS_TORCHVISION_MOBILENET_V2}
+_MOBILENET_FLAVORS = {"keras": _lib.MOBILENET_KERAS,
+                      "torchvision": _lib.MOBILENET_TORCHVISION}
 FLIP_MODES = {"horizontal": _lib.FLIP_HORIZONTAL,
               "vertical": _lib.FLIP_VERTICAL,
               "horizontal_and_vertical": _lib.FLIP_HORIZONTAL_AND_VERTICAL}
@@ -1312,6 +1316,50 @@ class Model:
         m._adopt_graph()
         return m
 
+    @classmethod
+    def mobilenet_v2(cls, input_shape=(224, 224, 3), alpha=1.0,
+                     include_top=True, classes=1000, flavor="keras",
+                     classifier_activation="softmax", seed=0, name=None):
+        """MobileNetV2 with Keras' layer names; flavor "keras" or
+        "torchvision" (loads torchvision's weights)."""
+        h, w, c = _shape(input_shape, "input_shape")
+        o = _lib.make_opts(
+            _lib.nn_mobilenet_v2_opts, name=_opts_name(name),
+            flavor=_choice(_MOBILENET_FLAVORS, flavor, "flavor"),
+            include_top=int(bool(include_top)), classes=_int(classes, "classes"),
+            classifier_activation=_choice(ACTIVATIONS, classifier_activation,
+                                          "classifier_activation"),
+            alpha=float(alpha))
+        m = cls.__new__(cls)
+        m._init(lib.nn_mobilenet_v2(h, w, c, int(seed), o))
+        m._adopt_graph()
+        return m
+
+    @classmethod
+    def unet(cls, encoder, skips, filters, classes, seed=0, name=None,
+             encoder_name=None, freeze_encoder=False, activation=None,
+             dropout=0.0, bn_momentum=0.99):
+        """A U-Net on `encoder` (a Model): skips are encoder layer names
+        from the shallowest to the deepest, filters the decoder's counts
+        (one fewer than the skips). Weights are shared with `encoder`."""
+        if not isinstance(encoder, Model):
+            raise TypeError("unet: encoder must be a libnn.Model")
+        names = (ctypes.c_char_p * max(len(skips), 1))(
+            *[_lib.encode(s) for s in skips])
+        fs = (ctypes.c_int * max(len(filters), 1))(
+            *[_int(f, "filters") for f in filters])
+        o = _lib.make_opts(
+            _lib.nn_unet_opts, name=_opts_name(name),
+            encoder_name=_opts_name(encoder_name),
+            freeze_encoder=int(bool(freeze_encoder)),
+            activation=_choice(ACTIVATIONS, activation, "activation"),
+            dropout=float(dropout), bn_momentum=float(bn_momentum))
+        m = cls.__new__(cls)
+        m._init(lib.nn_unet(encoder._ptr, len(skips), names, len(filters),
+                            fs, _int(classes, "classes"), int(seed), o))
+        m._adopt_graph()
+        return m
+
     def resnet_identity_block(self, x, kernel, filters, prefix,
                               flavor="keras"):
         f1, f2, f3 = (_int(f, "filters") for f in filters)
@@ -1330,7 +1378,8 @@ class Model:
 
     def load_safetensors(self, path, names="libnn"):
         """Loads every weight from a safetensors file; names "libnn"
-        ("<layer>/<weight>") or "torchvision_resnet" (state_dict keys)."""
+        ("<layer>/<weight>"), "torchvision_resnet" or
+        "torchvision_mobilenet_v2" (state_dict keys)."""
         lib.nn_model_load_safetensors(
             self._ptr, _lib.encode(os.fspath(path)),
             _choice(_WEIGHT_MAPS, names, "names"))

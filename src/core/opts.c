@@ -210,6 +210,20 @@ static const size_t preprocess_ends[] = {
     END(nn_preprocess_opts, reserved)};
 COMPLETE(nn_preprocess_opts, reserved);
 
+static const size_t mobilenet_v2_ends[] = {
+    END(nn_mobilenet_v2_opts, name), END(nn_mobilenet_v2_opts, flavor),
+    END(nn_mobilenet_v2_opts, include_top),
+    END(nn_mobilenet_v2_opts, classes),
+    END(nn_mobilenet_v2_opts, classifier_activation),
+    END(nn_mobilenet_v2_opts, alpha)};
+COMPLETE(nn_mobilenet_v2_opts, alpha);
+
+static const size_t unet_ends[] = {
+    END(nn_unet_opts, name), END(nn_unet_opts, encoder_name),
+    END(nn_unet_opts, freeze_encoder), END(nn_unet_opts, activation),
+    END(nn_unet_opts, dropout), END(nn_unet_opts, bn_momentum)};
+COMPLETE(nn_unet_opts, bn_momentum);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -258,6 +272,10 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
                                      separable_conv2d_ends),
     [NN_OPTS_PREPROCESS] = ROW(nn_preprocess_opts, "NN_PREPROCESS_OPTS_INIT",
                                preprocess_ends),
+    [NN_OPTS_MOBILENET_V2] = ROW(nn_mobilenet_v2_opts,
+                                 "NN_MOBILENET_V2_OPTS_INIT",
+                                 mobilenet_v2_ends),
+    [NN_OPTS_UNET] = ROW(nn_unet_opts, "NN_UNET_OPTS_INIT", unet_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */

@@ -558,13 +558,13 @@ typedef struct binding {
 static nn_status key_of(nn_weight_map map, nn_layer *l, nn_param *p,
                         char *key, size_t cap, nn_torch_layout *layout)
 {
-    if (map == NN_WEIGHTS_TORCHVISION_RESNET) {
-        NN_CHECK(nn__resnet_torch_key(l, p, key, cap, layout),
-                 NN_ERR_UNSUPPORTED,
-                 "safetensors: layer '%s' (%s) has no torchvision ResNet "
-                 "name; load torchvision weights into a model built by "
-                 "nn_resnet50 with the torchvision flavour",
-                 l->name, l->ops->type_name);
+    const nn_torch_map *tm = nn__torch_map(map);
+    if (tm) {
+        NN_CHECK(tm->key(l, p, key, cap, layout), NN_ERR_UNSUPPORTED,
+                 "safetensors: layer '%s' (%s) has no torchvision %s name; "
+                 "load torchvision %s weights into a model built by %s",
+                 l->name, l->ops->type_name, tm->model, tm->model,
+                 tm->builder);
         return NN_OK;
     }
     *layout = NN_TORCH_SAME;
@@ -587,6 +587,11 @@ static void file_shape(const nn_tensor *s, nn_torch_layout layout,
     } else if (layout == NN_TORCH_LINEAR && s->rank == 2) {
         out[0] = s->shape[1];
         out[1] = s->shape[0];
+    } else if (layout == NN_TORCH_DEPTHWISE && s->rank == 4) {
+        out[0] = s->shape[2] * s->shape[3];
+        out[1] = 1;
+        out[2] = s->shape[0];
+        out[3] = s->shape[1];
     }
 }
 
@@ -654,16 +659,16 @@ static nn_status check_binding(const st_file *f, const binding *b,
 static nn_status missing(const st_file *f, nn_weight_map map,
                          const binding *b, const char *key)
 {
-    bool conv_bias = map == NN_WEIGHTS_TORCHVISION_RESNET &&
-                     b->layer->kind == NN_KIND_CONV2D &&
+    const nn_torch_map *tm = nn__torch_map(map);
+    bool conv_bias = tm && b->layer->kind == NN_KIND_CONV2D &&
                      !strcmp(b->param->name, "bias");
     return fail_tensor(NN_ERR_FORMAT, f, key,
-                       "missing from the file (needed for '%s/%s')%s",
+                       "missing from the file (needed for '%s/%s')%s%s",
                        b->layer->name, b->param->name,
                        conv_bias ? "; torchvision's convolutions have no "
                                    "bias: build the model with "
-                                   "NN_RESNET_TORCHVISION"
-                                 : "");
+                                 : "",
+                       conv_bias ? tm->builder : "");
 }
 
 /* Pairs every parameter of m with its tensor and checks each pair. */
@@ -699,9 +704,11 @@ static bool skippable(nn_weight_map map, bool has_top, const char *name)
 {
     static const char tail[] = ".num_batches_tracked";
     size_t n = strlen(name), t = sizeof tail - 1;
-    if (map != NN_WEIGHTS_TORCHVISION_RESNET) return false;
+    const nn_torch_map *tm = nn__torch_map(map);
+    if (!tm) return false;
     if (n > t && !strcmp(name + n - t, tail)) return true;
-    return !has_top && !strncmp(name, "fc.", 3);
+    return !has_top &&
+           !strncmp(name, tm->top_prefix, strlen(tm->top_prefix));
 }
 
 static nn_status check_extra(const st_file *f, const nn_model *m,
@@ -738,6 +745,17 @@ static void store(const st_file *f, const binding *b)
         for (int64_t o = 0; o < out; o++)
             for (int64_t i = 0; i < in; i++)
                 dst[i * out + o] = f32_at(p, (size_t)(o * in + i));
+    } else if (b->layout == NN_TORCH_DEPTHWISE && v->rank == 4) {
+        /* [in * mult, 1, kh, kw] -> [kh, kw, in, mult]: torch's output
+         * channel c * mult + k is libnn's (c, k), so both index the
+         * channels in the same order */
+        int64_t kh = v->shape[0], kw = v->shape[1],
+                ch = v->shape[2] * v->shape[3];
+        for (int64_t c = 0; c < ch; c++)
+            for (int64_t y = 0; y < kh; y++)
+                for (int64_t x = 0; x < kw; x++)
+                    dst[(y * kw + x) * ch + c] =
+                        f32_at(p, (size_t)((c * kh + y) * kw + x));
     } else {
         for (int64_t i = 0; i < v->size; i++) dst[i] = f32_at(p, (size_t)i);
     }
@@ -755,9 +773,8 @@ nn_status nn_model_load_safetensors(nn_model *m, const char *path,
 {
     NN_CHECK(m && path, NN_ERR_INVALID,
              "nn_model_load_safetensors: NULL argument");
-    NN_CHECK(map == NN_WEIGHTS_LIBNN || map == NN_WEIGHTS_TORCHVISION_RESNET,
-             NN_ERR_INVALID, "nn_model_load_safetensors: unknown map %d",
-             (int)map);
+    NN_CHECK(map == NN_WEIGHTS_LIBNN || nn__torch_map(map), NN_ERR_INVALID,
+             "nn_model_load_safetensors: unknown map %d", (int)map);
     st_file f = {.path = path};
     st_tensor **sorted = NULL;
     binding *b = NULL;

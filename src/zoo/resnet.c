@@ -11,64 +11,10 @@
 /* The longest suffix a block appends to its prefix ("_1_relu"). */
 #define SUFFIX_MAX 8
 
-typedef struct flavor_cfg {
-    int conv_bias;
-    float bn_eps, bn_momentum; /* momentum in Keras' convention */
-} flavor_cfg;
-
-static flavor_cfg flavor_of(nn_resnet_flavor f)
+static nn_zoo_style flavor_of(nn_resnet_flavor f)
 {
-    if (f == NN_RESNET_TORCHVISION) return (flavor_cfg){0, 1e-5f, 0.9f};
-    return (flavor_cfg){1, 1.001e-5f, 0.99f};
-}
-
-/* Each helper passes a NULL input through, so the first failure's message
- * is the one the caller sees. */
-static nn_layer *conv(nn_model *m, nn_layer *x, int filters, int k,
-                      int stride, nn_padding pad, const flavor_cfg *f,
-                      const char *name)
-{
-    if (!x) return NULL;
-    nn_conv2d_opts o = NN_CONV2D_OPTS_INIT;
-    o.name = name;
-    o.stride_h = o.stride_w = stride;
-    o.padding = pad;
-    o.use_bias = f->conv_bias;
-    return nn_conv2d(m, x, filters, k, k, &o);
-}
-
-static nn_layer *bn(nn_model *m, nn_layer *x, const flavor_cfg *f,
-                    const char *name)
-{
-    if (!x) return NULL;
-    nn_batchnorm_opts o = NN_BATCHNORM_OPTS_INIT;
-    o.name = name;
-    o.epsilon = f->bn_eps;
-    o.momentum = f->bn_momentum;
-    return nn_batchnorm(m, x, &o);
-}
-
-static nn_layer *relu(nn_model *m, nn_layer *x, const char *name)
-{
-    if (!x) return NULL;
-    nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    o.name = name;
-    return nn_relu(m, x, &o);
-}
-
-static nn_layer *zeropad(nn_model *m, nn_layer *x, int p, const char *name)
-{
-    if (!x) return NULL;
-    nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    o.name = name;
-    return nn_zeropad2d(m, x, p, p, p, p, &o);
-}
-
-/* "<prefix><suffix>" into a name buffer. */
-static const char *nm(char *buf, const char *prefix, const char *suffix)
-{
-    snprintf(buf, NN_NAME_MAX, "%s%s", prefix, suffix);
-    return buf;
+    if (f == NN_RESNET_TORCHVISION) return (nn_zoo_style){0, 1e-5f, 0.9f};
+    return (nn_zoo_style){1, 1.001e-5f, 0.99f};
 }
 
 static nn_status check_block(const char *who, nn_model *m, nn_layer *x,
@@ -98,24 +44,27 @@ static nn_layer *branch(nn_model *m, nn_layer *x, int k, int f1, int f2,
                         int f3, int stride, nn_resnet_flavor flavor,
                         const char *p)
 {
-    flavor_cfg f = flavor_of(flavor);
+    nn_zoo_style f = flavor_of(flavor);
     char n[NN_NAME_MAX];
     bool torch = flavor == NN_RESNET_TORCHVISION;
-    x = conv(m, x, f1, 1, torch ? 1 : stride, NN_PADDING_VALID, &f,
-             nm(n, p, "_1_conv"));
-    x = bn(m, x, &f, nm(n, p, "_1_bn"));
-    x = relu(m, x, nm(n, p, "_1_relu"));
+    x = nn__zoo_conv(m, x, f1, 1, torch ? 1 : stride, NN_PADDING_VALID, &f,
+                     nn__zoo_name(n, p, "_1_conv"));
+    x = nn__zoo_bn(m, x, &f, nn__zoo_name(n, p, "_1_bn"));
+    x = nn__zoo_relu(m, x, nn__zoo_name(n, p, "_1_relu"));
     if (torch && (stride > 1 || k % 2 == 0)) {
-        x = zeropad(m, x, k / 2, nm(n, p, "_2_pad"));
-        x = conv(m, x, f2, k, stride, NN_PADDING_VALID, &f,
-                 nm(n, p, "_2_conv"));
+        x = nn__zoo_zeropad(m, x, k / 2, k / 2, k / 2, k / 2,
+                            nn__zoo_name(n, p, "_2_pad"));
+        x = nn__zoo_conv(m, x, f2, k, stride, NN_PADDING_VALID, &f,
+                         nn__zoo_name(n, p, "_2_conv"));
     } else {
-        x = conv(m, x, f2, k, 1, NN_PADDING_SAME, &f, nm(n, p, "_2_conv"));
+        x = nn__zoo_conv(m, x, f2, k, 1, NN_PADDING_SAME, &f,
+                         nn__zoo_name(n, p, "_2_conv"));
     }
-    x = bn(m, x, &f, nm(n, p, "_2_bn"));
-    x = relu(m, x, nm(n, p, "_2_relu"));
-    x = conv(m, x, f3, 1, 1, NN_PADDING_VALID, &f, nm(n, p, "_3_conv"));
-    return bn(m, x, &f, nm(n, p, "_3_bn"));
+    x = nn__zoo_bn(m, x, &f, nn__zoo_name(n, p, "_2_bn"));
+    x = nn__zoo_relu(m, x, nn__zoo_name(n, p, "_2_relu"));
+    x = nn__zoo_conv(m, x, f3, 1, 1, NN_PADDING_VALID, &f,
+                     nn__zoo_name(n, p, "_3_conv"));
+    return nn__zoo_bn(m, x, &f, nn__zoo_name(n, p, "_3_bn"));
 }
 
 /* shortcut + branch, then ReLU. */
@@ -125,10 +74,10 @@ static nn_layer *merge(nn_model *m, nn_layer *shortcut, nn_layer *x,
     if (!shortcut || !x) return NULL;
     char n[NN_NAME_MAX];
     nn_layer_opts o = NN_LAYER_OPTS_INIT;
-    o.name = nm(n, p, "_add");
+    o.name = nn__zoo_name(n, p, "_add");
     nn_layer *in[2] = {shortcut, x};
     nn_layer *sum = nn_add(m, 2, in, &o);
-    return relu(m, sum, nm(n, p, "_out"));
+    return nn__zoo_relu(m, sum, nn__zoo_name(n, p, "_out"));
 }
 
 nn_layer *nn_resnet_identity_block(nn_model *m, nn_layer *x, int kernel,
@@ -159,12 +108,12 @@ nn_layer *nn_resnet_conv_block(nn_model *m, nn_layer *x, int kernel, int f1,
     if (check_block(who, m, x, kernel, f1, f2, f3, stride, flavor, prefix) !=
         NN_OK)
         return NULL;
-    flavor_cfg f = flavor_of(flavor);
+    nn_zoo_style f = flavor_of(flavor);
     char n[NN_NAME_MAX];
     /* Keras creates the shortcut first: its layers come first in order. */
-    nn_layer *s = conv(m, x, f3, 1, stride, NN_PADDING_VALID, &f,
-                       nm(n, prefix, "_0_conv"));
-    s = bn(m, s, &f, nm(n, prefix, "_0_bn"));
+    nn_layer *s = nn__zoo_conv(m, x, f3, 1, stride, NN_PADDING_VALID, &f,
+                               nn__zoo_name(n, prefix, "_0_conv"));
+    s = nn__zoo_bn(m, s, &f, nn__zoo_name(n, prefix, "_0_bn"));
     if (!s) return NULL;
     nn_layer *y = branch(m, x, kernel, f1, f2, f3, stride, flavor, prefix);
     return merge(m, s, y, prefix);
@@ -190,16 +139,16 @@ static nn_layer *stack(nn_model *m, nn_layer *x, int filters, int blocks,
 static nn_layer *resnet50_layers(nn_model *m, int h, int w, int c,
                                  const nn_resnet_opts *o)
 {
-    flavor_cfg f = flavor_of(o->flavor);
+    nn_zoo_style f = flavor_of(o->flavor);
     int shape[3] = {h, w, c};
     nn_layer_opts io = NN_LAYER_OPTS_INIT;
     io.name = "input_1";
     nn_layer *x = nn_input(m, 3, shape, &io);
-    x = zeropad(m, x, 3, "conv1_pad");
-    x = conv(m, x, 64, 7, 2, NN_PADDING_VALID, &f, "conv1_conv");
-    x = bn(m, x, &f, "conv1_bn");
-    x = relu(m, x, "conv1_relu");
-    x = zeropad(m, x, 1, "pool1_pad");
+    x = nn__zoo_zeropad(m, x, 3, 3, 3, 3, "conv1_pad");
+    x = nn__zoo_conv(m, x, 64, 7, 2, NN_PADDING_VALID, &f, "conv1_conv");
+    x = nn__zoo_bn(m, x, &f, "conv1_bn");
+    x = nn__zoo_relu(m, x, "conv1_relu");
+    x = nn__zoo_zeropad(m, x, 1, 1, 1, 1, "pool1_pad");
     if (x) {
         nn_pool2d_opts po = NN_POOL2D_OPTS_INIT;
         po.name = "pool1_pool";
@@ -210,15 +159,9 @@ static nn_layer *resnet50_layers(nn_model *m, int h, int w, int c,
     x = stack(m, x, 128, 4, 2, o->flavor, 3);
     x = stack(m, x, 256, 6, 2, o->flavor, 4);
     x = stack(m, x, 512, 3, 2, o->flavor, 5);
-    if (!x || !o->include_top) return x;
-    nn_layer_opts go = NN_LAYER_OPTS_INIT;
-    go.name = "avg_pool";
-    x = nn_global_avgpool2d(m, x, &go);
-    if (!x) return NULL;
-    nn_dense_opts d = NN_DENSE_OPTS_INIT;
-    d.name = "predictions";
-    d.activation = o->classifier_activation;
-    return nn_dense(m, x, o->classes, &d);
+    if (!o->include_top) return x;
+    return nn__zoo_top(m, x, "avg_pool", 0.0f, o->classes,
+                       o->classifier_activation);
 }
 
 nn_model *nn_resnet50(int height, int width, int channels, uint64_t seed,
@@ -227,23 +170,15 @@ nn_model *nn_resnet50(int height, int width, int channels, uint64_t seed,
     nn_resnet_opts o = NN_RESNET_OPTS_INIT;
     if (nn__read_opts(&o, opts, "nn_resnet50") != NN_OK)
         return NULL;
-    if (height < 32 || width < 32 || channels < 1 ||
-        height > (1 << 16) || width > (1 << 16) || channels > (1 << 16)) {
-        nn__fail(NN_ERR_INVALID, "nn_resnet50: input %dx%dx%d; height and "
-                 "width must be at least 32", height, width, channels);
-        return NULL;
-    }
     if (o.flavor != NN_RESNET_KERAS && o.flavor != NN_RESNET_TORCHVISION) {
         nn__fail(NN_ERR_INVALID, "nn_resnet50: unknown flavour %d",
                  (int)o.flavor);
         return NULL;
     }
-    if (o.include_top && (o.classes < 1 || o.classes > (1 << 24) ||
-                          !nn__activation_ok(o.classifier_activation))) {
-        nn__fail(NN_ERR_INVALID, "nn_resnet50: %d classes, activation %d",
-                 o.classes, (int)o.classifier_activation);
+    if (nn__zoo_check_input("nn_resnet50", height, width, channels,
+                            o.include_top, o.classes,
+                            o.classifier_activation) != NN_OK)
         return NULL;
-    }
     nn_model *m = nn_model_create(seed);
     if (!m) return NULL;
     if (nn_model_set_name(m, o.name ? o.name : "resnet50") != NN_OK ||
@@ -255,19 +190,6 @@ nn_model *nn_resnet50(int height, int width, int channels, uint64_t seed,
 }
 
 /* ---------------- torchvision names ---------------- */
-
-/* Reads a positive decimal number at *s, advancing it. */
-static bool number(const char **s, int *out)
-{
-    int v = 0, digits = 0;
-    while (**s >= '0' && **s <= '9' && digits < 4) {
-        v = v * 10 + (**s - '0');
-        (*s)++;
-        digits++;
-    }
-    *out = v;
-    return digits > 0 && v > 0;
-}
 
 /* "conv1_conv" -> "conv1"; "conv1_bn" -> "bn1"; "convS_blockB_I_conv" ->
  * "layer<S-1>.<B-1>.conv<I>" (I = 0: "downsample.0"), "_bn" likewise with
@@ -281,10 +203,11 @@ static bool torch_module(const char *name, char *out, size_t cap)
     int stage, block;
     if (strncmp(s, "conv", 4)) return false;
     s += 4;
-    if (!number(&s, &stage) || stage < 2 || stage > 5) return false;
+    if (!nn__zoo_number(&s, &stage) || stage < 2 || stage > 5) return false;
     if (strncmp(s, "_block", 6)) return false;
     s += 6;
-    if (!number(&s, &block) || *s++ != '_') return false;
+    if (!nn__zoo_number(&s, &block) || block < 1 || *s++ != '_')
+        return false;
     int i = *s++ - '0';
     if (i < 0 || i > 3) return false;
     bool is_bn = !strcmp(s, "_bn");
@@ -299,31 +222,11 @@ static bool torch_module(const char *name, char *out, size_t cap)
     return n > 0 && (size_t)n < cap;
 }
 
-static const char *torch_param(nn_layer_kind kind, const char *param,
-                               nn_torch_layout *layout)
-{
-    static const char *const bn[][2] = {{"gamma", "weight"},
-                                        {"beta", "bias"},
-                                        {"moving_mean", "running_mean"},
-                                        {"moving_variance", "running_var"}};
-    *layout = NN_TORCH_SAME;
-    if (kind == NN_KIND_BATCHNORM) {
-        for (size_t i = 0; i < sizeof bn / sizeof bn[0]; i++)
-            if (!strcmp(param, bn[i][0])) return bn[i][1];
-        return NULL;
-    }
-    if (kind != NN_KIND_CONV2D && kind != NN_KIND_DENSE) return NULL;
-    if (!strcmp(param, "bias")) return "bias";
-    if (strcmp(param, "kernel")) return NULL;
-    *layout = kind == NN_KIND_CONV2D ? NN_TORCH_CONV : NN_TORCH_LINEAR;
-    return "weight";
-}
-
 bool nn__resnet_torch_key(const nn_layer *layer, const nn_param *param,
                           char *key, size_t cap, nn_torch_layout *layout)
 {
     char module[NN_NAME_MAX];
-    const char *p = torch_param(layer->kind, param->name, layout);
+    const char *p = nn__torch_param(layer, param->name, layout);
     if (!p || !torch_module(layer->name, module, sizeof module)) return false;
     int n = snprintf(key, cap, "%s.%s", module, p);
     return n > 0 && (size_t)n < cap;
