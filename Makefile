@@ -263,14 +263,23 @@ demo: deps
 	$(BUILD)/examples/cifar_cnn --history $(BUILD)/cifar_cnn_history.csv
 
 # Q1: plain-20/56 against ResNet-20/56 (examples/residual_vs_plain.c),
-# then its plots, all into $(RESIDUAL_OUT); longer runs:
-# make residual-experiment RESIDUAL_ARGS="--train 12000 --epochs 8"
+# every model from 3 seeds, then its plots, all into $(RESIDUAL_OUT); the
+# summary (mean and range per model, the orderings per seed) ends the
+# run's output. A run of seconds that only exercises the code:
+# make residual-experiment RESIDUAL_ARGS="--quick 1"
+# make residual-docs runs the default and copies the two figures README.md
+# and docs/diagnostics.md show into docs/.
 RESIDUAL_OUT ?= $(BUILD)/residual_out
 RESIDUAL_ARGS ?=
-.PHONY: residual-experiment
+.PHONY: residual-experiment residual-docs
 residual-experiment: lib $(BUILD)/examples/residual_vs_plain
 	$(BUILD)/examples/residual_vs_plain --out $(RESIDUAL_OUT) $(RESIDUAL_ARGS)
 	$(PYTHON) tools/plot_residual.py $(RESIDUAL_OUT)
+
+residual-docs: residual-experiment
+	cp $(RESIDUAL_OUT)/training_error.png docs/residual_training_error.png
+	cp $(RESIDUAL_OUT)/grad_profile.png docs/residual_grad_profile.png
+	@echo "docs/residual_*.png refreshed from $(RESIDUAL_OUT)"
 
 bench: lib $(BENCHES)
 	@scripts/run-bench.sh
