@@ -34,7 +34,7 @@ TOOLS    := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 # Each fuzz target's seeds and every input that ever crashed it, as cmocka
 # tests built with the normal compiler (tests/fuzz/driver.c).
-FUZZ_TARGETS := checkpoint safetensors idx cifar
+FUZZ_TARGETS := checkpoint safetensors idx cifar png manifest
 FUZZ_REGRESS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_regress_%)
 TESTS    += $(FUZZ_REGRESS)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
