@@ -111,14 +111,25 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" \
         print "Memory: peak_rss_mb is each process'"'"'s peak resident set;"
         print "base_rss_mb is the peak before the model exists (runtime share)."
     }'
-# Then ResNet50 inference (bench/resnet50_bench.c and its twin), when built
-# and no other benchmark was chosen; the extra arguments are the CNN's.
-resnet=${BUILD:-build}/bench/resnet50_bench
-if [ -z "${BENCH_BIN:-}" ] && [ -x "$resnet" ]; then
+# Then, when no other benchmark was chosen, each model benchmark that is
+# built, with its default flags (the extra arguments are the CNN's):
+# ResNet50 and MobileNetV2 inference, the U-Net's training and inference.
+# One benchmark: run_model <program> <twin> <title> <metrics>.
+run_model() {
+    [ -x "${BUILD:-build}/bench/$1" ] || return 0
     echo
-    BENCH_BIN=$resnet BENCH_TORCH=$here/bench/resnet50_bench_torch.py \
-        BENCH_TITLE="ResNet50 inference (torchvision flavour, 224x224x3, eval)" \
-        BENCH_METRICS="b1_ms b1_img_per_s b8_ms b8_img_per_s peak_rss_mb base_rss_mb" \
-        sh "$0" || status=1
+    BENCH_BIN=${BUILD:-build}/bench/$1 BENCH_TORCH=$here/bench/$2 \
+        BENCH_TITLE=$3 BENCH_METRICS=$4 sh "$0" || status=1
+}
+if [ -z "${BENCH_BIN:-}" ]; then
+    latency="b1_ms b1_img_per_s b8_ms b8_img_per_s peak_rss_mb base_rss_mb"
+    run_model resnet50_bench resnet50_bench_torch.py \
+        "ResNet50 inference (torchvision flavour, 224x224x3, eval)" "$latency"
+    run_model mobilenet_v2_bench mobilenet_v2_bench_torch.py \
+        "MobileNetV2 inference (1.0, torchvision flavour, 224x224x3, eval)" \
+        "$latency"
+    run_model unet_bench unet_bench_torch.py \
+        "U-Net (tutorial's: MobileNetV2 1.0 keras encoder frozen, 128x128x3, 512/256/128/64, 3 classes), batch 16" \
+        "train_ms train_img_per_s infer_ms infer_img_per_s peak_rss_mb base_rss_mb"
 fi
 exit $status
