@@ -325,9 +325,9 @@ static int run_resnet(int argc, char **argv)
            nn_version(), d.name, (long long)nn_tensor_dim(d.x_train, 0),
            (long long)nn_tensor_dim(d.x_test, 0), h, w);
     print_layout(a.t.batch_size);
-    printf("Backbone: %s ResNet50, frozen\n",
-           a.weights ? "torchvision (v1.5) with the weights of --weights"
-                     : "Keras with RANDOM weights (no --weights)");
+    printf("Backbone: ResNet50, frozen: %s\n",
+           a.weights ? "torchvision's (v1.5) with the weights of --weights"
+                     : "Keras' with RANDOM weights (no --weights)");
     nn_model *base = frozen_resnet50(224, a.weights, a.t.seed);
     nn_model *m = q3d_build(base, h, w, a.t.seed);
     check(nn_model_compile(m, nn_adam(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY,
