@@ -792,6 +792,17 @@ static frozen_net frozen_graph(void)
     return f;
 }
 
+/* dst's weights set to src's (models built alike). */
+static void copy_weights(nn_model *dst, const nn_model *src)
+{
+    for (int i = 0; i < src->n_layers; i++)
+        for (int j = 0; j < src->layers[i]->n_params; j++)
+            memcpy(dst->layers[i]->params[j].value.data,
+                   src->layers[i]->params[j].value.data,
+                   (size_t)src->layers[i]->params[j].value.size *
+                       sizeof(float));
+}
+
 /* Training plans a frozen backbone as inference does (shared buffers,
  * fusion, no gradient buffers); the steps equal those of a full plan,
  * which a pass that wants the input gradient gets. */
@@ -799,12 +810,7 @@ static void test_frozen_prefix_plan(void **state)
 {
     (void)state;
     frozen_net lean = frozen_graph(), full = frozen_graph();
-    for (int i = 0; i < lean.m->n_layers; i++) /* bn_random drew anew */
-        for (int j = 0; j < lean.m->layers[i]->n_params; j++)
-            memcpy(full.m->layers[i]->params[j].value.data,
-                   lean.m->layers[i]->params[j].value.data,
-                   (size_t)lean.m->layers[i]->params[j].value.size *
-                       sizeof(float));
+    copy_weights(full.m, lean.m); /* bn_random drew anew */
     nn_tensor *x = tensor4(5, 8, 8, 3), *y = one_hot(5, 4);
     nn_tensor *dx = tensor4(5, 8, 8, 3);
     gc_fill(x->data, x->size, 2.0);
@@ -908,12 +914,7 @@ static void test_activation_layers_fusion(void **state)
     nn_layer *pl, *pf;
     nn_model *lean = act_fusion_graph(&pl, true);
     nn_model *full = act_fusion_graph(&pf, true);
-    for (int i = 0; i < lean->n_layers; i++) /* bn_random drew anew */
-        for (int j = 0; j < lean->layers[i]->n_params; j++)
-            memcpy(full->layers[i]->params[j].value.data,
-                   lean->layers[i]->params[j].value.data,
-                   (size_t)lean->layers[i]->params[j].value.size *
-                       sizeof(float));
+    copy_weights(full, lean); /* bn_random drew anew */
     nn_tensor *dx = tensor4(3, 7, 7, 3);
     float loss;
     float a0 = pl->params[0].value.data[0];
