@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the CNN benchmark for libnn and, when PyTorch is installed, for its
-# PyTorch twin, then prints them side by side. Builds nothing (`make bench`
-# does that first).
+# PyTorch twin, then prints them side by side; then, the same way, ResNet50
+# inference and the Q4 defect classifier's latency (below). Builds nothing
+# (`make bench` does that first).
 #
 # The machine may be shared and noisy, so the two sides run alternately,
 # libnn first, BENCH_ROUNDS times (default 3), and each figure is the median
@@ -99,6 +100,8 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" \
             r = "-"
             if (k ~ /_per_s$/ && a != "-" && b != "-" && b + 0 > 0)
                 r = sprintf("%.2fx", a / b)
+            if (k ~ /_ms(_t[0-9]+)?$/ && a != "-" && b != "-" && a + 0 > 0)
+                r = sprintf("%.2fx", b / a)
             printf "%-18s %12s %12s %10s\n", k, a, b, r
         }
         if ((("libnn", "train_aug_img_per_s") in val) && val["libnn", "train_aug_img_per_s"] > 0)
@@ -107,7 +110,7 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" \
         if ((("libnn", "train_diag_img_per_s") in val) && val["libnn", "train_diag_img_per_s"] > 0)
             printf "diagnostics cost: training with per-step gradient norms is %.1f%% slower\n", \
                 100 * (val["libnn", "train_img_per_s"] / val["libnn", "train_diag_img_per_s"] - 1)
-        print "\nratio = libnn / PyTorch throughput (above 1: libnn is faster)."
+        print "\nratio = libnn / PyTorch throughput, PyTorch / libnn time (above 1: libnn is faster)."
         print "Memory: peak_rss_mb is each process'"'"'s peak resident set;"
         print "base_rss_mb is the peak before the model exists (runtime share)."
     }'
@@ -119,6 +122,22 @@ if [ -z "${BENCH_BIN:-}" ] && [ -x "$resnet" ]; then
     BENCH_BIN=$resnet BENCH_TORCH=$here/bench/resnet50_bench_torch.py \
         BENCH_TITLE="ResNet50 inference (torchvision flavour, 224x224x3, eval)" \
         BENCH_METRICS="b1_ms b1_img_per_s b8_ms b8_img_per_s peak_rss_mb base_rss_mb" \
+        sh "$0" || status=1
+fi
+# Then the Q4 defect classifier at batch 1 on 8-bit frames through the
+# product path (bench/classifier_bench.c and its twin), likewise.
+classifier=${BUILD:-build}/bench/classifier_bench
+if [ -z "${BENCH_BIN:-}" ] && [ -x "$classifier" ]; then
+    echo
+    latency="p50_ms_t1 p99_ms_t1"
+    allocs=allocs_per_call_t1
+    if [ "$threads" != 1 ]; then
+        latency="$latency p50_ms_t$threads p99_ms_t$threads"
+        allocs="$allocs allocs_per_call_t$threads"
+    fi
+    BENCH_BIN=$classifier BENCH_TORCH=$here/bench/classifier_bench_torch.py \
+        BENCH_TITLE="Defect classifier (Q4, 128x128x3 uint8 frames, batch 1, nn_context_classify_u8)" \
+        BENCH_METRICS="$latency $allocs peak_rss_mb base_rss_mb" \
         sh "$0" || status=1
 fi
 exit $status
