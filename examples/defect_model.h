@@ -60,12 +60,12 @@ static inline int dm_positive_class(dm_head h)
     return h == DM_TYPES ? NN_ALL_BUT(0) : 1;
 }
 
-/* Whether this libnn has the activation's layer: LeakyReLU and PReLU
- * arrive with layer kinds 29-32 (nn_leaky_relu, nn_prelu). Until then
- * their rows report themselves unavailable rather than fail. */
-#if defined(NN_HAVE_LEAKY_RELU)
-#define DM_HAVE_LEAKY 1
-#else
+/* Whether this libnn has the LeakyReLU and PReLU layers (nn_leaky_relu,
+ * nn_prelu: layer kinds 29-32, on their way from branch acts2). The
+ * header has no macro that says so, hence this switch: set it to 1 when
+ * include/nn.h declares them. Until then their rows of the table say
+ * they are unavailable rather than fail. */
+#ifndef DM_HAVE_LEAKY
 #define DM_HAVE_LEAKY 0
 #endif
 
@@ -86,9 +86,22 @@ static inline nn_layer *dm_activation(nn_model *m, nn_layer *x, dm_act a)
     switch (a) {
     case DM_RELU:
         return x; /* inside the convolution */
+#if DM_HAVE_LEAKY
+    case DM_LEAKY_RELU:
+        return nn_leaky_relu(m, x, 0.3f, NULL); /* Keras' default slope */
+    case DM_PRELU: {
+        /* one learned slope per channel, shared over height and width
+         * (Keras shared_axes=[1, 2], PyTorch's PReLU(C)); Keras starts
+         * them at 0 */
+        nn_prelu_opts p = NN_PRELU_OPTS_INIT;
+        p.shared_axes = (1u << 1) | (1u << 2);
+        return nn_prelu(m, x, &p);
+    }
+#else
     case DM_LEAKY_RELU:
     case DM_PRELU:
         break;
+#endif
     }
     return NULL; /* not in this libnn: dm_act_available says so first */
 }
