@@ -37,8 +37,8 @@ static const ex_program PROGRAM = {
     "the threshold that reaches 99% recall on the validation images with\n"
     "the recall and precision it leaves on the test images. --save FILE\n"
     "writes the row with the best validation precision at that threshold,\n"
-    "with its preprocessing and threshold (for nn-inspect). A few minutes\n"
-    "on two cores; --quick 1 is a run of seconds that checks the program.\n"
+    "with its preprocessing and threshold (for nn-inspect). --row N trains\n"
+    "one row only; --quick 1 is a run of seconds that checks the program.\n"
     "Writes no file unless --save is given.\n"};
 
 #define TARGET_RECALL 0.99

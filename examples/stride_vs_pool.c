@@ -26,8 +26,8 @@ static const ex_program PROGRAM = {
     "from the layers' shapes), measured training and inference images/s\n"
     "(median of --reps blocks), and test accuracy, precision, recall, F1\n"
     "and ROC AUC after the same training on the synthetic surface-defect\n"
-    "crops (about 1 defective in 10, class-weighted loss). About a minute\n"
-    "or two on two cores; --quick 1 is a run of seconds. Writes no file.\n"};
+    "crops (about 1 defective in 10, class-weighted loss). --quick 1 is a\n"
+    "run of seconds that checks the program. Writes no file.\n"};
 
 typedef struct measure {
     int64_t params, macs, comparisons;
