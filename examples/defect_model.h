@@ -60,20 +60,6 @@ static inline int dm_positive_class(dm_head h)
     return h == DM_TYPES ? NN_ALL_BUT(0) : 1;
 }
 
-/* Whether this libnn has the LeakyReLU and PReLU layers (nn_leaky_relu,
- * nn_prelu: layer kinds 29-32, on their way from branch acts2). The
- * header has no macro that says so, hence this switch: set it to 1 when
- * include/nn.h declares them. Until then their rows of the table say
- * they are unavailable rather than fail. */
-#ifndef DM_HAVE_LEAKY
-#define DM_HAVE_LEAKY 0
-#endif
-
-static inline int dm_act_available(dm_act a)
-{
-    return a == DM_RELU || DM_HAVE_LEAKY;
-}
-
 static inline const char *dm_act_name(dm_act a)
 {
     static const char *const names[] = {"ReLU", "LeakyReLU", "PReLU"};
@@ -85,8 +71,7 @@ static inline nn_layer *dm_activation(nn_model *m, nn_layer *x, dm_act a)
 {
     switch (a) {
     case DM_RELU:
-        return x; /* inside the convolution */
-#if DM_HAVE_LEAKY
+        break; /* inside the convolution */
     case DM_LEAKY_RELU:
         return nn_leaky_relu(m, x, 0.3f, NULL); /* Keras' default slope */
     case DM_PRELU: {
@@ -97,13 +82,8 @@ static inline nn_layer *dm_activation(nn_model *m, nn_layer *x, dm_act a)
         p.shared_axes = (1u << 1) | (1u << 2);
         return nn_prelu(m, x, &p);
     }
-#else
-    case DM_LEAKY_RELU:
-    case DM_PRELU:
-        break;
-#endif
     }
-    return NULL; /* not in this libnn: dm_act_available says so first */
+    return x;
 }
 
 static inline nn_layer *dm_conv_block(nn_model *m, nn_layer *x, int filters,
