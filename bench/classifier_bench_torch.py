@@ -64,7 +64,9 @@ class Product:
         self.threshold = threshold
 
     def classify(self, frame):
+        # NCHW and contiguous: PyTorch's fast convolution path
         x = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0).float()
+        x = x.contiguous()
         x = (x * self.scale - self.mean) / self.std
         probs = torch.softmax(self.model(x), 1)[0]
         score = float(probs[1])
