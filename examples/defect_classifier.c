@@ -51,16 +51,16 @@ typedef struct row {
 } row;
 
 static const row ROWS[] = {
-    {{DM_RELU, DM_SOFTMAX2, DM_MAXPOOL}, 0},
-    {{DM_RELU, DM_SOFTMAX2, DM_MAXPOOL}, 1},
-    {{DM_RELU, DM_SIGMOID, DM_MAXPOOL}, 0},
-    {{DM_RELU, DM_SIGMOID, DM_MAXPOOL}, 1},
-    {{DM_LEAKY_RELU, DM_SOFTMAX2, DM_MAXPOOL}, 1},
-    {{DM_LEAKY_RELU, DM_SIGMOID, DM_MAXPOOL}, 1},
-    {{DM_PRELU, DM_SOFTMAX2, DM_MAXPOOL}, 1},
-    {{DM_PRELU, DM_SIGMOID, DM_MAXPOOL}, 1},
-    {{DM_RELU, DM_TYPES, DM_MAXPOOL}, 0},
-    {{DM_RELU, DM_TYPES, DM_MAXPOOL}, 1},
+    {{DM_RELU, DM_SOFTMAX2, DM_MAXPOOL, 0, 1}, 0},
+    {{DM_RELU, DM_SOFTMAX2, DM_MAXPOOL, 0, 1}, 1},
+    {{DM_RELU, DM_SIGMOID, DM_MAXPOOL, 0, 1}, 0},
+    {{DM_RELU, DM_SIGMOID, DM_MAXPOOL, 0, 1}, 1},
+    {{DM_LEAKY_RELU, DM_SOFTMAX2, DM_MAXPOOL, 0, 1}, 1},
+    {{DM_LEAKY_RELU, DM_SIGMOID, DM_MAXPOOL, 0, 1}, 1},
+    {{DM_PRELU, DM_SOFTMAX2, DM_MAXPOOL, 0, 1}, 1},
+    {{DM_PRELU, DM_SIGMOID, DM_MAXPOOL, 0, 1}, 1},
+    {{DM_RELU, DM_TYPES, DM_MAXPOOL, 0, 1}, 0},
+    {{DM_RELU, DM_TYPES, DM_MAXPOOL, 0, 1}, 1},
 };
 #define NUM_ROWS EX_COUNT(ROWS)
 
@@ -82,26 +82,21 @@ typedef struct result {
     double seconds;
 } result;
 
-static nn_model *train_row(const row *r, const dm_split *tr, int epochs,
-                           int batch, float lr, unsigned long long seed)
+static nn_model *train_row(const row *r, const dm_train_data *d, int bn,
+                           int width, int epochs, int batch, float lr,
+                           unsigned long long seed)
 {
-    nn_model *m = dm_build(&r->arch, seed);
+    dm_arch arch = r->arch;
+    arch.bn = bn;
+    arch.width = width;
+    nn_model *m = dm_build(&arch, seed);
     if (!m) die("building the model");
     nn_adam_opts a = NN_ADAM_OPTS_INIT;
     a.learning_rate = lr;
     if (nn_model_compile(m, nn_adam(&a), dm_loss(r->arch.head), NULL) !=
         NN_OK)
         die("compile");
-    float w[NN_DEFECT_KINDS];
-    dm_balanced_weights(tr, r->arch.head, w);
-    nn_fit_opts f = NN_FIT_OPTS_INIT;
-    f.epochs = epochs;
-    f.batch_size = batch;
-    if (r->weighted) {
-        f.class_weight = w;
-        f.num_class_weight = dm_classes(r->arch.head);
-    }
-    if (nn_model_fit(m, tr->x, dm_labels(tr, r->arch.head), &f, NULL) != NN_OK)
+    if (dm_fit(m, r->arch.head, d, epochs, batch, r->weighted) != NN_OK)
         die("fit");
     return m;
 }
@@ -202,8 +197,8 @@ static void save_best(const best *b, const char *path)
 int main(int argc, char **argv)
 {
     int train_n = 1200, val_n = 400, test_n = 600, epochs = 6, batch = 32;
-    int threads = 0, quick = 0, only = 0;
-    float fraction = 0.1f, lr = 0.003f;
+    int threads = 0, quick = 0, only = 0, bn = 1, fresh = 1, width = 1;
+    float fraction = 0.1f, train_fraction = 0, lr = 0.003f;
     unsigned long long seed = 42;
     const char *save = NULL;
     const ex_option opts[] = {
@@ -215,9 +210,18 @@ int main(int argc, char **argv)
                "test crops (the table's figures)"),
         EX_FLOAT_ABOVE("defective", &fraction, 0, 1, "F",
                        "share of crops with a defect"),
+        EX_FLOAT_ABOVE("train-defective", &train_fraction, 0, 1, "F",
+                       "share of training crops with a defect (default: "
+                       "--defective's)"),
         EX_OPT_EPOCHS(&epochs),
         EX_OPT_BATCH_SIZE(&batch),
         EX_FLOAT_ABOVE("lr", &lr, 0, 1, "R", "Adam's learning rate"),
+        EX_INT("bn", &bn, 0, 1, "0|1",
+               "1: BatchNormalization after every convolution"),
+        EX_INT("width", &width, 1, 8, "K",
+               "convolutions of 8K, 16K, 32K, 32K filters"),
+        EX_INT("fresh", &fresh, 0, 1, "0|1",
+               "1: new training crops every epoch; 0: the same crops"),
         EX_OPT_SEED(&seed),
         EX_OPT_THREADS(&threads),
         EX_INT("quick", &quick, 0, 1, "0|1",
@@ -239,23 +243,29 @@ int main(int argc, char **argv)
     if (threads > 0 && nn_set_num_threads(threads) != NN_OK) die("--threads");
 
     dm_split tr, val, test;
+    dm_train_data td = {train_n,
+                        train_fraction > 0 ? train_fraction : fraction, seed,
+                        fresh};
     double t0 = seconds_now();
-    if (dm_split_make(&tr, train_n, fraction, seed) != NN_OK ||
+    if (dm_train_split(&td, 0, &tr) != NN_OK ||
         dm_split_make(&val, val_n, fraction, seed + 1000003) != NN_OK ||
         dm_split_make(&test, test_n, fraction, seed + 2000003) != NN_OK)
         die("synthetic defects");
     printf("libnn %s - synthetic surface defects, %dx%dx%d crops: %lld "
-           "train (%lld defective), %lld validation (%lld), %lld test (%lld)"
+           "train%s (%lld defective), %lld validation (%lld), %lld test (%lld)"
            " - generated in %.1f s\n",
            nn_version(), DM_SIZE, DM_SIZE, DM_CHANNELS, (long long)tr.n,
+           fresh ? " per epoch, fresh each epoch," : "",
            (long long)tr.defective, (long long)val.n,
            (long long)val.defective, (long long)test.n,
            (long long)test.defective, seconds_now() - t0);
-    printf("Each row: %d epochs, batch %d, Adam(%g), seed %llu, %d "
+    dm_split_free(&tr);
+    printf("Each row: %s%d epochs, batch %d, Adam(%g), seed %llu, %d "
            "threads. Columns: test accuracy, precision, recall, F1 at "
            "threshold 0.5, ROC AUC; then the largest threshold with %.0f%% "
            "recall on the validation crops, and the test recall and "
            "precision at it.\n",
+           bn ? "BatchNormalization after each convolution, " : "",
            epochs, batch, (double)lr, seed, nn_get_num_threads(),
            100 * TARGET_RECALL);
     print_header();
@@ -265,7 +275,7 @@ int main(int argc, char **argv)
         const row *r = &ROWS[i];
         if (only && only != i + 1) continue;
         double start = seconds_now();
-        nn_model *m = train_row(r, &tr, epochs, batch, lr, seed);
+        nn_model *m = train_row(r, &td, bn, width, epochs, batch, lr, seed);
         result res = evaluate_row(m, r->arch.head, &val, &test);
         res.seconds = seconds_now() - start;
         print_row(r, &res);
@@ -273,7 +283,6 @@ int main(int argc, char **argv)
     }
     if (save) save_best(&b, save);
     nn_model_free(b.m);
-    dm_split_free(&tr);
     dm_split_free(&val);
     dm_split_free(&test);
     return 0;

@@ -46,8 +46,15 @@ typedef struct dm_arch {
     dm_act act;
     dm_head head;
     dm_down down;
+    /* 1: BatchNormalization between each convolution and its activation
+     * (the convolution then has no bias: BN's beta replaces it). 0 is the
+     * network bench/classifier_bench.c and its PyTorch twin time. */
+    int bn;
+    /* filters of the convolutions: 8, 16, 32, 32 times `width`; 0 counts
+     * as 1 */
+    int width;
 } dm_arch;
-#define DM_ARCH_DEFAULT {DM_RELU, DM_SOFTMAX2, DM_MAXPOOL}
+#define DM_ARCH_DEFAULT {DM_RELU, DM_SOFTMAX2, DM_MAXPOOL, 0, 1}
 
 /* The classes of a head's output (2 for one sigmoid channel, as
  * nn_confusion and nn_binary_opts count them). */
@@ -91,9 +98,19 @@ static inline nn_layer *dm_conv_block(nn_model *m, nn_layer *x, int filters,
 {
     nn_conv2d_opts c = NN_CONV2D_OPTS_INIT;
     c.padding = NN_PADDING_SAME;
-    c.activation = a->act == DM_RELU ? NN_ACT_RELU : NN_ACT_NONE;
+    c.activation = a->act == DM_RELU && !a->bn ? NN_ACT_RELU : NN_ACT_NONE;
+    c.use_bias = !a->bn;
     if (downsample && a->down == DM_STRIDE2) c.stride_h = c.stride_w = 2;
-    x = dm_activation(m, nn_conv2d(m, x, filters, 3, 3, &c), a->act);
+    x = nn_conv2d(m, x, filters, 3, 3, &c);
+    if (a->bn) {
+        /* PyTorch's momentum 0.1: a short run takes a few hundred steps,
+         * too few for Keras' 0.99 to forget the initial moving stats */
+        nn_batchnorm_opts b = NN_BATCHNORM_OPTS_INIT;
+        b.momentum = 0.9f;
+        x = nn_batchnorm(m, x, &b);
+        if (a->act == DM_RELU) x = nn_relu(m, x, NULL);
+    }
+    x = dm_activation(m, x, a->act);
     if (downsample && a->down == DM_MAXPOOL) x = nn_maxpool2d(m, x, 2, 2, NULL);
     return x;
 }
@@ -104,10 +121,11 @@ static inline nn_model *dm_build(const dm_arch *a, unsigned long long seed)
     nn_model *m = nn_model_create(seed);
     int shape[3] = {DM_SIZE, DM_SIZE, DM_CHANNELS};
     nn_layer *x = m ? nn_input(m, 3, shape, NULL) : NULL;
-    x = dm_conv_block(m, x, 8, a, 1);
-    x = dm_conv_block(m, x, 16, a, 1);
-    x = dm_conv_block(m, x, 32, a, 1);
-    x = dm_conv_block(m, x, 32, a, 0);
+    int k = a->width > 1 ? a->width : 1;
+    x = dm_conv_block(m, x, 8 * k, a, 1);
+    x = dm_conv_block(m, x, 16 * k, a, 1);
+    x = dm_conv_block(m, x, 32 * k, a, 1);
+    x = dm_conv_block(m, x, 32 * k, a, 0);
     x = nn_maxpool2d(m, x, DM_SIZE / 8, DM_SIZE / 8, NULL);
     x = nn_flatten(m, x, NULL);
     nn_dense_opts d = NN_DENSE_OPTS_INIT;
@@ -282,6 +300,53 @@ static inline void dm_balanced_weights(const dm_split *s, dm_head h, float *w)
         count[h == DM_TYPES ? (int)k[i] : k[i] != 0]++;
     for (int c = 0; c < classes; c++)
         w[c] = count[c] ? (float)s->n / (float)(classes * count[c]) : 1.0f;
+}
+
+/* Where a run's training crops come from: n crops, a share `fraction`
+ * defective, from `seed`; with `fresh`, a new draw every epoch (the data
+ * is synthetic, so more of it costs only its generation, about a tenth
+ * of a training step's time per crop, and no crop is seen twice),
+ * otherwise the same crops every epoch. */
+typedef struct dm_train_data {
+    int n;
+    float fraction;
+    unsigned long long seed;
+    int fresh;
+} dm_train_data;
+
+/* The training crops of epoch `epoch` (from 0). */
+static inline nn_status dm_train_split(const dm_train_data *d, int epoch,
+                                       dm_split *tr)
+{
+    unsigned long long s = d->seed;
+    if (d->fresh) s += 7919ull * (unsigned long long)epoch;
+    return dm_split_make(tr, d->n, d->fraction, s);
+}
+
+/* Trains the compiled model m with head h for `epochs` epochs on d's
+ * crops, with Keras' balanced class weights when `weighted`. The weights
+ * come from each epoch's crops: every draw has about the same shares. */
+static inline nn_status dm_fit(nn_model *m, dm_head h, const dm_train_data *d,
+                               int epochs, int batch, int weighted)
+{
+    nn_status st = NN_OK;
+    for (int e = 0; e < epochs && st == NN_OK; e++) {
+        dm_split tr;
+        st = dm_train_split(d, e, &tr);
+        if (st != NN_OK) break;
+        float w[NN_DEFECT_KINDS];
+        dm_balanced_weights(&tr, h, w);
+        nn_fit_opts f = NN_FIT_OPTS_INIT;
+        f.epochs = 1;
+        f.batch_size = batch;
+        if (weighted) {
+            f.class_weight = w;
+            f.num_class_weight = dm_classes(h);
+        }
+        st = nn_model_fit(m, tr.x, dm_labels(&tr, h), &f, NULL);
+        dm_split_free(&tr);
+    }
+    return st;
 }
 
 #endif

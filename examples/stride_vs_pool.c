@@ -116,7 +116,7 @@ static double infer_speed(nn_model *m, const dm_split *te, int reps,
 static measure run(dm_down down, const dm_split *tr, const dm_split *te,
                    const train_args *t, int reps)
 {
-    dm_arch a = {DM_RELU, DM_SOFTMAX2, down};
+    dm_arch a = {DM_RELU, DM_SOFTMAX2, down, 0, 1};
     measure r = {.rep = {.size = sizeof(nn_binary_report)}};
     double start = seconds_now();
     nn_model *m = dm_build(&a, t->seed);
