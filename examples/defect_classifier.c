@@ -196,8 +196,8 @@ static void save_best(const best *b, const char *path)
 
 int main(int argc, char **argv)
 {
-    int train_n = 1200, val_n = 400, test_n = 600, epochs = 6, batch = 32;
-    int threads = 0, quick = 0, only = 0, bn = 1, fresh = 1, width = 1;
+    int train_n = 3000, val_n = 600, test_n = 1000, epochs = 3, batch = 32;
+    int threads = 0, quick = 0, only = 0, bn = 0, fresh = 1, width = 1;
     float fraction = 0.1f, train_fraction = 0, lr = 0.003f;
     unsigned long long seed = 42;
     const char *save = NULL;

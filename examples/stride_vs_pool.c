@@ -113,8 +113,8 @@ static double infer_speed(nn_model *m, const dm_split *te, int reps,
     return med;
 }
 
-static measure run(dm_down down, const dm_split *tr, const dm_split *te,
-                   const train_args *t, int reps)
+static measure run(dm_down down, const dm_train_data *d, const dm_split *tr,
+                   const dm_split *te, const train_args *t, int reps)
 {
     dm_arch a = {DM_RELU, DM_SOFTMAX2, down, 0, 1};
     measure r = {.rep = {.size = sizeof(nn_binary_report)}};
@@ -126,14 +126,8 @@ static measure run(dm_down down, const dm_split *tr, const dm_split *te,
     if (nn_model_compile(m, nn_adam(NULL),
                          dm_loss(a.head), NULL) != NN_OK)
         die("compile");
-    float w[2];
-    dm_balanced_weights(tr, a.head, w);
-    nn_fit_opts f = NN_FIT_OPTS_INIT;
-    f.epochs = t->epochs;
-    f.batch_size = t->batch_size;
-    f.class_weight = w;
-    f.num_class_weight = 2;
-    if (nn_model_fit(m, tr->x, tr->ids, &f, NULL) != NN_OK) die("fit");
+    if (dm_fit(m, a.head, d, t->epochs, t->batch_size, 1) != NN_OK)
+        die("fit");
     nn_binary_opts bo = NN_BINARY_OPTS_INIT;
     if (nn_model_evaluate_binary(m, te->x, te->ids, 64, &bo, &r.rep, NULL) !=
         NN_OK)
@@ -179,14 +173,16 @@ static void print_table(const measure *p, const measure *s)
 
 int main(int argc, char **argv)
 {
-    train_args t = TRAIN_ARGS(800, 400, 5, 32, 42);
-    int reps = 5, quick = 0;
+    train_args t = TRAIN_ARGS(3000, 1000, 3, 32, 42);
+    int reps = 5, quick = 0, fresh = 1;
     float fraction = 0.1f;
     const ex_option opts[] = {
         EX_INT("train", &t.train, 16, 1000000, "N", "training crops"),
         EX_INT("test", &t.test, 16, 1000000, "N", "test crops"),
         EX_FLOAT_ABOVE("defective", &fraction, 0, 1, "F",
                        "share of crops with a defect"),
+        EX_INT("fresh", &fresh, 0, 1, "0|1",
+               "1: new training crops every epoch; 0: the same crops"),
         EX_OPT_EPOCHS(&t.epochs),
         EX_OPT_BATCH_SIZE(&t.batch_size),
         EX_OPT_SEED(&t.seed),
@@ -206,18 +202,20 @@ int main(int argc, char **argv)
     if (t.threads > 0 && nn_set_num_threads(t.threads) != NN_OK)
         die("--threads");
     dm_split tr, te;
-    if (dm_split_make(&tr, t.train, fraction, t.seed) != NN_OK ||
+    dm_train_data td = {t.train, fraction, t.seed, fresh};
+    if (dm_train_split(&td, 0, &tr) != NN_OK ||
         dm_split_make(&te, t.test, fraction, t.seed + 2000003) != NN_OK)
         die("synthetic defects");
     printf("libnn %s - stride vs pooling on %dx%dx%d defect crops: %lld "
-           "train (%lld defective), %lld test (%lld); %d epochs, batch %d, "
+           "train%s (%lld defective), %lld test (%lld); %d epochs, batch %d, "
            "seed %llu, %d threads\n",
            nn_version(), DM_SIZE, DM_SIZE, DM_CHANNELS, (long long)tr.n,
+           fresh ? " per epoch, fresh each epoch," : "",
            (long long)tr.defective, (long long)te.n, (long long)te.defective,
            t.epochs, t.batch_size, t.seed, nn_get_num_threads());
     fflush(stdout);
-    measure pool = run(DM_MAXPOOL, &tr, &te, &t, reps);
-    measure stride = run(DM_STRIDE2, &tr, &te, &t, reps);
+    measure pool = run(DM_MAXPOOL, &td, &tr, &te, &t, reps);
+    measure stride = run(DM_STRIDE2, &td, &tr, &te, &t, reps);
     print_table(&pool, &stride);
     dm_split_free(&tr);
     dm_split_free(&te);
