@@ -657,6 +657,8 @@ struct nn_context {
 nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training);
 /* Testing and benchmarks: no fusion in contexts planned from now on. */
 void nn__fusion_disable(bool off);
+/* Testing: fusion without the folding of ZeroPadding2D layers. */
+void nn__pad_fold_disable(bool off);
 /* BatchNormalization in inference mode as y = x * scale + shift per
  * channel (moving statistics). */
 void nn__bn_fold(const nn_layer *bn, float *scale, float *shift);

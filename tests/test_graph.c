@@ -761,6 +761,87 @@ static void test_seg_fusion(void **state)
     nn_model_free(f.m);
 }
 
+/* ZeroPadding2D folded into the convolution that reads it: asymmetric
+ * (Keras' correct_pad, bottom and right only) before a stride-2
+ * DepthwiseConv2D -> BN -> ReLU6 reading the model's input, symmetric
+ * before a stride-1 one with depth_multiplier 2, uneven before a Conv2D;
+ * not folded when the padding has two readers, nor before a pointwise
+ * Conv2D (which plans no im2col scratch for it). The predictions are
+ * those of the same fused plan without the folding, bit for bit. */
+typedef struct pad_net {
+    nn_model *m;
+    nn_layer *pad[5], *reader[5];
+} pad_net;
+
+static pad_net pad_graph(void)
+{
+    pad_net f = {.m = nn_model_create(10)};
+    nn_model *m = f.m;
+    nn_depthwise_conv2d_opts dwo = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.stride_h = dwo.stride_w = 2;
+    nn_layer *x = image_input(m, 10, 10, 6);
+    f.pad[0] = nn_zeropad2d(m, x, 0, 1, 0, 1, NULL);
+    f.reader[0] = nn_depthwise_conv2d(m, f.pad[0], 3, 3, &dwo);
+    nn_layer *r = nn_relu6(m, bn_wide(m, f.reader[0]), NULL); /* 5x5 */
+    dwo.stride_h = dwo.stride_w = 1;
+    dwo.depth_multiplier = 2;
+    f.pad[1] = nn_zeropad2d(m, r, 1, 1, 1, 1, NULL);
+    f.reader[1] = nn_depthwise_conv2d(m, f.pad[1], 3, 3, &dwo); /* 5x5x12 */
+    f.pad[2] = nn_zeropad2d(m, f.reader[1], 2, 0, 1, 1, NULL);
+    f.reader[2] = nn_conv2d(m, f.pad[2], 6, 3, 3, NULL); /* 5x5x6 */
+    /* Two readers: the DepthwiseConv2D and the Add. */
+    dwo.depth_multiplier = 1;
+    f.pad[3] = nn_zeropad2d(m, f.reader[2], 1, 1, 1, 1, NULL);
+    nn_layer *dw = nn_depthwise_conv2d(m, f.pad[3], 3, 3, &dwo); /* 5x5 */
+    f.reader[3] = nn_zeropad2d(m, dw, 1, 1, 1, 1, NULL);
+    nn_layer *in[2] = {f.pad[3], f.reader[3]};
+    nn_layer *sum = nn_add(m, 2, in, NULL); /* 7x7x6 */
+    f.pad[4] = nn_zeropad2d(m, sum, 1, 0, 0, 1, NULL);
+    f.reader[4] = nn_conv2d(m, f.pad[4], 4, 1, 1, NULL);
+    nn_dense(m, nn_global_avgpool2d(m, f.reader[4], NULL), 4, NULL);
+    randomize(&f.reader[0]->params[1], -0.2, 0.2); /* the biases */
+    randomize(&f.reader[1]->params[1], -0.2, 0.2);
+    return f;
+}
+
+static void test_pad_fold(void **state)
+{
+    (void)state;
+    pad_net f = pad_graph();
+    nn_tensor *x = tensor4(3, 10, 10, 6);
+    gc_fill(x->data, x->size, 2.0);
+    for (int64_t i = 0; i < x->size; i += 3) x->data[i] = 0.0f;
+    int64_t s[2] = {3, 4};
+    nn_tensor *fused = nn_tensor_create(2, s), *plain = nn_tensor_create(2, s);
+    expect_fusion_exact(f.m, x, fused);
+    nn__pad_fold_disable(true);
+    predict_ctx(f.m, x, plain, true);
+    nn__pad_fold_disable(false);
+    assert_memory_equal(plain->data, fused->data,
+                        (size_t)fused->size * sizeof(float));
+    const nn_context *c = f.m->infer_ctx;
+    for (int i = 0; i < 3; i++) {
+        const nn_layer *p = f.pad[i], *r = f.reader[i];
+        assert_int_equal(c->fused_into[p->index], r->index);
+        assert_int_equal(c->fuse[r->index].pad_of, p->index);
+        assert_null(c->act[p->index]); /* no buffer */
+    }
+    assert_int_equal(c->fuse[f.reader[0]->index].pad[1], 1); /* bottom */
+    assert_int_equal(c->fuse[f.reader[0]->index].pad[0], 0);
+    assert_true(c->fuse[f.reader[0]->index].relu6); /* and its chain */
+    for (int i = 3; i < 5; i++) {
+        assert_int_equal(c->fused_into[f.pad[i]->index], -1);
+        assert_non_null(c->act[f.pad[i]->index]);
+    }
+    /* The padding after the DepthwiseConv2D: read by the Add, not folded. */
+    assert_int_equal(c->fused_into[f.reader[3]->index], -1);
+    assert_int_equal(c->fuse[f.reader[4]->index].pad_of, -1);
+    nn_tensor_free(x);
+    nn_tensor_free(fused);
+    nn_tensor_free(plain);
+    nn_model_free(f.m);
+}
+
 /* A frozen backbone and a trainable head. */
 typedef struct frozen_net {
     nn_model *m;
@@ -1736,6 +1817,7 @@ int main(void)
         cmocka_unit_test(test_inference_is_read_only),
         cmocka_unit_test(test_inference_fusion),
         cmocka_unit_test(test_seg_fusion),
+        cmocka_unit_test(test_pad_fold),
         cmocka_unit_test(test_frozen_prefix_plan),
         cmocka_unit_test(test_activation_layers_fusion),
         cmocka_unit_test(test_random_graph_plans),

@@ -1179,6 +1179,55 @@ static void test_mobilenet_v2_keras_counts(void **state)
     nn_model_free(m);
 }
 
+/* Keras-flavour MobileNetV2 predicts the same bits with its ZeroPadding2D
+ * layers folded into the stride-2 depthwise convolutions as without:
+ * correct_pad's bottom/right rows on an even feature map, a row on each
+ * side on an odd one. */
+static void test_mobilenet_v2_pad_fold(void **state)
+{
+    (void)state;
+    const int sizes[] = {64, 67};
+    for (int k = 0; k < 2; k++) {
+        nn_model *m = mobilenet(sizes[k], NN_MOBILENET_KERAS, 0, 0.35);
+        int64_t xs[4] = {2, sizes[k], sizes[k], 3};
+        nn_tensor *x = nn_tensor_create(4, xs);
+        for (int64_t i = 0; i < x->size; i++)
+            x->data[i] = (float)((i * 7919 % 2001) - 1000) / 500.0f;
+        const nn_shape *o = &nn_model_output(m)->out;
+        int64_t ys[4] = {2, o->d[0], o->d[1], o->d[2]};
+        nn_tensor *y = nn_tensor_create(4, ys), *plain = nn_tensor_create(4, ys);
+        nn__pad_fold_disable(true);
+        nn_context *c = nn_context_create(m);
+        assert_int_equal(nn_context_predict(c, x, plain, 2), NN_OK);
+        nn_context_free(c);
+        nn__pad_fold_disable(false);
+        c = nn_context_create(m);
+        assert_int_equal(nn_context_predict(c, x, y, 2), NN_OK);
+        assert_memory_equal(y->data, plain->data,
+                            (size_t)y->size * sizeof(float));
+        int pads = 0, odds = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            const nn_layer *l = m->layers[i];
+            if (l->kind != NN_KIND_ZEROPAD2D) continue;
+            pads++;
+            int r = c->fused_into[i];
+            assert_true(r >= 0);
+            assert_int_equal(m->layers[r]->kind, NN_KIND_DEPTHWISE_CONV2D);
+            int odd = l->inputs[0]->out.d[0] % 2;
+            assert_int_equal(c->fuse[r].pad[1], 1); /* bottom */
+            assert_int_equal(c->fuse[r].pad[0], odd); /* top */
+            odds += odd;
+        }
+        assert_int_equal(odds, k == 0 ? 0 : 3); /* 67: 34, 17, 9, 5 */
+        assert_int_equal(pads, 4); /* blocks 1, 3, 6 and 13 */
+        nn_context_free(c);
+        nn_tensor_free(x);
+        nn_tensor_free(y);
+        nn_tensor_free(plain);
+        nn_model_free(m);
+    }
+}
+
 /* correct_pad on odd sizes pads one row on each side, as SAME does. */
 static void test_mobilenet_v2_odd_sizes_and_alpha(void **state)
 {
@@ -1614,6 +1663,7 @@ int main(void)
         cmocka_unit_test(test_preprocess_input),
         cmocka_unit_test(test_mobilenet_v2_keras_counts),
         cmocka_unit_test(test_mobilenet_v2_odd_sizes_and_alpha),
+        cmocka_unit_test(test_mobilenet_v2_pad_fold),
         cmocka_unit_test(test_mobilenet_v2_torchvision),
         cmocka_unit_test(test_mobilenet_v2_errors),
         cmocka_unit_test(test_mobilenet_v2_key_map),

@@ -27,7 +27,11 @@
 
 static bool fusion_off; /* nn__fusion_disable */
 
+static bool pad_fold_off; /* nn__pad_fold_disable */
+
 void nn__fusion_disable(bool off) { fusion_off = off; }
+
+void nn__pad_fold_disable(bool off) { pad_fold_off = off; }
 
 /* reader[i]: the layer reading layer i's output when exactly one reads
  * it, once, and i is not the model's output; else NULL. One pass over the
@@ -147,7 +151,7 @@ nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
         c->fuse[i] = f;
         for (int j = 0; j < count; j++) c->fused_into[members[j]->index] = i;
     }
-    fold_pads(c, reader, needs);
+    if (!pad_fold_off) fold_pads(c, reader, needs);
     nn__free(reader);
     nn__free(reads);
     return NN_OK;
