@@ -1179,17 +1179,25 @@ static void test_mobilenet_v2_keras_counts(void **state)
     nn_model_free(m);
 }
 
-/* Keras-flavour MobileNetV2 predicts the same bits with its ZeroPadding2D
- * layers folded into the stride-2 depthwise convolutions as without:
- * correct_pad's bottom/right rows on an even feature map, a row on each
- * side on an odd one. */
+/* MobileNetV2 predicts the same bits with its ZeroPadding2D layers folded
+ * into the stride-2 convolutions that read them as without: Keras'
+ * correct_pad (bottom/right on an even feature map, a row on each side on
+ * an odd one) and torchvision's row on each side (also before Conv1). */
 static void test_mobilenet_v2_pad_fold(void **state)
 {
     (void)state;
-    const int sizes[] = {64, 67};
-    for (int k = 0; k < 2; k++) {
-        nn_model *m = mobilenet(sizes[k], NN_MOBILENET_KERAS, 0, 0.35);
-        int64_t xs[4] = {2, sizes[k], sizes[k], 3};
+    const struct {
+        int size;
+        nn_mobilenet_flavor flavor;
+        int pads, odd_maps; /* odd: of the paddings' inputs */
+    } cases[] = {{64, NN_MOBILENET_KERAS, 4, 0},
+                 {67, NN_MOBILENET_KERAS, 4, 3}, /* 34, 17, 9, 5 */
+                 {64, NN_MOBILENET_TORCHVISION, 5, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int hw = cases[k].size;
+        bool torch = cases[k].flavor == NN_MOBILENET_TORCHVISION;
+        nn_model *m = mobilenet(hw, cases[k].flavor, 0, 0.35);
+        int64_t xs[4] = {2, hw, hw, 3};
         nn_tensor *x = nn_tensor_create(4, xs);
         for (int64_t i = 0; i < x->size; i++)
             x->data[i] = (float)((i * 7919 % 2001) - 1000) / 500.0f;
@@ -1212,14 +1220,17 @@ static void test_mobilenet_v2_pad_fold(void **state)
             pads++;
             int r = c->fused_into[i];
             assert_true(r >= 0);
-            assert_int_equal(m->layers[r]->kind, NN_KIND_DEPTHWISE_CONV2D);
+            /* torchvision's Conv1_pad is read by Conv1, a Conv2D. */
+            nn_layer_kind rk = m->layers[r]->kind;
+            assert_true(rk == NN_KIND_DEPTHWISE_CONV2D ||
+                        (torch && rk == NN_KIND_CONV2D));
             int odd = l->inputs[0]->out.d[0] % 2;
             assert_int_equal(c->fuse[r].pad[1], 1); /* bottom */
-            assert_int_equal(c->fuse[r].pad[0], odd); /* top */
+            assert_int_equal(c->fuse[r].pad[0], torch ? 1 : odd); /* top */
             odds += odd;
         }
-        assert_int_equal(odds, k == 0 ? 0 : 3); /* 67: 34, 17, 9, 5 */
-        assert_int_equal(pads, 4); /* blocks 1, 3, 6 and 13 */
+        assert_int_equal(pads, cases[k].pads); /* blocks 1, 3, 6, 13 */
+        assert_int_equal(odds, cases[k].odd_maps);
         nn_context_free(c);
         nn_tensor_free(x);
         nn_tensor_free(y);
