@@ -14,13 +14,14 @@
  * reads, that is not the model's output, is fused away: its output never
  * exists.
  *
- * A ZeroPadding2D whose sole reader is a convolution that can add the
- * zeros itself (nn_layer_ops.reads_padded: the kernels treat what lies
- * outside their input as zeros) is folded into it: the convolution reads
- * the padding's input with the pads added to its geometry, the same
- * products in the same order, and the padded copy (MobileNetV2's Keras
- * flavour, before each stride-2 depthwise convolution; ResNet50's conv1)
- * never exists. */
+ * A ZeroPadding2D whose sole reader can add the zeros itself
+ * (nn_layer_ops.reads_padded: DepthwiseConv2D, whose kernel treats what
+ * lies outside its input as zeros) is folded into it: the convolution
+ * reads the padding's input with the pads added to its geometry, the same
+ * products in the same order, and the padded copy (MobileNetV2's, before
+ * each stride-2 depthwise convolution) never exists. Conv2D declines: its
+ * im2col of a padded window clips every row, and on MobileNetV2's Conv1
+ * (3 channels) that cost more than the copy it saved. */
 #include "nn_internal.h"
 
 #include <string.h>

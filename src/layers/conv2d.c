@@ -99,7 +99,6 @@ static nn_status fused_forward(const nn_layer *l, const nn_fwd *a,
 static nn_status conv_forward(const nn_layer *l, const nn_fwd *a)
 {
     nn_conv_geom g = nn__conv2d_geom(l, a->batch);
-    nn__geom_fold_pad(&g, a->pad);
     const float *bias =
         nn__conv_cfg(l).use_bias ? l->params[1].value.data : NULL;
     if (a->fuse) return fused_forward(l, a, &g, bias);
@@ -128,16 +127,6 @@ static nn_status conv_load(nn_layer *l, const uint8_t *buf, size_t len)
     return conv_check(l, NN_ERR_FORMAT, "Conv2D config");
 }
 
-/* im2col writes the zeros of any padding, and its scratch depends on the
- * output and the window only; but a pointwise convolution of the padded
- * input plans none, and would need some once the padding is its own. */
-static bool conv_reads_padded(const nn_layer *l, const int pad[4])
-{
-    (void)pad;
-    nn_conv_geom g = nn__conv2d_geom(l, 1);
-    return nn__conv2d_forward_scratch(&g) > 0;
-}
-
 const nn_layer_ops nn__conv2d_ops = {
     .type_name = "Conv2D",
     .stem = "conv2d",
@@ -151,7 +140,6 @@ const nn_layer_ops nn__conv2d_ops = {
     .save_config = nn__conv_config_save,
     .load_config = conv_load,
     .receptive = nn__conv_receptive,
-    .reads_padded = conv_reads_padded,
 };
 
 nn_layer *nn_conv2d(nn_model *m, nn_layer *input, int filters, int kh, int kw,
