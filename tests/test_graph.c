@@ -935,6 +935,70 @@ static void test_frozen_prefix_plan(void **state)
     nn_model_free(full.m);
 }
 
+/* A frozen ZeroPadding2D -> DepthwiseConv2D -> BN -> ReLU6 in front of a
+ * learning head: a lean training plan folds the padding (no gradient
+ * reaches it) and takes the steps a full plan takes; once the depthwise
+ * convolution learns, the padding is a layer of its own again. */
+static nn_model *pad_frozen_graph(nn_layer **pad, nn_layer **dw)
+{
+    nn_model *m = nn_model_create(12);
+    nn_layer *x = image_input(m, 8, 8, 3);
+    *pad = nn_zeropad2d(m, x, 0, 1, 0, 1, NULL);
+    nn_depthwise_conv2d_opts dwo = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.stride_h = dwo.stride_w = 2;
+    *dw = nn_depthwise_conv2d(m, *pad, 3, 3, &dwo);
+    nn_layer *r = nn_relu6(m, bn_random(m, *dw), NULL);
+    for (int i = 1; i <= r->index; i++)
+        assert_int_equal(nn_layer_set_trainable(m->layers[i], 0), NN_OK);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_layer *h = nn_conv2d(m, r, 5, 3, 3, NULL);
+    nn_dense(m, nn_flatten(m, h, NULL), 4, &d);
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL),
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    return m;
+}
+
+static void test_frozen_pad_fold(void **state)
+{
+    (void)state;
+    nn_layer *pad, *dw, *pad_f, *dw_f;
+    nn_model *lean = pad_frozen_graph(&pad, &dw);
+    nn_model *full = pad_frozen_graph(&pad_f, &dw_f);
+    copy_weights(full, lean);
+    nn_tensor *x = tensor4(5, 8, 8, 3), *y = one_hot(5, 4);
+    nn_tensor *dx = tensor4(5, 8, 8, 3);
+    gc_fill(x->data, x->size, 2.0);
+    float loss, loss_f;
+    for (int step = 0; step < 2; step++) {
+        assert_int_equal(nn_model_train_batch(lean, x, y, &loss, NULL), NN_OK);
+        assert_int_equal(nn_model_backward(full, x, y, 1, &loss_f, dx), NN_OK);
+        assert_int_equal(nn_model_apply_gradients(full), NN_OK);
+        assert_true(fabsf(loss - loss_f) <= 1e-5f * (1 + fabsf(loss_f)));
+    }
+    assert_true(lean->ctx->lean);
+    assert_int_equal(lean->ctx->fused_into[pad->index], dw->index);
+    assert_int_equal(full->ctx->fused_into[pad_f->index], -1);
+    for (int i = 0; i < lean->n_layers; i++)
+        for (int j = 0; j < lean->layers[i]->n_params; j++) {
+            const nn_tensor *a = &lean->layers[i]->params[j].value;
+            const nn_tensor *b = &full->layers[i]->params[j].value;
+            for (int64_t e = 0; e < a->size; e++)
+                assert_true(fabsf(a->data[e] - b->data[e]) <=
+                            1e-5f * (1 + fabsf(b->data[e])));
+        }
+    assert_int_equal(nn_layer_set_trainable(dw, 1), NN_OK);
+    assert_int_equal(nn_model_train_batch(lean, x, y, &loss, NULL), NN_OK);
+    assert_int_equal(lean->ctx->fused_into[pad->index], -1);
+    assert_non_null(lean->ctx->act[pad->index]);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(dx);
+    nn_model_free(lean);
+    nn_model_free(full);
+}
+
 /* Conv -> BN followed by the activation layers that do not fuse (PReLU,
  * LeakyReLU, ELU, tanh): the normalization still folds into the
  * convolution, the activation runs as a layer of its own on the chain's
@@ -1819,6 +1883,7 @@ int main(void)
         cmocka_unit_test(test_inference_fusion),
         cmocka_unit_test(test_seg_fusion),
         cmocka_unit_test(test_pad_fold),
+        cmocka_unit_test(test_frozen_pad_fold),
         cmocka_unit_test(test_frozen_prefix_plan),
         cmocka_unit_test(test_activation_layers_fusion),
         cmocka_unit_test(test_random_graph_plans),
