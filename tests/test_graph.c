@@ -761,13 +761,13 @@ static void test_seg_fusion(void **state)
     nn_model_free(f.m);
 }
 
-/* ZeroPadding2D folded into the convolution that reads it: asymmetric
- * (Keras' correct_pad, bottom and right only) before a stride-2
- * DepthwiseConv2D -> BN -> ReLU6 reading the model's input, symmetric
- * before a stride-1 one with depth_multiplier 2; not folded before a
- * Conv2D (3x3 or pointwise), nor when the padding has two readers. The
- * predictions are those of the same fused plan without the folding, bit
- * for bit. */
+/* ZeroPadding2D folded into the depthwise convolution that reads it:
+ * asymmetric (Keras' correct_pad, bottom and right only) before a
+ * stride-2 DepthwiseConv2D -> BN -> ReLU6 reading the model's input,
+ * symmetric and wider than the window before a stride-1 one with
+ * depth_multiplier 2; not folded before a Conv2D (3x3 or pointwise), nor
+ * when the padding has two readers. The predictions are those of the
+ * same fused plan without the folding, bit for bit. */
 typedef struct pad_net {
     nn_model *m;
     nn_layer *pad[5], *reader[5];
@@ -785,17 +785,18 @@ static pad_net pad_graph(void)
     nn_layer *r = nn_relu6(m, bn_wide(m, f.reader[0]), NULL); /* 5x5 */
     dwo.stride_h = dwo.stride_w = 1;
     dwo.depth_multiplier = 2;
-    f.pad[1] = nn_zeropad2d(m, r, 1, 1, 1, 1, NULL);
-    f.reader[1] = nn_depthwise_conv2d(m, f.pad[1], 3, 3, &dwo); /* 5x5x12 */
+    /* Wider than the window: the border windows read only zeros. */
+    f.pad[1] = nn_zeropad2d(m, r, 3, 3, 3, 3, NULL);
+    f.reader[1] = nn_depthwise_conv2d(m, f.pad[1], 3, 3, &dwo); /* 9x9x12 */
     f.pad[2] = nn_zeropad2d(m, f.reader[1], 2, 0, 1, 1, NULL);
-    f.reader[2] = nn_conv2d(m, f.pad[2], 6, 3, 3, NULL); /* 5x5x6 */
+    f.reader[2] = nn_conv2d(m, f.pad[2], 6, 3, 3, NULL); /* 9x9x6 */
     /* Two readers: the DepthwiseConv2D and the Add. */
     dwo.depth_multiplier = 1;
     f.pad[3] = nn_zeropad2d(m, f.reader[2], 1, 1, 1, 1, NULL);
-    nn_layer *dw = nn_depthwise_conv2d(m, f.pad[3], 3, 3, &dwo); /* 5x5 */
+    nn_layer *dw = nn_depthwise_conv2d(m, f.pad[3], 3, 3, &dwo); /* 9x9 */
     f.reader[3] = nn_zeropad2d(m, dw, 1, 1, 1, 1, NULL);
     nn_layer *in[2] = {f.pad[3], f.reader[3]};
-    nn_layer *sum = nn_add(m, 2, in, NULL); /* 7x7x6 */
+    nn_layer *sum = nn_add(m, 2, in, NULL); /* 11x11x6 */
     f.pad[4] = nn_zeropad2d(m, sum, 1, 0, 0, 1, NULL);
     f.reader[4] = nn_conv2d(m, f.pad[4], 4, 1, 1, NULL);
     nn_dense(m, nn_global_avgpool2d(m, f.reader[4], NULL), 4, NULL);
