@@ -7,6 +7,7 @@ CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 SANITIZE  ?=
 OPT       ?= -O3
+OPENMP    ?= -fopenmp
 
 # The version lives in include/nn.h alone.
 nn_version_part = $(shell sed -n 's/^\#define NN_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/nn.h)
@@ -18,9 +19,9 @@ BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS   ?= $(OPT) -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fopenmp $(SANITIZE) $(BLAS_CFLAGS) -Iinclude -Isrc
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(OPENMP) $(SANITIZE) $(BLAS_CFLAGS) -Iinclude -Isrc
 LIB_CFLAGS = $(ALL_CFLAGS) -fPIC -fvisibility=hidden -DNN_BUILDING
-LIBS     := $(BLAS_LIBS) -lpng -lz -lm -fopenmp
+LIBS     := $(BLAS_LIBS) -lpng -lz -lm $(OPENMP)
 
 BUILD    ?= build
 LIBDIR   ?= lib
@@ -30,9 +31,14 @@ HDR      := include/nn.h src/nn_internal.h $(wildcard src/*/*.h)
 
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+# Each fuzz target's seeds and every input that ever crashed it, as cmocka
+# tests built with the normal compiler (tests/fuzz/driver.c).
+FUZZ_TARGETS := checkpoint safetensors idx cifar
+FUZZ_REGRESS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_regress_%)
+TESTS    += $(FUZZ_REGRESS)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all lib examples tests check check-c check-python asan demo deps install uninstall bench profile seg-kernels-bench clean
+.PHONY: all lib examples tests check check-c check-python asan tsan fuzz demo deps install uninstall bench profile seg-kernels-bench clean
 all: lib examples
 
 lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a
@@ -69,6 +75,21 @@ $(BUILD)/tests/%: tests/%.c $(LIBDIR)/libnn.a $(wildcard tests/*.h)
 
 tests: $(TESTS)
 
+$(BUILD)/tests/fuzz_regress_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(wildcard tests/fuzz/*.h) $(LIBDIR)/libnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFUZZ_ROOT='"$(CURDIR)/tests/fuzz"' -DFUZZ_TARGET='"$*"' \
+	  tests/fuzz/driver.c $< -o $@ $(LIBDIR)/libnn.a $(LIBS) -lcmocka
+
+# Regenerates the seed corpora, tests/fuzz/corpus/ (committed).
+.PHONY: fuzz-seeds
+fuzz-seeds: $(BUILD)/tests/make_seeds
+	rm -rf tests/fuzz/corpus
+	$(BUILD)/tests/make_seeds tests/fuzz/corpus
+
+$(BUILD)/tests/make_seeds: tests/fuzz/make_seeds.c tests/fuzz/st_models.h $(LIBDIR)/libnn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
+
 $(BUILD)/bench/%: bench/%.c $(LIBDIR)/libnn.so
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
@@ -91,21 +112,26 @@ seg-kernels-bench: $(BUILD)/bench/kernels/seg_kernels_bench
 	$(BUILD)/bench/kernels/seg_kernels_bench
 
 # ---- set-up: install what is missing from Debian's archive ----
+# clang, libclang-rt-14-dev (libFuzzer and the sanitizer runtimes) and
+# libomp-14-dev (clang's OpenMP) build the fuzz targets; abigail-tools
+# checks the ABI against 0.1.0.
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
             libpng-dev dataset-fashion-mnist python3-torch python3-numpy \
-            python3-pytest python3-matplotlib binutils
+            python3-pytest python3-matplotlib binutils clang \
+            libclang-rt-14-dev libomp-14-dev abigail-tools
 deps:
 	@scripts/deps.sh $(DEB_PKGS)
 
 # ---- the README's two commands ----
 check: deps
 	$(MAKE) all tests
-	$(MAKE) check-c check-python asan
+	$(MAKE) check-c check-python asan tsan fuzz
 
 check-c: tests lib examples
 	@scripts/run-tests.sh $(TESTS)
 	@scripts/check-abi.sh $(LIBDIR)/libnn.so
 	@scripts/check-deps.sh $(BUILD)
+	@scripts/check-abidiff.sh $(LIBDIR)/libnn.so
 	@scripts/check-install.sh
 	@scripts/check-examples.sh $(BUILD)/examples
 
@@ -120,6 +146,42 @@ asan:
 
 build-asan/tests-run: $(TESTS)
 	@ASAN_OPTIONS=detect_leaks=1 scripts/run-tests.sh $(TESTS)
+
+# The thread tests under ThreadSanitizer, with OpenMP off in this build
+# (-fopenmp-simd keeps only the vector hints). libgomp is not built with
+# TSan: the hand-offs inside its thread pool are invisible to it, so every
+# parallel loop would be reported as racing with itself. The races that
+# matter here are between the caller's threads, which run the same library
+# code with or without OpenMP. omp_get_thread_num() and friends still link
+# (-lgomp) and answer as outside a parallel region.
+TSAN_OPENMP := -fopenmp-simd -lgomp -Wno-unknown-pragmas \
+               -Wno-unused-variable -Wno-unused-but-set-variable \
+               -Wno-unused-function
+tsan:
+	$(MAKE) BUILD=build-tsan LIBDIR=build-tsan/lib OPT=-O1 OPENMP="$(TSAN_OPENMP)" \
+	  SANITIZE="-fsanitize=thread" build-tsan/tests-run
+
+build-tsan/tests-run: $(BUILD)/tests/test_threads
+	@TSAN_OPTIONS="halt_on_error=1 history_size=4" scripts/run-tests.sh $^
+
+# ---- fuzzing (tests/fuzz/): libFuzzer, Debian's clang ----
+# Every reader under libFuzzer, ASan and UBSan, FUZZ_SECONDS each; the
+# library is built with clang here, so the AVX-512 kernel runs under the
+# sanitizers too (the targets check it is built in where the CPU has it).
+# A crash leaves its input in build-fuzz/crashes/<target>/: keep it in
+# tests/fuzz/regressions/<target>/ and fix the defect.
+FUZZ_SECONDS ?= 30
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz LIBDIR=build-fuzz/lib OPT="-O1" \
+	  WARN="$(WARN) -Wno-pass-failed" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(LIBDIR)/libnn.a
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
+
 
 # Writes its history into the build directory: $(BUILD)/cifar_cnn_history.csv
 demo: deps
@@ -182,4 +244,4 @@ uninstall:
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
 
 clean:
-	rm -rf build build-asan lib/libnn.*
+	rm -rf build build-asan build-tsan build-fuzz lib/libnn.*

@@ -18,9 +18,31 @@
  *    ever appended.
  *  - Enum values are explicit and never renumbered.
  *  - Tensors are float32, row-major, images NHWC (channels last).
- *  - Thread safety: a model may be used for inference from many threads at
- *    once through separate nn_context objects. Building, compiling,
- *    training, loading weights and freeing need exclusive access.
+ *  - Thread safety: calls that only read an object may run in many
+ *    threads at once; a call that writes an object needs it to itself (no
+ *    other thread reading or writing it meanwhile). What writes what:
+ *     - nn_context_predict writes its context (one thread at a time per
+ *       context) and only reads the model, so many threads can predict
+ *       from one model through their own contexts. nn_context_create,
+ *       the introspection calls (nn_model_layer, nn_layer_name, ...),
+ *       nn_model_summary, nn_model_save, nn_model_save_safetensors and the
+ *       gradient reports also only read the model.
+ *     - Building, nn_model_set_name/_output/_trainable/_diagnostics,
+ *       nn_layer_set_trainable, compiling, training, nn_model_predict and
+ *       nn_model_evaluate (they use the model's own context),
+ *       nn_model_load_safetensors and nn_model_free write the model, and
+ *       the optimizer it owns once compiled (nn_optimizer_* write it).
+ *     - Models that share weights (nn_model_apply) share the weight
+ *       buffers: training either, loading weights into either, or writing
+ *       through nn_layer_weight writes those buffers for both.
+ *     - nn_model_apply(outer, .., inner, ..) writes outer and only reads
+ *       inner: threads may apply one inner model into their own outer
+ *       models at once. The count of owners of shared weights is atomic,
+ *       and freeing a model writes no other model: models sharing weights
+ *       may be freed from different threads, in any order, while the
+ *       others are still used.
+ *     - Loaders create new objects. nn_set_num_threads and nn_set_limits
+ *       may be called from any thread; error messages are per thread.
  *  - The library never prints, aborts or exits.
  *
  * Sections, in order: version and errors, threads, tensors, building
@@ -1562,6 +1584,43 @@ typedef enum nn_preprocess_mode {
  * [N, H, W, 3] with values in [0, 255]. */
 NN_API nn_status nn_preprocess_input(nn_tensor *images,
                                      nn_preprocess_mode mode);
+
+/* ------------------------------------------------------------------ */
+/* Resource limits                                                    */
+/* ------------------------------------------------------------------ */
+
+/* How much memory a file may make libnn plan or allocate on its say-so. A
+ * file is small but can describe something huge: a checkpoint of a few
+ * hundred bytes can hold a Resizing layer to 26000 x 26000 (8 GB per
+ * sample), a 2 MB gzip IDX file can inflate to 2 GB of bytes and 8 GB of
+ * floats. The limits are process-wide, may be set from any thread at any
+ * time, and apply to the loads that start afterwards. */
+typedef struct nn_limits {
+    size_t size; /* sizeof(nn_limits) */
+    /* Bytes of activations, layer state and scratch that inference on one
+     * sample of a loaded model may need, as nn_context_predict would plan
+     * them for batch 1: nn_model_load refuses a model above it with
+     * NN_ERR_NOMEM and a message naming the layer where the plan passes
+     * the limit. Models built through the API are not checked.
+     * 0: NN_DEFAULT_MODEL_BYTES. */
+    int64_t model_bytes;
+    /* Bytes of the float32 tensors a data-set loader returns: nn_load_idx
+     * and nn_load_cifar10 refuse, with NN_ERR_NOMEM, files whose headers
+     * or sizes promise more, before reading any data (so a compressed
+     * file cannot inflate past it). 0: NN_DEFAULT_DATA_BYTES. */
+    int64_t data_bytes;
+} nn_limits;
+#define NN_LIMITS_INIT {sizeof(nn_limits), 0, 0}
+#define NN_DEFAULT_MODEL_BYTES ((int64_t)1 << 31) /* 2 GiB */
+#define NN_DEFAULT_DATA_BYTES ((int64_t)1 << 31)  /* 2 GiB */
+
+/* Sets the limits from the first limits->size bytes of *limits; members
+ * it lacks, and members set to 0, take their defaults; NULL restores every
+ * default. NN_ERR_INVALID for a negative member (nothing changes then). */
+NN_API nn_status nn_set_limits(const nn_limits *limits);
+/* Writes the limits in force, defaults resolved (never 0), into the first
+ * limits->size bytes of *limits. */
+NN_API nn_status nn_get_limits(nn_limits *limits);
 
 #ifdef __cplusplus
 }

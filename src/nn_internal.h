@@ -4,6 +4,7 @@
 
 #include "nn.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,14 @@ bool nn__mul_ok(size_t a, size_t b, size_t *out);
  * Returns how many allocations have happened since the last call. */
 int64_t nn__debug_fail_alloc_after(int64_t k);
 
+/* ---------------- resource limits (src/core/limits.c) ---------------- */
+
+/* nn_limits.model_bytes in force. */
+int64_t nn__model_bytes_limit(void);
+/* NN_ERR_NOMEM when a data file (`what`: "idx: 'train.gz'") would decode
+ * to more than nn_limits.data_bytes of tensors. */
+nn_status nn__check_data_bytes(const char *what, uint64_t bytes);
+
 /* ---------------- threads (src/core/threads.c) ---------------- */
 
 int nn__threads(void);
@@ -85,6 +94,8 @@ typedef enum nn_opts_kind {
     NN_OPTS_PIXELS,
     NN_OPTS_DEFECTS,
     NN_OPTS_BINARY,
+    NN_OPTS_LIMITS,
+    NN_OPTS_BINARY_REPORT,
     NN_OPTS_DEPTHWISE_CONV2D,
     NN_OPTS_CONV2D_TRANSPOSE,
     NN_OPTS_UPSAMPLING2D,
@@ -128,6 +139,8 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_pixels_opts *: NN_OPTS_PIXELS,                                 \
              nn_defects_opts *: NN_OPTS_DEFECTS,                               \
              nn_binary_opts *: NN_OPTS_BINARY,                                 \
+             nn_limits *: NN_OPTS_LIMITS,                                      \
+             nn_binary_report *: NN_OPTS_BINARY_REPORT,                        \
              nn_depthwise_conv2d_opts *: NN_OPTS_DEPTHWISE_CONV2D,             \
              nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
              nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
@@ -139,6 +152,16 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
  * conditional makes a src of another struct type a compile error. */
 #define nn__read_opts(dst, src, fn)                                            \
     nn__read_opts_as((dst), 1 ? (src) : (dst), NN_OPTS_KIND_OF(dst), (fn))
+
+/* The other direction, for versioned structs the library fills (reports,
+ * getters): copies the members of src that lie wholly within the caller's
+ * dst->size bytes and leaves the rest of dst alone; dst->size keeps the
+ * caller's value. NN_ERR_INVALID for a NULL dst or a size below the size
+ * member. Use it through nn__write_opts. */
+nn_status nn__write_opts_as(void *dst, const void *src, nn_opts_kind kind,
+                            const char *fn);
+#define nn__write_opts(dst, src, fn)                                           \
+    nn__write_opts_as((dst), 1 ? (src) : (dst), NN_OPTS_KIND_OF(dst), (fn))
 
 /* ---------------- files (src/core/file.c) ---------------- */
 
@@ -287,9 +310,12 @@ typedef struct nn_param {
     nn_tensor value; /* shape as Keras stores it, e.g. [kh, kw, cin, cout] */
     nn_tensor grad;  /* same shape; data NULL until training needs it */
     bool trainable;  /* false for statistics such as moving means */
-    /* Shared with layers of other models (nn_model_apply): the count of
-     * owners of value.data, or NULL when this layer owns it alone. */
-    int64_t *refs;
+    /* Owners of value.data: layers of other models share it through
+     * nn_model_apply. The count lives in the same allocation, just before
+     * the data (nn__layer_add_param), so sharing never allocates, and it is
+     * atomic because two models sharing weights may be freed, or applied
+     * from, in different threads. */
+    _Atomic int64_t *refs;
 } nn_param;
 
 /* Layers an inference pass computes inside a convolution's epilogue
@@ -416,6 +442,10 @@ struct nn_layer {
 nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
                         nn_layer *const *inputs, const char *name,
                         const nn_layer *proto);
+
+/* Bound of a model's default-name counters: a counter stays an int and
+ * a model that saves one loads it back. */
+#define NN_NAME_COUNTER_MAX (1 << 30)
 
 /* Layer plumbing the graph code shares (src/layers/create.c). */
 void nn__layer_free(nn_layer *l);
@@ -594,6 +624,8 @@ struct nn_model {
     nn_layer **layers; /* topological order: inputs precede users */
     nn_layer *input;
     nn_layer *output;
+    /* Default names issued per kind ("dense_3" was the 4th); never more
+     * than NN_NAME_COUNTER_MAX, which checkpoints are checked against. */
     int name_counts[NN_KIND_COUNT];
     /* training */
     nn_optimizer *opt;
@@ -626,6 +658,12 @@ nn_status nn__forward(nn_context *ctx, const float *x, int batch,
 nn_status nn__backward(nn_context *ctx, int batch, bool dout_is_preact,
                        float *dx);
 nn_context *nn__context_new(const nn_model *m);
+/* Bytes an inference plan for `batch` samples allocates (activations in
+ * shared buffers, layer state, scratch), measured without allocating it;
+ * *over receives the first layer by which the plan passes `limit` bytes
+ * (limit < 0: none), else NULL. Fails only for want of memory. */
+nn_status nn__plan_bytes(const nn_model *m, int batch, int64_t limit,
+                         int64_t *bytes, const nn_layer **over);
 nn_status nn__predict(nn_context *ctx, const nn_tensor *x, nn_tensor *out,
                       int batch_size);
 /* Checks that data tensor t is [N, layer l's output shape]. */

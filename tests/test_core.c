@@ -209,6 +209,8 @@ static void test_opts_every_struct(void **state)
         [NN_OPTS_PIXELS] = sizeof(nn_pixels_opts),
         [NN_OPTS_DEFECTS] = sizeof(nn_defects_opts),
         [NN_OPTS_BINARY] = sizeof(nn_binary_opts),
+        [NN_OPTS_LIMITS] = sizeof(nn_limits),
+        [NN_OPTS_BINARY_REPORT] = sizeof(nn_binary_report),
         [NN_OPTS_DEPTHWISE_CONV2D] = sizeof(nn_depthwise_conv2d_opts),
         [NN_OPTS_CONV2D_TRANSPOSE] = sizeof(nn_conv2d_transpose_opts),
         [NN_OPTS_UPSAMPLING2D] = sizeof(nn_upsampling2d_opts),

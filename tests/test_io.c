@@ -302,15 +302,26 @@ static void test_idx_huge_claims(void **state)
                      "more than");
         assert_int_equal(nn__debug_fail_alloc_after(0), 0);
         /* At the cap: the plain file's size gives it away up front; the
-         * gzip stream is read into a buffer that only grows with data. */
+         * gzip stream promises 8 GiB of floats, more than the default data
+         * limit, and with a limit that allows it is read into a buffer
+         * that only grows with data. */
         idx_bytes(&b, 8, 1, &cap1, data, 5);
         write_maybe_gz(tpath("huge.idx"), gz, &b);
         b_free(&b);
+        if (gz) {
+            assert_error(nn_load_idx(tpath("huge.idx"), 1, &t), NN_ERR_NOMEM,
+                         "data limit");
+            assert_int_equal(nn__debug_fail_alloc_after(0), 0);
+            nn_limits l = NN_LIMITS_INIT;
+            l.data_bytes = (int64_t)16 << 30;
+            assert_int_equal(nn_set_limits(&l), NN_OK);
+        }
         assert_error(nn_load_idx(tpath("huge.idx"), 1, &t), NN_ERR_FORMAT,
                      "truncated: expected 2147483648 bytes");
         int64_t allocs = nn__debug_fail_alloc_after(0);
         assert_true(gz ? allocs <= 1 : allocs == 0);
         assert_null(t);
+        assert_int_equal(nn_set_limits(NULL), NN_OK);
     }
 }
 

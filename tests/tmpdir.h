@@ -3,12 +3,14 @@
  * assert_error on a status and its message.
  *
  * Include after cmocka.h and nn.h (or nn_internal.h); the test creates
- * `tmpdir` with mkdtemp in its setup. */
+ * `tmpdir` in its setup (make_tmpdir as a group setup does it, and
+ * remove_tmpdir as the teardown removes it with everything in it). */
 #ifndef NN_TEST_TMPDIR_H
 #define NN_TEST_TMPDIR_H
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,6 +80,20 @@ static inline void remove_tree(const char *dir)
     }
     closedir(d);
     rmdir(dir);
+}
+
+static inline int make_tmpdir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/nn_test_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static inline int remove_tmpdir(void **state)
+{
+    (void)state;
+    remove_tree(tmpdir);
+    return 0;
 }
 
 #endif

@@ -13,6 +13,8 @@
 Arrays are float32, C-contiguous, NHWC; see docs/python.md.
 """
 
+import ctypes
+
 from . import _lib
 from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
                      NumericError, OutOfMemory, ShapeError, StateError,
@@ -33,7 +35,8 @@ __all__ = [
     "load_idx", "load_cifar10", "one_hot", "load_image", "load_mask",
     "load_segmentation_manifest", "save_image", "save_mask", "random_flip",
     "synthetic_defects", "version", "version_number",
-    "set_num_threads", "get_num_threads", "library_path",
+    "set_num_threads", "get_num_threads", "set_limits", "get_limits",
+    "library_path",
     "Error", "InvalidArgument", "ShapeError", "OutOfMemory", "IOError",
     "FormatError", "NumericError", "StateError", "UnsupportedError",
     "Cancelled",
@@ -59,6 +62,23 @@ def set_num_threads(n):
 
 def get_num_threads():
     return int(_lib.lib.nn_get_num_threads())
+
+
+def set_limits(model_bytes=0, data_bytes=0):
+    """Process-wide bounds on what a file may make libnn allocate: the
+    memory one sample's inference on a loaded model may plan (model_bytes)
+    and the bytes of the tensors a data-set loader returns (data_bytes);
+    0 restores a default (2 GiB each). See nn_set_limits in nn.h."""
+    lim = _lib.make_opts(_lib.nn_limits)
+    lim.model_bytes, lim.data_bytes = int(model_bytes), int(data_bytes)
+    _lib.lib.nn_set_limits(ctypes.byref(lim))
+
+
+def get_limits():
+    """The limits in force: {"model_bytes": ..., "data_bytes": ...}."""
+    lim = _lib.make_opts(_lib.nn_limits)
+    _lib.lib.nn_get_limits(ctypes.byref(lim))
+    return {"model_bytes": lim.model_bytes, "data_bytes": lim.data_bytes}
 
 
 #: The loaded library's version: the one number in include/nn.h.

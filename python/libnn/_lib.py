@@ -743,6 +743,20 @@ _SIGNATURES.update({
                                  _S),
 })
 
+
+# ---- resource limits (what a file may make libnn allocate)
+class nn_limits(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("model_bytes", c_int64),
+                ("data_bytes", c_int64)]
+
+
+DEFAULT_MODEL_BYTES = DEFAULT_DATA_BYTES = 1 << 31
+_DEFAULTS[nn_limits] = dict(model_bytes=0, data_bytes=0)
+_SIGNATURES.update({
+    "nn_set_limits": (c_int, [ctypes.POINTER(nn_limits)], _S),
+    "nn_get_limits": (c_int, [ctypes.POINTER(nn_limits)], _S),
+})
+
 missing = []
 for _name, (_res, _args, _check) in _SIGNATURES.items():
     try:

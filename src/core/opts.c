@@ -133,6 +133,19 @@ static const size_t binary_ends[] = {END(nn_binary_opts, positive_class),
                                      END(nn_binary_opts, threshold)};
 COMPLETE(nn_binary_opts, threshold);
 
+static const size_t limits_ends[] = {END(nn_limits, model_bytes),
+                                     END(nn_limits, data_bytes)};
+COMPLETE(nn_limits, data_bytes);
+
+static const size_t report_ends[] = {
+    END(nn_binary_report, threshold), END(nn_binary_report, tp),
+    END(nn_binary_report, fp),        END(nn_binary_report, tn),
+    END(nn_binary_report, fn),        END(nn_binary_report, precision),
+    END(nn_binary_report, recall),    END(nn_binary_report, f1),
+    END(nn_binary_report, accuracy),  END(nn_binary_report, roc_auc),
+    END(nn_binary_report, average_precision)};
+COMPLETE(nn_binary_report, average_precision);
+
 static const size_t depthwise_conv2d_ends[] = {
     END(nn_depthwise_conv2d_opts, name),
     END(nn_depthwise_conv2d_opts, stride_h),
@@ -229,6 +242,9 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_DEFECTS] = ROW(nn_defects_opts, "NN_DEFECTS_OPTS_INIT",
                             defects_ends),
     [NN_OPTS_BINARY] = ROW(nn_binary_opts, "NN_BINARY_OPTS_INIT", binary_ends),
+    [NN_OPTS_LIMITS] = ROW(nn_limits, "NN_LIMITS_INIT", limits_ends),
+    [NN_OPTS_BINARY_REPORT] = ROW(nn_binary_report,
+                                  "sizeof(nn_binary_report)", report_ends),
     [NN_OPTS_DEPTHWISE_CONV2D] = ROW(nn_depthwise_conv2d_opts,
                                      "NN_DEPTHWISE_CONV2D_OPTS_INIT",
                                      depthwise_conv2d_ends),
@@ -286,6 +302,23 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              "initialise the options with %s",
              fn, size, l->init);
     NN_TRY(check_tail(l, src, size, fn));
+    size_t n = whole_members(l, size < l->size ? size : l->size);
+    memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
+           n - sizeof(size_t));
+    return NN_OK;
+}
+
+nn_status nn__write_opts_as(void *dst, const void *src, nn_opts_kind kind,
+                            const char *fn)
+{
+    const layout *l = &layouts[kind];
+    NN_CHECK(dst, NN_ERR_INVALID, "%s: NULL %s", fn, l->type);
+    size_t size;
+    memcpy(&size, dst, sizeof size);
+    NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
+             "%s: the %s's size is %zu, less than the size member itself; "
+             "initialise it with %s",
+             fn, l->type, size, l->init);
     size_t n = whole_members(l, size < l->size ? size : l->size);
     memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
            n - sizeof(size_t));

@@ -60,25 +60,17 @@ static nn_status check_apply(const nn_model *outer, const nn_layer *input,
     return NN_OK;
 }
 
-/* Shares orig's parameters with copy, counting in copy->n_params only
- * those actually shared, so a failure releases exactly those. */
-static nn_status share_params(nn_layer *copy, nn_layer *orig)
+/* Shares orig's parameters with copy. orig is only read: its counts are
+ * atomic, so threads may apply one inner model into their own outer
+ * models at once. */
+static void share_params(nn_layer *copy, const nn_layer *orig)
 {
-    memset(copy->params, 0, sizeof copy->params);
-    copy->n_params = 0;
     for (int i = 0; i < orig->n_params; i++) {
-        nn_param *p = &orig->params[i];
-        if (!p->refs) {
-            p->refs = nn__alloc(sizeof *p->refs);
-            if (!p->refs) return NN_ERR_NOMEM;
-            *p->refs = 1;
-        }
-        ++*p->refs;
+        const nn_param *p = &orig->params[i];
+        atomic_fetch_add_explicit(p->refs, 1, memory_order_relaxed);
         copy->params[i] = *p;
         copy->params[i].grad.data = NULL;
-        copy->n_params = i + 1;
     }
-    return NN_OK;
 }
 
 static nn_status copy_name(nn_model *outer, nn_layer *copy, const char *group)
@@ -95,8 +87,8 @@ static nn_status copy_name(nn_model *outer, nn_layer *copy, const char *group)
     return NN_OK;
 }
 
-static nn_status instantiate(nn_model *outer, nn_layer *orig, nn_layer **map,
-                             const char *group)
+static nn_status instantiate(nn_model *outer, const nn_layer *orig,
+                             nn_layer **map, const char *group)
 {
     nn_layer *copy = nn__alloc(sizeof *copy);
     if (!copy) return NN_ERR_NOMEM;
@@ -105,8 +97,8 @@ static nn_status instantiate(nn_model *outer, nn_layer *orig, nn_layer **map,
     snprintf(copy->group, sizeof copy->group, "%s", group);
     for (int j = 0; j < orig->n_inputs; j++)
         copy->inputs[j] = map[orig->inputs[j]->index];
-    nn_status s = share_params(copy, orig);
-    if (s == NN_OK) s = copy_name(outer, copy, group);
+    share_params(copy, orig);
+    nn_status s = copy_name(outer, copy, group);
     if (s == NN_OK) s = nn__append_layer(outer, copy);
     if (s != NN_OK) {
         nn__layer_free(copy);

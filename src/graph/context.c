@@ -119,12 +119,15 @@ static int chain_of(const nn_context *c, int i)
  * loss reads) stay live to the end, and so does an output that a layer
  * with its own buffers reads (its backward pass reads it again). A fusion
  * chain is one slot, taken by its head and written once, at the head's
- * turn. slot[i] receives layer i's slot or -1. */
+ * turn. slot[i] receives layer i's slot or -1; grown[i] (grown may be
+ * NULL) the floats of all slots once layer i has its own. */
 static int assign_slots(const nn_context *c, int64_t cap, int *slot,
-                        int *last_use, int64_t *size, bool *busy)
+                        int *last_use, int64_t *size, bool *busy,
+                        int64_t *grown)
 {
     const nn_model *m = c->model;
     int n = m->n_layers, n_slots = 0;
+    int64_t total = 0; /* floats of all slots */
     for (int i = 0; i < n; i++) last_use[i] = i;
     for (int j = 0; j < n; j++)
         for (int k = 0; k < m->layers[j]->n_inputs; k++) {
@@ -137,6 +140,7 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
     for (int i = 0; i < n; i++) {
         const nn_layer *l = m->layers[i];
         slot[i] = -1;
+        if (grown) grown[i] = total;
         if (!c->in_shared[i]) continue;
         int ch = chain_of(c, i);
         if (ch >= 0 && ch != i) {
@@ -145,10 +149,14 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
             int64_t need = cap * nn__shape_size(&l->out);
             int best = pick_slot(size, busy, n_slots, need);
             if (best < 0) best = n_slots++, size[best] = 0;
-            if (size[best] < need) size[best] = need;
+            if (size[best] < need) {
+                total += need - size[best];
+                size[best] = need;
+            }
             busy[best] = true;
             slot[i] = best;
         }
+        if (grown) grown[i] = total;
         for (int k = 0; k < l->n_inputs; k++) {
             int in = l->inputs[k]->index;
             bool same_chain = ch >= 0 && chain_of(c, in) == ch;
@@ -170,7 +178,7 @@ static nn_status plan_shared(nn_context *c, int64_t cap)
     bool *busy = nn__calloc((size_t)n, sizeof *busy);
     nn_status s = slot && last && size && busy ? NN_OK : NN_ERR_NOMEM;
     if (s == NN_OK) {
-        int n_slots = assign_slots(c, cap, slot, last, size, busy);
+        int n_slots = assign_slots(c, cap, slot, last, size, busy, NULL);
         c->shared = nn__calloc((size_t)n_slots + 1, sizeof *c->shared);
         s = c->shared ? NN_OK : NN_ERR_NOMEM;
         for (int k = 0; s == NN_OK && k < n_slots; k++, c->n_shared++) {
@@ -184,6 +192,78 @@ static nn_status plan_shared(nn_context *c, int64_t cap)
     nn__free(last);
     nn__free(size);
     nn__free(busy);
+    return s;
+}
+
+/* a + b for sizes, stopping at INT64_MAX instead of overflowing. */
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+static int64_t sat(size_t n) { return n > INT64_MAX ? INT64_MAX : (int64_t)n; }
+
+static int64_t float_bytes(int64_t n)
+{
+    return n > INT64_MAX / (int64_t)sizeof(float) ? INT64_MAX
+                                                  : n * (int64_t)sizeof(float);
+}
+
+/* Running totals of an inference plan, layer by layer, as plan_buffers
+ * would allocate it: grown[i] floats of shared activations, then each
+ * layer's state and the largest scratch so far. */
+static void plan_totals(const nn_model *m, int batch, const int64_t *grown,
+                        int64_t limit, int64_t *bytes, const nn_layer **over)
+{
+    int64_t state = 0, scratch = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = m->layers[i];
+        if (l->ops->state_bytes)
+            state = add_sat(state, sat(l->ops->state_bytes(l, batch)));
+        if (l->ops->scratch_floats) {
+            int64_t sf = sat(l->ops->scratch_floats(l, batch, false));
+            if (sf > scratch) scratch = sf;
+        }
+        *bytes = add_sat(add_sat(float_bytes(grown[i]), state),
+                         float_bytes(scratch));
+        if (limit >= 0 && *bytes > limit && !*over) *over = l;
+    }
+}
+
+nn_status nn__plan_bytes(const nn_model *m, int batch, int64_t limit,
+                         int64_t *bytes, const nn_layer **over)
+{
+    int n = m->n_layers;
+    nn_context c = {.model = m};
+    bool *needs = nn__calloc((size_t)n, sizeof *needs);
+    bool *busy = nn__calloc((size_t)n, sizeof *busy);
+    int *slot = nn__calloc((size_t)n, sizeof *slot);
+    int *last = nn__calloc((size_t)n, sizeof *last);
+    int64_t *size = nn__calloc((size_t)n, sizeof *size);
+    int64_t *grown = nn__calloc((size_t)n, sizeof *grown);
+    c.in_shared = nn__calloc((size_t)n, sizeof *c.in_shared);
+    nn_status s = needs && busy && slot && last && size && grown &&
+                          c.in_shared
+                      ? NN_OK
+                      : NN_ERR_NOMEM;
+    *bytes = 0;
+    *over = NULL;
+    for (int i = 0; s == NN_OK && i < n; i++)
+        c.in_shared[i] = m->layers[i]->kind != NN_KIND_INPUT;
+    if (s == NN_OK) s = nn__plan_fusion(&c, needs, false);
+    if (s == NN_OK) {
+        assign_slots(&c, batch, slot, last, size, busy, grown);
+        plan_totals(m, batch, grown, limit, bytes, over);
+    }
+    nn__free(c.fuse);
+    nn__free(c.fused_into);
+    nn__free(c.in_shared);
+    nn__free(needs);
+    nn__free(busy);
+    nn__free(slot);
+    nn__free(last);
+    nn__free(size);
+    nn__free(grown);
     return s;
 }
 
@@ -366,7 +446,8 @@ nn_status nn__predict(nn_context *c, const nn_tensor *x, nn_tensor *out,
     const nn_model *m = c->model;
     NN_CHECK(x && out, NN_ERR_INVALID, "predict: NULL tensor");
     NN_CHECK(m->input && m->output, NN_ERR_STATE, "predict: model is empty");
-    NN_CHECK(batch_size > 0, NN_ERR_INVALID, "predict: batch size %d",
+    NN_CHECK(batch_size > 0, NN_ERR_INVALID,
+             "predict: batch size must be positive, got %d",
              batch_size);
     NN_TRY(nn__check_data(m->input, x, "predict: x"));
     NN_TRY(nn__check_data(m->output, out, "predict: out"));

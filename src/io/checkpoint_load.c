@@ -191,7 +191,9 @@ static nn_status read_counters(cursor *c, model_info *mi)
     for (uint32_t i = 0; i < k; i++) {
         uint32_t v = 0;
         NN_TRY(get_u32(c, &v));
-        if (v > INT32_MAX) return bad(c, "name counter %u is %u", i, v);
+        if (v > NN_NAME_COUNTER_MAX)
+            return bad(c, "name counter %u is %u, more than %d", i, v,
+                       NN_NAME_COUNTER_MAX);
         if (i < NN_KIND_COUNT) mi->counts[i] = v;
     }
     mi->n_counts = k;
@@ -704,6 +706,29 @@ static nn_status read_names(cursor *c, nn_model *m)
     return close_section(&s);
 }
 
+/* ---------------- resources ---------------- */
+
+/* A few hundred bytes can describe a huge computation, so the model's
+ * inference plan for one sample must fit the caller's limit
+ * (nn_set_limits) before the model is handed out. */
+static nn_status check_plan(const nn_model *m)
+{
+    int64_t limit = nn__model_bytes_limit(), need = 0;
+    const nn_layer *at = NULL;
+    NN_TRY(nn__plan_bytes(m, 1, limit, &need, &at));
+    if (!at) return NN_OK;
+    char shape[96] = "";
+    for (int i = 0, n = 0; i < at->out.rank && n < (int)sizeof shape; i++)
+        n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%d",
+                      i ? "x" : "", at->out.d[i]);
+    return nn__fail(NN_ERR_NOMEM,
+                    "checkpoint: inference on one sample needs more than the "
+                    "model limit of %lld bytes by layer %d '%s' (%s, output "
+                    "%s); raise it with nn_set_limits",
+                    (long long)limit, at->index, at->name,
+                    at->ops->type_name, shape);
+}
+
 /* ---------------- the whole file ---------------- */
 
 static nn_status apply_model_info(cursor *c, nn_model *m, const model_info *mi)
@@ -741,6 +766,7 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     if (!m) return NN_ERR_NOMEM;
     nn_status s = read_graph(&c, m);
     if (s == NN_OK) s = apply_model_info(&c, m, &mi);
+    if (s == NN_OK) s = check_plan(m);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_NAMES)) s = read_names(&c, m);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_LOSS)) {
         s = mi.loss ? read_loss(&c, m, &mi)

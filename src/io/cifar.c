@@ -106,6 +106,9 @@ nn_status nn_load_cifar10(const char *const *paths, int count,
              CIFAR_MAX_FILES);
     int64_t total = 0;
     NN_TRY(count_records(paths, count, &total));
+    NN_TRY(nn__check_data_bytes("cifar10: the files",
+                                (uint64_t)total * (CIFAR_PIXELS + 1) *
+                                    sizeof(float)));
     int64_t ishape[4] = {total, CIFAR_SIDE, CIFAR_SIDE, 3};
     nn_tensor *x = nn_tensor_create(4, ishape);
     nn_tensor *y = nn_tensor_create(1, &total);

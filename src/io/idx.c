@@ -1,12 +1,15 @@
 /* IDX files (MNIST, Fashion-MNIST): magic 00 00 <type> <rank>, then `rank`
  * big-endian u32 dimensions, then the elements row-major. zlib's gz*
  * functions read plain and gzip files alike. The header is untrusted: its
- * claimed size is capped before anything is allocated, and for compressed
+ * claimed size is capped (and checked against the caller's data limit,
+ * nn_set_limits) before anything is allocated, and for compressed
  * input the buffer grows with the data actually decompressed, so a tiny
  * hostile file cannot make us allocate gigabytes. */
 #include "io/io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -156,6 +159,16 @@ static nn_status check_plain_size(const idx_reader *r, const idx_header *h)
     return NN_OK;
 }
 
+/* The tensor the header promises must fit the caller's data limit
+ * (nn_set_limits), checked before any data is read: compressed data cannot
+ * inflate past it. */
+static nn_status check_limit(const idx_reader *r, const idx_header *h)
+{
+    char what[300];
+    snprintf(what, sizeof what, "idx: '%.280s'", r->path);
+    return nn__check_data_bytes(what, h->elems * sizeof(float));
+}
+
 /* Reads exactly h->elems bytes into a buffer that grows with the data. */
 static nn_status read_data(idx_reader *r, const idx_header *h, uint8_t **out)
 {
@@ -232,6 +245,7 @@ nn_status nn_load_idx(const char *path, int scale, nn_tensor **out)
     uint8_t *bytes = NULL;
     nn_status s = read_header(&r, &h);
     if (s == NN_OK) s = check_plain_size(&r, &h);
+    if (s == NN_OK) s = check_limit(&r, &h);
     if (s == NN_OK) s = read_data(&r, &h, &bytes);
     gzclose_r(r.gz);
     if (s == NN_OK) s = to_tensor(&h, bytes, scale, out);

@@ -6,8 +6,11 @@
 #include "nn_internal.h"
 
 /* Compiles a hot loop also for AVX2 and AVX-512 machines, picked at load
- * time (the library itself targets baseline x86-64). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * time (the library itself targets baseline x86-64). Not under
+ * ThreadSanitizer: the picking runs before its runtime starts, and
+ * instrumented it crashes the program at load. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
+    !defined(__SANITIZE_THREAD__)
 #define NN_TARGET_CLONES                                                       \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",           \
                                  "default")))
@@ -16,10 +19,11 @@
 #endif
 
 /* Hand-written AVX-512 code is compiled in (and then used where the CPU
- * has it, see nn__gemm512_ok) by GCC on x86-64; -DNN_NO_AVX512 builds
- * without it (to test the fallbacks, for one). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&        \
-    !defined(NN_NO_AVX512)
+ * has it, see nn__gemm512_ok) on x86-64 by GCC and by clang (its target
+ * attribute, intrinsics and "GCC unroll" pragma are GCC's), so the fuzzing
+ * build runs it under the sanitizers; -DNN_NO_AVX512 builds without it (to
+ * test the fallbacks, for one). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(NN_NO_AVX512)
 #define NN_AVX512_CODE 1
 #endif
 

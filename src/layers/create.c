@@ -5,16 +5,19 @@
  * walks what it builds. */
 #include "nn_internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Weights shared with other models are freed by their last owner. */
+/* Weights shared with other models are freed by their last owner. The
+ * release ordering makes every owner's writes to the weights happen before
+ * the free; acquire on the last decrement sees them. */
 static void param_release(nn_param *p)
 {
     nn__free(p->grad.data);
-    if (p->refs && --*p->refs > 0) return;
-    nn__free(p->refs);
-    nn__free(p->value.data);
+    if (!p->refs) return; /* not made by nn__layer_add_param */
+    if (atomic_fetch_sub_explicit(p->refs, 1, memory_order_acq_rel) == 1)
+        nn__free((void *)p->refs); /* the block that holds the data too */
 }
 
 void nn__layer_free(nn_layer *l)
@@ -25,6 +28,11 @@ void nn__layer_free(nn_layer *l)
 }
 
 _Thread_local int64_t nn__param_budget = -1;
+
+/* Bytes before a parameter's values in its block: the owner count, padded
+ * to the allocator's alignment. */
+#define PARAM_HEADER 64
+_Static_assert(sizeof(_Atomic int64_t) <= PARAM_HEADER, "count fits");
 
 nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
                               const int *shape, bool trainable)
@@ -51,14 +59,19 @@ nn_status nn__layer_add_param(nn_layer *l, const char *name, int rank,
                  l->name, name, (long long)size);
         nn__param_budget -= size;
     }
-    float *data = nn__calloc((size_t)size, sizeof(float));
-    if (!data) return NN_ERR_NOMEM;
+    /* One block: the owner count, then the values (still 64-byte
+     * aligned). */
+    uint8_t *block = nn__calloc(PARAM_HEADER + (size_t)size * sizeof(float),
+                                1);
+    if (!block) return NN_ERR_NOMEM;
     nn_param *p = &l->params[l->n_params++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
-    nn__tensor_view(&p->value, rank, dims, data);
+    nn__tensor_view(&p->value, rank, dims, (float *)(block + PARAM_HEADER));
     nn__tensor_view(&p->grad, rank, dims, NULL);
     p->trainable = trainable;
+    p->refs = (_Atomic int64_t *)block;
+    atomic_init(p->refs, 1);
     return NN_OK;
 }
 
@@ -69,17 +82,24 @@ bool nn__name_taken(const nn_model *m, const char *name)
     return false;
 }
 
-/* Keras numbering: "conv2d", "conv2d_1", "conv2d_2", ... */
-static void default_name(nn_model *m, nn_layer_kind kind, char *out)
+/* Keras numbering: "conv2d", "conv2d_1", "conv2d_2", ... The counter is
+ * bounded, so it never overflows and always saves as a loadable value. */
+static nn_status default_name(nn_model *m, nn_layer_kind kind, char *out)
 {
     const char *stem = nn__layer_registry[kind]->stem;
     do {
-        int k = m->name_counts[kind]++;
+        int k = m->name_counts[kind];
+        NN_CHECK(k < NN_NAME_COUNTER_MAX, NN_ERR_UNSUPPORTED,
+                 "%s: this model has issued %d default names '%s_N', the "
+                 "limit; give the layer a name",
+                 nn__layer_registry[kind]->type_name, k, stem);
+        m->name_counts[kind] = k + 1;
         if (k == 0)
             snprintf(out, NN_NAME_MAX, "%s", stem);
         else
             snprintf(out, NN_NAME_MAX, "%s_%d", stem, k);
     } while (nn__name_taken(m, out));
+    return NN_OK;
 }
 
 static nn_status check_new_layer(nn_model *m, nn_layer_kind kind,
@@ -150,11 +170,13 @@ nn_layer *nn__add_layer(nn_model *m, nn_layer_kind kind, int n_inputs,
     l->trainable = true;
     l->n_inputs = n_inputs;
     for (int i = 0; i < n_inputs; i++) l->inputs[i] = inputs[i];
+    nn_status s = NN_OK;
     if (name)
         snprintf(l->name, sizeof l->name, "%s", name);
     else
-        default_name(m, kind, l->name);
-    if (l->ops->build(l) != NN_OK || nn__append_layer(m, l) != NN_OK) {
+        s = default_name(m, kind, l->name);
+    if (s != NN_OK || l->ops->build(l) != NN_OK ||
+        nn__append_layer(m, l) != NN_OK) {
         nn__layer_free(l);
         return NULL;
     }

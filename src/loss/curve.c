@@ -285,14 +285,7 @@ void nn__curve_report(const nn_curve *c, float threshold, nn_binary_report *r)
 static nn_status put_report(nn_binary_report *dst, const nn_binary_report *r,
                             const char *what)
 {
-    NN_CHECK(dst, NN_ERR_INVALID, "%s: NULL report", what);
-    NN_CHECK(dst->size >= sizeof(size_t), NN_ERR_INVALID,
-             "%s: report->size is %zu; set it to sizeof(nn_binary_report)",
-             what, dst->size);
-    size_t n = dst->size < sizeof *r ? dst->size : sizeof *r;
-    memcpy((char *)dst + sizeof(size_t), (const char *)r + sizeof(size_t),
-           n - sizeof(size_t));
-    return NN_OK;
+    return nn__write_opts(dst, r, what);
 }
 
 nn_status nn_curve_report(const nn_curve *c, float threshold,

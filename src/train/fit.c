@@ -215,9 +215,10 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
 {
     NN_TRY(nn__check_xy(m, x, y, "nn_model_fit"));
     NN_CHECK(o->epochs >= 1 && o->epochs <= 1000000, NN_ERR_INVALID,
-             "nn_model_fit: epochs must be positive, got %d", o->epochs);
+             "nn_model_fit: epochs must lie in 1..1000000, got %d",
+             o->epochs);
     NN_CHECK(o->batch_size >= 1 && o->batch_size <= (1 << 20), NN_ERR_INVALID,
-             "nn_model_fit: batch size must be positive, got %d",
+             "nn_model_fit: batch size must lie in 1..1048576 (2^20), got %d",
              o->batch_size);
     NN_CHECK(!o->val_x == !o->val_y, NN_ERR_INVALID,
              "nn_model_fit: give both val_x and val_y or neither");

@@ -4,6 +4,7 @@
 #include "nn_internal.h"
 #include "train/train.h"
 #include "loss/loss.h"
+#include "optim/optim.h"
 #include "diag/diag.h"
 
 #include <math.h>
@@ -237,6 +238,10 @@ nn_status nn__train_step(nn_model *m, const float *x, const float *y,
     /* The input gradient, or a scan of every output, needs them all. */
     bool full = dx || nn__diag_scans(d);
     NN_TRY(nn__context_plan(c, batch, true, full));
+    /* Every allocation of a step comes before the forward pass, which
+     * moves BatchNormalization's statistics and the dropout counter: a
+     * step that runs out of memory changes nothing. */
+    if (update) NN_TRY(nn__optimizer_prepare(m->opt, m));
     NN_TRY(nn__forward(c, x, batch, training, step_key(m)));
     if (d) NN_TRY(nn__diag_after_forward(m, c, batch));
     NN_TRY(nn__loss_step(m, c, y, batch, true, st));
@@ -265,7 +270,8 @@ static void report(const nn_step_stats *st, int batch, float *loss,
 static nn_status check_batch_size(const nn_tensor *x)
 {
     NN_CHECK(x->shape[0] <= (1 << 30), NN_ERR_INVALID,
-             "batch of %lld samples is too large", (long long)x->shape[0]);
+             "batch of %lld samples is too large: at most 1073741824 (2^30)",
+             (long long)x->shape[0]);
     return NN_OK;
 }
 
@@ -348,7 +354,8 @@ nn_status nn_model_evaluate(nn_model *m, const nn_tensor *x, const nn_tensor *y,
 {
     NN_TRY(nn__check_xy(m, x, y, "nn_model_evaluate"));
     NN_CHECK(batch_size > 0, NN_ERR_INVALID,
-             "nn_model_evaluate: batch size %d", batch_size);
+             "nn_model_evaluate: batch size must be positive, got %d",
+             batch_size);
     double l, a;
     NN_TRY(nn__evaluate(m, x, y, batch_size, NULL, &l, &a));
     if (loss) *loss = (float)l;

@@ -452,6 +452,25 @@ def test_load_idx_fashion_mnist():
     assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))
 
 
+def test_limits(tmp_path):
+    assert libnn.get_limits() == {"model_bytes": 1 << 31,
+                                  "data_bytes": 1 << 31}
+    path = tmp_path / "labels.idx"
+    path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 100]) + bytes(range(100)))
+    try:
+        libnn.set_limits(data_bytes=399)
+        assert libnn.get_limits()["data_bytes"] == 399
+        with pytest.raises(libnn.OutOfMemory, match="data limit"):
+            libnn.load_idx(str(path), scale=False)
+        libnn.set_limits(data_bytes=400)
+        assert libnn.load_idx(str(path), scale=False).shape == (100,)
+        with pytest.raises(libnn.InvalidArgument, match=">= 0"):
+            libnn.set_limits(model_bytes=-1)
+    finally:
+        libnn.set_limits()
+    assert libnn.get_limits()["data_bytes"] == 1 << 31
+
+
 def test_fit_one_full_batch_equals_train_batch(rng):
     x, y = data(rng, 12)
     a, b = small_model(seed=9), small_model(seed=9)

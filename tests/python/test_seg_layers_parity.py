@@ -352,3 +352,23 @@ def test_cropping2d(parity, rng, crop):
     x_t = t(nnref.nchw(x), grad=True)
     out = x_t[:, :, top:7 - bottom, left:6 - right]
     _compare(parity, r, x_t, nnref.to_nhwc(out))
+
+
+# ------------------------------------------------------------ initializers
+def test_random_normal_initializer():
+    """RandomNormal(stddev) reaches the layers whose options carry a stddev;
+    "random_normal" is Keras' default N(0, 0.05) everywhere."""
+    m = libnn.Model(3)
+    x = m.input((4, 4, 8))
+    ct = m.conv2d_transpose(x, 64, 5, kernel_initializer=libnn.RandomNormal(
+        stddev=0.02))
+    w = ct.weights[0]
+    assert w.shape == (5, 5, 64, 8)
+    assert abs(w.std() / 0.02 - 1) < 0.05 and abs(w.mean()) < 0.002
+    dw = m.depthwise_conv2d(x, 3, depth_multiplier=100,
+                            depthwise_initializer="random_normal")
+    assert abs(dw.weights[0].std() / 0.05 - 1) < 0.05
+    with pytest.raises(ValueError):
+        libnn.RandomNormal(stddev=-1.0)
+    with pytest.raises(ValueError):
+        libnn.RandomNormal(mean=0.5)
