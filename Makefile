@@ -29,19 +29,33 @@ SRC      := $(sort $(wildcard src/*/*.c))
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 HDR      := include/nn.h src/nn_internal.h $(wildcard src/*/*.h)
 
-EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out examples/mpi_%.c,$(wildcard examples/*.c)))
+TOOLS    := $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 # Each fuzz target's seeds and every input that ever crashed it, as cmocka
 # tests built with the normal compiler (tests/fuzz/driver.c).
-FUZZ_TARGETS := checkpoint safetensors idx cifar
+FUZZ_TARGETS := checkpoint safetensors idx cifar png manifest
 FUZZ_REGRESS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_regress_%)
 TESTS    += $(FUZZ_REGRESS)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all lib examples tests check check-c check-python asan tsan fuzz demo deps install uninstall bench profile seg-kernels-bench clean
-all: lib examples
+# ---- libnn_mpi: data-parallel training over MPI (include/nn_mpi.h,
+# docs/mpi.md), a library of its own, built when Open MPI is installed
+# (MPI_PC=mpich for MPICH). It uses libnn's public API only.
+MPI_PC     ?= ompi-c
+HAVE_MPI   := $(shell pkg-config --exists $(MPI_PC) 2>/dev/null && echo 1)
+MPI_CFLAGS := $(shell pkg-config --cflags $(MPI_PC) 2>/dev/null)
+MPI_LDLIBS := $(shell pkg-config --libs $(MPI_PC) 2>/dev/null)
+ifeq ($(HAVE_MPI),1)
+MPI_LIB      := $(LIBDIR)/libnn_mpi.so
+MPI_EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/mpi_*.c))
+MPI_TESTS    := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(wildcard tests/mpi/test_*.c))
+endif
 
-lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a
+.PHONY: all lib examples tests check check-c check-python check-mpi asan tsan fuzz tools demo deps install uninstall bench bench-mpi profile seg-kernels-bench clean
+all: lib examples tools
+
+lib: $(LIBDIR)/libnn.so $(LIBDIR)/libnn.a $(MPI_LIB)
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -60,13 +74,60 @@ $(LIBDIR)/libnn.a: $(OBJ)
 	@mkdir -p $(LIBDIR)
 	rm -f $@ && ar rcs $@ $(OBJ)
 
+# libnn_mpi (variables above).
+MPI_LIB_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANITIZE) $(MPI_CFLAGS) \
+                 -Iinclude -fPIC -fvisibility=hidden -DNN_MPI_BUILDING
+
+$(BUILD)/obj-mpi/nn_mpi.o: mpi/nn_mpi.c include/nn_mpi.h include/nn.h
+	@mkdir -p $(dir $@)
+	$(CC) $(MPI_LIB_CFLAGS) -c $< -o $@
+
+$(LIBDIR)/libnn_mpi.so.$(VERSION): $(BUILD)/obj-mpi/nn_mpi.o mpi/libnn_mpi.map $(LIBDIR)/libnn.so
+	$(CC) -shared -Wl,-soname,libnn_mpi.so.$(VERSION_MAJOR) \
+	  -Wl,--version-script=mpi/libnn_mpi.map -Wl,--no-undefined -Wl,-rpath,'$$ORIGIN' \
+	  $(SANITIZE) -o $@ $< -L$(LIBDIR) -lnn $(MPI_LDLIBS)
+
+$(LIBDIR)/libnn_mpi.so: $(LIBDIR)/libnn_mpi.so.$(VERSION)
+	ln -sf libnn_mpi.so.$(VERSION) $(LIBDIR)/libnn_mpi.so.$(VERSION_MAJOR)
+	ln -sf libnn_mpi.so.$(VERSION_MAJOR) $(LIBDIR)/libnn_mpi.so
+
 # Examples and tests link the shared library, as users do.
 RPATH := -Wl,-rpath,$(abspath $(LIBDIR))
 $(BUILD)/examples/%: examples/%.c $(LIBDIR)/libnn.so $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
 
-examples: $(EXAMPLES)
+examples: $(EXAMPLES) $(MPI_EXAMPLES)
+
+# MPI programs (examples/mpi_*.c, tests/mpi/) link libnn_mpi as well.
+MPI_LINK = -L$(LIBDIR) -lnn_mpi -lnn $(MPI_LDLIBS) $(RPATH) -lm
+$(BUILD)/examples/mpi_%: examples/mpi_%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
+
+$(BUILD)/tests/mpi/%: tests/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
+
+$(BUILD)/bench/mpi/%: bench/mpi/%.c $(MPI_LIB) include/nn_mpi.h $(wildcard examples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(MPI_CFLAGS) $< -o $@ $(MPI_LINK)
+
+# Tools installed with the library (nn-inspect) see only the public API:
+# no -Isrc, so an internal header cannot slip in.
+TOOL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANITIZE) -Iinclude
+$(BUILD)/tools/%: tools/%.c $(LIBDIR)/libnn.so
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm -lpthread
+
+tools: $(TOOLS)
+
+# The model and images scripts/check-inspect.sh runs nn-inspect on,
+# made through the public API as a user would make them.
+INSPECT_FIXTURE := $(BUILD)/tests/inspect_fixture
+$(INSPECT_FIXTURE): tests/inspect_fixture.c $(LIBDIR)/libnn.so
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
 
 # Tests link the static library so they can reach internal kernels too.
 $(BUILD)/tests/%: tests/%.c $(LIBDIR)/libnn.a $(wildcard tests/*.h)
@@ -118,29 +179,42 @@ seg-kernels-bench: $(BUILD)/bench/kernels/seg_kernels_bench
 DEB_PKGS := gcc make pkg-config libopenblas-dev libcmocka-dev zlib1g-dev \
             libpng-dev dataset-fashion-mnist python3-torch python3-numpy \
             python3-pytest python3-matplotlib binutils clang \
-            libclang-rt-14-dev libomp-14-dev abigail-tools
+            libclang-rt-14-dev libomp-14-dev abigail-tools libopenmpi-dev \
+            openmpi-bin python3-mpi4py
 deps:
 	@scripts/deps.sh $(DEB_PKGS)
 
 # ---- the README's two commands ----
+# The builds inside check run JOBS at once; the tests run one at a time.
+JOBS ?= -j2
 check: deps
-	$(MAKE) all tests
-	$(MAKE) check-c check-python asan tsan fuzz
+	$(MAKE) $(JOBS) all tests
+	$(MAKE) check-c check-python check-mpi asan tsan fuzz
 
-check-c: tests lib examples
+check-c: tests lib examples tools $(INSPECT_FIXTURE)
 	@scripts/run-tests.sh $(TESTS)
 	@scripts/check-abi.sh $(LIBDIR)/libnn.so
 	@scripts/check-deps.sh $(BUILD)
 	@scripts/check-abidiff.sh $(LIBDIR)/libnn.so
 	@scripts/check-install.sh
 	@scripts/check-examples.sh $(BUILD)/examples
+	@scripts/check-inspect.sh $(BUILD)
 
 check-python: lib
 	@LIBDIR=$(LIBDIR) scripts/run-pytest.sh
 
+# libnn_mpi: its ABI, then several processes under mpirun (scripts/run-mpi-tests.sh).
+check-mpi: lib $(MPI_TESTS) $(MPI_EXAMPLES)
+ifeq ($(HAVE_MPI),1)
+	@scripts/check-abi.sh $(MPI_LIB) tests/symbols_mpi.txt include/nn_mpi.h nn_mpi_
+	@BUILD=$(BUILD) scripts/run-mpi-tests.sh
+else
+	@echo "mpi: skipped, no MPI found (pkg-config $(MPI_PC)); make deps installs Open MPI"
+endif
+
 # Tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
-	$(MAKE) BUILD=build-asan LIBDIR=build-asan/lib OPT=-O1 \
+	$(MAKE) $(JOBS) BUILD=build-asan LIBDIR=build-asan/lib OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  build-asan/tests-run
 
@@ -158,7 +232,7 @@ TSAN_OPENMP := -fopenmp-simd -lgomp -Wno-unknown-pragmas \
                -Wno-unused-variable -Wno-unused-but-set-variable \
                -Wno-unused-function
 tsan:
-	$(MAKE) BUILD=build-tsan LIBDIR=build-tsan/lib OPT=-O1 OPENMP="$(TSAN_OPENMP)" \
+	$(MAKE) $(JOBS) BUILD=build-tsan LIBDIR=build-tsan/lib OPT=-O1 OPENMP="$(TSAN_OPENMP)" \
 	  SANITIZE="-fsanitize=thread" build-tsan/tests-run
 
 build-tsan/tests-run: $(BUILD)/tests/test_threads
@@ -174,7 +248,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
 fuzz:
-	$(MAKE) CC=clang BUILD=build-fuzz LIBDIR=build-fuzz/lib OPT="-O1" \
+	$(MAKE) $(JOBS) CC=clang BUILD=build-fuzz LIBDIR=build-fuzz/lib OPT="-O1" \
 	  WARN="$(WARN) -Wno-pass-failed" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
 	  $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
@@ -189,17 +263,31 @@ demo: deps
 	$(BUILD)/examples/cifar_cnn --history $(BUILD)/cifar_cnn_history.csv
 
 # Q1: plain-20/56 against ResNet-20/56 (examples/residual_vs_plain.c),
-# then its plots, all into $(RESIDUAL_OUT); longer runs:
-# make residual-experiment RESIDUAL_ARGS="--train 12000 --epochs 8"
+# every model from 3 seeds, then its plots, all into $(RESIDUAL_OUT); the
+# summary (mean and range per model, the orderings per seed) ends the
+# run's output. A run of seconds that only exercises the code:
+# make residual-experiment RESIDUAL_ARGS="--quick 1"
+# make residual-docs runs the default and copies the two figures README.md
+# and docs/diagnostics.md show into docs/.
 RESIDUAL_OUT ?= $(BUILD)/residual_out
 RESIDUAL_ARGS ?=
-.PHONY: residual-experiment
+.PHONY: residual-experiment residual-docs
 residual-experiment: lib $(BUILD)/examples/residual_vs_plain
 	$(BUILD)/examples/residual_vs_plain --out $(RESIDUAL_OUT) $(RESIDUAL_ARGS)
 	$(PYTHON) tools/plot_residual.py $(RESIDUAL_OUT)
 
+residual-docs: residual-experiment
+	cp $(RESIDUAL_OUT)/training_error.png docs/residual_training_error.png
+	cp $(RESIDUAL_OUT)/grad_profile.png docs/residual_grad_profile.png
+	@echo "docs/residual_*.png refreshed from $(RESIDUAL_OUT)"
+
 bench: lib $(BENCHES)
 	@scripts/run-bench.sh
+
+# Q3a training over MPI: 1 process x 2 threads against 2 processes x 1
+# thread, the allreduce's share of a step and the scaling efficiency.
+bench-mpi: lib $(BUILD)/bench/mpi/mpi_bench
+	@BUILD=$(BUILD) scripts/run-bench-mpi.sh
 
 # ---- Q3c: training curves with and without augmentation ----
 # Trains cifar_cnn (Q3a) and cifar_augment (Q3b) on the default data
@@ -225,8 +313,17 @@ curves-docs: curves
 	@echo "docs/curves.png refreshed from $(CURVES_DIR)/curves.png"
 
 # ---- install ----
+# The tools are linked again for their place: their rpath is the
+# installed library's directory, not the build tree's.
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/bin
+	@mkdir -p $(BUILD)/install
+	for t in $(notdir $(basename $(wildcard tools/*.c))); do \
+	  $(CC) $(TOOL_CFLAGS) tools/$$t.c -o $(BUILD)/install/$$t -L$(LIBDIR) -lnn \
+	    -Wl,-rpath,$(PREFIX)/lib -lm -lpthread && \
+	  install -m 755 $(BUILD)/install/$$t $(DESTDIR)$(PREFIX)/bin/ || exit 1; \
+	done
 	install -m 644 include/nn.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(LIBDIR)/libnn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libnn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnn.so.$(VERSION_MAJOR)
@@ -234,14 +331,27 @@ install: lib
 	install -m 644 $(LIBDIR)/libnn.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	  -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+ifeq ($(HAVE_MPI),1)
+	install -m 644 include/nn_mpi.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(LIBDIR)/libnn_mpi.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libnn_mpi.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnn_mpi.so.$(VERSION_MAJOR)
+	ln -sf libnn_mpi.so.$(VERSION_MAJOR) $(DESTDIR)$(PREFIX)/lib/libnn_mpi.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  -e 's|@MPI_PC@|$(MPI_PC)|' mpi/nn_mpi.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc
+endif
 	@echo "libnn $(VERSION) installed in $(DESTDIR)$(PREFIX). Build a program with"
 	@echo "  cc prog.c \$$(PKG_CONFIG_PATH=$(PREFIX)/lib/pkgconfig pkg-config --cflags --libs nn) -Wl,-rpath,$(PREFIX)/lib"
 	@echo "(the rpath lets it find libnn.so.$(VERSION_MAJOR) at run time; or set LD_LIBRARY_PATH=$(PREFIX)/lib,"
 	@echo "or run ldconfig once if $(PREFIX)/lib is listed in /etc/ld.so.conf.d)."
+ifeq ($(HAVE_MPI),1)
+	@echo "With MPI (libnn_mpi): pkg-config --cflags --libs nn_mpi, the same way."
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/nn.h $(DESTDIR)$(PREFIX)/lib/libnn.* \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc $(DESTDIR)$(PREFIX)/include/nn_mpi.h \
+	  $(DESTDIR)$(PREFIX)/lib/libnn_mpi.* $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn_mpi.pc \
+	  $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(basename $(wildcard tools/*.c))))
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz lib/libnn.*
+	rm -rf build build-asan build-tsan build-fuzz lib/libnn.* lib/libnn_mpi.*

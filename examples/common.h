@@ -630,21 +630,35 @@ static inline nn_model *q3_build_cnn(int h, int w, int c,
     return m;
 }
 
+/* The command line of the Q3 programs (cifar_cnn, cifar_augment,
+ * mpi_fit): the training options, --history and --save. */
+typedef struct q3_args {
+    train_args t;
+    const char *history, *save;
+} q3_args;
+
+static inline q3_args q3_parse(int argc, char **argv, const ex_program *prog)
+{
+    q3_args a = {TRAIN_ARGS_INIT, NULL, NULL};
+    const ex_option opts[] = {
+        EX_OPTS_TRAINING(&a.t),
+        EX_OPT_HISTORY(&a.history),
+        EX_OUTPUT("save", &a.save, "FILE",
+                  "save the trained model (nn_model_save) to FILE",
+                  "not saved"),
+    };
+    ex_parse(argc, argv, prog, opts, EX_COUNT(opts));
+    return a;
+}
+
 /* Parses the command line, loads the data, trains, evaluates and writes
  * what was asked for. */
 static inline int q3_main(int argc, char **argv, const ex_program *prog,
                           q3_front_fn front)
 {
-    train_args t = TRAIN_ARGS_INIT;
-    const char *history = NULL, *save = NULL;
-    const ex_option opts[] = {
-        EX_OPTS_TRAINING(&t),
-        EX_OPT_HISTORY(&history),
-        EX_OUTPUT("save", &save, "FILE",
-                  "save the trained model (nn_model_save) to FILE",
-                  "not saved"),
-    };
-    ex_parse(argc, argv, prog, opts, EX_COUNT(opts));
+    q3_args a = q3_parse(argc, argv, prog);
+    train_args t = a.t;
+    const char *history = a.history, *save = a.save;
 
     dataset d;
     load_training_data(&d, &t);

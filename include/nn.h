@@ -47,9 +47,10 @@
  *
  * Sections, in order: version and errors, threads, tensors, building
  * models, layers, losses and optimizers, training, segmentation losses
- * and metrics, weighted losses and decision metrics, inference and
- * contexts, gradient diagnostics, files (models, weights, data sets),
- * images and segmentation data, model zoo.
+ * and metrics, weighted losses and decision metrics, data-parallel
+ * training, inference and contexts, inference for a product, gradient
+ * diagnostics, resource limits, files (models, weights, data sets), images
+ * and segmentation data, model zoo.
  */
 #ifndef NN_H
 #define NN_H
@@ -110,10 +111,14 @@ NN_API nn_status nn_last_status(void);
 /* Threads                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Sets how many threads libnn's kernels use (default: all cores). The
- * setting is process-wide; n <= 0 restores the default. libnn runs its
- * matrix products single-threaded inside its own parallel loops so BLAS and
- * libnn never oversubscribe the cores: it sets OpenBLAS to one thread. */
+/* Sets how many threads libnn's kernels use, process-wide (1 to 1024).
+ * The default is the environment variable OMP_NUM_THREADS when it holds a
+ * positive count (its first entry for a list such as "4,2"; above 1024
+ * counts as 1024), read when the default is taken, else every online core.
+ * A call with n >= 1 overrides it; n <= 0 restores the default (so
+ * OMP_NUM_THREADS again, when set). libnn runs its matrix products
+ * single-threaded inside its own parallel loops so BLAS and libnn never
+ * oversubscribe the cores: it sets OpenBLAS to one thread. */
 NN_API nn_status nn_set_num_threads(int n);
 NN_API int nn_get_num_threads(void);
 
@@ -362,8 +367,12 @@ typedef struct nn_batchnorm_opts {
 
 /* BatchNormalization over the last (channel) axis. Weights in Keras order:
  * gamma, beta (trainable), moving_mean, moving_variance (not trainable).
- * Training uses batch statistics and updates the moving ones; inference
- * and a frozen layer use the moving statistics. */
+ * Training normalizes with the batch mean and biased variance and updates
+ * the moving statistics; inference and a frozen layer use the moving ones.
+ * The moving variance moves towards the batch variance as tf.keras moves
+ * it: Bessel-corrected (n / (n - 1), n values per channel) for images
+ * [N, H, W, C] and volumes [N, D, H, W, C], biased for other ranks, such as
+ * features [N, C] after a Dense layer. */
 NN_API nn_layer *nn_batchnorm(nn_model *m, nn_layer *input,
                               const nn_batchnorm_opts *opts);
 
@@ -614,7 +623,12 @@ typedef enum nn_loss {
     /* labels class ids, one per position: [N] for an output [N, C],
      * [N, H, W] (or [N, H, W, 1]) for [N, H, W, C] */
     NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 2,
-    NN_LOSS_BINARY_CROSSENTROPY = 3, /* labels in [0,1], output's shape */
+    /* labels in [0,1], output's shape. Refused (NN_ERR_INVALID from fit,
+     * evaluate and the training steps) on the probabilities of a softmax
+     * output of two or more classes, which exclude each other: categorical
+     * cross-entropy is the loss for those. (With from_logits the output's
+     * values are taken as the logits they are declared to be.) */
+    NN_LOSS_BINARY_CROSSENTROPY = 3,
     /* soft IoU (Jaccard) loss 1 - (I + smooth) / (U + smooth) per class,
      * averaged over the classes; labels the output's shape (masks or
      * one-hot), or class ids with nn_loss_opts.sparse_labels */
@@ -709,6 +723,28 @@ NN_API nn_status nn_optimizer_set_global_clipnorm(nn_optimizer *opt,
 NN_API nn_status nn_optimizer_set_clipvalue(nn_optimizer *opt,
                                             float clipvalue);
 
+/* A compiled or loaded model's optimizer and loss. */
+
+/* The optimizer the model owns (compiled, or loaded from a file saved
+ * with NN_SAVE_OPTIMIZER), to read or change its learning rate and read
+ * its step count: a borrowed handle, valid until the model is freed or
+ * compiled with another optimizer; do not free it. NULL, with NN_ERR_STATE,
+ * when the model has none (NN_ERR_INVALID for a NULL model). */
+NN_API nn_optimizer *nn_model_optimizer(nn_model *m);
+/* The optimizer's learning rate; NaN with NN_ERR_INVALID for NULL. */
+NN_API float nn_optimizer_learning_rate(const nn_optimizer *opt);
+/* The model's loss, as nn_model_compile_weighted takes it (one term of
+ * weight 1 after nn_model_compile): from its compile call, or from the
+ * file it was loaded from (a file saved after compiling stores its loss,
+ * with or without NN_SAVE_OPTIMIZER). Returns the number of terms n, 0
+ * when the model has no loss, or a negative nn_status. losses[k] and
+ * weights[k] receive term k for k < min(n, cap) (both may be NULL when
+ * cap is 0). opts (may be NULL) receives the loss options when n > 0: set
+ * its size first (NN_LOSS_OPTS_INIT); the members within that size are
+ * written, the rest left as they are. */
+NN_API int nn_model_loss(const nn_model *m, nn_loss *losses, float *weights,
+                         int cap, nn_loss_opts *opts);
+
 /* ------------------------------------------------------------------ */
 /* Training                                                           */
 /* ------------------------------------------------------------------ */
@@ -796,10 +832,22 @@ typedef struct nn_fit_opts {
      * validation data (struct defined under "Weighted losses and
      * decision metrics"). */
     const struct nn_binary_opts *decision_metrics;
+    /* Data-parallel fit ("Data-parallel training" below, docs/mpi.md):
+     * world_size processes each call fit on the same data with the same
+     * options and models built from the same seed; process `rank` trains
+     * on its shard of every global batch of world_size x batch_size
+     * samples. sync (an nn_sync_fn: an nn_sync_point for `point`) sums
+     * values across the processes; libnn_mpi's nn_mpi_fit_opts fills
+     * these four members. world_size 0 or 1 (default): one process. */
+    nn_status (*sync)(nn_model *m, double *values, int n, int point,
+                      void *user);
+    void *sync_user; /* passed to sync */
+    int rank;        /* 0 .. world_size - 1; 0 */
+    int world_size;  /* 1 */
 } nn_fit_opts;
 #define NN_FIT_OPTS_INIT                                                       \
     {sizeof(nn_fit_opts), 1, 32, 1, NULL, NULL, NULL, NULL, 0, 0, 0,         \
-     NULL, 0, NULL, NULL}
+     NULL, 0, NULL, NULL, NULL, NULL, 0, 1}
 
 /* Trains for opts->epochs over (x, y). x: [N, ...input shape], y: labels as
  * the compiled loss expects. *history (if not NULL) receives a new history
@@ -1084,6 +1132,132 @@ NN_API nn_status nn_model_evaluate_binary(nn_model *m, const nn_tensor *x,
                                           nn_curve **curve);
 
 /* ------------------------------------------------------------------ */
+/* Data-parallel training (guide: docs/mpi.md)                        */
+/* ------------------------------------------------------------------ */
+
+/* What libnn needs for training one model on several processes (or
+ * machines) at once, as Horovod does: every process holds a copy of the
+ * model, trains on its shard of each batch, and the processes average
+ * their gradients before every optimizer step. libnn itself knows no
+ * transport; libnn_mpi (include/nn_mpi.h) builds the MPI one on these
+ * calls.
+ *
+ * The parameter order: every buffer below lists parameters in the order
+ * of the model's layers (nn_model_layer 0, 1, ...) and, within a layer,
+ * of its weights (nn_layer_weight 0, 1, ...), each parameter's values in
+ * its tensor's row-major order. A weight shared by several layers of the
+ * model (nn_model_apply) appears once per layer. */
+
+/* Parts of a model's state. */
+typedef enum nn_state_part {
+    /* every parameter: weights (trainable or frozen) and statistics */
+    NN_STATE_ALL = 0,
+    /* the parameters that train now (the parameter and its layer
+     * trainable): the layout of a gradient hook's buffer */
+    NN_STATE_TRAINABLE = 1,
+    /* statistics that no gradient trains: BatchNormalization's
+     * moving_mean and moving_variance (frozen layers' too) */
+    NN_STATE_STATISTICS = 2
+} nn_state_part;
+
+/* Number of floats in a part of the model's state; -1 (and an error) for
+ * a NULL model or an unknown part. */
+NN_API int64_t nn_model_state_size(const nn_model *m, nn_state_part part);
+/* Copies a part of the state into buf[0..n), n = nn_model_state_size
+ * (NN_ERR_SHAPE otherwise). */
+NN_API nn_status nn_model_get_state(const nn_model *m, nn_state_part part,
+                                    float *buf, int64_t n);
+/* Overwrites a part of the state from buf[0..n), n = nn_model_state_size
+ * (NN_ERR_SHAPE otherwise, and nothing changes). A shared weight takes
+ * the values of its last appearance. The optimizer's state is not part
+ * of it. */
+NN_API nn_status nn_model_set_state(nn_model *m, nn_state_part part,
+                                    const float *buf, int64_t n);
+
+/* What a gradient hook is told about the step. */
+typedef struct nn_grad_info {
+    size_t size;  /* sizeof(nn_grad_info) of the library that filled it */
+    int64_t step; /* the optimizer's iterations before this step */
+    /* samples whose mean gradient the buffer holds: the batch of the last
+     * backward pass; 0 when this process has no sample in a step of a
+     * data-parallel fit (a short last batch), the buffer then holds
+     * zeros */
+    int64_t samples;
+    /* in a data-parallel fit (nn_fit_opts.world_size > 1), the samples of
+     * the step over all processes, so the mean over all of them is the
+     * sum over the processes of grads * samples / total_samples; 0
+     * otherwise */
+    int64_t total_samples;
+} nn_grad_info;
+
+/* Called after each backward pass, right before the optimizer step
+ * (nn_model_train_batch, nn_model_apply_gradients, nn_model_fit), with the
+ * gradients of every parameter that trains gathered in one buffer
+ * grads[0..n) (n = nn_model_state_size(m, NN_STATE_TRAINABLE)). What the
+ * hook leaves in the buffer is what the optimizer applies (clipping
+ * included). A hook reports a failure by returning an error status (with
+ * nn_set_error for its message); the step then stops with the weights and
+ * the optimizer unchanged and the call returns that status. */
+typedef nn_status (*nn_grad_hook_fn)(float *grads, int64_t n,
+                                     const nn_grad_info *info, void *user);
+/* Sets the model's gradient hook; fn NULL removes it. Without a hook
+ * nothing is gathered or copied. */
+NN_API nn_status nn_model_set_grad_hook(nn_model *m, nn_grad_hook_fn fn,
+                                        void *user);
+
+/* Where a data-parallel fit calls nn_fit_opts.sync. */
+typedef enum nn_sync_point {
+    /* Before the first epoch, with values that must agree on every
+     * process (sample counts, batch size, epochs, shuffling, the seed's
+     * generator, the state's size) and the rank: fit checks the sums, so
+     * that processes that disagree stop with NN_ERR_INVALID rather than
+     * wait for each other. */
+    NN_SYNC_START = 0,
+    /* After each epoch's training steps, before validation, with the
+     * epoch's sums (loss x samples, correct predictions, predictions,
+     * samples, then with segmentation_metrics the confusion matrix's
+     * counts): every process then reports the same loss and accuracy.
+     * The hook may also make the model's statistics agree here (libnn_mpi
+     * averages BatchNormalization's moving statistics). */
+    NN_SYNC_EPOCH_END = 1
+} nn_sync_point;
+
+/* nn_fit_opts.sync: replaces values[0..n) by their sums over the
+ * processes (every process gets the same sums). The rules of a
+ * data-parallel fit (docs/mpi.md):
+ *  - Sharding: each epoch's order is drawn from the model's generator, so
+ *    it is the same on every process. Global step k covers positions
+ *    [k G, k G + T) of it, G = world_size x batch_size, T = min(G,
+ *    N - k G); process r takes positions [k G + floor(r T / world_size),
+ *    k G + floor((r + 1) T / world_size)). With N samples, world_size
+ *    processes at batch_size B therefore train on exactly the batches of
+ *    one process at batch size world_size x B; a process without a
+ *    sample in a step still reaches the gradient hook (samples 0).
+ *  - The model must have a gradient hook that combines the processes'
+ *    gradients (as nn_grad_info says) before every step.
+ *  - The history's loss and accuracy are the sums over all processes;
+ *    validation runs whole on every process; the progress callback sees
+ *    this process's running loss and accuracy and the global batch
+ *    count and samples. Gradient norms and seconds are this process's.
+ *  - Losses that are means over samples combine exactly (the
+ *    cross-entropies, with weights under NN_WEIGHT_NORM_SAMPLES; IoU and
+ *    Dice per image); a batch-pooled IoU or Dice, or a weighted mean
+ *    (NN_WEIGHT_NORM_SUM), is computed per shard. decision_metrics are
+ *    not supported (NN_ERR_UNSUPPORTED).
+ *  - Dropout and augmentation draw differently on each rank.
+ *  - A process whose call fails returns; the others would wait for it
+ *    in the next collective: the program must then stop them all (the
+ *    MPI program calls MPI_Abort). */
+typedef nn_status (*nn_sync_fn)(nn_model *m, double *values, int n,
+                                int point, void *user);
+
+/* Records status and message as the calling thread's last error (what
+ * nn_last_error and nn_last_status return) and returns status: hooks and
+ * libraries built on libnn (libnn_mpi) report failures this way. NULL
+ * message: the status's name. */
+NN_API nn_status nn_set_error(nn_status status, const char *message);
+
+/* ------------------------------------------------------------------ */
 /* Inference and contexts                                             */
 /* ------------------------------------------------------------------ */
 
@@ -1100,6 +1274,113 @@ NN_API nn_context *nn_context_create(const nn_model *m);
 NN_API void nn_context_free(nn_context *ctx);
 NN_API nn_status nn_context_predict(nn_context *ctx, const nn_tensor *x,
                                     nn_tensor *out, int batch_size);
+
+/* ------------------------------------------------------------------ */
+/* Inference for a product (guide: docs/inference.md)                 */
+/* ------------------------------------------------------------------ */
+
+/* Load the model once (nn_model_load), give each worker thread its own
+ * nn_context, and classify camera frames through it. After the first call
+ * at a given batch size (and, for frames that are resized, a given frame
+ * size) a call on a context allocates nothing: nn_context_predict and the
+ * calls below. The model file carries the preprocessing and the decision
+ * (nn_model_set_preprocess), so a model is never paired with another
+ * model's normalisation or threshold. */
+
+/* Where the colour channels of 8-bit frames sit, relative to the model's
+ * input channels. */
+typedef enum nn_channel_order {
+    NN_CHANNELS_AS_MODEL = 0, /* frame channel k is model channel k */
+    /* the first three channels come reversed: a BGR (or BGRA) camera
+     * feeding a model trained on RGB, or the other way round */
+    NN_CHANNELS_REVERSED = 1
+} nn_channel_order;
+
+/* What a classifier needs besides its weights: how an 8-bit frame becomes
+ * its input, and the decision on its output. */
+typedef struct nn_preprocess_opts {
+    size_t size; /* sizeof(nn_preprocess_opts) */
+    /* value = (pixel * scale - mean[c]) / std[c] for model channel c (as
+     * nn_pixels_opts): scale finite and > 0; all four means finite, all
+     * four stds finite and > 0 */
+    float scale;       /* 1/255 */
+    float mean[4];     /* 0 */
+    float std[4];      /* 1 */
+    int channel_order; /* an nn_channel_order: NN_CHANNELS_AS_MODEL */
+    /* 1: a frame of another height x width is resized to the model's
+     * input (bilinear, half-pixel centres, as nn_image_resize); 0: frames
+     * must have the input's size */
+    int resize; /* 0 */
+    /* The decision, with nn_binary_opts' meaning: the positive classes
+     * are class k, or every class but k (NN_ALL_BUT(k)); a part is
+     * defective where their probability (the score) >= threshold, which
+     * lies in [0, 1]. */
+    int positive_class; /* 1 */
+    float threshold;    /* 0.5 */
+    int reserved;       /* 0 */
+} nn_preprocess_opts;
+#define NN_PREPROCESS_OPTS_INIT                                                \
+    {sizeof(nn_preprocess_opts), 1.0f / 255.0f, {0, 0, 0, 0}, {1, 1, 1, 1},    \
+     NN_CHANNELS_AS_MODEL, 0, 1, 0.5f, 0}
+
+/* Stores the preprocessing and the decision in the model (NULL: the
+ * defaults); nn_model_save writes them into the file and nn_model_load
+ * restores them. The model must classify images: input [H, W, C] with 1
+ * to 4 channels (NN_CHANNELS_REVERSED: at least 3), output [classes];
+ * positive_class must name its classes (2 for one sigmoid channel). */
+NN_API nn_status nn_model_set_preprocess(nn_model *m,
+                                         const nn_preprocess_opts *opts);
+/* Copies the model's preprocessing into *out: the members that fit in
+ * out->size, which the caller sets. NN_ERR_STATE when the model carries
+ * none (never set, or loaded from a file without it). */
+NN_API nn_status nn_model_get_preprocess(const nn_model *m,
+                                         nn_preprocess_opts *out);
+
+/* The classification of one image. The caller sets size
+ * (sizeof(nn_verdict)) and, if it wants them, probs and num_probs; the
+ * library fills the members that fit in size, so members are only ever
+ * appended. */
+typedef struct nn_verdict {
+    size_t size;
+    /* NULL, or the caller's buffer of num_probs floats, at least the
+     * model's classes (the output's length; 2 for one sigmoid channel:
+     * 1 - p, p): receives the class probabilities (the output, through a
+     * softmax or sigmoid when the loss was compiled from_logits) */
+    float *probs;
+    int num_probs;
+    /* the argmax (first of ties); for one channel 1 where p > 0.5, as
+     * nn_confusion counts it */
+    int predicted_class;
+    /* the positive classes' probability, computed as
+     * nn_model_evaluate_binary computes its scores */
+    float score;
+    int defective; /* 1 where score >= the model's threshold, else 0 */
+} nn_verdict;
+#define NN_VERDICT_INIT {sizeof(nn_verdict), NULL, 0, 0, 0.0f, 0}
+
+/* Classifies one 8-bit frame, height x width x channels (interleaved,
+ * channels as the model's input; `stride` bytes from one row to the next,
+ * 0: width * channels), with the model's preprocessing and decision
+ * (NN_ERR_STATE when it carries none). A frame of another size is
+ * NN_ERR_SHAPE unless the preprocessing resizes; a NULL frame is
+ * NN_ERR_INVALID. Neither changes the context: the next frame is
+ * classified as usual. */
+NN_API nn_status nn_context_classify_u8(nn_context *ctx,
+                                        const uint8_t *pixels, int height,
+                                        int width, int channels,
+                                        size_t stride, nn_verdict *out);
+/* n frames of one size in one pass: frames[i] gives out[i]. A NULL frame
+ * is an error naming its index, and then nothing is classified. */
+NN_API nn_status nn_context_classify_u8_batch(nn_context *ctx,
+                                              const uint8_t *const *frames,
+                                              int n, int height, int width,
+                                              int channels, size_t stride,
+                                              nn_verdict *out);
+/* Classifies x [N, ...input shape], already preprocessed (floats as the
+ * model takes them), in one pass: row i gives out[i], with the model's
+ * decision (NN_ERR_STATE when it carries none). */
+NN_API nn_status nn_context_classify(nn_context *ctx, const nn_tensor *x,
+                                     nn_verdict *out);
 
 /* ------------------------------------------------------------------ */
 /* Gradient diagnostics (guide: docs/diagnostics.md)                  */
@@ -1188,6 +1469,43 @@ NN_API nn_status nn_grad_report_health(const nn_grad_report *r, int window,
  * nn_model_summary. */
 NN_API nn_status nn_model_grad_summary(const nn_model *m, char *buf,
                                        size_t cap, size_t *needed);
+
+/* ------------------------------------------------------------------ */
+/* Resource limits                                                    */
+/* ------------------------------------------------------------------ */
+
+/* How much memory a file may make libnn plan or allocate on its say-so. A
+ * file is small but can describe something huge: a checkpoint of a few
+ * hundred bytes can hold a Resizing layer to 26000 x 26000 (8 GB per
+ * sample), a 2 MB gzip IDX file can inflate to 2 GB of bytes and 8 GB of
+ * floats. The limits are process-wide, may be set from any thread at any
+ * time, and apply to the loads that start afterwards. */
+typedef struct nn_limits {
+    size_t size; /* sizeof(nn_limits) */
+    /* Bytes of activations, layer state and scratch that inference on one
+     * sample of a loaded model may need, as nn_context_predict would plan
+     * them for batch 1: nn_model_load refuses a model above it with
+     * NN_ERR_NOMEM and a message naming the layer where the plan passes
+     * the limit. Models built through the API are not checked.
+     * 0: NN_DEFAULT_MODEL_BYTES. */
+    int64_t model_bytes;
+    /* Bytes of the float32 tensors a data-set loader returns: nn_load_idx
+     * and nn_load_cifar10 refuse, with NN_ERR_NOMEM, files whose headers
+     * or sizes promise more, before reading any data (so a compressed
+     * file cannot inflate past it). 0: NN_DEFAULT_DATA_BYTES. */
+    int64_t data_bytes;
+} nn_limits;
+#define NN_LIMITS_INIT {sizeof(nn_limits), 0, 0}
+#define NN_DEFAULT_MODEL_BYTES ((int64_t)1 << 31) /* 2 GiB */
+#define NN_DEFAULT_DATA_BYTES ((int64_t)1 << 31)  /* 2 GiB */
+
+/* Sets the limits from the first limits->size bytes of *limits; members
+ * it lacks, and members set to 0, take their defaults; NULL restores every
+ * default. NN_ERR_INVALID for a negative member (nothing changes then). */
+NN_API nn_status nn_set_limits(const nn_limits *limits);
+/* Writes the limits in force, defaults resolved (never 0), into the first
+ * limits->size bytes of *limits. */
+NN_API nn_status nn_get_limits(nn_limits *limits);
 
 /* ------------------------------------------------------------------ */
 /* Files: models, weights, data sets                                  */
@@ -1584,43 +1902,6 @@ typedef enum nn_preprocess_mode {
  * [N, H, W, 3] with values in [0, 255]. */
 NN_API nn_status nn_preprocess_input(nn_tensor *images,
                                      nn_preprocess_mode mode);
-
-/* ------------------------------------------------------------------ */
-/* Resource limits                                                    */
-/* ------------------------------------------------------------------ */
-
-/* How much memory a file may make libnn plan or allocate on its say-so. A
- * file is small but can describe something huge: a checkpoint of a few
- * hundred bytes can hold a Resizing layer to 26000 x 26000 (8 GB per
- * sample), a 2 MB gzip IDX file can inflate to 2 GB of bytes and 8 GB of
- * floats. The limits are process-wide, may be set from any thread at any
- * time, and apply to the loads that start afterwards. */
-typedef struct nn_limits {
-    size_t size; /* sizeof(nn_limits) */
-    /* Bytes of activations, layer state and scratch that inference on one
-     * sample of a loaded model may need, as nn_context_predict would plan
-     * them for batch 1: nn_model_load refuses a model above it with
-     * NN_ERR_NOMEM and a message naming the layer where the plan passes
-     * the limit. Models built through the API are not checked.
-     * 0: NN_DEFAULT_MODEL_BYTES. */
-    int64_t model_bytes;
-    /* Bytes of the float32 tensors a data-set loader returns: nn_load_idx
-     * and nn_load_cifar10 refuse, with NN_ERR_NOMEM, files whose headers
-     * or sizes promise more, before reading any data (so a compressed
-     * file cannot inflate past it). 0: NN_DEFAULT_DATA_BYTES. */
-    int64_t data_bytes;
-} nn_limits;
-#define NN_LIMITS_INIT {sizeof(nn_limits), 0, 0}
-#define NN_DEFAULT_MODEL_BYTES ((int64_t)1 << 31) /* 2 GiB */
-#define NN_DEFAULT_DATA_BYTES ((int64_t)1 << 31)  /* 2 GiB */
-
-/* Sets the limits from the first limits->size bytes of *limits; members
- * it lacks, and members set to 0, take their defaults; NULL restores every
- * default. NN_ERR_INVALID for a negative member (nothing changes then). */
-NN_API nn_status nn_set_limits(const nn_limits *limits);
-/* Writes the limits in force, defaults resolved (never 0), into the first
- * limits->size bytes of *limits. */
-NN_API nn_status nn_get_limits(nn_limits *limits);
 
 #ifdef __cplusplus
 }

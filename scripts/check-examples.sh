@@ -61,12 +61,14 @@ short_args() {
     t="--threads 1 --epochs 1"
     case $1 in
     cifar_cnn | cifar_augment) echo $t --train 256 --test 64 ;;
+    mpi_fit) echo $t --train 256 --test 64 ;; # one process, without mpirun
     exploding) echo $t --train 256 --test 64 --depth 3 --width 16 ;;
     residual_vs_plain) echo $t --train 16 --test 16 --batch-size 16 --models resnet20 ;;
     truncated_backbone) echo $t --train 64 --test 64 ;;
     transfer_resnet50) echo $t --train 8 --test 8 --batch-size 8 ;;
     segment_unet) echo $t --train 4 --val 2 --test 2 --batch-size 2 ;;
     inception_block | local_vs_conv) echo --size 8 ;;
+    inspection_line) echo $t --train 32 --seconds 1 --fps 20 --corrupt 5 ;;
     *) return 1 ;;
     esac
 }

@@ -100,6 +100,7 @@ typedef enum nn_opts_kind {
     NN_OPTS_CONV2D_TRANSPOSE,
     NN_OPTS_UPSAMPLING2D,
     NN_OPTS_SEPARABLE_CONV2D,
+    NN_OPTS_PREPROCESS,
     NN_OPTS_MOBILENET_V2,
     NN_OPTS_UNET,
     NN_OPTS_KIND_COUNT
@@ -145,6 +146,7 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_conv2d_transpose_opts *: NN_OPTS_CONV2D_TRANSPOSE,             \
              nn_upsampling2d_opts *: NN_OPTS_UPSAMPLING2D,                     \
              nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D,             \
+             nn_preprocess_opts *: NN_OPTS_PREPROCESS,                         \
              nn_mobilenet_v2_opts *: NN_OPTS_MOBILENET_V2,                     \
              nn_unet_opts *: NN_OPTS_UNET)
 
@@ -254,6 +256,11 @@ typedef struct nn_shape {
 } nn_shape;
 
 int64_t nn__shape_size(const nn_shape *s);
+/* Shapes for people, as Keras prints them: a layer's output with its batch
+ * axis, "(None, 28, 28, 1)", and a tensor's, "(32, 28, 28)" or "(32,)". */
+#define NN_SHAPE_STR_MAX 128
+void nn__shape_str(const nn_shape *s, char *out, size_t cap);
+void nn__tensor_shape_str(const nn_tensor *t, char *out, size_t cap);
 
 /* ---------------- layers ---------------- */
 
@@ -510,6 +517,12 @@ bool nn__param_next(nn_param_iter *it);
 bool nn__param_next_slot(nn_param_iter *it);
 /* How many parameters of m train: its optimizer's slot count. */
 int nn__param_slots(const nn_model *m);
+/* Copies the parameters of a part of m's state (include/nn.h,
+ * nn_state_part), in the walk's order, into out or from in (either may be
+ * NULL); the values, or with grads their gradients (which must exist).
+ * Returns the part's float count (src/graph/state.c). */
+int64_t nn__state_copy(const nn_model *m, nn_state_part part, bool grads,
+                       float *out, const float *in);
 
 /* ---------------- optimizers (src/optim/) ---------------- */
 
@@ -604,6 +617,14 @@ struct nn_context {
      * else -1. NULL when nothing is fused. */
     nn_fuse *fuse;
     int *fused_into;
+    /* The classify calls (src/io/infer.c): the model input they build from
+     * 8-bit frames, and one frame in floats before it is resized. Sized by
+     * the largest call so far, apart from the plan, so that steady-state
+     * calls allocate nothing; freed with the context. */
+    float *frames;
+    size_t frames_floats;
+    float *frame;
+    size_t frame_floats;
 };
 
 /* Plans the fusion of a context (src/graph/fuse.c): only layers with
@@ -637,8 +658,28 @@ struct nn_model {
     nn_loss_terms loss_terms;
     bool compiled;
     uint64_t step_counter; /* feeds dropout keys */
-    nn_context *ctx; /* the context of the simple calls */
+    nn_context *ctx; /* the context of the simple calls' training passes */
+    /* ... and of their inference passes (predict, evaluate): planned as
+     * any inference context, so the model's own predictions equal a new
+     * context's and a loaded copy's bit for bit, whatever trained before;
+     * two plans, so alternating train and predict re-plans nothing. */
+    nn_context *infer_ctx;
     int64_t generation; /* bumped when the graph changes */
+    /* Data-parallel training (src/train/parallel.c): the gradient hook,
+     * the buffer the gradients are gathered into for it (grown on
+     * demand), the batch of the last backward pass, and what the step
+     * keys are salted with (the rank in a data-parallel fit, so dropout
+     * draws differently on each process; 0 otherwise). */
+    nn_grad_hook_fn grad_hook;
+    void *grad_hook_user;
+    float *grad_fused;
+    int64_t grad_fused_cap;
+    int64_t grad_samples;
+    uint64_t key_stream;
+    /* The product's preprocessing and decision (nn_model_set_preprocess,
+     * checkpoint section PREP); has_preprocess false: none. */
+    bool has_preprocess;
+    nn_preprocess_opts preprocess;
 };
 
 /* (Re)plans a context for a batch size; allocates only when it grows, the
@@ -664,9 +705,11 @@ nn_context *nn__context_new(const nn_model *m);
  * (limit < 0: none), else NULL. Fails only for want of memory. */
 nn_status nn__plan_bytes(const nn_model *m, int batch, int64_t limit,
                          int64_t *bytes, const nn_layer **over);
+/* Predictions of x into out; messages start with `what`. */
 nn_status nn__predict(nn_context *ctx, const nn_tensor *x, nn_tensor *out,
-                      int batch_size);
-/* Checks that data tensor t is [N, layer l's output shape]. */
+                      int batch_size, const char *what);
+/* Checks that data tensor t is [N, layer l's output shape]; the message
+ * names the argument (`what`, "nn_model_fit: x"), both shapes and l. */
 nn_status nn__check_data(const nn_layer *l, const nn_tensor *t,
                          const char *what);
 

@@ -69,6 +69,13 @@ static inline void gc_fill(float *p, int64_t n, double scale)
     for (int64_t i = 0; i < n; i++) p[i] = (float)(scale * gc_uniform());
 }
 
+/* Parameter values uniform in [lo, hi), from the same generator. */
+static inline void randomize(nn_param *p, double lo, double hi)
+{
+    for (int64_t i = 0; i < p->value.size; i++)
+        p->value.data[i] = (float)(lo + (hi - lo) * 0.5 * (gc_uniform() + 1));
+}
+
 /* Allocates the buffers a context would, gradient buffers for the layer's
  * parameters (owned by the model, as the training code does) and random
  * inputs and loss weights. */

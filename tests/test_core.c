@@ -1,6 +1,7 @@
 /* core/: the versioned options reader (opts.c) on real options structs,
  * byte by byte and through one public entry point of each user (layers,
- * optimizers, diagnostics, fit), and the counting text buffer. */
+ * optimizers, diagnostics, fit), the counting text buffer, and the
+ * default thread count (threads.c), in child processes of this program. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "nn_internal.h"
 
@@ -51,7 +54,9 @@ static const member fit_members[] = {
     MEMBER(nn_fit_opts, shuffle),  MEMBER(nn_fit_opts, val_x),
     MEMBER(nn_fit_opts, val_y),    MEMBER(nn_fit_opts, progress),
     MEMBER(nn_fit_opts, user),     MEMBER(nn_fit_opts, record_grad_norm),
-    MEMBER(nn_fit_opts, stop_on_nonfinite)};
+    MEMBER(nn_fit_opts, stop_on_nonfinite), MEMBER(nn_fit_opts, sync),
+    MEMBER(nn_fit_opts, sync_user), MEMBER(nn_fit_opts, rank),
+    MEMBER(nn_fit_opts, world_size)};
 
 static const nn_adam_opts adam_defaults = NN_ADAM_OPTS_INIT;
 static const member adam_members[] = {
@@ -215,6 +220,7 @@ static void test_opts_every_struct(void **state)
         [NN_OPTS_CONV2D_TRANSPOSE] = sizeof(nn_conv2d_transpose_opts),
         [NN_OPTS_UPSAMPLING2D] = sizeof(nn_upsampling2d_opts),
         [NN_OPTS_SEPARABLE_CONV2D] = sizeof(nn_separable_conv2d_opts),
+        [NN_OPTS_PREPROCESS] = sizeof(nn_preprocess_opts),
         [NN_OPTS_MOBILENET_V2] = sizeof(nn_mobilenet_v2_opts),
         [NN_OPTS_UNET] = sizeof(nn_unet_opts)};
     for (int k = 0; k < NN_OPTS_KIND_COUNT; k++) {
@@ -442,8 +448,80 @@ static void test_sbuf(void **state)
     free(out);
 }
 
-int main(void)
+/* ---------------- the default thread count ---------------- */
+
+/* What a fresh process sees: the default, then after setting 2, then
+ * after restoring the default. Run as this program with --threads-child. */
+static int threads_child(void)
 {
+    int a = nn_get_num_threads();
+    if (nn_set_num_threads(2) != NN_OK) return 1;
+    int b = nn_get_num_threads();
+    if (nn_set_num_threads(0) != NN_OK) return 1;
+    printf("%d %d %d\n", a, b, nn_get_num_threads());
+    return 0;
+}
+
+/* Runs this program as a child with OMP_NUM_THREADS set to `env` (NULL:
+ * unset) from its start, and reads its three counts. */
+static void child_threads(const char *env, int got[3])
+{
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        if (env)
+            setenv("OMP_NUM_THREADS", env, 1);
+        else
+            unsetenv("OMP_NUM_THREADS");
+        execl("/proc/self/exe", "test_core", "--threads-child", (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    char buf[64] = {0};
+    ssize_t n = read(fd[0], buf, sizeof buf - 1);
+    close(fd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(n > 0);
+    assert_int_equal(sscanf(buf, "%d %d %d", &got[0], &got[1], &got[2]), 3);
+}
+
+static void test_threads_default_from_env(void **state)
+{
+    (void)state;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    struct {
+        const char *env;
+        long want; /* the default; 0: every core */
+    } envs[] = {
+        {"3", 3},   {" 5 ", 5},  {"2,1", 2},  {"1", 1},    {"5000", 1024},
+        {NULL, 0},  {"", 0},     {"0", 0},    {"-4", 0},   {"abc", 0},
+        {"3x", 0},
+    };
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+        int got[3];
+        child_threads(envs[i].env, got);
+        long want = envs[i].want ? envs[i].want : cores;
+        if (got[0] != want || got[1] != 2 || got[2] != want)
+            fail_msg("OMP_NUM_THREADS=%s: got %d %d %d, want %ld 2 %ld",
+                     envs[i].env ? envs[i].env : "(unset)", got[0], got[1],
+                     got[2], want, want);
+    }
+    /* Out of range stays an error naming the range. */
+    assert_int_equal(nn_set_num_threads(1025), NN_ERR_INVALID);
+    assert_message_has("give 1 to 1024, or 0 for the default");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--threads-child") == 0)
+        return threads_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_opts_sizes_accepted),
         cmocka_unit_test(test_opts_nonzero_tail),
@@ -455,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_opts_diag_entry),
         cmocka_unit_test(test_opts_fit_entry),
         cmocka_unit_test(test_sbuf),
+        cmocka_unit_test(test_threads_default_from_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

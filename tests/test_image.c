@@ -356,7 +356,7 @@ static void test_masks(void **state)
     nn_tensor_free(m);
     /* the default num_classes is 2: value 2 at x 2, y 0 is named */
     assert_error(nn_mask_load(tpath("m.png"), NULL, &m), NN_ERR_FORMAT,
-                 "value 2 at x 2, y 0 is not a class id below num_classes 2");
+                 "value 2 at x 2, y 0 is not a class id in [0, 2)");
     assert_null(m);
     assert_error(nn_mask_load(tpath("m.png"), NULL, &m), NN_ERR_FORMAT,
                  tpath("m.png"));
@@ -921,7 +921,7 @@ static void test_manifest_bad_rows(void **state)
          "5 x 8",
          NN_ERR_SHAPE},
         {"id,image_path,mask_path\n%s\nr1,i.png,m5.png\n", NULL, "line 4",
-         "m5.png': value 4 at x 0, y 0 is not a class id below num_classes 2",
+         "m5.png': value 4 at x 0, y 0 is not a class id in [0, 2)",
          NN_ERR_FORMAT},
         {"id,image_path,mask_path\n%sr1,i.png,rgbmask.png\n", NULL,
          "line 3", "rgbmask.png' is an RGB image", NN_ERR_UNSUPPORTED},

@@ -1268,6 +1268,10 @@ typedef struct craft {
     uint32_t opt_kind, n_slots, slot0_param;
     float beta1;
     uint64_t slot0_count;
+    /* a PREP section of n_prep words (the 13 fields, or fewer or more) */
+    bool has_prep;
+    uint32_t prep[14];
+    int n_prep;
 } craft;
 
 static craft craft_default(void)
@@ -1411,7 +1415,47 @@ static void craft_file(bytes *b, const craft *c)
         b_f32(b, c->clip_value);
         b_end(b, s);
     }
+    if (c->has_prep) {
+        s = b_begin(b, "PREP");
+        for (int i = 0; i < c->n_prep && i < 14; i++) b_u32(b, c->prep[i]);
+        b_end(b, s);
+    }
     b_finish(b);
+}
+
+static uint32_t f32_bits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+/* An image classifier: Input [2, 2, 3] -> Flatten, 12 classes, with a
+ * PREP section (flag bit 4): scale, mean x 4, std x 4, channel order,
+ * resize, positive class, threshold. */
+static craft craft_classifier(void)
+{
+    craft c = craft_default();
+    int img[3] = {2, 2, 3};
+    c.cfg0 = input_config(3, img);
+    c.kind1 = NN_KIND_FLATTEN;
+    c.name1 = "flatten";
+    c.cfg1.n = 0;
+    c.n_params1 = 0;
+    c.flags = 16;
+    c.has_prep = true;
+    c.n_prep = 13;
+    const float mean[4] = {0.5f, 0.25f, 0.125f, 0}, sd[4] = {2, 4, 8, 1};
+    c.prep[0] = f32_bits(1.0f / 255);
+    for (int i = 0; i < 4; i++) {
+        c.prep[1 + i] = f32_bits(mean[i]);
+        c.prep[5 + i] = f32_bits(sd[i]);
+    }
+    c.prep[9] = NN_CHANNELS_REVERSED;
+    c.prep[10] = 1;
+    c.prep[11] = (uint32_t)NN_ALL_BUT(0);
+    c.prep[12] = f32_bits(0.25f);
+    return c;
 }
 
 static nn_status load_crafted(const craft *c, nn_model **m)
@@ -1470,6 +1514,18 @@ static void test_ckpt_crafted_valid(void **state)
     assert_string_equal(m->name, "net");
     assert_string_equal(m->layers[0]->group, "");
     assert_string_equal(m->layers[1]->group, "blk");
+    assert_false(m->has_preprocess);
+    nn_model_free(m);
+
+    c = craft_classifier(); /* preprocessing and decision */
+    assert_error(load_crafted(&c, &m), NN_OK, NULL);
+    assert_true(m->has_preprocess);
+    nn_preprocess_opts p = m->preprocess;
+    assert_true(p.scale == 1.0f / 255 && p.mean[2] == 0.125f &&
+                p.std[1] == 4 && p.std[3] == 1 && p.threshold == 0.25f);
+    assert_int_equal(p.channel_order, NN_CHANNELS_REVERSED);
+    assert_int_equal(p.resize, 1);
+    assert_int_equal(p.positive_class, NN_ALL_BUT(0));
     nn_model_free(m);
 }
 
@@ -1531,7 +1587,7 @@ static void make_hostile(int id, craft *c)
     case 29: c->output = 2; break;
     case 30: c->zero_rng = true; break;
     case 31: c->version = 2; break;
-    case 32: c->flags = 16; break; /* bit 3 is LOSS */
+    case 32: c->flags = 32; break; /* bit 3 is LOSS, bit 4 PREP */
     case 33: c->flags = 1; break;
     case 34: c->opt_kind = NN_OPTIM_ADAM; break; /* flag not set */
     case 35: c->flags = 1, c->opt_kind = NN_OPTIM_ADAM; break; /* no loss */
@@ -1566,6 +1622,38 @@ static void make_hostile(int id, craft *c)
     case 55: c->clip_norm = NAN; break;
     case 56: c->clip_value = -1.0f; break;
     case 57: c->clip = false; break; /* announced, missing */
+    }
+    if (id >= 58) *c = craft_classifier(); /* a PREP section */
+    uint32_t *w = c->prep;
+    switch (id) {
+    case 58: c->has_prep = false; break; /* announced, missing */
+    case 59: c->flags = 0; break;        /* there, not announced */
+    case 60: w[0] = f32_bits(NAN); break;
+    case 61: w[0] = 0; break;
+    case 62: w[0] = f32_bits(-1.0f / 255); break;
+    case 63: w[3] = f32_bits(INFINITY); break;
+    case 64: w[8] = 0; break; /* std of the unused fourth channel */
+    case 65: w[5] = f32_bits(-2); break;
+    case 66: w[9] = 2; break;
+    case 67: /* channels reversed on a gray input */
+        c->cfg0 = input_config(3, (int[]){2, 2, 1});
+        break;
+    case 68: w[10] = 2; break;
+    case 69: w[11] = 12; break;
+    case 70: w[11] = (uint32_t)NN_ALL_BUT(12); break;
+    case 71: w[12] = f32_bits(1.5f); break;
+    case 72: w[12] = f32_bits(NAN); break;
+    case 73: w[12] = f32_bits(-0.25f); break;
+    case 74: c->n_prep = 12; break;
+    case 75: c->n_prep = 14; break;
+    case 76: /* not an image classifier: Dense(3) on [4] */
+        {
+            craft d = craft_default();
+            d.flags = 16, d.has_prep = true, d.n_prep = 13;
+            memcpy(d.prep, c->prep, sizeof d.prep);
+            *c = d;
+        }
+        break;
     }
     if (id >= 35 && id <= 41) {
         c->flags = 1;
@@ -1641,6 +1729,25 @@ static void test_ckpt_hostile(void **state)
         {46, NN_ERR_FORMAT, "unknown loss 9"},
         {47, NN_ERR_FORMAT, "layer 1 'dense'"},
         {48, NN_ERR_FORMAT, "layer 1 'dense'"},
+        {58, NN_ERR_FORMAT, "section PREP header"},
+        {59, NN_ERR_FORMAT, "unexpected bytes after the last section"},
+        {60, NN_ERR_FORMAT, "section PREP: preprocessing: scale nan"},
+        {61, NN_ERR_FORMAT, "scale 0 must be finite and positive"},
+        {62, NN_ERR_FORMAT, "scale -0.00392157"},
+        {63, NN_ERR_FORMAT, "channel 2: mean inf"},
+        {64, NN_ERR_FORMAT, "channel 3: mean 0 must be finite and std 0"},
+        {65, NN_ERR_FORMAT, "channel 0: mean 0.5 must be finite and std -2"},
+        {66, NN_ERR_FORMAT, "section PREP: unknown channel order 2"},
+        {67, NN_ERR_FORMAT, "the model's input has 1"},
+        {68, NN_ERR_FORMAT, "section PREP: resize flag is 2"},
+        {69, NN_ERR_FORMAT, "positive_class 12; the output has 12 classes"},
+        {70, NN_ERR_FORMAT, "positive_class -13"},
+        {71, NN_ERR_FORMAT, "threshold 1.5 must lie in [0, 1]"},
+        {72, NN_ERR_FORMAT, "threshold nan"},
+        {73, NN_ERR_FORMAT, "threshold -0.25"},
+        {74, NN_ERR_FORMAT, "truncated in section PREP"},
+        {75, NN_ERR_FORMAT, "section PREP: 4 unexpected bytes at its end"},
+        {76, NN_ERR_FORMAT, "the model's input is [4]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         craft c = craft_default();

@@ -615,7 +615,7 @@ static nn_layer *sample_repeat_channels(nn_model *m, nn_layer *in)
     return nn_repeat_channels(m, in, 2, NULL);
 }
 
-/* Augmentation layers (in depth: tests/test_augment.c). */
+/* Augmentation layers (in depth: tests/test_layers_augment.c). */
 static nn_augment_opts sample_augment_opts(void)
 {
     nn_augment_opts ao = NN_AUGMENT_OPTS_INIT;
@@ -1411,7 +1411,7 @@ static void test_config_rejects_garbage(void **state)
         if (len) expect_format_error(l, NULL, len);
         /* Every 32-bit integer field set to values no layer accepts
          * (Dropout's float is tested below, the augmentation layers'
-         * floats, where -0.0 is valid, in test_augment.c). */
+         * floats, where -0.0 is valid, in test_layers_augment.c). */
         const int32_t poison[] = {-1, 0x7fffffff, -2147483647 - 1, 1000};
         bool floats = case_of(k)->float_config;
         for (size_t f = 0; !floats && f + 4 <= len; f += 4)

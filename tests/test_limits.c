@@ -382,7 +382,7 @@ static void test_fit_messages_state_limits(void **state)
     assert_error(nn_model_evaluate(m, xt, yt, 0, &loss, &acc),
                  NN_ERR_INVALID, "batch size must be positive, got 0");
     assert_error(nn_model_predict(m, xt, yt, -1), NN_ERR_INVALID,
-                 "batch size must be positive, got -1");
+                 "batch size -1; it must be positive");
     nn_tensor_free(xt);
     nn_tensor_free(yt);
     nn_model_free(m);

@@ -4,14 +4,18 @@
     tools/plot_residual.py residual_out            # writes PNGs into it
     tools/plot_residual.py residual_out -o docs/   # or elsewhere
 
-From DIR/curves.csv, DIR/profiles.csv and DIR/summary.csv it draws:
-  training_error.png  training error per step (moving average), plain
-                      networks left, ResNets right, 20 vs 56 layers
+From DIR/curves.csv and DIR/profiles.csv (one run per model and seed) it
+draws, for every model, the mean over the seeds as a line and the range
+(lowest to highest seed) as a shaded band:
+  training_error.png  training error per step (moving average of each
+                      seed's batch errors), plain networks left, ResNets
+                      right, 20 vs 56 layers; dotted lines where the
+                      learning rate drops
   grad_profile.png    gradient norm of every weighted layer against its
                       depth, at initialisation and after the last epoch
   grad_norm.png       the global gradient norm per step
-and prints the summary table with the two comparisons of the paper:
-plain-56 against plain-20 (degradation) and ResNet-56 against ResNet-20.
+The numbers (mean and range per model, the orderings per seed) are what
+residual_vs_plain prints at the end of its run.
 
 Needs only Debian's python3-matplotlib (Agg backend, no display).
 """
@@ -28,8 +32,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-STYLE = {"plain20": ("tab:orange", "-"), "plain56": ("tab:red", "-"),
-         "resnet20": ("tab:cyan", "-"), "resnet56": ("tab:blue", "-")}
+STYLE = {"plain20": "tab:orange", "plain56": "tab:red",
+         "resnet20": "tab:cyan", "resnet56": "tab:blue"}
 LABEL = {"plain20": "plain-20", "plain56": "plain-56",
          "resnet20": "ResNet-20", "resnet56": "ResNet-56"}
 
@@ -39,10 +43,12 @@ def read(path):
         return list(csv.DictReader(f))
 
 
-def by_model(rows):
+def by_model_seed(rows):
+    """{model: {seed: [rows]}}, in the order of the file."""
     out = OrderedDict()
     for r in rows:
-        out.setdefault(r["model"], []).append(r)
+        out.setdefault(r["model"], OrderedDict()).setdefault(
+            r["seed"], []).append(r)
     return out
 
 
@@ -63,23 +69,66 @@ def smooth(ys, k):
     return out
 
 
+def spread(series):
+    """Mean, min and max at each index over the seeds' series (cut to the
+    shortest)."""
+    n = min(len(s) for s in series)
+    cols = [[s[i] for s in series] for i in range(n)]
+    return ([sum(c) / len(c) for c in cols], [min(c) for c in cols],
+            [max(c) for c in cols])
+
+
+def band(ax, xs, series, color, label, log=False):
+    mean, lo, hi = spread(series)
+    xs = xs[:len(mean)]
+    (ax.semilogy if log else ax.plot)(xs, mean, color=color, label=label)
+    if len(series) > 1:
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+
+
+def seeds_title(fig, tables):
+    """Says what the line and the band are."""
+    n = max(len(seeds) for seeds in tables.values())
+    fig.suptitle(f"line: mean of {n} seed{'s' if n != 1 else ''}"
+                 + ("; band: lowest to highest seed" if n > 1 else ""),
+                 fontsize="medium")
+
+
+def rate_drops(curves):
+    """Steps after which the learning rate falls, from a model that did
+    not warm up (a warm-up's end is a rise)."""
+    for seeds in curves.values():
+        rows = next(iter(seeds.values()))
+        lrs = [num(r["lr"]) for r in rows]
+        if lrs and lrs[0] == max(lrs):
+            return [num(rows[i]["step"]) for i in range(1, len(rows))
+                    if lrs[i] < lrs[i - 1]]
+    return []
+
+
 def plot_errors(curves, out, window):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    drops = rate_drops(curves)
     for ax, kind, title in ((axes[0], "plain", "plain networks"),
                             (axes[1], "resnet", "ResNets")):
-        for model, rows in curves.items():
+        for model, seeds in curves.items():
             if not model.startswith(kind):
                 continue
+            rows = next(iter(seeds.values()))
             steps = [num(r["step"]) for r in rows]
-            err = smooth([100 * num(r["train_error"]) for r in rows], window)
-            color, ls = STYLE.get(model, (None, "-"))
-            ax.plot(steps, err, color=color, ls=ls,
-                    label=LABEL.get(model, model))
+            series = [smooth([100 * num(r["train_error"]) for r in rs],
+                             window) for rs in seeds.values()]
+            band(ax, steps, series, STYLE.get(model),
+                 LABEL.get(model, model))
+        for s in drops:
+            ax.axvline(s, color="gray", ls=":", lw=1)
         ax.set_title(title)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step" + (" (dotted: learning rate / 10)"
+                                if drops else ""))
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel(f"training error (%), mean of {window} steps")
+    seeds_title(fig, curves)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -93,23 +142,26 @@ def weighted(rows):
 
 def plot_profiles(profiles, out):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for model, rows in profiles.items():
-        phases = list(OrderedDict.fromkeys(r["phase"] for r in rows))
-        color, _ = STYLE.get(model, (None, "-"))
-        for ax, phase in ((axes[0], "init"), (axes[1], phases[-1])):
-            sel = weighted([r for r in rows if r["phase"] == phase])
-            if not sel:
-                continue
-            ax.semilogy([num(r["depth"]) for r in sel],
-                        [num(r["grad_norm"]) for r in sel], color=color,
-                        marker=".", label=LABEL.get(model, model))
+    for model, seeds in profiles.items():
+        for ax, last in ((axes[0], False), (axes[1], True)):
+            series, depths = [], []
+            for rows in seeds.values():
+                phases = list(OrderedDict.fromkeys(r["phase"] for r in rows))
+                phase = phases[-1] if last else "init"
+                sel = weighted([r for r in rows if r["phase"] == phase])
+                depths = [num(r["depth"]) for r in sel]
+                series.append([num(r["grad_norm"]) for r in sel])
+            if depths:
+                band(ax, depths, series, STYLE.get(model),
+                     LABEL.get(model, model), log=True)
     axes[0].set_title("at initialisation")
     axes[1].set_title("after the last epoch")
     for ax in axes:
         ax.set_xlabel("depth (weighted layer, input side first)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend()
+        ax.legend(fontsize="small")
     axes[0].set_ylabel("L2 norm of the layer's gradient")
+    seeds_title(fig, profiles)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -117,42 +169,19 @@ def plot_profiles(profiles, out):
 
 def plot_global(curves, out):
     fig, ax = plt.subplots(figsize=(6, 4))
-    for model, rows in curves.items():
-        color, ls = STYLE.get(model, (None, "-"))
-        ax.semilogy([num(r["step"]) for r in rows],
-                    [num(r["grad_norm"]) for r in rows], color=color, ls=ls,
-                    lw=0.8, label=LABEL.get(model, model))
+    for model, seeds in curves.items():
+        rows = next(iter(seeds.values()))
+        band(ax, [num(r["step"]) for r in rows],
+             [[num(r["grad_norm"]) for r in rs] for rs in seeds.values()],
+             STYLE.get(model), LABEL.get(model, model), log=True)
     ax.set_xlabel("step")
     ax.set_ylabel("global gradient norm (before clipping)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize="small")
+    seeds_title(fig, curves)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-
-
-def report(summary, curves, window):
-    print(f"{'model':<10} {'layers':>6} {'params':>9} {'train err':>9} "
-          f"{'(last {0} steps)':>17} {'eval err':>9} {'test err':>9} "
-          f"{'seconds':>8}".format(window))
-    tail = {}
-    for r in summary:
-        rows = curves.get(r["model"], [])
-        last = [num(x["train_error"]) for x in rows[-window:]]
-        tail[r["model"]] = sum(last) / len(last) if last else math.nan
-        print(f"{LABEL.get(r['model'], r['model']):<10} {r['layers']:>6} "
-              f"{int(r['params']):>9,} {num(r['final_train_error']):>9.4f} "
-              f"{tail[r['model']]:>17.4f} {num(r['train_error_eval']):>9.4f} "
-              f"{num(r['test_error']):>9.4f} {num(r['seconds']):>8.1f}")
-    ev = {r["model"]: num(r["train_error_eval"]) for r in summary}
-    for deep, shallow, what in (("plain56", "plain20", "degradation"),
-                                ("resnet56", "resnet20", "residual")):
-        if deep in ev and shallow in ev:
-            verdict = "higher" if ev[deep] > ev[shallow] else "lower"
-            print(f"{what}: {LABEL[deep]} ends with a {verdict} training "
-                  f"error than {LABEL[shallow]} ({ev[deep]:.4f} vs "
-                  f"{ev[shallow]:.4f}, evaluated; last {window} steps "
-                  f"{tail[deep]:.4f} vs {tail[shallow]:.4f})")
 
 
 def main():
@@ -166,16 +195,22 @@ def main():
     out = a.out or a.dir
     os.makedirs(out, exist_ok=True)
     try:
-        curves = by_model(read(os.path.join(a.dir, "curves.csv")))
-        profiles = by_model(read(os.path.join(a.dir, "profiles.csv")))
-        summary = read(os.path.join(a.dir, "summary.csv"))
+        rows = read(os.path.join(a.dir, "curves.csv"))
+        profiles = by_model_seed(read(os.path.join(a.dir, "profiles.csv")))
     except OSError as e:
         sys.exit(f"plot_residual: {e}")
-    plot_errors(curves, os.path.join(out, "training_error.png"), a.window)
-    plot_profiles(profiles, os.path.join(out, "grad_profile.png"))
-    plot_global(curves, os.path.join(out, "grad_norm.png"))
-    report(summary, curves, a.window)
-    print(f"wrote {out}/training_error.png, grad_profile.png, grad_norm.png")
+    except KeyError:
+        rows = []
+    if not rows or "seed" not in rows[0]:
+        sys.exit(f"plot_residual: {a.dir} holds no runs with a seed column "
+                 "(an empty or older residual_vs_plain output); run it "
+                 "again")
+    curves = by_model_seed(rows)
+    names = ("training_error.png", "grad_profile.png", "grad_norm.png")
+    plot_errors(curves, os.path.join(out, names[0]), a.window)
+    plot_profiles(profiles, os.path.join(out, names[1]))
+    plot_global(curves, os.path.join(out, names[2]))
+    print(f"wrote {', '.join(os.path.join(out, n) for n in names)}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def parse_args():
     p.add_argument("--fashion", default=FASHION_DIR,
                    help="Fashion-MNIST directory (%(default)s)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch-size", "--batch", dest="batch", type=int,
+                   default=128)
     p.add_argument("--train", type=int, default=0,
                    help="use the first N training images (0: all)")
     p.add_argument("--test", type=int, default=0,
@@ -123,7 +124,8 @@ def main():
         print(m.summary())
         t0 = time.perf_counter()
         h = m.fit(x_tr, y_tr, epochs=args.epochs, batch_size=args.batch,
-                  validation_data=(x_te, y_te), callback=progress)
+                  validation_data=(x_te, y_te), callback=progress,
+                  verbose=0)  # progress() prints the epochs
         loss, acc = m.evaluate(x_te, y_te, batch_size=256)
         print(f"Test loss: {loss:.4f} - test accuracy: {acc:.4f} "
               f"({time.perf_counter() - t0:.1f}s)")

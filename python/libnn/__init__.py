@@ -10,17 +10,19 @@
     m.compile(libnn.Adam(), "categorical_crossentropy")
     history = m.fit(x_train, y_train, epochs=2, batch_size=128)
 
-Arrays are float32, C-contiguous, NHWC; see docs/python.md.
+Arrays are float32, C-contiguous, NHWC (others are converted by the rule
+of docs/python.md, "Arrays"); see docs/python.md.
 """
 
 import ctypes
 
-from . import _lib
-from .errors import (Cancelled, Error, FormatError, InvalidArgument, IOError,
-                     NumericError, OutOfMemory, ShapeError, StateError,
-                     UnsupportedError)
+from . import _lib, errors
+from .errors import (Cancelled, Error, FileError, FormatError,
+                     InvalidArgument, InvalidType, NumericError, OutOfMemory,
+                     ShapeError, StateError, UnsupportedError)
 from .tensor import Tensor
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, Optimizer
+from .history import History
 from .model import Context, Layer, Model, Progress, RandomNormal
 from .metrics import (ConfusionMatrix, Curve, average_precision_score,
                       precision_recall_curve, roc_auc_score, roc_curve)
@@ -29,17 +31,18 @@ from .data import (load_cifar10, load_idx, load_image, load_mask,
                    save_image, save_mask, synthetic_defects)
 
 __all__ = [
-    "Model", "Layer", "Context", "Progress", "Tensor", "Adam", "SGD",
-    "RandomNormal", "ConfusionMatrix", "Curve", "roc_curve",
-    "precision_recall_curve", "roc_auc_score", "average_precision_score",
+    "Model", "Layer", "Context", "Progress", "History", "Optimizer",
+    "Tensor", "Adam", "SGD", "RandomNormal",
+    "ConfusionMatrix", "Curve", "roc_curve", "precision_recall_curve",
+    "roc_auc_score", "average_precision_score",
     "load_idx", "load_cifar10", "one_hot", "load_image", "load_mask",
     "load_segmentation_manifest", "save_image", "save_mask", "random_flip",
     "synthetic_defects", "version", "version_number",
     "set_num_threads", "get_num_threads", "set_limits", "get_limits",
     "library_path",
-    "Error", "InvalidArgument", "ShapeError", "OutOfMemory", "IOError",
-    "FormatError", "NumericError", "StateError", "UnsupportedError",
-    "Cancelled",
+    "Error", "InvalidArgument", "InvalidType", "ShapeError", "OutOfMemory",
+    "FileError", "FormatError", "NumericError", "StateError",
+    "UnsupportedError", "Cancelled",
 ]
 
 #: Path of the shared library that was loaded.
@@ -56,7 +59,8 @@ def version_number():
 
 
 def set_num_threads(n):
-    """Threads libnn's kernels use, process-wide; n <= 0: all cores."""
+    """Threads libnn's kernels use, process-wide; n <= 0 restores the
+    default: $OMP_NUM_THREADS when it is set, else every core."""
     _lib.lib.nn_set_num_threads(int(n))
 
 
@@ -83,3 +87,7 @@ def get_limits():
 
 #: The loaded library's version: the one number in include/nn.h.
 __version__ = version()
+
+
+def __getattr__(name):
+    return errors.renamed(__name__, name)  # libnn.IOError, deprecated

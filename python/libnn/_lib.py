@@ -24,6 +24,7 @@ c_int, c_int64, c_uint64, c_float, c_double, c_size_t, c_char_p, c_void_p = (
 
 # ---------------------------------------------------------------- constants
 NN_OK = 0
+NN_ERR_STATE = -7
 NN_ERR_CANCELLED = -9
 
 PADDING_VALID, PADDING_SAME = 0, 1
@@ -154,6 +155,11 @@ class nn_binary_opts(ctypes.Structure):
                 ("threshold", c_float)]
 
 
+# nn_fit_opts.sync (an nn_sync_fn): data-parallel fit (docs/mpi.md).
+nn_sync_fn = ctypes.CFUNCTYPE(c_int, ModelP, ctypes.POINTER(c_double), c_int,
+                              c_int, c_void_p)
+
+
 class nn_fit_opts(ctypes.Structure):
     _fields_ = [("size", c_size_t), ("epochs", c_int), ("batch_size", c_int),
                 ("shuffle", c_int), ("val_x", TensorP), ("val_y", TensorP),
@@ -162,7 +168,9 @@ class nn_fit_opts(ctypes.Structure):
                 ("segmentation_metrics", c_int),
                 ("class_weight", FloatP), ("num_class_weight", c_int),
                 ("sample_weight", TensorP),
-                ("decision_metrics", ctypes.POINTER(nn_binary_opts))]
+                ("decision_metrics", ctypes.POINTER(nn_binary_opts)),
+                ("sync", nn_sync_fn), ("sync_user", c_void_p),
+                ("rank", c_int), ("world_size", c_int)]
 
 
 # The NN_*_OPTS_INIT defaults of nn.h.
@@ -181,7 +189,7 @@ _DEFAULTS = {
     nn_adam_opts: dict(learning_rate=1e-3, beta1=0.9, beta2=0.999,
                        epsilon=1e-7, eps_mode=ADAM_EPS_KERAS),
     nn_sgd_opts: dict(learning_rate=0.01, momentum=0.0, nesterov=0),
-    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1),
+    nn_fit_opts: dict(epochs=1, batch_size=32, shuffle=1, world_size=1),
 }
 
 
@@ -209,10 +217,11 @@ def _candidates():
     return found
 
 
-def _load():
+def load_library(candidates, what, hint):
+    """The first of the candidate paths or names that ctypes loads, and
+    its path; ImportError listing every attempt otherwise."""
     tried = []
-    env = os.environ.get("LIBNN_PATH")
-    for path in _candidates():
+    for path in candidates:
         if os.sep in path and not os.path.exists(path):
             tried.append(f"{path} (missing)")
             continue
@@ -220,10 +229,14 @@ def _load():
             return ctypes.CDLL(path), path
         except OSError as e:
             tried.append(f"{path} ({e})")
-    hint = ("LIBNN_PATH is set but unusable" if env else
-            "build it with `make lib` or set LIBNN_PATH to libnn.so")
-    raise ImportError("libnn: cannot load the shared library; tried "
+    raise ImportError(f"{what}: cannot load the shared library; tried "
                       + "; ".join(tried) + " - " + hint)
+
+
+def _load():
+    hint = ("LIBNN_PATH is set but unusable" if os.environ.get("LIBNN_PATH")
+            else "build it with `make lib` or set LIBNN_PATH to libnn.so")
+    return load_library(_candidates(), "libnn", hint)
 
 
 lib, path = _load()
@@ -256,7 +269,7 @@ def null_error(func_name, default=errors.InvalidArgument):
         cls = errors.ShapeError
     elif "cannot open" in low or "not a regular file" in low \
             or "cannot read" in low:
-        cls = errors.IOError
+        cls = errors.FileError
     else:
         cls = default
     return cls(msg or "returned NULL", None, func_name)
@@ -757,6 +770,80 @@ _SIGNATURES.update({
     "nn_get_limits": (c_int, [ctypes.POINTER(nn_limits)], _S),
 })
 
+
+# ---- additions for new users: a model's optimizer and loss
+_SIGNATURES.update({
+    # NULL (no optimizer) is an answer here: the caller checks.
+    "nn_model_optimizer": (OptimizerP, [ModelP], None),
+    "nn_optimizer_learning_rate": (c_float, [OptimizerP], None),
+    # the number of terms, or a negative status: the caller checks
+    "nn_model_loss": (c_int, [ModelP, IntP, FloatP, c_int,
+                              ctypes.POINTER(nn_loss_opts)], None),
+})
+
+
+# ------------------------------------------------ data-parallel training
+STATE_ALL, STATE_TRAINABLE, STATE_STATISTICS = 0, 1, 2
+SYNC_START, SYNC_EPOCH_END = 0, 1
+
+
+class nn_grad_info(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("step", c_int64), ("samples", c_int64),
+                ("total_samples", c_int64)]
+
+
+nn_grad_hook_fn = ctypes.CFUNCTYPE(c_int, FloatP, c_int64,
+                                   ctypes.POINTER(nn_grad_info), c_void_p)
+_SIGNATURES.update({
+    "nn_model_state_size": (c_int64, [ModelP, c_int], None),
+    "nn_model_get_state": (c_int, [ModelP, c_int, FloatP, c_int64], _S),
+    "nn_model_set_state": (c_int, [ModelP, c_int, FloatP, c_int64], _S),
+    "nn_model_set_grad_hook": (c_int, [ModelP, nn_grad_hook_fn, c_void_p],
+                               _S),
+    "nn_set_error": (c_int, [c_int, c_char_p], None),
+})
+
+
+# ---- inference for a product (docs/inference.md)
+CHANNELS_AS_MODEL, CHANNELS_REVERSED = 0, 1
+
+
+class nn_preprocess_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("scale", c_float),
+                ("mean", c_float * 4), ("std", c_float * 4),
+                ("channel_order", c_int), ("resize", c_int),
+                ("positive_class", c_int), ("threshold", c_float),
+                ("reserved", c_int)]
+
+
+class nn_verdict(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("probs", FloatP),
+                ("num_probs", c_int), ("predicted_class", c_int),
+                ("score", c_float), ("defective", c_int)]
+
+
+_DEFAULTS[nn_preprocess_opts] = dict(scale=1.0 / 255.0,
+                                     mean=(c_float * 4)(0, 0, 0, 0),
+                                     std=(c_float * 4)(1, 1, 1, 1),
+                                     channel_order=CHANNELS_AS_MODEL,
+                                     resize=0, positive_class=1,
+                                     threshold=0.5, reserved=0)
+_PrepP = ctypes.POINTER(nn_preprocess_opts)
+_VerdictP = ctypes.POINTER(nn_verdict)
+_SIGNATURES.update({
+    "nn_model_set_preprocess": (c_int, [ModelP, _PrepP], _S),
+    # NN_ERR_STATE (none stored) is an answer, not a failure: the caller
+    # checks it.
+    "nn_model_get_preprocess": (c_int, [ModelP, _PrepP], None),
+    "nn_context_classify_u8": (c_int, [ContextP, c_void_p, c_int, c_int,
+                                       c_int, c_size_t, _VerdictP], _S),
+    "nn_context_classify_u8_batch": (c_int, [ContextP,
+                                             ctypes.POINTER(c_void_p), c_int,
+                                             c_int, c_int, c_int, c_size_t,
+                                             _VerdictP], _S),
+    "nn_context_classify": (c_int, [ContextP, TensorP, _VerdictP], _S),
+})
+
 missing = []
 for _name, (_res, _args, _check) in _SIGNATURES.items():
     try:
@@ -781,7 +868,7 @@ def encode(s):
     if s is None:
         return None
     if not isinstance(s, str):
-        raise TypeError(f"expected a str, got {type(s).__name__}")
+        raise errors.wrong_type(f"expected a str, got {type(s).__name__}")
     return s.encode("utf-8")
 
 

@@ -16,7 +16,7 @@ from .tensor import adopt_array, wrap
 def _path(p, what="path"):
     p = os.fspath(p)
     if not os.path.exists(p):
-        raise errors.IOError(f"'{p}' does not exist", None, what)
+        raise errors.FileError(f"'{p}' does not exist", -4, what)
     return p
 
 
@@ -37,7 +37,7 @@ def load_cifar10(paths):
         paths = [paths]
     paths = [_path(p, "nn_load_cifar10") for p in paths]
     if not paths:
-        raise ValueError("load_cifar10: no files")
+        raise errors.invalid("load_cifar10: no files")
     arr = (ctypes.c_char_p * len(paths))(*[_lib.encode(p) for p in paths])
     images, labels = _lib.TensorP(), _lib.TensorP()
     lib.nn_load_cifar10(arr, len(paths), ctypes.byref(images),
@@ -46,13 +46,16 @@ def load_cifar10(paths):
 
 
 def one_hot(labels, num_classes):
-    """Class ids [N] (float32) -> one-hot float32 [N, num_classes]."""
-    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu":
-        raise TypeError("one_hot: labels must be float32 class ids "
-                        "(use labels.astype(np.float32))")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-            or num_classes < 1:
-        raise ValueError("one_hot: num_classes must be a positive int")
+    """Class ids [N] (integers, or floats holding integers) -> one-hot
+    float32 [N, num_classes]."""
+    if isinstance(num_classes, bool) or \
+            not isinstance(num_classes, (int, np.integer)):
+        raise errors.wrong_type("one_hot: num_classes must be an int, got "
+                                f"{type(num_classes).__name__}")
+    if num_classes < 1:
+        raise errors.invalid(f"one_hot: num_classes is {num_classes}; it "
+                             f"must be positive")
+    num_classes = int(num_classes)
     t = wrap(labels, "labels", shape=(None,))
     out = _lib.TensorP()
     lib.nn_one_hot(t._ptr, num_classes, ctypes.byref(out))
@@ -127,7 +130,8 @@ def random_flip(images, masks=None, mode="horizontal", seed=0):
     """Flips images [N, H, W, C] and masks [N, H, W, Cm] together, in
     place: each image with probability 1/2, drawn from (seed, index)."""
     if mode not in _FLIPS:
-        raise ValueError(f"random_flip: mode must be one of {list(_FLIPS)}")
+        raise errors.invalid(f"random_flip: mode must be one of "
+                             f"{list(_FLIPS)}, got {mode!r}")
     x = wrap(images, "images", writable=True, shape=(None,) * 4)
     y = wrap(masks, "masks", writable=True, shape=(None,) * 4) \
         if masks is not None else None

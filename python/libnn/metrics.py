@@ -48,7 +48,8 @@ class ConfusionMatrix(_Owner):
     def __init__(self, classes):
         if isinstance(classes, bool) or not isinstance(classes,
                                                        (int, np.integer)):
-            raise TypeError("classes must be an int")
+            raise errors.wrong_type(f"classes must be an int, got "
+                                    f"{type(classes).__name__}")
         self._h = Handle(lib.nn_confusion_create(int(classes)),
                          lib.nn_confusion_free)
         self._what = "confusion matrix"
@@ -85,7 +86,7 @@ class ConfusionMatrix(_Owner):
     def _class(self, fn, cls):
         k = self.classes
         if not 0 <= int(cls) < k:
-            raise ValueError(f"class {cls} outside 0..{k - 1}")
+            raise errors.invalid(f"class {cls} outside [0, {k})")
         return float(fn(self._ptr, int(cls)))
 
     def iou(self, cls):

@@ -9,14 +9,16 @@ model is closed.
 """
 
 import ctypes
+import math
 import os
 
 import numpy as np
 
 from . import _lib, errors, optimizers
 from ._lib import lib
+from .history import History, ProgressPrinter, verbosity
 from .metrics import ConfusionMatrix, Curve, report_dict
-from .tensor import Handle, view, tensor_shape, wrap
+from .tensor import Handle, as_float32, view, tensor_shape, wrap
 
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
                "none": _lib.ACT_NONE, "relu": _lib.ACT_RELU,
@@ -53,6 +55,10 @@ REDUCTIONS = {"batch": _lib.LOSS_REDUCE_BATCH,
               "image": _lib.LOSS_REDUCE_IMAGE}
 WEIGHT_NORMS = {"samples": _lib.WEIGHT_NORM_SAMPLES,
                 "sum": _lib.WEIGHT_NORM_SUM}
+STATE_PARTS = {"all": _lib.STATE_ALL, "trainable": _lib.STATE_TRAINABLE,
+               "statistics": _lib.STATE_STATISTICS}
+_CHANNEL_ORDERS = {"as_model": _lib.CHANNELS_AS_MODEL,
+                   "reversed": _lib.CHANNELS_REVERSED}
 
 
 # ------------------------------------------------------------ argument checks
@@ -60,25 +66,28 @@ def _choice(table, value, what):
     key = value.lower() if isinstance(value, str) else value
     if key not in table:
         names = ", ".join(repr(k) for k in table if k is not None)
-        raise ValueError(f"{what}: unknown value {value!r} (one of {names})")
+        raise errors.invalid(f"{what}: unknown value {value!r} (one of "
+                             f"{names})")
     return table[key]
 
 
 def _int(v, what, lo=1):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{what} must be an int, got {type(v).__name__}")
+        raise errors.wrong_type(f"{what} must be an int, got "
+                                f"{type(v).__name__}")
     v = int(v)
     if v < lo:
-        raise ValueError(f"{what} must be >= {lo}, got {v}")
+        raise errors.invalid(f"{what} must be >= {lo}, got {v}")
     if v > 2**31 - 1:
-        raise ValueError(f"{what} is too large: {v}")
+        raise errors.invalid(f"{what} is too large: {v}")
     return v
 
 
 def _pair(v, what):
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            raise ValueError(f"{what} must be an int or a pair, got {v!r}")
+            raise errors.invalid(f"{what} must be an int or a pair, got "
+                                 f"{v!r}")
         return _int(v[0], what), _int(v[1], what)
     v = _int(v, what)
     return v, v
@@ -88,7 +97,8 @@ def _shape(shape, what="shape"):
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not shape:
-        raise TypeError(f"{what} must be an int or a non-empty tuple")
+        raise errors.wrong_type(f"{what} must be an int or a non-empty "
+                                f"tuple, got {shape!r}")
     return tuple(_int(d, what) for d in shape)
 
 
@@ -96,15 +106,26 @@ def _factor(v, what):
     """Keras' factor argument: a number f means (-f, f), a pair (lo, hi)."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            raise ValueError(f"{what} must be a number or a pair, got {v!r}")
+            raise errors.invalid(f"{what} must be a number or a pair, got "
+                                 f"{v!r}")
         lo, hi = v
     else:
         lo, hi = -v, v
     for b in (lo, hi):
         if isinstance(b, bool) or not isinstance(b, (int, float,
                                                      np.floating)):
-            raise TypeError(f"{what} must hold numbers, got {v!r}")
+            raise errors.wrong_type(f"{what} must hold numbers, got {v!r}")
     return float(lo), float(hi)
+
+
+def _fraction(v, what):
+    """A number in [0, 1) (a dropout rate, a validation split)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)):
+        raise errors.wrong_type(f"{what} must be a number, got "
+                                f"{type(v).__name__}")
+    if not 0 <= v < 1:
+        raise errors.invalid(f"{what} must lie in [0, 1), got {v}")
+    return float(v)
 
 
 class RandomNormal:
@@ -115,12 +136,12 @@ class RandomNormal:
 
     def __init__(self, mean=0.0, stddev=0.05):
         if mean != 0:
-            raise ValueError(f"RandomNormal: mean must be 0, got {mean!r}")
+            raise errors.invalid(f"RandomNormal: mean must be 0, got {mean!r}")
         if isinstance(stddev, bool) or not isinstance(
                 stddev, (int, float, np.floating)) or not stddev > 0 or \
                 not np.isfinite(stddev):
-            raise ValueError(f"RandomNormal: stddev must be a positive "
-                             f"number, got {stddev!r}")
+            raise errors.invalid(f"RandomNormal: stddev must be a positive "
+                                 f"number, got {stddev!r}")
         self.stddev = float(stddev)
 
     def __repr__(self):
@@ -150,7 +171,8 @@ def _sides(v, what):
 
 def _opts_name(name):
     if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
+        raise errors.wrong_type(f"name must be a str, got "
+                                f"{type(name).__name__}")
     return _lib.encode(name)
 
 
@@ -245,12 +267,13 @@ class Layer:
         """Copies arrays into the parameters (shapes must match)."""
         ws = self.weights
         if len(values) != len(ws):
-            raise ValueError(f"layer {self.name!r} has {len(ws)} weights, "
-                             f"got {len(values)}")
+            raise errors.invalid(f"layer {self.name!r} has {len(ws)} "
+                                 f"weights, got {len(values)}")
         for w, v in zip(ws, values):
             v = np.asarray(v)
             if v.shape != w.shape:
-                raise ValueError(f"weight shape {v.shape}, expected {w.shape}")
+                raise errors.wrong_shape(f"layer {self.name!r}: weight shape "
+                                         f"{v.shape}, expected {w.shape}")
             w[...] = v
 
     @property
@@ -319,9 +342,10 @@ class Model:
 
     def __init__(self, seed=0):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError("seed must be an int")
+            raise errors.wrong_type(f"seed must be an int, got "
+                                    f"{type(seed).__name__}")
         if not 0 <= int(seed) < 2**64:
-            raise ValueError("seed must be in [0, 2**64)")
+            raise errors.invalid(f"seed {seed} outside [0, 2**64)")
         self._init(lib.nn_model_create(int(seed)))
 
     def _init(self, ptr):
@@ -329,10 +353,8 @@ class Model:
         self._input = None
         self._output = None
         self._loss = None
-        self._sparse = False
-        self._from_logits = False
         self._optimizer = None
-        self._opt_raw = None
+        self._metrics = []
 
     # ---- lifetime
     @property
@@ -351,7 +373,6 @@ class Model:
         until they go; everything else about the model raises afterwards."""
         h = getattr(self, "_h", None)
         self._h = Handle(None, None)
-        self._opt_raw = None
         del h  # freed now unless a view still refers to it
 
     def __enter__(self):
@@ -369,11 +390,11 @@ class Model:
     # ---- building
     def _layer(self, x, what):
         if not isinstance(x, Layer):
-            raise TypeError(f"{what}: input must be a libnn.Layer, got "
-                            f"{type(x).__name__}")
+            raise errors.wrong_type(f"{what}: input must be a libnn.Layer, "
+                                    f"got {type(x).__name__}")
         if x._model is not self:
-            raise ValueError(f"{what}: the input layer belongs to another "
-                             f"model")
+            raise errors.invalid(f"{what}: the input layer belongs to "
+                                 f"another model")
         return x._ptr
 
     def _added(self, ptr):
@@ -385,7 +406,8 @@ class Model:
         """Input of per-sample `shape` ((h, w, c) for images)."""
         shape = _shape(shape)
         if len(shape) > _lib.MAX_RANK - 1:
-            raise ValueError(f"input rank {len(shape)} is too large")
+            raise errors.invalid(f"input rank {len(shape)} is too large "
+                                 f"(at most {_lib.MAX_RANK - 1})")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         dims = (ctypes.c_int * len(shape))(*shape)
         layer = self._added(lib.nn_input(self._ptr, len(shape), dims, o))
@@ -455,12 +477,9 @@ class Model:
     def dropout(self, x, rate, name=None):
         """Inverted dropout; identity in inference."""
         p = self._layer(x, "dropout")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-            raise TypeError("rate must be a number")
-        if not 0 <= rate < 1:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        rate = _fraction(rate, "dropout rate")
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
-        return self._added(lib.nn_dropout(self._ptr, p, float(rate), o))
+        return self._added(lib.nn_dropout(self._ptr, p, rate, o))
 
     def dense(self, x, units, activation=None, use_bias=True,
               kernel_initializer=None, bias_initializer=None, name=None):
@@ -565,7 +584,8 @@ class Model:
 
     def _merge(self, fn, what, inputs, name):
         if not isinstance(inputs, (tuple, list)):
-            raise TypeError(f"{what}: inputs must be a list of layers")
+            raise errors.wrong_type(f"{what}: inputs must be a list of "
+                                    f"layers")
         arr = (_lib.LayerP * len(inputs))(
             *[self._layer(x, what) for x in inputs])
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
@@ -747,11 +767,12 @@ class Model:
         keeps only the layers up to it."""
         p = self._layer(x, "apply")
         if not isinstance(inner, Model):
-            raise TypeError("apply: inner must be a libnn.Model")
+            raise errors.wrong_type("apply: inner must be a libnn.Model")
         out_ptr = None
         if output is not None:
             if not isinstance(output, Layer) or output._model is not inner:
-                raise ValueError("apply: output must be a layer of inner")
+                raise errors.invalid("apply: output must be a layer of "
+                                     "inner")
             out_ptr = output._ptr
         o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
         return self._added(lib.nn_model_apply(self._ptr, p, inner._ptr,
@@ -840,14 +861,17 @@ class Model:
     def compile(self, optimizer="adam", loss="categorical_crossentropy",
                 from_logits=False, loss_weights=None, smooth=1.0, eps=1e-7,
                 reduction="batch", sparse_labels=False, class_weights=None,
-                pos_weight=1.0, weight_norm="samples"):
+                pos_weight=1.0, weight_norm="samples", metrics=None):
         """Attaches an optimizer (Adam(...), SGD(...) or a name) and a loss
         ("categorical_crossentropy", "sparse_categorical_crossentropy",
         "binary_crossentropy", "iou", "dice"), or a weighted sum of losses:
         a list of names with loss_weights (default 1 each) or a dict
         {name: weight}, e.g. {"binary_crossentropy": 1, "iou": 1}.
         smooth, eps, reduction ("batch" or "image") and sparse_labels
-        configure IoU and Dice (docs/losses.md).
+        configure IoU and Dice (docs/losses.md). metrics, as Keras', names
+        what fit records besides the loss: "accuracy" (always recorded),
+        and "iou", "mean_iou", "dice", "pixel_accuracy" (any of them turns
+        on fit's segmentation metrics); other names are refused.
 
         Weighted cross-entropy (docs/losses.md): class_weights, one weight
         per class (a list, or a dict {class: weight} over every class), for
@@ -858,6 +882,7 @@ class Model:
         opt = optimizers.get(optimizer)
         terms = _loss_terms(loss, loss_weights)
         codes = [_choice(LOSSES, name, "loss") for name, _ in terms]
+        wanted = _metrics(metrics)
         m = self._ptr
         cw = _weights_array(class_weights, "class_weights")
         o = _lib.make_opts(_lib.nn_loss_opts,
@@ -885,66 +910,70 @@ class Model:
             lib.nn_optimizer_free(optp)  # on failure the caller owns it
             raise
         self._optimizer = opt
-        self._opt_raw = ctypes.cast(optp, ctypes.c_void_p).value
+        self._set_loss(terms)
+        self._metrics = wanted
+
+    def _set_loss(self, terms):
         self._loss = (terms[0][0] if len(terms) == 1 and terms[0][1] == 1.0
                       else dict(terms))
-        self._sparse = ("sparse_categorical_crossentropy" in dict(terms)
-                        or (bool(sparse_labels)
-                            and self.output_shape[-1] > 1))
-        self._from_logits = bool(from_logits)
+
+    def _adopt_loss(self):
+        """The loss a loaded model's file stored (nn_model_loss)."""
+        n = lib.nn_model_loss(self._ptr, None, None, 0, None)
+        if n <= 0:
+            return
+        kinds, ws = (ctypes.c_int * n)(), (ctypes.c_float * n)()
+        lib.nn_model_loss(self._ptr, kinds, ws, n, None)
+        names = {code: name for name, code in LOSSES.items()}
+        self._set_loss([(names[k], float(w)) for k, w in zip(kinds, ws)])
 
     @property
     def optimizer(self):
-        return self._optimizer
+        """The model's optimizer (libnn.Optimizer: learning_rate,
+        iterations, config), compiled or loaded; None without one."""
+        if not lib.nn_model_optimizer(self._ptr):
+            return None
+        return optimizers.Optimizer(self, self._optimizer)
 
     @property
     def loss(self):
-        """The compiled loss: a name, or a dict {name: weight} for a sum."""
+        """The compiled loss, or the one a loaded model's file stored: a
+        name, or a dict {name: weight} for a sum."""
         return self._loss
 
+    @property
+    def metrics(self):
+        """The metrics compile() received, by their canonical names."""
+        return list(self._metrics)
+
     def _opt(self):
-        self._ptr
-        if not self._opt_raw:
+        opt = self.optimizer
+        if opt is None:
             raise errors.StateError(
-                "no optimizer attached through this binding: compile() "
-                "first (the C API does not expose a loaded model's "
-                "optimizer)")
-        return ctypes.cast(self._opt_raw, _lib.OptimizerP)
+                "the model has no optimizer: compile() it, or load a model "
+                "saved with save(path, optimizer=True)")
+        return opt
 
     @property
     def iterations(self):
         """Optimizer steps taken so far."""
-        return int(lib.nn_optimizer_iterations(self._opt()))
+        return self._opt().iterations
 
     def set_learning_rate(self, lr):
-        lr = optimizers._positive("learning_rate", lr)
-        lib.nn_optimizer_set_learning_rate(self._opt(), lr)
-        if self._optimizer is not None:
-            self._optimizer.learning_rate = lr
+        """The same as ``model.optimizer.learning_rate = lr``."""
+        self._opt().learning_rate = lr
 
-    # ---- data checks
+    # ---- data checks: types here, shapes in the library (its messages
+    # name the argument, both shapes and the layers involved)
     def _x(self, x, what="x"):
-        return wrap(x, what, shape=(None,) + self.input_shape)
+        return wrap(x, what)
 
     def _y(self, y, n, what="y"):
-        sparse = self._loss is not None and self._sparse
-        if isinstance(y, np.ndarray) and sparse and y.dtype.kind in "iub":
-            raise TypeError(f"{what}: class ids must be float32 "
-                            f"(use {what}.astype(np.float32))")
-        if sparse:
-            # one id per position: [N, H, W] or [N, H, W, 1] ([N] or [N, 1])
-            shape = (n,) + self.output_shape[:-1]
-            if getattr(y, "ndim", 0) == len(shape) + 1:
-                shape += (1,)
-        elif self._loss is not None:
-            shape = (n,) + self.output_shape
-        else:  # a loaded model: the library checks the per-sample size
-            shape = (n,) + (None,) * (max(getattr(y, "ndim", 1), 1) - 1)
-        return wrap(y, what, shape=shape)
+        return wrap(y, what)
 
     def _xy(self, x, y, what=""):
         tx = self._x(x, what + "x")
-        return tx, self._y(y, x.shape[0], what + "y")
+        return tx, self._y(y, tx.shape[0], what + "y")
 
     # ---- training and inference
     def train_batch(self, x, y):
@@ -963,7 +992,7 @@ class Model:
         loss = ctypes.c_float()
         dx = tdx = None
         if want_dx:
-            dx = np.zeros_like(x)
+            dx = np.zeros(tx.shape, np.float32)
             tdx = wrap(dx, "dx", writable=True)
         lib.nn_model_backward(self._ptr, tx._ptr, ty._ptr, int(bool(training)),
                               ctypes.byref(loss),
@@ -1024,7 +1053,7 @@ class Model:
     def predict(self, x, batch_size=32):
         """Inference on x [N, ...]; returns a new float32 array."""
         tx = self._x(x)
-        out = np.empty((x.shape[0],) + self.output_shape, np.float32)
+        out = np.empty((tx.shape[0],) + self.output_shape, np.float32)
         tout = wrap(out, "out", writable=True)  # alive across the call
         lib.nn_model_predict(self._ptr, tx._ptr, tout._ptr,
                              _int(batch_size, "batch_size"))
@@ -1032,13 +1061,25 @@ class Model:
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None,
             shuffle=True, callback=None, record_grad_norm=0,
-            stop_on_nonfinite=False, segmentation_metrics=False,
-            class_weight=None, sample_weight=None, decision_metrics=None):
-        """Trains for `epochs` and returns the history as a dict of lists:
-        loss, accuracy, (val_loss, val_accuracy,) seconds.
+            stop_on_nonfinite=False, segmentation_metrics=None,
+            class_weight=None, sample_weight=None, decision_metrics=None,
+            verbose="auto", validation_split=0.0, parallel=None):
+        """Trains for `epochs` and returns a History (Keras'): its
+        ``history`` dict holds per epoch loss, accuracy, (val_loss,
+        val_accuracy,) seconds; the History also reads as that dict.
+
+        validation_split (0 <= f < 1) holds out the last fraction of x and
+        y, before any shuffling, as validation data (Keras' rule); or give
+        validation_data=(x, y), not both.
+
+        verbose: 0 silent; 1 ("auto") Keras' progress output, "Epoch 1/10"
+        then "N/N - 5s - loss: ... - accuracy: ... - val_loss: ..." per
+        epoch, with a bar that fills as batches go when stdout is a
+        terminal; 2 one line per epoch without the bar.
 
         segmentation_metrics adds iou, mean_iou, dice and pixel_accuracy
-        (and their val_ forms with validation data) per epoch.
+        (and their val_ forms with validation data) per epoch; None (the
+        default) turns them on when compile's metrics named one.
 
         class_weight ({class: weight} over every class, or a list) and
         sample_weight ([N]) weigh each training sample's loss, as Keras
@@ -1055,7 +1096,15 @@ class Model:
         record_grad_norm 1 adds grad_norm, grad_norm_max and health (0-3)
         per epoch, 2 also step_loss, step_grad_norm and step_health per
         step; stop_on_nonfinite stops at the first NaN/Inf naming the
-        layer (docs/diagnostics.md)."""
+        layer (docs/diagnostics.md).
+
+        parallel: a libnn.mpi.Session of this model for a data-parallel
+        fit over MPI (docs/mpi.md): batch_size is then per process."""
+        verbose = verbosity(verbose)
+        if segmentation_metrics is None:
+            segmentation_metrics = any(k in _SEG_NAMES for k in self._metrics)
+        x, y, validation_data = _split(x, y, validation_data,
+                                       validation_split)
         tx, ty = self._xy(x, y)
         o = _lib.make_opts(_lib.nn_fit_opts, epochs=_int(epochs, "epochs"),
                            batch_size=_int(batch_size, "batch_size"),
@@ -1081,27 +1130,38 @@ class Model:
             bo = _binary_opts(**kw)
             o.decision_metrics = ctypes.pointer(bo)
             keep.append(bo)
+        if parallel is not None:
+            parallel._fit_opts(self, o)
+            keep.append(parallel)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or \
                     len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (x, y)")
+                raise errors.wrong_type("validation_data must be a pair "
+                                        "(x, y)")
             vx, vy = self._xy(validation_data[0], validation_data[1], "val_")
             o.val_x, o.val_y = vx._ptr, vy._ptr
             keep += [vx, vy]
+        if callback is not None and not callable(callback):
+            raise errors.wrong_type("callback must be callable")
+        printer = ProgressPrinter(verbose, o.epochs) if verbose else None
         state = {"stopped": False, "error": None}
-        if callback is not None:
-            if not callable(callback):
-                raise TypeError("callback must be callable")
 
-            def trampoline(p, user):
-                try:
-                    stop = bool(callback(Progress(p.contents)))
-                except BaseException as e:  # cannot cross into C
-                    state["error"] = e
-                    return 1
-                state["stopped"] = state["stopped"] or stop
-                return 1 if stop else 0
+        def trampoline(p, user):
+            try:
+                progress = Progress(p.contents)
+                if printer is not None:
+                    if progress.event == "batch_end":
+                        printer.batch(progress)
+                    else:
+                        printer.epoch_end(progress)
+                stop = callback is not None and bool(callback(progress))
+            except BaseException as e:  # cannot cross into C
+                state["error"] = e
+                return 1
+            state["stopped"] = state["stopped"] or stop
+            return 1 if stop else 0
 
+        if callback is not None or printer is not None:
             o.progress = _lib.nn_progress_fn(trampoline)
             keep.append(o.progress)
         hist = _lib.HistoryP()
@@ -1115,6 +1175,9 @@ class Model:
                                     bool(decision_metrics))
         finally:
             lib.nn_history_free(hist)
+        steps = -(-tx.shape[0] // o.batch_size)
+        history = History(history, dict(epochs=o.epochs, steps=steps,
+                                        verbose=verbose), self)
         if state["error"] is not None:
             raise state["error"]
         if status == _lib.NN_ERR_CANCELLED and state["stopped"]:
@@ -1126,6 +1189,80 @@ class Model:
     def context(self):
         """A new execution context for concurrent inference."""
         return Context(self)
+
+    # ---- the state as one buffer (data-parallel training, docs/mpi.md)
+    def state_size(self, part="all"):
+        """Floats in a part of the state: "all" parameters, the
+        "trainable" ones (the gradient hook's layout) or the "statistics"
+        (BatchNormalization's moving mean and variance)."""
+        return int(lib.nn_model_state_size(
+            self._ptr, _choice(STATE_PARTS, part, "part")))
+
+    def get_state(self, part="all"):
+        """A part of the state as a new float32 array, layers in order,
+        each layer's weights in order."""
+        n = self.state_size(part)
+        a = np.empty(n, dtype=np.float32)
+        lib.nn_model_get_state(self._ptr, STATE_PARTS[part.lower()],
+                               a.ctypes.data_as(_lib.FloatP), n)
+        return a
+
+    def set_state(self, values, part="all"):
+        """Overwrites a part of the state from a float32 array of
+        state_size(part) values (as get_state returns)."""
+        a = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        lib.nn_model_set_state(self._ptr,
+                               _choice(STATE_PARTS, part, "part"),
+                               a.ctypes.data_as(_lib.FloatP), a.size)
+
+    # ---- inference for a product (docs/inference.md)
+    def set_preprocess(self, scale=1.0 / 255.0, mean=(0, 0, 0, 0),
+                       std=(1, 1, 1, 1), channel_order="as_model",
+                       resize=False, positive_class=None,
+                       negative_class=None, threshold=0.5):
+        """Stores how 8-bit frames become the model's input, (pixel *
+        scale - mean[c]) / std[c] per model channel, and the decision:
+        defective where the probability of class positive_class (default
+        1), or of every class but negative_class, is >= threshold. save()
+        writes them into the file. channel_order "reversed": frames come
+        BGR for an RGB model (or the other way round); resize: frames of
+        another size are resized to the input (bilinear)."""
+        def four(v, what):
+            v = [float(x) for x in v]
+            if not 1 <= len(v) <= 4:
+                raise ValueError(f"{what}: give 1 to 4 values, one per "
+                                 f"channel")
+            return (ctypes.c_float * 4)(*(v + [0.0 if what == "mean" else
+                                               1.0] * (4 - len(v))))
+        bo = _binary_opts(positive_class, negative_class, threshold)
+        o = _lib.make_opts(
+            _lib.nn_preprocess_opts, scale=float(scale),
+            mean=four(mean, "mean"), std=four(std, "std"),
+            channel_order=_choice(_CHANNEL_ORDERS, channel_order,
+                                  "channel_order"),
+            resize=1 if resize else 0, positive_class=bo.positive_class,
+            threshold=bo.threshold)
+        lib.nn_model_set_preprocess(self._ptr, ctypes.byref(o))
+
+    @property
+    def preprocess(self):
+        """The stored preprocessing and decision as a dict, or None."""
+        o = _lib.make_opts(_lib.nn_preprocess_opts)
+        status = lib.nn_model_get_preprocess(self._ptr, ctypes.byref(o))
+        if status == _lib.NN_ERR_STATE:
+            return None
+        if status != _lib.NN_OK:
+            raise errors.from_status(status, _lib.last_error(),
+                                     "nn_model_get_preprocess")
+        order = {v: k for k, v in _CHANNEL_ORDERS.items()}
+        d = dict(scale=o.scale, mean=list(o.mean), std=list(o.std),
+                 channel_order=order[o.channel_order],
+                 resize=bool(o.resize), threshold=o.threshold)
+        if o.positive_class < 0:
+            d["negative_class"] = -1 - o.positive_class
+        else:
+            d["positive_class"] = o.positive_class
+        return d
 
     # ---- gradient diagnostics (docs/diagnostics.md)
     def set_diagnostics(self, record=True, check_finite=False, **thresholds):
@@ -1261,10 +1398,12 @@ class Model:
 
     @classmethod
     def load(cls, path):
-        """Loads a model saved by save()."""
+        """Loads a model saved by save(): its loss (``loss``) when it was
+        compiled, and its optimizer (``optimizer``: learning rate, steps)
+        when saved with optimizer=True, which makes it ready to train on."""
         path = os.fspath(path)
         if not os.path.exists(path):
-            raise errors.IOError(f"'{path}' does not exist", None,
+            raise errors.FileError(f"'{path}' does not exist", -4,
                                  "nn_model_load")
         ptr = lib.nn_model_load(_lib.encode(path))
         if not ptr:
@@ -1272,6 +1411,7 @@ class Model:
         m = cls.__new__(cls)
         m._init(ptr)
         m._adopt_graph()
+        m._adopt_loss()
         return m
 
     def _adopt_graph(self):
@@ -1284,6 +1424,59 @@ class Model:
         self._output = find(lib.nn_model_output(self._ptr))
 
 
+# compile's metrics: Keras names of what fit records, and what they turn on.
+_METRICS = {"accuracy": "accuracy", "acc": "accuracy", "iou": "iou",
+            "mean_iou": "mean_iou", "dice": "dice",
+            "pixel_accuracy": "pixel_accuracy"}
+_SEG_NAMES = ("iou", "mean_iou", "dice", "pixel_accuracy")
+
+
+def _metrics(metrics):
+    """compile's metrics as canonical names; unknown ones are refused."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+        raise errors.wrong_type(f"metrics must be a list of names, got "
+                                f"{metrics!r}")
+    out = []
+    for k in metrics:
+        name = k.lower() if isinstance(k, str) else None
+        if name not in _METRICS:
+            raise errors.invalid(
+                f"metrics: {k!r} is not a metric libnn computes. fit records "
+                f"the loss and accuracy always, and with 'iou', 'mean_iou', "
+                f"'dice' or 'pixel_accuracy' the segmentation metrics "
+                f"(docs/losses.md); other metrics can be computed from "
+                f"predict()'s output")
+        if _METRICS[name] not in out:
+            out.append(_METRICS[name])
+    return out
+
+
+def _split(x, y, validation_data, split):
+    """(x, y, validation_data) with Keras' validation_split applied: the
+    last fraction of the samples, taken before fit shuffles."""
+    split = _fraction(split, "validation_split")
+    if not split:
+        return x, y, validation_data
+    if validation_data is not None:
+        raise errors.invalid("give validation_data or validation_split, "
+                             "not both")
+    x, y = as_float32(x, "x"), as_float32(y, "y")
+    n = x.shape[0] if x.ndim else 0
+    at = int(math.floor(n * (1.0 - split)))
+    if at == 0 or at == n:
+        raise errors.invalid(
+            f"validation_split={split} of {n} samples leaves "
+            f"{'no training' if at == 0 else 'no validation'} sample; give "
+            f"more data or another fraction")
+    if y.ndim == 0 or y.shape[0] != n:
+        raise errors.wrong_shape(f"y has {y.shape[0] if y.ndim else 0} "
+                                 f"samples, x has {n}; give one label per "
+                                 f"sample")
+    return x[:at], y[:at], (x[at:], y[at:])
+
+
 def _loss_terms(loss, weights):
     """[(name, weight)] of a loss name, a list of names (with
     loss_weights) or a dict {name: weight}."""
@@ -1291,20 +1484,21 @@ def _loss_terms(loss, weights):
         names, ws = [loss], [1.0] if weights is None else [weights]
     elif isinstance(loss, dict):
         if weights is not None:
-            raise TypeError("loss_weights with a dict loss: put the weights "
-                            "in the dict")
+            raise errors.wrong_type("loss_weights with a dict loss: put "
+                                    "the weights in the dict")
         names, ws = list(loss), list(loss.values())
     elif isinstance(loss, (list, tuple)):
         names = list(loss)
         ws = [1.0] * len(names) if weights is None else list(weights)
     else:
-        raise TypeError("loss must be a name, a list of names or a dict "
-                        "{name: weight}")
+        raise errors.wrong_type("loss must be a name, a list of names or a "
+                                "dict {name: weight}")
     if len(ws) != len(names) or not names:
-        raise ValueError(f"{len(names)} losses and {len(ws)} weights")
+        raise errors.invalid(f"{len(names)} losses and {len(ws)} weights")
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"loss names are str, got {type(name).__name__}")
+            raise errors.wrong_type(f"loss names are str, got "
+                                    f"{type(name).__name__}")
     return [(n.lower(), float(w)) for n, w in zip(names, ws)]
 
 
@@ -1404,7 +1598,7 @@ class Context:
 
     def __init__(self, model):
         if not isinstance(model, Model):
-            raise TypeError("Context needs a libnn.Model")
+            raise errors.wrong_type("Context needs a libnn.Model")
         ptr = lib.nn_context_create(model._ptr)
         # The context holds the model handle: the model is freed after it.
         self._h = Handle(ptr, lib.nn_context_free, keep=(model._h,))
@@ -1415,12 +1609,80 @@ class Context:
         """Inference on x [N, ...] with this context's own buffers."""
         if not self._h:
             raise errors.StateError("the context is closed")
-        tx = wrap(x, "x", shape=(None,) + self._in_shape)
-        out = np.empty((x.shape[0],) + self._out_shape, np.float32)
+        tx = wrap(x, "x")
+        out = np.empty((tx.shape[0],) + self._out_shape, np.float32)
         tout = wrap(out, "out", writable=True)  # alive across the call
         lib.nn_context_predict(self._h.ptr, tx._ptr, tout._ptr,
                                _int(batch_size, "batch_size"))
         return out
+
+    def _live(self):
+        if not self._h:
+            raise errors.StateError("the context is closed")
+        return self._h.ptr
+
+    def _verdicts(self, n):
+        """n nn_verdict structs with room for every class's probability."""
+        k = 2 if self._out_shape == (1,) else int(np.prod(self._out_shape))
+        probs = np.zeros((n, k), np.float32)
+        vs = (_lib.nn_verdict * n)()
+        for i in range(n):
+            vs[i].size = ctypes.sizeof(_lib.nn_verdict)
+            vs[i].probs = probs[i].ctypes.data_as(_lib.FloatP)
+            vs[i].num_probs = k
+        return vs, probs
+
+    @staticmethod
+    def _results(vs, probs):
+        n = len(vs)
+        return {"probabilities": probs,
+                "predicted_class": np.array([vs[i].predicted_class
+                                             for i in range(n)], np.int64),
+                "score": np.array([vs[i].score for i in range(n)],
+                                  np.float32),
+                "defective": np.array([bool(vs[i].defective)
+                                       for i in range(n)])}
+
+    def classify(self, x):
+        """Verdicts on x [N, ...input shape], already preprocessed, with
+        the model's stored decision: a dict of arrays probabilities [N, K],
+        predicted_class [N], score [N], defective [N]."""
+        ptr = self._live()
+        tx = wrap(x, "x", shape=(None,) + self._in_shape)
+        vs, probs = self._verdicts(x.shape[0])
+        lib.nn_context_classify(ptr, tx._ptr, vs)
+        return self._results(vs, probs)
+
+    def classify_u8(self, frames):
+        """Verdicts on 8-bit frames, [H, W, C] or [N, H, W, C] (uint8,
+        rows may be strided), preprocessed as the model says: a dict of
+        arrays as classify(); of scalars (and probabilities [K]) for one
+        frame."""
+        ptr = self._live()
+        a = frames
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8:
+            raise TypeError("frames: expected a numpy.ndarray of uint8")
+        one = a.ndim == 3
+        if one:
+            a = a[None]
+        if a.ndim != 4 or a.size == 0:
+            raise ValueError(f"frames: shape {frames.shape}, expected "
+                             f"(H, W, C) or (N, H, W, C)")
+        n, h, w, c = a.shape
+        if a.strides[3] != 1 or a.strides[2] != c or a.strides[1] < w * c:
+            a = np.ascontiguousarray(a)
+        ptrs = (ctypes.c_void_p * n)(*[a.ctypes.data + i * a.strides[0]
+                                       for i in range(n)])
+        vs, probs = self._verdicts(n)
+        lib.nn_context_classify_u8_batch(ptr, ptrs, n, h, w, c,
+                                         a.strides[1], vs)
+        r = self._results(vs, probs)
+        if one:
+            return {"probabilities": probs[0],
+                    "predicted_class": int(r["predicted_class"][0]),
+                    "score": float(r["score"][0]),
+                    "defective": bool(r["defective"][0])}
+        return r
 
     def close(self):
         h, self._h = self._h, Handle(None, None)

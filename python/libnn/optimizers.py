@@ -3,7 +3,7 @@ the library's optimizer from them and the model then owns it."""
 
 import math
 
-from . import _lib
+from . import _lib, errors
 from ._lib import lib
 
 EPS_MODES = {"keras": _lib.ADAM_EPS_KERAS, "torch": _lib.ADAM_EPS_TORCH}
@@ -11,11 +11,12 @@ EPS_MODES = {"keras": _lib.ADAM_EPS_KERAS, "torch": _lib.ADAM_EPS_TORCH}
 
 def _positive(name, v, allow_zero=False):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+        raise errors.wrong_type(f"{name} must be a number, got "
+                                f"{type(v).__name__}")
     v = float(v)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, "
-                         f"got {v}")
+        raise errors.invalid(f"{name} must be finite and "
+                             f"{'>=' if allow_zero else '>'} 0, got {v}")
     return v
 
 
@@ -49,11 +50,12 @@ class Adam:
         self.beta_1 = _positive("beta_1", beta_1, allow_zero=True)
         self.beta_2 = _positive("beta_2", beta_2, allow_zero=True)
         if self.beta_1 >= 1 or self.beta_2 >= 1:
-            raise ValueError("beta_1 and beta_2 must be < 1")
+            raise errors.invalid(f"beta_1 {self.beta_1} and beta_2 "
+                                 f"{self.beta_2} must be < 1")
         self.epsilon = _positive("epsilon", epsilon, allow_zero=True)
         if eps_mode not in EPS_MODES:
-            raise ValueError(f"eps_mode must be 'keras' or 'torch', got "
-                             f"{eps_mode!r}")
+            raise errors.invalid(f"eps_mode must be 'keras' or 'torch', "
+                                 f"got {eps_mode!r}")
         self.eps_mode = eps_mode
         self.global_clipnorm, self.clipvalue = _clipping(global_clipnorm,
                                                          clipvalue)
@@ -81,7 +83,7 @@ class SGD:
         self.learning_rate = _positive("learning_rate", learning_rate)
         self.momentum = _positive("momentum", momentum, allow_zero=True)
         if self.momentum >= 1:
-            raise ValueError("momentum must be < 1")
+            raise errors.invalid(f"momentum {self.momentum} must be < 1")
         self.nesterov = bool(nesterov)
         self.global_clipnorm, self.clipvalue = _clipping(global_clipnorm,
                                                          clipvalue)
@@ -104,6 +106,46 @@ def get(optimizer):
         names = {"adam": Adam, "sgd": SGD}
         if optimizer.lower() in names:
             return names[optimizer.lower()]()
-        raise ValueError(f"unknown optimizer {optimizer!r} (adam, sgd)")
-    raise TypeError(f"optimizer must be libnn.Adam, libnn.SGD or a name, got "
-                    f"{type(optimizer).__name__}")
+        raise errors.invalid(f"unknown optimizer {optimizer!r} (adam, sgd)")
+    raise errors.wrong_type(f"optimizer must be libnn.Adam, libnn.SGD or a "
+                            f"name, got {type(optimizer).__name__}")
+
+
+class Optimizer:
+    """The optimizer a model owns (``Model.optimizer``), read and changed
+    through the library, as Keras' ``model.optimizer``: ``learning_rate``
+    (assignable), ``iterations`` (steps taken), and ``config``, the
+    Adam/SGD description compile() received (None for a model loaded from
+    a file, whose optimizer the file described)."""
+
+    def __init__(self, model, config=None):
+        self._model = model
+        self.config = config
+
+    @property
+    def _ptr(self):
+        p = lib.nn_model_optimizer(self._model._ptr)
+        if not p:
+            raise errors.StateError(_lib.last_error(), None,
+                                    "nn_model_optimizer")
+        return p
+
+    @property
+    def learning_rate(self):
+        return float(lib.nn_optimizer_learning_rate(self._ptr))
+
+    @learning_rate.setter
+    def learning_rate(self, lr):
+        lib.nn_optimizer_set_learning_rate(
+            self._ptr, _positive("learning_rate", lr))
+
+    @property
+    def iterations(self):
+        """Optimizer steps taken so far (a loaded model's count goes on
+        from the file's)."""
+        return int(lib.nn_optimizer_iterations(self._ptr))
+
+    def __repr__(self):
+        kind = type(self.config).__name__ if self.config else "optimizer"
+        return (f"<libnn.Optimizer {kind}, learning_rate="
+                f"{self.learning_rate:g}, iterations={self.iterations}>")

@@ -13,7 +13,7 @@ import ctypes
 
 import numpy as np
 
-from . import _lib
+from . import _lib, errors
 from ._lib import lib
 
 
@@ -64,45 +64,98 @@ def view(data_ptr, shape, keep):
     owner's Handle) stays alive as long as the array or any slice of it."""
     addr = ctypes.cast(data_ptr, ctypes.c_void_p).value
     if not addr:
-        raise _lib.errors.StateError("the tensor has no data")
+        raise errors.StateError("the tensor has no data")
     return np.asarray(_View(addr, shape, keep))
 
 
 def tensor_shape(ptr):
     rank = lib.nn_tensor_rank(ptr)
     if rank < 1:
-        raise _lib.errors.InvalidArgument(_lib.last_error(), None,
-                                          "nn_tensor_rank")
+        raise errors.InvalidArgument(_lib.last_error(), None,
+                                     "nn_tensor_rank")
     shape = (ctypes.c_int64 * rank)()
     lib.nn_tensor_shape(ptr, shape, rank)
     return tuple(int(d) for d in shape)
 
 
-def check_array(a, what="array", writable=False, shape=None):
-    """Validates an array for the C side; raises TypeError/ValueError before
-    anything reaches C. `shape` may hold None as a wildcard."""
+# Integers up to this magnitude are exact in float32 (a 24-bit mantissa).
+EXACT_INT = 2 ** 24
+
+
+def _first(mask):
+    """The index (a tuple) of the first true element of mask."""
+    return tuple(int(i) for i in np.unravel_index(np.argmax(mask), mask.shape))
+
+
+def as_float32(a, what="array"):
+    """The float32, C-contiguous array libnn reads for an input argument:
+    `a` itself when it already is one, else a converted copy. The rule
+    (docs/python.md, "Arrays"): floating-point values are rounded to the
+    nearest float32, as Keras casts its inputs, unless a finite one lies
+    beyond float32's range; integers and booleans are converted when every
+    value is exact in float32 (magnitude at most 2**24); anything else is
+    refused. A non-contiguous array is copied."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy.ndarray of float32, got "
-                        f"{type(a).__name__}")
+        raise errors.wrong_type(f"{what}: expected a numpy.ndarray, got "
+                                f"{type(a).__name__}")
+    kind = a.dtype.kind
+    if a.dtype == np.float32:
+        return a if a.flags.c_contiguous else np.asarray(a, order="C")
+    if kind == "f":
+        with np.errstate(over="ignore"):
+            b = np.asarray(a, dtype=np.float32, order="C")
+        over = np.isinf(b) & np.isfinite(a)
+        if over.any():
+            at = _first(over)
+            raise errors.invalid(
+                f"{what}: value {a[at]!r} at index {at} lies beyond "
+                f"float32's range (3.4e38) and would become Inf; scale the "
+                f"data first")
+        return b
+    if kind in "iub":
+        if kind != "b" and a.size:
+            big = np.abs(a.astype(np.float64)) > EXACT_INT
+            if big.any():
+                at = _first(big)
+                raise errors.invalid(
+                    f"{what}: integer {int(a[at])} at index {at} has no "
+                    f"exact float32 (integers convert exactly up to 2**24 = "
+                    f"{EXACT_INT}); convert the array yourself "
+                    f"(a.astype(np.float32)) if rounding is fine")
+        return np.asarray(a, dtype=np.float32, order="C")
+    raise errors.wrong_type(f"{what}: dtype {a.dtype} holds no numbers "
+                            f"libnn reads (float32, or a real or integer "
+                            f"dtype it converts)")
+
+
+def check_array(a, what="array", writable=False, shape=None):
+    """Validates a float32 array for the C side; raises libnn's argument
+    errors (InvalidType, InvalidArgument, ShapeError) before anything
+    reaches C. `shape` may hold None as a wildcard."""
+    if not isinstance(a, np.ndarray):
+        raise errors.wrong_type(f"{what}: expected a numpy.ndarray of "
+                                f"float32, got {type(a).__name__}")
     if a.dtype != np.float32:
-        raise TypeError(f"{what}: dtype is {a.dtype}, libnn needs float32 "
-                        f"(use a.astype(np.float32))")
+        raise errors.wrong_type(f"{what}: dtype is {a.dtype}, libnn needs "
+                                f"float32 here (use a.astype(np.float32))")
     if not a.flags.c_contiguous:
-        raise ValueError(f"{what}: the array is not C-contiguous (use "
-                         f"np.ascontiguousarray)")
+        raise errors.invalid(f"{what}: the array is not C-contiguous (use "
+                             f"np.ascontiguousarray)")
     if a.ndim < 1 or a.ndim > _lib.MAX_RANK:
-        raise ValueError(f"{what}: rank {a.ndim} outside 1..{_lib.MAX_RANK}")
+        raise errors.wrong_shape(f"{what}: rank {a.ndim} outside "
+                                 f"[1, {_lib.MAX_RANK}]")
     if a.size == 0:
-        raise ValueError(f"{what}: the array is empty (shape {a.shape})")
+        raise errors.invalid(f"{what}: the array is empty (shape {a.shape})")
     if writable and not a.flags.writeable:
-        raise ValueError(f"{what}: the array is read-only")
+        raise errors.invalid(f"{what}: the array is read-only")
     if shape is not None:
         ok = len(shape) == a.ndim and all(
             s is None or s == d for s, d in zip(shape, a.shape))
         if not ok:
             want = "(" + ", ".join("N" if s is None else str(s)
                                    for s in shape) + ")"
-            raise ValueError(f"{what}: shape {a.shape}, expected {want}")
+            raise errors.wrong_shape(f"{what}: shape {a.shape}, expected "
+                                     f"{want}")
     return a
 
 
@@ -128,7 +181,7 @@ class Tensor:
         """A new zero-filled tensor owned by the library."""
         shape = tuple(int(d) for d in shape)
         if not 1 <= len(shape) <= _lib.MAX_RANK or min(shape) <= 0:
-            raise ValueError(f"Tensor.zeros: bad shape {shape}")
+            raise errors.invalid(f"Tensor.zeros: bad shape {shape}")
         arr = (ctypes.c_int64 * len(shape))(*shape)
         return cls._adopt(lib.nn_tensor_create(len(shape), arr))
 
@@ -143,7 +196,7 @@ class Tensor:
     @property
     def _ptr(self):
         if not self._h:
-            raise _lib.errors.StateError("the tensor is closed")
+            raise errors.StateError("the tensor is closed")
         return self._h.ptr
 
     @property
@@ -179,7 +232,11 @@ class Tensor:
 
 
 def wrap(a, what, writable=False, shape=None):
-    """A wrapped Tensor for an argument array (validated first)."""
+    """A wrapped Tensor for an argument array (validated first). An input
+    (not writable) of another dtype, or not contiguous, is converted by
+    as_float32's rule; an output array must be float32 already."""
+    if not writable:
+        a = as_float32(a, what)
     check_array(a, what, writable, shape)
     return Tensor(a)
 

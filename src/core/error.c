@@ -27,6 +27,15 @@ void nn_clear_error(void)
 
 nn_status nn_last_status(void) { return last_status; }
 
+nn_status nn_set_error(nn_status status, const char *message)
+{
+    if (status == NN_OK) {
+        nn_clear_error();
+        return NN_OK;
+    }
+    return nn__fail(status, "%s", message ? message : nn_status_name(status));
+}
+
 const char *nn_status_name(nn_status status)
 {
     switch (status) {

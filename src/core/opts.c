@@ -94,8 +94,10 @@ static const size_t fit_ends[] = {
     END(nn_fit_opts, stop_on_nonfinite),
     END(nn_fit_opts, segmentation_metrics), END(nn_fit_opts, class_weight),
     END(nn_fit_opts, num_class_weight),  END(nn_fit_opts, sample_weight),
-    END(nn_fit_opts, decision_metrics)};
-COMPLETE(nn_fit_opts, decision_metrics);
+    END(nn_fit_opts, decision_metrics),  END(nn_fit_opts, sync),
+    END(nn_fit_opts, sync_user),         END(nn_fit_opts, rank),
+    END(nn_fit_opts, world_size)};
+COMPLETE(nn_fit_opts, world_size);
 
 static const size_t diag_ends[] = {
     END(nn_diag_opts, record),          END(nn_diag_opts, check_finite),
@@ -197,6 +199,17 @@ static const size_t separable_conv2d_ends[] = {
     END(nn_separable_conv2d_opts, bias_init_stddev)};
 COMPLETE(nn_separable_conv2d_opts, bias_init_stddev);
 
+static const size_t preprocess_ends[] = {
+    END(nn_preprocess_opts, scale),
+    END(nn_preprocess_opts, mean),
+    END(nn_preprocess_opts, std),
+    END(nn_preprocess_opts, channel_order),
+    END(nn_preprocess_opts, resize),
+    END(nn_preprocess_opts, positive_class),
+    END(nn_preprocess_opts, threshold),
+    END(nn_preprocess_opts, reserved)};
+COMPLETE(nn_preprocess_opts, reserved);
+
 static const size_t mobilenet_v2_ends[] = {
     END(nn_mobilenet_v2_opts, name), END(nn_mobilenet_v2_opts, flavor),
     END(nn_mobilenet_v2_opts, include_top),
@@ -257,6 +270,8 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
     [NN_OPTS_SEPARABLE_CONV2D] = ROW(nn_separable_conv2d_opts,
                                      "NN_SEPARABLE_CONV2D_OPTS_INIT",
                                      separable_conv2d_ends),
+    [NN_OPTS_PREPROCESS] = ROW(nn_preprocess_opts, "NN_PREPROCESS_OPTS_INIT",
+                               preprocess_ends),
     [NN_OPTS_MOBILENET_V2] = ROW(nn_mobilenet_v2_opts,
                                  "NN_MOBILENET_V2_OPTS_INIT",
                                  mobilenet_v2_ends),
@@ -315,8 +330,9 @@ nn_status nn__write_opts_as(void *dst, const void *src, nn_opts_kind kind,
     NN_CHECK(dst, NN_ERR_INVALID, "%s: NULL %s", fn, l->type);
     size_t size;
     memcpy(&size, dst, sizeof size);
-    NN_CHECK(size >= sizeof(size_t), NN_ERR_INVALID,
-             "%s: the %s's size is %zu, less than the size member itself; "
+    NN_CHECK(size >= sizeof(size_t) && size <= NN_OPTS_MAX_SIZE,
+             NN_ERR_INVALID,
+             "%s: the %s's size is %zu, not the size of that struct; "
              "initialise it with %s",
              fn, l->type, size, l->init);
     size_t n = whole_members(l, size < l->size ? size : l->size);

@@ -29,6 +29,24 @@ int64_t nn__shape_size(const nn_shape *s)
     return n;
 }
 
+void nn__shape_str(const nn_shape *s, char *out, size_t cap)
+{
+    nn_sbuf b = {out, cap, 0};
+    nn__sbuf_put(&b, "(None");
+    for (int i = 0; i < s->rank; i++) nn__sbuf_put(&b, ", %d", s->d[i]);
+    nn__sbuf_put(&b, ")");
+    nn__sbuf_finish(&b, NULL);
+}
+
+void nn__tensor_shape_str(const nn_tensor *t, char *out, size_t cap)
+{
+    nn_sbuf b = {out, cap, 0};
+    for (int i = 0; i < t->rank; i++)
+        nn__sbuf_put(&b, "%s%lld", i ? ", " : "(", (long long)t->shape[i]);
+    nn__sbuf_put(&b, t->rank == 1 ? ",)" : ")");
+    nn__sbuf_finish(&b, NULL);
+}
+
 void nn__tensor_view(nn_tensor *t, int rank, const int64_t *shape, float *data)
 {
     memset(t, 0, sizeof *t);

@@ -468,13 +468,9 @@ static nn_status stop_nonfinite(nn_diag *d, nn_model *m, bool forward,
  * it is. */
 static const char *first_bad(const float *x, int64_t n, int64_t *at)
 {
-    for (int64_t i = 0; i < n; i++) {
-        if (isfinite(x[i])) continue;
-        *at = i;
-        return isnan(x[i]) ? "NaN" : (x[i] > 0 ? "+Inf" : "-Inf");
-    }
-    *at = -1;
-    return "NaN";
+    const char *what;
+    *at = nn__first_nonfinite(x, n, &what);
+    return what;
 }
 
 nn_status nn__diag_after_forward(nn_model *m, const nn_context *c, int batch)

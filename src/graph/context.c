@@ -3,6 +3,7 @@
  * from parameter gradients during training (which has exclusive access). */
 #include "nn_internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void release_buffers(nn_context *c, int n_layers)
@@ -58,6 +59,8 @@ void nn_context_free(nn_context *c)
 {
     if (!c) return;
     release_buffers(c, c->n_planned);
+    nn__free(c->frames);
+    nn__free(c->frame);
     nn__free(c);
 }
 
@@ -439,21 +442,27 @@ nn_status nn__backward(nn_context *c, int batch, bool dout_is_preact,
     return s;
 }
 
-/* Shared by nn_model_predict and nn_context_predict. */
+/* Shared by nn_model_predict and nn_context_predict; messages start with
+ * `what`, the public function. */
 nn_status nn__predict(nn_context *c, const nn_tensor *x, nn_tensor *out,
-                      int batch_size)
+                      int batch_size, const char *what)
 {
     const nn_model *m = c->model;
-    NN_CHECK(x && out, NN_ERR_INVALID, "predict: NULL tensor");
-    NN_CHECK(m->input && m->output, NN_ERR_STATE, "predict: model is empty");
+    NN_CHECK(x && out, NN_ERR_INVALID, "%s: %s is NULL", what,
+             x ? "out" : "x");
+    NN_CHECK(m->input && m->output, NN_ERR_STATE, "%s: the model is empty",
+             what);
     NN_CHECK(batch_size > 0, NN_ERR_INVALID,
-             "predict: batch size must be positive, got %d",
-             batch_size);
-    NN_TRY(nn__check_data(m->input, x, "predict: x"));
-    NN_TRY(nn__check_data(m->output, out, "predict: out"));
+             "%s: batch size %d; it must be positive", what, batch_size);
+    char arg[96];
+    snprintf(arg, sizeof arg, "%s: x", what);
+    NN_TRY(nn__check_data(m->input, x, arg));
+    snprintf(arg, sizeof arg, "%s: out", what);
+    NN_TRY(nn__check_data(m->output, out, arg));
     NN_CHECK(out->shape[0] == x->shape[0], NN_ERR_SHAPE,
-             "predict: out has %lld rows for %lld inputs",
-             (long long)out->shape[0], (long long)x->shape[0]);
+             "%s: out has %lld rows for %lld inputs; give it one row per "
+             "sample of x",
+             what, (long long)out->shape[0], (long long)x->shape[0]);
     int64_t n = x->shape[0];
     int64_t in_sz = nn__shape_size(&m->input->out);
     int64_t out_sz = nn__shape_size(&m->output->out);
@@ -472,18 +481,26 @@ nn_status nn_context_predict(nn_context *c, const nn_tensor *x, nn_tensor *out,
                              int batch_size)
 {
     NN_CHECK(c, NN_ERR_INVALID, "nn_context_predict: context is NULL");
-    return nn__predict(c, x, out, batch_size);
+    return nn__predict(c, x, out, batch_size, "nn_context_predict");
 }
 
 nn_status nn__check_data(const nn_layer *l, const nn_tensor *t,
                          const char *what)
 {
-    NN_CHECK(t->rank == l->out.rank + 1, NN_ERR_SHAPE,
-             "%s has rank %d, expected %d (batch + %s's shape)", what, t->rank,
-             l->out.rank + 1, l->name);
-    for (int i = 0; i < l->out.rank; i++)
-        NN_CHECK(t->shape[i + 1] == l->out.d[i], NN_ERR_SHAPE,
-                 "%s: axis %d is %lld, layer '%s' has %d", what, i + 1,
-                 (long long)t->shape[i + 1], l->name, l->out.d[i]);
-    return NN_OK;
+    bool fits = t->rank == l->out.rank + 1;
+    for (int i = 0; fits && i < l->out.rank; i++)
+        fits = t->shape[i + 1] == l->out.d[i];
+    if (fits) return NN_OK;
+    char got[NN_SHAPE_STR_MAX], want[NN_SHAPE_STR_MAX];
+    nn__tensor_shape_str(t, got, sizeof got);
+    nn__shape_str(&l->out, want, sizeof want);
+    bool same_size = t->size / t->shape[0] == nn__shape_size(&l->out);
+    return nn__fail(NN_ERR_SHAPE,
+                    "%s has shape %s, expected %s: the batch axis (None), "
+                    "then the shape of layer '%s'%s",
+                    what, got, want, l->name,
+                    same_size ? "; it holds as many values per sample, so "
+                                "if they are in that order (NHWC), "
+                                "nn_tensor_reshape gives it that shape"
+                              : "");
 }

@@ -18,15 +18,6 @@ static void with_commas(int64_t v, char *out, size_t cap)
     out[j] = '\0';
 }
 
-static void shape_str(const nn_shape *s, char *out, size_t cap)
-{
-    nn_sbuf b = {out, cap, 0};
-    nn__sbuf_put(&b, "(None");
-    for (int i = 0; i < s->rank; i++) nn__sbuf_put(&b, ", %d", s->d[i]);
-    nn__sbuf_put(&b, ")");
-    nn__sbuf_finish(&b, NULL);
-}
-
 /* A row of the table: one layer, or a run of layers applied from another
  * model (nn_model_apply), shown as one block as Keras shows a nested
  * model. */
@@ -91,7 +82,7 @@ static void layer_row(nn_sbuf *s, const nn_model *m, row r, bool chain)
         snprintf(name, sizeof name, "%s (Functional)", l->group);
     else
         snprintf(name, sizeof name, "%s (%s)", l->name, l->ops->type_name);
-    shape_str(&l->out, shape, sizeof shape);
+    nn__shape_str(&l->out, shape, sizeof shape);
     with_commas(n, params, sizeof params);
     if (chain) {
         nn__sbuf_put(s, " %-42s %-25s %-10s\n", name, shape, params);

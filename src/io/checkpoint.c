@@ -310,18 +310,42 @@ static nn_status put_clip(writer *w, const nn_model *m)
     return NN_OK;
 }
 
+/* The product's preprocessing and decision (nn_model_set_preprocess): a
+ * separate section for the same reason as NAME. Checked again, since the
+ * graph may have changed since they were set: a file that its own loader
+ * would refuse is not written. */
+static nn_status put_prep(writer *w, const nn_model *m)
+{
+    const nn_preprocess_opts *p = &m->preprocess;
+    if (nn__preprocess_check(m, p, "nn_model_save") != NN_OK) {
+        char msg[400]; /* the message is rewritten from itself */
+        snprintf(msg, sizeof msg, "%s", nn_last_error());
+        return nn__fail(NN_ERR_STATE, "%s; set the preprocessing again",
+                        msg);
+    }
+    put_f32(w, p->scale);
+    for (int c = 0; c < 4; c++) put_f32(w, p->mean[c]);
+    for (int c = 0; c < 4; c++) put_f32(w, p->std[c]);
+    put_u32(w, (uint32_t)p->channel_order);
+    put_u32(w, (uint32_t)p->resize);
+    put_u32(w, (uint32_t)p->positive_class);
+    put_f32(w, p->threshold);
+    return NN_OK;
+}
+
 /* The whole file; `total` is its size as measured by a counting run. */
 static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
                           uint64_t total)
 {
     bool names = has_names(m), clip = has_clip(m, with_opt);
-    bool loss = has_loss(m);
+    bool loss = has_loss(m), prep = m->has_preprocess;
     put(w, NN_CKPT_MAGIC, 8);
     put_u32(w, NN_CKPT_VERSION);
     put_u32(w, (with_opt ? NN_CKPT_FLAG_OPTIMIZER : 0) |
                    (names ? NN_CKPT_FLAG_NAMES : 0) |
                    (clip ? NN_CKPT_FLAG_CLIP : 0) |
-                   (loss ? NN_CKPT_FLAG_LOSS : 0));
+                   (loss ? NN_CKPT_FLAG_LOSS : 0) |
+                   (prep ? NN_CKPT_FLAG_PREP : 0));
     put_u64(w, total);
     NN_TRY(put_section(w, "MODL", put_model, m));
     NN_TRY(put_section(w, "GRPH", put_graph, m));
@@ -329,6 +353,7 @@ static nn_status put_file(writer *w, const nn_model *m, bool with_opt,
     if (loss) NN_TRY(put_section(w, "LOSS", put_loss, m));
     if (with_opt) NN_TRY(put_section(w, "OPTM", put_optimizer, m));
     if (clip) NN_TRY(put_section(w, "CLIP", put_clip, m));
+    if (prep) NN_TRY(put_section(w, "PREP", put_prep, m));
     put_u32(w, w->crc);
     return NN_OK;
 }

@@ -729,6 +729,39 @@ static nn_status check_plan(const nn_model *m)
                     at->ops->type_name, shape);
 }
 
+/* ---------------- PREP ---------------- */
+
+/* The product's preprocessing and decision (after CLIP): every field is
+ * checked as nn_model_set_preprocess checks it, against the loaded graph,
+ * so a model never classifies with a normalisation or a class it cannot
+ * have had. */
+static nn_status read_prep(cursor *c, nn_model *m)
+{
+    cursor s = {0};
+    NN_TRY(open_section(c, "PREP", &s));
+    nn_preprocess_opts o = NN_PREPROCESS_OPTS_INIT;
+    uint32_t order = 0, resize = 0, positive = 0;
+    NN_TRY(get_f32(&s, &o.scale));
+    for (int i = 0; i < 4; i++) NN_TRY(get_f32(&s, &o.mean[i]));
+    for (int i = 0; i < 4; i++) NN_TRY(get_f32(&s, &o.std[i]));
+    NN_TRY(get_u32(&s, &order));
+    NN_TRY(get_u32(&s, &resize));
+    NN_TRY(get_u32(&s, &positive));
+    NN_TRY(get_f32(&s, &o.threshold));
+    NN_TRY(close_section(&s));
+    if (order > NN_CHANNELS_REVERSED)
+        return bad(&s, "unknown channel order %u", order);
+    if (resize > 1) return bad(&s, "resize flag is %u, not 0 or 1", resize);
+    o.channel_order = (int)order;
+    o.resize = (int)resize;
+    o.positive_class = (int)(int32_t)positive;
+    nn_status st = nn__preprocess_check(m, &o, "preprocessing");
+    if (st != NN_OK) return wrap(&s, st);
+    m->preprocess = o;
+    m->has_preprocess = true;
+    return NN_OK;
+}
+
 /* ---------------- the whole file ---------------- */
 
 static nn_status apply_model_info(cursor *c, nn_model *m, const model_info *mi)
@@ -756,7 +789,7 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     cursor c = {buf + NN_CKPT_HEADER, size - NN_CKPT_HEADER - 4, "header"};
     uint32_t flags = nn__get_le32(buf + 12);
     if (flags & ~(NN_CKPT_FLAG_OPTIMIZER | NN_CKPT_FLAG_NAMES |
-                  NN_CKPT_FLAG_CLIP | NN_CKPT_FLAG_LOSS))
+                  NN_CKPT_FLAG_CLIP | NN_CKPT_FLAG_LOSS | NN_CKPT_FLAG_PREP))
         return bad(&c, "unknown flags 0x%x", flags);
     if ((flags & NN_CKPT_FLAG_CLIP) && !(flags & NN_CKPT_FLAG_OPTIMIZER))
         return bad(&c, "clipping (flag bit 2) without an optimizer");
@@ -775,6 +808,7 @@ static nn_status parse(const uint8_t *buf, size_t size, nn_model **out)
     if (s == NN_OK && (flags & NN_CKPT_FLAG_OPTIMIZER))
         s = read_optimizer(&c, m, &mi);
     if (s == NN_OK && (flags & NN_CKPT_FLAG_CLIP)) s = read_clip(&c, m);
+    if (s == NN_OK && (flags & NN_CKPT_FLAG_PREP)) s = read_prep(&c, m);
     if (s == NN_OK && c.left)
         s = bad(&c, "%zu unexpected bytes after the last section", c.left);
     nn__free(mi.class_weights);

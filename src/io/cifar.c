@@ -55,7 +55,8 @@ static nn_status decode(const char *path, const uint8_t *rec, int64_t index,
                         float *image, float *label)
 {
     NN_CHECK(rec[0] < CIFAR_CLASSES, NN_ERR_FORMAT,
-             "cifar10: '%s': record %lld has label %d (must be 0..9)", path,
+             "cifar10: '%s': record %lld has label %d, not a class id in "
+             "[0, 10)", path,
              (long long)index, rec[0]);
     *label = (float)rec[0];
     const uint8_t *px = rec + 1;

@@ -26,8 +26,8 @@ nn_status nn_one_hot(const nn_tensor *labels, int num_classes, nn_tensor **out)
         NN_CHECK(isfinite(v) && v == floorf(v) && v >= 0.0f &&
                      v < (float)num_classes,
                  NN_ERR_INVALID,
-                 "nn_one_hot: label %lld is %g, not a class id in 0..%d",
-                 (long long)i, (double)v, num_classes - 1);
+                 "nn_one_hot: label %lld is %g, not a class id in [0, %d)",
+                 (long long)i, (double)v, num_classes);
     }
     int64_t shape[2] = {n, num_classes};
     nn_tensor *t = nn_tensor_create(2, shape);

@@ -312,7 +312,7 @@ nn_status nn_mask_save_png(const char *path, const nn_tensor *masks,
         float v = src[i];
         NN_CHECK(v >= 0.0f && v <= 255.0f && v == floorf(v), NN_ERR_INVALID,
                  "nn_mask_save_png: value %g at x %d, y %d is not a class id "
-                 "in 0..255",
+                 "in [0, 256)",
                  (double)v, (int)(i % (size_t)w), (int)(i / (size_t)w));
         if ((int)v > top) top = (int)v;
     }

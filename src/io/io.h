@@ -19,6 +19,7 @@
 #define NN_CKPT_FLAG_NAMES 2u /* section NAME: model and block names */
 #define NN_CKPT_FLAG_CLIP 4u  /* section CLIP: the optimizer's clipping */
 #define NN_CKPT_FLAG_LOSS 8u  /* section LOSS: a weighted sum, IoU, Dice */
+#define NN_CKPT_FLAG_PREP 16u /* section PREP: preprocessing and decision */
 #define NN_CKPT_MAX_ACTIVATION NN_ACT_RELU6
 
 /* Little-endian codecs shared by the writer and the reader. */
@@ -37,6 +38,12 @@ static inline uint64_t nn__get_le64(const uint8_t *p)
 }
 /* zlib's crc32 continued from `crc` (0 to start) over any length. */
 uint32_t nn__crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+/* Checks a model's preprocessing and decision (nn_preprocess_opts, every
+ * field) against the model, for nn_model_set_preprocess, the classify
+ * calls and the checkpoint's PREP section (src/io/infer.c). */
+nn_status nn__preprocess_check(const nn_model *m, const nn_preprocess_opts *o,
+                               const char *what);
 
 /* nn_model_load with the status code kept (tests check it exactly). */
 nn_status nn__model_load(const char *path, nn_model **out);

@@ -220,8 +220,8 @@ static nn_status mask_pixel(const png_job *j, const png_head *h,
         v = v == one;
     }
     NN_CHECK(v < (uint32_t)o->num_classes, NN_ERR_FORMAT,
-             "png: mask '%s': value %u at x %u, y %u is not a class id below "
-             "num_classes %d",
+             "png: mask '%s': value %u at x %u, y %u is not a class id in "
+             "[0, %d) (num_classes)",
              j->path, v, x, y, o->num_classes);
     *dst = (float)v;
     return NN_OK;

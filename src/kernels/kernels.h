@@ -171,5 +171,9 @@ double nn__sumsq(const float *x, int64_t n);
 double nn__sumsq_diff(const float *a, const float *b, int64_t n);
 /* false when x holds a NaN or an Inf. */
 bool nn__all_finite(const float *x, int64_t n);
+/* Index of the first NaN or Inf of x (-1: none, a serial scan: call it
+ * once nn__all_finite said no); *what (may be NULL) receives "NaN",
+ * "+Inf" or "-Inf". */
+int64_t nn__first_nonfinite(const float *x, int64_t n, const char **what);
 
 #endif

@@ -83,3 +83,14 @@ bool nn__all_finite(const float *x, int64_t n)
     if (n <= 0) return true;
     return !isnan(chunked(nonfinite_serial, NULL, x, NULL, n));
 }
+
+int64_t nn__first_nonfinite(const float *x, int64_t n, const char **what)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (isfinite(x[i])) continue;
+        if (what) *what = isnan(x[i]) ? "NaN" : (x[i] > 0 ? "+Inf" : "-Inf");
+        return i;
+    }
+    if (what) *what = "NaN";
+    return -1;
+}

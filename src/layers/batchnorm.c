@@ -7,11 +7,19 @@
  * Training (a training pass on a trainable layer) normalizes with the batch
  * mean and biased variance over every axis but the last, and moves the
  * moving statistics: moving = momentum * moving + (1 - momentum) * batch.
- * The moving variance takes the UNBIASED batch variance (n / (n - 1)
- * times the biased one), as PyTorch does and as Keras does for images
- * (its default fused kernel, tf.compat.v1.nn.fused_batch_norm, returns the
- * Bessel-corrected variance and Keras 2 feeds it to the moving average
- * unchanged). Inference, and a frozen layer in any pass (Keras: a layer
+ * Which batch variance the moving variance takes follows tf.keras per
+ * input rank (keras/layers/normalization/batch_normalization.py):
+ *  - images [N, H, W, C] and volumes [N, D, H, W, C] (per-sample rank 3
+ *    or 4): the UNBIASED variance, n / (n - 1) times the biased one, n the
+ *    values per channel. Keras builds these with fused=True, and its fused
+ *    kernel, tf.compat.v1.nn.fused_batch_norm, returns the Bessel-corrected
+ *    variance, which the moving average takes unchanged. PyTorch's
+ *    BatchNorm does the same at every rank.
+ *  - every other rank, features [N, C] after a Dense layer above all
+ *    (per-sample rank 1, 2, 5...): the BIASED variance, which the unfused
+ *    path's tf.nn.moments returns and feeds to the moving average.
+ * Either way the batch itself is normalized with the biased variance.
+ * Inference, and a frozen layer in any pass (Keras: a layer
  * with trainable=False runs in inference mode), use the moving statistics
  * and write nothing. Only the training forward writes the model, and
  * training has exclusive access to it.
@@ -128,6 +136,13 @@ static bool uses_batch_stats(const nn_layer *l, bool training)
     return training && l->trainable;
 }
 
+/* Keras' fused path, which moves the variance Bessel-corrected: inputs
+ * [N, H, W, C] and [N, D, H, W, C] (the header comment). */
+static bool bessel_corrected(const nn_layer *l)
+{
+    return l->out.rank == 3 || l->out.rank == 4;
+}
+
 /* Batch statistics into mean/inv_std, and the moving averages updated. */
 static void batch_stats(const nn_layer *l, const float *x, int64_t rows,
                         float *mean, float *inv_std, float *scratch)
@@ -139,7 +154,9 @@ static void batch_stats(const nn_layer *l, const float *x, int64_t rows,
     bn_cfg cfg = cfg_of(l);
     float *mm = l->params[mean_index(l)].value.data;
     float *mv = l->params[mean_index(l) + 1].value.data;
-    double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+    double unbias = bessel_corrected(l) && rows > 1
+                        ? (double)rows / (double)(rows - 1)
+                        : 1.0;
     double mo = cfg.momentum;
     for (int64_t j = 0; j < c; j++) {
         mean[j] = (float)bm[j];

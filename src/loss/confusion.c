@@ -61,11 +61,9 @@ int nn_confusion_classes(const nn_confusion *cm)
 
 /* ---------------- adding batches ---------------- */
 
-static int64_t predicted(const nn_loss_batch *b, int64_t row,
-                         bool out_is_logits)
+int64_t nn__row_class(const float *o, int64_t classes, bool out_is_logits)
 {
-    const float *o = b->out + row * b->classes;
-    if (b->classes > 1) return nn__argmax(o, b->classes);
+    if (classes > 1) return nn__argmax(o, classes);
     return out_is_logits ? o[0] > 0 : o[0] > 0.5f;
 }
 
@@ -83,7 +81,8 @@ void nn__confusion_add(nn_confusion *cm, const nn_loss_batch *b,
     int64_t rows = (int64_t)b->batch * b->positions;
     for (int64_t r = 0; r < rows; r++)
         cm->counts[nn__label_class(b, r) * cm->classes +
-                   predicted(b, r, out_is_logits)]++;
+                   nn__row_class(b->out + r * b->classes, b->classes,
+                                 out_is_logits)]++;
 }
 
 void nn__confusion_merge(nn_confusion *into, const nn_confusion *from)

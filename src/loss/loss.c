@@ -255,12 +255,12 @@ void nn__loss_opts_release(nn_loss_opts *o)
 
 /* ---------------- validation ---------------- */
 
-/* "row 3" for a flat output, "sample 3, position 17" otherwise. */
+/* "sample 3" for a flat output, "sample 3, position 17" otherwise. */
 static const char *where(char *buf, size_t cap, int64_t row,
                          int64_t positions)
 {
     if (positions == 1)
-        snprintf(buf, cap, "row %lld", (long long)row);
+        snprintf(buf, cap, "sample %lld", (long long)row);
     else
         snprintf(buf, cap, "sample %lld, position %lld",
                  (long long)(row / positions), (long long)(row % positions));

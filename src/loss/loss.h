@@ -120,6 +120,9 @@ void nn__confusion_merge(nn_confusion *into, const nn_confusion *from);
 /* The true class of a row of validated labels: the id, the argmax of a
  * one-hot row, or for one channel 1 where the mask is > 0.5. */
 int64_t nn__label_class(const nn_loss_batch *b, int64_t row);
+/* The predicted class of one output row of `classes` values: the argmax
+ * (first of ties), or for one channel 1 where p > 0.5 (the logit > 0). */
+int64_t nn__row_class(const float *o, int64_t classes, bool out_is_logits);
 
 /* ---------------- decision metrics (decision.c, curve.c) ------------ */
 
@@ -137,6 +140,12 @@ nn_status nn__binary_check(const nn_binary_opts *o, int64_t classes,
 /* A collector for `cap` rows; NULL when out of memory. */
 nn_scores *nn__scores_new(int positive_class, int64_t cap);
 void nn__scores_free(nn_scores *s);
+/* The score of one output row of c values (docs/metrics.md): the
+ * probability of the positive classes, through a sigmoid or softmax when
+ * the row holds logits. The one rule for evaluation and for the
+ * product's verdicts (src/io/infer.c). */
+float nn__row_score(const float *o, int64_t c, bool logits,
+                    int positive_class);
 /* Appends every row of a validated batch: its score (the positive
  * classes' probability from b->out, through a sigmoid or softmax when
  * out_is_logits) and its label. */

@@ -67,8 +67,8 @@ static float one_channel_score(float v, bool logits, int positive_class)
 
 /* Several channels: p_k, or the sum of the others for NN_ALL_BUT(k)
  * (summed in double, small probabilities keep their precision). */
-static float row_score(const float *o, int64_t c, bool logits,
-                       int positive_class)
+float nn__row_score(const float *o, int64_t c, bool logits,
+                    int positive_class)
 {
     if (c == 1) return one_channel_score(o[0], logits, positive_class);
     if (!logits && positive_class >= 0) return o[positive_class];
@@ -93,8 +93,8 @@ nn_status nn__scores_add(nn_scores *s, const nn_loss_batch *b,
              "scores: %lld more rows than the %lld planned",
              (long long)(s->n + rows - s->cap), (long long)s->cap);
     for (int64_t r = 0; r < rows; r++, s->n++) {
-        s->score[s->n] = row_score(b->out + r * b->classes, b->classes,
-                                   out_is_logits, s->positive_class);
+        s->score[s->n] = nn__row_score(b->out + r * b->classes, b->classes,
+                                       out_is_logits, s->positive_class);
         s->label[s->n] =
             is_positive(s->positive_class, nn__label_class(b, r)) ? 1.0f
                                                                   : 0.0f;

@@ -88,6 +88,16 @@ nn_status nn_optimizer_set_learning_rate(nn_optimizer *o, float lr)
     return NN_OK;
 }
 
+float nn_optimizer_learning_rate(const nn_optimizer *o)
+{
+    if (!o) {
+        nn__fail(NN_ERR_INVALID, "nn_optimizer_learning_rate: NULL");
+        return NAN;
+    }
+    return o->kind == NN_OPTIM_ADAM ? o->adam.learning_rate
+                                    : o->sgd.learning_rate;
+}
+
 int64_t nn_optimizer_iterations(const nn_optimizer *o)
 {
     if (!o) return nn__fail(NN_ERR_INVALID, "nn_optimizer_iterations: NULL");

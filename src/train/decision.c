@@ -41,7 +41,7 @@ nn_status nn_model_evaluate_binary(nn_model *m, const nn_tensor *x,
 {
     const char *what = "nn_model_evaluate_binary";
     if (curve) *curve = NULL;
-    NN_TRY(nn__check_xy(m, x, y, what));
+    NN_TRY(nn__check_xy(m, x, y, what, false));
     NN_CHECK(batch_size > 0, NN_ERR_INVALID, "%s: batch size %d", what,
              batch_size);
     NN_CHECK(report || curve, NN_ERR_INVALID,

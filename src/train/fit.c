@@ -213,7 +213,7 @@ static void gather(const float *src, int64_t row, const int64_t *idx, int n,
 static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
                            const nn_fit_opts *o)
 {
-    NN_TRY(nn__check_xy(m, x, y, "nn_model_fit"));
+    NN_TRY(nn__check_xy(m, x, y, "nn_model_fit", false));
     NN_CHECK(o->epochs >= 1 && o->epochs <= 1000000, NN_ERR_INVALID,
              "nn_model_fit: epochs must lie in 1..1000000, got %d",
              o->epochs);
@@ -222,7 +222,8 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
              o->batch_size);
     NN_CHECK(!o->val_x == !o->val_y, NN_ERR_INVALID,
              "nn_model_fit: give both val_x and val_y or neither");
-    if (o->val_x) NN_TRY(nn__check_xy(m, o->val_x, o->val_y, "validation"));
+    if (o->val_x)
+        NN_TRY(nn__check_xy(m, o->val_x, o->val_y, "nn_model_fit", true));
     NN_CHECK(o->record_grad_norm >= 0 && o->record_grad_norm <= 2,
              NN_ERR_INVALID,
              "nn_model_fit: record_grad_norm must be 0, 1 or 2, got %d",
@@ -234,7 +235,7 @@ static nn_status check_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
     nn_binary_opts bo;
     if (o->decision_metrics)
         NN_TRY(nn__binary_opts(m, o->decision_metrics, &bo, "nn_model_fit"));
-    return NN_OK;
+    return nn__fit_check_parallel(m, o);
 }
 
 typedef struct epoch_ctx {
@@ -347,37 +348,62 @@ static nn_status dec_history(const epoch_ctx *e, nn_history *h, int epoch)
     return dec_record(h, epoch, e->val_scores, t, 1);
 }
 
-static nn_status run_epoch(epoch_ctx *e)
+/* One training step on the samples idx[0..cur) (this process's shard of
+ * a global step of `total` samples in a data-parallel fit, else 0). */
+static nn_status train_on(epoch_ctx *e, const int64_t *idx, int cur,
+                          int64_t total, nn_fit_sums *sums)
 {
     nn_model *m = e->m;
-    int64_t n = e->x->shape[0];
+    if (cur == 0) return nn__train_step_empty(m, total);
     int64_t in_sz = nn__shape_size(&m->input->out), y_sz = nn__label_size(m);
-    double loss_sum = 0;
-    int64_t correct = 0, denom = 0;
-    shuffle(&m->rng, e->b->perm, n, e->o->shuffle != 0);
-    for (int64_t i = 0, k = 0; i < n; i += e->o->batch_size, k++) {
-        int cur = (int)(n - i < e->o->batch_size ? n - i : e->o->batch_size);
-        gather(e->x->data, in_sz, e->b->perm + i, cur, e->b->xb);
-        gather(e->y->data, y_sz, e->b->perm + i, cur, e->b->yb);
-        if (e->b->w) gather(e->b->w, 1, e->b->perm + i, cur, e->b->wb);
-        nn_step_stats st = {.cm = e->cm, .scores = e->scores,
-                            .sample_weight = e->b->wb};
-        nn_status s = nn__train_step(m, e->b->xb, e->b->yb, cur, true, true,
-                                     NULL, &st);
-        if (e->o->record_grad_norm)
-            NN_TRY(note_step(e, s, st.loss_sum / cur));
-        NN_TRY(s);
-        loss_sum += st.loss_sum;
-        correct += st.correct;
-        denom += st.predictions;
+    gather(e->x->data, in_sz, idx, cur, e->b->xb);
+    gather(e->y->data, y_sz, idx, cur, e->b->yb);
+    if (e->b->w) gather(e->b->w, 1, idx, cur, e->b->wb);
+    nn_step_stats st = {.cm = e->cm, .scores = e->scores,
+                        .sample_weight = e->b->wb, .total_samples = total};
+    nn_status s = nn__train_step(m, e->b->xb, e->b->yb, cur, true, true, NULL,
+                                 &st);
+    if (e->o->record_grad_norm) NN_TRY(note_step(e, s, st.loss_sum / cur));
+    NN_TRY(s);
+    sums->loss_sum += st.loss_sum;
+    sums->correct += st.correct;
+    sums->predictions += st.predictions;
+    sums->samples += cur;
+    return NN_OK;
+}
+
+static void running_figures(epoch_ctx *e, const nn_fit_sums *sums)
+{
+    e->p.loss = (float)(sums->loss_sum / (double)sums->samples);
+    e->p.accuracy = (float)sums->correct / (float)sums->predictions;
+    seg_progress(e->cm, &e->p.iou, &e->p.mean_iou);
+}
+
+/* Global steps of world x batch_size samples; this process trains on its
+ * shard of each (nn__shard; all of it with one process). */
+static nn_status run_epoch(epoch_ctx *e)
+{
+    int64_t n = e->x->shape[0];
+    int world = nn__fit_world(e->o);
+    int64_t step = (int64_t)e->o->batch_size * world;
+    nn_fit_sums sums = {0};
+    shuffle(&e->m->rng, e->b->perm, n, e->o->shuffle != 0);
+    for (int64_t i = 0, k = 0; i < n; i += step, k++) {
+        int64_t total = n - i < step ? n - i : step, at, cur;
+        nn__shard(total, e->o->rank, world, &at, &cur);
+        NN_TRY(train_on(e, e->b->perm + i + at, (int)cur,
+                        world > 1 ? total : 0, &sums));
         e->p.event = NN_PROGRESS_BATCH_END;
         e->p.batch = (int)k + 1;
-        e->p.samples_seen = i + cur;
-        e->p.loss = (float)(loss_sum / (double)(i + cur));
-        e->p.accuracy = (float)correct / (float)denom;
-        seg_progress(e->cm, &e->p.iou, &e->p.mean_iou);
+        e->p.samples_seen = i + total;
+        running_figures(e, &sums);
         if (notify(e))
             return nn__fail(NN_ERR_CANCELLED, "fit: stopped by the callback");
+    }
+    /* Every process then reports the figures of all of them. */
+    if (world > 1) {
+        NN_TRY(nn__fit_sync_epoch(e->m, e->o, &sums, e->cm));
+        running_figures(e, &sums);
     }
     return NN_OK;
 }
@@ -453,7 +479,8 @@ static nn_status fit_epochs(epoch_ctx *e, nn_history *h)
     int64_t n = e->x->shape[0];
     e->p.size = sizeof e->p;
     e->p.epochs = e->o->epochs;
-    e->p.batches = (int)((n + e->o->batch_size - 1) / e->o->batch_size);
+    int64_t step = (int64_t)e->o->batch_size * nn__fit_world(e->o);
+    e->p.batches = (int)((n + step - 1) / step);
     for (int ep = 0; ep < e->o->epochs; ep++) {
         e->p.epoch = ep;
         e->p.val_loss = e->p.val_accuracy = NAN;
@@ -496,7 +523,12 @@ nn_status nn_model_fit(nn_model *m, const nn_tensor *x, const nn_tensor *y,
         s = nn__diag_push(m, o.record_grad_norm > 0, o.stop_on_nonfinite != 0,
                           &saved);
     if (s == NN_OK) {
-        s = fit_epochs(&e, h);
+        /* Data-parallel: the processes check that they agree; each draws
+         * its own dropout and augmentation. */
+        m->key_stream = (uint64_t)o.rank;
+        if (nn__fit_world(&o) > 1) s = nn__fit_sync_start(m, x->shape[0], &o);
+        if (s == NN_OK) s = fit_epochs(&e, h);
+        m->key_stream = 0;
         nn__diag_pop(m, &saved);
     }
     nn_confusion_free(e.cm);

@@ -25,7 +25,7 @@ float64 on a reference transform:
       - interpolation "bilinear"/"nearest" = mode "bilinear"/"nearest"
         (away from rounding ties, which the chosen transforms avoid).
     TensorFlow's "wrap" has no grid_sample counterpart; it is checked
-    against an independent reference in tests/test_augment.c.
+    against an independent reference in tests/test_layers_augment.c.
   * In inference every layer is the identity, bit for bit.
 Tolerances as the layer suite: forward (loss) 1e-4, gradients 1e-3.
 """

@@ -125,14 +125,15 @@ def test_version_and_threads():
 
 
 # ------------------------------------------------------- argument checks
-BAD_X = [
-    ("float64", lambda x: x.astype(np.float64), TypeError),
-    ("int", lambda x: x.astype(np.int32), TypeError),
-    ("list", lambda x: x.tolist(), TypeError),
-    ("non-contiguous", lambda x: np.asfortranarray(x), ValueError),
-    ("strided", lambda x: np.repeat(x, 2, axis=3)[..., ::2], ValueError),
-    ("wrong shape", lambda x: x.reshape(x.shape[0], 6, 12, 1), ValueError),
-    ("no batch axis", lambda x: x[0], ValueError),
+BAD_X = [  # refused by the binding itself: C is never called
+    ("list", lambda x: x.tolist(), libnn.InvalidType),
+    ("complex", lambda x: x.astype(np.complex64), libnn.InvalidType),
+    ("strings", lambda x: x.astype(str), libnn.InvalidType),
+    ("float64 overflow", lambda x: x.astype(np.float64) * 1e300,
+     libnn.InvalidArgument),
+    ("int beyond 2**24", lambda x: (x * 2**26).astype(np.int64),
+     libnn.InvalidArgument),
+    ("empty", lambda x: x[:0], libnn.InvalidArgument),
 ]
 
 
@@ -143,28 +144,74 @@ def test_bad_arrays_fail_before_c(rng, what, bad, exc):
     xb = bad(x)
     for call in (lambda: m.predict(xb), lambda: m.train_batch(xb, y),
                  lambda: m.evaluate(xb, y), lambda: m.backward(xb, y),
-                 lambda: m.fit(xb, y)):
+                 lambda: m.fit(xb, y, verbose=0)):
         _lib.lib.nn_clear_error()
-        with pytest.raises(exc):
+        with pytest.raises(exc) as e:
             call()
+        assert isinstance(e.value, libnn.Error)
+        assert e.value.message.startswith("x: ")
         assert _lib.last_error() == ""  # C was never asked
     assert m.iterations == 0
 
 
-def test_bad_labels_fail_before_c(rng):
+CONVERTED_X = [  # converted by the documented rule, then as float32
+    ("float64", lambda x: x.astype(np.float64)),
+    ("float16", lambda x: x.astype(np.float16)),
+    ("non-contiguous", lambda x: np.asfortranarray(x)),
+    ("strided", lambda x: np.repeat(x, 2, axis=3)[..., ::2]),
+]
+
+
+@pytest.mark.parametrize("what,conv", CONVERTED_X,
+                         ids=[c[0] for c in CONVERTED_X])
+def test_inputs_are_converted(rng, what, conv):
+    x, y = data(rng)
+    xc = conv(x)
+    want = xc.astype(np.float32)  # the rule: round to nearest float32
+    a, b = small_model(seed=4), small_model(seed=4)
+    np.testing.assert_array_equal(a.predict(xc), b.predict(want))
+    assert a.train_batch(xc, y) == b.train_batch(want, y)
+    assert a.evaluate(xc, y) == b.evaluate(want, y)
+
+
+def test_integer_labels_and_images_are_converted(rng):
+    x, y = data(rng)
+    ids = y.argmax(1)
+    s, f = (small_model(seed=5, loss="sparse_categorical_crossentropy")
+            for _ in range(2))
+    assert s.train_batch(x, ids) == f.train_batch(x, ids.astype(np.float32))
+    c, g = small_model(seed=6), small_model(seed=6)
+    assert c.train_batch(x, y.astype(np.uint8)) == g.train_batch(x, y)
+    pixels = (x * 255).astype(np.uint8)  # exact in float32
+    np.testing.assert_array_equal(c.predict(pixels),
+                                  c.predict(pixels.astype(np.float32)))
+    np.testing.assert_array_equal(libnn.one_hot(np.array([2, 0, 3]), 4),
+                                  np.eye(4, dtype=np.float32)[[2, 0, 3]])
+    with pytest.raises(libnn.InvalidType):
+        libnn.Tensor(x.astype(np.float64))  # wrapping never copies
+
+
+def test_shape_errors_come_from_the_library(rng):
     m = small_model()
     x, y = data(rng)
-    with pytest.raises(TypeError):
-        m.train_batch(x, y.astype(np.float64))
-    with pytest.raises(ValueError):
+    with pytest.raises(libnn.ShapeError) as e:
+        m.fit(x.reshape(x.shape[0], 6, 12, 1), y, verbose=0)
+    assert str(e.value).startswith(
+        "nn_model_fit: x has shape (10, 6, 12, 1), expected (None, 6, 6, 2)")
+    with pytest.raises(libnn.ShapeError, match="nn_model_predict: x has "
+                       r"shape \(6, 6, 2\)"):
+        m.predict(x[0])
+    with pytest.raises(libnn.ShapeError, match="y holds 3 values per sample"
+                       ", but the loss needs 4"):
         m.train_batch(x, y[:, :3].copy())
-    with pytest.raises(ValueError):
-        m.train_batch(x, y[:5])
+    with pytest.raises(libnn.ShapeError, match="y has 5 samples, x has 10"):
+        m.evaluate(x, y[:5])
+    with pytest.raises(libnn.ShapeError, match="nn_one_hot"):
+        m.train_batch(x, y.argmax(1))  # class ids for categorical CE
     s = small_model(loss="sparse_categorical_crossentropy")
-    with pytest.raises(TypeError):
-        s.train_batch(x, np.zeros(10, np.int64))
-    with pytest.raises(ValueError):
-        s.train_batch(x, y)  # one-hot given to the sparse loss
+    with pytest.raises(libnn.ShapeError, match="one-hot rows it seems"):
+        s.train_batch(x, y)
+    assert m.iterations == 0 and s.iterations == 0
 
 
 def test_bad_builder_arguments():
@@ -227,7 +274,7 @@ def test_label_and_numeric_errors(rng):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(libnn.IOError) as e:
+    with pytest.raises(libnn.FileError) as e:
         libnn.Model.load(tmp_path / "missing.nnm")
     assert isinstance(e.value, OSError)
     bad = tmp_path / "bad.nnm"
@@ -333,7 +380,7 @@ def test_tensor_wraps_without_copy():
     assert z.numpy()[1, 2] == 3 and v.sum() == 3
     z.close()
     assert v[1, 2] == 3  # the view kept the memory
-    with pytest.raises(TypeError):
+    with pytest.raises(libnn.InvalidType):
         libnn.Tensor(a.astype(np.float64))
 
 

@@ -10,7 +10,12 @@ References:
   * BatchNormalization: torch.nn.BatchNorm2d (NCHW) in eval and train mode,
     with momentum_torch = 1 - momentum_keras and the same eps. In training
     PyTorch normalizes with the biased batch variance and moves
-    running_var with the unbiased one, as libnn does. The training-mode
+    running_var with the unbiased one, as libnn (and Keras) do for images.
+    The moving statistics at every rank follow a float64 transcription of
+    tf.keras' update rule instead, which differs by rank: its fused path
+    (inputs [N, H, W, C] and [N, D, H, W, C]) moves the variance
+    Bessel-corrected, its unfused path (every other rank: features [N, C],
+    sequences [N, T, C]) with tf.nn.moments' biased variance. The training-mode
     output is not returned by any libnn call; it is read off exactly through
     a LocallyConnected2D 1x1 with identity kernels after the BN, whose
     kernel gradient at position p is bn_out[p, c] * g[p, f] and bias
@@ -143,6 +148,53 @@ def test_batchnorm_train_forward(parity, rng, h, w, c):
     bn = _torch_bn(c, 0.9, 1e-3, wts, train=True)
     ref = nnref.to_nhwc(bn(t(nnref.nchw(x)))).reshape(h * w, c)
     parity.compare(train_forward=(got, ref, FWD_TOL))
+
+
+def _keras_moving_stats(x, mm, mv, momentum):
+    """tf.keras 2's BatchNormalization update of the moving statistics for
+    an input x of any rank, channels last, in float64
+    (keras/layers/normalization/batch_normalization.py):
+      * rank 4 or 5 (fused=True by default): fused_batch_norm with
+        exponential_avg_factor = 1 - momentum, whose variance carries
+        Bessel's correction: new = (1 - f) * old + f * batch;
+      * other ranks: tf.nn.moments (biased) and _assign_moving_average:
+        new = old - (old - batch) * (1 - momentum)."""
+    x = x.astype(np.float64)
+    rows = x.reshape(-1, x.shape[-1])
+    mean, var = rows.mean(axis=0), rows.var(axis=0)
+    if x.ndim in (4, 5):
+        n = rows.shape[0]
+        f = 1.0 - momentum
+        return ((1 - f) * mm + f * mean,
+                (1 - f) * mv + f * var * n / (n - 1))
+    decay = 1.0 - momentum
+    return mm - (mm - mean) * decay, mv - (mv - var) * decay
+
+
+BN_RANKS = [  # per-sample shape; the batch axis makes the Keras rank
+    (5,),          # features after a Dense: rank 2, biased
+    (7, 3),        # a sequence [T, C]: rank 3, biased
+    (4, 3, 6),     # an image [H, W, C]: rank 4, Bessel-corrected
+    (2, 3, 2, 4),  # a volume [D, H, W, C]: rank 5, Bessel-corrected
+]
+
+
+@pytest.mark.parametrize("shape", BN_RANKS,
+                         ids=[f"rank{len(s) + 1}" for s in BN_RANKS])
+def test_batchnorm_moving_stats_follow_keras_per_rank(parity, rng, shape):
+    c, n, momentum = shape[-1], 6, 0.5
+    x = (rng.standard_normal((n,) + shape) * 2 + 1).astype(np.float32)
+    wts = _bn_weights(rng, c)
+    m = libnn.Model(6)
+    layer = m.batchnorm(m.input(shape), momentum=momentum)
+    m.compile(libnn.SGD(), "binary_crossentropy", from_logits=True)
+    layer.set_weights(list(wts))
+    y = rng.uniform(0, 1, x.shape).astype(np.float32)
+    m.backward(x, y, training=True, want_dx=False)
+    mm, mv = _keras_moving_stats(x, wts[2].astype(np.float64),
+                                 wts[3].astype(np.float64), momentum)
+    parity.compare(moving_mean=(layer.weights[2], mm, FWD_TOL),
+                   moving_variance=(layer.weights[3], mv, FWD_TOL))
 
 
 def test_batchnorm_frozen_runs_inference(rng):

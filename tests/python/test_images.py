@@ -43,9 +43,10 @@ def test_png_round_trip_and_manifest(tmp_path):
                                                      size=16, num_classes=5)
     assert images.shape == (3, 16, 16, 3) and masks.shape == (3, 16, 16, 1)
     assert set(np.unique(masks)) <= {0.0} | set(labels.tolist())
-    with pytest.raises(libnn.FormatError, match="line 2.*num_classes 2"):
+    with pytest.raises(libnn.FormatError,
+                       match=r"line 2.*class id in \[0, 2\)"):
         libnn.load_segmentation_manifest(tmp_path / "m.csv")
-    with pytest.raises(libnn.IOError):
+    with pytest.raises(libnn.FileError):
         libnn.load_image(tmp_path / "missing.png")
 
 
