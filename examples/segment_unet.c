@@ -37,8 +37,8 @@ static const ex_program PROGRAM = {
     "evaluated by the IoU of the defect class on held-out images. Data: the\n"
     "synthetic surface defects made in memory, or --manifest. Without\n"
     "--weights the encoder trains from scratch; the defaults (alpha 0.35, a\n"
-    "narrower decoder, 60 epochs of 320 new images) take a few minutes on\n"
-    "two cores.\n"
+    "narrower decoder, 100 epochs of 320 new images) take a few minutes\n"
+    "on two cores.\n"
     "Figures and recipes: docs/segmentation.md.\n"};
 
 typedef struct args {
@@ -54,7 +54,7 @@ typedef struct args {
 static args parse(int argc, char **argv)
 {
     args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL, "torchvision",
-              "128,64,32,16", 1, 0, 1, 60, 8, 320, 48, 96, 0, 0, 0.35f,
+              "128,64,32,16", 1, 0, 1, 100, 8, 320, 48, 96, 0, 0, 0.35f,
               0.003f, 1.0f, 1.0f, 1};
     const ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
