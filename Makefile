@@ -155,6 +155,12 @@ $(BUILD)/bench/%: bench/%.c $(LIBDIR)/libnn.so
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
 
+# The classifier benchmark counts the library's allocations per call
+# through its allocator's test hook (internal, so libnn.a).
+$(BUILD)/bench/classifier_bench: bench/classifier_bench.c $(LIBDIR)/libnn.a $(wildcard examples/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
+
 # A per-layer profile of ResNet50 inference (internal, so libnn.a).
 $(BUILD)/bench/profile/layer_profile: bench/profile/layer_profile.c $(LIBDIR)/libnn.a
 	@mkdir -p $(dir $@)

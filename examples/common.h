@@ -562,18 +562,30 @@ typedef struct backbone_args {
     const char *weights, *history;
 } backbone_args;
 
+/* extra: one more option row (mpi_fit's --model), or NULL. */
+static inline backbone_args backbone_parse_with(int argc, char **argv,
+                                                const ex_program *prog,
+                                                train_args defaults,
+                                                const ex_option *extra)
+{
+    backbone_args a = {defaults, NULL, NULL};
+    ex_option opts[] = {
+        EX_OPTS_TRAINING(&a.t),
+        EX_OPT_WEIGHTS(&a.weights),
+        EX_OPT_HISTORY(&a.history),
+        {0},
+    };
+    int n = EX_COUNT(opts) - 1;
+    if (extra) opts[n++] = *extra;
+    ex_parse(argc, argv, prog, opts, n);
+    return a;
+}
+
 static inline backbone_args backbone_parse(int argc, char **argv,
                                            const ex_program *prog,
                                            train_args defaults)
 {
-    backbone_args a = {defaults, NULL, NULL};
-    const ex_option opts[] = {
-        EX_OPTS_TRAINING(&a.t),
-        EX_OPT_WEIGHTS(&a.weights),
-        EX_OPT_HISTORY(&a.history),
-    };
-    ex_parse(argc, argv, prog, opts, EX_COUNT(opts));
-    return a;
+    return backbone_parse_with(argc, argv, prog, defaults, NULL);
 }
 
 /* Conv2D(64, 3x3, relu) - MaxPooling2D(2) - Flatten - Dropout(0.5) -
@@ -591,6 +603,69 @@ static inline nn_layer *q3_head(nn_model *m, nn_layer *x)
     x = nn_dense(m, x, 10, &dense);
     if (!x) die("building the model");
     return x;
+}
+
+/* ---- Q3d: transfer learning on a frozen ResNet50, shared by
+ * transfer_resnet50 and mpi_fit --model resnet-transfer ----
+ *
+ *   input h x w x 3 in [0, 255], preprocessed - Resizing(224, 224) -
+ *   RandomFlip - RandomRotation(0.2) - resnet50 (frozen) - q3_head */
+
+/* Q3d's defaults (--train, --test, --epochs, --batch-size, --seed): the
+ * full recipe takes hours on two cores. */
+#define Q3D_TRAIN_ARGS TRAIN_ARGS(256, 256, 1, 16, 42)
+
+/* torchvision's weights expect its "torch" preprocessing, the random
+ * Keras backbone Keras' "caffe". */
+static inline nn_preprocess_mode q3d_mode(const char *weights)
+{
+    return weights ? NN_PREPROCESS_TORCH : NN_PREPROCESS_CAFFE;
+}
+
+/* [N, H, W, 1 or 3] in [0, 1] -> [N, H, W, 3] in [0, 255], preprocessed;
+ * frees t. */
+static inline nn_tensor *q3d_input(nn_tensor *t, nn_preprocess_mode mode)
+{
+    int64_t s[4];
+    nn_tensor_shape(t, s, 4);
+    int64_t c = s[3], pixels = s[0] * s[1] * s[2];
+    s[3] = 3;
+    nn_tensor *rgb = nn_tensor_create(4, s);
+    if (!rgb) die("images");
+    const float *src = nn_tensor_data(t);
+    float *dst = nn_tensor_data(rgb);
+    for (int64_t p = 0; p < pixels; p++)
+        for (int k = 0; k < 3; k++)
+            dst[3 * p + k] = 255.0f * src[c * p + (c == 3 ? k : 0)];
+    nn_tensor_free(t);
+    if (nn_preprocess_input(rgb, mode) != NN_OK) die("preprocess_input");
+    return rgb;
+}
+
+/* Loads the training and test images (load_training_data) and makes them
+ * the model's input for the backbone of `weights`. */
+static inline void q3d_load(dataset *d, const train_args *t,
+                            const char *weights)
+{
+    load_training_data(d, t);
+    d->x_train = q3d_input(d->x_train, q3d_mode(weights));
+    d->x_test = q3d_input(d->x_test, q3d_mode(weights));
+}
+
+/* The Q3d model on h x w x 3 images around the frozen backbone `base`
+ * (frozen_resnet50(224, ...)), whose weights it shares. */
+static inline nn_model *q3d_build(nn_model *base, int h, int w,
+                                  unsigned long long seed)
+{
+    nn_model *m = nn_model_create(seed);
+    int shape[3] = {h, w, 3};
+    nn_layer *x = m ? nn_input(m, 3, shape, NULL) : NULL;
+    x = nn_resizing(m, x, 224, 224, NULL);
+    x = nn_random_flip(m, x, NN_FLIP_HORIZONTAL_AND_VERTICAL, NULL);
+    x = nn_random_rotation(m, x, -0.2f, 0.2f, NULL);
+    x = nn_model_apply(m, x, base, NULL, NULL);
+    q3_head(m, x);
+    return m;
 }
 
 /* ---- the Q3a CNN, shared by cifar_cnn (Q3a) and cifar_augment (Q3b) ----
@@ -637,18 +712,29 @@ typedef struct q3_args {
     const char *history, *save;
 } q3_args;
 
-static inline q3_args q3_parse(int argc, char **argv, const ex_program *prog)
+/* extra: one more option row (mpi_fit's --model), or NULL. */
+static inline q3_args q3_parse_with(int argc, char **argv,
+                                    const ex_program *prog,
+                                    const ex_option *extra)
 {
     q3_args a = {TRAIN_ARGS_INIT, NULL, NULL};
-    const ex_option opts[] = {
+    ex_option opts[] = {
         EX_OPTS_TRAINING(&a.t),
         EX_OPT_HISTORY(&a.history),
         EX_OUTPUT("save", &a.save, "FILE",
                   "save the trained model (nn_model_save) to FILE",
                   "not saved"),
+        {0},
     };
-    ex_parse(argc, argv, prog, opts, EX_COUNT(opts));
+    int n = EX_COUNT(opts) - 1;
+    if (extra) opts[n++] = *extra;
+    ex_parse(argc, argv, prog, opts, n);
     return a;
+}
+
+static inline q3_args q3_parse(int argc, char **argv, const ex_program *prog)
+{
+    return q3_parse_with(argc, argv, prog, NULL);
 }
 
 /* Parses the command line, loads the data, trains, evaluates and writes

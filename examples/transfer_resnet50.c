@@ -18,7 +18,9 @@
  * images are repeated into three channels (Resizing takes any size to 224).
  * The assignment's recipe (50,000 images, 10 epochs) takes hours on two
  * cores, so the default is a subset: --train 256 --test 256 --epochs 1
- * --batch-size 16. `transfer_resnet50 --help` lists the options. */
+ * --batch-size 16. `transfer_resnet50 --help` lists the options. The
+ * model and its input live in common.h (q3d_build, q3d_load), shared with
+ * mpi_fit --model resnet-transfer. */
 #include "common.h"
 
 static const ex_program PROGRAM = {
@@ -37,49 +39,12 @@ static const ex_program PROGRAM = {
     "1 epoch, batch 16 (the batch bounds the memory at 224x224).\n"
     "Nothing is written unless --history is given.\n"};
 
-/* [N, H, W, 1 or 3] in [0, 1] -> [N, H, W, 3] in [0, 255], preprocessed;
- * frees t. */
-static nn_tensor *to_model_input(nn_tensor *t, nn_preprocess_mode mode)
-{
-    int64_t s[4];
-    nn_tensor_shape(t, s, 4);
-    int64_t c = s[3], pixels = s[0] * s[1] * s[2];
-    s[3] = 3;
-    nn_tensor *rgb = nn_tensor_create(4, s);
-    if (!rgb) die("images");
-    const float *src = nn_tensor_data(t);
-    float *dst = nn_tensor_data(rgb);
-    for (int64_t p = 0; p < pixels; p++)
-        for (int k = 0; k < 3; k++)
-            dst[3 * p + k] = 255.0f * src[c * p + (c == 3 ? k : 0)];
-    nn_tensor_free(t);
-    if (nn_preprocess_input(rgb, mode) != NN_OK) die("preprocess_input");
-    return rgb;
-}
-
-static nn_model *build(nn_model *base, int h, int w, unsigned long long seed)
-{
-    nn_model *m = nn_model_create(seed);
-    int shape[3] = {h, w, 3};
-    nn_layer *x = m ? nn_input(m, 3, shape, NULL) : NULL;
-    x = nn_resizing(m, x, 224, 224, NULL);
-    x = nn_random_flip(m, x, NN_FLIP_HORIZONTAL_AND_VERTICAL, NULL);
-    x = nn_random_rotation(m, x, -0.2f, 0.2f, NULL);
-    x = nn_model_apply(m, x, base, NULL, NULL);
-    q3_head(m, x);
-    return m;
-}
-
 int main(int argc, char **argv)
 {
-    const train_args defaults = TRAIN_ARGS(256, 256, 1, 16, 42);
+    const train_args defaults = Q3D_TRAIN_ARGS;
     backbone_args a = backbone_parse(argc, argv, &PROGRAM, defaults);
-    nn_preprocess_mode mode = a.weights ? NN_PREPROCESS_TORCH
-                                        : NN_PREPROCESS_CAFFE;
     dataset d;
-    load_training_data(&d, &a.t);
-    d.x_train = to_model_input(d.x_train, mode);
-    d.x_test = to_model_input(d.x_test, mode);
+    q3d_load(&d, &a.t, a.weights);
     int h = (int)nn_tensor_dim(d.x_train, 1);
     int w = (int)nn_tensor_dim(d.x_train, 2);
     printf("libnn %s - %s: %lld training and %lld test images of %dx%dx3, "
@@ -99,7 +64,7 @@ int main(int argc, char **argv)
                "scripts/export_torchvision_resnet50.py.\n");
 
     nn_model *base = frozen_resnet50(224, a.weights, a.t.seed);
-    nn_model *m = build(base, h, w, a.t.seed);
+    nn_model *m = q3d_build(base, h, w, a.t.seed);
     print_summary(m);
     fflush(stdout); /* before minutes of training, even into a pipe */
     double t0 = seconds_now();

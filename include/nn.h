@@ -268,7 +268,13 @@ typedef enum nn_activation {
     NN_ACT_RELU = 1,
     NN_ACT_SIGMOID = 2,
     NN_ACT_SOFTMAX = 3, /* over the last axis */
-    NN_ACT_RELU6 = 4    /* min(max(x, 0), 6): Keras' "relu6" */
+    NN_ACT_RELU6 = 4,   /* min(max(x, 0), 6): Keras' "relu6" */
+    NN_ACT_TANH = 5,    /* Keras' "tanh" */
+    NN_ACT_ELU = 6,     /* Keras' "elu": x > 0 ? x : exp(x) - 1 (alpha 1) */
+    /* Keras 3's "leaky_relu" string: x > 0 ? x : 0.2 x. Its slope is
+     * that function's default, 0.2 (as tf.nn.leaky_relu's), not the 0.3 of
+     * the LeakyReLU layer (nn_leaky_relu), which takes any slope. */
+    NN_ACT_LEAKY_RELU = 7
 } nn_activation;
 
 typedef enum nn_initializer {
@@ -349,6 +355,51 @@ NN_API nn_layer *nn_sigmoid(nn_model *m, nn_layer *input,
 /* Softmax over the last axis. */
 NN_API nn_layer *nn_softmax(nn_model *m, nn_layer *input,
                             const nn_layer_opts *opts);
+
+/* Keras' Activation("tanh"): tanh(x). Type name "Activation", as Keras
+ * has no Tanh layer class. */
+NN_API nn_layer *nn_tanh(nn_model *m, nn_layer *input,
+                         const nn_layer_opts *opts);
+
+/* LeakyReLU: x > 0 ? x : alpha * x. Keras' default alpha is 0.3: tf.keras
+ * 2.x calls it alpha, Keras 3 negative_slope (same default; PyTorch's
+ * LeakyReLU defaults to 0.01). alpha must be finite and >= 0, as Keras 3
+ * requires. */
+NN_API nn_layer *nn_leaky_relu(nn_model *m, nn_layer *input, float alpha,
+                               const nn_layer_opts *opts);
+
+/* ELU: x > 0 ? x : alpha * (exp(x) - 1); Keras' default alpha is 1.0.
+ * alpha must be finite (Keras and PyTorch take any real alpha; the
+ * gradient for x <= 0 is alpha * exp(x)). */
+NN_API nn_layer *nn_elu(nn_model *m, nn_layer *input, float alpha,
+                        const nn_layer_opts *opts);
+
+typedef struct nn_prelu_opts {
+    size_t size; /* sizeof(nn_prelu_opts) */
+    const char *name;
+    /* Keras' shared_axes as a bit mask: bit k set shares alpha along
+     * input axis k, counted as Keras counts them (1 is the first axis
+     * after the batch; bit 0, the batch axis, must be clear). For an image
+     * [H, W, C], (1 << 1) | (1 << 2) gives one alpha per channel
+     * (PyTorch's PReLU(num_parameters=C)); all of them, one alpha. Default
+     * 0: an alpha per value of a sample. */
+    unsigned shared_axes;
+    /* NN_INIT_DEFAULT: every alpha = alpha_init_value, whose default 0 is
+     * Keras' alpha_initializer "zeros" (PyTorch starts at 0.25). Any other
+     * initializer is Keras' for the alpha's shape (RANDOM_NORMAL with
+     * stddev 0.05), and alpha_init_value must then be 0. */
+    nn_initializer alpha_init;
+    float alpha_init_value;
+    int reserved; /* must be 0 */
+} nn_prelu_opts;
+#define NN_PRELU_OPTS_INIT                                                     \
+    {sizeof(nn_prelu_opts), NULL, 0u, NN_INIT_DEFAULT, 0.0f, 0}
+
+/* PReLU: x > 0 ? x : alpha * x with a learned alpha. One trainable
+ * weight, "alpha", of Keras' shape: the input's per-sample shape with 1 on
+ * the shared axes ([1, 1, C] for an image shared over H and W). */
+NN_API nn_layer *nn_prelu(nn_model *m, nn_layer *input,
+                          const nn_prelu_opts *opts);
 
 /* --- graph-model layers --- */
 

@@ -69,6 +69,7 @@ short_args() {
     segment_unet) echo $t --train 4 --val 2 --test 2 --batch-size 2 ;;
     inception_block | local_vs_conv) echo --size 8 ;;
     inspection_line) echo $t --train 32 --seconds 1 --fps 20 --corrupt 5 ;;
+    defect_classifier | stride_vs_pool) echo $t --quick 1 ;;
     *) return 1 ;;
     esac
 }
@@ -138,6 +139,17 @@ if [ -x "$dir/cifar_cnn" ]; then
         pass
     else
         fail "cifar_cnn --history h.csv: exit $rc, files: $(cat "$tmp/files")"
+    fi
+fi
+# --save writes the chosen model, with its preprocessing, and nothing else.
+if [ -x "$dir/defect_classifier" ]; then
+    # shellcheck disable=SC2046
+    short_run "$dir/defect_classifier" $(short_args defect_classifier) --save c.nnm
+    if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/files")" = c.nnm ] &&
+        grep -q '^Saved .* to c.nnm' "$tmp/out"; then
+        pass
+    else
+        fail "defect_classifier --quick 1 --save c.nnm: exit $rc, files: $(cat "$tmp/files")"
     fi
 fi
 [ "$found" -gt 0 ] || fail "no example programs in $dir"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs the CNN benchmark for libnn and, when PyTorch is installed, for its
-# PyTorch twin, then prints them side by side. Builds nothing (`make bench`
+# PyTorch twin, then prints them side by side; then, the same way, the
+# model benchmarks that are built (below). Builds nothing (`make bench`
 # does that first).
 #
 # The machine may be shared and noisy, so the two sides run alternately,
@@ -99,6 +100,8 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" \
             r = "-"
             if (k ~ /_per_s$/ && a != "-" && b != "-" && b + 0 > 0)
                 r = sprintf("%.2fx", a / b)
+            if (k ~ /_ms(_t[0-9]+)?$/ && a != "-" && b != "-" && a + 0 > 0)
+                r = sprintf("%.2fx", b / a)
             printf "%-18s %12s %12s %10s\n", k, a, b, r
         }
         if ((("libnn", "train_aug_img_per_s") in val) && val["libnn", "train_aug_img_per_s"] > 0)
@@ -107,18 +110,41 @@ printf '%s\n' "$medians" | awk -v torch="$have_torch" \
         if ((("libnn", "train_diag_img_per_s") in val) && val["libnn", "train_diag_img_per_s"] > 0)
             printf "diagnostics cost: training with per-step gradient norms is %.1f%% slower\n", \
                 100 * (val["libnn", "train_img_per_s"] / val["libnn", "train_diag_img_per_s"] - 1)
-        print "\nratio = libnn / PyTorch throughput (above 1: libnn is faster)."
+        print "\nratio = libnn / PyTorch throughput, PyTorch / libnn time (above 1: libnn is faster)."
         print "Memory: peak_rss_mb is each process'"'"'s peak resident set;"
         print "base_rss_mb is the peak before the model exists (runtime share)."
     }'
-# Then ResNet50 inference (bench/resnet50_bench.c and its twin), when built
-# and no other benchmark was chosen; the extra arguments are the CNN's.
-resnet=${BUILD:-build}/bench/resnet50_bench
-if [ -z "${BENCH_BIN:-}" ] && [ -x "$resnet" ]; then
+# Then, when no other benchmark was chosen, each model benchmark that is
+# built, with its default flags (the extra arguments are the CNN's):
+# ResNet50 and MobileNetV2 inference, the U-Net's training and inference,
+# the defect classifier's latency.
+# One benchmark: run_model <program> <twin> <title> <metrics>.
+run_model() {
+    [ -x "${BUILD:-build}/bench/$1" ] || return 0
     echo
-    BENCH_BIN=$resnet BENCH_TORCH=$here/bench/resnet50_bench_torch.py \
-        BENCH_TITLE="ResNet50 inference (torchvision flavour, 224x224x3, eval)" \
-        BENCH_METRICS="b1_ms b1_img_per_s b8_ms b8_img_per_s peak_rss_mb base_rss_mb" \
-        sh "$0" || status=1
+    BENCH_BIN=${BUILD:-build}/bench/$1 BENCH_TORCH=$here/bench/$2 \
+        BENCH_TITLE=$3 BENCH_METRICS=$4 sh "$0" || status=1
+}
+if [ -z "${BENCH_BIN:-}" ]; then
+    latency="b1_ms b1_img_per_s b8_ms b8_img_per_s peak_rss_mb base_rss_mb"
+    run_model resnet50_bench resnet50_bench_torch.py \
+        "ResNet50 inference (torchvision flavour, 224x224x3, eval)" "$latency"
+    run_model mobilenet_v2_bench mobilenet_v2_bench_torch.py \
+        "MobileNetV2 inference (1.0, torchvision flavour, 224x224x3, eval)" \
+        "$latency"
+    run_model unet_bench unet_bench_torch.py \
+        "U-Net (tutorial's: MobileNetV2 1.0 keras encoder frozen, 128x128x3, 512/256/128/64, 3 classes), batch 16" \
+        "train_ms train_img_per_s infer_ms infer_img_per_s peak_rss_mb base_rss_mb"
+    # The Q4 defect classifier at batch 1 on 8-bit frames through the
+    # product path: latency at 1 and at BENCH_THREADS threads.
+    latency="p50_ms_t1 p99_ms_t1"
+    allocs=allocs_per_call_t1
+    if [ "$threads" != 1 ]; then
+        latency="$latency p50_ms_t$threads p99_ms_t$threads"
+        allocs="$allocs allocs_per_call_t$threads"
+    fi
+    run_model classifier_bench classifier_bench_torch.py \
+        "Defect classifier (Q4, 128x128x3 uint8 frames, batch 1, nn_context_classify_u8)" \
+        "$latency $allocs peak_rss_mb base_rss_mb"
 fi
 exit $status

@@ -8,7 +8,12 @@
 #   2. examples/mpi_fit with 2 processes on a tiny CIFAR-10-format data
 #      set: it trains and rank 0 alone writes cifar_cnn's history format;
 #   3. the same with rank 1's data file damaged: every process must stop,
-#      with the loader's message, well before the timeout.
+#      with the loader's message, well before the timeout;
+#   4. mpi_fit --model resnet-transfer and --model unet with 2 processes, a
+#      few steps each: they train, every process ends with bit-identical
+#      weights and statistics (mpi_fit compares their hashes and fails
+#      otherwise), and rank 0 writes the history format of the
+#      single-process example (transfer_resnet50's, segment_unet's).
 # One process per core is the norm; here each process gets one thread.
 # Prints one closing line: "mpi: N passed, N failed".
 build=${BUILD:-build}
@@ -60,8 +65,9 @@ if timeout "$limit" $mpirun -np 2 "$build/examples/mpi_fit" --data "$tmp/good" $
         --history "$tmp/h.csv" >"$tmp/out" 2>&1 &&
     [ "$(head -n 1 "$tmp/h.csv")" = "epoch,loss,accuracy,val_loss,val_accuracy,seconds" ] &&
     [ "$(wc -l < "$tmp/h.csv")" -eq 2 ] &&
-    [ "$(grep -c '^Test loss' "$tmp/out")" -eq 1 ]; then
-    pass "mpi_fit with 2 processes: one history, cifar_cnn's columns"
+    [ "$(grep -c '^Test loss' "$tmp/out")" -eq 1 ] &&
+    grep -q '^Weights and statistics: bit-identical on all 2 processes' "$tmp/out"; then
+    pass "mpi_fit with 2 processes: identical weights, one history, cifar_cnn's columns"
 else
     cat "$tmp/out"
     fail "mpi_fit with 2 processes"
@@ -80,6 +86,40 @@ if [ $status -ne 0 ] && [ $status -ne 124 ] &&
 else
     cat "$tmp/out"
     fail "a bad data file on rank 1 (status $status after ${took}s; 124 is the timeout)"
+fi
+
+# 4. the other models, a few steps on tiny data. The ResNet50 runs at
+# 224x224 inside the model whatever the input, so 8 images, one step.
+identical='^Weights and statistics: bit-identical on all 2 processes'
+if timeout "$limit" $mpirun -np 2 "$build/examples/mpi_fit" --model resnet-transfer \
+        --data "$tmp/good" --train 8 --test 8 --batch-size 4 --epochs 1 --threads 1 \
+        --history "$tmp/r.csv" >"$tmp/out" 2>&1 &&
+    grep -q "$identical" "$tmp/out" &&
+    grep -q '^Gradient averaging: 1 steps' "$tmp/out" &&
+    [ "$(head -n 1 "$tmp/r.csv")" = "epoch,loss,accuracy,val_loss,val_accuracy,seconds" ] &&
+    [ "$(wc -l < "$tmp/r.csv")" -eq 2 ]; then
+    pass "mpi_fit --model resnet-transfer with 2 processes: identical weights, transfer_resnet50's history"
+else
+    cat "$tmp/out"
+    fail "mpi_fit --model resnet-transfer with 2 processes"
+fi
+
+# The U-Net: 2 epochs of 8 new synthetic images, 2 per process per step;
+# the history must have segment_unet's columns and one row per epoch.
+unet="--train 8 --val 4 --test 4 --epochs 2 --threads 1"
+if timeout "$limit" "$build/examples/segment_unet" $unet --batch-size 4 \
+        --history "$tmp/u1.csv" >"$tmp/out1" 2>&1 &&
+    timeout "$limit" $mpirun -np 2 "$build/examples/mpi_fit" --model unet $unet \
+        --batch-size 2 --history "$tmp/u2.csv" >"$tmp/out" 2>&1 &&
+    grep -q "$identical" "$tmp/out" &&
+    grep -q '^Gradient averaging: 4 steps' "$tmp/out" &&
+    [ "$(grep -c '^Test (4 held-out images)' "$tmp/out")" -eq 1 ] &&
+    [ "$(head -n 1 "$tmp/u2.csv")" = "$(head -n 1 "$tmp/u1.csv")" ] &&
+    [ "$(wc -l < "$tmp/u2.csv")" -eq 3 ]; then
+    pass "mpi_fit --model unet with 2 processes: identical weights, segment_unet's history"
+else
+    cat "$tmp/out1" "$tmp/out"
+    fail "mpi_fit --model unet with 2 processes"
 fi
 
 echo "mpi: $passed passed, $failed failed"

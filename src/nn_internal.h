@@ -103,6 +103,7 @@ typedef enum nn_opts_kind {
     NN_OPTS_PREPROCESS,
     NN_OPTS_MOBILENET_V2,
     NN_OPTS_UNET,
+    NN_OPTS_PRELU,
     NN_OPTS_KIND_COUNT
 } nn_opts_kind;
 
@@ -148,7 +149,8 @@ nn_status nn__read_opts_as(void *dst, const void *src, nn_opts_kind kind,
              nn_separable_conv2d_opts *: NN_OPTS_SEPARABLE_CONV2D,             \
              nn_preprocess_opts *: NN_OPTS_PREPROCESS,                         \
              nn_mobilenet_v2_opts *: NN_OPTS_MOBILENET_V2,                     \
-             nn_unet_opts *: NN_OPTS_UNET)
+             nn_unet_opts *: NN_OPTS_UNET,                                     \
+             nn_prelu_opts *: NN_OPTS_PRELU)
 
 /* nn__read_opts(&o, opts, "nn_conv2d"), o holding the defaults. The
  * conditional makes a src of another struct type a compile error. */
@@ -303,7 +305,12 @@ void nn__tensor_shape_str(const nn_tensor *t, char *out, size_t cap);
     X(NN_KIND_CROPPING2D, 25, nn__cropping2d_ops)                             \
     X(NN_KIND_DEPTHWISE_CONV2D, 26, nn__depthwise_conv2d_ops)                  \
     X(NN_KIND_CONV2D_TRANSPOSE, 27, nn__conv2d_transpose_ops)                  \
-    X(NN_KIND_SEPARABLE_CONV2D, 28, nn__separable_conv2d_ops)
+    X(NN_KIND_SEPARABLE_CONV2D, 28, nn__separable_conv2d_ops)                 \
+    /* activation layers (issue #12) */                                        \
+    X(NN_KIND_LEAKY_RELU, 29, nn__leaky_relu_ops)                              \
+    X(NN_KIND_PRELU, 30, nn__prelu_ops)                                        \
+    X(NN_KIND_ELU, 31, nn__elu_ops)                                            \
+    X(NN_KIND_TANH, 32, nn__tanh_ops)
 
 #define NN__KIND_ENUMERATOR(kind, number, ops) kind,
 typedef enum nn_layer_kind {

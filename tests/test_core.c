@@ -222,7 +222,8 @@ static void test_opts_every_struct(void **state)
         [NN_OPTS_SEPARABLE_CONV2D] = sizeof(nn_separable_conv2d_opts),
         [NN_OPTS_PREPROCESS] = sizeof(nn_preprocess_opts),
         [NN_OPTS_MOBILENET_V2] = sizeof(nn_mobilenet_v2_opts),
-        [NN_OPTS_UNET] = sizeof(nn_unet_opts)};
+        [NN_OPTS_UNET] = sizeof(nn_unet_opts),
+        [NN_OPTS_PRELU] = sizeof(nn_prelu_opts)};
     for (int k = 0; k < NN_OPTS_KIND_COUNT; k++) {
         uint8_t src[BUF], dst[BUF];
         size_t n = sizes[k], got;

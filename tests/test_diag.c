@@ -696,7 +696,7 @@ static void test_verdict_exploding_scaled_chain(void **state)
     assert_int_equal(chain_verdict(12, NN_ACT_NONE, 4.0f, NULL, &why),
                      NN_HEALTH_EXPLODING);
     assert_non_null(strstr(why, "global gradient norm"));
-    assert_non_null(strstr(why, "the largest is 'd"));
+    assert_non_null(strstr(why, "the largest gradient norm is 'd"));
     assert_int_equal(chain_verdict(12, NN_ACT_RELU, 3.0f, NULL, &why),
                      NN_HEALTH_EXPLODING);
     /* the input/output ratio rule, with a threshold this chain crosses */
@@ -741,6 +741,43 @@ static void test_verdict_window(void **state)
     for (int s = 0; s < 3; s++)
         assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_OK);
     assert_int_equal(verdict(m, 0, NULL), NN_HEALTH_VANISHING);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_model_free(m);
+}
+
+/* The window's message says when the latest bad step was, in words a
+ * user reads ("this step", "1 step ago", "2 steps ago"), and repeats the
+ * reason only when it is not the step's own. */
+static void test_verdict_window_latest(void **state)
+{
+    (void)state;
+    nn_model *m = chain(6, 0, 0, NN_ACT_NONE, 3, 1.0f, NULL);
+    nn_diag_opts o = NN_DIAG_OPTS_INIT;
+    o.window = 8;
+    o.exploding_ceiling = 1e3f;
+    assert_int_equal(nn_model_set_diagnostics(m, &o), NN_OK);
+    int64_t xs[2] = {8, 6};
+    nn_tensor *x = rand_tensor(2, xs, 1.0f);
+    nn_tensor *y = one_hot_labels(8, 3);
+    float *d = nn_tensor_data(x);
+    const char *why;
+    for (int64_t i = 0; i < nn_tensor_size(x); i++) d[i] *= 1e6f;
+    assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_OK);
+    assert_int_equal(verdict(m, 0, NULL), NN_HEALTH_EXPLODING);
+    assert_int_equal(verdict(m, 1, &why), NN_HEALTH_EXPLODING);
+    assert_string_equal(why, "exploding at 1 of the last 1 steps, the latest "
+                             "at this step");
+    for (int64_t i = 0; i < nn_tensor_size(x); i++) d[i] *= 1e-6f;
+    const char *ago[2] = {"the latest 1 step ago: global gradient norm",
+                          "the latest 2 steps ago: global gradient norm"};
+    for (int s = 0; s < 2; s++) {
+        assert_int_equal(nn_model_backward(m, x, y, 1, NULL, NULL), NN_OK);
+        assert_int_equal(verdict(m, 0, NULL), NN_HEALTH_OK);
+        assert_int_equal(verdict(m, 1, &why), NN_HEALTH_EXPLODING);
+        assert_non_null(strstr(why, ago[s]));
+        assert_null(strstr(why, "(s)"));
+    }
     nn_tensor_free(x);
     nn_tensor_free(y);
     nn_model_free(m);
@@ -888,6 +925,10 @@ static void test_summary(void **state)
     assert_non_null(strstr(buf, "Global gradient norm"));
     assert_non_null(strstr(buf, "Update/weight"));
     assert_non_null(strstr(buf, "Step health: OK"));
+    /* the table prints the global norm once, not again in the verdicts */
+    const char *first = strcasestr(buf, "global gradient norm");
+    assert_non_null(first);
+    assert_null(strcasestr(first + 1, "global gradient norm"));
     char small[20];
     assert_int_equal(nn_model_grad_summary(m, small, sizeof small, NULL), NN_OK);
     assert_int_equal(strlen(small), sizeof small - 1);
@@ -1047,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_verdict_vanishing_sigmoid_chain),
         cmocka_unit_test(test_verdict_exploding_scaled_chain),
         cmocka_unit_test(test_verdict_window),
+        cmocka_unit_test(test_verdict_window_latest),
         cmocka_unit_test(test_fit_history),
         cmocka_unit_test(test_diag_does_not_change_training),
         cmocka_unit_test(test_recompile_keeps_diagnostics),

@@ -792,6 +792,17 @@ static frozen_net frozen_graph(void)
     return f;
 }
 
+/* dst's weights set to src's (models built alike). */
+static void copy_weights(nn_model *dst, const nn_model *src)
+{
+    for (int i = 0; i < src->n_layers; i++)
+        for (int j = 0; j < src->layers[i]->n_params; j++)
+            memcpy(dst->layers[i]->params[j].value.data,
+                   src->layers[i]->params[j].value.data,
+                   (size_t)src->layers[i]->params[j].value.size *
+                       sizeof(float));
+}
+
 /* Training plans a frozen backbone as inference does (shared buffers,
  * fusion, no gradient buffers); the steps equal those of a full plan,
  * which a pass that wants the input gradient gets. */
@@ -799,12 +810,7 @@ static void test_frozen_prefix_plan(void **state)
 {
     (void)state;
     frozen_net lean = frozen_graph(), full = frozen_graph();
-    for (int i = 0; i < lean.m->n_layers; i++) /* bn_random drew anew */
-        for (int j = 0; j < lean.m->layers[i]->n_params; j++)
-            memcpy(full.m->layers[i]->params[j].value.data,
-                   lean.m->layers[i]->params[j].value.data,
-                   (size_t)lean.m->layers[i]->params[j].value.size *
-                       sizeof(float));
+    copy_weights(full.m, lean.m); /* bn_random drew anew */
     nn_tensor *x = tensor4(5, 8, 8, 3), *y = one_hot(5, 4);
     nn_tensor *dx = tensor4(5, 8, 8, 3);
     gc_fill(x->data, x->size, 2.0);
@@ -845,6 +851,92 @@ static void test_frozen_prefix_plan(void **state)
     nn_tensor_free(dx);
     nn_model_free(lean.m);
     nn_model_free(full.m);
+}
+
+/* Conv -> BN followed by the activation layers that do not fuse (PReLU,
+ * LeakyReLU, ELU, tanh): the normalization still folds into the
+ * convolution, the activation runs as a layer of its own on the chain's
+ * output, and predictions equal the unfused ones. Training with those
+ * chains frozen in front of a learning PReLU (lean plan, fused) takes
+ * the steps a full plan takes. */
+static nn_model *act_fusion_graph(nn_layer **prelu, bool freeze)
+{
+    nn_model *m = nn_model_create(21);
+    nn_conv2d_opts same = NN_CONV2D_OPTS_INIT;
+    same.padding = NN_PADDING_SAME;
+    same.use_bias = 0;
+    nn_layer *x = image_input(m, 7, 7, 3);
+    nn_layer *c0 = nn_conv2d(m, x, 6, 3, 3, &same);
+    x = nn_leaky_relu(m, bn_random(m, c0), 0.2f, NULL);
+    x = nn_elu(m, bn_random(m, nn_conv2d(m, x, 6, 1, 1, &same)), 1.0f, NULL);
+    x = nn_tanh(m, bn_random(m, nn_conv2d(m, x, 6, 1, 1, &same)), NULL);
+    x = bn_random(m, nn_conv2d(m, x, 6, 3, 3, &same));
+    if (freeze)
+        for (int i = 1; i <= x->index; i++)
+            assert_int_equal(nn_layer_set_trainable(m->layers[i], 0), NN_OK);
+    nn_prelu_opts po = NN_PRELU_OPTS_INIT;
+    po.shared_axes = (1u << 1) | (1u << 2);
+    *prelu = nn_prelu(m, x, &po);
+    randomize(&(*prelu)->params[0], -0.5, 1.5);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_dense(m, nn_global_avgpool2d(m, *prelu, NULL), 4, &d);
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL),
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    return m;
+}
+
+static void test_activation_layers_fusion(void **state)
+{
+    (void)state;
+    nn_layer *prelu;
+    nn_model *m = act_fusion_graph(&prelu, false);
+    nn_tensor *x = tensor4(3, 7, 7, 3), *y = one_hot(3, 4);
+    gc_fill(x->data, x->size, 2.0);
+    int64_t s[2] = {3, 4};
+    nn_tensor *fused = nn_tensor_create(2, s);
+    expect_fusion_exact(m, x, fused);
+    const nn_context *c = m->infer_ctx;
+    for (int i = 1; i < m->n_layers; i++) {
+        const nn_layer *l = m->layers[i];
+        if (l->kind == NN_KIND_BATCHNORM)
+            assert_int_equal(c->fused_into[i], l->inputs[0]->index);
+        if (l->kind == NN_KIND_CONV2D) {
+            assert_false(c->fuse[i].relu || c->fuse[i].relu6);
+            assert_int_equal(c->fuse[i].tail, i + 1); /* its BN only */
+        }
+        if (l->kind >= NN_KIND_LEAKY_RELU)
+            assert_int_equal(c->fused_into[i], -1);
+    }
+    nn_model_free(m);
+
+    nn_layer *pl, *pf;
+    nn_model *lean = act_fusion_graph(&pl, true);
+    nn_model *full = act_fusion_graph(&pf, true);
+    copy_weights(full, lean); /* bn_random drew anew */
+    nn_tensor *dx = tensor4(3, 7, 7, 3);
+    float loss;
+    float a0 = pl->params[0].value.data[0];
+    for (int step = 0; step < 2; step++) {
+        assert_int_equal(nn_model_train_batch(lean, x, y, &loss, NULL), NN_OK);
+        assert_int_equal(nn_model_backward(full, x, y, 1, &loss, dx), NN_OK);
+        assert_int_equal(nn_model_apply_gradients(full), NN_OK);
+    }
+    assert_true(lean->ctx->lean);
+    assert_int_equal(lean->ctx->fused_into[pl->inputs[0]->index],
+                     pl->inputs[0]->index - 1);
+    assert_true(pl->params[0].value.data[0] != a0); /* alpha learned */
+    for (int e = 0; e < 6; e++)
+        assert_true(fabsf(pl->params[0].value.data[e] -
+                          pf->params[0].value.data[e]) <=
+                    1e-5f * (1 + fabsf(pf->params[0].value.data[e])));
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(dx);
+    nn_tensor_free(fused);
+    nn_model_free(lean);
+    nn_model_free(full);
 }
 
 /* Random graphs of convolutions (with or without bias and ReLU),
@@ -1645,6 +1737,7 @@ int main(void)
         cmocka_unit_test(test_inference_fusion),
         cmocka_unit_test(test_seg_fusion),
         cmocka_unit_test(test_frozen_prefix_plan),
+        cmocka_unit_test(test_activation_layers_fusion),
         cmocka_unit_test(test_random_graph_plans),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_allocation_failures),

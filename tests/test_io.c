@@ -795,6 +795,42 @@ static void test_ckpt_roundtrip_adam(void **state)
     nn_model_free(b);
 }
 
+/* Ends model a with a softmax Dense of 3 on x, compiles it with Adam,
+ * trains it one step on batch `seed` (*xb, *y), saves it with its
+ * optimizer as `file` and loads it back: the loaded model, checked to
+ * have a's layers, optimizer and predictions. */
+static nn_model *adam_round_trip(nn_model *a, nn_layer *x, uint32_t seed,
+                                 const char *file, nn_tensor **xb,
+                                 nn_tensor **y)
+{
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    if (!nn_dense(a, x, 3, &d)) fail_msg("building: %s", nn_last_error());
+    assert_int_equal(nn_model_compile(a, nn_adam(NULL),
+                                      NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
+                                      NULL),
+                     NN_OK);
+    *xb = batch_x(seed);
+    *y = batch_y(false);
+    train_once(a, *xb, *y);
+    const char *path = tpath(file);
+    assert_int_equal(nn_model_save(a, path, NN_SAVE_OPTIMIZER), NN_OK);
+    nn_model *b = load_ok(path);
+    assert_same_layers(a, b);
+    assert_same_optimizer(a, b);
+    assert_same_predictions(a, b, *xb);
+    return b;
+}
+
+/* Training a and b (equal) one more step leaves them equal. */
+static void expect_resume_alike(nn_model *a, nn_model *b, const nn_tensor *x,
+                                const nn_tensor *y)
+{
+    train_once(a, x, y);
+    train_once(b, x, y);
+    assert_same_layers(a, b);
+}
+
 /* The segmentation layers (their configs, the 16-byte parameter name
  * "depthwise_kernel", ReLU6 as a fused activation) through a checkpoint:
  * same layers, weights and predictions, and training resumes alike. */
@@ -821,25 +857,60 @@ static void test_ckpt_roundtrip_seg_layers(void **state)
     x = nn_relu6(a, nn_upsampling2d(a, x, 2, 2, &up), NULL);
     x = nn_cropping2d(a, x, 2, 2, 1, 3, NULL);
     x = nn_flatten(a, x, NULL);
-    nn_dense_opts d = NN_DENSE_OPTS_INIT;
-    d.activation = NN_ACT_SOFTMAX;
-    if (!nn_dense(a, x, 3, &d)) fail_msg("building: %s", nn_last_error());
-    assert_int_equal(nn_model_compile(a, nn_adam(NULL),
-                                      NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
-                                      NULL),
-                     NN_OK);
-    nn_tensor *xb = batch_x(3), *y = batch_y(false);
-    train_once(a, xb, y);
-    const char *path = tpath("seg.nnm");
-    assert_int_equal(nn_model_save(a, path, NN_SAVE_OPTIMIZER), NN_OK);
-    nn_model *b = load_ok(path);
-    assert_same_layers(a, b);
-    assert_same_optimizer(a, b);
+    nn_tensor *xb, *y;
+    nn_model *b = adam_round_trip(a, x, 3, "seg.nnm", &xb, &y);
     assert_string_equal(b->layers[1]->params[0].name, "depthwise_kernel");
+    expect_resume_alike(a, b, xb, y);
+    nn_tensor_free(xb);
+    nn_tensor_free(y);
+    nn_model_free(a);
+    nn_model_free(b);
+}
+
+/* The activation layers (LeakyReLU, PReLU, ELU, tanh) and the fused
+ * tanh, elu and leaky_relu through a checkpoint and a safetensors file:
+ * PReLU's alpha learns under Adam, keeps its optimizer slot, and comes
+ * back with the same values and predictions; training resumes alike. */
+static void test_ckpt_roundtrip_activations(void **state)
+{
+    nn_model *a = nn_model_create(12);
+    int shape[3] = {8, 8, 1};
+    nn_layer *x = nn_input(a, 3, shape, NULL);
+    nn_conv2d_opts co = NN_CONV2D_OPTS_INIT;
+    co.activation = NN_ACT_TANH;
+    co.padding = NN_PADDING_SAME;
+    x = nn_conv2d(a, x, 3, 3, 3, &co);
+    nn_prelu_opts po = NN_PRELU_OPTS_INIT;
+    po.shared_axes = (1u << 1) | (1u << 2);
+    po.alpha_init_value = 0.25f;
+    nn_layer *prelu = nn_prelu(a, x, &po);
+    x = nn_elu(a, nn_leaky_relu(a, prelu, 0.1f, NULL), 0.5f, NULL);
+    x = nn_flatten(a, nn_tanh(a, x, NULL), NULL);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_ELU;
+    x = nn_dense(a, x, 6, &d);
+    d.activation = NN_ACT_LEAKY_RELU;
+    x = nn_dense(a, x, 5, &d);
+    nn_tensor *xb, *y;
+    nn_model *b = adam_round_trip(a, x, 4, "acts.nnm", &xb, &y);
+    const float *alpha = nn_tensor_data(nn_layer_weight(prelu, 0));
+    assert_true(alpha[0] != 0.25f && alpha[2] != 0.25f); /* it learned */
+    assert_int_equal(a->opt->n_slots, 2 + 1 + 2 + 2 + 2);
+    assert_string_equal(b->layers[2]->params[0].name, "alpha");
+    assert_string_equal(nn_layer_type(b->layers[2]), "PReLU");
+    assert_string_equal(nn_layer_type(b->layers[5]), "Activation");
+    expect_resume_alike(a, b, xb, y);
+    /* safetensors: alpha is exported and read back under its name. */
+    const char *st = tpath("acts.safetensors");
+    assert_int_equal(nn_model_save_safetensors(a, st), NN_OK);
+    size_t n;
+    uint8_t *f = read_file(st, &n);
+    assert_non_null(memmem(f, n, "p_re_lu/alpha", 13));
+    free(f);
+    nn_tensor_data(nn_layer_weight(b->layers[2], 0))[1] = 7.0f;
+    assert_int_equal(nn_model_load_safetensors(b, st, NN_WEIGHTS_LIBNN),
+                     NN_OK);
     assert_same_predictions(a, b, xb);
-    train_once(a, xb, y);
-    train_once(b, xb, y);
-    assert_same_layers(a, b);
     nn_tensor_free(xb);
     nn_tensor_free(y);
     nn_model_free(a);
@@ -1782,6 +1853,7 @@ int main(void)
         cmocka_unit_test(test_ckpt_roundtrip_adam),
         cmocka_unit_test(test_ckpt_roundtrip_sgd_dropout),
         cmocka_unit_test(test_ckpt_roundtrip_seg_layers),
+        cmocka_unit_test(test_ckpt_roundtrip_activations),
         cmocka_unit_test(test_ckpt_without_optimizer),
         cmocka_unit_test(test_ckpt_names),
         cmocka_unit_test(test_ckpt_save_errors),

@@ -241,14 +241,14 @@ static int gc_dense(const kind_case *c)
     return n;
 }
 
-/* ReLU, ReLU6, sigmoid and softmax layers (their samples) on a rank-3 input;
- * the last two also through the logits they keep for the loss. */
+/* The activation layers (their samples) on a rank-3 input; sigmoid and
+ * softmax also through the logits they keep for the loss. */
 static int gc_activation(const kind_case *c)
 {
     nn_model *m = nn_model_create(5);
     int shape[3] = {2, 3, 4};
     nn_layer *l = c->sample(m, vector_input(m, 3, shape));
-    bool has_logits = c->kind != NN_KIND_RELU && c->kind != NN_KIND_RELU6;
+    bool has_logits = c->kind == NN_KIND_SIGMOID || c->kind == NN_KIND_SOFTMAX;
     expect_gradients(c, l, 2, false, true);
     if (has_logits) expect_gradients(c, l, 2, true, true);
     nn_model_free(m);
@@ -328,6 +328,83 @@ static void test_relu6_activation(void **state)
     nn_tensor_free(yct);
     nn_model_free(m);
     nn_model_free(mc);
+}
+
+/* Predicts y for x [5, 2] through a one-layer model on a [2] input. */
+static void predict_5x2(nn_model *m, const float *x, float *y)
+{
+    int64_t s[2] = {5, 2};
+    nn_tensor *xt = nn_tensor_wrap(2, s, (float *)x);
+    nn_tensor *yt = nn_tensor_wrap(2, s, y);
+    assert_int_equal(nn_model_predict(m, xt, yt, 5), NN_OK);
+    nn_tensor_free(xt);
+    nn_tensor_free(yt);
+}
+
+/* The new activations' values, as layers and fused into a Dense that
+ * passes its input through (identity kernel): slopes, alpha placement,
+ * the value at 0 and NaN. */
+static void test_new_activations(void **state)
+{
+    (void)state;
+    const float x[10] = {-2, 3, 0, -0.5f, 1, -1, NAN, -4, 0.25f, -3};
+    float y[10];
+    int shape[1] = {2};
+    struct {
+        int which;
+        nn_activation act;
+    } cases[] = {{0, NN_ACT_LEAKY_RELU}, {1, NN_ACT_ELU}, {2, NN_ACT_TANH},
+                 {3, NN_ACT_NONE}};
+    for (int c = 0; c < 4; c++) {
+        nn_model *m = nn_model_create(1);
+        nn_layer *in = vector_input(m, 1, shape);
+        nn_prelu_opts po = NN_PRELU_OPTS_INIT;
+        switch (cases[c].which) {
+        case 0: assert_non_null(nn_leaky_relu(m, in, 0.3f, NULL)); break;
+        case 1: assert_non_null(nn_elu(m, in, 0.5f, NULL)); break;
+        case 2: assert_non_null(nn_tanh(m, in, NULL)); break;
+        default:
+            po.alpha_init_value = 0.25f;
+            assert_non_null(nn_prelu(m, in, &po));
+            nn_layer_weight(nn_model_output(m), 0)->data[1] = 2.0f;
+        }
+        predict_5x2(m, x, y);
+        for (int i = 0; i < 10; i++) {
+            float v = x[i], want;
+            switch (cases[c].which) {
+            case 0: want = v > 0 ? v : 0.3f * v; break;
+            case 1: want = v > 0 ? v : 0.5f * expm1f(v); break;
+            case 2: want = tanhf(v); break;
+            default: want = v > 0 ? v : (i % 2 ? 2.0f : 0.25f) * v;
+            }
+            if (isnan(v))
+                assert_true(isnan(y[i]));
+            else
+                assert_float_equal(y[i], want, 1e-6);
+        }
+        nn_model_free(m);
+        if (cases[c].act == NN_ACT_NONE) continue;
+        /* The fused activation: slope 0.2 for "leaky_relu", alpha 1 for
+         * "elu". */
+        m = nn_model_create(1);
+        nn_dense_opts o = dense_opts(0, cases[c].act);
+        o.kernel_init = NN_INIT_ZEROS;
+        nn_layer *d = nn_dense(m, vector_input(m, 1, shape), 2, &o);
+        nn_tensor *k = nn_layer_weight(d, 0);
+        k->data[0] = k->data[3] = 1.0f;
+        predict_5x2(m, x, y);
+        for (int i = 0; i < 10; i++) {
+            float v = x[i];
+            float want = cases[c].act == NN_ACT_LEAKY_RELU ? (v > 0 ? v : 0.2f * v)
+                         : cases[c].act == NN_ACT_ELU      ? (v > 0 ? v : expm1f(v))
+                                                           : tanhf(v);
+            if (isnan(v))
+                assert_true(isnan(y[i]));
+            else
+                assert_float_equal(y[i], want, 1e-6);
+        }
+        nn_model_free(m);
+    }
 }
 
 /* UpSampling2D over factors and both interpolations, odd and even sizes. */
@@ -503,6 +580,144 @@ static int gc_separable_conv2d(const kind_case *kc)
         nn_model_free(m);
     }
     return n;
+}
+
+/* Every layer kind that takes a fused activation, with `act`, on inputs
+ * in [-scale, scale): Dense, Conv2D, LocallyConnected2D, DepthwiseConv2D,
+ * Conv2DTranspose and SeparableConv2D. Returns how many ran. */
+static int gc_fused_everywhere(const kind_case *kc, nn_activation act,
+                               double scale)
+{
+    nn_model *m = nn_model_create(80 + (int)act);
+    nn_layer *in = image_input(m, 5, 4, 3);
+    nn_dense_opts dop = dense_opts(1, act);
+    expect_gradients_scaled(kc, nn_dense(m, in, 4, &dop), scale);
+    nn_conv2d_opts co = conv_opts(1, 1, NN_PADDING_SAME, 1, act);
+    expect_gradients_scaled(kc, nn_conv2d(m, in, 3, 3, 3, &co), scale);
+    co = conv_opts(1, 1, NN_PADDING_VALID, 1, act);
+    expect_gradients_scaled(kc, nn_locally_connected2d(m, in, 2, 2, 2, &co),
+                            scale);
+    nn_depthwise_conv2d_opts dwo =
+        dw_opts(1, 1, NN_PADDING_SAME, 2, 1, act);
+    expect_gradients_scaled(kc, nn_depthwise_conv2d(m, in, 3, 3, &dwo),
+                            scale);
+    nn_conv2d_transpose_opts cto =
+        ct_opts(2, 2, NN_PADDING_SAME, -1, -1, 1, act);
+    expect_gradients_scaled(kc, nn_conv2d_transpose(m, in, 2, 3, 3, &cto),
+                            scale);
+    nn_separable_conv2d_opts so = NN_SEPARABLE_CONV2D_OPTS_INIT;
+    so.padding = NN_PADDING_SAME;
+    so.activation = act;
+    so.bias_init = NN_INIT_ONES;
+    expect_gradients_scaled(kc, nn_separable_conv2d(m, in, 3, 3, 3, &so),
+                            scale);
+    nn_model_free(m);
+    return 6;
+}
+
+/* LeakyReLU over slopes (0 is ReLU, above 1 steeper on the left) and
+ * inputs of several scales; NN_ACT_LEAKY_RELU fused everywhere. */
+static int gc_leaky_relu(const kind_case *c)
+{
+    const float alphas[] = {0.3f, 0.0f, 0.01f, 2.5f};
+    int n = gc_activation(c);
+    for (size_t i = 0; i < sizeof alphas / sizeof alphas[0]; i++) {
+        nn_model *m = nn_model_create(9);
+        int shape[2] = {6, 5};
+        expect_gradients_scaled(
+            c, nn_leaky_relu(m, vector_input(m, 2, shape), alphas[i], NULL),
+            3.0);
+        nn_model_free(m);
+        n++;
+    }
+    return n + gc_fused_everywhere(c, NN_ACT_LEAKY_RELU, 2.0);
+}
+
+/* ELU over alphas, a negative one included (the branch then comes from
+ * the input, not the output's sign); NN_ACT_ELU fused everywhere. */
+static int gc_elu(const kind_case *c)
+{
+    const float alphas[] = {1.0f, 0.5f, 2.0f, -0.75f, 0.0f};
+    int n = gc_activation(c);
+    for (size_t i = 0; i < sizeof alphas / sizeof alphas[0]; i++) {
+        nn_model *m = nn_model_create(9);
+        int shape[3] = {3, 2, 5};
+        expect_gradients_scaled(
+            c, nn_elu(m, vector_input(m, 3, shape), alphas[i], NULL), 3.0);
+        nn_model_free(m);
+        n++;
+    }
+    return n + gc_fused_everywhere(c, NN_ACT_ELU, 2.0);
+}
+
+/* The tanh layer on inputs reaching its flat tails; NN_ACT_TANH fused
+ * everywhere. */
+static int gc_tanh(const kind_case *c)
+{
+    int n = gc_activation(c);
+    nn_model *m = nn_model_create(9);
+    int shape[1] = {40};
+    expect_gradients_scaled(c, nn_tanh(m, vector_input(m, 1, shape), NULL),
+                            3.0);
+    nn_model_free(m);
+    return n + 1 + gc_fused_everywhere(c, NN_ACT_TANH, 2.0);
+}
+
+#define AXIS(k) (1u << (k))
+
+/* PReLU's input and alpha gradients over shared_axes patterns on images
+ * and vectors, alpha random in [-0.5, 1.5) (so both slopes show), in
+ * training and inference, and with the layer frozen (no alpha gradient,
+ * the input's still right). */
+static int gc_prelu(const kind_case *c)
+{
+    static const struct {
+        int rank, d[3];
+        unsigned shared;
+    } cases[] = {
+        {3, {4, 5, 3}, AXIS(1) | AXIS(2)}, /* one per channel */
+        {3, {4, 5, 3}, 0},                 /* one per value */
+        {3, {4, 5, 3}, AXIS(1)},
+        {3, {4, 5, 3}, AXIS(3)},           /* shared over channels */
+        {3, {4, 5, 3}, AXIS(1) | AXIS(2) | AXIS(3)}, /* a single alpha */
+        {3, {3, 1, 17}, AXIS(2)},
+        {1, {7}, 0},
+        {1, {7}, AXIS(1)},
+        {2, {3, 6}, AXIS(1)},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int training = 0; training <= 1; training++) {
+            nn_model *m = nn_model_create(90 + i);
+            nn_prelu_opts o = NN_PRELU_OPTS_INIT;
+            o.shared_axes = cases[i].shared;
+            nn_layer *l = nn_prelu(
+                m, vector_input(m, cases[i].rank, cases[i].d), &o);
+            assert_non_null(l);
+            randomize(&l->params[0], -0.5, 1.5);
+            expect_gradients(c, l, 3, false, training);
+            n++;
+            nn_model_free(m);
+        }
+    nn_model *m = nn_model_create(99);
+    nn_layer *l = nn_prelu(m, image_input(m, 3, 4, 2), NULL);
+    randomize(&l->params[0], -0.5, 1.5);
+    l->trainable = false;
+    gc_opts go = GC_OPTS_INIT;
+    gc_run *r = gc_setup(l, 2, &go);
+    l->params[0].grad.data[0] = 42.0f;
+    float din[48];
+    float *dins[1] = {din};
+    bool acc[1] = {false};
+    assert_int_equal(gc_backward(r, dins, acc), NN_OK);
+    assert_float_equal(l->params[0].grad.data[0], 42.0f, 0);
+    gc_result res = {0, 0, 0, 0.0};
+    gc_compare(r, r->in[0], r->in_n[0], din, "input", &res);
+    assert_int_equal(res.checked, 48);
+    assert_int_equal(res.failed, 0);
+    gc_free(r);
+    nn_model_free(m);
+    return n + 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -702,6 +917,30 @@ static nn_layer *sample_separable_conv2d(nn_model *m, nn_layer *in)
     return nn_separable_conv2d(m, in, 5, 3, 2, &o);
 }
 
+static nn_layer *sample_leaky_relu(nn_model *m, nn_layer *in)
+{
+    return nn_leaky_relu(m, in, 0.125f, NULL);
+}
+
+/* One alpha per row and channel, from a normal initializer. */
+static nn_layer *sample_prelu(nn_model *m, nn_layer *in)
+{
+    nn_prelu_opts o = NN_PRELU_OPTS_INIT;
+    o.shared_axes = AXIS(2);
+    o.alpha_init = NN_INIT_RANDOM_NORMAL;
+    return nn_prelu(m, in, &o);
+}
+
+static nn_layer *sample_elu(nn_model *m, nn_layer *in)
+{
+    return nn_elu(m, in, 0.75f, NULL);
+}
+
+static nn_layer *sample_tanh(nn_model *m, nn_layer *in)
+{
+    return nn_tanh(m, in, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* the table                                                           */
 /* ------------------------------------------------------------------ */
@@ -768,6 +1007,14 @@ static const kind_case kind_cases[] = {
     {NN_KIND_SEPARABLE_CONV2D, "SeparableConv2D", "separable_conv2d",
      sample_separable_conv2d, .sample_checks = GC_TRAIN,
      .sweep = gc_separable_conv2d},
+    {NN_KIND_LEAKY_RELU, "LeakyReLU", "leaky_re_lu", sample_leaky_relu,
+     .sweep = gc_leaky_relu, .float_config = true},
+    {NN_KIND_PRELU, "PReLU", "p_re_lu", sample_prelu, .sample_checks = BOTH,
+     .sweep = gc_prelu, .float_config = true},
+    {NN_KIND_ELU, "ELU", "elu", sample_elu, .sweep = gc_elu,
+     .float_config = true},
+    {NN_KIND_TANH, "Activation", "activation", sample_tanh,
+     .sweep = gc_tanh},
 };
 #undef BOTH
 
@@ -923,6 +1170,13 @@ static void test_backward_accum_and_null(void **state)
         ct_opts(2, 2, NN_PADDING_SAME, -1, -1, 1, NN_ACT_NONE);
     check_accum(nn_conv2d_transpose(m, in, 2, 3, 3, &cto));
     check_accum(nn_separable_conv2d(m, in, 3, 3, 3, NULL));
+    check_accum(nn_leaky_relu(m, in, 0.3f, NULL));
+    check_accum(nn_elu(m, in, 1.0f, NULL));
+    check_accum(nn_tanh(m, in, NULL));
+    nn_prelu_opts po = NN_PRELU_OPTS_INIT;
+    po.shared_axes = AXIS(1) | AXIS(2);
+    po.alpha_init_value = 0.25f;
+    check_accum(nn_prelu(m, in, &po));
     nn_model_free(m);
 }
 
@@ -1459,11 +1713,48 @@ static void test_config_rejects_garbage(void **state)
     put_i32(cb + 6 * 4, 2); /* padding */
     expect_format_error(c, cb, clen);
     save_config(c, cb, sizeof cb);
-    put_i32(cb + 7 * 4, NN_ACT_RELU6 + 1); /* activation */
+    put_i32(cb + 7 * 4, NN_ACT_LEAKY_RELU + 1); /* activation */
     expect_format_error(c, cb, clen);
     save_config(c, cb, sizeof cb);
     put_i32(cb + 5 * 4, 2); /* use_bias */
     expect_format_error(c, cb, clen);
+    /* LeakyReLU refuses what Keras 3 refuses; ELU takes any finite alpha. */
+    nn_layer *lr = sample_layer(m, NN_KIND_LEAKY_RELU);
+    nn_layer *el = sample_layer(m, NN_KIND_ELU);
+    float bad_alphas[] = {-0.5f, NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 4; i++) {
+        memcpy(b, &bad_alphas[i], 4);
+        expect_format_error(lr, b, 4);
+        if (i) expect_format_error(el, b, 4);
+    }
+    nn_layer proto = {0};
+    assert_int_equal(el->ops->load_config(&proto, b, 0), NN_ERR_FORMAT);
+    memcpy(b, &bad_alphas[0], 4);
+    assert_int_equal(el->ops->load_config(&proto, b, 4), NN_OK);
+    /* PReLU: shared_axes with the batch bit or past NN_MAX_RANK, an
+     * unknown initializer, a value that is not finite or not with
+     * DEFAULT. */
+    nn_layer *pr = sample_layer(m, NN_KIND_PRELU);
+    uint8_t pb[12];
+    size_t plen = save_config(pr, pb, sizeof pb);
+    assert_int_equal(plen, 12);
+    const int32_t bad_axes[] = {1, 3, (int32_t)AXIS(NN_MAX_RANK + 1), -1};
+    for (int i = 0; i < 4; i++) {
+        save_config(pr, pb, sizeof pb);
+        put_i32(pb, bad_axes[i]);
+        expect_format_error(pr, pb, plen);
+    }
+    save_config(pr, pb, sizeof pb);
+    put_i32(pb + 4, NN_INIT_RANDOM_NORMAL + 1);
+    expect_format_error(pr, pb, plen);
+    save_config(pr, pb, sizeof pb);
+    float quarter = 0.25f; /* with RANDOM_NORMAL */
+    memcpy(pb + 8, &quarter, 4);
+    expect_format_error(pr, pb, plen);
+    put_i32(pb + 4, NN_INIT_DEFAULT);
+    assert_int_equal(pr->ops->load_config(&proto, pb, plen), NN_OK);
+    memcpy(pb + 8, &bad_alphas[1], 4);
+    expect_format_error(pr, pb, plen);
     nn_model_free(m);
 }
 
@@ -1609,6 +1900,93 @@ static void test_seg_initializers(void **state)
     nn_model_free(m8);
 }
 
+/* PReLU's weight: Keras' name and shape, its count in the summary and the
+ * trainable count, its initializers; and what the builders refuse. */
+static void test_prelu_weights_and_errors(void **state)
+{
+    (void)state;
+    nn_model *m = nn_model_create(3);
+    nn_layer *in = image_input(m, 4, 5, 6);
+    nn_prelu_opts o = NN_PRELU_OPTS_INIT;
+    o.shared_axes = AXIS(1) | AXIS(2);
+    nn_layer *p = nn_prelu(m, in, &o);
+    assert_non_null(p);
+    expect_shape(p, 3, 4, 5, 6);
+    assert_string_equal(nn_layer_name(p), "p_re_lu");
+    assert_string_equal(nn_layer_type(p), "PReLU");
+    assert_string_equal(nn_layer_weight_name(p, 0), "alpha");
+    nn_tensor *a = nn_layer_weight(p, 0);
+    assert_int_equal(a->rank, 3);
+    assert_int_equal(a->shape[0], 1);
+    assert_int_equal(a->shape[1], 1);
+    assert_int_equal(a->shape[2], 6);
+    for (int i = 0; i < 6; i++) assert_float_equal(a->data[i], 0.0f, 0);
+    assert_int_equal(nn_layer_num_params(p), 6);
+    o.shared_axes = 0;
+    o.alpha_init = NN_INIT_ONES;
+    nn_layer *p2 = nn_prelu(m, in, &o);
+    assert_int_equal(nn_layer_num_params(p2), 4 * 5 * 6); /* Keras' count */
+    assert_float_equal(nn_layer_weight(p2, 0)->data[119], 1.0f, 0);
+    assert_string_equal(nn_layer_name(p2), "p_re_lu_1");
+    o.shared_axes = AXIS(3);
+    o.alpha_init = NN_INIT_DEFAULT;
+    o.alpha_init_value = 0.25f; /* PyTorch's start */
+    nn_layer *p3 = nn_prelu(m, in, &o);
+    assert_int_equal(nn_layer_weight(p3, 0)->shape[2], 1);
+    assert_float_equal(nn_layer_weight(p3, 0)->data[19], 0.25f, 0);
+    assert_int_equal(nn_model_num_params(m), 6 + 120 + 20);
+    assert_int_equal(nn_model_num_trainable_params(m), 146);
+    char buf[4096];
+    assert_int_equal(nn_model_summary(m, buf, sizeof buf, NULL), NN_OK);
+    assert_non_null(strstr(buf, "p_re_lu_1 (PReLU)"));
+    assert_non_null(strstr(buf, "Total params: 146"));
+    int before = nn_model_num_layers(m);
+
+    o = (nn_prelu_opts)NN_PRELU_OPTS_INIT;
+    o.shared_axes = AXIS(0); /* the batch axis */
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    assert_non_null(strstr(nn_last_error(), "batch"));
+    o.shared_axes = AXIS(4); /* past an image's 3 axes */
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    assert_non_null(strstr(nn_last_error(), "beyond"));
+    o.shared_axes = AXIS(NN_MAX_RANK + 1);
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    o = (nn_prelu_opts)NN_PRELU_OPTS_INIT;
+    o.alpha_init = (nn_initializer)42;
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    o = (nn_prelu_opts)NN_PRELU_OPTS_INIT;
+    o.alpha_init_value = NAN;
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    o = (nn_prelu_opts)NN_PRELU_OPTS_INIT;
+    o.alpha_init = NN_INIT_ZEROS;
+    o.alpha_init_value = 0.25f;
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    o = (nn_prelu_opts)NN_PRELU_OPTS_INIT;
+    o.reserved = 1;
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    o = (nn_prelu_opts)NN_PRELU_OPTS_INIT;
+    o.size = 3;
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, in, &o));
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(NULL, in, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_prelu(m, NULL, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_leaky_relu(m, in, -0.1f, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_leaky_relu(m, in, NAN, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_leaky_relu(m, in, INFINITY, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_leaky_relu(NULL, in, 0.3f, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_elu(m, in, NAN, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_elu(m, in, -INFINITY, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_elu(m, NULL, 1.0f, NULL));
+    EXPECT_NULL_WITH_MESSAGE(nn_tanh(NULL, in, NULL));
+    nn_conv2d_opts co = NN_CONV2D_OPTS_INIT;
+    co.activation = (nn_activation)(NN_ACT_LEAKY_RELU + 1);
+    EXPECT_NULL_WITH_MESSAGE(nn_conv2d(m, in, 2, 1, 1, &co));
+    assert_int_equal(nn_model_num_layers(m), before);
+    /* Negative ELU alphas are Keras' and PyTorch's too. */
+    assert_non_null(nn_elu(m, in, -0.5f, NULL));
+    assert_non_null(nn_leaky_relu(m, in, 0.0f, NULL));
+    nn_model_free(m);
+}
+
 /* Output sizes, parameters and the arguments each segmentation layer
  * refuses. */
 static void test_seg_layer_shapes(void **state)
@@ -1691,7 +2069,7 @@ static void test_seg_layer_shapes(void **state)
     dwo.kernel_init_stddev = NAN;
     EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
     dwo = (nn_depthwise_conv2d_opts)NN_DEPTHWISE_CONV2D_OPTS_INIT;
-    dwo.activation = (nn_activation)(NN_ACT_RELU6 + 1);
+    dwo.activation = (nn_activation)(NN_ACT_LEAKY_RELU + 1);
     EXPECT_NULL_WITH_MESSAGE(nn_depthwise_conv2d(m, in, 3, 3, &dwo));
     EXPECT_NULL_WITH_MESSAGE(nn_conv2d_transpose(m, in, 0, 3, 3, NULL));
     nn_conv2d_transpose_opts cto = NN_CONV2D_TRANSPOSE_OPTS_INIT;
@@ -1821,6 +2199,8 @@ int main(void)
         cmocka_unit_test(test_config_rejects_garbage),
         cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_relu6_activation),
+        cmocka_unit_test(test_new_activations),
+        cmocka_unit_test(test_prelu_weights_and_errors),
         cmocka_unit_test(test_seg_initializers),
         cmocka_unit_test(test_seg_layer_shapes),
         cmocka_unit_test(test_model_gradients),

@@ -29,6 +29,7 @@ NN_ERR_CANCELLED = -9
 
 PADDING_VALID, PADDING_SAME = 0, 1
 ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_RELU6 = 0, 1, 2, 3, 4
+ACT_TANH, ACT_ELU, ACT_LEAKY_RELU = 5, 6, 7
 (INIT_DEFAULT, INIT_ZEROS, INIT_ONES, INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL,
  INIT_HE_UNIFORM, INIT_HE_NORMAL, INIT_RANDOM_NORMAL) = range(8)
 LOSS_CCE, LOSS_SPARSE_CCE, LOSS_BCE, LOSS_IOU, LOSS_DICE = 1, 2, 3, 4, 5
@@ -582,6 +583,24 @@ _SIGNATURES.update({
                                  ctypes.POINTER(nn_upsampling2d_opts)], _N),
     "nn_cropping2d": (LayerP, [ModelP, LayerP] + [c_int] * 4
                       + [_LAYER_OPTS_P], _N),
+})
+
+
+# ---- activation layers (LeakyReLU, PReLU, ELU, tanh)
+class nn_prelu_opts(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("name", c_char_p),
+                ("shared_axes", ctypes.c_uint), ("alpha_init", c_int),
+                ("alpha_init_value", c_float), ("reserved", c_int)]
+
+
+_DEFAULTS[nn_prelu_opts] = dict(shared_axes=0, alpha_init=INIT_DEFAULT,
+                                alpha_init_value=0.0, reserved=0)
+_SIGNATURES.update({
+    "nn_tanh": (LayerP, [ModelP, LayerP, _LAYER_OPTS_P], _N),
+    "nn_leaky_relu": (LayerP, [ModelP, LayerP, c_float, _LAYER_OPTS_P], _N),
+    "nn_elu": (LayerP, [ModelP, LayerP, c_float, _LAYER_OPTS_P], _N),
+    "nn_prelu": (LayerP, [ModelP, LayerP, ctypes.POINTER(nn_prelu_opts)],
+                 _N),
 })
 
 # ---- gradient diagnostics and clipping (docs/diagnostics.md)

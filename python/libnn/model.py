@@ -23,7 +23,8 @@ from .tensor import Handle, as_float32, view, tensor_shape, wrap
 ACTIVATIONS = {None: _lib.ACT_NONE, "linear": _lib.ACT_NONE,
                "none": _lib.ACT_NONE, "relu": _lib.ACT_RELU,
                "sigmoid": _lib.ACT_SIGMOID, "softmax": _lib.ACT_SOFTMAX,
-               "relu6": _lib.ACT_RELU6}
+               "relu6": _lib.ACT_RELU6, "tanh": _lib.ACT_TANH,
+               "elu": _lib.ACT_ELU, "leaky_relu": _lib.ACT_LEAKY_RELU}
 PADDINGS = {"valid": _lib.PADDING_VALID, "same": _lib.PADDING_SAME}
 INITIALIZERS = {None: _lib.INIT_DEFAULT, "default": _lib.INIT_DEFAULT,
                 "zeros": _lib.INIT_ZEROS, "ones": _lib.INIT_ONES,
@@ -154,6 +155,30 @@ def _init_sd(value, what):
     if isinstance(value, RandomNormal):
         return _lib.INIT_RANDOM_NORMAL, value.stddev
     return _choice(INITIALIZERS, value, what), 0.0
+
+
+def _number(v, what):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
+                                                 np.floating)):
+        raise errors.wrong_type(f"{what} must be a number, got "
+                                f"{type(v).__name__}")
+    return float(v)
+
+
+def _axes_mask(axes, what):
+    """Keras' shared_axes (None, an int or a list of ints >= 1, the batch
+    axis being 0) as nn_prelu_opts' bit mask."""
+    if axes is None:
+        return 0
+    if not isinstance(axes, (tuple, list)):
+        axes = [axes]
+    mask = 0
+    for a in axes:
+        a = _int(a, what)
+        if a > 31:
+            raise errors.invalid(f"{what}: axis {a} does not exist")
+        mask |= 1 << a
+    return mask
 
 
 def _sides(v, what):
@@ -644,6 +669,47 @@ class Model:
                               "bias_initializer"))
         return self._added(lib.nn_locally_connected2d(
             self._ptr, p, _int(filters, "filters"), kh, kw, o))
+
+    # ---- activation layers
+    def tanh(self, x, name=None):
+        """Keras' Activation("tanh")."""
+        return self._simple(lib.nn_tanh, "tanh", x, name)
+
+    def leaky_relu(self, x, alpha=0.3, name=None):
+        """LeakyReLU: x > 0 ? x : alpha * x; alpha >= 0 (Keras 2.x
+        `alpha`, Keras 3 `negative_slope`, default 0.3)."""
+        p = self._layer(x, "leaky_relu")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_leaky_relu(
+            self._ptr, p, _number(alpha, "alpha"), o))
+
+    def elu(self, x, alpha=1.0, name=None):
+        """ELU: x > 0 ? x : alpha * (exp(x) - 1)."""
+        p = self._layer(x, "elu")
+        o = _lib.make_opts(_lib.nn_layer_opts, name=_opts_name(name))
+        return self._added(lib.nn_elu(self._ptr, p,
+                                      _number(alpha, "alpha"), o))
+
+    def prelu(self, x, alpha_initializer="zeros", shared_axes=None,
+              name=None):
+        """PReLU with a learned "alpha" of the input's shape, 1 on the
+        shared_axes (Keras' axes: 1 is the first after the batch; [1, 2]
+        on an image gives one alpha per channel). alpha_initializer: an
+        initializer name or a number, the constant every alpha starts at
+        (PyTorch starts at 0.25)."""
+        p = self._layer(x, "prelu")
+        if isinstance(alpha_initializer, str) or alpha_initializer is None:
+            init = _choice(INITIALIZERS, alpha_initializer or "zeros",
+                           "alpha_initializer")
+            value = 0.0
+        else:
+            init = _lib.INIT_DEFAULT
+            value = _number(alpha_initializer, "alpha_initializer")
+        o = _lib.make_opts(_lib.nn_prelu_opts, name=_opts_name(name),
+                           shared_axes=_axes_mask(shared_axes,
+                                                  "shared_axes"),
+                           alpha_init=init, alpha_init_value=value)
+        return self._added(lib.nn_prelu(self._ptr, p, o))
 
     # ---- segmentation layers
     def relu6(self, x, name=None):

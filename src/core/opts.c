@@ -224,6 +224,12 @@ static const size_t unet_ends[] = {
     END(nn_unet_opts, dropout), END(nn_unet_opts, bn_momentum)};
 COMPLETE(nn_unet_opts, bn_momentum);
 
+static const size_t prelu_ends[] = {
+    END(nn_prelu_opts, name), END(nn_prelu_opts, shared_axes),
+    END(nn_prelu_opts, alpha_init), END(nn_prelu_opts, alpha_init_value),
+    END(nn_prelu_opts, reserved)};
+COMPLETE(nn_prelu_opts, reserved);
+
 typedef struct layout {
     const char *type, *init; /* for messages */
     size_t size;             /* sizeof the struct this library knows */
@@ -276,6 +282,7 @@ static const layout layouts[NN_OPTS_KIND_COUNT] = {
                                  "NN_MOBILENET_V2_OPTS_INIT",
                                  mobilenet_v2_ends),
     [NN_OPTS_UNET] = ROW(nn_unet_opts, "NN_UNET_OPTS_INIT", unet_ends),
+    [NN_OPTS_PRELU] = ROW(nn_prelu_opts, "NN_PRELU_OPTS_INIT", prelu_ends),
 };
 
 /* The end of the last member that lies wholly within `size` bytes. */

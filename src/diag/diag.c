@@ -296,8 +296,8 @@ nn_health nn__diag_verdict(const nn_model *m, const nn_diag_opts *o,
     double ratio = gout > 0 ? gin / gout : (gin > 0 ? INFINITY : 1.0);
     if (g > o->exploding_ceiling) {
         say(why, cap,
-            "global gradient norm %.3g is above %.3g; the largest is "
-            "'%s' (%.3g)",
+            "global gradient norm %.3g is above the ceiling %.3g; the layer "
+            "with the largest gradient norm is '%s' (%.3g)",
             g, (double)o->exploding_ceiling, m->layers[layers[big].index]->name,
             layer_grad(&layers[big]));
         return NN_HEALTH_EXPLODING;
@@ -310,8 +310,8 @@ nn_health nn__diag_verdict(const nn_model *m, const nn_diag_opts *o,
         return NN_HEALTH_EXPLODING;
     }
     if (g < o->vanishing_floor) {
-        say(why, cap, "every gradient norm is below %.3g (global %.3g)",
-            (double)o->vanishing_floor, g);
+        say(why, cap, "every gradient norm is below the floor %.3g",
+            (double)o->vanishing_floor);
         return NN_HEALTH_VANISHING;
     }
     if (n >= 2 && ratio < o->vanishing_ratio) {
@@ -322,9 +322,8 @@ nn_health nn__diag_verdict(const nn_model *m, const nn_diag_opts *o,
         return NN_HEALTH_VANISHING;
     }
     say(why, cap,
-        "global gradient norm %.3g; input side '%s' / output side '%s' = "
-        "%.3g",
-        g, first, last, ratio);
+        "gradient norm of '%s' (input side) / '%s' (output side) = %.3g",
+        first, last, ratio);
     return NN_HEALTH_OK;
 }
 
@@ -353,10 +352,17 @@ static void window_verdict(nn_diag *d)
     for (int h = NN_HEALTH_NONFINITE; h >= NN_HEALTH_EXPLODING; h--) {
         if (!in_window(d, (nn_health)h)) continue;
         d->window_verdict = (nn_health)h;
-        say(why, cap, "%s %lld of the last %d steps; latest %lld step(s) "
-                      "ago: %s",
-            health_name[h], (long long)d->count[h], n,
-            (long long)(d->observed - d->bad_at[h]), d->bad_why[h]);
+        long long ago = (long long)(d->observed - d->bad_at[h]);
+        /* At this step the step's own verdict carries the reason. */
+        if (ago == 0)
+            say(why, cap, "%s at %lld of the last %d steps, the latest at "
+                          "this step",
+                health_name[h], (long long)d->count[h], n);
+        else
+            say(why, cap, "%s at %lld of the last %d steps, the latest %lld "
+                          "step%s ago: %s",
+                health_name[h], (long long)d->count[h], n, ago,
+                ago == 1 ? "" : "s", d->bad_why[h]);
         return;
     }
     int q = n / 4 > 0 ? n / 4 : 1;

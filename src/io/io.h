@@ -20,7 +20,7 @@
 #define NN_CKPT_FLAG_CLIP 4u  /* section CLIP: the optimizer's clipping */
 #define NN_CKPT_FLAG_LOSS 8u  /* section LOSS: a weighted sum, IoU, Dice */
 #define NN_CKPT_FLAG_PREP 16u /* section PREP: preprocessing and decision */
-#define NN_CKPT_MAX_ACTIVATION NN_ACT_RELU6
+#define NN_CKPT_MAX_ACTIVATION NN_ACT_LEAKY_RELU
 
 /* Little-endian codecs shared by the writer and the reader. */
 static inline void nn__put_le32(uint8_t *p, uint32_t v)

@@ -97,6 +97,186 @@ void nn__sigmoid_backward(const float *y, const float *dy, float *dx,
     }
 }
 
+void nn__tanh(const float *x, float *y, int64_t n)
+{
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+void nn__tanh_backward(const float *y, const float *dy, float *dx, int64_t n,
+                       bool accum)
+{
+    if (accum) {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+    } else {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+    }
+}
+
+/* x > 0 rather than x < 0 so that NaN goes through the product and
+ * stays NaN. */
+void nn__leaky_relu(const float *x, float *y, int64_t n, float alpha)
+{
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+}
+
+/* At x = 0 the slope is alpha, as PyTorch's and TensorFlow's. */
+void nn__leaky_relu_backward(const float *y, const float *dy, float *dx,
+                             int64_t n, float alpha, bool accum)
+{
+    if (accum) {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] += y[i] > 0.0f ? d : alpha * d;
+        }
+    } else {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] = y[i] > 0.0f ? d : alpha * d;
+        }
+    }
+}
+
+/* expm1f keeps the small negative values exact (PyTorch and TensorFlow
+ * use expm1 too). */
+void nn__elu(const float *x, float *y, int64_t n, float alpha)
+{
+    PAR_FOR
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]);
+}
+
+void nn__elu_backward(const float *pos, const float *y, const float *dy,
+                      float *dx, int64_t n, float alpha, bool accum)
+{
+    if (accum) {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] += pos[i] > 0.0f ? d : d * (y[i] + alpha);
+        }
+    } else {
+        PAR_FOR
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] = pos[i] > 0.0f ? d : d * (y[i] + alpha);
+        }
+    }
+}
+
+/* ---- PReLU: rows of the last axis, each with its alpha offset ---- */
+
+static int64_t prelu_rows_per_sample(const nn_bcast *g)
+{
+    int64_t r = 1;
+    for (int k = 0; k < g->rank - 1; k++) r *= g->d[k];
+    return r;
+}
+
+/* Offset in alpha of row r (< rows per sample) of a sample. */
+static int64_t prelu_row_alpha(const nn_bcast *g, int64_t r)
+{
+    int64_t off = 0;
+    for (int k = g->rank - 2; k >= 0; k--) {
+        off += r % g->d[k] * g->as[k];
+        r /= g->d[k];
+    }
+    return off;
+}
+
+static void prelu_row(const float *x, float *y, int64_t cols, const float *a,
+                      bool per_col)
+{
+    if (per_col) {
+        for (int64_t j = 0; j < cols; j++)
+            y[j] = x[j] > 0.0f ? x[j] : a[j] * x[j];
+    } else {
+        float s = a[0];
+        for (int64_t j = 0; j < cols; j++)
+            y[j] = x[j] > 0.0f ? x[j] : s * x[j];
+    }
+}
+
+void nn__prelu(const nn_bcast *g, int64_t batch, const float *alpha,
+               const float *x, float *y)
+{
+    int64_t per = prelu_rows_per_sample(g), cols = g->d[g->rank - 1];
+    bool per_col = g->as[g->rank - 1] != 0;
+    int64_t rows = batch * per, n = rows * cols;
+    PAR_ROWS
+    for (int64_t r = 0; r < rows; r++)
+        prelu_row(x + r * cols, y + r * cols, cols,
+                  alpha + prelu_row_alpha(g, r % per), per_col);
+}
+
+static void prelu_dx_row(const float *x, const float *dy, float *dx,
+                         int64_t cols, const float *a, bool per_col,
+                         bool accum)
+{
+    float s = a[0];
+    int64_t st = per_col ? 1 : 0;
+    if (accum)
+        for (int64_t j = 0; j < cols; j++)
+            dx[j] += x[j] > 0.0f ? dy[j] : a[j * st] * dy[j];
+    else if (per_col)
+        for (int64_t j = 0; j < cols; j++)
+            dx[j] = x[j] > 0.0f ? dy[j] : a[j] * dy[j];
+    else
+        for (int64_t j = 0; j < cols; j++)
+            dx[j] = x[j] > 0.0f ? dy[j] : s * dy[j];
+}
+
+static void prelu_dalpha_row(const float *x, const float *dy, int64_t cols,
+                             double *acc, bool per_col)
+{
+    if (per_col) {
+        for (int64_t j = 0; j < cols; j++)
+            acc[j] += x[j] > 0.0f ? 0.0 : (double)x[j] * dy[j];
+        return;
+    }
+    double s = 0.0;
+    for (int64_t j = 0; j < cols; j++)
+        s += x[j] > 0.0f ? 0.0 : (double)x[j] * dy[j];
+    acc[0] += s;
+}
+
+static int64_t bcast_alpha_size(const nn_bcast *g)
+{
+    int64_t n = 1;
+    for (int k = 0; k < g->rank; k++)
+        if (g->as[k]) n *= g->d[k];
+    return n;
+}
+
+/* Alpha's gradient before dx, which may overwrite dy. One thread: the sum
+ * over rows keeps its order whatever the thread count. */
+void nn__prelu_backward(const nn_bcast *g, int64_t batch, const float *alpha,
+                        const float *x, const float *dy, float *dx,
+                        bool accum, float *dalpha, double *acc)
+{
+    int64_t per = prelu_rows_per_sample(g), cols = g->d[g->rank - 1];
+    bool per_col = g->as[g->rank - 1] != 0;
+    int64_t rows = batch * per, n = rows * cols;
+    if (dalpha) {
+        int64_t na = bcast_alpha_size(g);
+        for (int64_t i = 0; i < na; i++) acc[i] = 0.0;
+        for (int64_t r = 0; r < rows; r++)
+            prelu_dalpha_row(x + r * cols, dy + r * cols, cols,
+                             acc + prelu_row_alpha(g, r % per), per_col);
+        for (int64_t i = 0; i < na; i++) dalpha[i] = (float)acc[i];
+    }
+    if (!dx) return;
+    PAR_ROWS
+    for (int64_t r = 0; r < rows; r++)
+        prelu_dx_row(x + r * cols, dy + r * cols, dx + r * cols, cols,
+                     alpha + prelu_row_alpha(g, r % per), per_col, accum);
+}
+
 static void softmax_row(const float *x, float *y, int64_t cols)
 {
     float mx = x[0];
@@ -241,6 +421,9 @@ void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols)
     case NN_ACT_RELU6: nn__relu6(y, y, n); break;
     case NN_ACT_SIGMOID: nn__sigmoid(y, y, n); break;
     case NN_ACT_SOFTMAX: nn__softmax(y, y, rows, cols); break;
+    case NN_ACT_TANH: nn__tanh(y, y, n); break;
+    case NN_ACT_ELU: nn__elu(y, y, n, 1.0f); break;
+    case NN_ACT_LEAKY_RELU: nn__leaky_relu(y, y, n, NN__LEAKY_RELU_SLOPE); break;
     case NN_ACT_NONE:
     default: break;
     }
@@ -255,6 +438,12 @@ void nn__act_backward(nn_activation act, const float *y, float *dy,
     case NN_ACT_RELU6: nn__relu6_backward(y, dy, dy, n, false); break;
     case NN_ACT_SIGMOID: nn__sigmoid_backward(y, dy, dy, n, false); break;
     case NN_ACT_SOFTMAX: nn__softmax_backward(y, dy, dy, rows, cols, false); break;
+    case NN_ACT_TANH: nn__tanh_backward(y, dy, dy, n, false); break;
+    /* alpha 1 > 0: y has the sign of x, so it selects the branch. */
+    case NN_ACT_ELU: nn__elu_backward(y, y, dy, dy, n, 1.0f, false); break;
+    case NN_ACT_LEAKY_RELU:
+        nn__leaky_relu_backward(y, dy, dy, n, NN__LEAKY_RELU_SLOPE, false);
+        break;
     case NN_ACT_NONE:
     default: break;
     }

@@ -140,6 +140,38 @@ void nn__relu6_backward(const float *y, const float *dy, float *dx, int64_t n,
 void nn__sigmoid(const float *x, float *y, int64_t n);
 void nn__sigmoid_backward(const float *y, const float *dy, float *dx,
                           int64_t n, bool accum);
+void nn__tanh(const float *x, float *y, int64_t n);
+void nn__tanh_backward(const float *y, const float *dy, float *dx, int64_t n,
+                       bool accum);
+/* LeakyReLU: x > 0 ? x : alpha * x. Its backward reads the output y (the
+ * sign of y is the sign of x for alpha >= 0, which the callers ensure). */
+void nn__leaky_relu(const float *x, float *y, int64_t n, float alpha);
+void nn__leaky_relu_backward(const float *y, const float *dy, float *dx,
+                             int64_t n, float alpha, bool accum);
+/* ELU: x > 0 ? x : alpha * (exp(x) - 1). Its backward reads the output y
+ * (alpha * exp(x) = y + alpha where x <= 0) and takes the branch from
+ * `pos`: the input x, or y itself when alpha > 0 (the same signs). */
+void nn__elu(const float *x, float *y, int64_t n, float alpha);
+void nn__elu_backward(const float *pos, const float *y, const float *dy,
+                      float *dx, int64_t n, float alpha, bool accum);
+/* PReLU over `batch` samples of shape d[0 .. rank-1] (NHWC order): y =
+ * x > 0 ? x : a * x, a the alpha at the same position with the shared
+ * axes' indices taken as 0. as[k] is alpha's stride on axis k, 0 on a
+ * shared axis. */
+typedef struct nn_bcast {
+    int rank;
+    int64_t d[NN_MAX_RANK];
+    int64_t as[NN_MAX_RANK];
+} nn_bcast;
+void nn__prelu(const nn_bcast *g, int64_t batch, const float *alpha,
+               const float *x, float *y);
+/* dx (NULL: none) = x > 0 ? dy : a * dy; dalpha (NULL: none), alpha's
+ * gradient, = the sum of x * dy where x <= 0 over the batch and the shared
+ * axes, in doubles (acc holds one per alpha) and a fixed order, so the
+ * result does not depend on the thread count. */
+void nn__prelu_backward(const nn_bcast *g, int64_t batch, const float *alpha,
+                        const float *x, const float *dy, float *dx,
+                        bool accum, float *dalpha, double *acc);
 /* Softmax over the last axis of [rows, cols]. */
 void nn__softmax(const float *x, float *y, int64_t rows, int64_t cols);
 void nn__softmax_backward(const float *y, const float *dy, float *dx,
@@ -148,6 +180,8 @@ void nn__softmax_backward(const float *y, const float *dy, float *dx,
  * [rows, cols]. Backward turns dy (grad w.r.t. output y) into the grad
  * w.r.t. the pre-activation, in place. */
 void nn__act_forward(nn_activation act, float *y, int64_t rows, int64_t cols);
+/* NN_ACT_LEAKY_RELU's slope: Keras 3's leaky_relu default (nn.h). */
+#define NN__LEAKY_RELU_SLOPE 0.2f
 void nn__act_backward(nn_activation act, const float *y, float *dy,
                       int64_t rows, int64_t cols);
 /* y[r, :] += b for every row. */

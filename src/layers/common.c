@@ -9,7 +9,8 @@
 bool nn__activation_ok(nn_activation a)
 {
     return a == NN_ACT_NONE || a == NN_ACT_RELU || a == NN_ACT_SIGMOID ||
-           a == NN_ACT_SOFTMAX || a == NN_ACT_RELU6;
+           a == NN_ACT_SOFTMAX || a == NN_ACT_RELU6 || a == NN_ACT_TANH ||
+           a == NN_ACT_ELU || a == NN_ACT_LEAKY_RELU;
 }
 
 bool nn__padding_ok(nn_padding p)

@@ -1,7 +1,8 @@
 /* libnn_mpi under mpirun (scripts/run-mpi-tests.sh runs it with 2 and 3
  * processes): broadcast, bit-identical weights after data-parallel
  * training, equivalence with one process at the global batch size (with
- * and without BatchNorm, under the documented statistics rule), processes
+ * and without BatchNorm, under the documented statistics rule), the
+ * segmentation metrics summed as confusion counts, processes
  * that disagree, rank-0-only files, argument errors.
  *
  * Every case is collective. A check that fails only marks the case
@@ -232,6 +233,104 @@ static void case_equivalence(void)
     nn_tensor_free(y);
 }
 
+/* Input 8x8x2 - Conv2D(1, 3x3, same): one logit per pixel, binary
+ * cross-entropy from logits; the masks mark where the first channel
+ * exceeds 0.6, with a pixel in 8 flipped, so every shard's predictions
+ * are partly wrong, differently. */
+static nn_model *seg_model(uint64_t seed)
+{
+    nn_model *m = nn_model_create(seed);
+    int shape[3] = {8, 8, 2};
+    nn_conv2d_opts conv = NN_CONV2D_OPTS_INIT;
+    conv.padding = NN_PADDING_SAME;
+    nn_loss_opts lo = NN_LOSS_OPTS_INIT;
+    lo.from_logits = 1;
+    nn_layer *x = nn_input(m, 3, shape, NULL);
+    x = nn_conv2d(m, x, 1, 3, 3, &conv);
+    if (!x || nn_model_compile(m, nn_adam(NULL), NN_LOSS_BINARY_CROSSENTROPY,
+                               &lo) != NN_OK) {
+        fprintf(stderr, "rank %d: seg_model: %s\n", rank, nn_last_error());
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+    return m;
+}
+
+static nn_tensor *masks_of(const nn_tensor *x)
+{
+    int64_t n = nn_tensor_dim(x, 0), shape[4] = {n, 8, 8, 1};
+    nn_tensor *y = nn_tensor_create(4, shape);
+    const float *xd = nn_tensor_data_const(x);
+    float *yd = nn_tensor_data(y);
+    for (int64_t p = 0; p < n * 64; p++)
+        yd[p] = (float)((xd[2 * p] > 0.6f) != (p % 8 == 3));
+    return y;
+}
+
+/* With segmentation_metrics, the IoU, mean IoU, Dice and pixel accuracy
+ * of P processes at batch 16 are those of one process at batch 16P on
+ * the same order: the processes sum their confusion counts (a mean of
+ * each process's IoU would differ), and the validation figures agree
+ * everywhere. */
+static void case_segmentation_metrics(void)
+{
+    static const nn_metric metrics[] = {
+        NN_METRIC_IOU, NN_METRIC_MEAN_IOU, NN_METRIC_DICE,
+        NN_METRIC_PIXEL_ACCURACY, NN_METRIC_VAL_IOU,
+        NN_METRIC_VAL_MEAN_IOU};
+    enum { N_METRICS = sizeof metrics / sizeof *metrics, EPOCHS = 2 };
+    nn_tensor *x, *onehot;
+    data(150, &x, &onehot);
+    nn_tensor *y = masks_of(x);
+    nn_model *m = seg_model(21);
+    nn_mpi *s = session(m);
+    nn_fit_opts f = NN_FIT_OPTS_INIT;
+    f.batch_size = 16;
+    f.epochs = EPOCHS;
+    f.segmentation_metrics = 1;
+    f.val_x = x;
+    f.val_y = y;
+    CHECK(nn_mpi_fit_opts(s, &f) == NN_OK);
+    nn_history *h = NULL;
+    CHECK(nn_model_fit(m, x, y, &f, &h) == NN_OK);
+    float got[EPOCHS * N_METRICS];
+    for (int e = 0; e < EPOCHS; e++)
+        for (int k = 0; k < N_METRICS; k++)
+            got[e * N_METRICS + k] = nn_history_get(h, metrics[k], e);
+    CHECK(same_everywhere(got, EPOCHS * N_METRICS));
+    if (rank == 0) {
+        nn_model *ref = seg_model(21);
+        nn_fit_opts r = NN_FIT_OPTS_INIT;
+        r.batch_size = 16 * world;
+        r.epochs = EPOCHS;
+        r.segmentation_metrics = 1;
+        r.val_x = x;
+        r.val_y = y;
+        nn_history *rh = NULL;
+        CHECK(nn_model_fit(ref, x, y, &r, &rh) == NN_OK);
+        float d = 0;
+        for (int e = 0; e < EPOCHS; e++)
+            for (int k = 0; k < N_METRICS; k++) {
+                float want = nn_history_get(rh, metrics[k], e);
+                float e_k = fabsf(got[e * N_METRICS + k] - want);
+                CHECK(want > 0 && want < 1);
+                if (!(e_k <= d)) d = e_k;
+            }
+        printf("  segmentation metrics: %d x 16 against 1 x %d: IoU %.4f "
+               "and %.4f, max difference %.2g\n",
+               world, 16 * world, (double)got[0],
+               (double)nn_history_get(rh, NN_METRIC_IOU, 0), (double)d);
+        CHECK(d <= 1e-6f);
+        nn_history_free(rh);
+        nn_model_free(ref);
+    }
+    nn_history_free(h);
+    nn_mpi_free(s);
+    nn_model_free(m);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(onehot);
+}
+
 /* The single-process picture of the statistics rule: per step, each
  * shard's forward pass from the same state (its own batch statistics),
  * the gradients weighted by shard and summed, the moving statistics of
@@ -458,6 +557,7 @@ int main(int argc, char **argv)
         {"identical", case_identical},
         {"local_statistics", case_local_statistics},
         {"equivalence", case_equivalence},
+        {"segmentation_metrics", case_segmentation_metrics},
         {"batchnorm_rule", case_batchnorm_rule},
         {"disagreement", case_disagreement},
         {"rank0_files", case_rank0_files},

@@ -220,7 +220,7 @@ def test_bad_builder_arguments():
     with pytest.raises(ValueError):
         m.conv2d(x, 4, 3, padding="full")
     with pytest.raises(ValueError):
-        m.conv2d(x, 4, 3, activation="tanh")
+        m.conv2d(x, 4, 3, activation="swish")
     with pytest.raises(ValueError):
         m.conv2d(x, 0, 3)
     with pytest.raises(TypeError):
