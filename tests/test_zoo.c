@@ -889,9 +889,11 @@ static void test_st_alloc_failures(void **state)
 /* torchvision names and layouts                                       */
 /* ------------------------------------------------------------------ */
 
-static void expect_key(nn_layer_kind kind, const char *layer,
-                       const char *param, const char *want,
-                       nn_torch_layout want_layout)
+/* The key `fn` gives a parameter of a layer of that kind and name: want,
+ * in want_layout, or none when want is NULL. */
+static void expect_key_of(nn_torch_key_fn fn, nn_layer_kind kind,
+                          const char *layer, const char *param,
+                          const char *want, nn_torch_layout want_layout)
 {
     nn_layer l;
     nn_param p;
@@ -902,7 +904,7 @@ static void expect_key(nn_layer_kind kind, const char *layer,
     snprintf(p.name, sizeof p.name, "%s", param);
     char key[128];
     nn_torch_layout layout = NN_TORCH_SAME;
-    bool ok = nn__resnet_torch_key(&l, &p, key, sizeof key, &layout);
+    bool ok = fn(&l, &p, key, sizeof key, &layout);
     if (!want) {
         if (ok) fail_msg("%s/%s mapped to '%s'", layer, param, key);
         return;
@@ -910,6 +912,14 @@ static void expect_key(nn_layer_kind kind, const char *layer,
     if (!ok) fail_msg("%s/%s has no key", layer, param);
     assert_string_equal(key, want);
     assert_int_equal(layout, want_layout);
+}
+
+static void expect_key(nn_layer_kind kind, const char *layer,
+                       const char *param, const char *want,
+                       nn_torch_layout want_layout)
+{
+    expect_key_of(nn__resnet_torch_key, kind, layer, param, want,
+                  want_layout);
 }
 
 static void test_torchvision_key_map(void **state)
@@ -1360,23 +1370,8 @@ static void expect_mb_key(nn_layer_kind kind, const char *layer,
                           const char *param, const char *want,
                           nn_torch_layout want_layout)
 {
-    nn_layer l;
-    nn_param p;
-    memset(&l, 0, sizeof l);
-    memset(&p, 0, sizeof p);
-    l.kind = kind;
-    snprintf(l.name, sizeof l.name, "%s", layer);
-    snprintf(p.name, sizeof p.name, "%s", param);
-    char key[128];
-    nn_torch_layout layout = NN_TORCH_SAME;
-    bool ok = nn__mobilenet_v2_torch_key(&l, &p, key, sizeof key, &layout);
-    if (!want) {
-        if (ok) fail_msg("%s/%s mapped to '%s'", layer, param, key);
-        return;
-    }
-    if (!ok) fail_msg("%s/%s has no key", layer, param);
-    assert_string_equal(key, want);
-    assert_int_equal(layout, want_layout);
+    expect_key_of(nn__mobilenet_v2_torch_key, kind, layer, param, want,
+                  want_layout);
 }
 
 static void test_mobilenet_v2_key_map(void **state)
