@@ -17,6 +17,7 @@ typedef struct seg_args {
         *history;
     const char *flavor, *filters;
     int fresh, freeze, classes, epochs, batch, train, val, test, threads;
+    int head;
     float alpha, lr, defect_fraction, pos_weight;
     unsigned long long seed;
     const char *program; /* for messages: "segment_unet" */
@@ -29,8 +30,8 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
                                  const ex_option *extra)
 {
     seg_args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL,
-                  "torchvision", "128,64,32,16", 1, 0, 1, 60, 8, 320, 48, 96,
-                  0, 0.35f, 0.003f, 1.0f, 1.0f, 1, prog->name};
+                  "torchvision", "128,64,32,16", 1, 0, 1, 100, 8, 320, 48, 96,
+                  0, 0, 0.35f, 0.003f, 1.0f, 1.0f, 1, prog->name};
     ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
                   "train on the images and masks of a manifest CSV "
@@ -44,6 +45,9 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
                   "the decoder's filters, deepest first (the tutorial's: "
                   "512,256,128,64)",
                   "128,64,32,16"),
+        EX_INT("head", &a.head, 0, 4096, "N",
+               "N > 0: a full-resolution head of N filters that also sees "
+               "the input; 0: the tutorial's last Conv2DTranspose"),
         EX_INT("fresh", &a.fresh, 0, 1, "0|1",
                "1: new synthetic training images every epoch"),
         EX_INT("freeze-encoder", &a.freeze, 0, 1, "0|1",
@@ -223,6 +227,28 @@ static const char *const seg_skips[5] = {
     "block_6_expand_relu",  /* 16x16 */
     "block_13_expand_relu", /* 8x8 */
     "block_16_project"};    /* 4x4 */
+/* The tutorial's last Conv2DTranspose brings 64x64 features to 128x128
+ * in one step, and nothing at full resolution sees the input again: the
+ * edges of a stain and a scratch one or two pixels wide are then drawn at
+ * half resolution. This head gives that Conv2DTranspose `head` filters
+ * (BatchNorm, ReLU), concatenates the input, and adds a 3x3 convolution
+ * (BatchNorm, ReLU) and a 1x1 one to the classes' logits. */
+static inline void seg_full_res_head(nn_model *m, const seg_args *a)
+{
+    nn_batchnorm_opts bn = NN_BATCHNORM_OPTS_INIT;
+    bn.momentum = 0.9f;
+    nn_layer *x = nn_relu(m, nn_batchnorm(m, nn_model_output(m), &bn), NULL);
+    nn_layer *both[2] = {x, nn_model_input(m)};
+    x = nn_concatenate(m, 2, both, NULL);
+    nn_conv2d_opts c = NN_CONV2D_OPTS_INIT;
+    c.padding = NN_PADDING_SAME;
+    c.use_bias = 0;
+    x = nn_relu(m, nn_batchnorm(m, nn_conv2d(m, x, a->head, 3, 3, &c), &bn),
+                NULL);
+    x = nn_conv2d(m, x, a->classes, 1, 1, NULL);
+    if (!x || nn_model_set_output(m, x) != NN_OK) die("full-resolution head");
+}
+
 static inline nn_model *seg_build(const seg_args *a, nn_model **encoder)
 {
     nn_mobilenet_v2_opts mo = NN_MOBILENET_V2_OPTS_INIT;
@@ -252,9 +278,10 @@ static inline nn_model *seg_build(const seg_args *a, nn_model **encoder)
     int filters[4];
     sscanf(a->filters, "%d,%d,%d,%d", &filters[0], &filters[1], &filters[2],
            &filters[3]); /* checked by parse() */
-    nn_model *m = nn_unet(enc, 5, seg_skips, 4, filters, a->classes,
-                          a->seed + 1, &uo);
+    nn_model *m = nn_unet(enc, 5, seg_skips, 4, filters,
+                          a->head ? a->head : a->classes, a->seed + 1, &uo);
     if (!m) die("U-Net");
+    if (a->head) seg_full_res_head(m, a);
     *encoder = enc;
     return m;
 }
@@ -443,9 +470,11 @@ static inline double seg_evaluate(nn_model *m, const seg_args *a,
         die("evaluate");
     double iou = nn_confusion_iou(cm, 1);
     printf("Test (%lld held-out images): loss %.4f - IoU of the defect "
-           "class %.4f - mean IoU %.4f - pixel accuracy %.4f\n",
+           "class %.4f - mean IoU %.4f - pixel accuracy %.4f - defect "
+           "precision %.4f, recall %.4f\n",
            (long long)nn_tensor_dim(te->x, 0), loss, iou,
-           nn_confusion_mean_iou(cm, 0), nn_confusion_pixel_accuracy(cm));
+           nn_confusion_mean_iou(cm, 0), nn_confusion_pixel_accuracy(cm),
+           nn_confusion_precision(cm, 1), nn_confusion_recall(cm, 1));
     nn_confusion_free(cm);
     return iou;
 }

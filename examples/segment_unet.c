@@ -17,6 +17,7 @@
  *   segment_unet [--manifest FILE] [--weights FILE] [--freeze-encoder 0|1]
  *                [--classes N] [--loss bce|iou|bce+iou] [--alpha A]
  *                [--flavor keras|torchvision] [--filters F1,F2,F3,F4]
+ *                [--head N]
  *                [--epochs N] [--batch-size N] [--lr LR] [--seed S]
  *                [--train N] [--val N] [--test N] [--fresh 0|1]
  *                [--defect-fraction F] [--pos-weight W] [--threads N]
@@ -33,8 +34,8 @@ static const ex_program PROGRAM = {
     "evaluated by the IoU of the defect class on held-out images. Data: the\n"
     "synthetic surface defects made in memory, or --manifest. Without\n"
     "--weights the encoder trains from scratch; the defaults (alpha 0.35, a\n"
-    "narrower decoder, 60 epochs of 320 new images) take a few minutes on\n"
-    "two cores.\n"
+    "narrower decoder, 100 epochs of 320 new images) take a few minutes\n"
+    "on two cores.\n"
     "Figures and recipes: docs/segmentation.md.\n"};
 
 int main(int argc, char **argv)

@@ -39,7 +39,7 @@ def _resnet_script():
     return mod
 
 
-_writer = _resnet_script()
+_writer = _resnet_script()  # its writer and BatchNorm randomisation
 write_safetensors = _writer.write_safetensors
 have_torchvision = _writer.have_torchvision
 
@@ -137,28 +137,12 @@ def mobilenet_v2(num_classes=1000, width_mult=1.0, use_torchvision=None):
 def random_mobilenet_v2(seed, num_classes=1000, width_mult=1.0,
                         randomize_bn=False, calibrate_batches=0, size=96,
                         use_torchvision=None):
-    """Seeded random weights. randomize_bn draws BatchNorm's gamma and beta;
-    calibrate_batches > 0 then sets the running statistics to the real
-    statistics of that many random batches of size x size images, so in
-    eval mode the statistics matter and activations keep a sane scale."""
+    """Seeded random weights, BatchNorm as the ResNet exporter's
+    randomize_batchnorm makes it (calibrated on size x size images)."""
     torch.manual_seed(seed)
     model = mobilenet_v2(num_classes, width_mult, use_torchvision)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        if randomize_bn:
-            for m in bns:
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.2)
-        if calibrate_batches:
-            for m in bns:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the batches
-            model.train()
-            for _ in range(calibrate_batches):
-                model(torch.randn(4, 3, size, size))
-            for m in bns:
-                m.momentum = 0.1
-    return model.eval()
+    return _writer.randomize_batchnorm(model, randomize_bn,
+                                       calibrate_batches, size)
 
 
 def pretrained_mobilenet_v2(weights):

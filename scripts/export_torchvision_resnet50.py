@@ -125,14 +125,12 @@ def resnet50(num_classes=1000, use_torchvision=None):
     return ResNet50(num_classes)
 
 
-def random_resnet50(seed, num_classes=1000, randomize_bn=False,
-                    calibrate_batches=0, use_torchvision=None):
-    """Seeded random weights. randomize_bn draws BatchNorm's gamma and beta;
-    calibrate_batches > 0 then sets the running statistics to the real
-    statistics of that many random batches, so in eval mode the statistics
-    matter and activations keep a sane scale through all 16 blocks."""
-    torch.manual_seed(seed)
-    model = resnet50(num_classes, use_torchvision)
+def randomize_batchnorm(model, randomize_bn, calibrate_batches, size):
+    """randomize_bn draws BatchNorm's gamma and beta; calibrate_batches > 0
+    then sets the running statistics to the real statistics of that many
+    random batches of size x size images, so in eval mode the statistics
+    matter and activations keep a sane scale through every block. Returns
+    the model in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         if randomize_bn:
@@ -145,10 +143,18 @@ def random_resnet50(seed, num_classes=1000, randomize_bn=False,
                 m.momentum = None  # cumulative average over the batches
             model.train()
             for _ in range(calibrate_batches):
-                model(torch.randn(4, 3, 224, 224))
+                model(torch.randn(4, 3, size, size))
             for m in bns:
                 m.momentum = 0.1
     return model.eval()
+
+
+def random_resnet50(seed, num_classes=1000, randomize_bn=False,
+                    calibrate_batches=0, use_torchvision=None):
+    """Seeded random weights, BatchNorm as randomize_batchnorm makes it."""
+    torch.manual_seed(seed)
+    model = resnet50(num_classes, use_torchvision)
+    return randomize_batchnorm(model, randomize_bn, calibrate_batches, 224)
 
 
 def pretrained_resnet50(weights):

@@ -342,6 +342,11 @@ typedef struct nn_fuse {
     int residual;           /* the fused Add's other input, or -1 */
     bool relu;
     bool relu6;
+    /* A ZeroPadding2D whose zeros the layer adds itself, reading that
+     * layer's input (nn_fwd.pad); -1: none. pad: its top, bottom, left,
+     * right. */
+    int pad_of;
+    int pad[4];
 } nn_fuse;
 
 /* Arguments of a forward pass of one layer over a batch. */
@@ -357,6 +362,10 @@ typedef struct nn_fwd {
      * NULL; residual is the fused Add's other input. */
     const nn_fuse *fuse;
     const float *residual;
+    /* Inference only: zeros around in[0] (top, bottom, left, right) that
+     * the layer adds itself: in[0] is then a folded ZeroPadding2D's input
+     * and l->inputs[0]'s shape is in[0]'s padded. NULL: none. */
+    const int *pad;
 } nn_fwd;
 
 /* Arguments of a backward pass. dout may be overwritten by the layer. */
@@ -416,6 +425,13 @@ typedef struct nn_layer_ops {
      * layer built on its input. NULL: the layer works position by
      * position, or merges its inputs (the largest of their fields). */
     void (*receptive)(const nn_layer *l, nn_receptive *r);
+    /* Fills pad (top, bottom, left, right) and returns true when the layer
+     * only surrounds its input with zeros (ZeroPadding2D). NULL: never. */
+    bool (*zero_pad)(const nn_layer *l, int pad[4]);
+    /* Whether the layer's forward can add the zeros pad around its input
+     * itself (nn_fwd.pad) within the scratch scratch_floats gives for
+     * its padded input. NULL: never. */
+    bool (*reads_padded)(const nn_layer *l, const int pad[4]);
 } nn_layer_ops;
 
 /* The ops of every kind, indexed by kind (src/layers/registry.c, made
@@ -619,9 +635,10 @@ struct nn_context {
     float **shared;
     int n_shared;
     bool *in_shared;
-    /* fuse[i].tail >= 0 for a convolution that computes its successors;
-     * fused_into[i] is that convolution's index for a skipped successor,
-     * else -1. NULL when nothing is fused. */
+    /* fuse[i].tail >= 0 for a convolution that computes its successors,
+     * fuse[i].pad_of >= 0 for one that adds a ZeroPadding2D's zeros;
+     * fused_into[i] is that convolution's index for a skipped successor
+     * or ZeroPadding2D, else -1. NULL when nothing is fused. */
     nn_fuse *fuse;
     int *fused_into;
     /* The classify calls (src/io/infer.c): the model input they build from
@@ -640,6 +657,8 @@ struct nn_context {
 nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training);
 /* Testing and benchmarks: no fusion in contexts planned from now on. */
 void nn__fusion_disable(bool off);
+/* Testing: fusion without the folding of ZeroPadding2D layers. */
+void nn__pad_fold_disable(bool off);
 /* BatchNormalization in inference mode as y = x * scale + shift per
  * channel (moving statistics). */
 void nn__bn_fold(const nn_layer *bn, float *scale, float *shift);

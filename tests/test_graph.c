@@ -761,6 +761,89 @@ static void test_seg_fusion(void **state)
     nn_model_free(f.m);
 }
 
+/* ZeroPadding2D folded into the depthwise convolution that reads it:
+ * asymmetric (Keras' correct_pad, bottom and right only) before a
+ * stride-2 DepthwiseConv2D -> BN -> ReLU6 reading the model's input,
+ * symmetric and wider than the window before a stride-1 one with
+ * depth_multiplier 2; not folded before a Conv2D (3x3 or pointwise), nor
+ * when the padding has two readers. The predictions are those of the
+ * same fused plan without the folding, bit for bit. */
+typedef struct pad_net {
+    nn_model *m;
+    nn_layer *pad[5], *reader[5];
+} pad_net;
+
+static pad_net pad_graph(void)
+{
+    pad_net f = {.m = nn_model_create(10)};
+    nn_model *m = f.m;
+    nn_depthwise_conv2d_opts dwo = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.stride_h = dwo.stride_w = 2;
+    nn_layer *x = image_input(m, 10, 10, 6);
+    f.pad[0] = nn_zeropad2d(m, x, 0, 1, 0, 1, NULL);
+    f.reader[0] = nn_depthwise_conv2d(m, f.pad[0], 3, 3, &dwo);
+    nn_layer *r = nn_relu6(m, bn_wide(m, f.reader[0]), NULL); /* 5x5 */
+    dwo.stride_h = dwo.stride_w = 1;
+    dwo.depth_multiplier = 2;
+    /* Wider than the window: the border windows read only zeros. */
+    f.pad[1] = nn_zeropad2d(m, r, 3, 3, 3, 3, NULL);
+    f.reader[1] = nn_depthwise_conv2d(m, f.pad[1], 3, 3, &dwo); /* 9x9x12 */
+    f.pad[2] = nn_zeropad2d(m, f.reader[1], 2, 0, 1, 1, NULL);
+    f.reader[2] = nn_conv2d(m, f.pad[2], 6, 3, 3, NULL); /* 9x9x6 */
+    /* Two readers: the DepthwiseConv2D and the Add. */
+    dwo.depth_multiplier = 1;
+    f.pad[3] = nn_zeropad2d(m, f.reader[2], 1, 1, 1, 1, NULL);
+    nn_layer *dw = nn_depthwise_conv2d(m, f.pad[3], 3, 3, &dwo); /* 9x9 */
+    f.reader[3] = nn_zeropad2d(m, dw, 1, 1, 1, 1, NULL);
+    nn_layer *in[2] = {f.pad[3], f.reader[3]};
+    nn_layer *sum = nn_add(m, 2, in, NULL); /* 11x11x6 */
+    f.pad[4] = nn_zeropad2d(m, sum, 1, 0, 0, 1, NULL);
+    f.reader[4] = nn_conv2d(m, f.pad[4], 4, 1, 1, NULL);
+    nn_dense(m, nn_global_avgpool2d(m, f.reader[4], NULL), 4, NULL);
+    randomize(&f.reader[0]->params[1], -0.2, 0.2); /* the biases */
+    randomize(&f.reader[1]->params[1], -0.2, 0.2);
+    return f;
+}
+
+static void test_pad_fold(void **state)
+{
+    (void)state;
+    pad_net f = pad_graph();
+    nn_tensor *x = tensor4(3, 10, 10, 6);
+    gc_fill(x->data, x->size, 2.0);
+    for (int64_t i = 0; i < x->size; i += 3) x->data[i] = 0.0f;
+    int64_t s[2] = {3, 4};
+    nn_tensor *fused = nn_tensor_create(2, s), *plain = nn_tensor_create(2, s);
+    expect_fusion_exact(f.m, x, fused);
+    nn__pad_fold_disable(true);
+    predict_ctx(f.m, x, plain, true);
+    nn__pad_fold_disable(false);
+    assert_memory_equal(plain->data, fused->data,
+                        (size_t)fused->size * sizeof(float));
+    const nn_context *c = f.m->infer_ctx;
+    for (int i = 0; i < 2; i++) {
+        const nn_layer *p = f.pad[i], *r = f.reader[i];
+        assert_int_equal(c->fused_into[p->index], r->index);
+        assert_int_equal(c->fuse[r->index].pad_of, p->index);
+        assert_null(c->act[p->index]); /* no buffer */
+    }
+    assert_int_equal(c->fuse[f.reader[0]->index].pad[1], 1); /* bottom */
+    assert_int_equal(c->fuse[f.reader[0]->index].pad[0], 0);
+    assert_true(c->fuse[f.reader[0]->index].relu6); /* and its chain */
+    for (int i = 2; i < 5; i++) {
+        assert_int_equal(c->fused_into[f.pad[i]->index], -1);
+        assert_non_null(c->act[f.pad[i]->index]);
+    }
+    /* The padding after the DepthwiseConv2D: read by the Add, not folded. */
+    assert_int_equal(c->fused_into[f.reader[3]->index], -1);
+    assert_int_equal(c->fuse[f.reader[4]->index].pad_of, -1);
+    assert_int_equal(c->fuse[f.reader[2]->index].pad_of, -1);
+    nn_tensor_free(x);
+    nn_tensor_free(fused);
+    nn_tensor_free(plain);
+    nn_model_free(f.m);
+}
+
 /* A frozen backbone and a trainable head. */
 typedef struct frozen_net {
     nn_model *m;
@@ -851,6 +934,70 @@ static void test_frozen_prefix_plan(void **state)
     nn_tensor_free(dx);
     nn_model_free(lean.m);
     nn_model_free(full.m);
+}
+
+/* A frozen ZeroPadding2D -> DepthwiseConv2D -> BN -> ReLU6 in front of a
+ * learning head: a lean training plan folds the padding (no gradient
+ * reaches it) and takes the steps a full plan takes; once the depthwise
+ * convolution learns, the padding is a layer of its own again. */
+static nn_model *pad_frozen_graph(nn_layer **pad, nn_layer **dw)
+{
+    nn_model *m = nn_model_create(12);
+    nn_layer *x = image_input(m, 8, 8, 3);
+    *pad = nn_zeropad2d(m, x, 0, 1, 0, 1, NULL);
+    nn_depthwise_conv2d_opts dwo = NN_DEPTHWISE_CONV2D_OPTS_INIT;
+    dwo.stride_h = dwo.stride_w = 2;
+    *dw = nn_depthwise_conv2d(m, *pad, 3, 3, &dwo);
+    nn_layer *r = nn_relu6(m, bn_random(m, *dw), NULL);
+    for (int i = 1; i <= r->index; i++)
+        assert_int_equal(nn_layer_set_trainable(m->layers[i], 0), NN_OK);
+    nn_dense_opts d = NN_DENSE_OPTS_INIT;
+    d.activation = NN_ACT_SOFTMAX;
+    nn_layer *h = nn_conv2d(m, r, 5, 3, 3, NULL);
+    nn_dense(m, nn_flatten(m, h, NULL), 4, &d);
+    assert_int_equal(nn_model_compile(m, nn_sgd(NULL),
+                                      NN_LOSS_CATEGORICAL_CROSSENTROPY, NULL),
+                     NN_OK);
+    return m;
+}
+
+static void test_frozen_pad_fold(void **state)
+{
+    (void)state;
+    nn_layer *pad, *dw, *pad_f, *dw_f;
+    nn_model *lean = pad_frozen_graph(&pad, &dw);
+    nn_model *full = pad_frozen_graph(&pad_f, &dw_f);
+    copy_weights(full, lean);
+    nn_tensor *x = tensor4(5, 8, 8, 3), *y = one_hot(5, 4);
+    nn_tensor *dx = tensor4(5, 8, 8, 3);
+    gc_fill(x->data, x->size, 2.0);
+    float loss, loss_f;
+    for (int step = 0; step < 2; step++) {
+        assert_int_equal(nn_model_train_batch(lean, x, y, &loss, NULL), NN_OK);
+        assert_int_equal(nn_model_backward(full, x, y, 1, &loss_f, dx), NN_OK);
+        assert_int_equal(nn_model_apply_gradients(full), NN_OK);
+        assert_true(fabsf(loss - loss_f) <= 1e-5f * (1 + fabsf(loss_f)));
+    }
+    assert_true(lean->ctx->lean);
+    assert_int_equal(lean->ctx->fused_into[pad->index], dw->index);
+    assert_int_equal(full->ctx->fused_into[pad_f->index], -1);
+    for (int i = 0; i < lean->n_layers; i++)
+        for (int j = 0; j < lean->layers[i]->n_params; j++) {
+            const nn_tensor *a = &lean->layers[i]->params[j].value;
+            const nn_tensor *b = &full->layers[i]->params[j].value;
+            for (int64_t e = 0; e < a->size; e++)
+                assert_true(fabsf(a->data[e] - b->data[e]) <=
+                            1e-5f * (1 + fabsf(b->data[e])));
+        }
+    assert_int_equal(nn_layer_set_trainable(dw, 1), NN_OK);
+    assert_int_equal(nn_model_train_batch(lean, x, y, &loss, NULL), NN_OK);
+    assert_int_equal(lean->ctx->fused_into[pad->index], -1);
+    assert_non_null(lean->ctx->act[pad->index]);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(dx);
+    nn_model_free(lean);
+    nn_model_free(full);
 }
 
 /* Conv -> BN followed by the activation layers that do not fuse (PReLU,
@@ -1736,6 +1883,8 @@ int main(void)
         cmocka_unit_test(test_inference_is_read_only),
         cmocka_unit_test(test_inference_fusion),
         cmocka_unit_test(test_seg_fusion),
+        cmocka_unit_test(test_pad_fold),
+        cmocka_unit_test(test_frozen_pad_fold),
         cmocka_unit_test(test_frozen_prefix_plan),
         cmocka_unit_test(test_activation_layers_fusion),
         cmocka_unit_test(test_random_graph_plans),

@@ -889,9 +889,11 @@ static void test_st_alloc_failures(void **state)
 /* torchvision names and layouts                                       */
 /* ------------------------------------------------------------------ */
 
-static void expect_key(nn_layer_kind kind, const char *layer,
-                       const char *param, const char *want,
-                       nn_torch_layout want_layout)
+/* The key `fn` gives a parameter of a layer of that kind and name: want,
+ * in want_layout, or none when want is NULL. */
+static void expect_key_of(nn_torch_key_fn fn, nn_layer_kind kind,
+                          const char *layer, const char *param,
+                          const char *want, nn_torch_layout want_layout)
 {
     nn_layer l;
     nn_param p;
@@ -902,7 +904,7 @@ static void expect_key(nn_layer_kind kind, const char *layer,
     snprintf(p.name, sizeof p.name, "%s", param);
     char key[128];
     nn_torch_layout layout = NN_TORCH_SAME;
-    bool ok = nn__resnet_torch_key(&l, &p, key, sizeof key, &layout);
+    bool ok = fn(&l, &p, key, sizeof key, &layout);
     if (!want) {
         if (ok) fail_msg("%s/%s mapped to '%s'", layer, param, key);
         return;
@@ -910,6 +912,14 @@ static void expect_key(nn_layer_kind kind, const char *layer,
     if (!ok) fail_msg("%s/%s has no key", layer, param);
     assert_string_equal(key, want);
     assert_int_equal(layout, want_layout);
+}
+
+static void expect_key(nn_layer_kind kind, const char *layer,
+                       const char *param, const char *want,
+                       nn_torch_layout want_layout)
+{
+    expect_key_of(nn__resnet_torch_key, kind, layer, param, want,
+                  want_layout);
 }
 
 static void test_torchvision_key_map(void **state)
@@ -1179,6 +1189,68 @@ static void test_mobilenet_v2_keras_counts(void **state)
     nn_model_free(m);
 }
 
+/* MobileNetV2 predicts the same bits with its ZeroPadding2D layers folded
+ * into the stride-2 depthwise convolutions that read them as without:
+ * Keras' correct_pad (bottom/right on an even feature map, a row on each
+ * side on an odd one) and torchvision's row on each side (whose
+ * Conv1_pad, read by a Conv2D, stays). */
+static void test_mobilenet_v2_pad_fold(void **state)
+{
+    (void)state;
+    const struct {
+        int size;
+        nn_mobilenet_flavor flavor;
+        int odd_maps; /* of the folded paddings' inputs */
+    } cases[] = {{64, NN_MOBILENET_KERAS, 0},
+                 {67, NN_MOBILENET_KERAS, 3}, /* 34, 17, 9, 5 */
+                 {64, NN_MOBILENET_TORCHVISION, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int hw = cases[k].size;
+        bool torch = cases[k].flavor == NN_MOBILENET_TORCHVISION;
+        nn_model *m = mobilenet(hw, cases[k].flavor, 0, 0.35);
+        int64_t xs[4] = {2, hw, hw, 3};
+        nn_tensor *x = nn_tensor_create(4, xs);
+        for (int64_t i = 0; i < x->size; i++)
+            x->data[i] = (float)((i * 7919 % 2001) - 1000) / 500.0f;
+        const nn_shape *o = &nn_model_output(m)->out;
+        int64_t ys[4] = {2, o->d[0], o->d[1], o->d[2]};
+        nn_tensor *y = nn_tensor_create(4, ys), *plain = nn_tensor_create(4, ys);
+        nn__pad_fold_disable(true);
+        nn_context *c = nn_context_create(m);
+        assert_int_equal(nn_context_predict(c, x, plain, 2), NN_OK);
+        nn_context_free(c);
+        nn__pad_fold_disable(false);
+        c = nn_context_create(m);
+        assert_int_equal(nn_context_predict(c, x, y, 2), NN_OK);
+        assert_memory_equal(y->data, plain->data,
+                            (size_t)y->size * sizeof(float));
+        int pads = 0, odds = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            const nn_layer *l = m->layers[i];
+            if (l->kind != NN_KIND_ZEROPAD2D) continue;
+            int r = c->fused_into[i];
+            if (torch && !strcmp(l->name, "Conv1_pad")) {
+                assert_int_equal(r, -1);
+                continue;
+            }
+            pads++;
+            assert_true(r >= 0);
+            assert_int_equal(m->layers[r]->kind, NN_KIND_DEPTHWISE_CONV2D);
+            int odd = l->inputs[0]->out.d[0] % 2;
+            assert_int_equal(c->fuse[r].pad[1], 1); /* bottom */
+            assert_int_equal(c->fuse[r].pad[0], torch ? 1 : odd); /* top */
+            odds += odd;
+        }
+        assert_int_equal(pads, 4); /* blocks 1, 3, 6 and 13 */
+        assert_int_equal(odds, cases[k].odd_maps);
+        nn_context_free(c);
+        nn_tensor_free(x);
+        nn_tensor_free(y);
+        nn_tensor_free(plain);
+        nn_model_free(m);
+    }
+}
+
 /* correct_pad on odd sizes pads one row on each side, as SAME does. */
 static void test_mobilenet_v2_odd_sizes_and_alpha(void **state)
 {
@@ -1298,23 +1370,8 @@ static void expect_mb_key(nn_layer_kind kind, const char *layer,
                           const char *param, const char *want,
                           nn_torch_layout want_layout)
 {
-    nn_layer l;
-    nn_param p;
-    memset(&l, 0, sizeof l);
-    memset(&p, 0, sizeof p);
-    l.kind = kind;
-    snprintf(l.name, sizeof l.name, "%s", layer);
-    snprintf(p.name, sizeof p.name, "%s", param);
-    char key[128];
-    nn_torch_layout layout = NN_TORCH_SAME;
-    bool ok = nn__mobilenet_v2_torch_key(&l, &p, key, sizeof key, &layout);
-    if (!want) {
-        if (ok) fail_msg("%s/%s mapped to '%s'", layer, param, key);
-        return;
-    }
-    if (!ok) fail_msg("%s/%s has no key", layer, param);
-    assert_string_equal(key, want);
-    assert_int_equal(layout, want_layout);
+    expect_key_of(nn__mobilenet_v2_torch_key, kind, layer, param, want,
+                  want_layout);
 }
 
 static void test_mobilenet_v2_key_map(void **state)
@@ -1614,6 +1671,7 @@ int main(void)
         cmocka_unit_test(test_preprocess_input),
         cmocka_unit_test(test_mobilenet_v2_keras_counts),
         cmocka_unit_test(test_mobilenet_v2_odd_sizes_and_alpha),
+        cmocka_unit_test(test_mobilenet_v2_pad_fold),
         cmocka_unit_test(test_mobilenet_v2_torchvision),
         cmocka_unit_test(test_mobilenet_v2_errors),
         cmocka_unit_test(test_mobilenet_v2_key_map),

@@ -115,6 +115,20 @@ static int chain_of(const nn_context *c, int i)
     return c->fuse[i].tail >= 0 ? i : -1;
 }
 
+/* Whether layer i is a ZeroPadding2D folded into its reader: it has no
+ * output, and its reader reads its input instead. */
+static bool folded_pad(const nn_context *c, int i)
+{
+    return c->fuse && c->fused_into[i] >= 0 &&
+           c->fuse[c->fused_into[i]].pad_of == i;
+}
+
+/* The layer whose output a reader of layer i reads. */
+static int source_of(const nn_context *c, int i)
+{
+    return folded_pad(c, i) ? c->model->layers[i]->inputs[0]->index : i;
+}
+
 /* Inference needs a layer's output only until its last reader has run,
  * so activations in shared buffers share a few buffers ("slots"): each layer takes a
  * free slot (growing it if needed) and frees its inputs' slots after its
@@ -134,17 +148,18 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
     for (int i = 0; i < n; i++) last_use[i] = i;
     for (int j = 0; j < n; j++)
         for (int k = 0; k < m->layers[j]->n_inputs; k++) {
-            int in = m->layers[j]->inputs[k]->index, until = c->in_shared[j] ? j : n;
+            int in = source_of(c, m->layers[j]->inputs[k]->index);
+            int until = c->in_shared[j] ? j : n;
             if (until > last_use[in]) last_use[in] = until;
         }
     last_use[m->output->index] = n;
     for (int k = 0; k < m->output->n_inputs; k++)
-        last_use[m->output->inputs[k]->index] = n;
+        last_use[source_of(c, m->output->inputs[k]->index)] = n;
     for (int i = 0; i < n; i++) {
         const nn_layer *l = m->layers[i];
         slot[i] = -1;
         if (grown) grown[i] = total;
-        if (!c->in_shared[i]) continue;
+        if (!c->in_shared[i] || folded_pad(c, i)) continue;
         int ch = chain_of(c, i);
         if (ch >= 0 && ch != i) {
             slot[i] = slot[ch]; /* written by the head */
@@ -161,7 +176,7 @@ static int assign_slots(const nn_context *c, int64_t cap, int *slot,
         }
         if (grown) grown[i] = total;
         for (int k = 0; k < l->n_inputs; k++) {
-            int in = l->inputs[k]->index;
+            int in = source_of(c, l->inputs[k]->index);
             bool same_chain = ch >= 0 && chain_of(c, in) == ch;
             if (last_use[in] == i && slot[in] >= 0 && !same_chain)
                 busy[slot[in]] = false;
@@ -374,8 +389,10 @@ nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
         }
         if (c->fused_into && c->fused_into[i] >= 0) continue; /* done */
         const float *in[NN_LAYER_MAX_INPUTS];
-        for (int j = 0; j < l->n_inputs; j++) in[j] = c->act[l->inputs[j]->index];
+        for (int j = 0; j < l->n_inputs; j++)
+            in[j] = c->act[source_of(c, l->inputs[j]->index)];
         const nn_fuse *f = c->fuse && c->fuse[i].tail >= 0 ? &c->fuse[i] : NULL;
+        bool pad = c->fuse && c->fuse[i].pad_of >= 0;
         nn_fwd a = {
             .batch = batch,
             .training = training,
@@ -386,6 +403,7 @@ nn_status nn__forward(nn_context *c, const float *x, int batch, bool training,
             .rng_key = mix(rng_key, (uint64_t)i),
             .fuse = f,
             .residual = f && f->residual >= 0 ? c->act[f->residual] : NULL,
+            .pad = pad ? c->fuse[i].pad : NULL,
         };
         NN_TRY(l->ops->forward(l, &a));
     }

@@ -12,12 +12,27 @@
  * plan, a frozen backbone in a training plan (whose BatchNormalization
  * layers, frozen, run in inference mode). Only a layer that nothing else
  * reads, that is not the model's output, is fused away: its output never
- * exists. */
+ * exists.
+ *
+ * A ZeroPadding2D whose sole reader can add the zeros itself
+ * (nn_layer_ops.reads_padded: DepthwiseConv2D, whose kernel treats what
+ * lies outside its input as zeros) is folded into it: the convolution
+ * reads the padding's input with the pads added to its geometry, the same
+ * products in the same order, and the padded copy (MobileNetV2's, before
+ * each stride-2 depthwise convolution) never exists. Conv2D declines: its
+ * im2col of a padded window clips every row, and on MobileNetV2's Conv1
+ * (3 channels) that cost more than the copy it saved. */
 #include "nn_internal.h"
+
+#include <string.h>
 
 static bool fusion_off; /* nn__fusion_disable */
 
+static bool pad_fold_off; /* nn__pad_fold_disable */
+
 void nn__fusion_disable(bool off) { fusion_off = off; }
+
+void nn__pad_fold_disable(bool off) { pad_fold_off = off; }
 
 /* reader[i]: the layer reading layer i's output when exactly one reads
  * it, once, and i is not the model's output; else NULL. One pass over the
@@ -86,6 +101,26 @@ static int chain(nn_layer *const *reader, nn_layer *head, const bool *needs,
     return n;
 }
 
+/* Folds each ZeroPadding2D into its sole reader when that can add the
+ * zeros itself. */
+static void fold_pads(nn_context *c, nn_layer *const *reader, const bool *needs)
+{
+    const nn_model *m = c->model;
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = m->layers[i];
+        int pad[4];
+        if (needs[i] || !l->ops->zero_pad || !l->ops->zero_pad(l, pad))
+            continue;
+        nn_layer *r = fusable_reader(reader, l, needs);
+        if (!r || r->inputs[0] != l || !r->ops->reads_padded ||
+            !r->ops->reads_padded(r, pad))
+            continue;
+        c->fuse[r->index].pad_of = i;
+        memcpy(c->fuse[r->index].pad, pad, sizeof pad);
+        c->fused_into[i] = r->index;
+    }
+}
+
 nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
 {
     const nn_model *m = c->model;
@@ -102,7 +137,7 @@ nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
     }
     sole_readers(m, reader, reads);
     for (int i = 0; i < n; i++) {
-        c->fuse[i] = (nn_fuse){.tail = -1, .residual = -1};
+        c->fuse[i] = (nn_fuse){.tail = -1, .residual = -1, .pad_of = -1};
         c->fused_into[i] = -1;
     }
     for (int i = 0; i < n; i++) {
@@ -111,12 +146,13 @@ nn_status nn__plan_fusion(nn_context *c, const bool *needs, bool training)
          * normalization, which the epilogue cannot do. */
         if (!is_head(l) || l->activation != NN_ACT_NONE || needs[i])
             continue;
-        nn_fuse f = {.tail = -1, .residual = -1};
+        nn_fuse f = {.tail = -1, .residual = -1, .pad_of = -1};
         int count = chain(reader, l, needs, training, &f, members);
         if (!count) continue;
         c->fuse[i] = f;
         for (int j = 0; j < count; j++) c->fused_into[members[j]->index] = i;
     }
+    if (!pad_fold_off) fold_pads(c, reader, needs);
     nn__free(reader);
     nn__free(reads);
     return NN_OK;

@@ -121,6 +121,15 @@ nn_conv_geom nn__window_geom(const nn_window *w, const nn_layer *l, int batch,
     };
 }
 
+void nn__geom_fold_pad(nn_conv_geom *g, const int *pad)
+{
+    if (!pad) return;
+    g->h -= pad[0] + pad[1];
+    g->w -= pad[2] + pad[3];
+    g->pad_top += pad[0];
+    g->pad_left += pad[2];
+}
+
 void nn__window_receptive(const nn_window *w, nn_receptive *r)
 {
     *r = (nn_receptive){false, {w->kh, w->kw}, {w->sh, w->sw}, {1, 1}};

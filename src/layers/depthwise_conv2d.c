@@ -107,6 +107,7 @@ static void dw_fused_forward(const nn_layer *l, const nn_fwd *a,
 static nn_status dw_forward(const nn_layer *l, const nn_fwd *a)
 {
     nn_conv_geom g = dw_geom(l, a->batch);
+    nn__geom_fold_pad(&g, a->pad);
     if (a->fuse) {
         dw_fused_forward(l, a, &g);
         return NN_OK;
@@ -174,6 +175,15 @@ static void dw_receptive(const nn_layer *l, nn_receptive *r)
     nn__window_receptive(&c.win, r);
 }
 
+/* The kernel reads only inside its input; a forward's scratch is two
+ * floats per channel, whatever the input. */
+static bool dw_reads_padded(const nn_layer *l, const int pad[4])
+{
+    (void)l;
+    (void)pad;
+    return true;
+}
+
 const nn_layer_ops nn__depthwise_conv2d_ops = {
     .type_name = "DepthwiseConv2D",
     .stem = "depthwise_conv2d",
@@ -187,6 +197,7 @@ const nn_layer_ops nn__depthwise_conv2d_ops = {
     .save_config = dw_save,
     .load_config = dw_load,
     .receptive = dw_receptive,
+    .reads_padded = dw_reads_padded,
 };
 
 nn_layer *nn_depthwise_conv2d(nn_model *m, nn_layer *input, int kh, int kw,

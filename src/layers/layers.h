@@ -135,6 +135,11 @@ nn_status nn__window_build(const nn_layer *l, nn_window *w, int *oh,
  * channels, over a batch. */
 nn_conv_geom nn__window_geom(const nn_window *w, const nn_layer *l, int batch,
                              int f);
+/* g, made for a padded input, over that input without its zeros pad (top,
+ * bottom, left, right; nn_fwd.pad) instead: the kernels treat what lies
+ * outside the input as zeros, so only the leading pads need saying.
+ * pad NULL: g unchanged. */
+void nn__geom_fold_pad(nn_conv_geom *g, const int *pad);
 void nn__window_receptive(const nn_window *w, nn_receptive *r);
 /* Writes the window's kh, kw, sh, sw, padding; reads them back. */
 void nn__window_save(nn_cfg_writer *wr, const nn_window *w);

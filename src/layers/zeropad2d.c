@@ -93,6 +93,16 @@ static nn_status pad_load(nn_layer *l, const uint8_t *buf, size_t len)
     return pad_check(&p, NN_ERR_FORMAT, "ZeroPadding2D config");
 }
 
+static bool pad_zero_pad(const nn_layer *l, int pad[4])
+{
+    pad_cfg p = cfg_of(l);
+    pad[0] = p.top;
+    pad[1] = p.bottom;
+    pad[2] = p.left;
+    pad[3] = p.right;
+    return true;
+}
+
 const nn_layer_ops nn__zeropad2d_ops = {
     .type_name = "ZeroPadding2D",
     .stem = "zero_padding2d",
@@ -101,6 +111,7 @@ const nn_layer_ops nn__zeropad2d_ops = {
     .backward = pad_backward,
     .save_config = pad_save,
     .load_config = pad_load,
+    .zero_pad = pad_zero_pad,
 };
 
 nn_layer *nn_zeropad2d(nn_model *m, nn_layer *input, int top, int bottom,

@@ -2,6 +2,9 @@
 the single-layer libnn harness. Imported by the test modules (pytest puts
 this directory on sys.path)."""
 
+import importlib.util
+import os
+
 import numpy as np
 
 import libnn
@@ -122,3 +125,15 @@ def single_layer(build, x, weights=(), seed=1, y=None, rng=None):
     grads = [None if g is None else g.copy() for g in layer.grads]
     return dict(out=out, y=y, loss=loss, dx=dx, grads=grads, model=m,
                 layer=layer)
+
+
+def load_script(name):
+    """A script of scripts/ (e.g. "export_torchvision_resnet50.py") as a
+    module, for the tests that use its model definitions and writer."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
+                                        ".."))
+    spec = importlib.util.spec_from_file_location(
+        os.path.splitext(name)[0], os.path.join(root, "scripts", name))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

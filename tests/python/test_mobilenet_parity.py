@@ -16,8 +16,6 @@ pooling ("out_relu") is compared too, so a spatial shift (a padding
 placed on the wrong side) cannot hide in the average.
 """
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -26,25 +24,16 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch (Debian package python3-torch) is not installed")
 
 import libnn  # noqa: E402
+from nnref import load_script  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOL = 1e-4
 SIZE = 96
-
-
-def load_script():
-    path = os.path.join(ROOT, "scripts", "export_torchvision_mobilenet_v2.py")
-    spec = importlib.util.spec_from_file_location("export_mobilenet_v2",
-                                                  path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """(torch model in float64, path of its safetensors export)."""
-    script = load_script()
+    script = load_script("export_torchvision_mobilenet_v2.py")
     model = script.random_mobilenet_v2(seed=1234, randomize_bn=True,
                                        calibrate_batches=2, size=SIZE)
     path = str(tmp_path_factory.mktemp("mobilenet") / "mnv2.safetensors")

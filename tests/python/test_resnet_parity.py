@@ -12,8 +12,6 @@ libnn in float32. Max relative error <= 1e-4 on the 2048 pooled features
 (the "avg_pool" layer) and on the logits (classifier_activation=None).
 """
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -22,24 +20,16 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch (Debian package python3-torch) is not installed")
 
 import libnn  # noqa: E402
+from nnref import load_script  # noqa: E402
 from libnn import _lib  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOL = 1e-4
-
-
-def load_script():
-    path = os.path.join(ROOT, "scripts", "export_torchvision_resnet50.py")
-    spec = importlib.util.spec_from_file_location("export_resnet50", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """(torch model in float64, path of its safetensors export)."""
-    script = load_script()
+    script = load_script("export_torchvision_resnet50.py")
     model = script.random_resnet50(seed=1234, randomize_bn=True,
                                    calibrate_batches=2)
     path = str(tmp_path_factory.mktemp("resnet") / "resnet50.safetensors")
