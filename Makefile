@@ -151,13 +151,13 @@ $(BUILD)/tests/make_seeds: tests/fuzz/make_seeds.c tests/fuzz/st_models.h $(LIBD
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c $(LIBDIR)/libnn.so
+$(BUILD)/bench/%: bench/%.c bench/bench.h $(LIBDIR)/libnn.so
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ -L$(LIBDIR) -lnn $(RPATH) -lm
 
 # The classifier benchmark counts the library's allocations per call
 # through its allocator's test hook (internal, so libnn.a).
-$(BUILD)/bench/classifier_bench: bench/classifier_bench.c $(LIBDIR)/libnn.a $(wildcard examples/*.h)
+$(BUILD)/bench/classifier_bench: bench/classifier_bench.c bench/bench.h $(LIBDIR)/libnn.a $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(LIBDIR)/libnn.a $(LIBS)
 

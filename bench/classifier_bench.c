@@ -26,73 +26,10 @@
 #include "../examples/defect_model.h"
 #include "nn_internal.h" /* nn__debug_fail_alloc_after: allocation count */
 
-#include <stdio.h>
-#include <sys/resource.h>
-#include <time.h>
+#include "bench.h"
 
 #define FRAMES 16
 #define ROUND 100 /* calls per --reps round */
-
-typedef struct args {
-    int threads, reps, warmup;
-} args;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "classifier_bench: %s: %s\n", what, nn_last_error());
-    exit(1);
-}
-
-static void usage(void)
-{
-    fprintf(stderr, "usage: classifier_bench [--threads N] [--reps R] "
-                    "[--warmup W]\n"
-                    "  R rounds of 100 timed calls (default 10), at 1 "
-                    "thread and at N (default 2)\n");
-    exit(2);
-}
-
-static int number(const char *v, int min)
-{
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (end == v || *end || n < min || n > 1000000) usage();
-    return (int)n;
-}
-
-static args parse(int argc, char **argv)
-{
-    args a = {2, 10, 20};
-    for (int i = 1; i < argc; i += 2) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) usage();
-        if (!strcmp(k, "--threads")) a.threads = number(v, 1);
-        else if (!strcmp(k, "--reps")) a.reps = number(v, 1);
-        else if (!strcmp(k, "--warmup")) a.warmup = number(v, 1);
-        else usage();
-    }
-    return a;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Nearest-rank quantile of sorted values. */
 static double quantile(const double *v, int n, double q)
@@ -107,9 +44,9 @@ static nn_model *classifier(void)
 {
     dm_arch a = DM_ARCH_DEFAULT;
     nn_model *m = dm_build(&a, 42);
-    if (!m) die("building the model");
+    if (!m) bench_die("building the model");
     nn_preprocess_opts p = dm_preprocess(a.head, 0.5f);
-    if (nn_model_set_preprocess(m, &p) != NN_OK) die("preprocessing");
+    if (nn_model_set_preprocess(m, &p) != NN_OK) bench_die("preprocessing");
     return m;
 }
 
@@ -121,9 +58,10 @@ static uint8_t *frames(void)
     d.defect_fraction = 0.1f;
     d.seed = 7;
     nn_tensor *img, *mask, *kind;
-    if (nn_synthetic_defects(&d, &img, &mask, &kind) != NN_OK) die("frames");
+    if (nn_synthetic_defects(&d, &img, &mask, &kind) != NN_OK)
+        bench_die("frames");
     uint8_t *px = dm_to_u8(img);
-    if (!px) die("frames");
+    if (!px) bench_die("frames");
     nn_tensor_free(img);
     nn_tensor_free(mask);
     nn_tensor_free(kind);
@@ -140,28 +78,28 @@ static void classify(nn_context *ctx, const uint8_t *px, int i)
     if (nn_context_classify_u8(ctx, px + (size_t)(i % FRAMES) * frame,
                                DM_SIZE, DM_SIZE, DM_CHANNELS, 0,
                                &v) != NN_OK)
-        die("classify");
+        bench_die("classify");
 }
 
 /* Times every call of a.reps rounds at `threads` threads; prints the
  * median and 99th percentile, and the allocations per call. */
-static void measure(nn_model *m, const uint8_t *px, const args *a,
+static void measure(nn_model *m, const uint8_t *px, const bench_args *a,
                     int threads)
 {
-    if (nn_set_num_threads(threads) != NN_OK) die("threads");
+    if (nn_set_num_threads(threads) != NN_OK) bench_die("threads");
     nn_context *ctx = nn_context_create(m);
     int n = a->reps * ROUND;
     double *t = malloc((size_t)n * sizeof *t);
-    if (!ctx || !t) die("out of memory");
+    if (!ctx || !t) bench_die("out of memory");
     for (int i = 0; i < a->warmup; i++) classify(ctx, px, i);
     nn__debug_fail_alloc_after(0); /* resets the count */
     for (int i = 0; i < n; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         classify(ctx, px, i);
-        t[i] = now_s() - t0;
+        t[i] = bench_now_s() - t0;
     }
     int64_t allocs = nn__debug_fail_alloc_after(0);
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
     printf("libnn p50_ms_t%d %.3f\n", threads, 1e3 * quantile(t, n, 0.50));
     printf("libnn p99_ms_t%d %.3f\n", threads, 1e3 * quantile(t, n, 0.99));
     printf("libnn allocs_per_call_t%d %g\n", threads, (double)allocs / n);
@@ -171,14 +109,20 @@ static void measure(nn_model *m, const uint8_t *px, const args *a,
 
 int main(int argc, char **argv)
 {
-    args a = parse(argc, argv);
-    double base = peak_rss_mb();
+    bench_name = "classifier_bench";
+    bench_usage_text = "usage: classifier_bench [--threads N] [--reps R] "
+                       "[--warmup W]\n"
+                       "  R rounds of 100 timed calls (default 10), at 1 "
+                       "thread and at N (default 2)\n";
+    bench_args a =
+        bench_parse(argc, argv, (bench_args){2, 10, 1, 20, 1, NULL, NULL, 0});
+    double base = bench_peak_rss_mb();
     uint8_t *px = frames();
     nn_model *m = classifier();
     measure(m, px, &a, 1);
     if (a.threads > 1) measure(m, px, &a, a.threads);
     printf("libnn base_rss_mb %.1f\n", base);
-    printf("libnn peak_rss_mb %.1f\n", peak_rss_mb());
+    printf("libnn peak_rss_mb %.1f\n", bench_peak_rss_mb());
     nn_model_free(m);
     free(px);
     return 0;

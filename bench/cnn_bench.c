@@ -16,84 +16,18 @@
  *   libnn base_rss_mb 3.1
  *   libnn peak_rss_mb 120.3
  */
-#include <nn.h>
-
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <time.h>
+#include "bench.h"
 
 #define IMAGES 1280
 #define BATCH 128
 #define BATCHES (IMAGES / BATCH)
 #define CLASSES 10
 
-typedef struct args {
-    int threads, reps, steps, warmup;
-    int train, infer;
-} args;
-
 typedef struct data {
     nn_tensor *x, *y;             /* [IMAGES, 32, 32, 3], one-hot [IMAGES, 10] */
     nn_tensor *xb[BATCHES], *yb[BATCHES]; /* views of one batch each */
     nn_tensor *out;               /* [BATCH, 10] predictions */
 } data;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "cnn_bench: %s: %s\n", what, nn_last_error());
-    exit(1);
-}
-
-static void usage(void)
-{
-    fprintf(stderr, "usage: cnn_bench [--threads N] [--reps R] [--steps K]\n"
-                    "                 [--warmup W] [--mode train|infer|both]\n");
-    exit(2);
-}
-
-static int positive(const char *v, int min)
-{
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < min || n > 1000000) usage();
-    return (int)n;
-}
-
-static args parse(int argc, char **argv)
-{
-    args a = {2, 5, 5, 3, 1, 1};
-    for (int i = 1; i < argc; i += 2) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) usage();
-        if (!strcmp(k, "--threads")) a.threads = positive(v, 1);
-        else if (!strcmp(k, "--reps")) a.reps = positive(v, 1);
-        else if (!strcmp(k, "--steps")) a.steps = positive(v, 1);
-        else if (!strcmp(k, "--warmup")) a.warmup = positive(v, 0);
-        else if (!strcmp(k, "--mode")) {
-            a.train = !strcmp(v, "train") || !strcmp(v, "both");
-            a.infer = !strcmp(v, "infer") || !strcmp(v, "both");
-            if (!a.train && !a.infer) usage();
-        } else usage();
-    }
-    return a;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
-}
 
 /* augment: Q3b's RandomFlip + RandomRotation(0.2) after the input. */
 static nn_model *build_cnn(int augment)
@@ -117,10 +51,10 @@ static nn_model *build_cnn(int augment)
     x = nn_flatten(m, x, NULL);
     x = nn_dropout(m, x, 0.5f, NULL);
     x = nn_dense(m, x, 10, &dense);
-    if (!x) die("building the model");
+    if (!x) bench_die("building the model");
     if (nn_model_compile(m, nn_adam(NULL), NN_LOSS_CATEGORICAL_CROSSENTROPY,
                          NULL) != NN_OK)
-        die("compile");
+        bench_die("compile");
     return m;
 }
 
@@ -134,7 +68,7 @@ static void make_data(data *d)
     d->x = nn_tensor_create(4, xs);
     d->y = nn_tensor_create(2, ys);
     d->out = nn_tensor_create(2, by);
-    if (!d->x || !d->y || !d->out) die("allocating data");
+    if (!d->x || !d->y || !d->out) bench_die("allocating data");
     float *x = nn_tensor_data(d->x), *y = nn_tensor_data(d->y);
     for (int64_t i = 0; i < nn_tensor_size(d->x); i++) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -147,7 +81,7 @@ static void make_data(data *d)
     for (int b = 0; b < BATCHES; b++) {
         d->xb[b] = nn_tensor_wrap(4, bx, x + (int64_t)b * BATCH * 32 * 32 * 3);
         d->yb[b] = nn_tensor_wrap(2, by, y + (int64_t)b * BATCH * CLASSES);
-        if (!d->xb[b] || !d->yb[b]) die("batch views");
+        if (!d->xb[b] || !d->yb[b]) bench_die("batch views");
     }
 }
 
@@ -162,60 +96,58 @@ static void free_data(data *d)
     nn_tensor_free(d->out);
 }
 
-static void step(nn_model *m, data *d, int i, int train)
+typedef struct run {
+    nn_model *m;
+    data *d;
+    int i, train; /* i: steps taken, which picks the batch */
+} run;
+
+static void step(void *ctx)
 {
-    int b = i % BATCHES;
-    if (train) {
-        if (nn_model_train_batch(m, d->xb[b], d->yb[b], NULL, NULL) != NN_OK)
-            die("train_batch");
-    } else if (nn_model_predict(m, d->xb[b], d->out, BATCH) != NN_OK) {
-        die("predict");
+    run *r = ctx;
+    int b = r->i++ % BATCHES;
+    if (r->train) {
+        if (nn_model_train_batch(r->m, r->d->xb[b], r->d->yb[b], NULL,
+                                 NULL) != NN_OK)
+            bench_die("train_batch");
+    } else if (nn_model_predict(r->m, r->d->xb[b], r->d->out, BATCH) !=
+               NN_OK) {
+        bench_die("predict");
     }
 }
 
-static int cmp_double(const void *a, const void *b)
+/* Images/s of the median timed block. */
+static double median_rate(nn_model *m, data *d, const bench_args *a,
+                          int train)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median images/s over a.reps timed blocks of a.steps steps. */
-static double median_rate(nn_model *m, data *d, const args *a, int train)
-{
-    double *rates = malloc((size_t)a->reps * sizeof *rates);
-    int i = 0;
-    if (!rates) die("out of memory");
-    for (; i < a->warmup; i++) step(m, d, i, train);
-    for (int r = 0; r < a->reps; r++) {
-        double t0 = now_s();
-        for (int k = 0; k < a->steps; k++, i++) step(m, d, i, train);
-        rates[r] = a->steps * (double)BATCH / (now_s() - t0);
-    }
-    qsort(rates, (size_t)a->reps, sizeof *rates, cmp_double);
-    double med = a->reps % 2 ? rates[a->reps / 2]
-                             : 0.5 * (rates[a->reps / 2 - 1] +
-                                      rates[a->reps / 2]);
-    free(rates);
-    return med;
+    run r = {m, d, 0, train};
+    return BATCH / bench_time(step, &r, a);
 }
 
 int main(int argc, char **argv)
 {
-    args a = parse(argc, argv);
-    if (nn_set_num_threads(a.threads) != NN_OK) die("threads");
-    double base = peak_rss_mb();
+    bench_name = "cnn_bench";
+    bench_usage_text =
+        "usage: cnn_bench [--threads N] [--reps R] [--steps K]\n"
+        "                 [--warmup W] [--mode train|infer|both]\n";
+    bench_args a = bench_parse(
+        argc, argv,
+        (bench_args){2, 5, 5, 3, BATCH, "both", NULL,
+                     BENCH_STEPS | BENCH_MODE});
+    if (nn_set_num_threads(a.threads) != NN_OK) bench_die("threads");
+    double base = bench_peak_rss_mb();
     data d;
     memset(&d, 0, sizeof d);
     make_data(&d);
     nn_model *m = build_cnn(0);
-    if (a.train)
+    if (bench_wants(&a, "train"))
         printf("libnn train_img_per_s %.1f\n", median_rate(m, &d, &a, 1));
-    if (a.infer)
+    if (bench_wants(&a, "infer"))
         printf("libnn infer_img_per_s %.1f\n", median_rate(m, &d, &a, 0));
     printf("libnn base_rss_mb %.1f\n", base);
-    printf("libnn peak_rss_mb %.1f\n", peak_rss_mb());
+    printf("libnn peak_rss_mb %.1f\n", bench_peak_rss_mb());
     nn_model_free(m);
-    if (a.train) {
+    if (bench_wants(&a, "train")) {
         /* Q3b's augmentation must not dominate a training step. Measured
          * after the peak above, so that figure is one model's. */
         m = build_cnn(1);
@@ -224,7 +156,7 @@ int main(int argc, char **argv)
         /* Per-step gradient norms must cost little (issue: <= 5%). */
         m = build_cnn(0);
         nn_diag_opts diag = NN_DIAG_OPTS_INIT;
-        if (nn_model_set_diagnostics(m, &diag) != NN_OK) die("diagnostics");
+        if (nn_model_set_diagnostics(m, &diag) != NN_OK) bench_die("diagnostics");
         printf("libnn train_diag_img_per_s %.1f\n", median_rate(m, &d, &a, 1));
         nn_model_free(m);
     }

@@ -22,84 +22,10 @@
  *
  *   unet_bench [--threads N] [--reps R] [--steps K] [--warmup W]
  *              [--batch B] [--mode train|infer|both] */
-#include <nn.h>
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <time.h>
+#include "bench.h"
 
 #define SIZE 128
 #define CLASSES 3
-
-typedef struct args {
-    int threads, reps, steps, warmup, batch;
-    const char *mode;
-} args;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "unet_bench: %s: %s\n", what, nn_last_error());
-    exit(1);
-}
-
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: unet_bench [--threads N] [--reps R] [--steps K]\n"
-            "                  [--warmup W] [--batch B]\n"
-            "                  [--mode train|infer|both]\n");
-    exit(2);
-}
-
-static int positive(const char *v, int min)
-{
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < min || n > 1000000) usage();
-    return (int)n;
-}
-
-static args parse(int argc, char **argv)
-{
-    args a = {2, 5, 1, 2, 16, "both"};
-    for (int i = 1; i < argc; i += 2) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) usage();
-        if (!strcmp(k, "--threads")) a.threads = positive(v, 1);
-        else if (!strcmp(k, "--reps")) a.reps = positive(v, 1);
-        else if (!strcmp(k, "--steps")) a.steps = positive(v, 1);
-        else if (!strcmp(k, "--warmup")) a.warmup = positive(v, 0);
-        else if (!strcmp(k, "--batch")) a.batch = positive(v, 1);
-        else if (!strcmp(k, "--mode")) a.mode = v;
-        else usage();
-    }
-    if (strcmp(a.mode, "train") && strcmp(a.mode, "infer") &&
-        strcmp(a.mode, "both"))
-        usage();
-    return a;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static const char *const skips[5] = {
     "block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
@@ -112,19 +38,19 @@ static nn_model *build(void)
     mo.include_top = 0;
     mo.flavor = NN_MOBILENET_KERAS;
     nn_model *enc = nn_mobilenet_v2(SIZE, SIZE, 3, 42, &mo);
-    if (!enc) die("nn_mobilenet_v2");
+    if (!enc) bench_die("nn_mobilenet_v2");
     nn_unet_opts uo = NN_UNET_OPTS_INIT;
     uo.freeze_encoder = 1;
     static const int filters[4] = {512, 256, 128, 64};
     nn_model *m = nn_unet(enc, 5, skips, 4, filters, CLASSES, 43, &uo);
     nn_model_free(enc); /* the U-Net holds the weights it shares */
-    if (!m) die("nn_unet");
+    if (!m) bench_die("nn_unet");
     nn_loss_opts lo = NN_LOSS_OPTS_INIT;
     lo.from_logits = 1;
     if (nn_model_compile(m, nn_adam(NULL),
                          NN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY,
                          &lo) != NN_OK)
-        die("compile");
+        bench_die("compile");
     return m;
 }
 
@@ -152,35 +78,18 @@ typedef struct work {
     int batch;
 } work;
 
-static void train_step(const work *w)
+static void train_step(void *ctx)
 {
+    work *w = ctx;
     if (nn_model_train_batch(w->m, w->x, w->y, NULL, NULL) != NN_OK)
-        die("train_batch");
+        bench_die("train_batch");
 }
 
-static void infer_step(const work *w)
+static void infer_step(void *ctx)
 {
+    work *w = ctx;
     if (nn_model_predict(w->m, w->x, w->out, w->batch) != NN_OK)
-        die("predict");
-}
-
-/* Median seconds of one step. */
-static double median_time(void (*step)(const work *), const work *w,
-                          const args *a)
-{
-    double *t = malloc((size_t)a->reps * sizeof *t);
-    if (!t) die("allocating timings");
-    for (int i = 0; i < a->warmup; i++) step(w);
-    for (int r = 0; r < a->reps; r++) {
-        double t0 = now_s();
-        for (int k = 0; k < a->steps; k++) step(w);
-        t[r] = (now_s() - t0) / a->steps;
-    }
-    qsort(t, (size_t)a->reps, sizeof *t, cmp_double);
-    double med = a->reps % 2 ? t[a->reps / 2]
-                             : 0.5 * (t[a->reps / 2 - 1] + t[a->reps / 2]);
-    free(t);
-    return med;
+        bench_die("predict");
 }
 
 static void report(const char *what, double t, int batch)
@@ -192,23 +101,30 @@ static void report(const char *what, double t, int batch)
 
 int main(int argc, char **argv)
 {
-    args a = parse(argc, argv);
-    if (nn_set_num_threads(a.threads) != NN_OK) die("threads");
-    double base = peak_rss_mb();
+    bench_name = "unet_bench";
+    bench_usage_text = "usage: unet_bench [--threads N] [--reps R] [--steps K]\n"
+                       "                  [--warmup W] [--batch B]\n"
+                       "                  [--mode train|infer|both]\n";
+    bench_args a = bench_parse(
+        argc, argv,
+        (bench_args){2, 5, 1, 2, 16, "both", NULL,
+                     BENCH_STEPS | BENCH_BATCH | BENCH_MODE});
+    if (nn_set_num_threads(a.threads) != NN_OK) bench_die("threads");
+    double base = bench_peak_rss_mb();
     work w = {build(), NULL, NULL, NULL, a.batch};
     int64_t xs[4] = {a.batch, SIZE, SIZE, 3}, ys[3] = {a.batch, SIZE, SIZE},
             os[4] = {a.batch, SIZE, SIZE, CLASSES};
     w.x = nn_tensor_create(4, xs);
     w.y = nn_tensor_create(3, ys);
     w.out = nn_tensor_create(4, os);
-    if (!w.x || !w.y || !w.out) die("allocating data");
+    if (!w.x || !w.y || !w.out) bench_die("allocating data");
     fill(w.x, w.y);
-    if (strcmp(a.mode, "infer"))
-        report("train", median_time(train_step, &w, &a), a.batch);
-    if (strcmp(a.mode, "train"))
-        report("infer", median_time(infer_step, &w, &a), a.batch);
+    if (bench_wants(&a, "train"))
+        report("train", bench_time(train_step, &w, &a), a.batch);
+    if (bench_wants(&a, "infer"))
+        report("infer", bench_time(infer_step, &w, &a), a.batch);
     printf("libnn base_rss_mb %.1f\n", base);
-    printf("libnn peak_rss_mb %.1f\n", peak_rss_mb());
+    printf("libnn peak_rss_mb %.1f\n", bench_peak_rss_mb());
     nn_tensor_free(w.x);
     nn_tensor_free(w.y);
     nn_tensor_free(w.out);
