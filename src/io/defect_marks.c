@@ -211,8 +211,8 @@ typedef struct branch {
  * heading by its own random angle (cracks follow grain boundaries, not
  * smooth curves) while the heading itself drifts slowly; the width tapers
  * to the tip; now and then a side branch starts. */
-static void crack_branch(synth_img *im, nn_rng *r, branch br, branch *todo,
-                         int *n_todo)
+static void crack_branch(synth_img *im, nn_rng *r, branch br, branch *pending,
+                         int *n_pending)
 {
     float heading = br.angle;
     for (int i = 0; i < br.steps; i++) {
@@ -226,10 +226,10 @@ static void crack_branch(synth_img *im, nn_rng *r, branch br, branch *todo,
         segment(im, br.x, br.y, nx, ny, half, 0.7f + 0.3f * taper);
         br.x = nx;
         br.y = ny;
-        if (*n_todo < CRACK_MAX_BRANCHES && br.steps - i > 5 &&
+        if (*n_pending < CRACK_MAX_BRANCHES && br.steps - i > 5 &&
             nn__rng_uniform(r) < 0.1f) {
             float side = nn__rng_uniform(r) < 0.5f ? -1.0f : 1.0f;
-            todo[(*n_todo)++] = (branch){
+            pending[(*n_pending)++] = (branch){
                 nx, ny, heading + side * nn__synth_range(r, 0.5f, 1.3f),
                 half * 0.75f, (br.steps - i) * 2 / 3};
         }
@@ -238,7 +238,7 @@ static void crack_branch(synth_img *im, nn_rng *r, branch br, branch *todo,
 
 static void crack(synth_img *im, nn_rng *r)
 {
-    branch todo[CRACK_MAX_BRANCHES + 1];
+    branch pending[CRACK_MAX_BRANCHES + 1];
     int n = 0, done = 0;
     float x, y;
     inner_point(im, r, 0.15f, &x, &y);
@@ -250,9 +250,9 @@ static void crack(synth_img *im, nn_rng *r)
     float angle = nn__synth_range(r, 0.0f, 2.0f * SYNTH_PI);
     float half = nn__synth_range(r, 0.75f, 1.15f) * im->s;
     /* from the start point both ways, so it lies inside the crack */
-    todo[n++] = (branch){x, y, angle, half, steps / 2 + 1};
-    todo[n++] = (branch){x, y, angle + SYNTH_PI, half, steps / 2 + 1};
-    while (done < n) crack_branch(im, r, todo[done++], todo, &n);
+    pending[n++] = (branch){x, y, angle, half, steps / 2 + 1};
+    pending[n++] = (branch){x, y, angle + SYNTH_PI, half, steps / 2 + 1};
+    while (done < n) crack_branch(im, r, pending[done++], pending, &n);
     apply(im, strength(r, 0.25f, 0.18f, 0.32f, 0.75f), 0, NULL);
 }
 
