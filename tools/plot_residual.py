@@ -17,7 +17,9 @@ draws, for every model, the mean over the seeds as a line and the range
 The numbers (mean and range per model, the orderings per seed) are what
 residual_vs_plain prints at the end of its run.
 
-Needs only Debian's python3-matplotlib (Agg backend, no display).
+The mean and the band come from tools/seed_spread.py, shared with
+tools/plot_history.py. Needs only Debian's python3-matplotlib (Agg
+backend, no display).
 """
 
 import argparse
@@ -31,6 +33,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from seed_spread import band, seeds_caption  # noqa: E402
 
 STYLE = {"plain20": "tab:orange", "plain56": "tab:red",
          "resnet20": "tab:cyan", "resnet56": "tab:blue"}
@@ -69,29 +73,10 @@ def smooth(ys, k):
     return out
 
 
-def spread(series):
-    """Mean, min and max at each index over the seeds' series (cut to the
-    shortest)."""
-    n = min(len(s) for s in series)
-    cols = [[s[i] for s in series] for i in range(n)]
-    return ([sum(c) / len(c) for c in cols], [min(c) for c in cols],
-            [max(c) for c in cols])
-
-
-def band(ax, xs, series, color, label, log=False):
-    mean, lo, hi = spread(series)
-    xs = xs[:len(mean)]
-    (ax.semilogy if log else ax.plot)(xs, mean, color=color, label=label)
-    if len(series) > 1:
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
-
-
 def seeds_title(fig, tables):
     """Says what the line and the band are."""
     n = max(len(seeds) for seeds in tables.values())
-    fig.suptitle(f"line: mean of {n} seed{'s' if n != 1 else ''}"
-                 + ("; band: lowest to highest seed" if n > 1 else ""),
-                 fontsize="medium")
+    fig.suptitle(seeds_caption(n), fontsize="medium")
 
 
 def rate_drops(curves):
