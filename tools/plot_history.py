@@ -9,7 +9,7 @@ prints the table of their last epoch.
         --labels "Q3a: no augmentation" "Q3b: flip + rotation" -o curves.png
 
 A run of several seeds: with --seeds, each CSV argument is a pattern in
-which {seed} stands for the seed, e.g. `--seeds 42 1 2 cnn_seed{seed}.csv`;
+which {seed} stands for the seed, e.g. `cnn_seed{seed}.csv --seeds 42 1 2`;
 the run's curves are then the mean over the seeds, with the range (lowest
 to highest seed) shaded (tools/seed_spread.py, shared with
 tools/plot_residual.py).
