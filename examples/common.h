@@ -681,7 +681,8 @@ static inline nn_model *q3d_build(nn_model *base, int h, int w,
     "Data: Fashion-MNIST (Debian's dataset-fashion-mnist) by default,\n"      \
     "CIFAR-10 with --data DIR; all training images, validation on the\n"      \
     "test images, Adam, categorical cross-entropy, batch 128, 10 epochs\n"    \
-    "(the assignment's recipe; seed 42 gives the figures in README.md).\n"    \
+    "(the assignment's recipe; README.md's figures: `make curves-docs`,\n"    \
+    "seeds 42, 1 and 2).\n"                                                   \
     "Nothing is written unless --history or --save is given.\n"
 
 /* Adds layers right after the input (NULL: none); returns the last. */

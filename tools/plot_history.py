@@ -228,7 +228,7 @@ def last_epoch_note(run):
     head = "last epoch" + (f", mean of {len(run)}" if len(run) > 1 else "")
     if math.isnan(vacc):
         return f"{head}: train accuracy {acc:.3f}"
-    return (f"{head}: train {acc:.3f}, val {vacc:.3f}, "
+    return (f"{head}: train {acc:.3f}, val {vacc:.3f},\n"
             f"gap (train - val) {acc - vacc:+.3f}")
 
 
