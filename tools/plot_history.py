@@ -317,8 +317,7 @@ def main(argv=None):
         return 1
     plot(runs, labels, a.output, a.title)
     text = report(runs, labels, a.seeds, a.started)
-    path = os.path.join(os.path.dirname(os.path.abspath(a.output)),
-                        "summary.md")
+    path = os.path.join(os.path.dirname(a.output), "summary.md")
     with open(path, "w") as f:
         f.write(text)
     print(text, end="")
