@@ -356,6 +356,54 @@ static inline void ex_parse(int argc, char **argv, const ex_program *p,
                        argv[optind]);
 }
 
+/* ---- several seeds: a list on the command line, a spread of results ---- */
+
+#define EX_MAX_SEEDS 16
+
+/* Reads `list`, the value of --name: seeds separated by commas ("42,1,2"),
+ * into seeds[EX_MAX_SEEDS]; returns how many. An empty item, a seed that
+ * is not a whole number or too many seeds is a usage error (exit 2). */
+static inline int ex_seed_list(const ex_program *p, const char *name,
+                               const char *list, unsigned long long *seeds)
+{
+    int n = 0;
+    for (const char *s = list;; s++) {
+        char *end;
+        errno = 0;
+        unsigned long long u = strtoull(s, &end, 10);
+        if (!isdigit((unsigned char)*s) || errno || (*end && *end != ',') ||
+            n == EX_MAX_SEEDS)
+            ex_usage_error(p, "invalid --%s '%s': expected 1 to %d seeds in "
+                           "[0, %llu], separated by commas (42,1,2)",
+                           name, list, EX_MAX_SEEDS, ULLONG_MAX);
+        seeds[n++] = u;
+        s = end;
+        if (!*s) return n;
+    }
+}
+
+/* The mean and range of a result over seeds; NaN values (a seed without
+ * the result) are left out and n counts the others. */
+typedef struct ex_spread {
+    double mean, min, max;
+    int n;
+} ex_spread;
+
+static inline ex_spread ex_spread_of(const double *v, int count)
+{
+    ex_spread s = {NAN, INFINITY, -INFINITY, 0};
+    double sum = 0;
+    for (int i = 0; i < count; i++) {
+        if (isnan(v[i])) continue;
+        sum += v[i];
+        s.min = v[i] < s.min ? v[i] : s.min;
+        s.max = v[i] > s.max ? v[i] : s.max;
+        s.n++;
+    }
+    if (s.n) s.mean = sum / s.n;
+    return s;
+}
+
 typedef struct dataset {
     nn_tensor *x_train, *y_train, *x_test, *y_test; /* y: one-hot */
     const char *name;

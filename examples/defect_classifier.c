@@ -37,7 +37,11 @@ static const ex_program PROGRAM = {
     "the threshold that reaches 99% recall on the validation images with\n"
     "the recall and precision it leaves on the test images. --save FILE\n"
     "writes the row with the best validation precision at that threshold,\n"
-    "with its preprocessing and threshold (for nn-inspect). --row N trains\n"
+    "with its preprocessing and threshold (for nn-inspect). --seeds LIST\n"
+    "(instead of --seed) trains every row from each seed, with the data\n"
+    "drawn from that seed, and ends with one table of mean [min, max] over\n"
+    "the seeds and ROC AUC per seed; --save takes one seed and refuses a\n"
+    "list. README.md's figures: --threads 1 --seeds 42,1,2. --row N trains\n"
     "one row only; --quick 1 is a run of seconds that checks the program.\n"
     "Writes no file unless --save is given.\n"};
 
@@ -151,7 +155,7 @@ static void print_row(const row *r, const result *res)
     fflush(stdout);
 }
 
-/* ---------------- main ---------------- */
+/* ---------------- the saved model ---------------- */
 
 typedef struct best {
     nn_model *m;
@@ -194,68 +198,189 @@ static void save_best(const best *b, const char *path)
            100 * TARGET_RECALL, path, path);
 }
 
-int main(int argc, char **argv)
+/* ---------------- several seeds ---------------- */
+
+/* "0.877 [0.602, 0.879]": a column's mean and range over the seeds; a
+ * star when some seeds lack the figure (no 99%-recall threshold). */
+static void print_cell(const double *v, int seeds, int *partial)
 {
-    int train_n = 3000, val_n = 600, test_n = 1000, epochs = 3, batch = 32;
-    int threads = 0, quick = 0, only = 0, bn = 0, fresh = 1, width = 1;
-    float fraction = 0.1f, train_fraction = 0, lr = 0.003f;
-    unsigned long long seed = 42;
-    const char *save = NULL;
+    ex_spread s = ex_spread_of(v, seeds);
+    if (!s.n) {
+        printf(" %-21s", "-");
+        return;
+    }
+    printf(" %.3f [%.3f, %.3f]%s", s.mean, s.min, s.max,
+           s.n < seeds ? "*" : " ");
+    *partial |= s.n < seeds;
+}
+
+/* One row of the summary: every column over the seeds, then ROC AUC per
+ * seed. res[s] is seed s's result for the row. */
+static void print_spread_row(const row *r, const result *res, int seeds,
+                             int *partial)
+{
+    double v[6][EX_MAX_SEEDS];
+    for (int s = 0; s < seeds; s++) {
+        const nn_binary_report *a = &res[s].at_half;
+        v[0][s] = a->accuracy;
+        v[1][s] = a->precision;
+        v[2][s] = a->recall;
+        v[3][s] = a->f1;
+        v[4][s] = a->roc_auc;
+        v[5][s] = res[s].reached ? res[s].at_thr.precision : NAN;
+    }
+    printf("%-10s %-20s %-8s", dm_act_name(r->arch.act),
+           head_name(r->arch.head), r->weighted ? "balanced" : "none");
+    for (int c = 0; c < 6; c++) print_cell(v[c], seeds, partial);
+    for (int s = 0; s < seeds; s++)
+        printf("%s%.3f", s ? "/" : " ", res[s].at_half.roc_auc);
+    printf("\n");
+}
+
+/* The test recall at the 99%-recall threshold, lowest and highest over
+ * every row and seed: does the validation threshold hold on the test? */
+static void print_recall_range(result res[][NUM_ROWS], int seeds, int only)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (int s = 0; s < seeds; s++)
+        for (int i = 0; i < (int)NUM_ROWS; i++) {
+            if ((only && only != i + 1) || !res[s][i].reached) continue;
+            lo = fmin(lo, res[s][i].at_thr.recall);
+            hi = fmax(hi, res[s][i].at_thr.recall);
+        }
+    if (lo <= hi)
+        printf("Test recall at the 99%%-recall threshold: %.3f to %.3f over "
+               "every row and seed.\n", lo, hi);
+}
+
+/* The one table over the seeds: mean [min, max] of every column. */
+static void print_seed_table(result res[][NUM_ROWS], const unsigned long long *seed,
+                          int seeds, int only)
+{
+    printf("\n== over %d seeds (", seeds);
+    for (int s = 0; s < seeds; s++) printf("%s%llu", s ? ", " : "", seed[s]);
+    printf("): mean [min, max] on the test crops ==\n");
+    static const char *const columns[] = {"acc", "prec", "recall", "F1",
+                                          "AUC", "prec@thr99%"};
+    printf("%-10s %-20s %-8s", "hidden", "output + loss", "weights");
+    for (int c = 0; c < 6; c++) printf(" %-21s", columns[c]);
+    printf(" AUC per seed\n");
+    int partial = 0;
+    for (int i = 0; i < (int)NUM_ROWS; i++) {
+        if (only && only != i + 1) continue;
+        result per_seed[EX_MAX_SEEDS];
+        for (int s = 0; s < seeds; s++) per_seed[s] = res[s][i];
+        print_spread_row(&ROWS[i], per_seed, seeds, &partial);
+    }
+    if (partial)
+        printf("* over the seeds whose validation crops reached %.0f%% "
+               "recall at some threshold\n", 100 * TARGET_RECALL);
+    print_recall_range(res, seeds, only);
+}
+
+/* ---------------- main ---------------- */
+
+typedef struct setup {
+    int train_n, val_n, test_n, epochs, batch, threads, quick, only, bn,
+        fresh, width;
+    float fraction, train_fraction, lr;
+    unsigned long long seed[EX_MAX_SEEDS];
+    int seeds;
+    const char *save;
+} setup;
+
+/* 1 if argv gives the option `--name` (as "--name V" or "--name=V"). */
+static int given(int argc, char **argv, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strncmp(argv[i], name, len) &&
+            (!argv[i][len] || argv[i][len] == '='))
+            return 1;
+    return 0;
+}
+
+static setup parse(int argc, char **argv)
+{
+    setup a = {3000, 600, 1000, 3, 32, 0, 0, 0, 0, 1, 1, 0.1f, 0, 0.003f,
+               {42}, 1, NULL};
+    const char *seeds = NULL;
     const ex_option opts[] = {
-        EX_INT("train", &train_n, 16, 1000000, "N", "training crops"),
-        EX_INT("val", &val_n, 16, 1000000, "N",
+        EX_INT("train", &a.train_n, 16, 1000000, "N", "training crops"),
+        EX_INT("val", &a.val_n, 16, 1000000, "N",
                "validation crops (they choose the threshold and the saved "
                "row)"),
-        EX_INT("test", &test_n, 16, 1000000, "N",
+        EX_INT("test", &a.test_n, 16, 1000000, "N",
                "test crops (the table's figures)"),
-        EX_FLOAT_ABOVE("defective", &fraction, 0, 1, "F",
+        EX_FLOAT_ABOVE("defective", &a.fraction, 0, 1, "F",
                        "share of crops with a defect"),
-        EX_FLOAT_ABOVE("train-defective", &train_fraction, 0, 1, "F",
+        EX_FLOAT_ABOVE("train-defective", &a.train_fraction, 0, 1, "F",
                        "share of training crops with a defect (default: "
                        "--defective's)"),
-        EX_OPT_EPOCHS(&epochs),
-        EX_OPT_BATCH_SIZE(&batch),
-        EX_FLOAT_ABOVE("lr", &lr, 0, 1, "R", "Adam's learning rate"),
-        EX_INT("bn", &bn, 0, 1, "0|1",
+        EX_OPT_EPOCHS(&a.epochs),
+        EX_OPT_BATCH_SIZE(&a.batch),
+        EX_FLOAT_ABOVE("lr", &a.lr, 0, 1, "R", "Adam's learning rate"),
+        EX_INT("bn", &a.bn, 0, 1, "0|1",
                "1: BatchNormalization after every convolution"),
-        EX_INT("width", &width, 1, 8, "K",
+        EX_INT("width", &a.width, 1, 8, "K",
                "convolutions of 8K, 16K, 32K, 32K filters"),
-        EX_INT("fresh", &fresh, 0, 1, "0|1",
+        EX_INT("fresh", &a.fresh, 0, 1, "0|1",
                "1: new training crops every epoch; 0: the same crops"),
-        EX_OPT_SEED(&seed),
-        EX_OPT_THREADS(&threads),
-        EX_INT("quick", &quick, 0, 1, "0|1",
+        EX_OPT_SEED(&a.seed[0]),
+        EX_STRING("seeds", &seeds, "LIST",
+                  "every row from each seed (42,1,2), then mean [min, max]",
+                  "--seed's one seed"),
+        EX_OPT_THREADS(&a.threads),
+        EX_INT("quick", &a.quick, 0, 1, "0|1",
                "1: 64/32/32 crops, 1 epoch (checks the program in "
                "seconds)"),
-        EX_INT("row", &only, 0, NUM_ROWS, "N",
+        EX_INT("row", &a.only, 0, NUM_ROWS, "N",
                "train only row N of the table (0: every row)"),
-        EX_OUTPUT("save", &save, "FILE",
+        EX_OUTPUT("save", &a.save, "FILE",
                   "save the chosen model with its preprocessing and "
-                  "threshold",
+                  "threshold (one seed only)",
                   "not saved"),
     };
     ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
-    if (quick) {
-        train_n = 64;
-        val_n = test_n = 32;
-        epochs = 1;
+    if (seeds) {
+        if (given(argc, argv, "--seed"))
+            ex_usage_error(&PROGRAM, "--seed and --seeds: give one (--seeds "
+                           "S is the same as --seed S)");
+        a.seeds = ex_seed_list(&PROGRAM, "seeds", seeds, a.seed);
     }
-    if (threads > 0 && nn_set_num_threads(threads) != NN_OK) die("--threads");
+    if (a.save && a.seeds > 1)
+        ex_usage_error(&PROGRAM, "--save keeps the best row of one run: give "
+                       "one seed (--seed S) with --save, not --seeds '%s'",
+                       seeds);
+    if (a.quick) {
+        a.train_n = 64;
+        a.val_n = a.test_n = 32;
+        a.epochs = 1;
+    }
+    return a;
+}
 
+/* Trains and evaluates every row (or --row's) from one seed, printing
+ * each as it ends; res[i] receives row i's result, *b the best model
+ * when b is not NULL. */
+static void run_seed(const setup *a, unsigned long long seed, result *res,
+                     best *b)
+{
     dm_split tr, val, test;
-    dm_train_data td = {train_n,
-                        train_fraction > 0 ? train_fraction : fraction, seed,
-                        fresh};
+    dm_train_data td = {a->train_n,
+                        a->train_fraction > 0 ? a->train_fraction
+                                              : a->fraction,
+                        seed, a->fresh};
     double t0 = seconds_now();
     if (dm_train_split(&td, 0, &tr) != NN_OK ||
-        dm_split_make(&val, val_n, fraction, seed + 1000003) != NN_OK ||
-        dm_split_make(&test, test_n, fraction, seed + 2000003) != NN_OK)
+        dm_split_make(&val, a->val_n, a->fraction, seed + 1000003) != NN_OK ||
+        dm_split_make(&test, a->test_n, a->fraction, seed + 2000003) != NN_OK)
         die("synthetic defects");
     printf("libnn %s - synthetic surface defects, %dx%dx%d crops: %lld "
            "train%s (%lld defective), %lld validation (%lld), %lld test (%lld)"
            " - generated in %.1f s\n",
            nn_version(), DM_SIZE, DM_SIZE, DM_CHANNELS, (long long)tr.n,
-           fresh ? " per epoch, fresh each epoch," : "",
+           a->fresh ? " per epoch, fresh each epoch," : "",
            (long long)tr.defective, (long long)val.n,
            (long long)val.defective, (long long)test.n,
            (long long)test.defective, seconds_now() - t0);
@@ -265,25 +390,39 @@ int main(int argc, char **argv)
            "threshold 0.5, ROC AUC; then the largest threshold with %.0f%% "
            "recall on the validation crops, and the test recall and "
            "precision at it.\n",
-           bn ? "BatchNormalization after each convolution, " : "",
-           epochs, batch, (double)lr, seed, nn_get_num_threads(),
+           a->bn ? "BatchNormalization after each convolution, " : "",
+           a->epochs, a->batch, (double)a->lr, seed, nn_get_num_threads(),
            100 * TARGET_RECALL);
     print_header();
-
-    best b = {NULL, -1, -1.0, NAN};
     for (int i = 0; i < (int)NUM_ROWS; i++) {
         const row *r = &ROWS[i];
-        if (only && only != i + 1) continue;
+        if (a->only && a->only != i + 1) continue;
         double start = seconds_now();
-        nn_model *m = train_row(r, &td, bn, width, epochs, batch, lr, seed);
-        result res = evaluate_row(m, r->arch.head, &val, &test);
-        res.seconds = seconds_now() - start;
-        print_row(r, &res);
-        keep_best(&b, m, i, &res);
+        nn_model *m = train_row(r, &td, a->bn, a->width, a->epochs, a->batch,
+                                a->lr, seed);
+        res[i] = evaluate_row(m, r->arch.head, &val, &test);
+        res[i].seconds = seconds_now() - start;
+        print_row(r, &res[i]);
+        if (b) keep_best(b, m, i, &res[i]);
+        else nn_model_free(m);
     }
-    if (save) save_best(&b, save);
-    nn_model_free(b.m);
     dm_split_free(&val);
     dm_split_free(&test);
+}
+
+int main(int argc, char **argv)
+{
+    setup a = parse(argc, argv);
+    if (a.threads > 0 && nn_set_num_threads(a.threads) != NN_OK)
+        die("--threads");
+    static result res[EX_MAX_SEEDS][NUM_ROWS];
+    best b = {NULL, -1, -1.0, NAN};
+    for (int s = 0; s < a.seeds; s++) {
+        if (s) printf("\n");
+        run_seed(&a, a.seed[s], res[s], a.save ? &b : NULL);
+    }
+    if (a.seeds > 1) print_seed_table(res, a.seed, a.seeds, a.only);
+    if (a.save) save_best(&b, a.save);
+    nn_model_free(b.m);
     return 0;
 }
