@@ -152,6 +152,34 @@ if [ -x "$dir/defect_classifier" ]; then
         fail "defect_classifier --quick 1 --save c.nnm: exit $rc, files: $(cat "$tmp/files")"
     fi
 fi
+# --seeds LIST: every row from each seed, then one table of mean [min, max]
+# (six ranges a row) and ROC AUC per seed; a bad list, --seed beside it or
+# --save with several seeds are usage errors naming the option.
+if [ -x "$dir/defect_classifier" ]; then
+    # shellcheck disable=SC2046
+    short_run "$dir/defect_classifier" $(short_args defect_classifier) --seeds 1,2
+    ranged=$(awk '/^== over 2 seeds \(1, 2\)/ { t = 1; next }
+        t && /^(ReLU|LeakyReLU|PReLU) / && / [01]\.[0-9]+\/[01]\.[0-9]+$/ {
+            if (gsub(/[01]\.[0-9][0-9][0-9] \[[01]\.[0-9][0-9][0-9], [01]\.[0-9][0-9][0-9]\]/, "") == 6) n++
+        }
+        END { print n + 0 }' "$tmp/out")
+    if [ "$rc" -eq 0 ] && [ ! -s "$tmp/files" ] && [ "$ranged" -eq 10 ]; then
+        pass
+    else
+        fail "defect_classifier --quick 1 --seeds 1,2: exit $rc, $ranged of 10 rows with ranges, left: $(cat "$tmp/files") $(tail -n 3 "$tmp/err")"
+    fi
+    for args in "--seeds 1,,2" "--seeds x" "--seeds 1,2," "--seed 3 --seeds 1,2" \
+        "--seeds 1,2 --save c.nnm"; do
+        # shellcheck disable=SC2086 # the arguments are words
+        short_run "$dir/defect_classifier" --quick 1 $args
+        if [ "$rc" -eq 2 ] && grep -qF -- "--seeds" "$tmp/err" &&
+            [ ! -s "$tmp/files" ]; then
+            pass
+        else
+            fail "defect_classifier $args: exit $rc (want 2), stderr: $(cat "$tmp/err")"
+        fi
+    done
+fi
 [ "$found" -gt 0 ] || fail "no example programs in $dir"
 
 echo "examples: $passed passed, $failed failed"
