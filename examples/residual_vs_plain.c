@@ -539,17 +539,13 @@ static result train_one(const args *a, const dataset *d, const char *name,
  * model's results (at offset off) over the seeds that ran. */
 static void print_spread(const result *res, int seeds, size_t off)
 {
-    double sum = 0, lo = INFINITY, hi = -INFINITY;
-    int n = 0;
-    for (int s = 0; s < seeds; s++) {
-        if (!res[s].done) continue;
-        double v = 100.0 * *(const float *)((const char *)&res[s] + off);
-        sum += v;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        n++;
-    }
-    printf("  %5.1f [%5.1f, %5.1f]", sum / n, lo, hi);
+    double v[MAX_SEEDS];
+    for (int s = 0; s < seeds; s++)
+        v[s] = res[s].done
+                   ? 100.0 * *(const float *)((const char *)&res[s] + off)
+                   : NAN;
+    ex_spread sp = ex_spread_of(v, seeds);
+    printf("  %5.1f [%5.1f, %5.1f]", sp.mean, sp.min, sp.max);
 }
 
 /* For how many seeds the deeper model's training error (at off) is above
