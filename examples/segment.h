@@ -30,8 +30,8 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
                                  const ex_option *extra)
 {
     seg_args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL,
-                  "torchvision", "128,64,32,16", 1, 0, 1, 100, 8, 320, 48, 96,
-                  0, 0, 0.35f, 0.003f, 1.0f, 1.0f, 1, prog->name};
+                  "torchvision", "128,64,32,16", 1, 0, 1, 150, 8, 320, 48, 480,
+                  0, 0, 0.35f, 0.006f, 1.0f, 1.0f, 1, prog->name};
     ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
                   "train on the images and masks of a manifest CSV "
