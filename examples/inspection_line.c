@@ -31,6 +31,7 @@
  * `inspection_line --help` lists the options. Without --model it trains
  * a small classifier in memory first (a few seconds). */
 #include "common.h"
+#include "defect_model.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,31 +64,6 @@ typedef struct line_model {
     bool trained_here; /* no --model: the in-memory stand-in */
 } line_model;
 
-/* Normalisation of the default model, as its preprocessing will store
- * it: training sees exactly what the line will feed. */
-static nn_preprocess_opts default_preprocess(void)
-{
-    nn_preprocess_opts p = NN_PREPROCESS_OPTS_INIT;
-    for (int c = 0; c < 4; c++) {
-        p.mean[c] = 0.5f;
-        p.std[c] = 0.25f;
-    }
-    p.positive_class = 1; /* defective */
-    return p;
-}
-
-/* 8-bit frames from images in [0, 1], as a camera would give them. */
-static uint8_t *to_frames(const nn_tensor *images)
-{
-    int64_t n = nn_tensor_size(images);
-    const float *v = nn_tensor_data_const(images);
-    uint8_t *px = malloc((size_t)n);
-    if (!px) die("frames");
-    for (int64_t i = 0; i < n; i++)
-        px[i] = (uint8_t)lrintf(fminf(fmaxf(v[i], 0.0f), 1.0f) * 255.0f);
-    return px;
-}
-
 /* A small classifier of 64 x 64 surfaces, good or defective, trained on
  * `n` generated images (half of them defective) normalised through
  * nn_image_from_u8 with the preprocessing it will carry. Its last pooling
@@ -108,16 +84,9 @@ static nn_model *train_default(unsigned long long seed, int n, int epochs)
     nn_tensor *img, *mask, *kind;
     if (nn_synthetic_defects(&d, &img, &mask, &kind) != NN_OK)
         die("synthetic data");
-    nn_preprocess_opts p = default_preprocess();
-    nn_pixels_opts po = NN_PIXELS_OPTS_INIT;
-    memcpy(po.mean, p.mean, sizeof po.mean);
-    memcpy(po.std, p.std, sizeof po.std);
-    uint8_t *px = to_frames(img);
-    for (int i = 0; i < n; i++)
-        if (nn_image_from_u8(px + (size_t)i * S * S * 3, S, S, 3, &po, img,
-                             i) != NN_OK)
-            die("normalising");
-    free(px);
+    /* stored with the model: training sees exactly what the line feeds */
+    nn_preprocess_opts p = dm_preprocess(DM_SOFTMAX2, 0.5f);
+    if (dm_normalise(img, &p) != NN_OK) die("normalising");
     float *label = nn_tensor_data(kind); /* kind of defect -> defective */
     for (int i = 0; i < n; i++) label[i] = label[i] != 0;
 
@@ -371,7 +340,8 @@ static void make_pool(line *ln, unsigned long long seed, bool **defective)
     nn_tensor *img, *mask, *labels;
     if (nn_synthetic_defects(&d, &img, &mask, &labels) != NN_OK)
         die("camera frames");
-    ln->pool = to_frames(img);
+    ln->pool = dm_to_u8(img);
+    if (!ln->pool) die("frames");
     *defective = malloc(POOL * sizeof **defective);
     if (!*defective) die("frames");
     for (int i = 0; i < POOL; i++)

@@ -30,8 +30,8 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
                                  const ex_option *extra)
 {
     seg_args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL,
-                  "torchvision", "128,64,32,16", 1, 0, 1, 100, 8, 320, 48, 96,
-                  0, 0, 0.35f, 0.003f, 1.0f, 1.0f, 1, prog->name};
+                  "torchvision", "128,64,32,16", 1, 0, 1, 150, 8, 320, 48, 480,
+                  0, 0, 0.35f, 0.006f, 1.0f, 1.0f, 1, prog->name};
     ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
                   "train on the images and masks of a manifest CSV "
@@ -123,6 +123,7 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
 
 typedef struct seg_split {
     nn_tensor *x, *y;
+    nn_tensor *kinds; /* each image's nn_defect_kind (synthetic test) */
 } seg_split;
 
 /* Rows [start, start + n) of t, copied. */
@@ -150,7 +151,9 @@ static inline void seg_split_rows(nn_tensor *x, nn_tensor *y,
     if (tr) {
         tr->x = seg_rows(x, 0, n_train);
         tr->y = seg_rows(y, 0, n_train);
+        tr->kinds = NULL;
     }
+    va->kinds = te->kinds = NULL;
     va->x = n_val ? seg_rows(x, n_train, n_val) : NULL;
     va->y = n_val ? seg_rows(y, n_train, n_val) : NULL;
     te->x = seg_rows(x, n_train + n_val, n_test);
@@ -209,7 +212,6 @@ static inline void seg_make_synthetic(const seg_args *a, seg_split *tr,
     h.seed = 2 * a->seed + 1;
     if (nn_synthetic_defects(&h, &x, &y, &labels) != NN_OK)
         die("synthetic defects");
-    nn_tensor_free(labels);
     printf("Data: synthetic surface defects, %dx%d: %d training images "
            "(%s, %.0f%% with a defect), %d validation and %d test (seed "
            "%llu, 50%%)\n", SEG_SIZE, SEG_SIZE, a->train,
@@ -217,6 +219,8 @@ static inline void seg_make_synthetic(const seg_args *a, seg_split *tr,
            100.0 * a->defect_fraction, a->val, a->test,
            (unsigned long long)h.seed);
     seg_split_rows(x, y, 0, a->val, NULL, va, te);
+    te->kinds = seg_rows(labels, a->val, a->test);
+    nn_tensor_free(labels);
 }
 
 /* ---------------- model ---------------- */
@@ -460,6 +464,75 @@ static inline void seg_train(nn_model *m, nn_optimizer *opt,
 
 /* ---------------- evaluation and pictures ---------------- */
 
+/* The test images of one defect kind, copied: x and y, or NULLs when
+ * none has it. */
+static inline int64_t seg_rows_of_kind(const seg_split *te, int kind,
+                                       nn_tensor **x, nn_tensor **y)
+{
+    const float *k = nn_tensor_data_const(te->kinds);
+    int64_t n = nn_tensor_dim(te->x, 0), count = 0;
+    for (int64_t i = 0; i < n; i++) count += (int)k[i] == kind;
+    *x = *y = NULL;
+    if (!count) return 0;
+    int64_t xs[4], ys[4];
+    nn_tensor_shape(te->x, xs, 4);
+    nn_tensor_shape(te->y, ys, 4);
+    xs[0] = ys[0] = count;
+    *x = nn_tensor_create(4, xs);
+    *y = nn_tensor_create(4, ys);
+    if (!*x || !*y) die("test images by kind");
+    size_t px = (size_t)(nn_tensor_size(te->x) / n),
+           py = (size_t)(nn_tensor_size(te->y) / n);
+    for (int64_t i = 0, j = 0; i < n; i++) {
+        if ((int)k[i] != kind) continue;
+        memcpy(nn_tensor_data(*x) + j * px,
+               nn_tensor_data_const(te->x) + i * px, px * sizeof(float));
+        memcpy(nn_tensor_data(*y) + j * py,
+               nn_tensor_data_const(te->y) + i * py, py * sizeof(float));
+        j++;
+    }
+    return count;
+}
+
+/* The synthetic test images by defect kind: which kinds the model misses
+ * (every kind counts its own images' pixels only). */
+static inline void seg_evaluate_kinds(nn_model *m, const seg_args *a,
+                                      const seg_split *te)
+{
+    if (!te->kinds) return;
+    printf("By defect kind (test images):\n");
+    for (int kind = 1; kind <= NN_DEFECT_KINDS; kind++) {
+        int k = kind % NN_DEFECT_KINDS; /* "none" last */
+        nn_tensor *x, *y;
+        int64_t count = seg_rows_of_kind(te, k, &x, &y);
+        if (!count) continue;
+        nn_confusion *cm = nn_confusion_create(a->classes < 2 ? 2 : a->classes);
+        float loss;
+        if (!cm || nn_model_evaluate_confusion(m, x, y, 16, cm, &loss) !=
+                       NN_OK)
+            die("evaluate by kind");
+        int64_t truth = 0, fp = 0;
+        for (int c = 1; c < nn_confusion_classes(cm); c++) {
+            for (int p = 0; p < nn_confusion_classes(cm); p++)
+                truth += nn_confusion_count(cm, c, p);
+            fp += nn_confusion_count(cm, 0, c);
+        }
+        if (k == NN_DEFECT_NONE)
+            printf("  %-8s %4lld images: %lld pixels called defects (%.1f "
+                   "per image)\n", nn_defect_name(k), (long long)count,
+                   (long long)fp, (double)fp / (double)count);
+        else
+            printf("  %-8s %4lld images, %7lld defect pixels: IoU %.4f - "
+                   "precision %.4f, recall %.4f\n", nn_defect_name(k),
+                   (long long)count, (long long)truth,
+                   nn_confusion_iou(cm, 1), nn_confusion_precision(cm, 1),
+                   nn_confusion_recall(cm, 1));
+        nn_confusion_free(cm);
+        nn_tensor_free(x);
+        nn_tensor_free(y);
+    }
+}
+
 static inline double seg_evaluate(nn_model *m, const seg_args *a,
                                   const seg_split *te)
 {
@@ -588,6 +661,7 @@ static inline int seg_run(const seg_args *args, const seg_hooks *hooks)
     if (hk->start) hk->start(m, hk->user);
     seg_train(m, opt, &a, &tr, &va, hk);
     seg_evaluate(m, &a, &te);
+    seg_evaluate_kinds(m, &a, &te);
     if (hk->finish) hk->finish(m, hk->user);
     if (a.overlays && !hk->no_files) seg_write_overlays(m, &a, &te, 6);
     if (a.save && !hk->no_files) {
@@ -609,6 +683,7 @@ static inline int seg_run(const seg_args *args, const seg_hooks *hooks)
     nn_tensor_free(va.y);
     nn_tensor_free(te.x);
     nn_tensor_free(te.y);
+    nn_tensor_free(te.kinds);
     return 0;
 }
 

@@ -34,7 +34,7 @@ static const ex_program PROGRAM = {
     "evaluated by the IoU of the defect class on held-out images. Data: the\n"
     "synthetic surface defects made in memory, or --manifest. Without\n"
     "--weights the encoder trains from scratch; the defaults (alpha 0.35, a\n"
-    "narrower decoder, 100 epochs of 320 new images) take a few minutes\n"
+    "narrower decoder, 150 epochs of 320 new images) take about six minutes\n"
     "on two cores.\n"
     "Figures and recipes: docs/segmentation.md.\n"};
 

@@ -180,6 +180,19 @@ if [ -x "$dir/defect_classifier" ]; then
         fi
     done
 fi
+# The test images by defect kind: every one counted once, under one kind.
+if [ -x "$dir/segment_unet" ]; then
+    short_run "$dir/segment_unet" --threads 1 --epochs 1 --train 4 --val 2 \
+        --test 12 --batch-size 2
+    counted=$(sed -n 's/^  [a-z]* *\([0-9][0-9]*\) images.*/\1/p' "$tmp/out" |
+        awk '{ n += $1 } END { print n + 0 }')
+    if [ "$rc" -eq 0 ] && grep -q '^By defect kind' "$tmp/out" &&
+        grep -q '^  none ' "$tmp/out" && [ "$counted" -eq 12 ]; then
+        pass
+    else
+        fail "segment_unet --test 12: exit $rc, $counted test images by kind (want 12)"
+    fi
+fi
 [ "$found" -gt 0 ] || fail "no example programs in $dir"
 
 echo "examples: $passed passed, $failed failed"
