@@ -358,6 +358,19 @@ static inline void ex_parse(int argc, char **argv, const ex_program *p,
 
 /* ---- several seeds: a list on the command line, a spread of results ---- */
 
+/* Whether option `name` ("--seed") is on the command line, as "--seed V"
+ * or "--seed=V": for options that exclude each other. */
+static inline int ex_given(int argc, char **argv, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strncmp(argv[i], name, len) &&
+            (!argv[i][len] || argv[i][len] == '='))
+            return 1;
+    return 0;
+}
+
+
 #define EX_MAX_SEEDS 16
 
 /* Reads `list`, the value of --name: seeds separated by commas ("42,1,2"),

@@ -289,17 +289,6 @@ typedef struct setup {
     const char *save;
 } setup;
 
-/* 1 if argv gives the option `--name` (as "--name V" or "--name=V"). */
-static int given(int argc, char **argv, const char *name)
-{
-    size_t len = strlen(name);
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
-        if (!strncmp(argv[i], name, len) &&
-            (!argv[i][len] || argv[i][len] == '='))
-            return 1;
-    return 0;
-}
-
 static setup parse(int argc, char **argv)
 {
     setup a = {3000, 600, 1000, 3, 32, 0, 0, 0, 0, 1, 1, 0.1f, 0, 0.003f,
@@ -343,7 +332,7 @@ static setup parse(int argc, char **argv)
     };
     ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
     if (seeds) {
-        if (given(argc, argv, "--seed"))
+        if (ex_given(argc, argv, "--seed"))
             ex_usage_error(&PROGRAM, "--seed and --seeds: give one (--seeds "
                            "S is the same as --seed S)");
         a.seeds = ex_seed_list(&PROGRAM, "seeds", seeds, a.seed);

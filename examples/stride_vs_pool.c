@@ -18,6 +18,8 @@
 #include "common.h"
 #include "defect_model.h"
 
+#include <stddef.h>
+
 static const ex_program PROGRAM = {
     "stride_vs_pool",
     "Q4(a): the defect classifier (examples/defect_model.h) downsampling with\n"
@@ -171,36 +173,56 @@ static void print_table(const measure *p, const measure *s)
            p->seconds, s->seconds);
 }
 
-int main(int argc, char **argv)
+/* "0.877 [0.602, 0.879]": mean and range over the seeds. */
+static void print_spread(const char *name, const measure *m, int seeds,
+                         size_t offset, const char *fmt)
 {
-    train_args t = TRAIN_ARGS(3000, 1000, 3, 32, 42);
-    int reps = 5, quick = 0, fresh = 1;
-    float fraction = 0.1f;
-    const ex_option opts[] = {
-        EX_INT("train", &t.train, 16, 1000000, "N", "training crops"),
-        EX_INT("test", &t.test, 16, 1000000, "N", "test crops"),
-        EX_FLOAT_ABOVE("defective", &fraction, 0, 1, "F",
-                       "share of crops with a defect"),
-        EX_INT("fresh", &fresh, 0, 1, "0|1",
-               "1: new training crops every epoch; 0: the same crops"),
-        EX_OPT_EPOCHS(&t.epochs),
-        EX_OPT_BATCH_SIZE(&t.batch_size),
-        EX_OPT_SEED(&t.seed),
-        EX_OPT_THREADS(&t.threads),
-        EX_INT("reps", &reps, 1, 1000, "N",
-               "timed blocks per speed figure (the median is printed)"),
-        EX_INT("quick", &quick, 0, 1, "0|1",
-               "1: 64/32 crops, 1 epoch, 3 reps (checks the program)"),
-    };
-    ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
-    if (quick) {
-        t.train = 64;
-        t.test = 32;
-        t.epochs = 1;
-        reps = 3;
+    double v[EX_MAX_SEEDS];
+    printf("%-34s", name);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < seeds; i++)
+            v[i] = *(const double *)((const char *)&m[2 * i + k] + offset);
+        ex_spread sp = ex_spread_of(v, seeds);
+        printf("  ");
+        printf(fmt, sp.mean);
+        printf(" [");
+        printf(fmt, sp.min);
+        printf(", ");
+        printf(fmt, sp.max);
+        printf("]");
     }
-    if (t.threads > 0 && nn_set_num_threads(t.threads) != NN_OK)
-        die("--threads");
+    printf("\n");
+}
+
+/* The table over the seeds: max pooling, then stride 2; m holds both
+ * runs of every seed. */
+static void print_seeds_table(const measure *m, const unsigned long long *seed,
+                              int seeds)
+{
+    printf("\n== over %d seeds (", seeds);
+    for (int i = 0; i < seeds; i++)
+        printf("%s%llu", i ? ", " : "", seed[i]);
+    printf("): mean [min, max], max pooling then stride 2\n");
+    print_spread("training images/s (median)", m, seeds,
+                 offsetof(measure, train_img_s), "%.1f");
+    print_spread("inference images/s (median)", m, seeds,
+                 offsetof(measure, infer_img_s), "%.1f");
+    print_spread("test accuracy (threshold 0.5)", m, seeds,
+                 offsetof(measure, rep.accuracy), "%.3f");
+    print_spread("test precision", m, seeds,
+                 offsetof(measure, rep.precision), "%.3f");
+    print_spread("test recall", m, seeds, offsetof(measure, rep.recall),
+                 "%.3f");
+    print_spread("test F1", m, seeds, offsetof(measure, rep.f1), "%.3f");
+    print_spread("test ROC AUC", m, seeds, offsetof(measure, rep.roc_auc),
+                 "%.3f");
+}
+
+/* Both networks from one seed: that seed's crops and initial weights. */
+static void run_seed(train_args t, unsigned long long seed, float fraction,
+                     int fresh, int reps, measure *pool, measure *stride)
+{
+    t.seed = seed;
     dm_split tr, te;
     dm_train_data td = {t.train, fraction, t.seed, fresh};
     if (dm_train_split(&td, 0, &tr) != NN_OK ||
@@ -214,10 +236,61 @@ int main(int argc, char **argv)
            (long long)tr.defective, (long long)te.n, (long long)te.defective,
            t.epochs, t.batch_size, t.seed, nn_get_num_threads());
     fflush(stdout);
-    measure pool = run(DM_MAXPOOL, &td, &tr, &te, &t, reps);
-    measure stride = run(DM_STRIDE2, &td, &tr, &te, &t, reps);
-    print_table(&pool, &stride);
+    *pool = run(DM_MAXPOOL, &td, &tr, &te, &t, reps);
+    *stride = run(DM_STRIDE2, &td, &tr, &te, &t, reps);
+    print_table(pool, stride);
     dm_split_free(&tr);
     dm_split_free(&te);
+}
+
+int main(int argc, char **argv)
+{
+    train_args t = TRAIN_ARGS(3000, 1000, 3, 32, 42);
+    int reps = 5, quick = 0, fresh = 1;
+    float fraction = 0.1f;
+    const char *seeds_arg = NULL;
+    const ex_option opts[] = {
+        EX_INT("train", &t.train, 16, 1000000, "N", "training crops"),
+        EX_INT("test", &t.test, 16, 1000000, "N", "test crops"),
+        EX_FLOAT_ABOVE("defective", &fraction, 0, 1, "F",
+                       "share of crops with a defect"),
+        EX_INT("fresh", &fresh, 0, 1, "0|1",
+               "1: new training crops every epoch; 0: the same crops"),
+        EX_OPT_EPOCHS(&t.epochs),
+        EX_OPT_BATCH_SIZE(&t.batch_size),
+        EX_OPT_SEED(&t.seed),
+        EX_STRING("seeds", &seeds_arg, "LIST",
+                  "both networks from each seed (42,1,2), then mean [min, "
+                  "max]",
+                  "--seed's one seed"),
+        EX_OPT_THREADS(&t.threads),
+        EX_INT("reps", &reps, 1, 1000, "N",
+               "timed blocks per speed figure (the median is printed)"),
+        EX_INT("quick", &quick, 0, 1, "0|1",
+               "1: 64/32 crops, 1 epoch, 3 reps (checks the program)"),
+    };
+    ex_parse(argc, argv, &PROGRAM, opts, EX_COUNT(opts));
+    unsigned long long seed[EX_MAX_SEEDS] = {t.seed};
+    int seeds = 1;
+    if (seeds_arg) {
+        if (ex_given(argc, argv, "--seed"))
+            ex_usage_error(&PROGRAM, "--seed and --seeds: give one (--seeds "
+                           "S is the same as --seed S)");
+        seeds = ex_seed_list(&PROGRAM, "seeds", seeds_arg, seed);
+    }
+    if (quick) {
+        t.train = 64;
+        t.test = 32;
+        t.epochs = 1;
+        reps = 3;
+    }
+    if (t.threads > 0 && nn_set_num_threads(t.threads) != NN_OK)
+        die("--threads");
+    measure m[2 * EX_MAX_SEEDS];
+    for (int i = 0; i < seeds; i++) {
+        if (i) printf("\n");
+        run_seed(t, seed[i], fraction, fresh, reps, &m[2 * i], &m[2 * i + 1]);
+    }
+    if (seeds > 1) print_seeds_table(m, seed, seeds);
     return 0;
 }

@@ -180,6 +180,24 @@ if [ -x "$dir/defect_classifier" ]; then
         fi
     done
 fi
+# stride_vs_pool --seeds: both networks per seed, then seven rows of two
+# mean [min, max] ranges; --seed beside --seeds is a usage error.
+if [ -x "$dir/stride_vs_pool" ]; then
+    # shellcheck disable=SC2046
+    short_run "$dir/stride_vs_pool" $(short_args stride_vs_pool) --seeds 1,2
+    ranged=$(awk '/^== over 2 seeds \(1, 2\)/ { t = 1; next }
+        t && gsub(/[0-9.]+ \[[0-9.]+, [0-9.]+\]/, "") == 2 { n++ }
+        END { print n + 0 }' "$tmp/out")
+    if [ "$rc" -eq 0 ] && [ ! -s "$tmp/files" ] && [ "$ranged" -eq 7 ]; then
+        pass
+    else
+        fail "stride_vs_pool --quick 1 --seeds 1,2: exit $rc, $ranged of 7 rows with ranges"
+    fi
+    short_run "$dir/stride_vs_pool" --quick 1 --seed 3 --seeds 1,2
+    if [ "$rc" -eq 2 ] && grep -qF -- "--seeds" "$tmp/err"; then pass; else
+        fail "stride_vs_pool --seed 3 --seeds 1,2: exit $rc (want 2)"
+    fi
+fi
 # The test images by defect kind: every one counted once, under one kind.
 if [ -x "$dir/segment_unet" ]; then
     short_run "$dir/segment_unet" --threads 1 --epochs 1 --train 4 --val 2 \
