@@ -1148,6 +1148,93 @@ static void test_synthetic_masks_and_labels(void **state)
     nn_tensor_free(l);
 }
 
+/* Chamfer distance (4-neighbour steps) of each pixel of a size x size
+ * image to the nearest non-zero mask pixel. */
+static void mask_distance(const float *mask, int size, float *d)
+{
+    for (int p = 0; p < size * size; p++) d[p] = mask[p] != 0.0f ? 0.0f : 1e9f;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++) {
+                float *v = &d[y * size + x];
+                if (y) *v = fminf(*v, d[(y - 1) * size + x] + 1);
+                if (x) *v = fminf(*v, d[y * size + x - 1] + 1);
+            }
+        for (int y = size - 1; y >= 0; y--)
+            for (int x = size - 1; x >= 0; x--) {
+                float *v = &d[y * size + x];
+                if (y < size - 1) *v = fminf(*v, d[(y + 1) * size + x] + 1);
+                if (x < size - 1) *v = fminf(*v, d[y * size + x + 1] + 1);
+            }
+    }
+}
+
+/* How far a stain's mean colour lies from that of the surface around it
+ * (3 to 10 pixels outside its mask), in units of the surface's spread of
+ * colour there. */
+static double stain_visibility(const float *img, const float *mask, int size,
+                               float *d)
+{
+    mask_distance(mask, size, d);
+    double in[3] = {0}, out[3] = {0}, sq[3] = {0};
+    long n_in = 0, n_out = 0;
+    for (int p = 0; p < size * size; p++) {
+        int inside = d[p] == 0.0f, ring = d[p] >= 3 && d[p] <= 10;
+        if (!inside && !ring) continue;
+        for (int c = 0; c < 3; c++) {
+            double v = img[3 * p + c];
+            if (inside) {
+                in[c] += v;
+            } else {
+                out[c] += v;
+                sq[c] += v * v;
+            }
+        }
+        if (inside)
+            n_in++;
+        else
+            n_out++;
+    }
+    double change = 0, spread = 0;
+    for (int c = 0; c < 3; c++) {
+        double mean_out = out[c] / (double)n_out;
+        double diff = in[c] / (double)n_in - mean_out;
+        change += diff * diff;
+        spread += sq[c] / (double)n_out - mean_out * mean_out;
+    }
+    return sqrt(change / spread);
+}
+
+/* No stain is a mask over an unchanged image. Before the generator raised
+ * the strength of stains the surface's texture would hide, these images
+ * held a stain 0.017 spreads from its surroundings (invisible: a light
+ * water stain on a coarse weave); now the least visible is at 0.19. */
+static void test_synthetic_stains_visible(void **state)
+{
+    nn_defects_opts o = NN_DEFECTS_OPTS_INIT;
+    o.count = 400;
+    o.seed = 11;
+    o.defect_fraction = 1.0f;
+    nn_tensor *x, *y, *l;
+    synth(&o, &x, &y, &l);
+    float *d = malloc(128 * 128 * sizeof *d);
+    assert_non_null(d);
+    int stains = 0;
+    for (int i = 0; i < 400; i++) {
+        if ((int)nn_tensor_data(l)[i] != NN_DEFECT_STAIN) continue;
+        stains++;
+        double v = stain_visibility(nn_tensor_data(x) + (size_t)i * 128 * 128 * 3,
+                                    nn_tensor_data(y) + (size_t)i * 128 * 128,
+                                    128, d);
+        if (v < 0.15) fail_msg("image %d: a stain %.3f spreads from its surface", i, v);
+    }
+    assert_true(stains > 80);
+    free(d);
+    nn_tensor_free(x);
+    nn_tensor_free(y);
+    nn_tensor_free(l);
+}
+
 /* The data set written by make_defects' calls reads back through the
  * manifest with its masks intact. */
 static void test_synthetic_roundtrip(void **state)
@@ -1335,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_paired_flip),
         cmocka_unit_test(test_synthetic_deterministic),
         cmocka_unit_test(test_synthetic_masks_and_labels),
+        cmocka_unit_test(test_synthetic_stains_visible),
         cmocka_unit_test(test_synthetic_roundtrip),
         cmocka_unit_test(test_alloc_failures),
     };

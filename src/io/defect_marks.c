@@ -258,6 +258,49 @@ static void crack(synth_img *im, nn_rng *r)
 
 /* ---------------- stains ---------------- */
 
+/* A stain is a change of colour over an area; where the surface's own
+ * texture varies more than that change, nothing in the image shows the
+ * stain its mask marks (a light water stain on a coarse weave). So the
+ * strength rises until the mean change of colour under the mask, per unit
+ * of strength as apply() makes it, reaches STAIN_VISIBLE times the spread
+ * of the surface's colour there (its texture, and the sensor noise at its
+ * largest, which light_and_noise() adds later). Faint stains stay faint;
+ * none is a mask over an unchanged image. */
+#define STAIN_VISIBLE 0.5f
+
+static float visible_strength(const synth_img *im, box b, float k,
+                              const float *tint)
+{
+    double sum[3] = {0}, sq[3] = {0}, shift[3] = {0};
+    long n = 0;
+    for (int y = b.y0; y <= b.y1; y++)
+        for (int x = b.x0; x <= b.x1; x++) {
+            size_t p = (size_t)y * im->w + x;
+            if (im->cov[p] <= 0.0f || im->mask[p] != im->mask_value)
+                continue;
+            const float *c = im->rgb + 3 * p;
+            for (int i = 0; i < 3; i++) {
+                sum[i] += c[i];
+                sq[i] += (double)c[i] * c[i];
+                shift[i] += im->cov[p] *
+                            (tint ? c[i] * (tint[i] - 1.0f) : 1.0f - c[i]);
+            }
+            n++;
+        }
+    if (n == 0) return k;
+    double spread = 0, change = 0;
+    for (int i = 0; i < 3; i++) {
+        double mean = sum[i] / (double)n;
+        spread += sq[i] / (double)n - mean * mean;
+        change += (shift[i] / (double)n) * (shift[i] / (double)n);
+    }
+    /* each channel's noise: 0.8 shared and 0.45 own, at sigma's largest */
+    spread = fmax(spread, 0) + 3 * 0.84 * SYNTH_NOISE_MAX * SYNTH_NOISE_MAX;
+    if (change <= 0) return k;
+    float need = STAIN_VISIBLE * (float)sqrt(spread / change);
+    return fminf(fmaxf(k, need), 1.0f);
+}
+
 /* A rotated ellipse with a rough outline, a soft edge and sometimes a
  * darker ring where the liquid dried. */
 static void stain(synth_img *im, nn_rng *r)
@@ -301,6 +344,7 @@ static void stain(synth_img *im, nn_rng *r)
                 nn__synth_clamp01(a * mottle + ring * edge * (a > 0.0f));
             if (a >= 0.5f) im->mask[p] = im->mask_value;
         }
+    k = visible_strength(im, b, k, residue ? NULL : tint);
     apply(im, k, residue, residue ? NULL : tint);
 }
 

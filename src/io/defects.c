@@ -238,7 +238,7 @@ static void light_and_noise(synth_img *im, nn_rng *r)
     float vig = nn__synth_range(r, 0.0f, 0.35f);
     float cx = nn__synth_range(r, 0.2f, 0.8f), cy = nn__synth_range(r, 0.2f, 0.8f);
     float gain = nn__synth_range(r, 0.85f, 1.15f);
-    float sigma = nn__synth_range(r, 0.004f, 0.025f);
+    float sigma = nn__synth_range(r, 0.004f, SYNTH_NOISE_MAX);
     uint32_t key = (uint32_t)nn__rng_u64(r);
     for (int y = 0; y < im->h; y++)
         for (int x = 0; x < im->w; x++) {

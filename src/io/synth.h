@@ -12,6 +12,10 @@
 
 /* One image being drawn: RGB in [0, 1] (before lighting and noise), the
  * coverage scratch of the defect being drawn, and the output mask. */
+/* The largest standard deviation of the sensor noise light_and_noise()
+ * adds (per channel, before the channels' mix). */
+#define SYNTH_NOISE_MAX 0.025f
+
 typedef struct synth_img {
     int h, w;
     float s; /* size scale: min(h, w) / 128 */
