@@ -294,7 +294,8 @@ static float visible_strength(const synth_img *im, box b, float k,
         spread += sq[i] / (double)n - mean * mean;
         change += (shift[i] / (double)n) * (shift[i] / (double)n);
     }
-    /* each channel's noise: 0.8 shared and 0.45 own, at sigma's largest */
+    /* the noise of each channel at its largest; 0.84 rounds
+     * SYNTH_NOISE_SHARED^2 + SYNTH_NOISE_OWN^2 (0.8425) */
     spread = fmax(spread, 0) + 3 * 0.84 * SYNTH_NOISE_MAX * SYNTH_NOISE_MAX;
     if (change <= 0) return k;
     float need = STAIN_VISIBLE * (float)sqrt(spread / change);

@@ -251,7 +251,8 @@ static void light_and_noise(synth_img *im, nn_rng *r)
             float *p = im->rgb + ((size_t)y * im->w + x) * 3;
             for (int c = 0; c < 3; c++) {
                 float own = pixel_noise(key + 1u + (uint32_t)c, x, y) * sigma;
-                p[c] = nn__synth_clamp01(p[c] * k + 0.8f * shared + 0.45f * own);
+                p[c] = nn__synth_clamp01(p[c] * k + SYNTH_NOISE_SHARED * shared +
+                                       SYNTH_NOISE_OWN * own);
             }
         }
 }

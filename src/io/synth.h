@@ -10,12 +10,16 @@
 
 #define SYNTH_PI 3.14159265358979f
 
+/* The sensor noise light_and_noise() adds: a standard deviation drawn up
+ * to SYNTH_NOISE_MAX, and each channel's share of a noise common to the
+ * channels and of its own (stain() counts it when it makes a stain
+ * visible). */
+#define SYNTH_NOISE_MAX 0.025f
+#define SYNTH_NOISE_SHARED 0.8f
+#define SYNTH_NOISE_OWN 0.45f
+
 /* One image being drawn: RGB in [0, 1] (before lighting and noise), the
  * coverage scratch of the defect being drawn, and the output mask. */
-/* The largest standard deviation of the sensor noise light_and_noise()
- * adds (per channel, before the channels' mix). */
-#define SYNTH_NOISE_MAX 0.025f
-
 typedef struct synth_img {
     int h, w;
     float s; /* size scale: min(h, w) / 128 */
