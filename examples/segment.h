@@ -11,6 +11,12 @@
 #include <sys/stat.h>
 
 #define SEG_SIZE 128 /* the tutorial's input */
+/* The synthetic test images are made and evaluated this many at a time,
+ * so that memory does not grow with --test. */
+#define SEG_TEST_CHUNK 480
+/* The default --test-seed. The test images do not depend on --seed: the
+ * spread of the seeds' figures is then the spread of training alone. */
+#define SEG_TEST_SEED 1000000ull
 
 typedef struct seg_args {
     const char *manifest, *weights, *loss, *save, *save_encoder, *overlays,
@@ -19,7 +25,7 @@ typedef struct seg_args {
     int fresh, freeze, classes, epochs, batch, train, val, test, threads;
     int head;
     float alpha, lr, defect_fraction, pos_weight;
-    unsigned long long seed;
+    unsigned long long seed, test_seed;
     const char *program; /* for messages: "segment_unet" */
 } seg_args;
 
@@ -30,8 +36,9 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
                                  const ex_option *extra)
 {
     seg_args a = {NULL, NULL, "bce+iou", NULL, NULL, NULL, NULL,
-                  "torchvision", "128,64,32,16", 1, 0, 1, 150, 8, 320, 48, 480,
-                  0, 0, 0.35f, 0.006f, 1.0f, 1.0f, 1, prog->name};
+                  "torchvision", "128,64,32,16", 1, 0, 1, 150, 8, 320, 48,
+                  4800, 0, 0, 0.35f, 0.006f, 1.0f, 1.0f, 1, SEG_TEST_SEED,
+                  prog->name};
     ex_option opts[] = {
         EX_STRING("manifest", &a.manifest, "FILE",
                   "train on the images and masks of a manifest CSV "
@@ -80,7 +87,11 @@ static inline seg_args seg_parse(int argc, char **argv, const ex_program *prog,
         EX_INT("val", &a.val, 0, 1000000, "N",
                "synthetic validation images (0: no validation)"),
         EX_INT("test", &a.test, 1, 1000000, "N",
-               "synthetic held-out test images"),
+               "synthetic held-out test images (made and evaluated 480 at "
+               "a time)"),
+        EX_SEED("test-seed", &a.test_seed,
+                "seed of the synthetic test images, the same for every "
+                "--seed"),
         EX_OPT_THREADS(&a.threads),
         EX_OUTPUT("save", &a.save, "FILE", "save the trained model (.nnm)",
                   "not saved"),
@@ -126,19 +137,33 @@ typedef struct seg_split {
     nn_tensor *kinds; /* each image's nn_defect_kind (synthetic test) */
 } seg_split;
 
-/* Rows [start, start + n) of t, copied. */
-static inline nn_tensor *seg_rows(const nn_tensor *t, int64_t start,
-                                  int64_t n)
+/* Rows idx[0..n) of t, copied. */
+static inline nn_tensor *seg_gather(const nn_tensor *t, const int64_t *idx,
+                                    int64_t n)
 {
     int64_t shape[NN_MAX_RANK];
     int rank = nn_tensor_rank(t);
     nn_tensor_shape(t, shape, NN_MAX_RANK);
-    int64_t per = nn_tensor_size(t) / shape[0];
+    size_t per = (size_t)(nn_tensor_size(t) / shape[0]);
     shape[0] = n;
     nn_tensor *r = nn_tensor_create(rank, shape);
-    if (!r) die("splitting the data");
-    memcpy(nn_tensor_data(r), nn_tensor_data_const(t) + start * per,
-           (size_t)(n * per) * sizeof(float));
+    if (!r) die("copying images");
+    for (int64_t j = 0; j < n; j++)
+        memcpy(nn_tensor_data(r) + (size_t)j * per,
+               nn_tensor_data_const(t) + (size_t)idx[j] * per,
+               per * sizeof(float));
+    return r;
+}
+
+/* Rows [start, start + n) of t, copied. */
+static inline nn_tensor *seg_rows(const nn_tensor *t, int64_t start,
+                                  int64_t n)
+{
+    int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx) die("splitting the data");
+    for (int64_t j = 0; j < n; j++) idx[j] = start + j;
+    nn_tensor *r = seg_gather(t, idx, n);
+    free(idx);
     return r;
 }
 
@@ -148,11 +173,9 @@ static inline void seg_split_rows(nn_tensor *x, nn_tensor *y,
                                   seg_split *tr, seg_split *va, seg_split *te)
 {
     int64_t n = nn_tensor_dim(x, 0), n_test = n - n_train - n_val;
-    if (tr) {
-        tr->x = seg_rows(x, 0, n_train);
-        tr->y = seg_rows(y, 0, n_train);
-        tr->kinds = NULL;
-    }
+    tr->x = seg_rows(x, 0, n_train);
+    tr->y = seg_rows(y, 0, n_train);
+    tr->kinds = NULL;
     va->kinds = te->kinds = NULL;
     va->x = n_val ? seg_rows(x, n_train, n_val) : NULL;
     va->y = n_val ? seg_rows(y, n_train, n_val) : NULL;
@@ -186,8 +209,8 @@ static inline void seg_load_manifest(const seg_args *a, seg_split *tr,
     seg_split_rows(x, y, n - 2 * n_held, n_held, tr, va, te);
 }
 
-/* Synthetic defects: the training images and the held-out ones come from
- * two seeds, so no image is in both; --defect-fraction applies to the
+/* Synthetic defects: training images come from even seeds, held-out ones
+ * from odd seeds, so no image is in both; --defect-fraction applies to the
  * training images only, the held-out ones have a defect in half of them. */
 static inline void seg_training_images(const seg_args *a,
                                        unsigned long long seed, seg_split *tr)
@@ -202,25 +225,41 @@ static inline void seg_training_images(const seg_args *a,
     nn_tensor_free(labels);
 }
 
+/* Chunk j of the synthetic test images (up to SEG_TEST_CHUNK of them),
+ * from the odd seed 2 (test_seed + j) + 1. */
+static inline void seg_test_chunk(const seg_args *a, int j, seg_split *te)
+{
+    nn_defects_opts h = NN_DEFECTS_OPTS_INIT;
+    int left = a->test - j * SEG_TEST_CHUNK;
+    h.count = left < SEG_TEST_CHUNK ? left : SEG_TEST_CHUNK;
+    h.seed = 2 * (a->test_seed + (unsigned)j) + 1;
+    if (nn_synthetic_defects(&h, &te->x, &te->y, &te->kinds) != NN_OK)
+        die("synthetic test images");
+}
+
+/* The training and validation images; the test images are made when the
+ * model is tested (seg_test), a chunk at a time. */
 static inline void seg_make_synthetic(const seg_args *a, seg_split *tr,
                                       seg_split *va, seg_split *te)
 {
-    nn_tensor *x, *y, *labels;
     seg_training_images(a, 2 * a->seed, tr);
-    nn_defects_opts h = NN_DEFECTS_OPTS_INIT;
-    h.count = a->val + a->test;
-    h.seed = 2 * a->seed + 1;
-    if (nn_synthetic_defects(&h, &x, &y, &labels) != NN_OK)
-        die("synthetic defects");
+    *va = *te = (seg_split){NULL, NULL, NULL};
+    if (a->val) {
+        nn_tensor *labels;
+        nn_defects_opts h = NN_DEFECTS_OPTS_INIT;
+        h.count = a->val;
+        h.seed = 2 * a->seed + 1;
+        if (nn_synthetic_defects(&h, &va->x, &va->y, &labels) != NN_OK)
+            die("synthetic validation images");
+        nn_tensor_free(labels);
+    }
     printf("Data: synthetic surface defects, %dx%d: %d training images "
-           "(%s, %.0f%% with a defect), %d validation and %d test (seed "
-           "%llu, 50%%)\n", SEG_SIZE, SEG_SIZE, a->train,
+           "(%s, %.0f%% with a defect), %d validation (seed %llu) and %d "
+           "test (seeds from %llu, the same for every --seed), half of "
+           "them with a defect\n", SEG_SIZE, SEG_SIZE, a->train,
            a->fresh ? "new ones every epoch" : "the same every epoch",
-           100.0 * a->defect_fraction, a->val, a->test,
-           (unsigned long long)h.seed);
-    seg_split_rows(x, y, 0, a->val, NULL, va, te);
-    te->kinds = seg_rows(labels, a->val, a->test);
-    nn_tensor_free(labels);
+           100.0 * a->defect_fraction, a->val, 2 * a->seed + 1, a->test,
+           2 * a->test_seed + 1);
 }
 
 /* ---------------- model ---------------- */
@@ -471,85 +510,104 @@ static inline int64_t seg_rows_of_kind(const seg_split *te, int kind,
 {
     const float *k = nn_tensor_data_const(te->kinds);
     int64_t n = nn_tensor_dim(te->x, 0), count = 0;
-    for (int64_t i = 0; i < n; i++) count += (int)k[i] == kind;
-    *x = *y = NULL;
-    if (!count) return 0;
-    int64_t xs[4], ys[4];
-    nn_tensor_shape(te->x, xs, 4);
-    nn_tensor_shape(te->y, ys, 4);
-    xs[0] = ys[0] = count;
-    *x = nn_tensor_create(4, xs);
-    *y = nn_tensor_create(4, ys);
-    if (!*x || !*y) die("test images by kind");
-    size_t px = (size_t)(nn_tensor_size(te->x) / n),
-           py = (size_t)(nn_tensor_size(te->y) / n);
-    for (int64_t i = 0, j = 0; i < n; i++) {
-        if ((int)k[i] != kind) continue;
-        memcpy(nn_tensor_data(*x) + j * px,
-               nn_tensor_data_const(te->x) + i * px, px * sizeof(float));
-        memcpy(nn_tensor_data(*y) + j * py,
-               nn_tensor_data_const(te->y) + i * py, py * sizeof(float));
-        j++;
-    }
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) die("test images by kind");
+    for (int64_t i = 0; i < n; i++)
+        if ((int)k[i] == kind) idx[count++] = i;
+    *x = count ? seg_gather(te->x, idx, count) : NULL;
+    *y = count ? seg_gather(te->y, idx, count) : NULL;
+    free(idx);
     return count;
 }
 
-/* The synthetic test images by defect kind: which kinds the model misses
- * (every kind counts its own images' pixels only). */
-static inline void seg_evaluate_kinds(nn_model *m, const seg_args *a,
-                                      const seg_split *te)
+/* The test figures, added up over the chunks of test images: the whole
+ * set and, for synthetic images, each defect kind (its own images'
+ * pixels only: which kinds the model misses). */
+typedef struct seg_tally {
+    nn_confusion *all, *kind[NN_DEFECT_KINDS];
+    int64_t images, kind_images[NN_DEFECT_KINDS];
+    double loss_sum; /* mean loss of each chunk times its images */
+} seg_tally;
+
+static inline seg_tally seg_tally_create(const seg_args *a)
 {
-    if (!te->kinds) return;
-    printf("By defect kind (test images):\n");
-    for (int kind = 1; kind <= NN_DEFECT_KINDS; kind++) {
-        int k = kind % NN_DEFECT_KINDS; /* "none" last */
+    int classes = a->classes < 2 ? 2 : a->classes;
+    seg_tally t = {nn_confusion_create(classes), {NULL}, 0, {0}, 0.0};
+    if (!t.all) die("confusion matrix");
+    for (int k = 0; k < NN_DEFECT_KINDS; k++)
+        if (!(t.kind[k] = nn_confusion_create(classes))) die("confusion matrix");
+    return t;
+}
+
+static inline void seg_tally_add(nn_model *m, seg_tally *t,
+                                 const seg_split *te)
+{
+    float loss;
+    if (nn_model_evaluate_confusion(m, te->x, te->y, 16, t->all, &loss) !=
+        NN_OK)
+        die("evaluate");
+    int64_t n = nn_tensor_dim(te->x, 0);
+    t->images += n;
+    t->loss_sum += (double)loss * (double)n;
+    for (int k = 0; te->kinds && k < NN_DEFECT_KINDS; k++) {
         nn_tensor *x, *y;
         int64_t count = seg_rows_of_kind(te, k, &x, &y);
         if (!count) continue;
-        nn_confusion *cm = nn_confusion_create(a->classes < 2 ? 2 : a->classes);
-        float loss;
-        if (!cm || nn_model_evaluate_confusion(m, x, y, 16, cm, &loss) !=
-                       NN_OK)
+        if (nn_model_evaluate_confusion(m, x, y, 16, t->kind[k], NULL) !=
+            NN_OK)
             die("evaluate by kind");
-        int64_t truth = 0, fp = 0;
-        for (int c = 1; c < nn_confusion_classes(cm); c++) {
-            for (int p = 0; p < nn_confusion_classes(cm); p++)
-                truth += nn_confusion_count(cm, c, p);
-            fp += nn_confusion_count(cm, 0, c);
-        }
-        if (k == NN_DEFECT_NONE)
-            printf("  %-8s %4lld images: %lld pixels called defects (%.1f "
-                   "per image)\n", nn_defect_name(k), (long long)count,
-                   (long long)fp, (double)fp / (double)count);
-        else
-            printf("  %-8s %4lld images, %7lld defect pixels: IoU %.4f - "
-                   "precision %.4f, recall %.4f\n", nn_defect_name(k),
-                   (long long)count, (long long)truth,
-                   nn_confusion_iou(cm, 1), nn_confusion_precision(cm, 1),
-                   nn_confusion_recall(cm, 1));
-        nn_confusion_free(cm);
+        t->kind_images[k] += count;
         nn_tensor_free(x);
         nn_tensor_free(y);
     }
 }
 
-static inline double seg_evaluate(nn_model *m, const seg_args *a,
-                                  const seg_split *te)
+static inline void seg_print_kind(const seg_tally *t, int k)
 {
-    nn_confusion *cm = nn_confusion_create(a->classes < 2 ? 2 : a->classes);
-    float loss;
-    if (!cm ||
-        nn_model_evaluate_confusion(m, te->x, te->y, 16, cm, &loss) != NN_OK)
-        die("evaluate");
+    const nn_confusion *cm = t->kind[k];
+    int64_t truth = 0, fp = 0;
+    for (int c = 1; c < nn_confusion_classes(cm); c++) {
+        for (int p = 0; p < nn_confusion_classes(cm); p++)
+            truth += nn_confusion_count(cm, c, p);
+        fp += nn_confusion_count(cm, 0, c);
+    }
+    long long count = (long long)t->kind_images[k];
+    if (k == NN_DEFECT_NONE)
+        printf("  %-8s %4lld images: %lld pixels called defects (%.1f per "
+               "image)\n", nn_defect_name(k), count, (long long)fp,
+               (double)fp / (double)count);
+    else
+        printf("  %-8s %4lld images, %7lld defect pixels: IoU %.4f - "
+               "precision %.4f, recall %.4f\n", nn_defect_name(k), count,
+               (long long)truth, nn_confusion_iou(cm, 1),
+               nn_confusion_precision(cm, 1), nn_confusion_recall(cm, 1));
+}
+
+/* Prints the figures; returns the IoU of the defect class. */
+static inline double seg_tally_print(const seg_tally *t)
+{
+    const nn_confusion *cm = t->all;
     double iou = nn_confusion_iou(cm, 1);
     printf("Test (%lld held-out images): loss %.4f - IoU of the defect "
            "class %.4f - mean IoU %.4f - pixel accuracy %.4f - defect "
            "precision %.4f, recall %.4f\n",
-           (long long)nn_tensor_dim(te->x, 0), loss, iou,
+           (long long)t->images, t->loss_sum / (double)t->images, iou,
            nn_confusion_mean_iou(cm, 0), nn_confusion_pixel_accuracy(cm),
            nn_confusion_precision(cm, 1), nn_confusion_recall(cm, 1));
-    nn_confusion_free(cm);
+    int any = 0;
+    for (int k = 0; k < NN_DEFECT_KINDS; k++) any |= t->kind_images[k] > 0;
+    if (any) printf("By defect kind (test images):\n");
+    for (int kind = 1; any && kind <= NN_DEFECT_KINDS; kind++) {
+        int k = kind % NN_DEFECT_KINDS; /* "none" last */
+        if (t->kind_images[k]) seg_print_kind(t, k);
+    }
     return iou;
+}
+
+static inline void seg_tally_free(seg_tally *t)
+{
+    nn_confusion_free(t->all);
+    for (int k = 0; k < NN_DEFECT_KINDS; k++) nn_confusion_free(t->kind[k]);
 }
 
 /* Whether pixel p of a model output (logits) is predicted as a defect:
@@ -591,18 +649,18 @@ static inline int seg_pick_overlays(const seg_split *te, int count,
     return k;
 }
 
-/* DIR/overlay_K.png for a few test images: the input, the true mask
- * (green) and the predicted mask (red), side by side. */
+/* DIR/overlay_K.png for each image of ov (seg_test picks them): the
+ * input, the true mask (green) and the predicted mask (red), side by
+ * side. */
 static inline void seg_write_overlays(nn_model *m, const seg_args *a,
-                                      const seg_split *te, int count)
+                                      const seg_split *ov)
 {
     if (mkdir(a->overlays, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "%s: cannot create %s: %s\n", a->program,
                 a->overlays, strerror(errno));
         exit(1);
     }
-    int64_t idx[16];
-    count = seg_pick_overlays(te, count < 16 ? count : 16, idx);
+    int count = (int)nn_tensor_dim(ov->x, 0);
     int64_t xs[4] = {1, SEG_SIZE, SEG_SIZE, 3},
             os[4] = {1, SEG_SIZE, SEG_SIZE, a->classes};
     int64_t ps[3] = {SEG_SIZE, 3 * SEG_SIZE, 3};
@@ -613,8 +671,8 @@ static inline void seg_write_overlays(nn_model *m, const seg_args *a,
                        red[3] = {1.0f, 0.1f, 0.1f};
     size_t px = SEG_SIZE * SEG_SIZE;
     for (int k = 0; k < count; k++) {
-        const float *img = nn_tensor_data_const(te->x) + idx[k] * px * 3;
-        const float *truth = nn_tensor_data_const(te->y) + idx[k] * px;
+        const float *img = nn_tensor_data_const(ov->x) + k * px * 3;
+        const float *truth = nn_tensor_data_const(ov->y) + k * px;
         memcpy(nn_tensor_data(x), img, px * 3 * sizeof(float));
         if (nn_model_predict(m, x, out, 1) != NN_OK) die("predict");
         const float *pred = nn_tensor_data_const(out);
@@ -634,6 +692,39 @@ static inline void seg_write_overlays(nn_model *m, const seg_args *a,
     nn_tensor_free(x);
     nn_tensor_free(out);
     nn_tensor_free(pic);
+}
+
+#define SEG_OVERLAYS 6
+
+/* Tests the model on the held-out images: the manifest's test rows, or
+ * the synthetic test images a chunk at a time. With --overlays, ov gets a
+ * copy of the first chunk's SEG_OVERLAYS images to draw. Returns the IoU
+ * of the defect class. */
+static inline double seg_test(nn_model *m, const seg_args *a,
+                              const seg_split *te, seg_split *ov)
+{
+    seg_tally t = seg_tally_create(a);
+    int chunks = a->manifest ? 1
+                             : (a->test + SEG_TEST_CHUNK - 1) / SEG_TEST_CHUNK;
+    for (int j = 0; j < chunks; j++) {
+        seg_split c = *te;
+        if (!a->manifest) seg_test_chunk(a, j, &c);
+        seg_tally_add(m, &t, &c);
+        if (j == 0 && a->overlays) {
+            int64_t idx[SEG_OVERLAYS];
+            int n = seg_pick_overlays(&c, SEG_OVERLAYS, idx);
+            ov->x = seg_gather(c.x, idx, n);
+            ov->y = seg_gather(c.y, idx, n);
+        }
+        if (!a->manifest) {
+            nn_tensor_free(c.x);
+            nn_tensor_free(c.y);
+            nn_tensor_free(c.kinds);
+        }
+    }
+    double iou = seg_tally_print(&t);
+    seg_tally_free(&t);
+    return iou;
 }
 
 /* The whole recipe: data, model, training, test evaluation and the files
@@ -660,10 +751,10 @@ static inline int seg_run(const seg_args *args, const seg_hooks *hooks)
     nn_optimizer *opt = seg_compile(m, &a);
     if (hk->start) hk->start(m, hk->user);
     seg_train(m, opt, &a, &tr, &va, hk);
-    seg_evaluate(m, &a, &te);
-    seg_evaluate_kinds(m, &a, &te);
+    seg_split ov = {NULL, NULL, NULL};
+    seg_test(m, &a, &te, &ov);
     if (hk->finish) hk->finish(m, hk->user);
-    if (a.overlays && !hk->no_files) seg_write_overlays(m, &a, &te, 6);
+    if (a.overlays && !hk->no_files) seg_write_overlays(m, &a, &ov);
     if (a.save && !hk->no_files) {
         if (nn_model_save(m, a.save, NN_SAVE_DEFAULT) != NN_OK) die(a.save);
         printf("Model saved to %s\n", a.save);
@@ -684,6 +775,8 @@ static inline int seg_run(const seg_args *args, const seg_hooks *hooks)
     nn_tensor_free(te.x);
     nn_tensor_free(te.y);
     nn_tensor_free(te.kinds);
+    nn_tensor_free(ov.x);
+    nn_tensor_free(ov.y);
     return 0;
 }
 

@@ -198,17 +198,33 @@ if [ -x "$dir/stride_vs_pool" ]; then
         fail "stride_vs_pool --seed 3 --seeds 1,2: exit $rc (want 2)"
     fi
 fi
-# The test images by defect kind: every one counted once, under one kind.
+# The test images by defect kind: every one counted once, under one kind,
+# over two chunks of test images (480 at a time); and the same test images
+# whatever the seed of training.
 if [ -x "$dir/segment_unet" ]; then
+    kinds() { grep '^  [a-z]* *[0-9][0-9]* images' "$tmp/out" |
+        sed 's/images.*/images/'; }
     short_run "$dir/segment_unet" --threads 1 --epochs 1 --train 4 --val 2 \
-        --test 12 --batch-size 2
+        --test 500 --batch-size 2 --seed 1
+    rc1=$rc
+    kinds >"$tmp/kinds1"
     counted=$(sed -n 's/^  [a-z]* *\([0-9][0-9]*\) images.*/\1/p' "$tmp/out" |
         awk '{ n += $1 } END { print n + 0 }')
-    if [ "$rc" -eq 0 ] && grep -q '^By defect kind' "$tmp/out" &&
-        grep -q '^  none ' "$tmp/out" && [ "$counted" -eq 12 ]; then
+    if [ "$rc1" -eq 0 ] && grep -q '^By defect kind' "$tmp/out" &&
+        grep -q '^Test (500 held-out images)' "$tmp/out" &&
+        grep -q '^  none ' "$tmp/out" && [ "$counted" -eq 500 ]; then
         pass
     else
-        fail "segment_unet --test 12: exit $rc, $counted test images by kind (want 12)"
+        fail "segment_unet --test 500: exit $rc1, $counted test images by kind (want 500)"
+    fi
+    short_run "$dir/segment_unet" --threads 1 --epochs 1 --train 4 --val 2 \
+        --test 500 --batch-size 2 --seed 2
+    kinds >"$tmp/kinds2"
+    if [ "$rc" -eq 0 ] && [ -s "$tmp/kinds1" ] &&
+        cmp -s "$tmp/kinds1" "$tmp/kinds2"; then
+        pass
+    else
+        fail "segment_unet --seed 1 and --seed 2: not the same test images (exit $rc)"
     fi
 fi
 [ "$found" -gt 0 ] || fail "no example programs in $dir"
